@@ -1,0 +1,8 @@
+module github.com/cloister-go/cloister
+
+go 1.26.8
+
+require (
+	github.com/ergo-services/ergo v1.999.224 // indirect
+	github.com/stathat/consistent v1.0.0 // indirect
+)
