@@ -1,0 +1,182 @@
+// Package ergonode is the one place where cloister configures Ergo nodes.
+//
+// Ergo v2.2.4 (module v1.999.224) ships defaults that are wrong for a cluster
+// that talks to BEAM nodes (ERGO-NOTES §0): handshake v5 cannot initiate a
+// connection to OTP 25.0–25.2, several proto handlers reorder messages on a
+// link, the node calls home with anonymous metrics, a remote spawn request
+// from an Erlang rpc breaks the link, and the default registrar embeds an EPMD
+// listening on every interface. Every node that cloister starts, or helps a
+// user start, goes through Options here so none of these can be forgotten.
+package ergonode
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/ergo-services/ergo"
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/node"
+	"github.com/ergo-services/ergo/proto/dist"
+)
+
+// DefaultEPMDPort is the EPMD port used when Options.EPMDPort is zero.
+const DefaultEPMDPort uint16 = 4369
+
+// NetworkMailbox is the mailbox size for processes fed from the network.
+// Ergo drops a network message silently when the mailbox is full (its
+// default is 100), so anything peers write to gets a large one.
+const NetworkMailbox uint16 = 8192
+
+// Options are the few node settings cloister lets a user choose. The zero
+// value is valid: system EPMD on 127.0.0.1:4369, any free listen port from
+// 15000, no TLS.
+type Options struct {
+	// Cookie is the distribution cookie. Empty means "cloister".
+	Cookie string
+	// EPMDHost and EPMDPort name the EPMD this node registers with.
+	// Defaults: 127.0.0.1 and 4369.
+	EPMDHost string
+	EPMDPort uint16
+	// EmbeddedEPMD makes the node serve EPMD itself on EPMDPort (all
+	// interfaces) when the port is free — one EPMD per container. Off by
+	// default: on a shared host a system epmd is the safe choice, and a node
+	// then fails fast when none runs instead of silently embedding one.
+	EmbeddedEPMD bool
+	// ListenPort fixes the distribution port; 0 scans ListenBegin..ListenEnd
+	// (defaults 15000..65000).
+	ListenPort             uint16
+	ListenBegin, ListenEnd uint16
+	// ListenHost is the interface to listen on; default: the node name's host.
+	ListenHost string
+	// TLS, when set, is used for the listener and outgoing connections.
+	TLS *tls.Config
+	// HandshakeTimeout bounds one handshake. Default 5 s.
+	HandshakeTimeout time.Duration
+	// Applications are started in order inside Start, after Ergo's own.
+	Applications []gen.ApplicationBehavior
+	// Env is the node environment inherited by every process.
+	Env map[gen.EnvKey]interface{}
+	// WrapHandshake and WrapProto let a distribution filter wrap Ergo's
+	// handshake and proto handlers (BEAM interop, see package distfilter).
+	WrapHandshake func(node.HandshakeInterface) node.HandshakeInterface
+	WrapProto     func(node.ProtoInterface) node.ProtoInterface
+}
+
+// ValidateName checks a node name the way Ergo and BEAM both accept it:
+// exactly one '@' with a non-empty name and host.
+func ValidateName(name string) error {
+	parts := strings.Split(name, "@")
+	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
+		return fmt.Errorf("cloister: malformed node name %q: want name@host", name)
+	}
+	return nil
+}
+
+// NodeOptions returns Ergo options with every safe setting applied.
+func NodeOptions(o Options) node.Options {
+	po := node.DefaultProtoOptions()
+	// One handler per link: several reorder messages (ERGO-NOTES §9.1).
+	po.NumHandlers = 1
+
+	flags := node.DefaultFlags()
+	// A BEAM rpc arrives as a spawn request that stock Ergo answers by
+	// dropping the link half-open; without the flag OTP answers
+	// {badrpc, notsup} locally and the link survives (ERGO-NOTES §16).
+	flags.EnableRemoteSpawn = false
+
+	host := o.EPMDHost
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	port := o.EPMDPort
+	if port == 0 {
+		port = DefaultEPMDPort
+	}
+	var reg node.Registrar
+	if o.EmbeddedEPMD {
+		reg = dist.CreateRegistrarWithLocalEPMD("", port)
+	} else {
+		reg = dist.CreateRegistrarWithRemoteEPMD(host, port)
+	}
+
+	hs := dist.CreateHandshake(dist.HandshakeOptions{
+		Version: dist.HandshakeVersion6, // v5 cannot dial OTP 25.0–25.2
+		Timeout: o.HandshakeTimeout,
+	})
+	proto := dist.CreateProto(po)
+	if o.WrapHandshake != nil {
+		hs = o.WrapHandshake(hs)
+	}
+	if o.WrapProto != nil {
+		proto = o.WrapProto(proto)
+	}
+
+	l := node.Listener{
+		Listen:      o.ListenPort,
+		ListenBegin: o.ListenBegin,
+		ListenEnd:   o.ListenEnd,
+		Hostname:    o.ListenHost,
+	}
+	return node.Options{
+		Applications: o.Applications,
+		Env:          o.Env,
+		Flags:        flags,
+		TLS:          o.TLS,
+		Handshake:    hs,
+		Proto:        proto,
+		Registrar:    reg,
+		Listeners:    []node.Listener{l},
+		// The call-home to metrics.ergo.services is on by default.
+		System: node.System{DisableAnonMetrics: true},
+	}
+}
+
+// Start starts an Ergo node named name with the safe options.
+func Start(name string, o Options) (node.Node, error) {
+	if err := ValidateName(name); err != nil {
+		return nil, err
+	}
+	cookie := o.Cookie
+	if cookie == "" {
+		cookie = "cloister"
+	}
+	n, err := ergo.StartNode(name, cookie, NodeOptions(o))
+	if err != nil {
+		return nil, fmt.Errorf("cloister: start node %s: %w", name, err)
+	}
+	return n, nil
+}
+
+// ErrEmptyTerm is returned for a message Ergo cannot send safely: a
+// top-level nil or empty list sends Ergo's encoder into an endless loop or
+// makes the peer drop the link (ERGO-NOTES §16).
+var ErrEmptyTerm = errors.New("cloister: refusing to send a top-level nil or empty list (Ergo cannot encode it safely)")
+
+// CheckSendable reports ErrEmptyTerm for a term that must never be sent:
+// nil, or an empty list of any Go slice type Ergo encodes as a list (an
+// empty []byte is a binary and is fine). Nested empty lists are fine.
+func CheckSendable(t interface{}) error {
+	if t == nil {
+		return ErrEmptyTerm
+	}
+	if _, ok := t.(etf.Tuple); ok {
+		return nil // an empty tuple {} is a fine term
+	}
+	v := reflect.ValueOf(t)
+	switch v.Kind() {
+	case reflect.Slice:
+		if v.Type().Elem().Kind() != reflect.Uint8 && v.Len() == 0 {
+			return ErrEmptyTerm
+		}
+	case reflect.Ptr, reflect.Interface:
+		if v.IsNil() {
+			return ErrEmptyTerm
+		}
+	}
+	return nil
+}
