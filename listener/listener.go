@@ -1,0 +1,255 @@
+// Package listener defines how user code hears about cluster state changes.
+//
+// The original Cloister.Listener ran inside the state machine, so a slow or
+// panicking listener froze the cluster, and it was told only the state being
+// left. Here a Listener gets the old state, the new state and a snapshot, on
+// a goroutine of its own, in order; a panic is recovered and logged.
+package listener
+
+import (
+	"fmt"
+	"log"
+	"runtime/debug"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Flags describe this node at the moment of a snapshot.
+type Flags struct {
+	// Alive: the Monitor is running (false only in stopping/stopped).
+	Alive bool `json:"alive"`
+	// Clustered: at least one other member is connected.
+	Clustered bool `json:"clustered"`
+	// Sentry: this node is one of its own sentries.
+	Sentry bool `json:"sentry"`
+}
+
+// Ring is one named ring in a snapshot.
+type Ring struct {
+	Members []string `json:"members"`
+	// Epoch counts this node's rebuilds of the ring; it differs between nodes.
+	Epoch uint64 `json:"epoch"`
+	// Hash identifies the member set; equal on every node with equal members.
+	Hash uint64 `json:"hash"`
+}
+
+// Snapshot is the Monitor's view at one moment. It is a value: listeners may
+// keep it.
+type Snapshot struct {
+	Node      string          `json:"node"`
+	OTPApp    string          `json:"otp_app"`
+	State     string          `json:"state"`
+	Consensus int             `json:"consensus"`
+	Members   []string        `json:"members"`
+	Rings     map[string]Ring `json:"rings"`
+	Connected []string        `json:"connected"`
+	Suspects  []string        `json:"suspects,omitempty"`
+	Flags     Flags           `json:"flags"`
+	At        time.Time       `json:"at"`
+}
+
+// Ready reports whether the snapshot's state is "ready".
+func (s Snapshot) Ready() bool { return s.State == "ready" }
+
+// Listener is told of every state change of the Monitor.
+//
+// OnStateChange runs on a goroutine owned by the Dispatcher, never on the
+// Monitor's: calls arrive one at a time, in the order the changes happened.
+// It may block (later changes queue up, the Monitor goes on); a panic is
+// recovered and logged and the next change is delivered as usual.
+type Listener interface {
+	OnStateChange(from, to string, snap Snapshot)
+}
+
+// Func adapts a function to a Listener.
+type Func func(from, to string, snap Snapshot)
+
+// OnStateChange calls f.
+func (f Func) OnStateChange(from, to string, snap Snapshot) { f(from, to, snap) }
+
+// Logger is the default listener: one log line per change.
+type Logger struct {
+	// Logf prints; nil means log.Printf.
+	Logf func(format string, args ...interface{})
+}
+
+// OnStateChange logs the change with the members.
+func (l Logger) OnStateChange(from, to string, s Snapshot) {
+	logf := l.Logf
+	if logf == nil {
+		logf = log.Printf
+	}
+	logf("cloister: %s: %s -> %s, members %d/%d [%s]", s.Node, from, to,
+		len(s.Members), s.Consensus, strings.Join(s.Members, ", "))
+}
+
+// Multi fans a change out to several listeners, in order.
+type Multi []Listener
+
+// OnStateChange calls every listener; a panic in one does not skip the others.
+func (m Multi) OnStateChange(from, to string, s Snapshot) {
+	for _, l := range m {
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					log.Printf("cloister: listener %T panicked on %s -> %s: %v", l, from, to, r)
+				}
+			}()
+			l.OnStateChange(from, to, s)
+		}()
+	}
+}
+
+type change struct {
+	from, to string
+	snap     Snapshot
+}
+
+// DefaultQueue bounds the changes a stuck listener may have pending.
+const DefaultQueue = 4096
+
+// Dispatcher delivers changes to a Listener on its own goroutine. Notify
+// never blocks: the Monitor hands a change over and goes on.
+type Dispatcher struct {
+	l    Listener
+	logf func(string, ...interface{})
+	slow time.Duration
+
+	mu      sync.Mutex
+	queue   []change
+	max     int
+	dropped int
+	wake    chan struct{}
+	closed  bool
+	done    chan struct{}
+	idle    *sync.Cond
+	busy    bool
+}
+
+// NewDispatcher starts delivering to l. logf reports panics, slow calls and
+// drops (nil: log.Printf). A call slower than slow is logged (0: 1 s).
+func NewDispatcher(l Listener, logf func(string, ...interface{}), slow time.Duration) *Dispatcher {
+	if logf == nil {
+		logf = log.Printf
+	}
+	if slow <= 0 {
+		slow = time.Second
+	}
+	d := &Dispatcher{l: l, logf: logf, slow: slow, max: DefaultQueue,
+		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	d.idle = sync.NewCond(&d.mu)
+	go d.loop()
+	return d
+}
+
+// Notify queues a change. When DefaultQueue changes are already pending, the
+// oldest is dropped and the drop logged: a listener stuck for that long must
+// not grow memory without bound.
+func (d *Dispatcher) Notify(from, to string, snap Snapshot) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	if len(d.queue) >= d.max {
+		d.queue = d.queue[1:]
+		d.dropped++
+	}
+	d.queue = append(d.queue, change{from, to, snap})
+	// Under the lock, so Close cannot close wake between the check and the send.
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	d.mu.Unlock()
+}
+
+// Flush waits until every queued change has been delivered, or timeout.
+func (d *Dispatcher) Flush(timeout time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		d.mu.Lock()
+		for (len(d.queue) > 0 || d.busy) && !d.closed {
+			d.idle.Wait()
+		}
+		d.mu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// Close delivers what is queued (up to timeout) and stops the goroutine.
+func (d *Dispatcher) Close(timeout time.Duration) {
+	d.Flush(timeout)
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return
+	}
+	d.closed = true
+	d.idle.Broadcast()
+	d.mu.Unlock()
+	close(d.wake)
+	<-d.done
+}
+
+func (d *Dispatcher) loop() {
+	defer close(d.done)
+	for range d.wake {
+		for {
+			d.mu.Lock()
+			if len(d.queue) == 0 || d.closed {
+				d.busy = false
+				d.idle.Broadcast()
+				d.mu.Unlock()
+				break
+			}
+			c := d.queue[0]
+			d.queue = d.queue[1:]
+			dropped := d.dropped
+			d.dropped = 0
+			d.busy = true
+			d.mu.Unlock()
+			if dropped > 0 {
+				d.logf("cloister: listener too slow: %d state changes dropped", dropped)
+			}
+			d.deliver(c)
+		}
+	}
+}
+
+func (d *Dispatcher) deliver(c change) {
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			d.logf("cloister: listener panicked on %s -> %s: %v\n%s", c.from, c.to, r, debug.Stack())
+		}
+		if el := time.Since(start); el > d.slow {
+			d.logf("cloister: listener took %s on %s -> %s", el.Round(time.Millisecond), c.from, c.to)
+		}
+	}()
+	d.l.OnStateChange(c.from, c.to, c.snap)
+}
+
+// String renders a snapshot in one line, for logs.
+func (s Snapshot) String() string {
+	names := make([]string, 0, len(s.Rings))
+	for n := range s.Rings {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s members=%d/%d", s.Node, s.State, len(s.Members), s.Consensus)
+	for _, n := range names {
+		r := s.Rings[n]
+		fmt.Fprintf(&b, " ring[%s]=%d@%d", n, len(r.Members), r.Epoch)
+	}
+	return b.String()
+}

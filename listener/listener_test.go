@@ -1,0 +1,164 @@
+package listener_test
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloister-go/cloister/listener"
+)
+
+type recorder struct {
+	mu  sync.Mutex
+	got []string
+}
+
+func (r *recorder) OnStateChange(from, to string, s listener.Snapshot) {
+	r.mu.Lock()
+	r.got = append(r.got, from+">"+to)
+	r.mu.Unlock()
+}
+
+func (r *recorder) list() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.got...)
+}
+
+func TestDispatcherDeliversInOrder(t *testing.T) {
+	r := &recorder{}
+	d := listener.NewDispatcher(r, t.Logf, 0)
+	defer d.Close(time.Second)
+	var want []string
+	for i := 0; i < 1000; i++ {
+		from, to := fmt.Sprint(i), fmt.Sprint(i+1)
+		want = append(want, from+">"+to)
+		d.Notify(from, to, listener.Snapshot{})
+	}
+	if !d.Flush(10 * time.Second) {
+		t.Fatal("flush timed out")
+	}
+	got := r.list()
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("order broken: got %d changes, first %v", len(got), got[:3])
+	}
+}
+
+func TestPanickingListenerDoesNotStopDelivery(t *testing.T) {
+	r := &recorder{}
+	var logged []string
+	var mu sync.Mutex
+	logf := func(f string, a ...interface{}) {
+		mu.Lock()
+		logged = append(logged, fmt.Sprintf(f, a...))
+		mu.Unlock()
+	}
+	l := listener.Func(func(from, to string, s listener.Snapshot) {
+		if to == "boom" {
+			panic("listener bug")
+		}
+		r.OnStateChange(from, to, s)
+	})
+	d := listener.NewDispatcher(l, logf, 0)
+	defer d.Close(time.Second)
+	d.Notify("down", "assembling", listener.Snapshot{})
+	d.Notify("assembling", "boom", listener.Snapshot{})
+	d.Notify("rehashing", "ready", listener.Snapshot{})
+	d.Flush(5 * time.Second)
+	if got := strings.Join(r.list(), ","); got != "down>assembling,rehashing>ready" {
+		t.Fatalf("got %q", got)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(logged) == 0 || !strings.Contains(logged[0], "panicked") || !strings.Contains(logged[0], "listener bug") {
+		t.Fatalf("panic not logged: %q", logged)
+	}
+}
+
+func TestSlowListenerNeverBlocksNotify(t *testing.T) {
+	release := make(chan struct{})
+	r := &recorder{}
+	l := listener.Func(func(from, to string, s listener.Snapshot) {
+		<-release
+		r.OnStateChange(from, to, s)
+	})
+	d := listener.NewDispatcher(l, t.Logf, time.Hour)
+	done := make(chan struct{})
+	go func() {
+		for i := 0; i < 100; i++ {
+			d.Notify("a", "b", listener.Snapshot{})
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Notify blocked behind a stuck listener")
+	}
+	close(release)
+	d.Flush(10 * time.Second)
+	if n := len(r.list()); n != 100 {
+		t.Fatalf("delivered %d of 100", n)
+	}
+	d.Close(time.Second)
+}
+
+func TestQueueIsBounded(t *testing.T) {
+	release := make(chan struct{})
+	r := &recorder{}
+	var dropLog []string
+	var mu sync.Mutex
+	d := listener.NewDispatcher(listener.Func(func(from, to string, s listener.Snapshot) {
+		<-release
+		r.OnStateChange(from, to, s)
+	}), func(f string, a ...interface{}) {
+		mu.Lock()
+		dropLog = append(dropLog, fmt.Sprintf(f, a...))
+		mu.Unlock()
+	}, time.Hour)
+	total := listener.DefaultQueue + 500
+	for i := 0; i < total; i++ {
+		d.Notify("x", fmt.Sprint(i), listener.Snapshot{})
+	}
+	close(release)
+	d.Flush(10 * time.Second)
+	got := r.list()
+	if len(got) > listener.DefaultQueue+1 || len(got) < listener.DefaultQueue {
+		t.Fatalf("delivered %d, want about %d", len(got), listener.DefaultQueue)
+	}
+	if last := got[len(got)-1]; last != fmt.Sprintf("x>%d", total-1) {
+		t.Fatalf("newest change lost: last %q", last)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(dropLog) == 0 || !strings.Contains(strings.Join(dropLog, "\n"), "dropped") {
+		t.Fatalf("drops not logged: %q", dropLog)
+	}
+	d.Close(time.Second)
+}
+
+func TestNotifyAfterCloseIsIgnored(t *testing.T) {
+	d := listener.NewDispatcher(&recorder{}, t.Logf, 0)
+	d.Close(time.Second)
+	d.Notify("a", "b", listener.Snapshot{}) // must not panic
+}
+
+func TestMultiIsolatesPanics(t *testing.T) {
+	r := &recorder{}
+	m := listener.Multi{listener.Func(func(string, string, listener.Snapshot) { panic("x") }), r}
+	m.OnStateChange("a", "b", listener.Snapshot{})
+	if len(r.list()) != 1 {
+		t.Fatal("second listener skipped after the first panicked")
+	}
+}
+
+func ExampleFunc() {
+	d := listener.NewDispatcher(listener.Func(func(from, to string, s listener.Snapshot) {
+		fmt.Printf("%s -> %s with %d members\n", from, to, len(s.Members))
+	}), nil, 0)
+	d.Notify("rehashing", "ready", listener.Snapshot{Members: []string{"a@127.0.0.1", "b@127.0.0.1"}})
+	d.Close(time.Second)
+	// Output: rehashing -> ready with 2 members
+}
