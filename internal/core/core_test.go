@@ -1,0 +1,379 @@
+package core
+
+import (
+	"errors"
+	"fmt"
+	"math/rand"
+	"reflect"
+	"sort"
+	"testing"
+	"time"
+)
+
+var t0 = time.Unix(1_700_000_000, 0)
+
+func cfg(self string, consensus int, sentries ...string) Config {
+	return Config{
+		Self: self, OTPApp: "cloister", Consensus: consensus, Sentries: sentries,
+		Heartbeat: 500 * time.Millisecond, SuspectAfter: 3 * time.Second, RemoveAfter: 5 * time.Second,
+		ProbeTimeout: 2 * time.Second, Reprobe: 2 * time.Second, Reconcile: time.Second,
+		BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second,
+	}
+}
+
+func transitions(fx []interface{}) []string {
+	var out []string
+	for _, f := range fx {
+		if t, ok := f.(Transition); ok {
+			out = append(out, string(t.From)+">"+string(t.To))
+		}
+	}
+	return out
+}
+
+func kinds[T any](fx []interface{}) []T {
+	var out []T
+	for _, f := range fx {
+		if t, ok := f.(T); ok {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// run feeds an event and, like the driver, a Continue for every ContinueEffect.
+func run(c *Core, ev interface{}) []interface{} {
+	fx := c.Step(ev)
+	for _, f := range fx {
+		if _, ok := f.(ContinueEffect); ok {
+			fx = append(fx, c.Step(Continue{})...)
+			break
+		}
+	}
+	return fx
+}
+
+func TestStartWithSelfListedReachesReadyAtOnce(t *testing.T) {
+	c := New(cfg("a", 1, "a", "b", "c"))
+	fx := run(c, Start{Now: t0})
+	if got := transitions(fx); !reflect.DeepEqual(got, []string{"down>assembling", "assembling>rehashing", "rehashing>ready"}) {
+		t.Fatalf("transitions %v", got)
+	}
+	if d := kinds[Dial](fx); !reflect.DeepEqual(d, []Dial{{"b"}, {"c"}}) {
+		t.Fatalf("dials %v", d)
+	}
+	if p := kinds[Publish](fx); len(p) != 1 || !reflect.DeepEqual(p[0].Members, []string{"a"}) {
+		t.Fatalf("publish %v", p)
+	}
+}
+
+func TestAssemblingWaitsForAReachableSentry(t *testing.T) {
+	c := New(cfg("x", 1, "a", "b"))
+	fx := run(c, Start{Now: t0})
+	if got := transitions(fx); !reflect.DeepEqual(got, []string{"down>assembling"}) {
+		t.Fatalf("transitions %v", got)
+	}
+	fx = run(c, DialDone{Now: t0, Node: "a", Err: errors.New("refused")})
+	if c.State() != Assembling || len(fx) != 0 {
+		t.Fatalf("state %s fx %v", c.State(), fx)
+	}
+	fx = run(c, NodeUp{Now: t0, Node: "b"})
+	if got := transitions(fx); !reflect.DeepEqual(got, []string{"assembling>rehashing", "rehashing>ready"}) {
+		t.Fatalf("transitions %v", got)
+	}
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b"}}) {
+		t.Fatalf("probe %v", p)
+	}
+}
+
+func TestConsensusGatesReady(t *testing.T) {
+	c := New(cfg("a", 3, "a", "b", "c"))
+	run(c, Start{Now: t0})
+	run(c, NodeUp{Now: t0, Node: "b"})
+	fx := run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister", Members: []string{"a", "b"}})
+	if c.State() != Rehashing {
+		t.Fatalf("state %s with 2 of 3", c.State())
+	}
+	if p := kinds[Publish](fx); len(p) != 1 || !reflect.DeepEqual(p[0].Members, []string{"a", "b"}) {
+		t.Fatalf("publish %v", p)
+	}
+	run(c, NodeUp{Now: t0, Node: "c"})
+	fx = run(c, ProbeReply{Now: t0, Node: "c", OTPApp: "cloister", Members: []string{"a", "c"}})
+	if got := transitions(fx); !reflect.DeepEqual(got, []string{"rehashing>ready"}) {
+		t.Fatalf("transitions %v", got)
+	}
+	// Losing one below consensus: ready → rehashing, and stays there.
+	fx = run(c, NodeDown{Now: t0, Node: "c"})
+	if got := transitions(fx); !reflect.DeepEqual(got, []string{"ready>rehashing"}) {
+		t.Fatalf("transitions %v", got)
+	}
+	if !reflect.DeepEqual(c.Members(), []string{"a", "b"}) {
+		t.Fatalf("members %v", c.Members())
+	}
+	if d := kinds[Dial](run(c, Tick{Now: t0.Add(100 * time.Millisecond)})); !reflect.DeepEqual(d, []Dial{{"c"}}) {
+		t.Fatalf("lost sentry must be re-dialled: %v", d)
+	}
+}
+
+func TestMembershipChangeInReadyRehashesAndReturns(t *testing.T) {
+	c := New(cfg("a", 1, "a", "b"))
+	run(c, Start{Now: t0})
+	run(c, NodeUp{Now: t0, Node: "b"})
+	fx := run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister"})
+	if got := transitions(fx); !reflect.DeepEqual(got, []string{"ready>rehashing", "rehashing>ready"}) {
+		t.Fatalf("transitions %v", got)
+	}
+}
+
+func TestForeignNodesNeverJoin(t *testing.T) {
+	c := New(cfg("a", 1, "a"))
+	run(c, Start{Now: t0})
+	run(c, NodeUp{Now: t0, Node: "observer"})
+	fx := run(c, ProbeReply{Now: t0, Node: "other_app", OTPApp: "billing"})
+	if len(kinds[Publish](fx)) != 0 || !reflect.DeepEqual(c.Members(), []string{"a"}) {
+		t.Fatalf("foreign node joined: %v", c.Members())
+	}
+	// A plain node that never answers is re-probed, never added.
+	fx = run(c, Tick{Now: t0.Add(3 * time.Second)})
+	if p := kinds[Probe](fx); len(p) == 0 {
+		t.Fatal("silent non-member not re-probed")
+	}
+	if !reflect.DeepEqual(c.Members(), []string{"a"}) {
+		t.Fatalf("members %v", c.Members())
+	}
+}
+
+func TestGossipBuildsFullMesh(t *testing.T) {
+	c := New(cfg("a", 1, "a", "b"))
+	run(c, Start{Now: t0})
+	run(c, NodeUp{Now: t0, Node: "b"})
+	fx := run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister", Members: []string{"a", "b", "c", "d"}})
+	if d := kinds[Dial](fx); !reflect.DeepEqual(d, []Dial{{"c"}, {"d"}}) {
+		t.Fatalf("dials %v", d)
+	}
+	// Once c is gone from every member's report, we stop dialling it.
+	run(c, DialDone{Now: t0, Node: "c", Err: errors.New("down")})
+	run(c, DialDone{Now: t0, Node: "d", Err: errors.New("down")})
+	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister", Members: []string{"a", "b"}})
+	fx = run(c, Tick{Now: t0.Add(10 * time.Second)})
+	if d := kinds[Dial](fx); len(d) != 0 {
+		t.Fatalf("still dialling forgotten gossip: %v", d)
+	}
+}
+
+func TestProbedByTriggersProbeBack(t *testing.T) {
+	c := New(cfg("a", 1, "a"))
+	run(c, Start{Now: t0})
+	fx := run(c, ProbedBy{Now: t0, Node: "b"})
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b"}}) {
+		t.Fatalf("probe %v", p)
+	}
+}
+
+func TestSilentMemberIsSuspectedThenRemoved(t *testing.T) {
+	c := New(cfg("a", 1, "a", "b"))
+	run(c, Start{Now: t0})
+	run(c, NodeUp{Now: t0, Node: "b"})
+	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister"})
+	var suspected, removed time.Duration
+	for ms := 100; ms <= 8000; ms += 100 {
+		now := t0.Add(time.Duration(ms) * time.Millisecond)
+		fx := run(c, Tick{Now: now})
+		if len(kinds[Suspect](fx)) > 0 && suspected == 0 {
+			suspected = now.Sub(t0)
+		}
+		if d := kinds[Disconnect](fx); len(d) > 0 && removed == 0 {
+			removed = now.Sub(t0)
+			if d[0].Node != "b" {
+				t.Fatalf("disconnected %v", d)
+			}
+			if got := transitions(fx); !reflect.DeepEqual(got, []string{"ready>rehashing", "rehashing>ready"}) {
+				t.Fatalf("transitions %v", got)
+			}
+		}
+	}
+	if suspected != 3*time.Second || removed != 5*time.Second {
+		t.Fatalf("suspected at %v, removed at %v", suspected, removed)
+	}
+	if !reflect.DeepEqual(c.Members(), []string{"a"}) {
+		t.Fatalf("members %v", c.Members())
+	}
+}
+
+func TestAnsweringMemberIsNeverSuspected(t *testing.T) {
+	c := New(cfg("a", 1, "a", "b"))
+	run(c, Start{Now: t0})
+	run(c, NodeUp{Now: t0, Node: "b"})
+	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister"})
+	for ms := 100; ms <= 20000; ms += 100 {
+		now := t0.Add(time.Duration(ms) * time.Millisecond)
+		fx := run(c, Tick{Now: now})
+		for range kinds[Probe](fx) {
+			run(c, ProbeReply{Now: now, Node: "b", OTPApp: "cloister"})
+		}
+		if len(kinds[Suspect](fx)) > 0 || len(kinds[Disconnect](fx)) > 0 {
+			t.Fatalf("answering member suspected at %dms", ms)
+		}
+	}
+}
+
+func TestDialBackoffGrowsAndCaps(t *testing.T) {
+	c := New(cfg("a", 1, "a", "b"))
+	run(c, Start{Now: t0})
+	now := t0
+	var gaps []time.Duration
+	last := now
+	for i := 0; i < 12; i++ {
+		run(c, DialDone{Now: now, Node: "b", Err: errors.New("refused")})
+		for {
+			now = now.Add(10 * time.Millisecond)
+			if d := kinds[Dial](run(c, Tick{Now: now})); len(d) > 0 {
+				break
+			}
+		}
+		gaps = append(gaps, now.Sub(last))
+		last = now
+	}
+	if gaps[0] > 60*time.Millisecond || gaps[len(gaps)-1] > 1010*time.Millisecond || gaps[len(gaps)-1] < time.Second {
+		t.Fatalf("gaps %v", gaps)
+	}
+}
+
+func TestServiceModeAssemblesOnFirstAnswer(t *testing.T) {
+	cf := cfg("app@10.0.0.1", 2)
+	cf.Service = true
+	c := New(cf)
+	fx := run(c, Start{Now: t0})
+	if c.State() != Assembling || len(kinds[Dial](fx)) != 0 {
+		t.Fatalf("state %s fx %v", c.State(), fx)
+	}
+	fx = run(c, Discovered{Now: t0, Peers: []string{"app@10.0.0.1", "app@10.0.0.2"}})
+	if d := kinds[Dial](fx); !reflect.DeepEqual(d, []Dial{{"app@10.0.0.2"}}) {
+		t.Fatalf("dials %v", d)
+	}
+	if c.State() != Rehashing {
+		t.Fatalf("state %s", c.State())
+	}
+}
+
+func TestStopRunsStoppingThenStopped(t *testing.T) {
+	c := New(cfg("a", 1, "a"))
+	run(c, Start{Now: t0})
+	fx := run(c, Stop{Now: t0})
+	if got := transitions(fx); !reflect.DeepEqual(got, []string{"ready>stopping", "stopping>stopped"}) {
+		t.Fatalf("transitions %v", got)
+	}
+	if fx := run(c, NodeUp{Now: t0, Node: "b"}); len(transitions(fx)) != 0 {
+		t.Fatalf("stopped machine moved: %v", fx)
+	}
+}
+
+func TestReconcileRepairsMissedEvents(t *testing.T) {
+	c := New(cfg("a", 1, "a", "b"))
+	run(c, Start{Now: t0})
+	run(c, NodeUp{Now: t0, Node: "b"})
+	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister"})
+	// b vanished without a NodeDown; c appeared without a NodeUp.
+	fx := run(c, Tick{Now: t0.Add(time.Second), Connected: []string{"c"}})
+	if !reflect.DeepEqual(c.Members(), []string{"a"}) {
+		t.Fatalf("members %v", c.Members())
+	}
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"c"}}) {
+		t.Fatalf("probe %v", p)
+	}
+}
+
+// Property: whatever the events, every emitted transition is declared, the
+// member list is sorted, unique and contains self, and the state only
+// reaches ready with consensus.
+func TestRandomEventsKeepInvariants(t *testing.T) {
+	nodes := []string{"a", "b", "c", "d", "e"}
+	for seed := int64(1); seed <= 200; seed++ {
+		r := rand.New(rand.NewSource(seed))
+		c := New(cfg("a", 1+r.Intn(4), "a", "b", "c"))
+		now := t0
+		state := Down
+		for i := 0; i < 300; i++ {
+			now = now.Add(time.Duration(r.Intn(400)) * time.Millisecond)
+			n := nodes[r.Intn(len(nodes))]
+			var ev interface{}
+			switch r.Intn(9) {
+			case 0:
+				ev = Start{Now: now}
+			case 1:
+				ev = NodeUp{Now: now, Node: n}
+			case 2:
+				ev = NodeDown{Now: now, Node: n}
+			case 3:
+				ev = DialDone{Now: now, Node: n, Err: []error{nil, errors.New("x")}[r.Intn(2)]}
+			case 4:
+				ms := []string{nodes[r.Intn(5)], nodes[r.Intn(5)]}
+				ev = ProbeReply{Now: now, Node: n, OTPApp: []string{"cloister", "other"}[r.Intn(2)], Members: ms}
+			case 5:
+				var conn []string
+				if r.Intn(2) == 0 {
+					conn = []string{nodes[r.Intn(5)]}
+				}
+				ev = Tick{Now: now, Connected: conn}
+			case 6:
+				ev = ProbedBy{Now: now, Node: n}
+			case 7:
+				ev = Continue{Now: now}
+			case 8:
+				if r.Intn(20) == 0 {
+					ev = Stop{Now: now}
+				} else {
+					ev = Tick{Now: now}
+				}
+			}
+			for _, f := range run(c, ev) {
+				if tr, ok := f.(Transition); ok {
+					if tr.From != state || !Allowed(tr.From, tr.To) {
+						t.Fatalf("seed %d: bad transition %v from %s", seed, tr, state)
+					}
+					state = tr.To
+				}
+			}
+			ms := c.Members()
+			if !sort.StringsAreSorted(ms) || !contains(ms, "a") || hasDup(ms) {
+				t.Fatalf("seed %d: members %v", seed, ms)
+			}
+			if c.State() == Ready && len(ms) < c.cfg.Consensus {
+				t.Fatalf("seed %d: ready with %d < %d", seed, len(ms), c.cfg.Consensus)
+			}
+		}
+	}
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func hasDup(s []string) bool {
+	seen := map[string]bool{}
+	for _, v := range s {
+		if seen[v] {
+			return true
+		}
+		seen[v] = true
+	}
+	return false
+}
+
+func ExampleCore_Step() {
+	c := New(cfg("a@127.0.0.1", 1, "a@127.0.0.1", "b@127.0.0.1"))
+	for _, f := range c.Step(Start{Now: t0}) {
+		fmt.Printf("%T %v\n", f, f)
+	}
+	// Output:
+	// core.Transition {down assembling}
+	// core.Dial {b@127.0.0.1}
+	// core.Transition {assembling rehashing}
+	// core.Publish {[a@127.0.0.1]}
+	// core.ContinueEffect {}
+}
