@@ -248,6 +248,9 @@ func (c *Core) peer(n string) *peer {
 }
 
 // Step applies one event and returns the effects to carry out, in order.
+// One step makes at most one transition: a chain (down → assembling →
+// rehashing → ready) goes through ContinueEffect, so a driver built on a
+// gen_statem-style behaviour sees each state entered and left.
 func (c *Core) Step(ev interface{}) []interface{} {
 	var fx []interface{}
 	switch e := ev.(type) {
@@ -257,7 +260,7 @@ func (c *Core) Step(ev interface{}) []interface{} {
 		}
 		fx = c.to(fx, Assembling)
 		fx = c.dialDue(fx, e.Now)
-		fx = c.maybeAssembled(fx)
+		fx = append(fx, ContinueEffect{})
 	case Tick:
 		fx = c.tick(fx, e)
 	case NodeUp:
@@ -301,15 +304,20 @@ func (c *Core) Step(ev interface{}) []interface{} {
 	case Discovered:
 		fx = c.discover(fx, e)
 	case Continue:
-		if c.state == Rehashing && len(c.members) >= c.cfg.Consensus {
+		switch {
+		case c.state == Assembling:
+			fx = c.maybeAssembled(fx)
+		case c.state == Rehashing && len(c.members) >= c.cfg.Consensus:
 			fx = c.to(fx, Ready)
+		case c.state == Stopping:
+			fx = c.to(fx, Stopped)
 		}
 	case Stop:
 		if c.state == Stopping || c.state == Stopped {
 			return nil
 		}
 		fx = c.to(fx, Stopping)
-		fx = c.to(fx, Stopped)
+		fx = append(fx, ContinueEffect{})
 	}
 	return fx
 }

@@ -44,13 +44,22 @@ func kinds[T any](fx []interface{}) []T {
 // run feeds an event and, like the driver, a Continue for every ContinueEffect.
 func run(c *Core, ev interface{}) []interface{} {
 	fx := c.Step(ev)
-	for _, f := range fx {
-		if _, ok := f.(ContinueEffect); ok {
-			fx = append(fx, c.Step(Continue{})...)
-			break
+	for more := fx; ; {
+		cont := false
+		for _, f := range more {
+			if _, ok := f.(ContinueEffect); ok {
+				cont = true
+			}
 		}
+		if !cont {
+			return fx
+		}
+		more = c.Step(Continue{})
+		if n := len(transitions(more)); n > 1 {
+			panic(fmt.Sprintf("a step made %d transitions", n))
+		}
+		fx = append(fx, more...)
 	}
-	return fx
 }
 
 func TestStartWithSelfListedReachesReadyAtOnce(t *testing.T) {
@@ -326,7 +335,11 @@ func TestRandomEventsKeepInvariants(t *testing.T) {
 					ev = Tick{Now: now}
 				}
 			}
-			for _, f := range run(c, ev) {
+			fx := c.Step(ev)
+			if n := len(transitions(fx)); n > 1 {
+				t.Fatalf("seed %d: %d transitions in one step", seed, n)
+			}
+			for _, f := range append(fx, run(c, Continue{Now: now})...) {
 				if tr, ok := f.(Transition); ok {
 					if tr.From != state || !Allowed(tr.From, tr.To) {
 						t.Fatalf("seed %d: bad transition %v from %s", seed, tr, state)
@@ -373,7 +386,5 @@ func ExampleCore_Step() {
 	// Output:
 	// core.Transition {down assembling}
 	// core.Dial {b@127.0.0.1}
-	// core.Transition {assembling rehashing}
-	// core.Publish {[a@127.0.0.1]}
 	// core.ContinueEffect {}
 }
