@@ -19,6 +19,7 @@ type testDNS struct {
 	mu      sync.Mutex
 	zone    map[string][]dns.RR // canonical name -> records; absent = NXDOMAIN
 	rcode   map[string]int      // canonical name -> forced response code
+	silent  map[string]bool     // canonical name -> queries get no reply
 	queries []testQuery
 }
 
@@ -31,7 +32,7 @@ type testQuery struct {
 // startDNS starts the server and stops it when the test ends.
 func startDNS(t *testing.T) *testDNS {
 	t.Helper()
-	s := &testDNS{zone: map[string][]dns.RR{}, rcode: map[string]int{}}
+	s := &testDNS{zone: map[string][]dns.RR{}, rcode: map[string]int{}, silent: map[string]bool{}}
 	pc, l := listenPair(t)
 	s.addr = pc.LocalAddr().String()
 	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: s}, {Listener: l, Handler: s}} {
@@ -65,6 +66,38 @@ func listenPair(t *testing.T) (net.PacketConn, net.Listener) {
 // set replaces the records of name; each record is "TYPE RDATA", e.g. "A 10.0.0.1".
 func (s *testDNS) set(t *testing.T, name string, records ...string) {
 	t.Helper()
+	s.put(name, parseRecords(t, name, records...))
+}
+
+// setAfter does what set does once the server has seen n queries for name.
+func (s *testDNS) setAfter(t *testing.T, n int, name string, records ...string) {
+	t.Helper()
+	rrs := parseRecords(t, name, records...)
+	s.after(t, n, name, func() { s.put(name, rrs) })
+}
+
+// after runs change once the server has seen n queries for name. It returns at
+// once; the wait runs in the background and stops when the test ends.
+func (s *testDNS) after(t *testing.T, n int, name string, change func()) {
+	stop, done := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done })
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(5 * time.Millisecond)
+		defer tick.Stop()
+		for s.count(name, "") < n {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+		change()
+	}()
+}
+
+func parseRecords(t *testing.T, name string, records ...string) []dns.RR {
+	t.Helper()
 	rrs := make([]dns.RR, 0, len(records))
 	for _, r := range records {
 		rr, err := dns.NewRR(dns.Fqdn(name) + " 0 IN " + r)
@@ -73,6 +106,10 @@ func (s *testDNS) set(t *testing.T, name string, records ...string) {
 		}
 		rrs = append(rrs, rr)
 	}
+	return rrs
+}
+
+func (s *testDNS) put(name string, rrs []dns.RR) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.zone[dns.CanonicalName(name)] = rrs
@@ -94,6 +131,13 @@ func (s *testDNS) failWith(name string, rcode int) {
 		return
 	}
 	s.rcode[dns.CanonicalName(name)] = rcode
+}
+
+// silence makes the server drop queries for name without a reply.
+func (s *testDNS) silence(name string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.silent[dns.CanonicalName(name)] = true
 }
 
 // count returns how many queries for name (any type) arrived over network ("" = any).
@@ -138,7 +182,11 @@ func (s *testDNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		s.queries = append(s.queries, testQuery{name: name, qtype: q.Qtype, network: network})
 		rrs, ok := s.zone[name]
 		rcode, forced := s.rcode[name]
+		silent := s.silent[name]
 		s.mu.Unlock()
+		if silent {
+			return
+		}
 		switch {
 		case forced:
 			m.Rcode = rcode
