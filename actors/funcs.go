@@ -1,0 +1,59 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/ergo-services/ergo/etf"
+)
+
+// Func is a function Multiapply can run on a node. args are the Multiapply
+// arguments as the node received them (from a remote node they went through
+// ETF: Go strings arrive as Go strings, etf.String as []byte, small integers
+// as int). A non-nil error is answered as {error, <<"message">>}.
+//
+// A Func runs on its own goroutine, concurrently with other calls; a panic is
+// recovered and answered as an error.
+type Func func(args etf.List) (etf.Term, error)
+
+// Funcs is a node-local, concurrency-safe registry of named functions: Go has
+// no MFA, so Multiapply names a function registered here on each node.
+type Funcs struct {
+	mu sync.RWMutex
+	m  map[string]Func
+}
+
+// ErrFuncRegistered is wrapped by Register for a name already taken.
+var ErrFuncRegistered = errors.New("cloister: function already registered")
+
+// NewFuncs returns an empty registry.
+func NewFuncs() *Funcs {
+	return &Funcs{m: make(map[string]Func)}
+}
+
+// Register adds fn under name. An empty name or a nil fn is an error
+// wrapping ErrInvalidArgument; a taken name one wrapping ErrFuncRegistered.
+func (f *Funcs) Register(name string, fn Func) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty function name", ErrInvalidArgument)
+	}
+	if fn == nil {
+		return fmt.Errorf("%w: nil function for %q", ErrInvalidArgument, name)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.m[name]; ok {
+		return fmt.Errorf("%w: %q", ErrFuncRegistered, name)
+	}
+	f.m[name] = fn
+	return nil
+}
+
+// Lookup returns the function registered under name.
+func (f *Funcs) Lookup(name string) (Func, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fn, ok := f.m[name]
+	return fn, ok
+}
