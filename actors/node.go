@@ -1,0 +1,239 @@
+package actors
+
+import (
+	"fmt"
+
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+
+	"github.com/cloister-go/cloister/ergonode"
+)
+
+// NodeName is the registered name of the Node actor: the BEAM atom the
+// Elixir library registers Cloister.Node under, so BEAM code can address a
+// Go node as it addresses an Elixir one.
+const NodeName = "Elixir.Cloister.Node"
+
+// MaxApplyConcurrency bounds the Multiapply functions one Node actor runs at
+// once; a request beyond it is answered {error, busy} instead of piling up
+// goroutines on a node flooded by its peers.
+const MaxApplyConcurrency = 1024
+
+// The atoms of the Node actor's protocol.
+const (
+	atomMultiapply  = etf.Atom("multiapply")
+	atomOK          = etf.Atom("ok")
+	atomError       = etf.Atom("error")
+	atomUndef       = etf.Atom("undef")
+	atomBadarg      = etf.Atom("badarg")
+	atomBusy        = etf.Atom("busy")
+	atomPanic       = etf.Atom("panic")
+	atomUnknownCall = etf.Atom("unknown_call")
+	atomGenCall     = etf.Atom("$gen_call")
+	atomGenCast     = etf.Atom("$gen_cast")
+)
+
+// NodeProcessOptions are the options to spawn the Node actor with: peers
+// write to it, and Ergo silently drops network messages to a full mailbox.
+func NodeProcessOptions() gen.ProcessOptions {
+	return gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}
+}
+
+// nodeServer is the Node actor (the original's Cloister.Node, fan-out part).
+type nodeServer struct {
+	gen.Server
+	funcs *Funcs
+	slots chan struct{} // one token per running Multiapply function
+}
+
+// NewNode returns the Node actor: a gen.Server to register as NodeName
+// (spawn it with NodeProcessOptions). It serves Multiapply requests from
+// peers — a call {multiapply, Fn, Args} with Fn a binary, atom or charlist
+// and Args a list is answered {ok, Result} or {error, Reason}, Reason being
+// {undef, Fn} for a function not in funcs, badarg for a malformed request,
+// busy beyond MaxApplyConcurrency, {panic, <<"...">>} or the function's
+// error text as a binary. Functions run on their own goroutines, so a slow
+// one delays nobody else. Any other call is answered {error, unknown_call};
+// casts and infos of any shape are ignored. Erlang's gen_server:multi_call
+// form ({'$gen_call', {Pid, {Ref, Node}}, Req}, which Ergo hands to
+// HandleInfo) is answered like a call. A nil funcs means an empty registry.
+func NewNode(funcs *Funcs) gen.ServerBehavior {
+	if funcs == nil {
+		funcs = NewFuncs()
+	}
+	return &nodeServer{funcs: funcs, slots: make(chan struct{}, MaxApplyConcurrency)}
+}
+
+// ProcessLoop runs gen.Server's loop behind guardedLoop's filter.
+func (s *nodeServer) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
+	return guardedLoop(&s.Server, ps, started)
+}
+
+// guardedLoop runs gen.Server's process loop on a filtered copy of the
+// mailbox that drops a bare empty tuple. Ergo's gen.Server loop reads the
+// first element of every tuple it receives and panics on {}: one `Pid ! {}`
+// from any peer kills any Ergo gen.Server, outside every callback (no
+// Terminate). Only the Node actor's own mailbox is filtered; the filtered
+// channel has the original's capacity, which also sizes the loop's buffer
+// of deferred messages.
+func guardedLoop(srv *gen.Server, ps gen.ProcessState, started chan<- bool) string {
+	orig := ps.ProcessChannels()
+	mailbox := make(chan gen.ProcessMailboxMessage, cap(orig.Mailbox))
+	ctx := ps.Context()
+	go func() {
+		for {
+			select {
+			case m := <-orig.Mailbox:
+				if t, ok := m.Message.(etf.Tuple); ok && len(t) == 0 {
+					continue
+				}
+				select {
+				case mailbox <- m:
+				case <-ctx.Done():
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	ps.Process = guardedProcess{Process: ps.Process, channels: gen.ProcessChannels{
+		Mailbox:      mailbox,
+		Direct:       orig.Direct,
+		GracefulExit: orig.GracefulExit,
+	}}
+	return srv.ProcessLoop(ps, started)
+}
+
+// guardedProcess is the process as gen.Server's loop sees it: the same, but
+// reading the filtered mailbox.
+type guardedProcess struct {
+	gen.Process
+	channels gen.ProcessChannels
+}
+
+func (g guardedProcess) ProcessChannels() gen.ProcessChannels { return g.channels }
+
+// HandleCall serves {multiapply, Fn, Args}; the answer is sent
+// asynchronously, so the return is always Ignore.
+func (s *nodeServer) HandleCall(p *gen.ServerProcess, from gen.ServerFrom, message etf.Term) (etf.Term, gen.ServerStatus) {
+	s.serve(message, func(reply etf.Term) { _ = p.SendReply(from, reply) })
+	return nil, gen.ServerStatusIgnore
+}
+
+// HandleCast ignores every cast: the Node actor takes no casts, and a peer's
+// garbage must not stop it.
+func (s *nodeServer) HandleCast(p *gen.ServerProcess, message etf.Term) gen.ServerStatus {
+	return gen.ServerStatusOK
+}
+
+// HandleInfo answers the gen_server:multi_call form of a call and ignores
+// everything else.
+func (s *nodeServer) HandleInfo(p *gen.ServerProcess, message etf.Term) gen.ServerStatus {
+	m, ok := message.(etf.Tuple)
+	if !ok || len(m) != 3 || m[0] != atomGenCall {
+		return gen.ServerStatusOK
+	}
+	from, ok := m[1].(etf.Tuple)
+	if !ok || len(from) != 2 {
+		return gen.ServerStatusOK
+	}
+	pid, ok := from[0].(etf.Pid)
+	if !ok {
+		return gen.ServerStatusOK
+	}
+	tag, ok := from[1].(etf.Tuple) // {Ref, Node}
+	if !ok || len(tag) != 2 {
+		return gen.ServerStatusOK
+	}
+	if _, ok := tag[0].(etf.Ref); !ok {
+		return gen.ServerStatusOK
+	}
+	s.serve(m[2], func(reply etf.Term) { _ = p.Send(pid, etf.Tuple{tag, reply}) })
+	return gen.ServerStatusOK
+}
+
+// serve answers one request through reply, which may be called from another
+// goroutine (SendReply and Send are safe there).
+func (s *nodeServer) serve(request etf.Term, reply func(etf.Term)) {
+	t, ok := request.(etf.Tuple)
+	if !ok || len(t) == 0 || t[0] != atomMultiapply {
+		reply(etf.Tuple{atomError, atomUnknownCall})
+		return
+	}
+	if len(t) != 3 {
+		reply(etf.Tuple{atomError, atomBadarg})
+		return
+	}
+	name, okName := funcName(t[1])
+	args, okArgs := argList(t[2])
+	if !okName || !okArgs {
+		reply(etf.Tuple{atomError, atomBadarg})
+		return
+	}
+	fn, found := s.funcs.Lookup(name)
+	if !found {
+		reply(etf.Tuple{atomError, etf.Tuple{atomUndef, t[1]}})
+		return
+	}
+	select {
+	case s.slots <- struct{}{}:
+	default:
+		reply(etf.Tuple{atomError, atomBusy})
+		return
+	}
+	go func() {
+		defer func() { <-s.slots }()
+		reply(runFunc(fn, args))
+	}()
+}
+
+// runFunc calls fn and turns its outcome, panic included, into the answer.
+func runFunc(fn Func, args etf.List) (answer etf.Term) {
+	defer func() {
+		if r := recover(); r != nil {
+			answer = etf.Tuple{atomError, etf.Tuple{atomPanic, etf.String(fmt.Sprint(r))}}
+		}
+	}()
+	v, err := fn(args)
+	if err != nil {
+		return etf.Tuple{atomError, etf.String(err.Error())}
+	}
+	return etf.Tuple{atomOK, v}
+}
+
+// funcName accepts the forms a function name takes on the wire: an Elixir
+// string (binary), an atom, an Erlang charlist (a Go string after ETF), or
+// etf.String when the request came from this node unencoded.
+func funcName(t etf.Term) (string, bool) {
+	var s string
+	switch v := t.(type) {
+	case []byte:
+		s = string(v)
+	case etf.Atom:
+		s = string(v)
+	case string:
+		s = v
+	case etf.String:
+		s = string(v)
+	default:
+		return "", false
+	}
+	return s, s != ""
+}
+
+// argList accepts a list; a latin-1 integer list such as [1,2,3] arrives as
+// a Go string after ETF and is turned back into integers.
+func argList(t etf.Term) (etf.List, bool) {
+	switch v := t.(type) {
+	case etf.List:
+		return v, true
+	case string:
+		l := make(etf.List, 0, len(v))
+		for i := 0; i < len(v); i++ {
+			l = append(l, int(v[i]))
+		}
+		return l, true
+	}
+	return nil, false
+}
