@@ -1,0 +1,469 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/lib"
+	"github.com/ergo-services/ergo/node"
+
+	"github.com/cloister-go/cloister/ergonode"
+)
+
+// Fan-out never dials. A node that is neither this node nor in n.Nodes() is
+// answered KindNoConnection at once: an Ergo send to an unconnected node
+// makes a synchronous connect attempt in the sender's goroutine
+// (ERGO-NOTES §4.5), which could stall every caller for as long as an EPMD
+// dial to a dead host takes. Connecting is the Monitor's job. (A node that
+// drops in the microseconds between that check and the send still triggers
+// Ergo's own re-dial; that runs in the fan-out process, never in the
+// caller, whose deadline holds regardless — see backstopGrace.)
+
+// Result is the answer of one node to a fan-out.
+type Result struct {
+	Node  string   // the node asked
+	Reply etf.Term // its reply; nil when Err is set
+	Err   error    // a *NodeError, or nil
+}
+
+// backstopGrace is how long after the deadline the calling goroutine stops
+// waiting for the fan-out process on its own. The process enforces the
+// deadline itself (SendAfter); the backstop only matters when the process
+// is stuck (a re-dial, see above) and keeps Multicall within its bound.
+const backstopGrace = 50 * time.Millisecond
+
+var errNotConnected = errors.New("not connected (fan-out never dials)")
+
+// Multicall calls the process registered as name on every node in nodes,
+// gen_server:call style, and returns one Result per node in the order given,
+// duplicates removed. The local node is a valid target. A node fails with
+// KindNoConnection when it is not connected (nothing is dialled) or goes
+// down during the call, KindNoSuchProcess when nothing is registered as name
+// there, KindRemote when the process exits during the call, KindTimeout
+// when no reply came within timeout. Timeouts may be sub-second (Ergo's own
+// are whole seconds): the caller process enforces the deadline with
+// SendAfter, and the calling goroutine stops waiting backstopGrace (50 ms)
+// later should that process be stuck; measured: 200 ms → 201–204 ms.
+//
+// Call it from plain Go code, not from the callback of a process it calls
+// (that process could not answer until the callback returns). The error is
+// non-nil only for bad arguments: a nil node, an empty name, a timeout ≤ 0,
+// or a request that is nil or an empty list (an error wrapping
+// ergonode.ErrEmptyTerm; such a term sent on its own wedges an Ergo link,
+// ERGO-NOTES §16, and arrives as [] remotely but nil locally). An empty
+// node list gives an empty result.
+//
+// Each call runs in a short-lived unnamed process of its own, so any number
+// of goroutines may call at once (no shared mailbox or Direct queue).
+func Multicall(n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
+	return multicall("multicall", n, nodes, name, request, timeout)
+}
+
+// multicall is Multicall; op names the operation in errors.
+func multicall(op string, n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
+	start := time.Now()
+	if err := checkArgs(n, name, request); err != nil {
+		return nil, fmt.Errorf("cloister: %s: %w", op, err)
+	}
+	if timeout <= 0 {
+		return nil, fmt.Errorf("cloister: %s: %w: timeout must be > 0, got %v", op, ErrInvalidArgument, timeout)
+	}
+	targets := dedupe(nodes)
+	st := newCallState(targets)
+	if len(targets) == 0 {
+		return st.results, nil
+	}
+
+	self := n.Name()
+	connected := make(map[string]bool)
+	for _, peer := range n.Nodes() {
+		connected[peer] = true
+	}
+	var call []int
+	for i, t := range targets {
+		if t == self || connected[t] {
+			call = append(call, i)
+			continue
+		}
+		st.put(i, nil, nodeErr(t, KindNoConnection, errNotConnected))
+	}
+	if len(call) == 0 {
+		return st.snapshot(), nil
+	}
+
+	deadline := start.Add(timeout)
+	c := &caller{st: st, call: call, name: name, request: request, deadline: deadline}
+	p, err := n.Spawn("", gen.ProcessOptions{MailboxSize: callerMailbox(len(call))}, c)
+	if err != nil {
+		return nil, fmt.Errorf("cloister: %s: spawn the caller process: %w", op, err)
+	}
+	backstop := time.NewTimer(time.Until(deadline) + backstopGrace)
+	defer backstop.Stop()
+	select {
+	case <-st.done:
+	case <-backstop.C:
+		st.finish(KindTimeout, nil)
+		p.Kill()
+	}
+	return st.snapshot(), nil
+}
+
+// Multicast casts message to the process registered as name on every node
+// in nodes (gen_server:abcast style: it arrives in HandleCast), fire and
+// forget. Nodes are deduplicated; the local node is a valid target. Nothing
+// is dialled: a node that is not connected is skipped.
+//
+// The error wraps ErrInvalidArgument or ergonode.ErrEmptyTerm for bad
+// arguments (then nothing is sent); otherwise it is nil, or the errors.Join
+// of a *NodeError per node the message could not be handed to Ergo for
+// (not connected; no such local process; refused) while it still went to
+// all the others. A missing process on a remote node is not noticed.
+func Multicast(n node.Node, nodes []string, name string, message etf.Term) error {
+	if err := checkArgs(n, name, message); err != nil {
+		return fmt.Errorf("cloister: multicast: %w", err)
+	}
+	targets := dedupe(nodes)
+	if len(targets) == 0 {
+		return nil
+	}
+	self := n.Name()
+	connected := make(map[string]bool)
+	for _, peer := range n.Nodes() {
+		connected[peer] = true
+	}
+	var errs []error
+	var send []string
+	for _, t := range targets {
+		if t == self || connected[t] {
+			send = append(send, t)
+		} else {
+			errs = append(errs, nodeErr(t, KindNoConnection, errNotConnected))
+		}
+	}
+	if len(send) > 0 {
+		// Ergo sends only from a process; this one never receives.
+		p, err := n.Spawn("", gen.ProcessOptions{MailboxSize: 1}, &sender{})
+		if err != nil {
+			return fmt.Errorf("cloister: multicast: spawn the sender process: %w", err)
+		}
+		cast := etf.Tuple{atomGenCast, message}
+		for _, t := range send {
+			if err := p.Send(gen.ProcessID{Name: name, Node: t}, cast); err != nil {
+				errs = append(errs, sendErr(t, name, err))
+			}
+		}
+		p.Kill()
+	}
+	return errors.Join(errs...)
+}
+
+// Multiapply runs the function registered as fn (see Funcs) on every node in
+// nodes, through each node's Node actor, and returns one Result per node in
+// the order given, duplicates removed. A Result's Reply is the function's
+// return value; a node whose function failed, or which has no function of
+// that name, has a KindRemote error (a *RemoteError naming the function).
+// Everything else is as for Multicall. args may be nil (no arguments).
+func Multiapply(n node.Node, nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error) {
+	if fn == "" {
+		return nil, fmt.Errorf("cloister: multiapply: %w: empty function name", ErrInvalidArgument)
+	}
+	if args == nil {
+		args = etf.List{}
+	}
+	// A binary, not an atom: BEAM peers then need no atom for every name.
+	request := etf.Tuple{atomMultiapply, etf.String(fn), args}
+	results, err := multicall(fmt.Sprintf("multiapply %q", fn), n, nodes, NodeName, request, timeout)
+	if err != nil {
+		return nil, err
+	}
+	for i := range results {
+		r := &results[i]
+		if r.Err != nil {
+			continue
+		}
+		reply := r.Reply
+		r.Reply = nil
+		t, ok := reply.(etf.Tuple)
+		switch {
+		case ok && len(t) == 2 && t[0] == atomOK:
+			r.Reply = t[1]
+		case ok && len(t) == 2 && t[0] == atomError:
+			r.Err = nodeErr(r.Node, KindRemote, applyError(fn, t[1]))
+		default:
+			r.Err = nodeErr(r.Node, KindRemote, &RemoteError{Reason: reply,
+				msg: fmt.Sprintf("function %q: unexpected answer %s", fn, termText(reply))})
+		}
+	}
+	return results, nil
+}
+
+// applyError describes a Multiapply {error, Reason}.
+func applyError(fn string, reason etf.Term) *RemoteError {
+	e := &RemoteError{Reason: reason}
+	if t, ok := reason.(etf.Tuple); ok && len(t) == 2 && t[0] == atomUndef {
+		e.msg = fmt.Sprintf("function %q is not registered there (undef)", fn)
+		return e
+	}
+	e.msg = fmt.Sprintf("function %q failed: %s", fn, termText(reason))
+	return e
+}
+
+// termText renders a reason for an error message: binaries as text.
+func termText(t etf.Term) string {
+	switch v := t.(type) {
+	case []byte:
+		return string(v)
+	case etf.String:
+		return string(v)
+	case etf.Tuple:
+		s := "{"
+		for i, e := range v {
+			if i > 0 {
+				s += ", "
+			}
+			s += termText(e)
+		}
+		return s + "}"
+	}
+	return fmt.Sprint(t)
+}
+
+func checkArgs(n node.Node, name string, msg etf.Term) error {
+	if n == nil {
+		return fmt.Errorf("%w: nil node", ErrInvalidArgument)
+	}
+	if name == "" {
+		return fmt.Errorf("%w: empty process name", ErrInvalidArgument)
+	}
+	return ergonode.CheckSendable(msg)
+}
+
+// dedupe keeps the first occurrence of every node, in order.
+func dedupe(nodes []string) []string {
+	seen := make(map[string]bool, len(nodes))
+	out := make([]string, 0, len(nodes))
+	for _, nd := range nodes {
+		if !seen[nd] {
+			seen[nd] = true
+			out = append(out, nd)
+		}
+	}
+	return out
+}
+
+// callerMailbox sizes a caller process's mailbox to what it can ever
+// receive — one reply and one DOWN per target, its start and deadline
+// messages — so nothing a peer sends it is dropped, without allocating
+// ergonode.NetworkMailbox (three buffers of 8192 entries, ~1 MB) per call.
+func callerMailbox(targets int) uint16 {
+	n := 2*targets + 4
+	if n > 65535 {
+		return 65535
+	}
+	return uint16(n)
+}
+
+// sendErr classifies an error of Ergo's Send.
+func sendErr(node, name string, err error) *NodeError {
+	switch {
+	case errors.Is(err, lib.ErrProcessUnknown):
+		return nodeErr(node, KindNoSuchProcess, fmt.Errorf("no process registered as %q", name))
+	case errors.Is(err, lib.ErrNoRoute):
+		return nodeErr(node, KindNoConnection, err)
+	}
+	return nodeErr(node, KindRefused, err)
+}
+
+// downErr classifies the reason of a monitor DOWN for the called process.
+func downErr(node, name, reason string) *NodeError {
+	switch reason {
+	case "noproc":
+		return nodeErr(node, KindNoSuchProcess, fmt.Errorf("no process registered as %q", name))
+	case "noconnection", "noproxy":
+		return nodeErr(node, KindNoConnection, errors.New("connection lost during the call"))
+	}
+	return nodeErr(node, KindRemote, &RemoteError{Reason: reason,
+		msg: fmt.Sprintf("process %q exited: %s", name, reason)})
+}
+
+// callState is one Multicall's results, shared by the calling goroutine and
+// the caller process; the first to finish it wins, later writes are ignored.
+type callState struct {
+	mu      sync.Mutex
+	results []Result
+	set     []bool
+	pending int
+	closed  bool
+	done    chan struct{}
+}
+
+func newCallState(targets []string) *callState {
+	st := &callState{
+		results: make([]Result, len(targets)),
+		set:     make([]bool, len(targets)),
+		pending: len(targets),
+		done:    make(chan struct{}),
+	}
+	for i, t := range targets {
+		st.results[i].Node = t
+	}
+	if st.pending == 0 {
+		st.closed = true
+		close(st.done)
+	}
+	return st
+}
+
+// put records the outcome of target i.
+func (st *callState) put(i int, reply etf.Term, err *NodeError) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed || st.set[i] {
+		return
+	}
+	st.set[i] = true
+	if err != nil {
+		st.results[i].Err = err
+	} else {
+		st.results[i].Reply = reply
+	}
+	st.pending--
+	if st.pending == 0 {
+		st.closed = true
+		close(st.done)
+	}
+}
+
+// finish gives every target without an outcome an error of kind k.
+func (st *callState) finish(k ErrorKind, detail error) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed {
+		return
+	}
+	for i := range st.results {
+		if !st.set[i] {
+			st.set[i] = true
+			st.results[i].Err = nodeErr(st.results[i].Node, k, detail)
+		}
+	}
+	st.pending = 0
+	st.closed = true
+	close(st.done)
+}
+
+func (st *callState) snapshot() []Result {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	out := make([]Result, len(st.results))
+	copy(out, st.results)
+	return out
+}
+
+// caller is the short-lived process of one Multicall. It monitors each
+// target by name (DOWN gives noproc, noconnection or the exit reason at
+// once, where a plain Ergo Call would wait for its timeout), sends a
+// '$gen_call' tagged with the monitor's reference as Erlang does, collects
+// the {Ref, Reply} answers (Ergo hands them to HandleInfo: no sync request
+// is registered for the ref) and stops at the deadline or when all answered.
+type caller struct {
+	gen.Server
+	st       *callState
+	call     []int // indexes of st.results to call
+	name     string
+	request  etf.Term
+	deadline time.Time
+
+	refs    map[etf.Ref]int
+	started bool
+	cancel  gen.CancelFunc
+}
+
+type callerStart struct{}
+type callerDeadline struct{}
+
+// Init only queues the start: sending happens in the process's own
+// goroutine, so a stuck send can never hold up Spawn, i.e. the caller.
+func (c *caller) Init(p *gen.ServerProcess, args ...etf.Term) error {
+	c.refs = make(map[etf.Ref]int, len(c.call))
+	return p.Send(p.Self(), callerStart{})
+}
+
+// HandleInfo drives the call.
+func (c *caller) HandleInfo(p *gen.ServerProcess, message etf.Term) gen.ServerStatus {
+	switch m := message.(type) {
+	case callerStart:
+		c.start(p)
+	case callerDeadline:
+		c.st.finish(KindTimeout, nil)
+		c.drop(p)
+	case gen.MessageDown:
+		if i, ok := c.refs[m.Ref]; ok {
+			delete(c.refs, m.Ref)
+			c.st.put(i, nil, downErr(c.st.results[i].Node, c.name, m.Reason))
+		}
+	case etf.Tuple:
+		if len(m) != 2 {
+			break
+		}
+		ref, ok := m[0].(etf.Ref)
+		if !ok {
+			break
+		}
+		if i, ok := c.refs[ref]; ok {
+			delete(c.refs, ref)
+			p.DemonitorProcess(ref)
+			c.st.put(i, m[1], nil)
+		}
+	}
+	if c.started && len(c.refs) == 0 {
+		return gen.ServerStatusStop
+	}
+	return gen.ServerStatusOK
+}
+
+func (c *caller) start(p *gen.ServerProcess) {
+	c.started = true
+	self := p.Self()
+	for _, i := range c.call {
+		node := c.st.results[i].Node
+		to := gen.ProcessID{Name: c.name, Node: node}
+		ref := p.MonitorProcess(to)
+		c.refs[ref] = i
+		msg := etf.Tuple{atomGenCall, etf.Tuple{self, ref}, c.request}
+		if err := p.Send(to, msg); err != nil {
+			delete(c.refs, ref)
+			p.DemonitorProcess(ref)
+			c.st.put(i, nil, sendErr(node, c.name, err))
+		}
+	}
+	if len(c.refs) > 0 {
+		c.cancel = p.SendAfter(self, callerDeadline{}, time.Until(c.deadline))
+	}
+}
+
+// drop removes the monitors still held: Ergo keeps a monitor entry of a dead
+// process until the monitored one goes down, so each call would leak one.
+func (c *caller) drop(p *gen.ServerProcess) {
+	for ref := range c.refs {
+		p.DemonitorProcess(ref)
+		delete(c.refs, ref)
+	}
+}
+
+// Terminate cleans up; if the process ends early (killed by the backstop,
+// or a panic) the calling goroutine is released with what is known.
+func (c *caller) Terminate(p *gen.ServerProcess, reason string) {
+	if c.cancel != nil {
+		c.cancel()
+	}
+	c.drop(p)
+	c.st.finish(KindRefused, fmt.Errorf("fan-out process ended: %s", reason))
+}
+
+// sender is the process Multicast sends from.
+type sender struct{ gen.Server }
