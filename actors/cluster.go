@@ -1,0 +1,108 @@
+package actors
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cloister-go/cloister/listener"
+	"github.com/cloister-go/cloister/ring"
+	"github.com/ergo-services/ergo/node"
+)
+
+// Registered names, the BEAM atoms of the Elixir library, so Erlang and
+// Elixir code address a Go node as it addresses an Elixir one.
+const (
+	ManagerName    = "Elixir.Cloister.Manager"
+	MonitorName    = "Elixir.Cloister.Monitor"
+	DynamicSupName = "Elixir.Cloister"
+)
+
+// Cluster is what the Monitor publishes for everyone else to read without
+// going through an actor: the rings, the latest snapshot, readiness. One
+// Cluster belongs to one node.
+type Cluster struct {
+	// OTPApp is the application, Ring the default ring's name.
+	OTPApp, Ring string
+	// Rings holds every named ring; lookups are lock-free.
+	Rings *ring.Set
+	// Funcs are the functions Multiapply may run on this node.
+	Funcs *Funcs
+
+	node atomic.Value // node.Node
+	snap atomic.Pointer[listener.Snapshot]
+
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every published snapshot
+}
+
+// NewCluster returns an empty Cluster with the given rings defined (the
+// first is the default ring). It belongs to a node once the Monitor starts.
+func NewCluster(otpApp string, rings []string, engine ring.Engine) (*Cluster, error) {
+	c := &Cluster{OTPApp: otpApp, Rings: ring.NewSet(), Funcs: NewFuncs(), changed: make(chan struct{})}
+	for i, r := range rings {
+		if i == 0 {
+			c.Ring = r
+		}
+		if err := c.Rings.Define(r, engine); err != nil {
+			return nil, err
+		}
+	}
+	c.snap.Store(&listener.Snapshot{OTPApp: otpApp, State: "down"})
+	return c, nil
+}
+
+// Node is the Ergo node the cluster runs on (nil before start).
+func (c *Cluster) Node() node.Node {
+	n, _ := c.node.Load().(node.Node)
+	return n
+}
+
+// SetNode records the node; the Monitor calls it at start.
+func (c *Cluster) SetNode(n node.Node) {
+	if n != nil {
+		c.node.Store(n)
+	}
+}
+
+// Self is this node's name ("" before start).
+func (c *Cluster) Self() string {
+	if n := c.Node(); n != nil {
+		return n.Name()
+	}
+	return ""
+}
+
+// Snapshot is the latest published view.
+func (c *Cluster) Snapshot() listener.Snapshot { return *c.snap.Load() }
+
+// publish stores a new view and wakes everyone waiting for a change.
+func (c *Cluster) publish(s listener.Snapshot) {
+	c.snap.Store(&s)
+	c.mu.Lock()
+	close(c.changed)
+	c.changed = make(chan struct{})
+	c.mu.Unlock()
+}
+
+// Changed returns a channel closed at the next published snapshot.
+func (c *Cluster) Changed() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.changed
+}
+
+// AwaitReady returns nil once the Monitor is ready, or ctx's error.
+func (c *Cluster) AwaitReady(ctx context.Context) error {
+	for {
+		ch := c.Changed()
+		if c.Snapshot().Ready() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}

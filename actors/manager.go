@@ -1,0 +1,69 @@
+package actors
+
+import (
+	"github.com/cloister-go/cloister/ergonode"
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+)
+
+// Child is an additional module: an extra child of the Manager, started
+// after the Monitor and the Node actor (the original's additional_modules).
+type Child struct {
+	// Name registers the child; empty leaves it unnamed.
+	Name    string
+	Child   gen.ProcessBehavior
+	Options gen.ProcessOptions
+	Args    []etf.Term
+}
+
+// Manager is Cloister.Manager: a rest_for_one supervisor over the Monitor,
+// the (empty) dynamic supervisor Cloister, the Node actor and the
+// additional modules, in that order. If the Monitor restarts, everything
+// after it restarts too, as in the original.
+type Manager struct {
+	gen.Supervisor
+	monitor    *Monitor
+	nodeActor  gen.ServerBehavior
+	additional []Child
+}
+
+// NewManager builds the Manager for cluster c.
+func NewManager(c *Cluster, mo MonitorOptions, additional []Child) *Manager {
+	return &Manager{monitor: NewMonitor(c, mo), nodeActor: NewNode(c.Funcs), additional: additional}
+}
+
+// Monitor returns the Monitor behaviour the Manager runs.
+func (m *Manager) Monitor() *Monitor { return m.monitor }
+
+// Init declares the children.
+func (m *Manager) Init(args ...etf.Term) (gen.SupervisorSpec, error) {
+	name := m.monitor.opts.Name
+	children := []gen.SupervisorChildSpec{
+		{Name: name, Child: m.monitor, Options: gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}},
+		{Name: DynamicSupName, Child: &dynamicSup{}},
+		{Name: NodeName, Child: m.nodeActor, Options: gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}},
+	}
+	for _, a := range m.additional {
+		children = append(children, gen.SupervisorChildSpec{Name: a.Name, Child: a.Child, Options: a.Options, Args: a.Args})
+	}
+	return gen.SupervisorSpec{
+		Children: children,
+		Strategy: gen.SupervisorStrategy{
+			Type:      gen.SupervisorStrategyRestForOne,
+			Intensity: 10,
+			Period:    5,
+			Restart:   gen.SupervisorStrategyRestartPermanent,
+		},
+	}, nil
+}
+
+// dynamicSup stands for the original's unused DynamicSupervisor `Cloister`,
+// kept so the registered names match an Elixir node's.
+type dynamicSup struct{ gen.Supervisor }
+
+func (d *dynamicSup) Init(args ...etf.Term) (gen.SupervisorSpec, error) {
+	return gen.SupervisorSpec{Strategy: gen.SupervisorStrategy{
+		Type: gen.SupervisorStrategyOneForOne, Intensity: 10, Period: 5,
+		Restart: gen.SupervisorStrategyRestartTransient,
+	}}, nil
+}

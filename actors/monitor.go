@@ -1,0 +1,457 @@
+package actors
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cloister-go/cloister/discovery"
+	"github.com/cloister-go/cloister/internal/core"
+	"github.com/cloister-go/cloister/listener"
+	"github.com/cloister-go/cloister/statem"
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/node"
+)
+
+// MonitorOptions configure the Monitor. The app package validates and
+// defaults them; every duration here is already positive.
+type MonitorOptions struct {
+	// Name is the Monitor's registered name, and the name it asks for on
+	// peers (default MonitorName).
+	Name      string
+	OTPApp    string
+	Consensus int
+	// Sentries: a static node list. Service: a DNS name instead (peers are
+	// OTPApp@<ip>), re-resolved every DiscoveryInterval by Resolver.
+	Sentries          []string
+	Service           string
+	Resolver          *discovery.Resolver
+	DiscoveryInterval time.Duration
+	Listener          listener.Listener
+	Heartbeat         time.Duration
+	SuspectAfter      time.Duration
+	RemoveAfter       time.Duration
+	Reconcile         time.Duration
+	DialTimeout       time.Duration
+	BackoffMin        time.Duration
+	BackoffMax        time.Duration
+	// Logf logs; nil means log.Printf.
+	Logf func(format string, args ...interface{})
+	// Observe, when set, sees every effect the Monitor carries out (tests,
+	// metrics). It runs on the Monitor's goroutine and must not block.
+	Observe func(effect interface{})
+}
+
+// Monitor is the cluster state machine (Cloister.Monitor): a thin driver
+// around internal/core. It turns node events, timers and peer answers into
+// core events and carries out the effects; it never blocks on the network
+// (dials run on their own goroutines with a deadline).
+type Monitor struct {
+	statem.StateMachine
+	opts    MonitorOptions
+	cluster *Cluster
+
+	core   *core.Core
+	node   node.Node
+	disp   *listener.Dispatcher
+	probes map[etf.Ref]probe
+	cancel context.CancelFunc
+	logf   func(string, ...interface{})
+}
+
+type probe struct {
+	node string
+	at   time.Time
+}
+
+// Messages the Monitor sends itself. They never cross the network.
+type (
+	startMsg    struct{}
+	tickMsg     struct{}
+	continueMsg struct{}
+	dialDoneMsg struct {
+		node string
+		err  error
+	}
+	discoveredMsg struct{ peers []string }
+)
+
+const tickEvery = 50 * time.Millisecond
+
+// debug logs every core event with effects (CLOISTER_DEBUG=1).
+var debug = os.Getenv("CLOISTER_DEBUG") == "1"
+
+// NewMonitor returns the Monitor behaviour for cluster c.
+func NewMonitor(c *Cluster, o MonitorOptions) *Monitor {
+	if o.Name == "" {
+		o.Name = MonitorName
+	}
+	return &Monitor{opts: o, cluster: c}
+}
+
+// Table declares the Monitor's transitions (internal/core.Table).
+func (m *Monitor) Table() statem.Table {
+	t := statem.Table{}
+	for from, tos := range core.Table {
+		for _, to := range tos {
+			t[statem.State(from)] = append(t[statem.State(from)], statem.State(to))
+		}
+	}
+	return t
+}
+
+// InitStateMachine sets the Monitor up in state down; it must not fail (a
+// failing child Init hangs an Ergo supervisor), so all fallible work comes
+// after, as messages to itself.
+func (m *Monitor) InitStateMachine(p *statem.Process, args ...etf.Term) (statem.State, []interface{}, error) {
+	m.logf = m.opts.Logf
+	if m.logf == nil {
+		m.logf = log.Printf
+	}
+	n, _ := p.Env(node.EnvKeyNode).(node.Node)
+	m.node = n
+	m.cluster.SetNode(n)
+	m.probes = map[etf.Ref]probe{}
+	l := m.opts.Listener
+	if l == nil {
+		l = listener.Logger{Logf: m.logf}
+	}
+	m.disp = listener.NewDispatcher(l, m.logf, time.Second)
+	sentries := m.opts.Sentries
+	if m.opts.Service == "" && len(sentries) == 0 {
+		sentries = []string{m.cluster.Self()}
+	}
+	m.core = core.New(core.Config{
+		Self: m.cluster.Self(), OTPApp: m.opts.OTPApp, Consensus: m.opts.Consensus,
+		Sentries: sentries, Service: m.opts.Service != "",
+		Heartbeat: m.opts.Heartbeat, SuspectAfter: m.opts.SuspectAfter, RemoveAfter: m.opts.RemoveAfter,
+		ProbeTimeout: 2 * m.opts.Heartbeat, Reprobe: 2 * time.Second, Reconcile: m.opts.Reconcile,
+		BackoffMin: m.opts.BackoffMin, BackoffMax: m.opts.BackoffMax,
+	})
+	if err := p.MonitorEvent(node.EventNetwork); err != nil {
+		m.logf("cloister: monitor: cannot subscribe to network events (%v); relying on reconcile", err)
+	}
+	ctx, cancel := context.WithCancel(p.Context())
+	m.cancel = cancel
+	if m.opts.Service != "" {
+		w := &discovery.Watcher{
+			Resolver: m.opts.Resolver, Service: m.opts.Service, OTPApp: m.opts.OTPApp,
+			Interval: m.opts.DiscoveryInterval, Connected: m.connected, Logf: m.logf,
+		}
+		self := p.Self()
+		go w.Run(ctx, func(peers []string) {
+			_ = p.Send(self, discoveredMsg{peers: peers})
+		})
+	}
+	m.publish(core.Down)
+	p.Send(p.Self(), startMsg{})
+	p.SendAfter(p.Self(), tickMsg{}, tickEvery)
+	return statem.State(core.Down), nil, nil
+}
+
+func (m *Monitor) connected() []string {
+	if m.node == nil {
+		return nil
+	}
+	return m.node.Nodes()
+}
+
+// HandleEvent turns one Ergo event into a core event and runs the effects.
+func (m *Monitor) HandleEvent(p *statem.Process, state statem.State, ev interface{}) statem.Result {
+	now := time.Now()
+	switch e := ev.(type) {
+	case statem.Enter:
+		return statem.Result{}
+	case statem.Info:
+		switch msg := e.Msg.(type) {
+		case startMsg:
+			return m.step(p, core.Start{Now: now})
+		case tickMsg:
+			p.SendAfter(p.Self(), tickMsg{}, tickEvery)
+			m.expireProbes(now)
+			t := core.Tick{Now: now}
+			if m.core.ReconcileDue(now) {
+				t.Connected = m.connected()
+				if t.Connected == nil {
+					t.Connected = []string{}
+				}
+			}
+			return m.step(p, t)
+		case continueMsg:
+			return m.step(p, core.Continue{Now: now})
+		case node.MessageEventNetwork:
+			if msg.Online {
+				return m.step(p, core.NodeUp{Now: now, Node: msg.PeerName})
+			}
+			return m.step(p, core.NodeDown{Now: now, Node: msg.PeerName})
+		case dialDoneMsg:
+			return m.step(p, core.DialDone{Now: now, Node: msg.node, Err: msg.err})
+		case discoveredMsg:
+			return m.step(p, core.Discovered{Now: now, Peers: msg.peers})
+		case etf.Tuple:
+			if len(msg) == 2 {
+				if ref, ok := msg[0].(etf.Ref); ok {
+					if pr, ok := m.probes[ref]; ok {
+						delete(m.probes, ref)
+						if app, members, ok := ParseState(msg[1]); ok {
+							return m.step(p, core.ProbeReply{Now: now, Node: pr.node, OTPApp: app, Members: members})
+						}
+					}
+				}
+			}
+		}
+		// Anything else (garbage from the network included) is ignored.
+		return statem.Result{}
+	case statem.Call:
+		return m.call(p, e, now)
+	case statem.Direct:
+		if _, ok := e.Msg.(SnapshotRequest); ok {
+			return statem.Result{Actions: []interface{}{statem.DirectReply{Ref: e.Ref, Msg: m.snapshot()}}}
+		}
+		return statem.Result{Actions: []interface{}{statem.DirectReply{Ref: e.Ref, Err: fmt.Errorf("cloister: monitor: unknown request %T", e.Msg)}}}
+	}
+	return statem.Result{}
+}
+
+// SnapshotRequest asks the Monitor (through process Direct) for a fresh
+// snapshot. Code outside the Monitor normally reads Cluster.Snapshot.
+type SnapshotRequest struct{}
+
+func (m *Monitor) call(p *statem.Process, e statem.Call, now time.Time) statem.Result {
+	switch msg := e.Msg.(type) {
+	case etf.Atom:
+		if msg == "state" {
+			res := statem.Result{Actions: []interface{}{statem.Reply{From: e.From, Msg: m.stateTerm()}}}
+			// A peer Monitor asking is a cloister node: probe it back,
+			// it may have asked before its own Monitor was registered.
+			if from := string(e.From.Pid.Node); from != "" && from != m.cluster.Self() {
+				more := m.step(p, core.ProbedBy{Now: now, Node: from})
+				res.Next = more.Next
+				res.Actions = append(res.Actions, more.Actions...)
+			}
+			return res
+		}
+	}
+	return statem.Result{Actions: []interface{}{statem.Reply{From: e.From, Msg: etf.Tuple{etf.Atom("error"), etf.Atom("unknown_call")}}}}
+}
+
+// step feeds the core and carries out its effects.
+func (m *Monitor) step(p *statem.Process, ev interface{}) statem.Result {
+	fx := m.core.Step(ev)
+	if debug {
+		if _, tick := ev.(core.Tick); !tick || len(fx) > 0 {
+			m.logf("cloister: debug: %T %+v -> %+v", ev, ev, fx)
+		}
+	}
+	var res statem.Result
+	var changes []core.Transition
+	published := false
+	for _, f := range fx {
+		if m.opts.Observe != nil {
+			m.opts.Observe(f)
+		}
+		switch e := f.(type) {
+		case core.Transition:
+			res.Next = statem.State(e.To)
+			changes = append(changes, e)
+		case core.Dial:
+			m.dial(p, e.Node)
+		case core.Probe:
+			m.probe(p, e.Node)
+		case core.Disconnect:
+			m.logf("cloister: %s silent for %s: removed and disconnected", e.Node, m.opts.RemoveAfter)
+			go m.node.Disconnect(e.Node)
+		case core.Publish:
+			for _, name := range m.cluster.Rings.Names() {
+				if _, _, err := m.cluster.Rings.Update(name, e.Members); err != nil {
+					m.logf("cloister: ring %s: %v", name, err)
+				}
+			}
+			published = true
+		case core.Suspect:
+			m.logf("cloister: %s suspected: no heartbeat answer for %s", e.Node, e.Silence.Round(time.Millisecond))
+			published = true
+		case core.ContinueEffect:
+			p.Send(p.Self(), continueMsg{})
+		}
+	}
+	if published || len(changes) > 0 {
+		m.publish(m.core.State())
+	}
+	for _, t := range changes {
+		m.disp.Notify(string(t.From), string(t.To), m.cluster.Snapshot())
+	}
+	return res
+}
+
+func (m *Monitor) dial(p *statem.Process, peer string) {
+	self := p.Self()
+	n := m.node
+	timeout := m.opts.DialTimeout
+	go func() {
+		done := make(chan error, 1)
+		// Ergo's connect has no deadline of its own for the EPMD lookup.
+		go func() { done <- n.Connect(peer) }()
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(timeout):
+			err = fmt.Errorf("cloister: dial %s: no answer in %s", peer, timeout)
+		}
+		_ = p.Send(self, dialDoneMsg{node: peer, err: err})
+	}()
+}
+
+// probe asks a peer's Monitor for its state with a plain $gen_call that
+// Ergo, Erlang and Elixir servers all answer, without blocking: the reply
+// arrives as an info message {Ref, State}.
+func (m *Monitor) probe(p *statem.Process, peer string) {
+	// Sending to a node that is not connected would make Ergo dial
+	// synchronously on this goroutine (ERGO-NOTES §4.5): never do that.
+	if !contains(m.node.Nodes(), peer) {
+		return
+	}
+	ref := p.MakeRef()
+	m.probes[ref] = probe{node: peer, at: time.Now()}
+	msg := etf.Tuple{etf.Atom("$gen_call"), etf.Tuple{p.Self(), ref}, etf.Atom("state")}
+	if err := p.Send(gen.ProcessID{Name: m.opts.Name, Node: peer}, msg); err != nil {
+		delete(m.probes, ref)
+	}
+}
+
+func (m *Monitor) expireProbes(now time.Time) {
+	for ref, pr := range m.probes {
+		if now.Sub(pr.at) > 10*time.Second {
+			delete(m.probes, ref)
+		}
+	}
+}
+
+// publish refreshes the Cluster's snapshot.
+func (m *Monitor) publish(s core.State) {
+	m.cluster.publish(m.build(s))
+}
+
+func (m *Monitor) snapshot() listener.Snapshot { return m.cluster.Snapshot() }
+
+func (m *Monitor) build(s core.State) listener.Snapshot {
+	members := append([]string(nil), m.core.Members()...)
+	rings := map[string]listener.Ring{}
+	for name, sn := range m.cluster.Rings.Snapshots() {
+		rings[name] = listener.Ring{Members: sn.Members(), Epoch: sn.Epoch(), Hash: sn.Hash()}
+	}
+	conn := m.connected()
+	sort.Strings(conn)
+	return listener.Snapshot{
+		Node: m.cluster.Self(), OTPApp: m.opts.OTPApp, State: string(s), Consensus: m.opts.Consensus,
+		Members: members, Rings: rings, Connected: conn, Suspects: m.core.Suspects(),
+		Flags: listener.Flags{
+			Alive:     s != core.Stopping && s != core.Stopped,
+			Clustered: len(members) > 1,
+			Sentry:    m.core.SelfIsSentry(),
+		},
+		At: time.Now(),
+	}
+}
+
+// stateTerm is the answer to gen_server:call(Monitor, state), in the shape
+// an Elixir cloister 0.16 Monitor gives (SPEC §10), plus a few keys of ours.
+func (m *Monitor) stateTerm() etf.Term {
+	members := m.core.Members()
+	cluster := append([]string{m.cluster.Self()}, m.connected()...)
+	return etf.Map{
+		etf.Atom("fsm"):  []byte("monitor_" + m.opts.OTPApp),
+		etf.Atom("ring"): etf.Atom(m.cluster.Ring),
+		etf.Atom("groups"): etf.List{
+			etf.Tuple{etf.Atom("ring"), atoms(members)},
+			etf.Tuple{etf.Atom("cluster"), atoms(cluster)},
+		},
+		etf.Atom("state"):     etf.Atom(m.core.State()),
+		etf.Atom("consensus"): m.opts.Consensus,
+	}
+}
+
+// ParseState reads a Monitor's state reply (ours or Elixir cloister's):
+// the OTP application from fsm "monitor_<app>" and the ring members.
+func ParseState(t etf.Term) (otpApp string, members []string, ok bool) {
+	mp, isMap := t.(etf.Map)
+	if !isMap {
+		return "", nil, false
+	}
+	var fsm string
+	switch v := mp[etf.Atom("fsm")].(type) {
+	case []byte:
+		fsm = string(v)
+	case string:
+		fsm = v
+	case etf.Atom:
+		fsm = string(v)
+	default:
+		return "", nil, false
+	}
+	if !strings.HasPrefix(fsm, "monitor_") {
+		return "", nil, false
+	}
+	otpApp = strings.TrimPrefix(fsm, "monitor_")
+	groups, _ := mp[etf.Atom("groups")].(etf.List)
+	for _, g := range groups {
+		tup, ok := g.(etf.Tuple)
+		if !ok || len(tup) != 2 || tup[0] != etf.Atom("ring") {
+			continue
+		}
+		list, _ := tup[1].(etf.List)
+		for _, n := range list {
+			switch v := n.(type) {
+			case etf.Atom:
+				members = append(members, string(v))
+			case string:
+				members = append(members, v)
+			}
+		}
+	}
+	return otpApp, members, true
+}
+
+// TerminateStateMachine runs the orderly shutdown: stopping → stopped, each
+// change told to the listener, which gets a moment to finish.
+func (m *Monitor) TerminateStateMachine(p *statem.Process, state statem.State, reason string) {
+	if m.cancel != nil {
+		m.cancel()
+	}
+	for _, f := range m.core.Step(core.Stop{Now: time.Now()}) {
+		m.stopEffect(f)
+	}
+	for _, f := range m.core.Step(core.Continue{Now: time.Now()}) {
+		m.stopEffect(f)
+	}
+	m.disp.Close(2 * time.Second)
+}
+
+func (m *Monitor) stopEffect(f interface{}) {
+	if t, ok := f.(core.Transition); ok {
+		m.publish(t.To)
+		m.disp.Notify(string(t.From), string(t.To), m.cluster.Snapshot())
+	}
+}
+
+func atoms(ss []string) etf.List {
+	l := make(etf.List, len(ss))
+	for i, s := range ss {
+		l[i] = etf.Atom(s)
+	}
+	return l
+}
+
+func contains(ss []string, s string) bool {
+	for _, v := range ss {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,447 @@
+// Package cloistertest runs real cloister clusters for tests: node
+// processes on 127.0.0.1 against a private epmd, which a test can kill -9,
+// freeze (SIGSTOP), thaw and restart, and whose state changes it can wait
+// for. It also has the original suite's Void server.
+//
+// Each node is a separate OS process running `cloister node` (package
+// cmd/cloister), built once per test binary, or the binary named by the
+// CLOISTER_BIN environment variable. A node prints its events as JSON lines
+// on stdout and serves /status over HTTP.
+package cloistertest
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cloister-go/cloister/internal/testenv"
+	"github.com/cloister-go/cloister/listener"
+)
+
+// Event is one line a node process prints.
+type Event struct {
+	// Event is "listening", "started", "state", "error" or "stopped".
+	Event    string            `json:"event"`
+	Node     string            `json:"node,omitempty"`
+	From     string            `json:"from,omitempty"`
+	To       string            `json:"to,omitempty"`
+	HTTP     string            `json:"http,omitempty"`
+	Error    string            `json:"error,omitempty"`
+	Snapshot listener.Snapshot `json:"snapshot,omitempty"`
+	// At is when the node printed it (Unix nanoseconds).
+	At int64 `json:"at"`
+	// Seen is when the harness read it.
+	Seen time.Time `json:"-"`
+}
+
+// Spec describes one node process.
+type Spec struct {
+	Name      string
+	Sentry    []string
+	Service   string
+	DNSServer string
+	Consensus int
+	OTPApp    string
+	// Void adds the Void server as an additional module.
+	Void bool
+	// PanicListener adds a listener that panics on every change (the
+	// events are still printed by the other listener).
+	PanicListener bool
+	StartTimeout  time.Duration
+	// Args are extra flags for `cloister node`.
+	Args []string
+	Env  []string
+}
+
+// Harness owns a private epmd and the node processes of one test.
+type Harness struct {
+	Bin    string
+	EPMD   *testenv.EPMD
+	Cookie string
+	// Logs receives every line a node writes to stderr (nil: discarded
+	// unless CLOISTER_TEST_LOGS=1, then os.Stderr).
+	Logs io.Writer
+
+	mu    sync.Mutex
+	nodes map[string]*Node
+}
+
+var (
+	buildOnce sync.Once
+	buildBin  string
+	buildErr  error
+)
+
+// Binary returns the `cloister` binary: $CLOISTER_BIN, or one built once
+// per process from github.com/cloister-go/cloister/cmd/cloister.
+func Binary() (string, error) {
+	if b := os.Getenv("CLOISTER_BIN"); b != "" {
+		return b, nil
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cloistertest-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildBin = filepath.Join(dir, "cloister")
+		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/cloister-go/cloister/cmd/cloister")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("cloistertest: build cloister: %v\n%s", err, out)
+		}
+	})
+	return buildBin, buildErr
+}
+
+// New starts a private epmd and returns an empty harness.
+func New() (*Harness, error) {
+	bin, err := Binary()
+	if err != nil {
+		return nil, err
+	}
+	e, err := testenv.StartEPMD()
+	if err != nil {
+		return nil, err
+	}
+	h := &Harness{Bin: bin, EPMD: e, Cookie: "cloistertest", nodes: map[string]*Node{}}
+	if os.Getenv("CLOISTER_TEST_LOGS") == "1" {
+		h.Logs = os.Stderr
+	}
+	return h, nil
+}
+
+// Close kills every node process and the epmd.
+func (h *Harness) Close() {
+	h.mu.Lock()
+	nodes := make([]*Node, 0, len(h.nodes))
+	for _, n := range h.nodes {
+		nodes = append(nodes, n)
+	}
+	h.mu.Unlock()
+	for _, n := range nodes {
+		n.Kill()
+	}
+	h.EPMD.Stop()
+}
+
+// Node returns the node process of that name, or nil.
+func (h *Harness) Node(name string) *Node {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.nodes[name]
+}
+
+// Start launches a node process. It returns at once; use WaitStarted or
+// WaitState to wait for the node.
+func (h *Harness) Start(s Spec) (*Node, error) {
+	n := &Node{h: h, spec: s, Name: s.Name}
+	if err := n.launch(); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	h.nodes[s.Name] = n
+	h.mu.Unlock()
+	return n, nil
+}
+
+// Node is one node process.
+type Node struct {
+	Name string
+	h    *Harness
+	spec Spec
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	events  []Event
+	changed chan struct{}
+	http    string
+	exited  chan struct{}
+}
+
+func (s Spec) args(h *Harness) []string {
+	a := []string{"node", "-name", s.Name, "-cookie", h.Cookie, "-epmd-port", strconv.Itoa(int(h.EPMD.Port)),
+		"-http", "127.0.0.1:0", "-events"}
+	if len(s.Sentry) > 0 {
+		a = append(a, "-sentry", strings.Join(s.Sentry, ","))
+	}
+	if s.Service != "" {
+		a = append(a, "-service", s.Service)
+	}
+	if s.DNSServer != "" {
+		a = append(a, "-dns-server", s.DNSServer)
+	}
+	if s.Consensus > 0 {
+		a = append(a, "-consensus", strconv.Itoa(s.Consensus))
+	}
+	if s.OTPApp != "" {
+		a = append(a, "-otp-app", s.OTPApp)
+	}
+	if s.Void {
+		a = append(a, "-void")
+	}
+	if s.PanicListener {
+		a = append(a, "-panic-listener")
+	}
+	if s.StartTimeout > 0 {
+		a = append(a, "-start-timeout", s.StartTimeout.String())
+	}
+	return append(a, s.Args...)
+}
+
+func (n *Node) launch() error {
+	cmd := exec.Command(n.h.Bin, n.spec.args(n.h)...)
+	cmd.Env = append(os.Environ(), n.spec.Env...)
+	// Own process group, and killed if the test process dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if n.h.Logs != nil {
+		cmd.Stderr = prefixWriter{n.Name, n.h.Logs}
+	}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("cloistertest: start %s: %w", n.Name, err)
+	}
+	n.mu.Lock()
+	n.cmd = cmd
+	n.events = nil
+	n.http = ""
+	n.changed = make(chan struct{})
+	n.exited = make(chan struct{})
+	exited := n.exited
+	n.mu.Unlock()
+	go n.read(out, cmd, exited)
+	return nil
+}
+
+func (n *Node) read(r io.Reader, cmd *exec.Cmd, exited chan struct{}) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		var e Event
+		if json.Unmarshal(sc.Bytes(), &e) != nil {
+			continue
+		}
+		e.Seen = time.Now()
+		n.mu.Lock()
+		if n.cmd != cmd {
+			n.mu.Unlock()
+			continue
+		}
+		n.events = append(n.events, e)
+		if e.Event == "listening" {
+			n.http = e.HTTP
+		}
+		close(n.changed)
+		n.changed = make(chan struct{})
+		n.mu.Unlock()
+	}
+	_ = cmd.Wait()
+	close(exited)
+	n.mu.Lock()
+	if n.cmd == cmd {
+		close(n.changed)
+		n.changed = make(chan struct{})
+	}
+	n.mu.Unlock()
+}
+
+// Pid is the OS process id of the running node (0 when none).
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
+func (n *Node) signal(sig syscall.Signal) error {
+	pid := n.Pid()
+	// Never signal a pid that was reaped: the number may be reused.
+	if pid == 0 || !n.Running() {
+		return errors.New("cloistertest: " + n.Name + " is not running")
+	}
+	return syscall.Kill(pid, sig)
+}
+
+// Kill sends SIGKILL (kill -9) and waits for the process to be gone.
+func (n *Node) Kill() {
+	n.mu.Lock()
+	exited := n.exited
+	n.mu.Unlock()
+	if n.signal(syscall.SIGKILL) == nil && exited != nil {
+		<-exited
+	}
+}
+
+// Stop asks for an orderly shutdown (SIGTERM) and waits up to 10 s.
+func (n *Node) Stop() error {
+	n.mu.Lock()
+	exited := n.exited
+	n.mu.Unlock()
+	if err := n.signal(syscall.SIGTERM); err != nil {
+		return err
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		n.Kill()
+		return errors.New("cloistertest: " + n.Name + " did not stop on SIGTERM in 10s")
+	}
+}
+
+// Freeze stops the process (SIGSTOP); Thaw resumes it (SIGCONT).
+func (n *Node) Freeze() error { return n.signal(syscall.SIGSTOP) }
+
+// Thaw resumes a frozen process.
+func (n *Node) Thaw() error { return n.signal(syscall.SIGCONT) }
+
+// Restart starts the node again with the same spec (after Kill or Stop).
+func (n *Node) Restart() error {
+	if n.Pid() != 0 && n.Running() {
+		n.Kill()
+	}
+	return n.launch()
+}
+
+// Running reports whether the process has not exited.
+func (n *Node) Running() bool {
+	n.mu.Lock()
+	ex := n.exited
+	n.mu.Unlock()
+	if ex == nil {
+		return false
+	}
+	select {
+	case <-ex:
+		return false
+	default:
+		return true
+	}
+}
+
+// Events returns the events printed by the current process so far.
+func (n *Node) Events() []Event {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return append([]Event(nil), n.events...)
+}
+
+// Transitions lists "from>to" for every state event so far.
+func (n *Node) Transitions() []string {
+	var out []string
+	for _, e := range n.Events() {
+		if e.Event == "state" {
+			out = append(out, e.From+">"+e.To)
+		}
+	}
+	return out
+}
+
+// WaitFor waits until an event of the current process (one already seen
+// included) satisfies ok, and returns it.
+func (n *Node) WaitFor(timeout time.Duration, what string, ok func(Event) bool) (Event, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	seen := 0
+	for {
+		n.mu.Lock()
+		evs := n.events
+		ch := n.changed
+		ex := n.exited
+		n.mu.Unlock()
+		for ; seen < len(evs); seen++ {
+			if ok(evs[seen]) {
+				return evs[seen], nil
+			}
+		}
+		select {
+		case <-ch:
+		case <-ex:
+			n.mu.Lock()
+			more := len(n.events) > seen
+			n.mu.Unlock()
+			if !more {
+				return Event{}, fmt.Errorf("cloistertest: %s exited while waiting for %s", n.Name, what)
+			}
+		case <-deadline.C:
+			return Event{}, fmt.Errorf("cloistertest: %s: no %s within %s (transitions %v)", n.Name, what, timeout, n.Transitions())
+		}
+	}
+}
+
+// WaitStarted waits until the node's start returned (the gate opened).
+func (n *Node) WaitStarted(timeout time.Duration) (Event, error) {
+	return n.WaitFor(timeout, "start", func(e Event) bool { return e.Event == "started" || e.Event == "error" })
+}
+
+// WaitTransition waits for a state change into to (from "" = any), counting
+// only events after the first skip state events.
+func (n *Node) WaitTransition(timeout time.Duration, from, to string, after time.Time) (Event, error) {
+	return n.WaitFor(timeout, from+">"+to, func(e Event) bool {
+		return e.Event == "state" && e.To == to && (from == "" || e.From == from) && !e.Seen.Before(after)
+	})
+}
+
+// Status asks the node's /status endpoint.
+func (n *Node) Status() (listener.Snapshot, error) {
+	n.mu.Lock()
+	addr := n.http
+	n.mu.Unlock()
+	if addr == "" {
+		return listener.Snapshot{}, errors.New("cloistertest: " + n.Name + " has no status endpoint yet")
+	}
+	c := http.Client{Timeout: 2 * time.Second}
+	r, err := c.Get("http://" + addr + "/status")
+	if err != nil {
+		return listener.Snapshot{}, err
+	}
+	defer r.Body.Close()
+	var s listener.Snapshot
+	return s, json.NewDecoder(r.Body).Decode(&s)
+}
+
+// WaitStatus polls /status until ok holds.
+func (n *Node) WaitStatus(timeout time.Duration, what string, ok func(listener.Snapshot) bool) (listener.Snapshot, error) {
+	deadline := time.Now().Add(timeout)
+	var last listener.Snapshot
+	var lastErr error
+	for time.Now().Before(deadline) {
+		s, err := n.Status()
+		if err == nil && ok(s) {
+			return s, nil
+		}
+		last, lastErr = s, err
+		time.Sleep(20 * time.Millisecond)
+	}
+	return last, fmt.Errorf("cloistertest: %s: %s not reached in %s (last: %v, err %v)", n.Name, what, timeout, last, lastErr)
+}
+
+type prefixWriter struct {
+	name string
+	w    io.Writer
+}
+
+func (p prefixWriter) Write(b []byte) (int, error) {
+	for _, line := range strings.SplitAfter(string(b), "\n") {
+		if line != "" {
+			fmt.Fprintf(p.w, "[%s] %s", p.name, line)
+		}
+	}
+	return len(b), nil
+}

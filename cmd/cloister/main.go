@@ -1,0 +1,45 @@
+// Command cloister is cloister's command line, the original's mix tasks:
+//
+//	cloister node    run one node with cloister (flags below), printing events
+//	cloister version print the version
+//
+// Run `cloister <command> -h` for a command's flags. Exit codes: 0 ok,
+// 1 failure, 2 bad usage.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+const version = "v0.1.0"
+
+func usage() {
+	fmt.Fprintf(os.Stderr, `usage: cloister <command> [flags]
+
+commands:
+  node      run one node with cloister, printing state changes
+  version   print the version
+`)
+}
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	var code int
+	switch os.Args[1] {
+	case "node":
+		code = runNode(os.Args[2:])
+	case "version":
+		fmt.Println("cloister", version)
+	case "-h", "--help", "help":
+		usage()
+	default:
+		fmt.Fprintf(os.Stderr, "cloister: unknown command %q\n", os.Args[1])
+		usage()
+		code = 2
+	}
+	os.Exit(code)
+}

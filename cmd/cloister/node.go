@@ -1,0 +1,193 @@
+package main
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cloister-go/cloister"
+	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/health"
+	"github.com/cloister-go/cloister/listener"
+)
+
+// printer writes one JSON line per event; stdout is shared by goroutines.
+type printer struct {
+	mu  sync.Mutex
+	on  bool
+	enc *json.Encoder
+}
+
+func (p *printer) print(ev map[string]interface{}) {
+	if !p.on {
+		return
+	}
+	ev["at"] = time.Now().UnixNano()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_ = p.enc.Encode(ev)
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func runNode(args []string) int {
+	fs := flag.NewFlagSet("cloister node", flag.ContinueOnError)
+	name := fs.String("name", envOr("CLOISTER_NODE", ""), "node name, name@host (empty in service mode: derived)")
+	cookie := fs.String("cookie", envOr("CLOISTER_COOKIE", "cloister"), "distribution cookie")
+	epmdPort := fs.Int("epmd-port", atoiOr(os.Getenv("ERL_EPMD_PORT"), 4369), "EPMD port (default $ERL_EPMD_PORT or 4369)")
+	embedded := fs.Bool("embedded-epmd", false, "serve EPMD in this process when the port is free (one per container)")
+	listen := fs.Int("listen-port", 0, "distribution port (0: first free from 15000)")
+	sentry := fs.String("sentry", envOr("CLOISTER_SENTRY", ""), "comma-separated peer nodes")
+	service := fs.String("service", envOr("CLOISTER_SERVICE", ""), "DNS service name whose addresses are the peers")
+	dnsServer := fs.String("dns-server", "", "DNS server host:port (default: the system resolver)")
+	consensus := fs.Int("consensus", atoiOr(os.Getenv("CLOISTER_CONSENSUS"), 1), "members needed before ready")
+	otpApp := fs.String("otp-app", envOr("CLOISTER_OTP_APP", "cloister"), "application name (ring name, node-name prefix)")
+	loopback := fs.Bool("loopback", false, "service mode: name this node otpapp@127.0.0.1")
+	httpAddr := fs.String("http", envOr("CLOISTER_HTTP", ""), "serve /healthz, /readyz, /status on this address")
+	events := fs.Bool("events", false, "print events as JSON lines on stdout")
+	void := fs.Bool("void", false, "run the test suite's Void server")
+	panicListener := fs.Bool("panic-listener", false, "add a listener that panics on every change (tests)")
+	startTimeout := fs.Duration("start-timeout", 0, "fail the start if consensus is not reached in this time (0: wait forever)")
+	heartbeat := fs.Duration("heartbeat", 0, "member heartbeat period (default 500ms)")
+	suspect := fs.Duration("suspect-after", 0, "silence before a member is suspected (default 3s)")
+	remove := fs.Duration("remove-after", 0, "silence before a member is removed (default 5s)")
+	plain := fs.Bool("plain", false, "start a plain Ergo node without cloister that connects to -sentry (tests)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "cloister node: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+
+	out := &printer{on: *events, enc: json.NewEncoder(os.Stdout)}
+	opts := cloister.DefaultOptions()
+	opts.OTPApp = *otpApp
+	opts.Ring = ""
+	opts.Consensus = *consensus
+	opts.Service = *service
+	opts.DNSServer = *dnsServer
+	opts.Loopback = *loopback
+	opts.StartTimeout = *startTimeout
+	opts.Heartbeat, opts.SuspectAfter, opts.RemoveAfter = *heartbeat, *suspect, *remove
+	if *sentry != "" {
+		opts.Sentry = strings.Split(*sentry, ",")
+	}
+	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
+	opts.Logf = logger.Printf
+	ls := listener.Multi{
+		listener.Logger{Logf: logger.Printf},
+		listener.Func(func(from, to string, s listener.Snapshot) {
+			out.print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
+		}),
+	}
+	var l listener.Listener = ls
+	if *panicListener {
+		// Printed first, then a panic: the Dispatcher must go on.
+		l = listener.Func(func(from, to string, s listener.Snapshot) {
+			ls.OnStateChange(from, to, s)
+			panic(fmt.Sprintf("test listener panics on %s -> %s", from, to))
+		})
+	}
+	opts.Listener = l
+	if *void {
+		opts.AdditionalModules = append(opts.AdditionalModules, cloistertest.Child())
+	}
+
+	var hs *health.Server
+	if *httpAddr != "" {
+		var err error
+		hs, err = health.Start(*httpAddr, health.Handler(func() listener.Snapshot {
+			if c := cloister.Local(); c != nil {
+				return c.State()
+			}
+			return listener.Snapshot{Node: *name, State: "down"}
+		}))
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cloister node: -http %s: %v\n", *httpAddr, err)
+			return 1
+		}
+		defer hs.Close()
+		out.print(map[string]interface{}{"event": "listening", "http": hs.Addr()})
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+
+	if *plain {
+		return runPlain(*name, *cookie, uint16(*epmdPort), opts.Sentry, out, sigs)
+	}
+	start := time.Now()
+	n, err := cloister.StartNode(*name, opts, cloister.NodeOptions{
+		Cookie: *cookie, EPMDPort: uint16(*epmdPort), EmbeddedEPMD: *embedded, ListenPort: uint16(*listen),
+	})
+	if err != nil {
+		out.print(map[string]interface{}{"event": "error", "node": *name, "error": err.Error()})
+		fmt.Fprintf(os.Stderr, "cloister node: %v\n", err)
+		return 1
+	}
+	out.print(map[string]interface{}{"event": "started", "node": n.Name(), "ms": time.Since(start).Milliseconds()})
+	logger.Printf("cloister: %s started in %s", n.Name(), time.Since(start).Round(time.Millisecond))
+
+	<-sigs
+	// Orderly: stop the application first so the Monitor runs stopping →
+	// stopped and the listener hears it, then the node.
+	if err := n.ApplicationStop("cloister"); err != nil {
+		logger.Printf("cloister: stop application: %v", err)
+	}
+	n.Stop()
+	out.print(map[string]interface{}{"event": "stopped", "node": n.Name()})
+	return 0
+}
+
+func atoiOr(s string, def int) int {
+	if v, err := strconv.Atoi(s); err == nil {
+		return v
+	}
+	return def
+}
+
+// runPlain is an Ergo node without cloister, connected to the given nodes:
+// an observer that must never enter a ring.
+func runPlain(name, cookie string, epmdPort uint16, peers []string, out *printer, sigs chan os.Signal) int {
+	n, err := ergonode.Start(name, ergonode.Options{Cookie: cookie, EPMDPort: epmdPort})
+	if err != nil {
+		out.print(map[string]interface{}{"event": "error", "node": name, "error": err.Error()})
+		return 1
+	}
+	defer n.Stop()
+	out.print(map[string]interface{}{"event": "started", "node": n.Name()})
+	// Keep connecting: the peers may not be up yet, and may restart.
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-sigs:
+			return 0
+		case <-tick.C:
+			have := map[string]bool{}
+			for _, c := range n.Nodes() {
+				have[c] = true
+			}
+			for _, p := range peers {
+				if p != name && !have[p] {
+					_ = n.Connect(p)
+				}
+			}
+		}
+	}
+}
