@@ -298,4 +298,3 @@ func RegisterFunc(name string, fn func(args etf.List) (etf.Term, error)) error {
 	}
 	return c.RegisterFunc(name, fn)
 }
-
