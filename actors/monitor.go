@@ -282,6 +282,9 @@ func (m *Monitor) step(p *statem.Process, ev interface{}) statem.Result {
 	}
 	if published || len(changes) > 0 {
 		m.publish(m.core.State())
+	} else if _, tick := ev.(core.Tick); !tick || ev.(core.Tick).Connected != nil {
+		// Connections of non-members change what /status shows too.
+		m.publishIfChanged()
 	}
 	for _, t := range changes {
 		m.disp.Notify(string(t.From), string(t.To), m.cluster.Snapshot())
@@ -338,6 +341,29 @@ func (m *Monitor) publish(s core.State) {
 }
 
 func (m *Monitor) snapshot() listener.Snapshot { return m.cluster.Snapshot() }
+
+// publishIfChanged publishes when the connected set differs from the
+// published one (members and state changes publish unconditionally).
+func (m *Monitor) publishIfChanged() {
+	old := m.cluster.Snapshot()
+	conn := m.connected()
+	sort.Strings(conn)
+	if !equalStrings(conn, old.Connected) || !equalStrings(m.core.Suspects(), old.Suspects) {
+		m.publish(m.core.State())
+	}
+}
+
+func equalStrings(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
 
 func (m *Monitor) build(s core.State) listener.Snapshot {
 	members := append([]string(nil), m.core.Members()...)
