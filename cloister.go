@@ -17,6 +17,7 @@ package cloister
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/cloister-go/cloister/actors"
@@ -102,8 +103,34 @@ func StartNode(name string, opts Options, nopts NodeOptions) (node.Node, error) 
 	return n, nil
 }
 
+// StopNode shuts a node down in order: the Monitor runs stopping →
+// stopped and the listener hears both before the application and then the
+// node stop (Ergo's own Stop does not wait for processes to finish).
+func StopNode(n node.Node) error {
+	var errs []error
+	if c := Of(n.Name()); c != nil {
+		if p := n.ProcessByName(c.monitorName()); p != nil {
+			if _, err := p.DirectWithTimeout(actors.StopRequest{}, 5); err != nil {
+				errs = append(errs, fmt.Errorf("cloister: stop monitor: %w", err))
+			}
+		}
+	}
+	if err := n.ApplicationStop(app.Name); err != nil {
+		errs = append(errs, fmt.Errorf("cloister: stop application: %w", err))
+	}
+	n.Stop()
+	return errors.Join(errs...)
+}
+
 // Cluster is the API on one node's cluster.
 type Cluster struct{ c *actors.Cluster }
+
+func (c *Cluster) monitorName() string {
+	if c.c.MonitorName != "" {
+		return c.c.MonitorName
+	}
+	return actors.MonitorName
+}
 
 // Local returns the cluster started last in this process, or nil.
 func Local() *Cluster {

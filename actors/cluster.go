@@ -24,6 +24,8 @@ const (
 type Cluster struct {
 	// OTPApp is the application, Ring the default ring's name.
 	OTPApp, Ring string
+	// MonitorName is the Monitor's registered name (set by NewMonitor).
+	MonitorName string
 	// Rings holds every named ring; lookups are lock-free.
 	Rings *ring.Set
 	// Funcs are the functions Multiapply may run on this node.

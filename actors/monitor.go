@@ -56,12 +56,13 @@ type Monitor struct {
 	opts    MonitorOptions
 	cluster *Cluster
 
-	core   *core.Core
-	node   node.Node
-	disp   *listener.Dispatcher
-	probes map[etf.Ref]probe
-	cancel context.CancelFunc
-	logf   func(string, ...interface{})
+	core    *core.Core
+	node    node.Node
+	disp    *listener.Dispatcher
+	probes  map[etf.Ref]probe
+	cancel  context.CancelFunc
+	stopRef *etf.Ref
+	logf    func(string, ...interface{})
 }
 
 type probe struct {
@@ -91,6 +92,7 @@ func NewMonitor(c *Cluster, o MonitorOptions) *Monitor {
 	if o.Name == "" {
 		o.Name = MonitorName
 	}
+	c.MonitorName = o.Name
 	return &Monitor{opts: o, cluster: c}
 }
 
@@ -210,13 +212,26 @@ func (m *Monitor) HandleEvent(p *statem.Process, state statem.State, ev interfac
 	case statem.Call:
 		return m.call(p, e, now)
 	case statem.Direct:
-		if _, ok := e.Msg.(SnapshotRequest); ok {
+		switch e.Msg.(type) {
+		case SnapshotRequest:
 			return statem.Result{Actions: []interface{}{statem.DirectReply{Ref: e.Ref, Msg: m.snapshot()}}}
+		case StopRequest:
+			if m.core.State() == core.Stopped {
+				return statem.Result{Actions: []interface{}{statem.DirectReply{Ref: e.Ref, Msg: "stopped"}}}
+			}
+			ref := e.Ref
+			m.stopRef = &ref
+			return m.step(p, core.Stop{Now: now})
 		}
 		return statem.Result{Actions: []interface{}{statem.DirectReply{Ref: e.Ref, Err: fmt.Errorf("cloister: monitor: unknown request %T", e.Msg)}}}
 	}
 	return statem.Result{}
 }
+
+// StopRequest asks the Monitor (through process Direct) to run the orderly
+// shutdown, stopping → stopped, and answers once the listener has been told.
+// The node can then be stopped without losing those notifications.
+type StopRequest struct{}
 
 // SnapshotRequest asks the Monitor (through process Direct) for a fresh
 // snapshot. Code outside the Monitor normally reads Cluster.Snapshot.
@@ -288,6 +303,11 @@ func (m *Monitor) step(p *statem.Process, ev interface{}) statem.Result {
 	}
 	for _, t := range changes {
 		m.disp.Notify(string(t.From), string(t.To), m.cluster.Snapshot())
+	}
+	if m.stopRef != nil && m.core.State() == core.Stopped {
+		m.disp.Flush(2 * time.Second)
+		res.Actions = append(res.Actions, statem.DirectReply{Ref: *m.stopRef, Msg: "stopped"})
+		m.stopRef = nil
 	}
 	return res
 }

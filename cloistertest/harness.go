@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,9 +112,17 @@ func New() (*Harness, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewWithBinary(bin)
+}
+
+// NewWithBinary is New with a given `cloister` binary. The epmd is the
+// system's when installed, else `cloister epmd` (Ergo's embedded EPMD).
+func NewWithBinary(bin string) (*Harness, error) {
 	e, err := testenv.StartEPMD()
 	if err != nil {
-		return nil, err
+		if e, err = testenv.StartEPMDWith(bin, "epmd"); err != nil {
+			return nil, err
+		}
 	}
 	h := &Harness{Bin: bin, EPMD: e, Cookie: "cloistertest", nodes: map[string]*Node{}}
 	if os.Getenv("CLOISTER_TEST_LOGS") == "1" {
@@ -444,4 +453,29 @@ func (p prefixWriter) Write(b []byte) (int, error) {
 		}
 	}
 	return len(b), nil
+}
+
+// Whois asks the node's /whois endpoint for the owner of key in group
+// ("" = the default ring).
+func (n *Node) Whois(group, key string) (string, error) {
+	n.mu.Lock()
+	addr := n.http
+	n.mu.Unlock()
+	if addr == "" {
+		return "", errors.New("cloistertest: " + n.Name + " has no HTTP endpoint yet")
+	}
+	c := http.Client{Timeout: 2 * time.Second}
+	r, err := c.Get("http://" + addr + "/whois?" + url.Values{"key": {key}, "group": {group}}.Encode())
+	if err != nil {
+		return "", err
+	}
+	defer r.Body.Close()
+	var res struct{ Owner, Error string }
+	if err := json.NewDecoder(r.Body).Decode(&res); err != nil {
+		return "", err
+	}
+	if res.Error != "" {
+		return "", errors.New(res.Error)
+	}
+	return res.Owner, nil
 }

@@ -1,6 +1,8 @@
 // Command cloister is cloister's command line, the original's mix tasks:
 //
+//	cloister demo    a local 3-node cluster that forms, answers whois and survives a kill
 //	cloister node    run one node with cloister (flags below), printing events
+//	cloister epmd    serve EPMD where Erlang's epmd is not installed
 //	cloister version print the version
 //
 // Run `cloister <command> -h` for a command's flags. Exit codes: 0 ok,
@@ -18,7 +20,9 @@ func usage() {
 	fmt.Fprintf(os.Stderr, `usage: cloister <command> [flags]
 
 commands:
+  demo      run a local 3-node cluster: form, whois, kill a node, recover
   node      run one node with cloister, printing state changes
+  epmd      serve EPMD (Ergo's embedded one) where Erlang's is not installed
   version   print the version
 `)
 }
@@ -32,6 +36,10 @@ func main() {
 	switch os.Args[1] {
 	case "node":
 		code = runNode(os.Args[2:])
+	case "epmd":
+		code = runEPMD(os.Args[2:])
+	case "demo":
+		code = runDemo(os.Args[2:])
 	case "version":
 		fmt.Println("cloister", version)
 	case "-h", "--help", "help":

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -111,12 +112,14 @@ func runNode(args []string) int {
 	var hs *health.Server
 	if *httpAddr != "" {
 		var err error
-		hs, err = health.Start(*httpAddr, health.Handler(func() listener.Snapshot {
+		mux := health.Handler(func() listener.Snapshot {
 			if c := cloister.Local(); c != nil {
 				return c.State()
 			}
 			return listener.Snapshot{Node: *name, State: "down"}
-		}))
+		})
+		mux.HandleFunc("/whois", whoisHandler)
+		hs, err = health.Start(*httpAddr, mux)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "cloister node: -http %s: %v\n", *httpAddr, err)
 			return 1
@@ -146,10 +149,9 @@ func runNode(args []string) int {
 	<-sigs
 	// Orderly: stop the application first so the Monitor runs stopping →
 	// stopped and the listener hears it, then the node.
-	if err := n.ApplicationStop("cloister"); err != nil {
-		logger.Printf("cloister: stop application: %v", err)
+	if err := cloister.StopNode(n); err != nil {
+		logger.Printf("cloister: %v", err)
 	}
-	n.Stop()
 	out.print(map[string]interface{}{"event": "stopped", "node": n.Name()})
 	return 0
 }
@@ -190,4 +192,21 @@ func runPlain(name, cookie string, epmdPort uint16, peers []string, out *printer
 			}
 		}
 	}
+}
+
+// whoisHandler answers /whois?key=K[&group=G] with the owner as JSON.
+func whoisHandler(w http.ResponseWriter, r *http.Request) {
+	key, group := r.URL.Query().Get("key"), r.URL.Query().Get("group")
+	res := map[string]string{"key": key, "group": group}
+	code := http.StatusOK
+	owner, err := cloister.Whois(group, key)
+	if err != nil {
+		res["error"] = err.Error()
+		code = http.StatusNotFound
+	} else {
+		res["owner"] = owner
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(res)
 }

@@ -41,12 +41,18 @@ func StartEPMD() (*EPMD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("testenv: epmd not found (install erlang-base or run tests/run): %w", err)
 	}
+	return StartEPMDWith(path)
+}
+
+// StartEPMDWith runs `path args... -port P` as the epmd (the system epmd,
+// or `cloister epmd`, which serves Ergo's embedded EPMD).
+func StartEPMDWith(path string, args ...string) (*EPMD, error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
-		cmd := exec.Command(path, "-port", strconv.Itoa(int(port)))
+		cmd := exec.Command(path, append(append([]string(nil), args...), "-port", strconv.Itoa(int(port)))...)
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 		if err := cmd.Start(); err != nil {
 			return nil, err

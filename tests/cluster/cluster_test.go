@@ -199,3 +199,28 @@ func TestPlainAndForeignNodesNeverJoin(t *testing.T) {
 func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
+
+func TestOrderlyStopRunsStoppingThenStopped(t *testing.T) {
+	h := harness(t)
+	ns := names("stop", 2)
+	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns, Consensus: 1})
+	b := start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns, Consensus: 1})
+	if _, err := a.WaitStatus(wait, "2 members", func(s listener.Snapshot) bool { return len(s.Members) == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	stopAt := time.Now()
+	if err := b.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := b.Transitions()
+	if n := len(got); n < 2 || got[n-2] != "ready>stopping" || got[n-1] != "stopping>stopped" {
+		t.Fatalf("transitions of the stopped node: %v", got)
+	}
+	e, err := a.WaitTransition(wait, "ready", "rehashing", stopAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(e.Snapshot.Members) != 1 {
+		t.Fatalf("survivor members %v", e.Snapshot.Members)
+	}
+}
