@@ -175,7 +175,23 @@ func (e *Env) Close() {
 // into a fresh directory and returns that directory as the runtime sees it
 // (inside the chroot for a chroot runtime), ready for NodeOptions.Paths.
 func (e *Env) Compile(r Runtime, sources ...string) (string, error) {
-	return e.compile(r, sources, nil)
+	// the control module rides along the first time: one erlc run less
+	e.mu.Lock()
+	_, have := e.ctl[r.Root]
+	e.mu.Unlock()
+	if have {
+		return e.compile(r, sources, nil)
+	}
+	d, err := e.compile(r, sources, map[string][]byte{"erltest_ctl.erl": ctlSource})
+	if err != nil {
+		return "", err
+	}
+	e.mu.Lock()
+	if _, have := e.ctl[r.Root]; !have {
+		e.ctl[r.Root] = d
+	}
+	e.mu.Unlock()
+	return d, nil
 }
 
 func (e *Env) compile(r Runtime, sources []string, embedded map[string][]byte) (string, error) {

@@ -1,0 +1,313 @@
+package distfilter
+
+import (
+	"encoding/binary"
+	"sync"
+
+	"github.com/ergo-services/ergo/lib"
+)
+
+// Distribution control operations (erl_dist_protocol) the filter handles.
+const (
+	opSend           = 2
+	opUnlink         = 4
+	opMonitorPExit   = 21
+	opPayloadMonExit = 28
+	opSpawnRequest   = 29
+	opSpawnRequestTT = 30
+	opSpawnReply     = 31
+	opUnlinkID       = 35
+	opUnlinkIDAck    = 36
+)
+
+// Frame types after the 4-byte length.
+const (
+	framePassThrough = 112 // 'p': control and payload, each with a version byte
+	frameDist        = 131 // followed by 68 (DIST_HEADER) in Ergo's frames
+	distHeader       = 68
+)
+
+// filterConn is the socket Ergo's proto sees for a BEAM peer. Reads turn
+// the peer's pass-through frames into the DIST_HEADER frames (with no atom
+// cache references) Ergo decodes, after handling the operations Ergo lacks;
+// writes turn Ergo's frames back into pass-through frames, translating
+// UNLINK and restoring long references. Frames the filter sends itself are
+// written whole, between Ergo's frames.
+type filterConn struct {
+	lib.NetReadWriter // the socket; deadlines pass through
+	f                 *filter
+	peer              *peerInfo
+
+	// read side: only Ergo's Serve goroutine calls Read
+	in   []byte // bytes from the peer not yet framed
+	rbuf []byte
+	rerr error
+	omu  sync.Mutex
+	out  []byte // complete frames for Ergo
+
+	// write side
+	wmu       sync.Mutex
+	wpend     []byte // Ergo's bytes that are not a complete frame yet
+	unlinkSeq uint64
+
+	rpc *rpcServer // nil unless the peer may send spawn requests
+}
+
+func newFilterConn(conn lib.NetReadWriter, peer *peerInfo, f *filter) *filterConn {
+	fc := &filterConn{NetReadWriter: conn, f: f, peer: peer, rbuf: make([]byte, 64*1024)}
+	if peer.spawn {
+		fc.rpc = newRPCServer(fc)
+	}
+	return fc
+}
+
+// close releases what the connection holds (rpc timers).
+func (fc *filterConn) close() {
+	if fc.rpc != nil {
+		fc.rpc.close()
+	}
+}
+
+// Read implements io.Reader for Ergo's read loop.
+func (fc *filterConn) Read(p []byte) (int, error) {
+	for {
+		fc.omu.Lock()
+		if len(fc.out) > 0 {
+			n := copy(p, fc.out)
+			fc.out = fc.out[n:]
+			if len(fc.out) == 0 {
+				fc.out = nil
+			}
+			fc.omu.Unlock()
+			return n, nil
+		}
+		fc.omu.Unlock()
+		if fc.frameIn() {
+			continue
+		}
+		if fc.rerr != nil {
+			err := fc.rerr
+			fc.rerr = nil
+			return 0, err
+		}
+		n, err := fc.NetReadWriter.Read(fc.rbuf)
+		fc.in = append(fc.in, fc.rbuf[:n]...)
+		fc.rerr = err
+	}
+}
+
+// toErgo queues complete frames for Ergo. Safe from any goroutine.
+func (fc *filterConn) toErgo(frame []byte) {
+	fc.omu.Lock()
+	fc.out = append(fc.out, frame...)
+	fc.omu.Unlock()
+}
+
+// frameIn handles every complete frame in fc.in; it reports whether any
+// was handled.
+func (fc *filterConn) frameIn() bool {
+	off := 0
+	for len(fc.in)-off >= 4 {
+		l := int(binary.BigEndian.Uint32(fc.in[off:]))
+		if len(fc.in)-off-4 < l {
+			break
+		}
+		fc.incoming(fc.in[off+4 : off+4+l])
+		off += 4 + l
+	}
+	if off == 0 {
+		return false
+	}
+	n := copy(fc.in, fc.in[off:])
+	fc.in = fc.in[:n]
+	return true
+}
+
+// incoming handles one frame from the peer (without its length).
+func (fc *filterConn) incoming(frame []byte) {
+	if len(frame) == 0 {
+		fc.toErgo([]byte{0, 0, 0, 0}) // tick
+		return
+	}
+	ctrl, payload, ok := splitPassThrough(frame)
+	if !ok {
+		fc.f.logOnce("in-frame", "unexpected frame type %d from %s passed to Ergo unchanged", frame[0], fc.peer.name)
+		fc.toErgo(withLength(frame))
+		return
+	}
+	fc.f.refs.rememberAll(ctrl)
+	if payload != nil {
+		fc.f.refs.rememberAll(payload)
+	}
+	switch ctrlOp(ctrl) {
+	case opUnlinkID:
+		// {35, Id, From, To}: Ergo knows {4, From, To}; the peer waits
+		// for {36, Id, To, From}
+		if e, err := elements(ctrl); err == nil && len(e) == 4 {
+			fc.f.unlinkIn.Add(1)
+			fc.toErgo(distFrame(tuple(integer(opUnlink), e[2], e[3]), nil))
+			fc.toPeer(tuple(integer(opUnlinkIDAck), e[1], e[3], e[2]), nil)
+			return
+		}
+	case opUnlinkIDAck:
+		return // the answer to an UNLINK_ID we made from Ergo's UNLINK
+	case opSpawnRequest, opSpawnRequestTT:
+		if fc.rpc != nil {
+			fc.rpc.spawnRequest(ctrl, payload)
+			return
+		}
+	}
+	if len(payload) == 1 && payload[0] == tagNil {
+		// Ergo's decoder fails on a top-level [] and drops the link; the
+		// empty STRING_EXT is the same Erlang term and decodes to ""
+		fc.f.repairedNil.Add(1)
+		fc.f.logOnce("nil", "a top-level [] message from %s is delivered as \"\" (Ergo cannot decode [] alone)", fc.peer.name)
+		payload = []byte{tagString, 0, 0}
+	}
+	fc.toErgo(distFrame(ctrl, payload))
+}
+
+// splitPassThrough cuts a pass-through frame into control and payload
+// (nil when absent), without their version bytes.
+func splitPassThrough(frame []byte) (ctrl, payload []byte, ok bool) {
+	if len(frame) < 2 || frame[0] != framePassThrough || frame[1] != tagVersion {
+		return nil, nil, false
+	}
+	body := frame[2:]
+	n, err := skipTerm(body, nil)
+	if err != nil {
+		return nil, nil, false
+	}
+	ctrl, rest := body[:n], body[n:]
+	if len(rest) == 0 {
+		return ctrl, nil, true
+	}
+	if rest[0] != tagVersion || len(rest) < 2 {
+		return nil, nil, false
+	}
+	return ctrl, rest[1:], true
+}
+
+// ctrlOp is the operation of a control tuple, or -1.
+func ctrlOp(ctrl []byte) int {
+	if len(ctrl) >= 4 && (ctrl[0] == tagSmallTuple) && ctrl[2] == tagSmallInt {
+		return int(ctrl[3])
+	}
+	return -1
+}
+
+// withLength prefixes a frame with its length.
+func withLength(frame []byte) []byte {
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(frame)), uint32(len(frame)))
+	return append(b, frame...)
+}
+
+// distFrame builds the frame Ergo reads: DIST_HEADER with no atom cache
+// references, then the terms without version bytes.
+func distFrame(ctrl, payload []byte) []byte {
+	l := 3 + len(ctrl) + len(payload)
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+l), uint32(l))
+	b = append(b, frameDist, distHeader, 0)
+	b = append(b, ctrl...)
+	return append(b, payload...)
+}
+
+// passThroughFrame builds the frame a BEAM node reads from a peer without
+// the atom cache: 'p', then each term with its version byte.
+func passThroughFrame(ctrl, payload []byte) []byte {
+	l := 2 + len(ctrl)
+	if payload != nil {
+		l += 1 + len(payload)
+	}
+	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+l), uint32(l))
+	b = append(b, framePassThrough, tagVersion)
+	b = append(b, ctrl...)
+	if payload != nil {
+		b = append(b, tagVersion)
+		b = append(b, payload...)
+	}
+	return b
+}
+
+// toPeer sends a control message (and payload, nil for none) of the
+// filter's own to the peer, between Ergo's frames. Any goroutine except
+// one inside Write.
+func (fc *filterConn) toPeer(ctrl, payload []byte) error {
+	frame := fc.outFrame(ctrl, payload)
+	fc.wmu.Lock()
+	defer fc.wmu.Unlock()
+	return writeAll(fc.NetReadWriter, frame)
+}
+
+// outFrame restores long references and builds a pass-through frame.
+func (fc *filterConn) outFrame(ctrl, payload []byte) []byte {
+	ctrl = fc.f.refs.restore(ctrl)
+	if payload != nil {
+		payload = fc.f.refs.restore(payload)
+	}
+	return passThroughFrame(ctrl, payload)
+}
+
+// Write implements io.Writer for Ergo's flusher; it is called with whole
+// or partial frames, never concurrently with itself.
+func (fc *filterConn) Write(p []byte) (int, error) {
+	fc.wmu.Lock()
+	defer fc.wmu.Unlock()
+	fc.wpend = append(fc.wpend, p...)
+	var batch []byte
+	off := 0
+	for len(fc.wpend)-off >= 4 {
+		l := int(binary.BigEndian.Uint32(fc.wpend[off:]))
+		if len(fc.wpend)-off-4 < l {
+			break
+		}
+		batch = append(batch, fc.outgoing(fc.wpend[off:off+4+l])...)
+		off += 4 + l
+	}
+	n := copy(fc.wpend, fc.wpend[off:])
+	fc.wpend = fc.wpend[:n]
+	if len(batch) > 0 {
+		if err := writeAll(fc.NetReadWriter, batch); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// outgoing turns one of Ergo's frames (with length) into what the peer
+// gets; nil to drop it.
+func (fc *filterConn) outgoing(frame []byte) []byte {
+	body := frame[4:]
+	if len(body) == 0 {
+		return frame // tick
+	}
+	if len(body) < 3 || body[0] != frameDist || body[1] != distHeader || body[2] != 0 {
+		fc.f.logOnce("out-frame", "unexpected frame type %d/%d from Ergo to %s sent unchanged", body[0], body[1%len(body)], fc.peer.name)
+		return frame
+	}
+	terms := body[3:]
+	n, err := skipTerm(terms, nil)
+	if err != nil {
+		fc.f.logOnce("out-term", "undecodable control from Ergo to %s sent unchanged: %v", fc.peer.name, err)
+		return frame
+	}
+	ctrl, payload := terms[:n], terms[n:]
+	if len(payload) == 0 {
+		payload = nil
+	}
+	switch ctrlOp(ctrl) {
+	case opUnlink:
+		if fc.peer.unlinkID {
+			if e, err := elements(ctrl); err == nil && len(e) == 3 {
+				fc.unlinkSeq++
+				fc.f.unlinkOut.Add(1)
+				ctrl = tuple(integer(opUnlinkID), integer(int64(fc.unlinkSeq)), e[1], e[2])
+			}
+		}
+	case opSend, opMonitorPExit:
+		if fc.rpc != nil && fc.rpc.intercept(ctrl, payload) {
+			return nil
+		}
+	}
+	return fc.outFrame(ctrl, payload)
+}

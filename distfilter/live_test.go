@@ -1,0 +1,170 @@
+package distfilter
+
+import (
+	"testing"
+	"time"
+
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+
+	"github.com/cloister-go/cloister/internal/erltest"
+)
+
+func TestConnectAndCallBothWays(t *testing.T) {
+	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
+		e := sharedErl(t, r, false)
+		start := time.Now()
+		expectEval(t, e, "net_kernel:connect_node("+q(goName)+")", "true")
+		t.Logf("%s: erl connect_node(go) %v", r, time.Since(start))
+		expectEval(t, e, "gen_server:call({go_echo, "+q(goName)+"}, {echo, 42})", "{reply,42,"+q(goName)+"}")
+		start = time.Now()
+		expectEval(t, e, "gen_server:call({go_echo, "+q(goName)+"}, {echo, [a,<<\"b\">>,{c}]})", "{reply,[a,<<98>>,{c}],"+q(goName)+"}")
+		t.Logf("%s: erl->go gen_server:call %v", r, time.Since(start))
+		expectEval(t, e, "catch gen_server:call({no_such, "+q(goName)+"}, x)", "{'EXIT',{noproc,{gen_server,call,[{no_such,"+q(goName)+"},x]}}}")
+
+		// Go dials: drop the link first
+		expectEval(t, e, "erlang:disconnect_node("+q(goName)+")", "true")
+		time.Sleep(100 * time.Millisecond)
+		start = time.Now()
+		var err error
+		for i := 0; i < 50; i++ { // a half-closed old link may refuse the first try
+			if err = goNode.Connect(e.Name); err == nil {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("go connect %s: %v", e.Name, err)
+		}
+		t.Logf("%s: go Connect(erl) %v", r, time.Since(start))
+		v := inProbe(t, func(p *gen.ServerProcess) (interface{}, error) {
+			start := time.Now()
+			v, err := p.Call(gen.ProcessID{Name: "go_echo", Node: e.Name}, etf.Tuple{etf.Atom("echo"), "hi"})
+			t.Logf("%s: go->erl Call %v", r, time.Since(start))
+			return v, err
+		})
+		want := etf.Tuple{etf.Atom("reply"), "hi", etf.Atom(e.Name)}
+		if !equalTerms(v, want) {
+			t.Fatalf("go call: %#v, want %#v", v, want)
+		}
+	})
+}
+
+func TestPing(t *testing.T) {
+	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
+		e := sharedErl(t, r, false)
+		// a fresh link: ping connects, then asks net_kernel is_auth
+		mustEval(t, e, "erlang:disconnect_node("+q(goName)+")")
+		time.Sleep(50 * time.Millisecond)
+		start := time.Now()
+		expectEval(t, e, "net_adm:ping("+q(goName)+")", "pong")
+		t.Logf("%s: ping %v", r, time.Since(start))
+		expectEval(t, e, "net_adm:ping("+q(goName)+")", "pong")
+		expectEval(t, e, "lists:member("+q(goName)+", nodes())", "true")
+	})
+}
+
+func TestTopLevelEmptyListKeepsLink(t *testing.T) {
+	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
+		e := sharedErl(t, r, false)
+		expectEval(t, e, "net_kernel:connect_node("+q(goName)+")", "true")
+		drainInbox()
+		before := theF.repairedNil.Load()
+		expectEval(t, e, "G = {go_inbox, "+q(goName)+"}, G ! [], G ! after_nil, ok", "ok")
+		if m := nextInbox(t); m != "" {
+			t.Fatalf("first message %#v, want \"\" (the [] repaired)", m)
+		}
+		if m := nextInbox(t); m != etf.Atom("after_nil") {
+			t.Fatalf("second message %#v, want after_nil", m)
+		}
+		if theF.repairedNil.Load() == before {
+			t.Fatal("repair counter did not move")
+		}
+		// the link is the same one: a call still works and erl saw no nodedown
+		expectEval(t, e, "gen_server:call({go_echo, "+q(goName)+"}, {echo, 1})", "{reply,1,"+q(goName)+"}")
+		expectEval(t, e, "lists:member("+q(goName)+", nodes())", "true")
+	})
+}
+
+func TestLinkUnlink(t *testing.T) {
+	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
+		e := sharedErl(t, r, false)
+		g := q(goName)
+		// erl links to a Go process that then exits: the reason arrives
+		expectEval(t, e, "P = gen_server:call({go_echo, "+g+"}, new_linkee), dft_srv:linked_exit(P, boom)", "{exit,boom}")
+		// erl links and unlinks (UNLINK_ID on OTP 26+), then the Go
+		// process exits: no signal, and the link survived
+		expectEval(t, e, "P = gen_server:call({go_echo, "+g+"}, new_linkee), dft_srv:unlink_then_exit(P, boom)", "unlinked")
+		expectEval(t, e, "gen_server:call({go_echo, "+g+"}, {echo, 2})", "{reply,2,"+g+"}")
+
+		// Go links to an erl process and unlinks (UNLINK becomes UNLINK_ID)
+		mustEval(t, e, "P = spawn(fun() -> receive stop -> ok end end), erltest_ctl:set(p, P)")
+		drainInbox()
+		mustEval(t, e, "{go_inbox, "+g+"} ! {pid, erltest_ctl:get(p)}")
+		m, _ := nextInbox(t).(etf.Tuple)
+		if len(m) != 2 {
+			t.Fatalf("inbox: %#v", m)
+		}
+		erlPid, _ := m[1].(etf.Pid)
+		out := theF.unlinkOut.Load()
+		inProbe(t, func(p *gen.ServerProcess) (interface{}, error) {
+			p.Link(erlPid)
+			return nil, nil
+		})
+		expectEval(t, e, "timer:sleep(100), {links, L} = process_info(erltest_ctl:get(p), links), length(L)", "1")
+		inProbe(t, func(p *gen.ServerProcess) (interface{}, error) {
+			p.Unlink(erlPid)
+			return nil, nil
+		})
+		expectEval(t, e, "timer:sleep(100), {links, L} = process_info(erltest_ctl:get(p), links), length(L)", "0")
+		expectEval(t, e, "lists:member("+g+", nodes())", "true")
+		expectEval(t, e, "gen_server:call({go_echo, "+g+"}, {echo, 3})", "{reply,3,"+g+"}")
+		if theF.unlinkOut.Load() == out {
+			t.Error("Go's unlink did not go out as UNLINK_ID")
+		}
+		if theF.unlinkIn.Load() == 0 {
+			t.Error("no UNLINK_ID from erl was translated")
+		}
+	})
+}
+
+func TestElixirCall(t *testing.T) {
+	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
+		e := sharedErl(t, r, true)
+		g := q(goName)
+		expectEval(t, e, "'Elixir.GenServer':call({go_echo, "+g+"}, {echo, <<\"s\">>})", "{reply,<<115>>,"+g+"}")
+		expectEval(t, e, "'Elixir.Node':ping("+g+")", "pong")
+	})
+}
+
+// equalTerms compares decoded terms structurally.
+func equalTerms(a, b interface{}) bool {
+	switch x := a.(type) {
+	case etf.Tuple:
+		y, ok := b.(etf.Tuple)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !equalTerms(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case etf.List:
+		y, ok := b.(etf.List)
+		if !ok || len(x) != len(y) {
+			return false
+		}
+		for i := range x {
+			if !equalTerms(x[i], y[i]) {
+				return false
+			}
+		}
+		return true
+	case []byte:
+		y, ok := b.([]byte)
+		return ok && string(x) == string(y)
+	}
+	return a == b
+}

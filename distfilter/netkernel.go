@@ -1,0 +1,51 @@
+package distfilter
+
+import (
+	"fmt"
+
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/node"
+
+	"github.com/cloister-go/cloister/ergonode"
+)
+
+// netKernel stands in for Ergo's stub net_kernel, which answers every call
+// with nil: net_adm:ping (a gen call {is_auth, Node}) then returns pang and
+// disconnects (ERGO-NOTES §7.1).
+type netKernel struct{ gen.Server }
+
+// HandleCall answers is_auth with yes, like a BEAM net_kernel whose cookie
+// matched (the handshake already checked it), and anything else with ok.
+func (k *netKernel) HandleCall(p *gen.ServerProcess, from gen.ServerFrom, m etf.Term) (etf.Term, gen.ServerStatus) {
+	if t, ok := m.(etf.Tuple); ok && len(t) == 2 && t[0] == etf.Atom("is_auth") {
+		return etf.Atom("yes"), gen.ServerStatusOK
+	}
+	return etf.Atom("ok"), gen.ServerStatusOK
+}
+
+// HandleCast ignores casts quietly (Erlang's global and net_kernel send some).
+func (k *netKernel) HandleCast(p *gen.ServerProcess, m etf.Term) gen.ServerStatus {
+	return gen.ServerStatusOK
+}
+
+// HandleInfo ignores other messages quietly.
+func (k *netKernel) HandleInfo(p *gen.ServerProcess, m etf.Term) gen.ServerStatus {
+	return gen.ServerStatusOK
+}
+
+// InstallNetKernel replaces the node's net_kernel process with one that
+// answers net_adm:ping (and Elixir's Node.ping) with pong. Call it once,
+// right after the node started.
+func InstallNetKernel(n node.Node) error {
+	if p := n.ProcessByName("net_kernel"); p != nil {
+		if err := n.UnregisterName("net_kernel"); err != nil {
+			return fmt.Errorf("distfilter: unregister Ergo's net_kernel: %w", err)
+		}
+	}
+	opts := gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}
+	if _, err := n.Spawn("net_kernel", opts, &netKernel{}); err != nil {
+		return fmt.Errorf("distfilter: spawn net_kernel: %w", err)
+	}
+	return nil
+}
