@@ -1,0 +1,126 @@
+package actors
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+
+	"github.com/cloister-go/cloister/ergonode"
+)
+
+// benchNodes are three remote peers (separate OS processes).
+func benchNodes() []string { return []string{peerA.name, peerB.name, peerC.name} }
+
+var benchRequest = etf.Tuple{etf.Atom("echo"), etf.Atom("bench")}
+
+// rawCalls returns a closure, run inside a process through Direct, that
+// calls echo on every node in turn with Ergo's CallWithTimeout — the
+// baseline — and returns the time the calls alone took.
+func rawCalls(nodes []string) func(*gen.ServerProcess) (interface{}, error) {
+	return func(sp *gen.ServerProcess) (interface{}, error) {
+		start := time.Now()
+		for _, nd := range nodes {
+			if _, err := sp.CallWithTimeout(gen.ProcessID{Name: echoName, Node: nd}, benchRequest, 5); err != nil {
+				return nil, fmt.Errorf("%s: %w", nd, err)
+			}
+		}
+		return time.Since(start), nil
+	}
+}
+
+func checkBench(b *testing.B, rs []Result, err error) {
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Err != nil {
+			b.Fatal(r.Err)
+		}
+	}
+}
+
+// BenchmarkMulticallVsRawCalls interleaves, in every iteration, one
+// Multicall to three peers and a loop of three CallWithTimeout to the same
+// peers, and reports both and their ratio. The baseline is timed inside the
+// process, so the Direct hop used to run it is not counted against it.
+func BenchmarkMulticallVsRawCalls(b *testing.B) {
+	nodes := benchNodes()
+	p, _ := newInbox(b)
+	raw := rawCalls(nodes)
+	var rawTotal, mcTotal time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d, err := p.Direct(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rawTotal += d.(time.Duration)
+
+		start := time.Now()
+		rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
+		mcTotal += time.Since(start)
+		checkBench(b, rs, err)
+	}
+	b.ReportMetric(float64(rawTotal.Nanoseconds())/float64(b.N), "raw-ns/op")
+	b.ReportMetric(float64(mcTotal.Nanoseconds())/float64(b.N), "multicall-ns/op")
+	b.ReportMetric(float64(mcTotal)/float64(rawTotal), "multicall/raw")
+}
+
+// BenchmarkFanoutParallel is the same two, each from many goroutines at once
+// (the raw loop from one process per goroutine, as Call blocks its process).
+func BenchmarkFanoutParallel(b *testing.B) {
+	nodes := benchNodes()
+	b.Run("multicall", func(b *testing.B) {
+		b.SetParallelism(4)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
+				checkBench(b, rs, err)
+			}
+		})
+	})
+	b.Run("raw", func(b *testing.B) {
+		raw := rawCalls(nodes)
+		var failed atomic.Value
+		b.SetParallelism(4)
+		b.RunParallel(func(pb *testing.PB) {
+			p, err := testNode.Spawn("", gen.ProcessOptions{}, &inbox{ch: make(chan etf.Term, 1)})
+			if err != nil {
+				failed.Store(err)
+				return
+			}
+			defer p.Kill()
+			for pb.Next() {
+				if _, err := p.Direct(raw); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		})
+		if err := failed.Load(); err != nil {
+			b.Fatal(err)
+		}
+	})
+}
+
+// BenchmarkCallerSpawn is the fixed cost of the per-call process: spawn and
+// kill a gen.Server with a mailbox sized like a 3-node caller's, and with
+// ergonode.NetworkMailbox (why the caller does not use it).
+func BenchmarkCallerSpawn(b *testing.B) {
+	for _, size := range []uint16{callerMailbox(3), ergonode.NetworkMailbox} {
+		b.Run(fmt.Sprintf("mailbox-%d", size), func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; i < b.N; i++ {
+				p, err := testNode.Spawn("", gen.ProcessOptions{MailboxSize: size}, &sender{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				p.Kill()
+			}
+		})
+	}
+}
