@@ -284,6 +284,11 @@ func sharedErl(t *testing.T, r erltest.Runtime, elixir bool) *erltest.Node {
 		t.Fatal(err)
 	}
 	shared[key] = n
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("output of %s so far:\n%s", n.Name, n.Output())
+		}
+	})
 	return n
 }
 
