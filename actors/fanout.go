@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ergo-services/ergo/etf"
@@ -60,7 +61,21 @@ var errNotConnected = errors.New("not connected (fan-out never dials)")
 // Each call runs in a short-lived unnamed process of its own, so any number
 // of goroutines may call at once (no shared mailbox or Direct queue).
 func Multicall(n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
-	return multicall("multicall", n, nodes, name, request, timeout)
+	results, err := multicall("multicall", n, nodes, name, request, timeout)
+	observeFanout("multicall", results)
+	return results, err
+}
+
+// FanoutObserver, when it holds a function, is called after every Multicall
+// and Multiapply with the operation ("multicall", "multiapply") and the
+// per-node results, on the caller's goroutine. It must not block or keep
+// the slice. Package metrics installs one to count outcomes per error kind.
+var FanoutObserver atomic.Pointer[func(op string, results []Result)]
+
+func observeFanout(op string, results []Result) {
+	if f := FanoutObserver.Load(); f != nil && results != nil {
+		(*f)(op, results)
+	}
 }
 
 // multicall is Multicall; op names the operation in errors.
@@ -198,6 +213,7 @@ func Multiapply(n node.Node, nodes []string, fn string, args etf.List, timeout t
 				msg: fmt.Sprintf("function %q: unexpected answer %s", fn, termText(reply))})
 		}
 	}
+	observeFanout("multiapply", results)
 	return results, nil
 }
 

@@ -74,6 +74,11 @@ type Options struct {
 	DiscoveryInterval time.Duration
 	// Logf logs; nil means log.Printf.
 	Logf func(format string, args ...interface{})
+	// Observe, when set, sees every effect of the Monitor's decisions
+	// (internal/core: Transition, Publish, Suspect, Disconnect, Dial, ...)
+	// as it is carried out, on the Monitor's goroutine: it must not block.
+	// metrics.Collector.Observe is one (see package metrics).
+	Observe func(effect interface{})
 }
 
 // DefaultOptions returns options with every default filled in.
@@ -217,6 +222,6 @@ func (o *Options) monitorOptions() actors.MonitorOptions {
 		Sentries: o.Sentry, Service: o.Service, Resolver: res, DiscoveryInterval: o.DiscoveryInterval,
 		Listener: o.Listener, Heartbeat: o.Heartbeat, SuspectAfter: o.SuspectAfter, RemoveAfter: o.RemoveAfter,
 		Reconcile: o.Reconcile, DialTimeout: o.DialTimeout, BackoffMin: o.BackoffMin, BackoffMax: o.BackoffMax,
-		Logf: o.Logf,
+		Logf: o.Logf, Observe: o.Observe,
 	}
 }
