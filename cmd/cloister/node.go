@@ -19,6 +19,7 @@ import (
 	"github.com/cloister-go/cloister/ergonode"
 	"github.com/cloister-go/cloister/health"
 	"github.com/cloister-go/cloister/listener"
+	"github.com/cloister-go/cloister/metrics"
 )
 
 // printer writes one JSON line per event; stdout is shared by goroutines.
@@ -67,7 +68,12 @@ func runNode(args []string) int {
 	suspect := fs.Duration("suspect-after", 0, "silence before a member is suspected (default 3s)")
 	remove := fs.Duration("remove-after", 0, "silence before a member is removed (default 5s)")
 	plain := fs.Bool("plain", false, "start a plain Ergo node without cloister that connects to -sentry (tests)")
+	withMetrics := fs.Bool("metrics", false, "serve Prometheus metrics on /metrics of the -http endpoint")
 	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *withMetrics && *httpAddr == "" {
+		fmt.Fprintln(os.Stderr, "cloister node: -metrics needs -http (metrics are served on its /metrics)")
 		return 2
 	}
 	if fs.NArg() > 0 {
@@ -108,6 +114,11 @@ func runNode(args []string) int {
 	if *void {
 		opts.AdditionalModules = append(opts.AdditionalModules, cloistertest.Child())
 	}
+	var col *metrics.Collector
+	if *withMetrics {
+		col = metrics.New()
+		col.Instrument(&opts)
+	}
 
 	var hs *health.Server
 	if *httpAddr != "" {
@@ -119,6 +130,15 @@ func runNode(args []string) int {
 			return listener.Snapshot{Node: *name, State: "down"}
 		})
 		mux.HandleFunc("/whois", whoisHandler)
+		if col != nil {
+			col.SetSource(func() listener.Snapshot {
+				if c := cloister.Local(); c != nil {
+					return c.State()
+				}
+				return listener.Snapshot{Node: *name, State: "down"}
+			})
+			mux.Handle("/metrics", col.Handler())
+		}
 		hs, err = health.Start(*httpAddr, mux)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "cloister node: -http %s: %v\n", *httpAddr, err)
