@@ -1,0 +1,102 @@
+package ring
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/fnv"
+	"slices"
+)
+
+// Snapshot is one ring at one epoch. It is immutable and safe for concurrent
+// use; a change of members publishes a new Snapshot.
+type Snapshot struct {
+	name    string
+	epoch   uint64
+	members []string // sorted, distinct; never handed out
+	hash    uint64
+	engine  Engine
+	lookup  Lookup // nil when members is empty
+	empty   error  // returned by Owner when lookup is nil; built once so that path does not allocate
+}
+
+func newSnapshot(name string, epoch uint64, e Engine, members []string) *Snapshot {
+	s := &Snapshot{name: name, epoch: epoch, members: members, hash: membersHash(members), engine: e}
+	if len(members) == 0 {
+		s.empty = fmt.Errorf("%w: %q", ErrEmptyRing, name)
+	} else {
+		s.lookup = e.Build(members)
+	}
+	return s
+}
+
+// Name returns the ring's name.
+func (s *Snapshot) Name() string { return s.name }
+
+// Epoch returns the ring's local change counter: 0 when defined, +1 on every
+// change of its member set. Epochs are not comparable across nodes; Hash is.
+func (s *Snapshot) Epoch() uint64 { return s.epoch }
+
+// Members returns a sorted copy of the ring's members.
+func (s *Snapshot) Members() []string { return slices.Clone(s.members) }
+
+// Len returns the number of members.
+func (s *Snapshot) Len() int { return len(s.members) }
+
+// Engine returns the engine the ring was built with.
+func (s *Snapshot) Engine() Engine { return s.engine }
+
+// Hash returns a 64-bit FNV-1a hash of the sorted member set (each member
+// length-prefixed). It ignores the epoch and the engine, so nodes holding the
+// same members report the same Hash; compare Engine().Name() too if engines
+// may differ.
+func (s *Snapshot) Hash() uint64 { return s.hash }
+
+func membersHash(members []string) uint64 {
+	h := fnv.New64a()
+	var n [binary.MaxVarintLen64]byte
+	for _, m := range members {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(m)))])
+		h.Write([]byte(m))
+	}
+	return h.Sum64()
+}
+
+// Owner returns the member owning key, or an error wrapping ErrEmptyRing when
+// the ring has no members. It does not allocate.
+func (s *Snapshot) Owner(key string) (string, error) {
+	if s.lookup == nil {
+		return "", s.empty
+	}
+	return s.lookup.Owner(key), nil
+}
+
+// Diff reports which of keys change owner from old to new (two snapshots of
+// the same ring, typically consecutive epochs): gained[m] lists the keys m
+// owns in new but not in old, lost[m] the keys m owned in old but not in new,
+// each in the order of keys. Keys that keep their owner appear in neither.
+// A nil or empty snapshot owns nothing: keys coming from it appear only in
+// gained, keys going to it only in lost. Both maps are non-nil.
+func Diff(old, new *Snapshot, keys []string) (gained, lost map[string][]string) {
+	gained, lost = make(map[string][]string), make(map[string][]string)
+	for _, k := range keys {
+		from, to := old.ownerOrNone(k), new.ownerOrNone(k)
+		if from == to {
+			continue
+		}
+		if from != "" {
+			lost[from] = append(lost[from], k)
+		}
+		if to != "" {
+			gained[to] = append(gained[to], k)
+		}
+	}
+	return gained, lost
+}
+
+// ownerOrNone returns the owner of key, or "" for a nil or empty snapshot.
+func (s *Snapshot) ownerOrNone(key string) string {
+	if s == nil || s.lookup == nil {
+		return ""
+	}
+	return s.lookup.Owner(key)
+}
