@@ -34,7 +34,7 @@ type File struct {
 	Service           string   `yaml:"service"`
 	DNSServer         string   `yaml:"dns_server"`
 	SRV               bool     `yaml:"srv"`
-	Consensus         int      `yaml:"consensus"`
+	Consensus         *int     `yaml:"consensus"`
 	Ring              string   `yaml:"ring"`
 	Groups            []string `yaml:"groups"`
 	Loopback          bool     `yaml:"loopback"`
@@ -116,8 +116,8 @@ func (f *File) Options() app.Options {
 	}
 	o.Sentry = f.Sentry
 	o.Service, o.DNSServer, o.SRV = f.Service, f.DNSServer, f.SRV
-	if f.Consensus != 0 {
-		o.Consensus = f.Consensus
+	if f.Consensus != nil {
+		o.Consensus = *f.Consensus
 	}
 	if f.Ring != "" {
 		o.Ring = f.Ring
