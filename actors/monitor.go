@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/discovery"
+	"github.com/cloister-go/cloister/ergonode"
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/statem"
@@ -40,6 +41,9 @@ type MonitorOptions struct {
 	DialTimeout       time.Duration
 	BackoffMin        time.Duration
 	BackoffMax        time.Duration
+	// FlapGrace keeps a member whose connection dropped in the rings this
+	// long while it is re-dialled (core.Config.FlapGrace); 0: none.
+	FlapGrace time.Duration
 	// Logf logs; nil means log.Printf.
 	Logf func(format string, args ...interface{})
 	// Observe, when set, sees every effect the Monitor carries out (tests,
@@ -63,6 +67,17 @@ type Monitor struct {
 	cancel  context.CancelFunc
 	stopRef *etf.Ref
 	logf    func(string, ...interface{})
+	// failing remembers, per peer that cannot be reached, the last error
+	// logged, so a peer re-dialled forever is logged on change and then
+	// once a minute, not on every attempt.
+	failing map[string]*dialFailure
+}
+
+type dialFailure struct {
+	msg      string
+	attempts int
+	since    time.Time
+	logged   time.Time
 }
 
 type probe struct {
@@ -94,6 +109,12 @@ func NewMonitor(c *Cluster, o MonitorOptions) *Monitor {
 	}
 	c.MonitorName = o.Name
 	return &Monitor{opts: o, cluster: c}
+}
+
+// ProcessLoop runs the state machine behind guardedLoop: a bare {} from
+// any peer would otherwise kill the Monitor inside Ergo's own loop.
+func (m *Monitor) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
+	return guardedLoop(&m.StateMachine.Server, ps, started)
 }
 
 // Table declares the Monitor's transitions (internal/core.Table).
@@ -133,8 +154,9 @@ func (m *Monitor) InitStateMachine(p *statem.Process, args ...etf.Term) (statem.
 		Sentries: sentries, Service: m.opts.Service != "",
 		Heartbeat: m.opts.Heartbeat, SuspectAfter: m.opts.SuspectAfter, RemoveAfter: m.opts.RemoveAfter,
 		ProbeTimeout: 2 * m.opts.Heartbeat, Reprobe: 2 * time.Second, Reconcile: m.opts.Reconcile,
-		BackoffMin: m.opts.BackoffMin, BackoffMax: m.opts.BackoffMax,
+		BackoffMin: m.opts.BackoffMin, BackoffMax: m.opts.BackoffMax, FlapGrace: m.opts.FlapGrace,
 	})
+	m.failing = map[string]*dialFailure{}
 	if err := p.MonitorEvent(node.EventNetwork); err != nil {
 		m.logf("cloister: monitor: cannot subscribe to network events (%v); relying on reconcile", err)
 	}
@@ -192,6 +214,7 @@ func (m *Monitor) HandleEvent(p *statem.Process, state statem.State, ev interfac
 			}
 			return m.step(p, core.NodeDown{Now: now, Node: msg.PeerName})
 		case dialDoneMsg:
+			m.noteDial(msg.node, msg.err, now)
 			return m.step(p, core.DialDone{Now: now, Node: msg.node, Err: msg.err})
 		case discoveredMsg:
 			return m.step(p, core.Discovered{Now: now, Peers: msg.peers})
@@ -291,6 +314,18 @@ func (m *Monitor) step(p *statem.Process, ev interface{}) statem.Result {
 		case core.Suspect:
 			m.logf("cloister: %s suspected: no heartbeat answer for %s", e.Node, e.Silence.Round(time.Millisecond))
 			published = true
+		case core.Grace:
+			m.logf("cloister: lost the connection to member %s; it stays in the rings for %s (flap grace) while it is re-dialled", e.Node, e.For)
+			published = true
+		case core.Recovered:
+			m.logf("cloister: %s is back after %s, within the flap grace: rings unchanged", e.Node, e.After.Round(time.Millisecond))
+			published = true
+		case core.Removed:
+			if e.Reason != core.ReasonSilent { // the Disconnect line says it
+				m.logf("cloister: %s removed from the rings: %s", e.Node, e.Reason)
+			}
+		case core.Stalled:
+			m.logf("cloister: this node did not run for %s (frozen, suspended or starved): members get a fresh heartbeat window", e.For.Round(time.Millisecond))
 		case core.ContinueEffect:
 			p.Send(p.Self(), continueMsg{})
 		}
@@ -352,6 +387,44 @@ func (m *Monitor) expireProbes(now time.Time) {
 		if now.Sub(pr.at) > 10*time.Second {
 			delete(m.probes, ref)
 		}
+	}
+	for peer, f := range m.failing {
+		if now.Sub(f.logged) > 10*time.Minute {
+			delete(m.failing, peer)
+		}
+	}
+}
+
+// noteDial logs why a peer cannot be reached: the first failure, every
+// change of reason, then once a minute while it lasts; and the success
+// that ends a run of failures. Ergo reports every failed connect as "no
+// route to node"; a failed handshake's real cause (cookie, TLS, timeout)
+// is added from ergonode.
+func (m *Monitor) noteDial(peer string, err error, now time.Time) {
+	f := m.failing[peer]
+	if err == nil {
+		if f != nil {
+			m.logf("cloister: connected to %s after %d failed attempts over %s", peer, f.attempts, now.Sub(f.since).Round(time.Millisecond))
+			delete(m.failing, peer)
+		}
+		return
+	}
+	msg := err.Error()
+	if he := ergonode.LastHandshakeError(m.cluster.Self(), peer, 10*time.Second); he != nil {
+		msg += ": " + strings.TrimPrefix(he.Error(), "cloister: ")
+	}
+	if f == nil {
+		if len(m.failing) >= 4096 {
+			return // a flood of bad names; each is still retried
+		}
+		f = &dialFailure{since: now}
+		m.failing[peer] = f
+	}
+	f.attempts++
+	if msg != f.msg || now.Sub(f.logged) >= time.Minute {
+		m.logf("cloister: cannot connect to %s (attempt %d, failing for %s, retrying with backoff): %s",
+			peer, f.attempts, now.Sub(f.since).Round(time.Millisecond), msg)
+		f.msg, f.logged = msg, now
 	}
 }
 
@@ -445,12 +518,18 @@ func ParseState(t etf.Term) (otpApp string, members []string, ok bool) {
 	}
 	otpApp = strings.TrimPrefix(fsm, "monitor_")
 	groups, _ := mp[etf.Atom("groups")].(etf.List)
+	// A peer may list any number of nodes; the core keeps at most
+	// core.MaxReported valid ones, so reading far beyond is wasted work.
+	const maxRead = 4 * core.MaxReported
 	for _, g := range groups {
 		tup, ok := g.(etf.Tuple)
 		if !ok || len(tup) != 2 || tup[0] != etf.Atom("ring") {
 			continue
 		}
 		list, _ := tup[1].(etf.List)
+		if len(list) > maxRead {
+			list = list[:maxRead]
+		}
 		for _, n := range list {
 			switch v := n.(type) {
 			case etf.Atom:

@@ -187,3 +187,41 @@ func TestGroups(t *testing.T) {
 		}
 	}
 }
+
+// Garbage, including the bare {} that kills a plain Ergo gen.Server inside
+// its own loop, leaves every Monitor and Node actor alive and answering.
+func TestGarbageDoesNotKillOurProcesses(t *testing.T) {
+	garbage := []etf.Term{etf.Tuple{}, etf.Atom("junk"), etf.Tuple{etf.Atom("$gen_call")}, etf.List{etf.Tuple{}},
+		etf.Tuple{etf.Atom("$gen_call"), etf.Tuple{meP.Self(), local.MakeRef()}, etf.Tuple{}}, 42, []byte("x")}
+	for _, n := range names {
+		for _, name := range []string{"Elixir.Cloister.Monitor", "Elixir.Cloister.Node"} {
+			for _, g := range garbage {
+				if err := meP.Send(gen.ProcessID{Name: name, Node: n}, g); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	// Drain whatever the garbage calls answered.
+	time.Sleep(300 * time.Millisecond)
+	for len(me.got) > 0 {
+		<-me.got
+	}
+	res, err := cloister.Multicall(nil, "Elixir.Cloister.Monitor", etf.Atom("state"), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if r.Err != nil {
+			t.Fatalf("%s monitor: %v", r.Node, r.Err)
+		}
+	}
+	res, err = cloister.Multicall(nil, cloistertest.VoidName, etf.Tuple{etf.Atom("ping"), meP.Self()}, 5*time.Second)
+	if err != nil || len(res) != 5 {
+		t.Fatal(err, res)
+	}
+	expect(t, 5)
+	if len(cloister.Siblings()) != 5 {
+		t.Fatalf("members after garbage: %v", cloister.Siblings())
+	}
+}
