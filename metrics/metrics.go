@@ -1,0 +1,309 @@
+// Package metrics is an optional Prometheus collector for cloister
+// (github.com/prometheus/client_golang). Nothing in cloister depends on it:
+// a node that wants metrics creates a Collector, lets it instrument the
+// options before the start, points it at the cluster and serves it, e.g. on
+// the health endpoint's mux:
+//
+//	col := metrics.New()
+//	col.Instrument(&opts)                // Observe, Listener, fan-out hook
+//	n, err := cloister.StartNode(name, opts, nopts)
+//	col.SetSource(cloister.Of(n.Name()).State)
+//	mux := health.Handler(cloister.Of(n.Name()).State)
+//	mux.Handle("/metrics", col.Handler())
+//
+// Gauges (members, state, ring epochs, ...) are read from the cluster's
+// snapshot when Prometheus scrapes; counters and histograms are fed by the
+// Monitor's effects (Options.Observe), by the listener wrapper and by the
+// fan-out hook (actors.FanoutObserver). Every update is an atomic add: none
+// blocks the Monitor.
+package metrics
+
+import (
+	"errors"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/app"
+	"github.com/cloister-go/cloister/internal/core"
+	"github.com/cloister-go/cloister/listener"
+)
+
+// Namespace prefixes every metric name.
+const Namespace = "cloister"
+
+// States lists the Monitor states, in the order of the state diagram; the
+// state gauge has one series per state.
+var States = []string{
+	string(core.Down), string(core.Assembling), string(core.Rehashing),
+	string(core.Ready), string(core.Stopping), string(core.Stopped),
+}
+
+// Outcomes of one node in a fan-out, the values of the outcome label.
+const (
+	OutcomeOK            = "ok"
+	OutcomeTimeout       = "timeout"
+	OutcomeNoConnection  = "no_connection"
+	OutcomeNoSuchProcess = "no_such_process"
+	OutcomeRemote        = "remote"
+	OutcomeRefused       = "refused"
+	OutcomeOther         = "other"
+)
+
+// Collector is a prometheus.Collector for one cloister node. Create it with
+// New; it is safe for concurrent use.
+type Collector struct {
+	source atomic.Pointer[func() listener.Snapshot]
+	last   atomic.Pointer[listener.Snapshot] // seen by the listener wrapper
+
+	members, consensus, connected, suspects *prometheus.Desc
+	state, ringEpoch, ringMembers           *prometheus.Desc
+
+	rehashes     prometheus.Counter
+	rehashTime   prometheus.Histogram
+	transitions  *prometheus.CounterVec
+	suspicions   prometheus.Counter
+	removals     prometheus.Counter
+	dials        prometheus.Counter
+	listenerLat  prometheus.Histogram
+	listenerTime prometheus.Histogram
+	fanout       *prometheus.CounterVec
+
+	mu          sync.Mutex
+	rehashSince time.Time // when the Monitor entered rehashing (zero: not in it)
+	now         func() time.Time
+
+	handlerOnce sync.Once
+	handler     http.Handler
+}
+
+// New returns a Collector with every counter at zero and no source: until
+// SetSource (or the listener wrapper sees a change) the gauges report state
+// down and no members.
+func New() *Collector {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
+	}
+	c := &Collector{
+		members:     desc("members", "Members of the cluster as this node sees them, itself included."),
+		consensus:   desc("consensus", "Members needed before the cluster is ready (Options.Consensus)."),
+		connected:   desc("connected_nodes", "Nodes this node is connected to (members or not)."),
+		suspects:    desc("suspects", "Members currently suspected by the heartbeat."),
+		state:       desc("state", "Monitor state: 1 for the current state, 0 for the others.", "state"),
+		ringEpoch:   desc("ring_epoch", "This node's rebuild counter of the ring (not comparable across nodes).", "ring"),
+		ringMembers: desc("ring_members", "Members of the ring.", "ring"),
+		rehashes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "rehashes_total",
+			Help: "Ring rebuilds: times the member list changed and the rings were rebuilt."}),
+		rehashTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "rehash_duration_seconds",
+			Help:    "Time spent in state rehashing per visit (ring rebuild and hand-back; a cluster below consensus stays there).",
+			Buckets: prometheus.ExponentialBuckets(100e-6, 4, 10)}),
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "transitions_total",
+			Help: "Monitor state transitions."}, []string{"from", "to"}),
+		suspicions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "heartbeat_suspicions_total",
+			Help: "Members suspected after SuspectAfter without a heartbeat answer."}),
+		removals: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "heartbeat_removals_total",
+			Help: "Members removed and disconnected after RemoveAfter without a heartbeat answer."}),
+		dials: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "dials_total",
+			Help: "Connection attempts started by the Monitor."}),
+		listenerLat: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "listener_latency_seconds",
+			Help:    "From a state change to the listener starting to handle it (queueing in the dispatcher).",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10)}),
+		listenerTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "listener_duration_seconds",
+			Help:    "Time the listener took to handle one state change.",
+			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 12)}),
+		fanout: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "fanout_results_total",
+			Help: "Per-node outcomes of Multicall and Multiapply calls made from this node, by error kind."},
+			[]string{"op", "outcome"}),
+		now: time.Now,
+	}
+	return c
+}
+
+// SetSource makes the gauges read src (typically cloister.Cluster.State)
+// at every scrape. Without it they read the last snapshot the listener
+// wrapper saw.
+func (c *Collector) SetSource(src func() listener.Snapshot) {
+	if src == nil {
+		c.source.Store(nil)
+		return
+	}
+	c.source.Store(&src)
+}
+
+func (c *Collector) snapshot() listener.Snapshot {
+	if src := c.source.Load(); src != nil {
+		return (*src)()
+	}
+	if s := c.last.Load(); s != nil {
+		return *s
+	}
+	return listener.Snapshot{State: string(core.Down)}
+}
+
+// Instrument wires the collector into opts before the node starts: it
+// chains Observe (an Observe already set still runs, first), wraps the
+// Listener (nil: the default logger, as cloister would use) and installs
+// the process-wide fan-out hook (actors.FanoutObserver; one node per
+// process is the rule, so the last Instrument wins).
+func (c *Collector) Instrument(opts *app.Options) {
+	if prev := opts.Observe; prev != nil {
+		opts.Observe = func(effect interface{}) {
+			prev(effect)
+			c.Observe(effect)
+		}
+	} else {
+		opts.Observe = c.Observe
+	}
+	next := opts.Listener
+	if next == nil {
+		next = listener.Logger{Logf: opts.Logf}
+	}
+	opts.Listener = c.Listener(next)
+	hook := c.ObserveFanout
+	actors.FanoutObserver.Store(&hook)
+}
+
+// Observe counts one effect of the Monitor (app.Options.Observe): state
+// transitions, ring rebuilds and the time spent rehashing, heartbeat
+// suspicions and removals, dials. It runs on the Monitor's goroutine and
+// only adds to atomic counters.
+func (c *Collector) Observe(effect interface{}) {
+	switch e := effect.(type) {
+	case core.Transition:
+		c.transitions.WithLabelValues(string(e.From), string(e.To)).Inc()
+		c.mu.Lock()
+		now := c.now()
+		if e.From == core.Rehashing && !c.rehashSince.IsZero() {
+			c.rehashTime.Observe(now.Sub(c.rehashSince).Seconds())
+			c.rehashSince = time.Time{}
+		}
+		if e.To == core.Rehashing {
+			c.rehashSince = now
+		}
+		c.mu.Unlock()
+	case core.Publish:
+		c.rehashes.Inc()
+	case core.Suspect:
+		c.suspicions.Inc()
+	case core.Disconnect:
+		c.removals.Inc()
+	case core.Dial:
+		c.dials.Inc()
+	}
+}
+
+// Listener wraps next so that every delivery is timed: the latency from the
+// change (the snapshot's At) to the call, and the call's duration. The
+// snapshot is kept for the gauges when no source is set. A panic in next
+// still reaches the dispatcher, which recovers and logs it.
+func (c *Collector) Listener(next listener.Listener) listener.Listener {
+	return listener.Func(func(from, to string, s listener.Snapshot) {
+		start := c.now()
+		if !s.At.IsZero() {
+			c.listenerLat.Observe(start.Sub(s.At).Seconds())
+		}
+		snap := s
+		c.last.Store(&snap)
+		defer func() { c.listenerTime.Observe(c.now().Sub(start).Seconds()) }()
+		if next != nil {
+			next.OnStateChange(from, to, s)
+		}
+	})
+}
+
+// ObserveFanout counts the per-node outcomes of one Multicall or
+// Multiapply (op "multicall" or "multiapply"), by error kind.
+func (c *Collector) ObserveFanout(op string, results []actors.Result) {
+	for _, r := range results {
+		c.fanout.WithLabelValues(op, Outcome(r.Err)).Inc()
+	}
+}
+
+// Outcome names the outcome label for a fan-out result's error.
+func Outcome(err error) string {
+	if err == nil {
+		return OutcomeOK
+	}
+	var ne *actors.NodeError
+	if !errors.As(err, &ne) {
+		return OutcomeOther
+	}
+	switch ne.Kind {
+	case actors.KindTimeout:
+		return OutcomeTimeout
+	case actors.KindNoConnection:
+		return OutcomeNoConnection
+	case actors.KindNoSuchProcess:
+		return OutcomeNoSuchProcess
+	case actors.KindRemote:
+		return OutcomeRemote
+	case actors.KindRefused:
+		return OutcomeRefused
+	}
+	return OutcomeOther
+}
+
+func (c *Collector) counters() []prometheus.Collector {
+	return []prometheus.Collector{c.rehashes, c.rehashTime, c.transitions, c.suspicions, c.removals,
+		c.dials, c.listenerLat, c.listenerTime, c.fanout}
+}
+
+// Describe sends every metric's description.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.members, c.consensus, c.connected, c.suspects, c.state, c.ringEpoch, c.ringMembers} {
+		ch <- d
+	}
+	for _, m := range c.counters() {
+		m.Describe(ch)
+	}
+}
+
+// Collect reads the snapshot for the gauges and sends every metric.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	s := c.snapshot()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(c.members, float64(len(s.Members)))
+	gauge(c.consensus, float64(s.Consensus))
+	gauge(c.connected, float64(len(s.Connected)))
+	gauge(c.suspects, float64(len(s.Suspects)))
+	for _, st := range States {
+		v := 0.0
+		if st == s.State {
+			v = 1
+		}
+		gauge(c.state, v, st)
+	}
+	names := make([]string, 0, len(s.Rings))
+	for n := range s.Rings {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		gauge(c.ringEpoch, float64(s.Rings[n].Epoch), n)
+		gauge(c.ringMembers, float64(len(s.Rings[n].Members)), n)
+	}
+	for _, m := range c.counters() {
+		m.Collect(ch)
+	}
+}
+
+// Handler serves the collector, with the Go runtime and process
+// collectors, from a registry of its own, in the Prometheus text format.
+func (c *Collector) Handler() http.Handler {
+	c.handlerOnce.Do(func() {
+		reg := prometheus.NewRegistry()
+		reg.MustRegister(c, collectors.NewGoCollector(),
+			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		c.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	})
+	return c.handler
+}

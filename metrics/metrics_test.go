@@ -1,0 +1,306 @@
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/app"
+	"github.com/cloister-go/cloister/internal/core"
+	"github.com/cloister-go/cloister/listener"
+)
+
+// clock is a fake time source for the collector.
+type clock struct{ t time.Time }
+
+func (c *clock) now() time.Time { return c.t }
+
+func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
+
+func newWithClock() (*Collector, *clock) {
+	c := New()
+	ck := &clock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	c.now = ck.now
+	return c, ck
+}
+
+// gather collects c through a registry (which checks descriptions and
+// consistency) and returns "name{labels}" -> value for counters and gauges,
+// and name_count / name_sum for histograms.
+func gather(t *testing.T, c prometheus.Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	out := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, fmt.Sprintf("%s=%q", l.GetName(), l.GetValue()))
+			}
+			key := mf.GetName()
+			if len(labels) > 0 {
+				key += "{" + strings.Join(labels, ",") + "}"
+			}
+			switch {
+			case m.Gauge != nil:
+				out[key] = m.GetGauge().GetValue()
+			case m.Counter != nil:
+				out[key] = m.GetCounter().GetValue()
+			case m.Histogram != nil:
+				out[key+"_count"] = float64(m.GetHistogram().GetSampleCount())
+				out[key+"_sum"] = m.GetHistogram().GetSampleSum()
+			}
+		}
+	}
+	return out
+}
+
+func want(t *testing.T, got map[string]float64, key string, v float64) {
+	t.Helper()
+	g, ok := got[key]
+	if !ok {
+		t.Errorf("%s missing", key)
+		return
+	}
+	if g != v {
+		t.Errorf("%s = %v, want %v", key, g, v)
+	}
+}
+
+func TestObserveCountsTransitionsRehashesAndHeartbeat(t *testing.T) {
+	c, ck := newWithClock()
+	for _, e := range []interface{}{
+		core.Transition{From: core.Down, To: core.Assembling},
+		core.Dial{Node: "b@h"}, core.Dial{Node: "c@h"},
+		core.Transition{From: core.Assembling, To: core.Rehashing},
+		core.Publish{Members: []string{"a@h", "b@h"}},
+	} {
+		c.Observe(e)
+	}
+	ck.advance(3 * time.Millisecond)
+	c.Observe(core.Transition{From: core.Rehashing, To: core.Ready})
+	// A second rehash, 5 ms long; a suspicion and a removal in between.
+	c.Observe(core.Suspect{Node: "b@h", Silence: 3 * time.Second})
+	c.Observe(core.Disconnect{Node: "b@h"})
+	c.Observe(core.Transition{From: core.Ready, To: core.Rehashing})
+	c.Observe(core.Publish{Members: []string{"a@h"}})
+	ck.advance(5 * time.Millisecond)
+	c.Observe(core.Transition{From: core.Rehashing, To: core.Ready})
+	c.Observe(core.ContinueEffect{}) // ignored
+	c.Observe("garbage")             // ignored
+
+	got := gather(t, c)
+	want(t, got, `cloister_transitions_total{from="down",to="assembling"}`, 1)
+	want(t, got, `cloister_transitions_total{from="rehashing",to="ready"}`, 2)
+	want(t, got, `cloister_transitions_total{from="ready",to="rehashing"}`, 1)
+	want(t, got, "cloister_rehashes_total", 2)
+	want(t, got, "cloister_rehash_duration_seconds_count", 2)
+	if s := got["cloister_rehash_duration_seconds_sum"]; s < 0.0079 || s > 0.0081 {
+		t.Errorf("rehash duration sum = %v, want 0.008 (3 ms + 5 ms)", s)
+	}
+	want(t, got, "cloister_heartbeat_suspicions_total", 1)
+	want(t, got, "cloister_heartbeat_removals_total", 1)
+	want(t, got, "cloister_dials_total", 2)
+}
+
+func TestRehashDurationNeedsAnEntry(t *testing.T) {
+	// Leaving rehashing without having seen it entered (the collector was
+	// attached late) records nothing rather than a bogus duration.
+	c, _ := newWithClock()
+	c.Observe(core.Transition{From: core.Rehashing, To: core.Ready})
+	want(t, gather(t, c), "cloister_rehash_duration_seconds_count", 0)
+}
+
+func TestGaugesWithoutSourceReportDown(t *testing.T) {
+	got := gather(t, New())
+	want(t, got, `cloister_state{state="down"}`, 1)
+	for _, s := range States[1:] {
+		want(t, got, fmt.Sprintf("cloister_state{state=%q}", s), 0)
+	}
+	want(t, got, "cloister_members", 0)
+}
+
+func TestGaugesReadTheSourceAtEveryScrape(t *testing.T) {
+	c := New()
+	snap := listener.Snapshot{
+		State: "ready", Consensus: 2,
+		Members:   []string{"a@h", "b@h", "c@h"},
+		Connected: []string{"b@h", "c@h", "x@h"},
+		Suspects:  []string{"c@h"},
+		Rings: map[string]listener.Ring{
+			"shop":  {Members: []string{"a@h", "b@h", "c@h"}, Epoch: 7},
+			"carts": {Members: []string{"a@h", "b@h", "c@h"}, Epoch: 2},
+		},
+	}
+	c.SetSource(func() listener.Snapshot { return snap })
+	got := gather(t, c)
+	want(t, got, "cloister_members", 3)
+	want(t, got, "cloister_consensus", 2)
+	want(t, got, "cloister_connected_nodes", 3)
+	want(t, got, "cloister_suspects", 1)
+	want(t, got, `cloister_state{state="ready"}`, 1)
+	want(t, got, `cloister_state{state="rehashing"}`, 0)
+	want(t, got, `cloister_ring_epoch{ring="shop"}`, 7)
+	want(t, got, `cloister_ring_epoch{ring="carts"}`, 2)
+	want(t, got, `cloister_ring_members{ring="shop"}`, 3)
+
+	snap.State, snap.Members = "rehashing", []string{"a@h"}
+	snap.Rings = map[string]listener.Ring{"shop": {Members: []string{"a@h"}, Epoch: 8}}
+	got = gather(t, c)
+	want(t, got, "cloister_members", 1)
+	want(t, got, `cloister_state{state="rehashing"}`, 1)
+	want(t, got, `cloister_state{state="ready"}`, 0)
+	want(t, got, `cloister_ring_epoch{ring="shop"}`, 8)
+	if _, ok := got[`cloister_ring_epoch{ring="carts"}`]; ok {
+		t.Error("a ring gone from the snapshot is still reported")
+	}
+}
+
+func TestListenerWrapperTimesDeliveriesAndKeepsTheSnapshot(t *testing.T) {
+	c, ck := newWithClock()
+	var calls []string
+	l := c.Listener(listener.Func(func(from, to string, s listener.Snapshot) {
+		calls = append(calls, from+">"+to)
+		ck.advance(20 * time.Millisecond) // the listener's own work
+	}))
+	at := ck.t
+	ck.advance(2 * time.Millisecond) // queued in the dispatcher
+	l.OnStateChange("rehashing", "ready", listener.Snapshot{State: "ready", Members: []string{"a@h", "b@h"}, At: at})
+	if len(calls) != 1 || calls[0] != "rehashing>ready" {
+		t.Fatalf("wrapped listener calls = %v", calls)
+	}
+	got := gather(t, c)
+	want(t, got, "cloister_listener_latency_seconds_count", 1)
+	want(t, got, "cloister_listener_duration_seconds_count", 1)
+	if s := got["cloister_listener_latency_seconds_sum"]; s < 0.0019 || s > 0.0021 {
+		t.Errorf("latency = %v, want 0.002", s)
+	}
+	if s := got["cloister_listener_duration_seconds_sum"]; s < 0.0199 || s > 0.0201 {
+		t.Errorf("duration = %v, want 0.020", s)
+	}
+	// Without a source, the gauges show what the listener saw last.
+	want(t, got, "cloister_members", 2)
+	want(t, got, `cloister_state{state="ready"}`, 1)
+}
+
+func TestListenerWrapperLetsAPanicThroughAndStillTimesIt(t *testing.T) {
+	c, _ := newWithClock()
+	l := c.Listener(listener.Func(func(from, to string, s listener.Snapshot) { panic("boom") }))
+	func() {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want the listener's panic", r)
+			}
+		}()
+		l.OnStateChange("ready", "stopping", listener.Snapshot{State: "stopping"})
+	}()
+	got := gather(t, c)
+	want(t, got, "cloister_listener_duration_seconds_count", 1)
+	// No At: no latency sample rather than one measured from year 1.
+	want(t, got, "cloister_listener_latency_seconds_count", 0)
+}
+
+func TestOutcomeNamesEveryErrorKind(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{nil, OutcomeOK},
+		{&actors.NodeError{Node: "a@h", Kind: actors.KindTimeout}, OutcomeTimeout},
+		{&actors.NodeError{Node: "a@h", Kind: actors.KindNoConnection}, OutcomeNoConnection},
+		{&actors.NodeError{Node: "a@h", Kind: actors.KindNoSuchProcess}, OutcomeNoSuchProcess},
+		{&actors.NodeError{Node: "a@h", Kind: actors.KindRemote}, OutcomeRemote},
+		{&actors.NodeError{Node: "a@h", Kind: actors.KindRefused}, OutcomeRefused},
+		{&actors.NodeError{Node: "a@h", Kind: 99}, OutcomeOther},
+		{fmt.Errorf("wrapped: %w", &actors.NodeError{Node: "a@h", Kind: actors.KindTimeout}), OutcomeTimeout},
+		{errors.New("something else"), OutcomeOther},
+	} {
+		if got := Outcome(tc.err); got != tc.want {
+			t.Errorf("Outcome(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestObserveFanoutCountsPerNodeOutcomes(t *testing.T) {
+	c := New()
+	c.ObserveFanout("multicall", []actors.Result{
+		{Node: "a@h", Reply: "x"},
+		{Node: "b@h", Err: &actors.NodeError{Node: "b@h", Kind: actors.KindTimeout}},
+		{Node: "c@h", Err: &actors.NodeError{Node: "c@h", Kind: actors.KindTimeout}},
+	})
+	c.ObserveFanout("multiapply", []actors.Result{{Node: "a@h", Err: &actors.NodeError{Node: "a@h", Kind: actors.KindRemote}}})
+	got := gather(t, c)
+	want(t, got, `cloister_fanout_results_total{op="multicall",outcome="ok"}`, 1)
+	want(t, got, `cloister_fanout_results_total{op="multicall",outcome="timeout"}`, 2)
+	want(t, got, `cloister_fanout_results_total{op="multiapply",outcome="remote"}`, 1)
+}
+
+func TestInstrumentChainsObserveWrapsTheListenerAndHooksFanout(t *testing.T) {
+	prev := actors.FanoutObserver.Load() // the in-process node's, with -count
+	t.Cleanup(func() { actors.FanoutObserver.Store(prev) })
+	c, _ := newWithClock()
+	opts := app.DefaultOptions()
+	var seen []interface{}
+	opts.Observe = func(e interface{}) { seen = append(seen, e) }
+	var heard int
+	opts.Listener = listener.Func(func(from, to string, s listener.Snapshot) { heard++ })
+	c.Instrument(&opts)
+
+	opts.Observe(core.Publish{Members: []string{"a@h"}})
+	if len(seen) != 1 {
+		t.Errorf("the Observe set before Instrument saw %d effects, want 1", len(seen))
+	}
+	opts.Listener.OnStateChange("down", "assembling", listener.Snapshot{State: "assembling"})
+	if heard != 1 {
+		t.Errorf("the user's listener heard %d changes, want 1", heard)
+	}
+	f := actors.FanoutObserver.Load()
+	if f == nil {
+		t.Fatal("Instrument did not install the fan-out hook")
+	}
+	(*f)("multicall", []actors.Result{{Node: "a@h"}})
+	got := gather(t, c)
+	want(t, got, "cloister_rehashes_total", 1)
+	want(t, got, "cloister_listener_duration_seconds_count", 1)
+	want(t, got, `cloister_fanout_results_total{op="multicall",outcome="ok"}`, 1)
+
+	// A nil Listener becomes the default logger, wrapped.
+	var logged []string
+	o2 := app.DefaultOptions()
+	o2.Logf = func(format string, args ...interface{}) { logged = append(logged, fmt.Sprintf(format, args...)) }
+	New().Instrument(&o2)
+	o2.Listener.OnStateChange("rehashing", "ready", listener.Snapshot{Node: "a@h", Members: []string{"a@h"}})
+	if len(logged) != 1 || !strings.Contains(logged[0], "rehashing -> ready") {
+		t.Errorf("default listener logged %q", logged)
+	}
+}
+
+func TestMetricsPassLint(t *testing.T) {
+	c := New()
+	c.SetSource(func() listener.Snapshot {
+		return listener.Snapshot{State: "ready", Members: []string{"a@h"},
+			Rings: map[string]listener.Ring{"r": {Members: []string{"a@h"}, Epoch: 1}}}
+	})
+	c.ObserveFanout("multicall", []actors.Result{{Node: "a@h"}})
+	c.Observe(core.Transition{From: core.Down, To: core.Assembling})
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+}
