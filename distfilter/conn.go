@@ -2,6 +2,7 @@ package distfilter
 
 import (
 	"encoding/binary"
+	"net"
 	"sync"
 
 	"github.com/ergo-services/ergo/lib"
@@ -96,44 +97,66 @@ func (fc *filterConn) Read(p []byte) (int, error) {
 	}
 }
 
-// toErgo queues complete frames for Ergo. Safe from any goroutine.
+// toErgo queues complete frames for Ergo. Safe from any goroutine. The
+// filter keeps no reference to frame afterwards.
 func (fc *filterConn) toErgo(frame []byte) {
 	fc.omu.Lock()
-	fc.out = append(fc.out, frame...)
+	if len(fc.out) == 0 {
+		fc.out = frame // no copy: a large frame is handed over as is
+	} else {
+		fc.out = append(fc.out, frame...)
+	}
 	fc.omu.Unlock()
 }
+
+// bigFrame is the size from which frames are rewritten in place and
+// written in pieces instead of being copied.
+const bigFrame = 64 * 1024
 
 // frameIn handles every complete frame in fc.in; it reports whether any
 // was handled.
 func (fc *filterConn) frameIn() bool {
 	off := 0
+	lent := false // a frame inside fc.in was handed to Ergo by reference
 	for len(fc.in)-off >= 4 {
 		l := int(binary.BigEndian.Uint32(fc.in[off:]))
 		if len(fc.in)-off-4 < l {
+			if off == 0 && cap(fc.in) < 4+l {
+				// a large frame is coming: one allocation, not doublings
+				fc.in = append(make([]byte, 0, 4+l), fc.in...)
+			}
 			break
 		}
-		fc.incoming(fc.in[off+4 : off+4+l])
+		if fc.incoming(fc.in[off : off+4+l]) {
+			lent = true
+		}
 		off += 4 + l
 	}
 	if off == 0 {
 		return false
 	}
-	n := copy(fc.in, fc.in[off:])
-	fc.in = fc.in[:n]
+	if lent {
+		fc.in = append([]byte(nil), fc.in[off:]...)
+	} else {
+		n := copy(fc.in, fc.in[off:])
+		fc.in = fc.in[:n]
+	}
 	return true
 }
 
-// incoming handles one frame from the peer (without its length).
-func (fc *filterConn) incoming(frame []byte) {
+// incoming handles one frame from the peer (with its length); it reports
+// whether it handed the frame's own bytes to Ergo.
+func (fc *filterConn) incoming(lframe []byte) bool {
+	frame := lframe[4:]
 	if len(frame) == 0 {
 		fc.toErgo([]byte{0, 0, 0, 0}) // tick
-		return
+		return false
 	}
 	ctrl, payload, ok := splitPassThrough(frame)
 	if !ok {
 		fc.f.logOnce("in-frame", "unexpected frame type %d from %s passed to Ergo unchanged", frame[0], fc.peer.name)
-		fc.toErgo(withLength(frame))
-		return
+		fc.toErgo(append([]byte(nil), lframe...))
+		return false
 	}
 	fc.f.refs.rememberAll(ctrl)
 	if payload != nil {
@@ -146,15 +169,15 @@ func (fc *filterConn) incoming(frame []byte) {
 		if e, err := elements(ctrl); err == nil && len(e) == 4 {
 			fc.f.unlinkIn.Add(1)
 			fc.toErgo(distFrame(tuple(integer(opUnlink), e[2], e[3]), nil))
-			fc.toPeer(tuple(integer(opUnlinkIDAck), e[1], e[3], e[2]), nil)
-			return
+			_ = fc.toPeer(tuple(integer(opUnlinkIDAck), e[1], e[3], e[2]), nil)
+			return false
 		}
 	case opUnlinkIDAck:
-		return // the answer to an UNLINK_ID we made from Ergo's UNLINK
+		return false // the answer to an UNLINK_ID we made from Ergo's UNLINK
 	case opSpawnRequest, opSpawnRequestTT:
 		if fc.rpc != nil {
 			fc.rpc.spawnRequest(ctrl, payload)
-			return
+			return false
 		}
 	}
 	if len(payload) == 1 && payload[0] == tagNil {
@@ -164,7 +187,18 @@ func (fc *filterConn) incoming(frame []byte) {
 		fc.f.logOnce("nil", "a top-level [] message from %s is delivered as \"\" (Ergo cannot decode [] alone)", fc.peer.name)
 		payload = []byte{tagString, 0, 0}
 	}
-	fc.toErgo(distFrame(ctrl, payload))
+	if len(payload) < bigFrame {
+		fc.toErgo(distFrame(ctrl, payload))
+		return false
+	}
+	// 'p' 131 Ctrl 131 Payload and 131 68 0 Ctrl Payload have the same
+	// length and the payload at the same place: rewrite the head in place
+	c := len(ctrl)
+	copy(frame[3:3+c], frame[2:2+c])
+	frame[0], frame[1], frame[2] = frameDist, distHeader, 0
+	// capped: appending to fc.out must not write over the frames after it
+	fc.toErgo(lframe[:len(lframe):len(lframe)])
+	return true
 }
 
 // splitPassThrough cuts a pass-through frame into control and payload
@@ -253,43 +287,55 @@ func (fc *filterConn) outFrame(ctrl, payload []byte) []byte {
 func (fc *filterConn) Write(p []byte) (int, error) {
 	fc.wmu.Lock()
 	defer fc.wmu.Unlock()
-	fc.wpend = append(fc.wpend, p...)
-	var batch []byte
+	data := p
+	if len(fc.wpend) > 0 {
+		fc.wpend = append(fc.wpend, p...)
+		data = fc.wpend
+	}
+	var pieces net.Buffers
 	off := 0
-	for len(fc.wpend)-off >= 4 {
-		l := int(binary.BigEndian.Uint32(fc.wpend[off:]))
-		if len(fc.wpend)-off-4 < l {
+	for len(data)-off >= 4 {
+		l := int(binary.BigEndian.Uint32(data[off:]))
+		if len(data)-off-4 < l {
 			break
 		}
-		batch = append(batch, fc.outgoing(fc.wpend[off:off+4+l])...)
+		pieces = append(pieces, fc.outgoing(data[off:off+4+l])...)
 		off += 4 + l
 	}
-	n := copy(fc.wpend, fc.wpend[off:])
-	fc.wpend = fc.wpend[:n]
-	if len(batch) > 0 {
-		if err := writeAll(fc.NetReadWriter, batch); err != nil {
-			return 0, err
-		}
+	var err error
+	if len(pieces) > 0 {
+		_, err = pieces.WriteTo(fc.NetReadWriter) // writev on a TCP socket
+	}
+	// keep the incomplete tail; pieces may point into data, so only now
+	rest := data[off:]
+	if len(fc.wpend) > 0 {
+		n := copy(fc.wpend, rest)
+		fc.wpend = fc.wpend[:n]
+	} else {
+		fc.wpend = append(fc.wpend, rest...)
+	}
+	if err != nil {
+		return 0, err
 	}
 	return len(p), nil
 }
 
-// outgoing turns one of Ergo's frames (with length) into what the peer
-// gets; nil to drop it.
-func (fc *filterConn) outgoing(frame []byte) []byte {
+// outgoing turns one of Ergo's frames (with length) into the pieces the
+// peer gets, in order; none to drop it. Pieces may point into frame.
+func (fc *filterConn) outgoing(frame []byte) [][]byte {
 	body := frame[4:]
 	if len(body) == 0 {
-		return frame // tick
+		return [][]byte{frame} // tick
 	}
 	if len(body) < 3 || body[0] != frameDist || body[1] != distHeader || body[2] != 0 {
 		fc.f.logOnce("out-frame", "unexpected frame type %d/%d from Ergo to %s sent unchanged", body[0], body[1%len(body)], fc.peer.name)
-		return frame
+		return [][]byte{frame}
 	}
 	terms := body[3:]
 	n, err := skipTerm(terms, nil)
 	if err != nil {
 		fc.f.logOnce("out-term", "undecodable control from Ergo to %s sent unchanged: %v", fc.peer.name, err)
-		return frame
+		return [][]byte{frame}
 	}
 	ctrl, payload := terms[:n], terms[n:]
 	if len(payload) == 0 {
@@ -309,5 +355,13 @@ func (fc *filterConn) outgoing(frame []byte) []byte {
 			return nil
 		}
 	}
-	return fc.outFrame(ctrl, payload)
+	ctrl = fc.f.refs.restore(ctrl)
+	if len(payload) < bigFrame {
+		return [][]byte{passThroughFrame(ctrl, fc.f.refs.restore(payload))}
+	}
+	// a large payload goes out from Ergo's buffer: only the head is new
+	payload = fc.f.refs.restore(payload)
+	head := passThroughFrame(ctrl, []byte{})
+	binary.BigEndian.PutUint32(head, uint32(len(head)-4+len(payload)))
+	return [][]byte{head, payload}
 }

@@ -95,6 +95,7 @@ type filter struct {
 	unlinkOut   atomic.Uint64
 	restored    atomic.Uint64
 	rpcServed   atomic.Uint64
+	filtered    sync.Map // peer node name -> struct{}: links filtered so far
 }
 
 func newFilter(o Options) *filter {
@@ -133,6 +134,7 @@ func (p *proto) Init(ctx context.Context, conn lib.NetReadWriter, nodename strin
 	if peer == nil || !peer.beam {
 		return p.inner.Init(ctx, conn, nodename, d)
 	}
+	p.f.filtered.Store(peer.name, struct{}{})
 	fc := newFilterConn(conn, peer, p.f)
 	if d.Buffer != nil {
 		// frames that arrived with the end of the handshake: filter them too

@@ -1,6 +1,8 @@
 package distfilter
 
 import (
+	"bytes"
+	"fmt"
 	"testing"
 	"time"
 
@@ -167,4 +169,41 @@ func equalTerms(a, b interface{}) bool {
 		return ok && string(x) == string(y)
 	}
 	return a == b
+}
+
+func TestLargeMessagesAndOrder(t *testing.T) {
+	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
+		e := sharedErl(t, r, false)
+		g := q(goName)
+		// erl -> Go -> erl: one frame each way, no fragmentation on BEAM links
+		for _, size := range []int{70_000, 1 << 20, 8 << 20} {
+			start := time.Now()
+			expectEval(t, e, fmt.Sprintf(`B = binary:copy(<<1,2,3,4,5,6,7,8>>, %d), {reply, B2, _} = gen_server:call({go_echo, %s}, {echo, B}, 20000), B2 =:= B`, size/8, g), "true")
+			t.Logf("%s: %d-byte echo erl->go->erl %v", r, size, time.Since(start))
+		}
+		// Go -> erl -> Go
+		big := bytes.Repeat([]byte{9}, 1<<20)
+		v := inProbe(t, func(p *gen.ServerProcess) (interface{}, error) {
+			return p.CallWithTimeout(gen.ProcessID{Name: "go_echo", Node: e.Name}, etf.Tuple{etf.Atom("echo"), big}, 20)
+		})
+		if rep, ok := v.(etf.Tuple); !ok || len(rep) != 3 || !bytes.Equal(rep[1].([]byte), big) {
+			t.Fatalf("1 MiB echo go->erl->go failed")
+		}
+		// 5000 messages in order, interleaved with a large one
+		drainInbox()
+		mustEval(t, e, `G = {go_inbox, `+g+`}, [begin G ! I, (I rem 1000 =:= 0) andalso (G ! {big, binary:copy(<<0>>, 100000)}) end || I <- lists:seq(1, 5000)], ok`)
+		next := 1
+		for next <= 5000 {
+			switch m := nextInbox(t).(type) {
+			case int, int64:
+				if fmt.Sprint(m) != fmt.Sprint(next) {
+					t.Fatalf("message %v arrived when %d was due", m, next)
+				}
+				next++
+			case etf.Tuple: // the big ones
+			default:
+				t.Fatalf("unexpected %#v", m)
+			}
+		}
+	})
 }

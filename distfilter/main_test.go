@@ -60,6 +60,9 @@ var rpcFuncs = FuncMap{
 func TestMain(m *testing.M) {
 	flag.Parse()
 	_ = flag.Set("ergo.warning", "false")
+	if os.Getenv(peerEnv) != "" {
+		os.Exit(runErgoPeer())
+	}
 	os.Exit(run(m))
 }
 

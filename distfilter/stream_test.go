@@ -83,15 +83,21 @@ func TestSkipTermWalksRecordedTerms(t *testing.T) {
 // sock is an in-memory socket: Read serves the given bytes then io.EOF,
 // Write collects.
 type sock struct {
-	r  *bytes.Reader
-	mu sync.Mutex
-	w  bytes.Buffer
+	r       *bytes.Reader
+	mu      sync.Mutex
+	w       bytes.Buffer
+	discard bool // count only (benchmarks)
+	n       int
 }
 
 func (s *sock) Read(p []byte) (int, error) { return s.r.Read(p) }
 func (s *sock) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.n += len(p)
+	if s.discard {
+		return len(p), nil
+	}
 	return s.w.Write(p)
 }
 func (s *sock) SetReadDeadline(time.Time) error  { return nil }
