@@ -70,7 +70,30 @@ type Config struct {
 	Reconcile time.Duration
 	// BackoffMin and BackoffMax bound the re-dial interval of a peer.
 	BackoffMin, BackoffMax time.Duration
+	// FlapGrace is the flap guard: a member whose connection drops stays in
+	// the rings this long while it is re-dialled. Back (reconnected and
+	// answering a probe) within it, the rings do not change at all, instead
+	// of a removal and a re-admission; not back, it is removed when the
+	// grace ends. Zero removes at once. The heartbeat's removal of a silent
+	// member never gets a grace: it already waited RemoveAfter.
+	FlapGrace time.Duration
 }
+
+// MaxReported bounds how many member names one peer's reply may add to the
+// gossip: a peer that lists a million nodes must not make us dial them.
+const MaxReported = 1024
+
+// MaxDialing bounds the dials in flight at once; the others wait for a
+// later tick.
+const MaxDialing = 64
+
+// Why a member left the rings (Removed.Reason).
+const (
+	ReasonSilent       = "silent"              // no heartbeat answer for RemoveAfter
+	ReasonDown         = "connection lost"     // without a flap grace
+	ReasonGraceExpired = "not back in grace"   // connection lost, not back within FlapGrace
+	ReasonForeign      = "answers for another" // now a cloister of another OTPApp
+)
 
 // Events.
 type (
@@ -145,6 +168,28 @@ type (
 	// Continue asks the driver to feed a Continue event next: a rehash is a
 	// state of its own, entered and then left (ready → rehashing → ready).
 	ContinueEffect struct{}
+	// Grace reports a member whose connection dropped: it stays in the
+	// rings for For (the flap guard) while it is re-dialled.
+	Grace struct {
+		Node string
+		For  time.Duration
+	}
+	// Recovered reports a member back within its grace, After the drop: the
+	// rings did not change.
+	Recovered struct {
+		Node  string
+		After time.Duration
+	}
+	// Removed reports a member leaving the rings, and why (Reason*).
+	Removed struct {
+		Node   string
+		Reason string
+	}
+	// Stalled reports that this node's own ticks stopped for For (the
+	// process was frozen, suspended or starved): the peers' silence in that
+	// time says nothing about them, so every member gets a fresh heartbeat
+	// window instead of being removed at once.
+	Stalled struct{ For time.Duration }
 )
 
 type peer struct {
@@ -161,7 +206,13 @@ type peer struct {
 	probeSent time.Time // outstanding probe (zero: none)
 	suspect   bool
 	reported  []string
+	// awaySince: a member whose connection dropped, kept in the rings
+	// under the flap guard since then (zero: not away).
+	awaySince time.Time
 }
+
+// inRing: a member that is connected, or away within its flap grace.
+func (p *peer) inRing() bool { return p.member && (p.connected || !p.awaySince.IsZero()) }
 
 // Core is the Monitor's data. Use New; feed Step.
 type Core struct {
@@ -171,6 +222,7 @@ type Core struct {
 	members       []string // sorted, includes self
 	lastHeartbeat time.Time
 	lastReconcile time.Time
+	lastTick      time.Time
 	discovered    bool
 }
 
@@ -273,7 +325,7 @@ func (c *Core) Step(ev interface{}) []interface{} {
 		p.probeSent = e.Now
 		fx = c.maybeAssembled(fx)
 	case NodeDown:
-		fx = c.down(fx, e.Node, e.Now)
+		fx = c.down(fx, e.Node, e.Now, true)
 	case DialDone:
 		p := c.peer(e.Node)
 		p.dialing = false
@@ -296,10 +348,14 @@ func (c *Core) Step(ev interface{}) []interface{} {
 			return nil
 		}
 		p := c.peer(e.Node)
-		if !p.member {
+		if !p.member || !p.awaySince.IsZero() {
 			p.connected = true
-			fx = append(fx, Probe{e.Node})
-			p.probeSent = e.Now
+			// One probe back at a time: a peer calling in a loop must not
+			// make us send a probe per call.
+			if p.probeSent.IsZero() || e.Now.Sub(p.probeSent) >= c.cfg.ProbeTimeout {
+				fx = append(fx, Probe{e.Node})
+				p.probeSent = e.Now
+			}
 		}
 	case Discovered:
 		fx = c.discover(fx, e)
@@ -356,7 +412,7 @@ func (c *Core) maybeAssembled(fx []interface{}) []interface{} {
 func (c *Core) setMembers(fx []interface{}) []interface{} {
 	ms := []string{c.cfg.Self}
 	for n, p := range c.peers {
-		if p.member && p.connected {
+		if p.inRing() {
 			ms = append(ms, n)
 		}
 	}
@@ -377,18 +433,48 @@ func (c *Core) setMembers(fx []interface{}) []interface{} {
 	return fx
 }
 
-func (c *Core) down(fx []interface{}, n string, now time.Time) []interface{} {
+// down handles a lost connection. A member gets the flap grace when grace
+// is allowed and FlapGrace is set: it stays in the rings while it is
+// re-dialled. Otherwise, or when already away, it leaves the rings now
+// (an away member keeps its first deadline).
+func (c *Core) down(fx []interface{}, n string, now time.Time, grace bool) []interface{} {
 	p := c.peers[n]
 	if p == nil || n == c.cfg.Self {
 		return fx
 	}
-	p.connected, p.member, p.suspect = false, false, false
+	wasMember := p.inRing()
+	p.connected = false
 	p.probeSent = time.Time{}
-	p.reported = nil
 	p.dialing = false
-	// Re-dial a lost sentry or gossiped member promptly, then back off.
+	// Re-dial a lost sentry, gossiped or away member promptly, then back off.
 	p.failures = 0
 	p.nextDial = now.Add(c.cfg.BackoffMin)
+	if !p.awaySince.IsZero() {
+		return fx // still within its grace; tick ends it
+	}
+	if wasMember && grace && c.cfg.FlapGrace > 0 && c.state != Stopping && c.state != Stopped {
+		p.awaySince = now
+		p.suspect = true
+		return append(fx, Grace{Node: n, For: c.cfg.FlapGrace})
+	}
+	reason := ReasonDown
+	if !grace {
+		reason = ReasonSilent
+	}
+	return c.remove(fx, n, reason)
+}
+
+// remove takes a peer out of the rings (it stays known, to be re-dialled
+// when it is a sentry or gossiped).
+func (c *Core) remove(fx []interface{}, n, reason string) []interface{} {
+	p := c.peers[n]
+	wasMember := p.member
+	p.member, p.suspect = false, false
+	p.awaySince = time.Time{}
+	p.reported = nil
+	if wasMember {
+		fx = append(fx, Removed{Node: n, Reason: reason})
+	}
 	fx = c.setMembers(fx)
 	c.refreshGossip()
 	return fx
@@ -401,32 +487,71 @@ func (c *Core) reply(fx []interface{}, e ProbeReply) []interface{} {
 	p := c.peer(e.Node)
 	p.probeSent = time.Time{}
 	p.lastSeen = e.Now
-	if p.suspect {
-		p.suspect = false
-	}
+	p.suspect = false
 	if e.OTPApp != c.cfg.OTPApp {
 		// A cloister for another application: connected, never a member.
 		p.connected = true
 		if p.member {
-			p.member = false
-			fx = c.setMembers(fx)
+			fx = c.remove(fx, e.Node, ReasonForeign)
 		}
 		return fx
 	}
 	p.connected = true
+	if !p.awaySince.IsZero() {
+		fx = append(fx, Recovered{Node: e.Node, After: e.Now.Sub(p.awaySince)})
+		p.awaySince = time.Time{}
+	}
 	p.member = true
-	p.reported = append(p.reported[:0], e.Members...)
+	p.reported = sanitize(p.reported[:0], e.Members, c.cfg.Self)
 	fx = c.setMembers(fx)
 	c.refreshGossip()
 	// Full mesh: dial every member the peer knows and we lack.
 	return c.dialDue(fx, e.Now)
 }
 
+// sanitize appends to dst the well-formed, distinct names of src (self
+// excluded), at most MaxReported of them.
+func sanitize(dst, src []string, self string) []string {
+	seen := make(map[string]bool, min(len(src), MaxReported))
+	for _, n := range src {
+		if len(dst) >= MaxReported {
+			break
+		}
+		if n == self || seen[n] || !ValidName(n) {
+			continue
+		}
+		seen[n] = true
+		dst = append(dst, n)
+	}
+	return dst
+}
+
+// ValidName reports whether n may be a node name: 1 to 255 bytes, no
+// spaces or control characters, at most one '@'. It is a sanity bound on
+// what peers report, not Ergo's full rule (a malformed name only fails its
+// dial).
+func ValidName(n string) bool {
+	if len(n) == 0 || len(n) > 255 {
+		return false
+	}
+	ats := 0
+	for i := 0; i < len(n); i++ {
+		b := n[i]
+		if b <= ' ' || b == 0x7f {
+			return false
+		}
+		if b == '@' {
+			ats++
+		}
+	}
+	return ats <= 1
+}
+
 // refreshGossip marks as dial targets the nodes our members report.
 func (c *Core) refreshGossip() {
 	want := map[string]bool{}
 	for _, p := range c.peers {
-		if p.member && p.connected {
+		if p.inRing() {
 			for _, r := range p.reported {
 				want[r] = true
 			}
@@ -471,15 +596,25 @@ func (c *Core) dialDue(fx []interface{}, now time.Time) []interface{} {
 		names = append(names, n)
 	}
 	sort.Strings(names) // deterministic effect order
+	dialing := 0
+	for _, p := range c.peers {
+		if p.dialing {
+			dialing++
+		}
+	}
 	for _, n := range names {
 		p := c.peers[n]
-		if p.connected || p.dialing || !(p.sentry || p.gossip) {
+		if p.connected || p.dialing || !(p.sentry || p.gossip || !p.awaySince.IsZero()) {
 			continue
+		}
+		if dialing >= MaxDialing {
+			break
 		}
 		if now.Before(p.nextDial) {
 			continue
 		}
 		p.dialing = true
+		dialing++
 		fx = append(fx, Dial{n})
 	}
 	return fx
@@ -490,18 +625,19 @@ func (c *Core) tick(fx []interface{}, e Tick) []interface{} {
 		return fx
 	}
 	now := e.Now
+	if !c.lastTick.IsZero() {
+		if gap := now.Sub(c.lastTick); gap >= c.stallAfter() {
+			fx = c.stalled(fx, now, gap)
+		}
+	}
+	c.lastTick = now
 	if e.Connected != nil {
 		c.lastReconcile = now
 		fx = c.reconcile(fx, e)
 	}
 	if now.Sub(c.lastHeartbeat) >= c.cfg.Heartbeat {
 		c.lastHeartbeat = now
-		names := make([]string, 0, len(c.peers))
-		for n := range c.peers {
-			names = append(names, n)
-		}
-		sort.Strings(names)
-		for _, n := range names {
+		for _, n := range sortedKeys(c.peers) {
 			p := c.peers[n]
 			if !p.connected {
 				continue
@@ -524,7 +660,7 @@ func (c *Core) tick(fx []interface{}, e Tick) []interface{} {
 		silent := now.Sub(p.lastSeen)
 		if silent >= c.cfg.RemoveAfter {
 			fx = append(fx, Disconnect{n})
-			fx = c.down(fx, n, now)
+			fx = c.down(fx, n, now, false)
 			continue
 		}
 		if silent >= c.cfg.SuspectAfter && !p.suspect {
@@ -532,7 +668,63 @@ func (c *Core) tick(fx []interface{}, e Tick) []interface{} {
 			fx = append(fx, Suspect{Node: n, Silence: silent})
 		}
 	}
+	// Flap grace over: a member not reconnected leaves the rings; one
+	// reconnected but not yet answering is the heartbeat's to judge.
+	for _, n := range sortedKeys(c.peers) {
+		p := c.peers[n]
+		if p.awaySince.IsZero() || now.Sub(p.awaySince) < c.cfg.FlapGrace {
+			continue
+		}
+		if p.connected {
+			p.awaySince = time.Time{}
+			p.suspect = false
+			continue
+		}
+		fx = c.remove(fx, n, ReasonGraceExpired)
+	}
+	c.collect()
 	return c.dialDue(fx, now)
+}
+
+// stallAfter is the gap between two ticks (the driver ticks every few tens
+// of milliseconds) that means this node itself was stalled.
+func (c *Core) stallAfter() time.Duration {
+	d := c.cfg.SuspectAfter / 2
+	if h := 2 * c.cfg.Heartbeat; d < h {
+		d = h
+	}
+	return d
+}
+
+// stalled restarts the clocks that ran while this node could not answer
+// or hear: members get a fresh heartbeat window, away members a fresh
+// grace. A peer that really left is noticed by its connection closing, or
+// by the heartbeat RemoveAfter later.
+func (c *Core) stalled(fx []interface{}, now time.Time, gap time.Duration) []interface{} {
+	for _, n := range sortedKeys(c.peers) {
+		p := c.peers[n]
+		if p.member && p.connected {
+			p.lastSeen = now
+			p.probeSent = time.Time{}
+			p.suspect = false
+		}
+		if !p.awaySince.IsZero() {
+			p.awaySince = now
+		}
+	}
+	return append(fx, Stalled{For: gap})
+}
+
+// collect forgets peers nobody wants any more (not connected, not a member,
+// not listed, not gossiped, no dial or probe outstanding), so the table
+// does not grow with every name ever seen.
+func (c *Core) collect() {
+	for n, p := range c.peers {
+		if !p.connected && !p.member && !p.sentry && !p.gossip && !p.dialing &&
+			p.awaySince.IsZero() && p.probeSent.IsZero() {
+			delete(c.peers, n)
+		}
+	}
 }
 
 func (c *Core) sortedMembers() []string {
@@ -555,7 +747,7 @@ func (c *Core) reconcile(fx []interface{}, e Tick) []interface{} {
 	for _, n := range sortedKeys(c.peers) {
 		p := c.peers[n]
 		if p.connected && !real[n] {
-			fx = c.down(fx, n, e.Now)
+			fx = c.down(fx, n, e.Now, true)
 		}
 	}
 	for _, n := range e.Connected {

@@ -1,0 +1,113 @@
+package core
+
+import (
+	"errors"
+	"sort"
+	"testing"
+	"time"
+)
+
+// FuzzSteps drives the core with event sequences decoded from the fuzzer's
+// bytes (three bytes per event: kind, node, argument) and checks after every
+// step what must always hold: declared transitions only, one per step, a
+// sorted member list with self and no duplicates, ready only with
+// consensus, no member that is neither connected nor within its grace, and
+// a bounded peer table. Run it with
+//
+//	go test -fuzz FuzzSteps ./internal/core
+func FuzzSteps(f *testing.F) {
+	f.Add([]byte{0, 0, 0, 1, 1, 0, 4, 1, 1, 5, 0, 10})
+	f.Add([]byte{0, 0, 0, 1, 2, 0, 4, 2, 0, 2, 2, 0, 5, 0, 30, 1, 2, 0, 4, 2, 0})
+	f.Add([]byte{0, 0, 0, 6, 3, 0, 6, 3, 0, 4, 3, 1, 5, 0, 200, 5, 0, 200})
+	f.Add([]byte{0, 0, 0, 1, 1, 0, 4, 1, 0, 9, 0, 0, 5, 0, 255, 5, 0, 255, 7, 0, 0})
+	nodes := []string{"a", "b", "c", "d", "e", "x@h", "", "bad name"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if len(data) > 3000 {
+			return
+		}
+		cf := cfg("a", 2, "a", "b", "c")
+		cf.FlapGrace = time.Second
+		c := New(cf)
+		now := t0
+		state := Down
+		for i := 0; i+2 < len(data); i += 3 {
+			kind, n, arg := data[i]%11, nodes[int(data[i+1])%len(nodes)], data[i+2]
+			now = now.Add(time.Duration(arg) * 20 * time.Millisecond)
+			var ev interface{}
+			switch kind {
+			case 0:
+				ev = Start{Now: now}
+			case 1:
+				ev = NodeUp{Now: now, Node: n}
+			case 2:
+				ev = NodeDown{Now: now, Node: n}
+			case 3:
+				var err error
+				if arg%2 == 1 {
+					err = errors.New("refused")
+				}
+				ev = DialDone{Now: now, Node: n, Err: err}
+			case 4:
+				app := "cloister"
+				if arg%3 == 0 {
+					app = "other"
+				}
+				ms := make([]string, 0, arg%8)
+				for j := 0; j < int(arg%8); j++ {
+					ms = append(ms, nodes[(int(arg)+j)%len(nodes)])
+				}
+				ev = ProbeReply{Now: now, Node: n, OTPApp: app, Members: ms}
+			case 5:
+				ev = Tick{Now: now}
+			case 6:
+				ev = ProbedBy{Now: now, Node: n}
+			case 7:
+				ev = Stop{Now: now}
+			case 8:
+				ev = Discovered{Now: now, Peers: []string{n, nodes[int(arg)%len(nodes)]}}
+			case 9:
+				conn := []string{}
+				if arg%2 == 0 {
+					conn = append(conn, n)
+				}
+				ev = Tick{Now: now, Connected: conn}
+			default:
+				ev = Continue{Now: now}
+			}
+			fx := c.Step(ev)
+			if k := len(transitions(fx)); k > 1 {
+				t.Fatalf("event %d (%T): %d transitions in one step", i/3, ev, k)
+			}
+			for _, f := range fx {
+				if tr, ok := f.(Transition); ok {
+					if tr.From != state || !Allowed(tr.From, tr.To) {
+						t.Fatalf("event %d: bad transition %v from %s", i/3, tr, state)
+					}
+					state = tr.To
+				}
+			}
+			ms := c.Members()
+			if !sort.StringsAreSorted(ms) || !contains(ms, "a") || hasDup(ms) {
+				t.Fatalf("event %d: members %v", i/3, ms)
+			}
+			if c.State() == Ready && len(ms) < cf.Consensus {
+				t.Fatalf("event %d: ready with %d < %d", i/3, len(ms), cf.Consensus)
+			}
+			for _, m := range ms {
+				if m == "a" {
+					continue
+				}
+				p := c.peers[m]
+				if p == nil || !p.member || (!p.connected && p.awaySince.IsZero()) {
+					t.Fatalf("event %d: %s in the ring but not a connected member nor away", i/3, m)
+				}
+				if !p.awaySince.IsZero() && now.Sub(p.awaySince) > cf.FlapGrace && c.lastTick.Equal(now) {
+					t.Fatalf("event %d: %s away past its grace after a tick", i/3, m)
+				}
+			}
+			if len(c.peers) > len(nodes) {
+				t.Fatalf("event %d: %d peers", i/3, len(c.peers))
+			}
+		}
+	})
+}
