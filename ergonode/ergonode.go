@@ -65,6 +65,9 @@ type Options struct {
 	// handshake and proto handlers (BEAM interop, see package distfilter).
 	WrapHandshake func(node.HandshakeInterface) node.HandshakeInterface
 	WrapProto     func(node.ProtoInterface) node.ProtoInterface
+	// Logf receives the node's own diagnostics, such as the cause of a
+	// failed handshake (see Diagnose). Nil means log.Printf.
+	Logf func(format string, args ...interface{})
 }
 
 // ValidateName checks a node name the way Ergo and BEAM both accept it:
@@ -109,6 +112,9 @@ func NodeOptions(o Options) node.Options {
 		Timeout: o.HandshakeTimeout,
 	})
 	proto := dist.CreateProto(po)
+	// Name the cause of a failed handshake (cookie, TLS, timeout): Ergo
+	// only says "no route to node".
+	hs = Diagnose(hs, o.Logf)
 	if o.WrapHandshake != nil {
 		hs = o.WrapHandshake(hs)
 	}

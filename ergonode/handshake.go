@@ -1,0 +1,279 @@
+package ergonode
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ergo-services/ergo/lib"
+	"github.com/ergo-services/ergo/node"
+)
+
+// Likely causes of a failed distribution handshake, for errors.Is on a
+// *HandshakeError. Ergo itself reports "no route to node" for every failed
+// connect and logs at most "malformed handshake" or "EOF": users' top
+// complaint is "unable to connect" with no reason, so every node cloister
+// configures names the cause in its log.
+var (
+	// ErrCookieMismatch: the two nodes' distribution cookies differ.
+	ErrCookieMismatch = errors.New("cloister: distribution cookie mismatch")
+	// ErrTLSMismatch: one node uses TLS for distribution and the other not.
+	ErrTLSMismatch = errors.New("cloister: TLS on one side only")
+	// ErrHandshakeTimeout: the peer accepted the TCP connection but never
+	// finished the handshake (frozen, overloaded, or traffic dropped).
+	ErrHandshakeTimeout = errors.New("cloister: handshake timed out")
+)
+
+// HandshakeError is a failed distribution handshake: who, which way, and
+// the likely cause (one of the Err* sentinels when it could be told, else
+// Ergo's own error).
+type HandshakeError struct {
+	Local string
+	// Peer is the peer's node name when it got far enough to say it.
+	Peer string
+	// Remote is the peer's address.
+	Remote string
+	// Incoming: the peer dialled us.
+	Incoming bool
+	// Cause is the likely cause; Detail says how it was told.
+	Cause  error
+	Detail string
+	At     time.Time
+}
+
+func (e *HandshakeError) Error() string {
+	who := e.Remote
+	if e.Peer != "" {
+		who = e.Peer + " at " + e.Remote
+	}
+	dir := "outgoing"
+	if e.Incoming {
+		dir = "incoming"
+	}
+	msg := fmt.Sprintf("cloister: handshake with %s (%s) failed: %s", who, dir, strings.TrimPrefix(e.Cause.Error(), "cloister: "))
+	if e.Detail != "" {
+		msg += " (" + e.Detail + ")"
+	}
+	return msg
+}
+
+// Unwrap gives the cause.
+func (e *HandshakeError) Unwrap() error { return e.Cause }
+
+// LastHandshakeError returns the latest failed handshake between node
+// local and peer (by node name) if it happened within the last window, else
+// nil. The Monitor adds it to its "cannot connect" lines.
+func LastHandshakeError(local, peer string, window time.Duration) *HandshakeError {
+	failures.mu.Lock()
+	defer failures.mu.Unlock()
+	e := failures.byPeer[local+"\x00"+peer]
+	if e == nil || time.Since(e.At) > window {
+		return nil
+	}
+	return e
+}
+
+// failures keeps the latest handshake failure per (local node, peer),
+// bounded: a flood of bad handshakes cannot grow it without limit.
+var failures = struct {
+	mu     sync.Mutex
+	byPeer map[string]*HandshakeError
+	logged map[string]time.Time // last log line per key, for throttling
+}{byPeer: map[string]*HandshakeError{}, logged: map[string]time.Time{}}
+
+const (
+	maxFailures = 1024
+	logEvery    = 30 * time.Second
+)
+
+func record(e *HandshakeError, logf func(string, ...interface{})) {
+	if e.At.IsZero() {
+		e.At = time.Now()
+	}
+	key := e.Remote
+	if e.Peer != "" {
+		key = e.Peer
+	}
+	key = e.Local + "\x00" + key
+	failures.mu.Lock()
+	if len(failures.byPeer) >= maxFailures {
+		failures.byPeer = map[string]*HandshakeError{}
+		failures.logged = map[string]time.Time{}
+	}
+	failures.byPeer[key] = e
+	// One line per peer and cause every logEvery: a misconfigured peer
+	// retrying every second must not flood the log.
+	lkey := key + "\x00" + e.Cause.Error()
+	last, seen := failures.logged[lkey]
+	log := !seen || e.At.Sub(last) >= logEvery
+	if log {
+		failures.logged[lkey] = e.At
+	}
+	failures.mu.Unlock()
+	if log {
+		logf("%s", e.Error())
+	}
+}
+
+// diagnosing wraps Ergo's handshake: it watches the bytes of the
+// handshake and, when it fails, tells the likely cause (cookie, TLS,
+// timeout), logs it once per peer and cause, and keeps it for
+// LastHandshakeError. Successful handshakes are untouched.
+type diagnosing struct {
+	node.HandshakeInterface
+	logf  func(string, ...interface{})
+	mu    sync.Mutex
+	local string
+}
+
+// Diagnose wraps a handshake so that its failures are logged with their
+// likely cause through logf (nil: log.Printf). NodeOptions applies it to
+// every node.
+func Diagnose(h node.HandshakeInterface, logf func(string, ...interface{})) node.HandshakeInterface {
+	if logf == nil {
+		logf = log.Printf
+	}
+	return &diagnosing{HandshakeInterface: h, logf: logf}
+}
+
+// Init implements node.HandshakeInterface.
+func (d *diagnosing) Init(nodename string, creation uint32, flags node.Flags) error {
+	d.mu.Lock()
+	d.local = nodename
+	d.mu.Unlock()
+	return d.HandshakeInterface.Init(nodename, creation, flags)
+}
+
+func (d *diagnosing) name() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.local
+}
+
+// Start implements node.HandshakeInterface: we dial.
+func (d *diagnosing) Start(remote net.Addr, conn lib.NetReadWriter, useTLS bool, cookie string) (node.HandshakeDetails, error) {
+	w := &watched{NetReadWriter: conn, tls: useTLS}
+	details, err := d.HandshakeInterface.Start(remote, w, useTLS, cookie)
+	if err != nil {
+		d.fail(remote, details.Name, false, useTLS, w, err)
+	}
+	return details, err
+}
+
+// Accept implements node.HandshakeInterface: the peer dialled us.
+func (d *diagnosing) Accept(remote net.Addr, conn lib.NetReadWriter, useTLS bool, cookie string) (node.HandshakeDetails, error) {
+	w := &watched{NetReadWriter: conn, tls: useTLS}
+	details, err := d.HandshakeInterface.Accept(remote, w, useTLS, cookie)
+	if err != nil && !(errors.Is(err, io.EOF) && w.received() == 0) {
+		// A connection closed before a single byte is a port probe, not
+		// a failed handshake.
+		d.fail(remote, details.Name, true, useTLS, w, err)
+	}
+	return details, err
+}
+
+func (d *diagnosing) fail(remote net.Addr, peer string, incoming, useTLS bool, w *watched, err error) {
+	e := &HandshakeError{Local: d.name(), Peer: peer, Incoming: incoming, At: time.Now()}
+	if remote != nil {
+		e.Remote = remote.String()
+	}
+	e.Cause, e.Detail = classify(incoming, useTLS, w, err)
+	record(e, d.logf)
+}
+
+// classify tells the likely cause of a failed handshake from Ergo's error
+// and what went over the wire.
+func classify(incoming, useTLS bool, w *watched, err error) (error, string) {
+	msg := err.Error()
+	first, got, sentReply := w.facts()
+	var rh tls.RecordHeaderError
+	switch {
+	case strings.Contains(msg, "handshake timeout"):
+		return ErrHandshakeTimeout, "no handshake answer in time: the peer is frozen or overloaded, or the traffic is dropped"
+	case incoming && strings.Contains(msg, "'r' invalid reply"):
+		return ErrCookieMismatch, "its challenge reply does not match our cookie"
+	case !incoming && strings.Contains(msg, "'a' digest"):
+		return ErrCookieMismatch, "its challenge ack does not match our cookie"
+	case useTLS && errors.As(err, &rh):
+		return ErrTLSMismatch, "the peer speaks plain TCP and this node TLS"
+	case !useTLS && got > 0 && (first == 0x16 || first == 0x15):
+		// A TLS record (handshake 0x16 or alert 0x15) where a 2-byte
+		// distribution length was expected.
+		if incoming {
+			return ErrTLSMismatch, "the peer speaks TLS and this node plain TCP"
+		}
+		return ErrTLSMismatch, "the peer answered in TLS and this node speaks plain TCP"
+	case useTLS && got == 0 && !sentReply:
+		return ErrTLSMismatch, "TLS handshake failed: " + msg + "; is TLS enabled on both nodes?"
+	case !incoming && sentReply && isClosed(err):
+		// Erlang and Ergo both close the link on a bad challenge reply.
+		return ErrCookieMismatch, "the peer closed the link after our challenge reply"
+	}
+	return err, ""
+}
+
+func isClosed(err error) bool {
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return true
+	}
+	s := err.Error()
+	return strings.Contains(s, "connection reset") || strings.Contains(s, "broken pipe")
+}
+
+// watched records the first byte received, how much was received, and
+// whether the challenge reply ('r', our answer to the peer's challenge)
+// went out. Ergo reads on another goroutine, hence the lock.
+type watched struct {
+	lib.NetReadWriter
+	tls       bool
+	mu        sync.Mutex
+	first     byte
+	got       int
+	sentReply bool
+}
+
+func (w *watched) Read(b []byte) (int, error) {
+	n, err := w.NetReadWriter.Read(b)
+	if n > 0 {
+		w.mu.Lock()
+		if w.got == 0 {
+			w.first = b[0]
+		}
+		w.got += n
+		w.mu.Unlock()
+	}
+	return n, err
+}
+
+func (w *watched) Write(b []byte) (int, error) {
+	// Handshake messages are a 2-byte length and a tag (a 4-byte length
+	// over TLS); Ergo writes each in one call.
+	tag := 2
+	if w.tls {
+		tag = 4
+	}
+	if len(b) > tag && b[tag] == 'r' {
+		w.mu.Lock()
+		w.sentReply = true
+		w.mu.Unlock()
+	}
+	return w.NetReadWriter.Write(b)
+}
+
+func (w *watched) facts() (first byte, got int, sentReply bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.first, w.got, w.sentReply
+}
+
+func (w *watched) received() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.got
+}
