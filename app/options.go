@@ -72,6 +72,13 @@ type Options struct {
 	DialTimeout, BackoffMin, BackoffMax time.Duration
 	// DiscoveryInterval is the DNS re-resolution period (1 s).
 	DiscoveryInterval time.Duration
+	// FlapGrace is the flap guard (1 s, or RemoveAfter/2 when shorter): a
+	// member whose connection drops stays in the rings this long while it
+	// is re-dialled, so a peer back within it does not churn the rings
+	// twice (out, then in). One not back is removed when it ends.
+	// NoFlapGrace removes at once. A member removed by the heartbeat
+	// (silent RemoveAfter) gets no grace. Must be shorter than RemoveAfter.
+	FlapGrace time.Duration
 	// Logf logs; nil means log.Printf.
 	Logf func(format string, args ...interface{})
 	// Observe, when set, sees every effect of the Monitor's decisions
@@ -80,6 +87,10 @@ type Options struct {
 	// metrics.Collector.Observe is one (see package metrics).
 	Observe func(effect interface{})
 }
+
+// NoFlapGrace as Options.FlapGrace removes a member as soon as its
+// connection drops.
+const NoFlapGrace time.Duration = -1
 
 // DefaultOptions returns options with every default filled in.
 func DefaultOptions() Options {
@@ -118,6 +129,7 @@ func (o *Options) applyDefaults() {
 	def(&o.BackoffMin, 50*time.Millisecond)
 	def(&o.BackoffMax, time.Second)
 	def(&o.DiscoveryInterval, time.Second)
+	def(&o.FlapGrace, min(time.Second, o.RemoveAfter/2))
 }
 
 // ErrInvalidOption is wrapped by every validation error.
@@ -185,6 +197,12 @@ func (o *Options) Validate() error {
 			return invalid(d.name, d.v.String(), "must not be negative")
 		}
 	}
+	if o.FlapGrace < 0 && o.FlapGrace != NoFlapGrace {
+		return invalid("FlapGrace", o.FlapGrace.String(), "must not be negative (NoFlapGrace turns the grace off)")
+	}
+	if o.FlapGrace >= o.RemoveAfter {
+		return invalid("FlapGrace", o.FlapGrace.String(), "must be shorter than RemoveAfter ("+o.RemoveAfter.String()+")")
+	}
 	if o.SuspectAfter > o.RemoveAfter {
 		return invalid("SuspectAfter", o.SuspectAfter.String(), "must not exceed RemoveAfter ("+o.RemoveAfter.String()+")")
 	}
@@ -222,6 +240,6 @@ func (o *Options) monitorOptions() actors.MonitorOptions {
 		Sentries: o.Sentry, Service: o.Service, Resolver: res, DiscoveryInterval: o.DiscoveryInterval,
 		Listener: o.Listener, Heartbeat: o.Heartbeat, SuspectAfter: o.SuspectAfter, RemoveAfter: o.RemoveAfter,
 		Reconcile: o.Reconcile, DialTimeout: o.DialTimeout, BackoffMin: o.BackoffMin, BackoffMax: o.BackoffMax,
-		Logf: o.Logf, Observe: o.Observe,
+		FlapGrace: max(o.FlapGrace, 0), Logf: o.Logf, Observe: o.Observe,
 	}
 }

@@ -45,6 +45,8 @@ func TestBadOptionsNameTheOption(t *testing.T) {
 		{"heartbeat too slow", func(o *Options) { o.Heartbeat = 4 * time.Second }, "Heartbeat"},
 		{"nil child", func(o *Options) { o.AdditionalModules = []actors.Child{{Name: "x"}} }, "AdditionalModules[0]"},
 		{"dns server without port", func(o *Options) { o.DNSServer = "127.0.0.1" }, "DNSServer"},
+		{"negative flap grace", func(o *Options) { o.FlapGrace = -time.Second }, "FlapGrace"},
+		{"flap grace beyond remove", func(o *Options) { o.FlapGrace = 6 * time.Second }, "FlapGrace"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
