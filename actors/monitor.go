@@ -275,7 +275,45 @@ func (m *Monitor) call(p *statem.Process, e statem.Call, now time.Time) statem.R
 			return res
 		}
 	}
+	if t, ok := e.Msg.(etf.Tuple); ok && len(t) == 3 && t[0] == etf.Atom("whois") {
+		return statem.Result{Actions: []interface{}{statem.Reply{From: e.From, Msg: m.whois(t[1], t[2])}}}
+	}
 	return statem.Result{Actions: []interface{}{statem.Reply{From: e.From, Msg: etf.Tuple{etf.Atom("error"), etf.Atom("unknown_call")}}}}
+}
+
+// whois answers {whois, Group, Key} (Group and Key as binary, charlist or
+// atom; Group '' or 'default' is the default ring) with {ok, Owner} or
+// {error, Reason}: the CLI and BEAM code ask a node this way.
+func (m *Monitor) whois(group, key etf.Term) etf.Term {
+	g, ok1 := termString(group)
+	k, ok2 := termString(key)
+	if !ok1 || !ok2 {
+		return etf.Tuple{etf.Atom("error"), etf.Atom("badarg")}
+	}
+	if g == "" || g == "default" {
+		g = m.cluster.Ring
+	}
+	owner, err := m.cluster.Rings.Owner(g, k)
+	if err != nil {
+		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
+	}
+	return etf.Tuple{etf.Atom("ok"), etf.Atom(owner)}
+}
+
+func termString(t etf.Term) (string, bool) {
+	switch v := t.(type) {
+	case []byte:
+		return string(v), true
+	case string:
+		return v, true
+	case etf.Atom:
+		return string(v), true
+	case etf.List:
+		if len(v) == 0 {
+			return "", true
+		}
+	}
+	return "", false
 }
 
 // step feeds the core and carries out its effects.
@@ -483,7 +521,7 @@ func (m *Monitor) build(s core.State) listener.Snapshot {
 func (m *Monitor) stateTerm() etf.Term {
 	members := m.core.Members()
 	cluster := append([]string{m.cluster.Self()}, m.connected()...)
-	return etf.Map{
+	st := etf.Map{
 		etf.Atom("fsm"):  []byte("monitor_" + m.opts.OTPApp),
 		etf.Atom("ring"): etf.Atom(m.cluster.Ring),
 		etf.Atom("groups"): etf.List{
@@ -492,7 +530,13 @@ func (m *Monitor) stateTerm() etf.Term {
 		},
 		etf.Atom("state"):     etf.Atom(m.core.State()),
 		etf.Atom("consensus"): m.opts.Consensus,
+		etf.Atom("otp_app"):   []byte(m.opts.OTPApp),
 	}
+	if sn, err := m.cluster.Rings.Get(m.cluster.Ring); err == nil {
+		st[etf.Atom("epoch")] = int64(sn.Epoch())
+		st[etf.Atom("hash")] = []byte(fmt.Sprintf("%016x", sn.Hash()))
+	}
+	return st
 }
 
 // ParseState reads a Monitor's state reply (ours or Elixir cloister's):

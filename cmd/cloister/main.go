@@ -1,7 +1,12 @@
 // Command cloister is cloister's command line, the original's mix tasks:
 //
+//	cloister init    write a commented config file
+//	cloister run     run N local nodes until Ctrl-C
+//	cloister test    run a command with a local cluster up
 //	cloister demo    a local 3-node cluster that forms, answers whois and survives a kill
 //	cloister node    run one node with cloister (flags below), printing events
+//	cloister status  print a node's state, members and ring epoch
+//	cloister whois   print the owner of a key as a node sees it
 //	cloister epmd    serve EPMD where Erlang's epmd is not installed
 //	cloister version print the version
 //
@@ -20,8 +25,13 @@ func usage() {
 	fmt.Fprintf(os.Stderr, `usage: cloister <command> [flags]
 
 commands:
+  init      write a commented config file (cloister.yaml)
+  run       run N local nodes (built-in, or -- your program) until Ctrl-C
+  test      run a command (e.g. go test ./...) with a local N-node cluster up
   demo      run a local 3-node cluster: form, whois, kill a node, recover
   node      run one node with cloister, printing state changes
+  status    print a node's Monitor state (--json); exit 0 ready, 3 not ready, 1 unreachable
+  whois     print the owner of a key as a node sees it
   epmd      serve EPMD (Ergo's embedded one) where Erlang's is not installed
   version   print the version
 `)
@@ -36,6 +46,16 @@ func main() {
 	switch os.Args[1] {
 	case "node":
 		code = runNode(os.Args[2:])
+	case "init":
+		code = runInit(os.Args[2:])
+	case "run":
+		code = runRun(os.Args[2:])
+	case "test":
+		code = runTest(os.Args[2:])
+	case "status":
+		code = runStatus(os.Args[2:])
+	case "whois":
+		code = runWhois(os.Args[2:])
 	case "epmd":
 		code = runEPMD(os.Args[2:])
 	case "demo":

@@ -1,0 +1,236 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/ergonode"
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+)
+
+// remoteFlags are shared by the commands that talk to a running node.
+type remoteFlags struct {
+	cookie   *string
+	epmdPort *int
+	self     *string
+	monitor  *string
+	timeout  *time.Duration
+}
+
+func addRemoteFlags(fs *flag.FlagSet) remoteFlags {
+	return remoteFlags{
+		cookie:   fs.String("cookie", envOr("CLOISTER_COOKIE", "cloister"), "distribution cookie of the cluster"),
+		epmdPort: fs.Int("epmd-port", atoiOr(os.Getenv("ERL_EPMD_PORT"), 4369), "EPMD port (default $ERL_EPMD_PORT or 4369)"),
+		self:     fs.String("cli-name", fmt.Sprintf("cloister_cli_%d@127.0.0.1", os.Getpid()), "name of the CLI's own (non-member) node"),
+		monitor:  fs.String("monitor", actors.MonitorName, "registered name of the Monitor"),
+		timeout:  fs.Duration("timeout", 5*time.Second, "how long to wait for the node"),
+	}
+}
+
+// callMonitor starts a throwaway Ergo node (it runs no cloister, so it
+// never becomes a member), connects to target and calls its Monitor.
+func (r remoteFlags) callMonitor(target string, req etf.Term) (etf.Term, error) {
+	if err := ergonode.ValidateName(target); err != nil {
+		return nil, err
+	}
+	n, err := ergonode.Start(*r.self, ergonode.Options{Cookie: *r.cookie, EPMDPort: uint16(*r.epmdPort)})
+	if err != nil {
+		return nil, err
+	}
+	defer n.Stop()
+	done := make(chan error, 1)
+	go func() { done <- n.Connect(target) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, fmt.Errorf("cannot reach %s (is it running, with this cookie and epmd port %d?): %w", target, *r.epmdPort, err)
+		}
+	case <-time.After(*r.timeout):
+		return nil, fmt.Errorf("cannot reach %s: no answer in %s", target, *r.timeout)
+	}
+	p, err := n.Spawn("", gen.ProcessOptions{}, &caller{})
+	if err != nil {
+		return nil, err
+	}
+	secs := int((*r.timeout + time.Second - 1) / time.Second)
+	v, err := p.DirectWithTimeout(callReq{to: gen.ProcessID{Name: *r.monitor, Node: target}, msg: req, secs: secs}, secs+1)
+	if err != nil {
+		return nil, fmt.Errorf("%s does not answer as a cloister node (%s): %w", target, *r.monitor, err)
+	}
+	return v, nil
+}
+
+type callReq struct {
+	to   gen.ProcessID
+	msg  etf.Term
+	secs int
+}
+
+// caller makes one gen_server call on behalf of the CLI.
+type caller struct{ gen.Server }
+
+func (c *caller) HandleDirect(p *gen.ServerProcess, ref etf.Ref, m interface{}) (interface{}, gen.DirectStatus) {
+	r, ok := m.(callReq)
+	if !ok {
+		return nil, errors.New("bad request")
+	}
+	// Calls inside HandleDirect block the process only: fine for a CLI.
+	v, err := p.CallWithTimeout(r.to, r.msg, r.secs)
+	if err != nil {
+		return nil, err
+	}
+	return v, gen.DirectStatusOK
+}
+
+// status is `cloister status NODE`.
+type status struct {
+	Node      string   `json:"node"`
+	OTPApp    string   `json:"otp_app"`
+	State     string   `json:"state"`
+	Consensus int      `json:"consensus"`
+	Ring      string   `json:"ring"`
+	Members   []string `json:"members"`
+	Cluster   []string `json:"cluster"`
+	Epoch     int64    `json:"epoch"`
+	Hash      string   `json:"hash,omitempty"`
+}
+
+func parseStatus(target string, t etf.Term) (status, error) {
+	s := status{Node: target}
+	app, members, ok := actors.ParseState(t)
+	if !ok {
+		return s, fmt.Errorf("%s answered %v, not a cloister state", target, t)
+	}
+	s.OTPApp, s.Members = app, members
+	m := t.(etf.Map)
+	if v, ok := m[etf.Atom("state")].(etf.Atom); ok {
+		s.State = string(v)
+	}
+	if v, ok := m[etf.Atom("ring")].(etf.Atom); ok {
+		s.Ring = string(v)
+	}
+	switch v := m[etf.Atom("consensus")].(type) {
+	case int:
+		s.Consensus = v
+	case int64:
+		s.Consensus = int(v)
+	}
+	switch v := m[etf.Atom("epoch")].(type) {
+	case int:
+		s.Epoch = int64(v)
+	case int64:
+		s.Epoch = v
+	}
+	if v, ok := m[etf.Atom("hash")].([]byte); ok {
+		s.Hash = string(v)
+	}
+	if groups, ok := m[etf.Atom("groups")].(etf.List); ok {
+		for _, g := range groups {
+			if tup, ok := g.(etf.Tuple); ok && len(tup) == 2 && tup[0] == etf.Atom("cluster") {
+				if l, ok := tup[1].(etf.List); ok {
+					for _, n := range l {
+						if a, ok := n.(etf.Atom); ok {
+							s.Cluster = append(s.Cluster, string(a))
+						}
+					}
+				}
+			}
+		}
+	}
+	sort.Strings(s.Members)
+	sort.Strings(s.Cluster)
+	return s, nil
+}
+
+// runStatus prints a node's Monitor state. Exit 0: ready; 3: reachable but
+// not ready; 1: unreachable or not a cloister node; 2: usage.
+func runStatus(args []string) int {
+	fs := flag.NewFlagSet("cloister status", flag.ContinueOnError)
+	rf := addRemoteFlags(fs)
+	asJSON := fs.Bool("json", false, "print JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: cloister status [flags] NODE\n\nExit status: 0 ready, 3 reachable but not ready, 1 unreachable, 2 usage.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return 2
+	}
+	target := fs.Arg(0)
+	if err := ergonode.ValidateName(target); err != nil {
+		fmt.Fprintln(os.Stderr, "cloister status:", err)
+		return 2
+	}
+	t, err := rf.callMonitor(target, etf.Atom("state"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cloister status:", err)
+		return 1
+	}
+	s, err := parseStatus(target, t)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cloister status:", err)
+		return 1
+	}
+	if *asJSON {
+		b, _ := json.MarshalIndent(s, "", "  ")
+		fmt.Println(string(b))
+	} else {
+		fmt.Printf("node:      %s\nstate:     %s\notp_app:   %s\nconsensus: %d\nring:      %s (epoch %d, hash %s)\nmembers:   %d [%s]\ncluster:   %d [%s]\n",
+			s.Node, s.State, s.OTPApp, s.Consensus, s.Ring, s.Epoch, s.Hash,
+			len(s.Members), strings.Join(s.Members, " "), len(s.Cluster), strings.Join(s.Cluster, " "))
+	}
+	if s.State != "ready" {
+		return 3
+	}
+	return 0
+}
+
+// runWhois prints the owner of KEY as NODE sees it.
+func runWhois(args []string) int {
+	fs := flag.NewFlagSet("cloister whois", flag.ContinueOnError)
+	rf := addRemoteFlags(fs)
+	group := fs.String("group", "", "ring (default: the node's default ring)")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: cloister whois [flags] NODE KEY")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 2 {
+		fs.Usage()
+		return 2
+	}
+	t, err := rf.callMonitor(fs.Arg(0), etf.Tuple{etf.Atom("whois"), []byte(*group), []byte(fs.Arg(1))})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cloister whois:", err)
+		return 1
+	}
+	if tup, ok := t.(etf.Tuple); ok && len(tup) == 2 {
+		switch tup[0] {
+		case etf.Atom("ok"):
+			fmt.Println(tup[1])
+			return 0
+		case etf.Atom("error"):
+			if b, ok := tup[1].([]byte); ok {
+				fmt.Fprintln(os.Stderr, "cloister whois:", string(b))
+			} else {
+				fmt.Fprintln(os.Stderr, "cloister whois:", tup[1])
+			}
+			return 1
+		}
+	}
+	fmt.Fprintf(os.Stderr, "cloister whois: unexpected answer %v\n", t)
+	return 1
+}
