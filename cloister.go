@@ -104,22 +104,21 @@ func StartNode(name string, opts Options, nopts NodeOptions) (node.Node, error) 
 }
 
 // StopNode shuts a node down in order: the Monitor runs stopping →
-// stopped and the listener hears both before the application and then the
-// node stop (Ergo's own Stop does not wait for processes to finish).
+// stopped and the listener hears both, then the node stops (Ergo's Stop
+// alone does not wait for processes to finish, so the listener would miss
+// them). Ergo's ApplicationStop is not used: it races with the
+// application's own goroutine inside Ergo v2.2.4.
 func StopNode(n node.Node) error {
-	var errs []error
+	var err error
 	if c := Of(n.Name()); c != nil {
 		if p := n.ProcessByName(c.monitorName()); p != nil {
-			if _, err := p.DirectWithTimeout(actors.StopRequest{}, 5); err != nil {
-				errs = append(errs, fmt.Errorf("cloister: stop monitor: %w", err))
+			if _, e := p.DirectWithTimeout(actors.StopRequest{}, 5); e != nil {
+				err = fmt.Errorf("cloister: stop monitor: %w", e)
 			}
 		}
 	}
-	if err := n.ApplicationStop(app.Name); err != nil {
-		errs = append(errs, fmt.Errorf("cloister: stop application: %w", err))
-	}
 	n.Stop()
-	return errors.Join(errs...)
+	return err
 }
 
 // Cluster is the API on one node's cluster.
