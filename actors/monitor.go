@@ -229,6 +229,9 @@ func (m *Monitor) HandleEvent(p *statem.Process, state statem.State, ev interfac
 					}
 				}
 			}
+			if res, ok := m.multiCall(p, msg, now); ok {
+				return res
+			}
 		}
 		// Anything else (garbage from the network included) is ignored.
 		return statem.Result{}
@@ -279,6 +282,35 @@ func (m *Monitor) call(p *statem.Process, e statem.Call, now time.Time) statem.R
 		return statem.Result{Actions: []interface{}{statem.Reply{From: e.From, Msg: m.whois(t[1], t[2])}}}
 	}
 	return statem.Result{Actions: []interface{}{statem.Reply{From: e.From, Msg: etf.Tuple{etf.Atom("error"), etf.Atom("unknown_call")}}}}
+}
+
+// multiCall answers Erlang's gen_server:multi_call, whose request
+// {'$gen_call', {Pid, {Ref, Node}}, Req} Ergo does not recognise as a call
+// (it lands in HandleInfo) and whose reply must be {{Ref, Node}, Reply}.
+func (m *Monitor) multiCall(p *statem.Process, msg etf.Tuple, now time.Time) (statem.Result, bool) {
+	if len(msg) != 3 || msg[0] != etf.Atom("$gen_call") {
+		return statem.Result{}, false
+	}
+	from, ok := msg[1].(etf.Tuple)
+	if !ok || len(from) != 2 {
+		return statem.Result{}, false
+	}
+	pid, ok := from[0].(etf.Pid)
+	tag, ok2 := from[1].(etf.Tuple)
+	if !ok || !ok2 {
+		return statem.Result{}, false
+	}
+	res := m.call(p, statem.Call{From: gen.ServerFrom{Pid: pid}, Msg: msg[2]}, now)
+	var rest []interface{}
+	for _, a := range res.Actions {
+		if r, ok := a.(statem.Reply); ok && r.From.Pid == pid && r.From.Ref == (etf.Ref{}) {
+			_ = p.Send(pid, etf.Tuple{tag, r.Msg})
+			continue
+		}
+		rest = append(rest, a)
+	}
+	res.Actions = rest
+	return res, true
 }
 
 // whois answers {whois, Group, Key} (Group and Key as binary, charlist or

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister"
+	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -223,5 +224,31 @@ func TestGarbageDoesNotKillOurProcesses(t *testing.T) {
 	expect(t, 5)
 	if len(cloister.Siblings()) != 5 {
 		t.Fatalf("members after garbage: %v", cloister.Siblings())
+	}
+}
+
+// Erlang's gen_server:multi_call sends {'$gen_call', {Pid, {Ref, Node}}, Req}
+// and wants {{Ref, Node}, Reply}; Ergo alone never answers it.
+func TestMonitorAnswersMultiCallForm(t *testing.T) {
+	tag := etf.Tuple{local.MakeRef(), etf.Atom(names[1])}
+	req := etf.Tuple{etf.Atom("$gen_call"), etf.Tuple{meP.Self(), tag}, etf.Atom("state")}
+	if err := meP.Send(gen.ProcessID{Name: "Elixir.Cloister.Monitor", Node: names[1]}, req); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-me.got:
+		tup, ok := m.(etf.Tuple)
+		if !ok || len(tup) != 2 {
+			t.Fatalf("reply %#v", m)
+		}
+		if got, ok := tup[0].(etf.Tuple); !ok || len(got) != 2 || got[0] != tag[0] || got[1] != tag[1] {
+			t.Fatalf("tag %#v, want %#v", tup[0], tag)
+		}
+		app, members, ok := actors.ParseState(tup[1])
+		if !ok || app != "cloister" || len(members) != 5 {
+			t.Fatalf("state %#v", tup[1])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no multi_call answer")
 	}
 }
