@@ -13,6 +13,8 @@ import (
 
 	"github.com/cloister-go/cloister/app"
 	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/ring"
+	"github.com/cloister-go/cloister/ring/libring"
 	"gopkg.in/yaml.v3"
 )
 
@@ -37,6 +39,7 @@ type File struct {
 	Consensus         *int     `yaml:"consensus"`
 	Ring              string   `yaml:"ring"`
 	Groups            []string `yaml:"groups"`
+	Engine            string   `yaml:"engine"`
 	Loopback          bool     `yaml:"loopback"`
 	Magic             *bool    `yaml:"magic"`
 	StartTimeout      Duration `yaml:"start_timeout"`
@@ -95,6 +98,9 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	if f.Engine != "" && EngineByName(f.Engine) == nil {
+		return nil, fmt.Errorf("%s: engine %q: want consistent or libring", path, f.Engine)
+	}
 	o := f.Options()
 	if err := o.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -123,6 +129,9 @@ func (f *File) Options() app.Options {
 		o.Ring = f.Ring
 	}
 	o.Groups = f.Groups
+	if e := EngineByName(f.Engine); e != nil {
+		o.Engine = e
+	}
 	o.Loopback = f.Loopback
 	if f.Magic != nil {
 		o.Magic = *f.Magic
@@ -142,6 +151,19 @@ func (f *File) Options() app.Options {
 	set(&o.BackoffMax, f.BackoffMax)
 	set(&o.DiscoveryInterval, f.DiscoveryInterval)
 	return o
+}
+
+// EngineByName returns the ring engine called name ("consistent", the
+// default, or "libring", which places keys as Elixir's libring does, for
+// mixed Go/Elixir clusters), or nil for an unknown name.
+func EngineByName(name string) ring.Engine {
+	switch name {
+	case "", "consistent":
+		return ring.Consistent()
+	case "libring":
+		return libring.Engine()
+	}
+	return nil
 }
 
 // NodeOptions turns the node section into Ergo node options.
@@ -175,6 +197,7 @@ consensus: 2
 
 # ring: cloister        # default ring name (default: otp_app)
 # groups: []            # extra named rings, same members
+# engine: consistent    # or libring: owners as Elixir's libring computes them (mixed clusters)
 # loopback: false       # service mode: name this node otp_app@127.0.0.1
 # magic: true           # false: never derive the node name in service mode
 

@@ -43,6 +43,7 @@ func TestBadValuesNamed(t *testing.T) {
 		"heartbeat: soon\n":              `"soon" is not a duration`,
 		"sentry: [nohost]\n":             `Sentry[0] = "nohost"`,
 		"node:\n  name: bad\n":           "node.name",
+		"engine: md5\n":                  `engine "md5"`,
 		"node:\n  epmd_port: notanumber": "line 2: cannot unmarshal !!str `notanumber`",
 	} {
 		p := filepath.Join(dir, "c.yaml")
@@ -81,4 +82,15 @@ func FuzzParse(f *testing.F) {
 		o := c.Options()
 		_ = o.Validate() // must not panic
 	})
+}
+
+func TestEngineByName(t *testing.T) {
+	for _, n := range []string{"", "consistent", "libring"} {
+		if EngineByName(n) == nil {
+			t.Errorf("%q: no engine", n)
+		}
+	}
+	if EngineByName("libring").Name() == EngineByName("consistent").Name() {
+		t.Fatal("libring and consistent engines are the same")
+	}
 }
