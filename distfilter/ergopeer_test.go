@@ -167,6 +167,9 @@ func TestErgoPeersUntouched(t *testing.T) {
 			if err := goNode.Disconnect(p.name); err != nil {
 				t.Fatal(err)
 			}
+			// Disconnect only closes the socket; until the connection is
+			// unregistered, Connect is a no-op on the dead link
+			waitGone(t, p.name)
 			// we dial the peer (our flags go out before we know it is Ergo)
 			var err error
 			for i := 0; i < 50; i++ {

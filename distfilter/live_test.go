@@ -26,7 +26,7 @@ func TestConnectAndCallBothWays(t *testing.T) {
 
 		// Go dials: drop the link first
 		expectEval(t, e, "erlang:disconnect_node("+q(goName)+")", "true")
-		time.Sleep(100 * time.Millisecond)
+		waitGone(t, e.Name)
 		start = time.Now()
 		var err error
 		for i := 0; i < 50; i++ { // a half-closed old link may refuse the first try
@@ -97,6 +97,8 @@ func TestLinkUnlink(t *testing.T) {
 		// erl links and unlinks (UNLINK_ID on OTP 26+), then the Go
 		// process exits: no signal, and the link survived
 		expectEval(t, e, "P = gen_server:call({go_echo, "+g+"}, new_linkee), dft_srv:unlink_then_exit(P, boom)", "unlinked")
+		// erl monitors a Go process that exits: DOWN with the reason
+		expectEval(t, e, "P = gen_server:call({go_echo, "+g+"}, new_linkee), dft_srv:monitor_exit(P, gone)", "{down,gone}")
 		expectEval(t, e, "gen_server:call({go_echo, "+g+"}, {echo, 2})", "{reply,2,"+g+"}")
 
 		// Go links to an erl process and unlinks (UNLINK becomes UNLINK_ID)
@@ -136,6 +138,8 @@ func TestElixirCall(t *testing.T) {
 		g := q(goName)
 		expectEval(t, e, "'Elixir.GenServer':call({go_echo, "+g+"}, {echo, <<\"s\">>})", "{reply,<<115>>,"+g+"}")
 		expectEval(t, e, "'Elixir.Node':ping("+g+")", "pong")
+		// Elixir cloister's fan-out is rpc:multicall
+		expectEval(t, e, "rpc:multicall(["+g+"], 'Elixir.GenServer', call, [go_echo, {echo, 1}])", "{[{reply,1,"+g+"}],[]}")
 	})
 }
 

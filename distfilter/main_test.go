@@ -343,3 +343,19 @@ func nextInbox(t *testing.T) etf.Term {
 
 // q quotes a node name as an Erlang atom.
 func q(name string) string { return "'" + name + "'" }
+
+// waitGone waits until goNode no longer lists node as connected.
+func waitGone(t *testing.T, node string) {
+	t.Helper()
+	for i := 0; i < 100; i++ {
+		found := false
+		for _, n := range goNode.Nodes() {
+			found = found || n == node
+		}
+		if !found {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s still connected 5 s after the disconnect", node)
+}

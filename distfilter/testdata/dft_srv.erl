@@ -3,7 +3,7 @@
 -module(dft_srv).
 -behaviour(gen_server).
 -export([start/0, init/1, handle_call/3, handle_cast/2, handle_info/2]).
--export([linked_exit/2, unlink_then_exit/2, collect/2]).
+-export([linked_exit/2, unlink_then_exit/2, collect/2, monitor_exit/2]).
 
 %% start/0 registers the server as go_echo, like the Go one.
 start() ->
@@ -42,3 +42,10 @@ unlink_then_exit(GoPid, Reason) ->
 %% collect(N, Timeout): the next N messages to this process, in order.
 collect(0, _) -> [];
 collect(N, T) -> receive M -> [M | collect(N - 1, T)] after T -> [timeout] end.
+
+%% monitor_exit(GoPid, Reason): monitor a Go process that then exits with
+%% Reason; the 'DOWN' reason (OTP 26+: the monitor reference is long).
+monitor_exit(GoPid, Reason) ->
+    Ref = monitor(process, GoPid),
+    GoPid ! {exit, Reason},
+    receive {'DOWN', Ref, process, GoPid, R} -> {down, R} after 5000 -> timeout end.
