@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ergo-services/ergo/gen"
+
 	"github.com/cloister-go/cloister/internal/erltest"
 )
 
@@ -74,6 +76,12 @@ func TestRPCGoFuncs(t *testing.T) {
 		expectEval(t, e, "rpc:call("+g+", dft_go, fail, [1])", "{badrpc,{'EXIT',{{go_error,<<105,116,32,102,97,105,108,101,100>>},[{dft_go,fail,[1],[]}]}}}")
 		expectEval(t, e, "catch erpc:call("+g+", dft_go, throw, [x])", "{thrown,[x]}")
 		expectEval(t, e, "rpc:call("+g+", dft_go, missing, [])", "{badrpc,{'EXIT',{undef,[{dft_go,missing,[],[]}]}}}")
+		// a Go server that stops while answering: its reason, as gen_server:call exits
+		if _, err := goNode.Spawn("go_stopme", gen.ProcessOptions{}, &echoServer{}); err != nil {
+			t.Fatal(err)
+		}
+		expectEval(t, e, "rpc:call("+g+", gen_server, call, [go_stopme, {stop, custom}])",
+			"{badrpc,{'EXIT',{custom,{gen_server,call,[go_stopme,{stop,custom}]}}}}")
 	})
 }
 
@@ -92,12 +100,13 @@ func TestRPCConcurrentAndTimed(t *testing.T) {
 		for _, target := range []string{g, q(twin.Name)} {
 			v := mustEval(t, e, `N = `+target+`,
 				[rpc:call(N, gen_server, call, [go_echo, {echo, 1}]) || _ <- lists:seq(1, 50)],
-				T0 = erlang:monotonic_time(microsecond),
-				[node = element(1, {node, rpc:call(N, erlang, node, [])}) || _ <- lists:seq(1, 1000)],
-				T1 = erlang:monotonic_time(microsecond),
-				[_ = rpc:call(N, gen_server, call, [go_echo, {echo, 1}]) || _ <- lists:seq(1, 1000)],
-				{(T1 - T0) div 1000, (erlang:monotonic_time(microsecond) - T1) div 1000}`)
-			t.Logf("%s: rpc:call to %s: {erlang:node, gen_server:call} µs/call = %s", r, target, v)
+				Time = fun(F) -> T0 = erlang:monotonic_time(microsecond), [F() || _ <- lists:seq(1, 1000)],
+					(erlang:monotonic_time(microsecond) - T0) div 1000 end,
+				{Time(fun() -> N = rpc:call(N, erlang, node, []) end),
+				 Time(fun() -> {reply, 1, N} = rpc:call(N, gen_server, call, [go_echo, {echo, 1}]) end),
+				 Time(fun() -> {reply, 1, N} = gen_server:call({go_echo, N}, {echo, 1}) end),
+				 Time(fun() -> pong = net_adm:ping(N) end)}`)
+			t.Logf("%s: to %s µs/call {rpc erlang:node, rpc gen_server:call, gen_server:call, ping} = %s", r, target, v)
 		}
 		expectEval(t, e, "lists:member("+g+", nodes())", "true")
 	})
