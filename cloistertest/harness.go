@@ -76,6 +76,9 @@ type Harness struct {
 
 	mu    sync.Mutex
 	nodes map[string]*Node
+	// net, when set (Harness.Network), routes the nodes through proxies
+	// that a test can cut (faults.go).
+	net *Network
 }
 
 var (
@@ -142,6 +145,12 @@ func (h *Harness) Close() {
 	for _, n := range nodes {
 		n.Kill()
 	}
+	h.mu.Lock()
+	net := h.net
+	h.mu.Unlock()
+	if net != nil {
+		net.Close()
+	}
 	h.EPMD.Stop()
 }
 
@@ -205,6 +214,12 @@ func (s Spec) args(h *Harness) []string {
 	}
 	if s.StartTimeout > 0 {
 		a = append(a, "-start-timeout", s.StartTimeout.String())
+	}
+	h.mu.Lock()
+	net := h.net
+	h.mu.Unlock()
+	if net != nil {
+		a = append(a, net.routes(s.Name)...)
 	}
 	return append(a, s.Args...)
 }

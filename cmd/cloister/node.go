@@ -69,6 +69,7 @@ func runNode(args []string) int {
 	remove := fs.Duration("remove-after", 0, "silence before a member is removed (default 5s)")
 	plain := fs.Bool("plain", false, "start a plain Ergo node without cloister that connects to -sentry (tests)")
 	withMetrics := fs.Bool("metrics", false, "serve Prometheus metrics on /metrics of the -http endpoint")
+	extras := addExtraFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -130,6 +131,7 @@ func runNode(args []string) int {
 			return listener.Snapshot{Node: *name, State: "down"}
 		})
 		mux.HandleFunc("/whois", whoisHandler)
+		extras.handle(mux)
 		if col != nil {
 			col.SetSource(func() listener.Snapshot {
 				if c := cloister.Local(); c != nil {
@@ -155,9 +157,14 @@ func runNode(args []string) int {
 		return runPlain(*name, *cookie, uint16(*epmdPort), opts.Sentry, out, sigs)
 	}
 	start := time.Now()
-	n, err := cloister.StartNode(*name, opts, cloister.NodeOptions{
+	nopts := cloister.NodeOptions{
 		Cookie: *cookie, EPMDPort: uint16(*epmdPort), EmbeddedEPMD: *embedded, ListenPort: uint16(*listen),
-	})
+	}
+	if err := extras.apply(&opts, &nopts, logger.Printf); err != nil {
+		fmt.Fprintf(os.Stderr, "cloister node: %v\n", err)
+		return 2
+	}
+	n, err := cloister.StartNode(*name, opts, nopts)
 	if err != nil {
 		out.print(map[string]interface{}{"event": "error", "node": *name, "error": err.Error()})
 		fmt.Fprintf(os.Stderr, "cloister node: %v\n", err)

@@ -1,0 +1,53 @@
+package cloistertest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// RuntimeStats is what a node process reports on /debug/runtime: the Go
+// runtime's goroutines and memory, its open file descriptors, and (with
+// `cloister node -record-dns`) every DNS name it looked up, including the
+// blocked ones that never left the process.
+type RuntimeStats struct {
+	Goroutines  int      `json:"goroutines"`
+	HeapAlloc   uint64   `json:"heap_alloc"`
+	HeapInuse   uint64   `json:"heap_inuse"`
+	HeapObjects uint64   `json:"heap_objects"`
+	Sys         uint64   `json:"sys"`
+	NumGC       uint32   `json:"num_gc"`
+	FDs         int      `json:"fds"`
+	Uptime      float64  `json:"uptime_s"`
+	DNS         []string `json:"dns_lookups"`
+	DNSBlocked  []string `json:"dns_blocked"`
+	DNSRecorded bool     `json:"dns_recorded"`
+}
+
+// Runtime asks the node's /debug/runtime; gc runs a collection first, so
+// HeapAlloc is the live heap.
+func (n *Node) Runtime(gc bool) (RuntimeStats, error) {
+	n.mu.Lock()
+	addr := n.http
+	n.mu.Unlock()
+	if addr == "" {
+		return RuntimeStats{}, errors.New("cloistertest: " + n.Name + " has no HTTP endpoint yet")
+	}
+	url := "http://" + addr + "/debug/runtime"
+	if gc {
+		url += "?gc=1"
+	}
+	c := http.Client{Timeout: 5 * time.Second}
+	r, err := c.Get(url)
+	if err != nil {
+		return RuntimeStats{}, err
+	}
+	defer r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		return RuntimeStats{}, fmt.Errorf("cloistertest: %s /debug/runtime: %s", n.Name, r.Status)
+	}
+	var s RuntimeStats
+	return s, json.NewDecoder(r.Body).Decode(&s)
+}
