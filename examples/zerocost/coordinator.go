@@ -418,11 +418,27 @@ func (c *coord) moves(from, to []string, moved int64, what string) {
 	ratio := float64(moved) / ideal
 	c.printf("  moved %s entities on %s: the keys whose owner changed are %s (%s); ideal share 1/%d = %s; ratio %.3f\n",
 		group(int(moved)), what, group(changed), movedBetween(gained, lost), max(len(from), len(to)), group(int(ideal)), ratio)
+	c.printf("  baseline: a static partition (fnv1a mod N over the sorted members) would have moved %s (%.0f %%)\n",
+		group(modMoved(c.keys, from, to)), 100*float64(modMoved(c.keys, from, to))/float64(c.nkeys))
 	c.check(moved == int64(changed), "%s moved %d entities, but %d keys changed owner", what, moved, changed)
 	c.check(ratio > 1-ShareTolerance && ratio < 1+ShareTolerance, "%s moved %.3f of the ideal share", what, ratio)
 	// Consistent hashing's promise: only the node that came or went is
 	// involved.
 	c.check(len(gained) == 1 || len(lost) == 1, "%s moved keys between %d gainers and %d losers", what, len(gained), len(lost))
+}
+
+// modMoved counts the keys whose owner changes from one member list to the
+// other when owners are members[fnv1a(key) mod len(members)].
+func modMoved(keys, from, to []string) int {
+	a, b := slices.Sorted(slices.Values(from)), slices.Sorted(slices.Values(to))
+	n := 0
+	for _, k := range keys {
+		h := fnv1a(k)
+		if a[h%uint32(len(a))] != b[h%uint32(len(b))] {
+			n++
+		}
+	}
+	return n
 }
 
 // movedBetween says who gained and who lost.
@@ -460,11 +476,15 @@ func (c *coord) work(names []string) error {
 		c.rounds, len(names), since(t0), group(c.nkeys))
 	worked, missing := 0, 0
 	for _, r := range res {
-		c.printf("    %-16s worked %9s   %7.0f ms   %5.0f ns/key\n", short(r.Node), group(r.Worked), r.Ms, r.NsPerKey)
+		c.printf("    %-8s worked %9s  %6.0f ms  %5.0f ns/key (Mine alone %3.0f ns/key; baseline fnv1a mod N %3.0f ns/key)\n",
+			short(r.Node), group(r.Worked), r.Ms, r.NsPerKey, r.MineNs, r.ModNs)
 		worked += r.Worked
 		missing += r.Missing
 	}
 	c.check(missing == 0, "%d owned entities missing in work round %d", missing, c.rounds)
+	for _, r := range res {
+		c.check(r.Owned == r.Worked+r.Missing, "%s: Mine counted %d keys, then %d", r.Node, r.Worked+r.Missing, r.Owned)
+	}
 	c.check(worked == c.nkeys, "work round %d worked %d entities, want %d", c.rounds, worked, c.nkeys)
 	return nil
 }

@@ -38,6 +38,16 @@ func makeKeys(n int) []string {
 	return keys
 }
 
+// fnv1a is the 32-bit FNV-1a hash of s, the baseline's static partition.
+func fnv1a(s string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(s); i++ {
+		h ^= uint32(s[i])
+		h *= 16777619
+	}
+	return h
+}
+
 // keyIndex is the index of an entity key, or -1.
 func keyIndex(key string) int {
 	if !strings.HasPrefix(key, keyPrefix) {

@@ -466,8 +466,16 @@ type workResult struct {
 	Checked  int     `json:"checked"` // keys asked Mine
 	Worked   int     `json:"worked"`  // owned and held: work count + 1
 	Missing  int     `json:"missing"` // owned but not held
+	Owned    int     `json:"owned"`   // Mine, counted again without the store
 	Ms       float64 `json:"ms"`
 	NsPerKey float64 `json:"ns_per_key"` // Mine plus the store update, per key of the space
+	// MineNs is Mine alone per key; ModNs, the baseline measured right
+	// after it, is a static partition's test (fnv1a(key) mod members),
+	// which costs nothing to coordinate either but moves most keys on any
+	// change of size. ModOwned is how many keys that partition gives here.
+	MineNs   float64 `json:"mine_ns"`
+	ModNs    float64 `json:"mod_ns"`
+	ModOwned int     `json:"mod_owned"`
 }
 
 // serveWork runs one round: walk the whole key space, work on the keys
@@ -492,6 +500,24 @@ func (w *worker) serveWork(rw http.ResponseWriter, r *http.Request) {
 	w.workRounds.Add(1)
 	res.Ms = ms(el)
 	res.NsPerKey = float64(el.Nanoseconds()) / float64(len(w.keys))
+
+	t1 := time.Now()
+	for _, k := range w.keys {
+		if w.api.Mine(k) {
+			res.Owned++
+		}
+	}
+	res.MineNs = float64(time.Since(t1).Nanoseconds()) / float64(len(w.keys))
+	sibs := w.api.Siblings()
+	me := uint32(slices.Index(sibs, res.Node))
+	n := uint32(max(len(sibs), 1))
+	t2 := time.Now()
+	for _, k := range w.keys {
+		if fnv1a(k)%n == me {
+			res.ModOwned++
+		}
+	}
+	res.ModNs = float64(time.Since(t2).Nanoseconds()) / float64(len(w.keys))
 	writeJSON(rw, res)
 }
 
