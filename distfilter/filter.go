@@ -93,7 +93,6 @@ type filter struct {
 	repairedNil atomic.Uint64
 	unlinkIn    atomic.Uint64
 	unlinkOut   atomic.Uint64
-	restored    atomic.Uint64
 	rpcServed   atomic.Uint64
 	filtered    sync.Map // peer node name -> struct{}: links filtered so far
 }

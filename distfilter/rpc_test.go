@@ -18,6 +18,7 @@ func TestRPCMatchesBEAM(t *testing.T) {
 		caller := startErl(t, r, "rpccaller", false)
 		twin := sharedErl(t, r, false)
 		exTwin := sharedErl(t, r, true)
+		served := theF.rpcServed.Load()
 		cases := []struct{ expr, via string }{
 			{"rpc:call(N, gen_server, call, [go_echo, {echo, 42}])", ""},
 			{"rpc:call(N, gen_server, call, [go_echo, {echo, [<<\"b\">>, \"s\", 1.5, -7, 1 bsl 70, #{a => {}}]}, 2000])", ""},
@@ -63,6 +64,9 @@ func TestRPCMatchesBEAM(t *testing.T) {
 			}
 		}
 		expectEval(t, caller, "lists:member("+q(goName)+", nodes())", "true")
+		if theF.rpcServed.Load()-served < uint64(len(cases)) {
+			t.Fatalf("the filter answered %d spawn requests for %d cases", theF.rpcServed.Load()-served, len(cases))
+		}
 	})
 }
 
