@@ -174,6 +174,25 @@ func TestMembersAreCopies(t *testing.T) {
 	}
 }
 
+func TestZeroSetIsEmpty(t *testing.T) {
+	var s Set
+	if len(s.Names()) != 0 || len(s.Snapshots()) != 0 || s.Snapshots() == nil {
+		t.Error("zero Set is not empty")
+	}
+	if _, err := s.Owner("r", "k"); !errors.Is(err, ErrNoSuchRing) {
+		t.Errorf("Owner: err = %v, want ErrNoSuchRing", err)
+	}
+	if err := s.Define("r", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Update("r", []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := s.Owner("r", "k"); o != "a" || err != nil {
+		t.Errorf("Owner = %q, %v", o, err)
+	}
+}
+
 func TestNamesAndSnapshots(t *testing.T) {
 	s := NewSet()
 	for _, n := range []string{"b", "c", "a"} {

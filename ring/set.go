@@ -11,17 +11,22 @@ import (
 // Set is a registry of named rings. Reads (Get, Owner, Names, Snapshots)
 // load an atomic pointer to an immutable map of snapshots and take no lock;
 // writes (Define, Update) are serialized and publish a new map. The zero
-// value is not usable; call NewSet.
+// value is an empty Set.
 type Set struct {
 	mu    sync.Mutex // serializes writers
 	rings atomic.Pointer[map[string]*Snapshot]
 }
 
 // NewSet returns a Set with no rings.
-func NewSet() *Set {
-	s := &Set{}
-	s.rings.Store(&map[string]*Snapshot{})
-	return s
+func NewSet() *Set { return &Set{} }
+
+// view returns the current, immutable map of rings (nil before the first
+// Define, which reads as empty).
+func (s *Set) view() map[string]*Snapshot {
+	if m := s.rings.Load(); m != nil {
+		return *m
+	}
+	return nil
 }
 
 // Define declares the ring name, initially empty (epoch 0). A nil engine
@@ -36,7 +41,7 @@ func (s *Set) Define(name string, e Engine) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur := *s.rings.Load()
+	cur := s.view()
 	if _, ok := cur[name]; ok {
 		return fmt.Errorf("%w: %q", ErrRingDefined, name)
 	}
@@ -59,7 +64,7 @@ func (s *Set) Update(name string, members []string) (*Snapshot, bool, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cur := *s.rings.Load()
+	cur := s.view()
 	old, ok := cur[name]
 	if !ok {
 		return nil, false, fmt.Errorf("%w: %q", ErrNoSuchRing, name)
@@ -74,7 +79,8 @@ func (s *Set) Update(name string, members []string) (*Snapshot, bool, error) {
 
 // publish stores a copy of cur with snap in it. The caller holds s.mu.
 func (s *Set) publish(cur map[string]*Snapshot, snap *Snapshot) {
-	next := maps.Clone(cur)
+	next := make(map[string]*Snapshot, len(cur)+1)
+	maps.Copy(next, cur)
 	next[snap.name] = snap
 	s.rings.Store(&next)
 }
@@ -82,7 +88,7 @@ func (s *Set) publish(cur map[string]*Snapshot, snap *Snapshot) {
 // Get returns the current snapshot of ring name, or an error wrapping
 // ErrNoSuchRing.
 func (s *Set) Get(name string) (*Snapshot, error) {
-	snap, ok := (*s.rings.Load())[name]
+	snap, ok := s.view()[name]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNoSuchRing, name)
 	}
@@ -91,13 +97,13 @@ func (s *Set) Get(name string) (*Snapshot, error) {
 
 // Names returns the names of the defined rings, sorted.
 func (s *Set) Names() []string {
-	return slices.Sorted(maps.Keys(*s.rings.Load()))
+	return slices.Sorted(maps.Keys(s.view()))
 }
 
 // Owner returns the member of ring name that owns key (Whois). It fails with
 // ErrNoSuchRing or ErrEmptyRing and does not allocate when it succeeds.
 func (s *Set) Owner(name, key string) (string, error) {
-	snap, ok := (*s.rings.Load())[name]
+	snap, ok := s.view()[name]
 	if !ok {
 		return "", fmt.Errorf("%w: %q", ErrNoSuchRing, name)
 	}
@@ -106,5 +112,9 @@ func (s *Set) Owner(name, key string) (string, error) {
 
 // Snapshots returns a copy of the current view: ring name to snapshot.
 func (s *Set) Snapshots() map[string]*Snapshot {
-	return maps.Clone(*s.rings.Load())
+	m := maps.Clone(s.view())
+	if m == nil {
+		m = make(map[string]*Snapshot)
+	}
+	return m
 }
