@@ -18,11 +18,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/app"
 	"github.com/cloister-go/cloister/discovery"
+	"github.com/cloister-go/cloister/distfilter"
 	"github.com/cloister-go/cloister/ergonode"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
@@ -92,6 +94,11 @@ func StartNode(name string, opts Options, nopts NodeOptions) (node.Node, error) 
 	if err != nil {
 		return nil, err
 	}
+	if !nopts.PlainDistribution && nopts.WrapHandshake == nil && nopts.WrapProto == nil {
+		// BEAM interop: OTP 26+ links, the top-level [] guard, and rpc
+		// from Erlang/Elixir answered (Multiapply functions included).
+		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{a.Cluster().Funcs}, Logf: opts.Logf}.Apply(&nopts)
+	}
 	nopts.Applications = append(nopts.Applications, a)
 	n, err := ergonode.Start(name, nopts)
 	if err != nil {
@@ -119,6 +126,23 @@ func StopNode(n node.Node) error {
 	}
 	n.Stop()
 	return err
+}
+
+// rpcFuncs lets BEAM callers rpc the functions registered for Multiapply:
+// rpc:call(GoNode, M, F, Args) runs the function registered as "M:F", or
+// else the one registered as "F".
+type rpcFuncs struct{ f *actors.Funcs }
+
+func (r rpcFuncs) Lookup(name string) (func(args etf.List) (etf.Term, error), bool) {
+	if fn, ok := r.f.Lookup(name); ok {
+		return fn, true
+	}
+	if i := strings.LastIndexByte(name, ':'); i >= 0 {
+		if fn, ok := r.f.Lookup(name[i+1:]); ok {
+			return fn, true
+		}
+	}
+	return nil, false
 }
 
 // Cluster is the API on one node's cluster.

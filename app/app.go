@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/distfilter"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/node"
 )
 
 // Name is the Ergo application name.
@@ -79,6 +81,13 @@ func (a *App) Load(args ...etf.Term) (gen.ApplicationSpec, error) {
 // ApplicationStart; Err holds the reason).
 func (a *App) Start(process gen.Process, args ...etf.Term) {
 	register(a.cluster)
+	// net_adm:ping from BEAM nodes answers pong (Ergo's stub says pang),
+	// before the gate so BEAM members can ping while we assemble.
+	if n, ok := process.Env(node.EnvKeyNode).(node.Node); ok {
+		if err := distfilter.InstallNetKernel(n); err != nil {
+			a.logf("cloister: net_kernel for ping: %v", err)
+		}
+	}
 	if err := a.gate(); err != nil {
 		a.mu.Lock()
 		a.err = err

@@ -65,6 +65,10 @@ type Options struct {
 	// handshake and proto handlers (BEAM interop, see package distfilter).
 	WrapHandshake func(node.HandshakeInterface) node.HandshakeInterface
 	WrapProto     func(node.ProtoInterface) node.ProtoInterface
+	// PlainDistribution tells cloister.StartNode not to install the BEAM
+	// distribution filter (package distfilter) it adds by default when no
+	// Wrap hook is set.
+	PlainDistribution bool
 	// Logf receives the node's own diagnostics, such as the cause of a
 	// failed handshake (see Diagnose). Nil means log.Printf.
 	Logf func(format string, args ...interface{})
