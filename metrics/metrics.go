@@ -72,6 +72,10 @@ type Collector struct {
 	suspicions   prometheus.Counter
 	removals     prometheus.Counter
 	dials        prometheus.Counter
+	removed      *prometheus.CounterVec
+	graces       prometheus.Counter
+	recoveries   prometheus.Counter
+	stalls       prometheus.Counter
 	listenerLat  prometheus.Histogram
 	listenerTime prometheus.Histogram
 	fanout       *prometheus.CounterVec
@@ -112,6 +116,15 @@ func New() *Collector {
 			Help: "Members removed and disconnected after RemoveAfter without a heartbeat answer."}),
 		dials: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "dials_total",
 			Help: "Connection attempts started by the Monitor."}),
+		removed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "member_removals_total",
+			Help: "Members taken out of the rings, by reason (silent, connection_lost, grace_expired, foreign)."},
+			[]string{"reason"}),
+		graces: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "flap_graces_total",
+			Help: "Members whose connection dropped and who were kept in the rings for the flap grace."}),
+		recoveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "flap_recoveries_total",
+			Help: "Members back within their flap grace (the rings did not change)."}),
+		stalls: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "stalls_total",
+			Help: "Times this node's own ticks stopped (frozen or starved process)."}),
 		listenerLat: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "listener_latency_seconds",
 			Help:    "From a state change to the listener starting to handle it (queueing in the dispatcher).",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10)}),
@@ -172,7 +185,8 @@ func (c *Collector) Instrument(opts *app.Options) {
 
 // Observe counts one effect of the Monitor (app.Options.Observe): state
 // transitions, ring rebuilds and the time spent rehashing, heartbeat
-// suspicions and removals, dials. It runs on the Monitor's goroutine and
+// suspicions and removals, members removed by reason, flap graces and
+// recoveries, stalls, dials. It runs on the Monitor's goroutine and
 // only adds to atomic counters.
 func (c *Collector) Observe(effect interface{}) {
 	switch e := effect.(type) {
@@ -196,7 +210,30 @@ func (c *Collector) Observe(effect interface{}) {
 		c.removals.Inc()
 	case core.Dial:
 		c.dials.Inc()
+	case core.Removed:
+		c.removed.WithLabelValues(removalReason(e.Reason)).Inc()
+	case core.Grace:
+		c.graces.Inc()
+	case core.Recovered:
+		c.recoveries.Inc()
+	case core.Stalled:
+		c.stalls.Inc()
 	}
+}
+
+// removalReason turns a core.Reason* into a label value.
+func removalReason(r string) string {
+	switch r {
+	case core.ReasonSilent:
+		return "silent"
+	case core.ReasonDown:
+		return "connection_lost"
+	case core.ReasonGraceExpired:
+		return "grace_expired"
+	case core.ReasonForeign:
+		return "foreign"
+	}
+	return "other"
 }
 
 // Listener wraps next so that every delivery is timed: the latency from the
@@ -252,7 +289,7 @@ func Outcome(err error) string {
 
 func (c *Collector) counters() []prometheus.Collector {
 	return []prometheus.Collector{c.rehashes, c.rehashTime, c.transitions, c.suspicions, c.removals,
-		c.dials, c.listenerLat, c.listenerTime, c.fanout}
+		c.dials, c.removed, c.graces, c.recoveries, c.stalls, c.listenerLat, c.listenerTime, c.fanout}
 }
 
 // Describe sends every metric's description.

@@ -99,6 +99,13 @@ func TestObserveCountsTransitionsRehashesAndHeartbeat(t *testing.T) {
 	c.Observe(core.Publish{Members: []string{"a@h"}})
 	ck.advance(5 * time.Millisecond)
 	c.Observe(core.Transition{From: core.Rehashing, To: core.Ready})
+	c.Observe(core.Grace{Node: "c@h", For: time.Second})
+	c.Observe(core.Recovered{Node: "c@h", After: 10 * time.Millisecond})
+	c.Observe(core.Grace{Node: "c@h", For: time.Second})
+	c.Observe(core.Removed{Node: "c@h", Reason: core.ReasonGraceExpired})
+	c.Observe(core.Removed{Node: "b@h", Reason: core.ReasonSilent})
+	c.Observe(core.Removed{Node: "x@h", Reason: "who knows"})
+	c.Observe(core.Stalled{For: 2 * time.Second})
 	c.Observe(core.ContinueEffect{}) // ignored
 	c.Observe("garbage")             // ignored
 
@@ -114,6 +121,12 @@ func TestObserveCountsTransitionsRehashesAndHeartbeat(t *testing.T) {
 	want(t, got, "cloister_heartbeat_suspicions_total", 1)
 	want(t, got, "cloister_heartbeat_removals_total", 1)
 	want(t, got, "cloister_dials_total", 2)
+	want(t, got, "cloister_flap_graces_total", 2)
+	want(t, got, "cloister_flap_recoveries_total", 1)
+	want(t, got, `cloister_member_removals_total{reason="grace_expired"}`, 1)
+	want(t, got, `cloister_member_removals_total{reason="silent"}`, 1)
+	want(t, got, `cloister_member_removals_total{reason="other"}`, 1)
+	want(t, got, "cloister_stalls_total", 1)
 }
 
 func TestRehashDurationNeedsAnEntry(t *testing.T) {

@@ -221,4 +221,13 @@ func TestNodeCommandServesMetrics(t *testing.T) {
 	got = scrape(t, url)
 	expect(t, got, "cloister_members", 1)
 	expect(t, got, "cloister_rehashes_total", 3)
+	removals := 0.0
+	for k, v := range got {
+		if strings.HasPrefix(k, "cloister_member_removals_total{") {
+			removals += v
+		}
+	}
+	if removals != 1 {
+		t.Errorf("the killed member's removal counted %v times, want once", removals)
+	}
 }
