@@ -16,6 +16,7 @@ import (
 
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/config"
 	"github.com/cloister-go/cloister/ergonode"
 	"github.com/cloister-go/cloister/health"
 	"github.com/cloister-go/cloister/listener"
@@ -67,6 +68,8 @@ func runNode(args []string) int {
 	heartbeat := fs.Duration("heartbeat", 0, "member heartbeat period (default 500ms)")
 	suspect := fs.Duration("suspect-after", 0, "silence before a member is suspected (default 3s)")
 	remove := fs.Duration("remove-after", 0, "silence before a member is removed (default 5s)")
+	configPath := fs.String("config", "", "YAML config file (cloister init writes one); flags given explicitly override it")
+	check := fs.Bool("check", false, "only load and validate the configuration, then exit")
 	plain := fs.Bool("plain", false, "start a plain Ergo node without cloister that connects to -sentry (tests)")
 	withMetrics := fs.Bool("metrics", false, "serve Prometheus metrics on /metrics of the -http endpoint")
 	extras := addExtraFlags(fs)
@@ -94,6 +97,20 @@ func runNode(args []string) int {
 	opts.Heartbeat, opts.SuspectAfter, opts.RemoveAfter = *heartbeat, *suspect, *remove
 	if *sentry != "" {
 		opts.Sentry = strings.Split(*sentry, ",")
+	}
+	if *configPath != "" {
+		if err := applyConfig(fs, *configPath, &opts, name, cookie, epmdPort, embedded, listen, httpAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "cloister node:", err)
+			return 1
+		}
+	}
+	if *check {
+		if err := opts.Validate(); err != nil {
+			fmt.Fprintln(os.Stderr, "cloister node:", err)
+			return 1
+		}
+		fmt.Println("configuration ok")
+		return 0
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
 	opts.Logf = logger.Printf
@@ -236,4 +253,68 @@ func whoisHandler(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
 	_ = json.NewEncoder(w).Encode(res)
+}
+
+// applyConfig makes the file the base of the options; flags given
+// explicitly on the command line win.
+func applyConfig(fs *flag.FlagSet, path string, opts *cloister.Options, name, cookie *string, epmdPort *int, embedded *bool, listen *int, httpAddr *string) error {
+	f, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	base := f.Options()
+	keep := *opts
+	*opts = base
+	opts.Logf, opts.Listener, opts.AdditionalModules = keep.Logf, keep.Listener, keep.AdditionalModules
+	if set["otp-app"] {
+		opts.OTPApp, opts.Ring = keep.OTPApp, keep.Ring
+	}
+	if set["consensus"] {
+		opts.Consensus = keep.Consensus
+	}
+	if set["sentry"] {
+		opts.Sentry = keep.Sentry
+	}
+	if set["service"] {
+		opts.Service = keep.Service
+	}
+	if set["dns-server"] {
+		opts.DNSServer = keep.DNSServer
+	}
+	if set["loopback"] {
+		opts.Loopback = keep.Loopback
+	}
+	if set["start-timeout"] {
+		opts.StartTimeout = keep.StartTimeout
+	}
+	if set["heartbeat"] {
+		opts.Heartbeat = keep.Heartbeat
+	}
+	if set["suspect-after"] {
+		opts.SuspectAfter = keep.SuspectAfter
+	}
+	if set["remove-after"] {
+		opts.RemoveAfter = keep.RemoveAfter
+	}
+	if !set["name"] && f.Node.Name != "" {
+		*name = f.Node.Name
+	}
+	if !set["cookie"] && f.Node.Cookie != "" {
+		*cookie = f.Node.Cookie
+	}
+	if !set["epmd-port"] && f.Node.EPMDPort != 0 {
+		*epmdPort = int(f.Node.EPMDPort)
+	}
+	if !set["embedded-epmd"] && f.Node.EmbeddedEPMD {
+		*embedded = true
+	}
+	if !set["listen-port"] && f.Node.ListenPort != 0 {
+		*listen = int(f.Node.ListenPort)
+	}
+	if !set["http"] && f.Node.HTTP != "" {
+		*httpAddr = f.Node.HTTP
+	}
+	return nil
 }
