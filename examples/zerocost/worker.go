@@ -49,10 +49,9 @@ type worker struct {
 	reports  []handover
 	drained  bool
 
-	busy       atomic.Bool
-	lastHash   atomic.Uint64 // last.Hash(), for the state endpoint
-	pushed     atomic.Int64  // entities handed to other nodes, in total
-	workRounds atomic.Int64
+	busy     atomic.Bool
+	lastHash atomic.Uint64 // last.Hash(), for the state endpoint
+	pushed   atomic.Int64  // entities handed to other nodes, in total
 
 	pmu     sync.Mutex
 	pending []string // keys owned under last and not received yet
@@ -497,7 +496,6 @@ func (w *worker) serveWork(rw http.ResponseWriter, r *http.Request) {
 	}
 	w.st.mu.Unlock()
 	el := time.Since(t0)
-	w.workRounds.Add(1)
 	res.Ms = ms(el)
 	res.NsPerKey = float64(el.Nanoseconds()) / float64(len(w.keys))
 
