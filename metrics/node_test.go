@@ -2,9 +2,11 @@ package metrics_test
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -229,5 +231,23 @@ func TestNodeCommandServesMetrics(t *testing.T) {
 	}
 	if removals != 1 {
 		t.Errorf("the killed member's removal counted %v times, want once", removals)
+	}
+}
+
+// TestNodeCommandRefusesMetricsWithoutHTTP: metrics are served on the
+// health endpoint, so -metrics alone is a usage error (exit status 2).
+func TestNodeCommandRefusesMetricsWithoutHTTP(t *testing.T) {
+	bin, err := cloistertest.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "node", "-name", "metrics_nohttp@127.0.0.1", "-metrics")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+		t.Fatalf("exit: %v, want status 2; output:\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "-metrics needs -http") {
+		t.Errorf("output does not say why:\n%s", out)
 	}
 }

@@ -76,10 +76,6 @@ func runNode(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	if *withMetrics && *httpAddr == "" {
-		fmt.Fprintln(os.Stderr, "cloister node: -metrics needs -http (metrics are served on its /metrics)")
-		return 2
-	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "cloister node: unexpected arguments %q\n", fs.Args())
 		return 2
@@ -103,6 +99,10 @@ func runNode(args []string) int {
 			fmt.Fprintln(os.Stderr, "cloister node:", err)
 			return 1
 		}
+	}
+	if *withMetrics && *httpAddr == "" {
+		fmt.Fprintln(os.Stderr, "cloister node: -metrics needs -http or an http address in -config (metrics are served on its /metrics)")
+		return 2
 	}
 	if *check {
 		if err := opts.Validate(); err != nil {
