@@ -26,7 +26,7 @@ type nodeExtras struct {
 	routes    []cloistertest.Route
 	tls       *bool
 	recordDNS *bool
-	dns       *dnsRecorder
+	dns       *cloistertest.DNSRecorder
 	started   time.Time
 }
 
@@ -49,7 +49,7 @@ func addExtraFlags(fs *flag.FlagSet) *nodeExtras {
 func (x *nodeExtras) apply(opts *cloister.Options, nopts *cloister.NodeOptions, logf func(string, ...interface{})) error {
 	if *x.recordDNS {
 		// Before any node starts: Ergo's call-home would look its host up.
-		x.dns = installDNSRecorder("metrics.ergo.services")
+		x.dns = cloistertest.RecordDNS(cloistertest.MetricsHost)
 	}
 	switch {
 	case *x.flapGrace < 0:
@@ -91,7 +91,7 @@ func (x *nodeExtras) handle(mux *http.ServeMux) {
 		}
 		if x.dns != nil {
 			st.DNSRecorded = true
-			st.DNS, st.DNSBlocked = x.dns.lookups()
+			st.DNS, st.DNSBlocked = x.dns.Lookups()
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)

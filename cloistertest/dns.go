@@ -1,4 +1,4 @@
-package main
+package cloistertest
 
 import (
 	"context"
@@ -9,24 +9,33 @@ import (
 	"sync"
 )
 
-// dnsRecorder makes every DNS lookup of the process visible: it replaces
-// net.DefaultResolver with Go's own resolver dialling through it, reads
-// the question name of every query, and refuses to send the queries for
-// blocked names. Tests use it to assert at run time that Ergo's anonymous
-// metrics (a TXT lookup of metrics.ergo.services, then UDP to it, 60 s
-// after start) stay off: the lookup is the first thing the call-home does,
-// and with this in place it would be both recorded and stopped.
-type dnsRecorder struct {
+// DNSRecorder makes every DNS lookup of the process visible: RecordDNS
+// replaces net.DefaultResolver with Go's own resolver dialling through it,
+// which reads the question name of every query and refuses to send the
+// queries for blocked names. Tests use it to assert at run time that
+// Ergo's anonymous metrics (a TXT lookup of metrics.ergo.services, then
+// UDP to it, 60 s after start) stay off: the lookup is the first thing the
+// call-home does, and with this in place it would be both recorded and
+// stopped. `cloister node -record-dns` installs it and reports on
+// /debug/runtime.
+type DNSRecorder struct {
 	mu      sync.Mutex
 	seen    map[string]bool
 	blocked map[string]bool
 	hits    map[string]bool // blocked names that were asked for
 }
 
-var errDNSBlocked = errors.New("cloister: DNS query blocked by -record-dns")
+// ErrDNSBlocked is the error of a query for a blocked name.
+var ErrDNSBlocked = errors.New("cloistertest: DNS query blocked")
 
-func installDNSRecorder(blocked ...string) *dnsRecorder {
-	r := &dnsRecorder{seen: map[string]bool{}, blocked: map[string]bool{}, hits: map[string]bool{}}
+// MetricsHost is the host Ergo's anonymous metrics look up and send to.
+const MetricsHost = "metrics.ergo.services"
+
+// RecordDNS installs the recorder for the whole process; queries for the
+// blocked names never leave it. Call it before starting anything that may
+// resolve names.
+func RecordDNS(blocked ...string) *DNSRecorder {
+	r := &DNSRecorder{seen: map[string]bool{}, blocked: map[string]bool{}, hits: map[string]bool{}}
 	for _, b := range blocked {
 		r.blocked[strings.ToLower(strings.TrimSuffix(b, "."))] = true
 	}
@@ -50,7 +59,7 @@ func installDNSRecorder(blocked ...string) *dnsRecorder {
 }
 
 // note records a query name and says whether it may be sent.
-func (r *dnsRecorder) note(name string) bool {
+func (r *DNSRecorder) note(name string) bool {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -64,7 +73,8 @@ func (r *dnsRecorder) note(name string) bool {
 	return true
 }
 
-func (r *dnsRecorder) lookups() (all, blocked []string) {
+// Lookups lists the names looked up, and the blocked ones asked for.
+func (r *DNSRecorder) Lookups() (all, blocked []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for n := range r.seen {
@@ -81,13 +91,13 @@ func (r *dnsRecorder) lookups() (all, blocked []string) {
 // dnsConn is a stream (TCP) DNS connection: 2-byte length, message.
 type dnsConn struct {
 	net.Conn
-	r *dnsRecorder
+	r *DNSRecorder
 }
 
 func (c *dnsConn) Write(b []byte) (int, error) {
 	if len(b) >= 2 {
 		if name, ok := questionName(b[2:]); ok && !c.r.note(name) {
-			return 0, errDNSBlocked
+			return 0, ErrDNSBlocked
 		}
 	}
 	return c.Conn.Write(b)
@@ -96,12 +106,12 @@ func (c *dnsConn) Write(b []byte) (int, error) {
 // dnsPacketConn is a UDP DNS connection: one message per write.
 type dnsPacketConn struct {
 	*net.UDPConn
-	r *dnsRecorder
+	r *DNSRecorder
 }
 
 func (c *dnsPacketConn) Write(b []byte) (int, error) {
 	if name, ok := questionName(b); ok && !c.r.note(name) {
-		return 0, errDNSBlocked
+		return 0, ErrDNSBlocked
 	}
 	return c.UDPConn.Write(b)
 }

@@ -1,4 +1,4 @@
-package main
+package cloistertest
 
 import (
 	"context"
@@ -13,12 +13,12 @@ import (
 func TestDNSRecorderSeesAndBlocksTheCallHome(t *testing.T) {
 	old := net.DefaultResolver
 	defer func() { net.DefaultResolver = old }()
-	r := installDNSRecorder("metrics.ergo.services")
+	r := RecordDNS(MetricsHost)
 	_, err := net.LookupTXT("metrics.ergo.services")
 	if err == nil {
 		t.Fatal("the blocked lookup succeeded")
 	}
-	all, blocked := r.lookups()
+	all, blocked := r.Lookups()
 	if len(blocked) != 1 || blocked[0] != "metrics.ergo.services" || len(all) == 0 {
 		t.Fatalf("recorded %v, blocked %v", all, blocked)
 	}
@@ -26,7 +26,7 @@ func TestDNSRecorderSeesAndBlocksTheCallHome(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_, _ = net.DefaultResolver.LookupHost(ctx, "cloister-test.invalid")
-	all, _ = r.lookups()
+	all, _ = r.Lookups()
 	found := false
 	for _, n := range all {
 		found = found || n == "cloister-test.invalid"
