@@ -285,26 +285,21 @@ func (m *Monitor) call(p *statem.Process, e statem.Call, now time.Time) statem.R
 }
 
 // multiCall answers Erlang's gen_server:multi_call, whose request
-// {'$gen_call', {Pid, {Ref, Node}}, Req} Ergo does not recognise as a call
-// (it lands in HandleInfo) and whose reply must be {{Ref, Node}, Reply}.
+// {'$gen_call', From, Req} Ergo does not recognise as a call (it lands in
+// HandleInfo); multiCallFrom reads both forms of From (OTP 25, OTP 27+).
 func (m *Monitor) multiCall(p *statem.Process, msg etf.Tuple, now time.Time) (statem.Result, bool) {
 	if len(msg) != 3 || msg[0] != etf.Atom("$gen_call") {
 		return statem.Result{}, false
 	}
-	from, ok := msg[1].(etf.Tuple)
-	if !ok || len(from) != 2 {
-		return statem.Result{}, false
-	}
-	pid, ok := from[0].(etf.Pid)
-	tag, ok2 := from[1].(etf.Tuple)
-	if !ok || !ok2 {
+	to, tag, pid, ok := multiCallFrom(msg[1])
+	if !ok {
 		return statem.Result{}, false
 	}
 	res := m.call(p, statem.Call{From: gen.ServerFrom{Pid: pid}, Msg: msg[2]}, now)
 	var rest []interface{}
 	for _, a := range res.Actions {
 		if r, ok := a.(statem.Reply); ok && r.From.Pid == pid && r.From.Ref == (etf.Ref{}) {
-			_ = p.Send(pid, etf.Tuple{tag, r.Msg})
+			_ = p.Send(to, etf.Tuple{tag, r.Msg})
 			continue
 		}
 		rest = append(rest, a)

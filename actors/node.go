@@ -134,22 +134,11 @@ func (s *nodeServer) HandleInfo(p *gen.ServerProcess, message etf.Term) gen.Serv
 	if !ok || len(m) != 3 || m[0] != atomGenCall {
 		return gen.ServerStatusOK
 	}
-	from, ok := m[1].(etf.Tuple)
-	if !ok || len(from) != 2 {
-		return gen.ServerStatusOK
-	}
-	pid, ok := from[0].(etf.Pid)
+	to, tag, _, ok := multiCallFrom(m[1]) // OTP 25 and OTP 27+ forms
 	if !ok {
 		return gen.ServerStatusOK
 	}
-	tag, ok := from[1].(etf.Tuple) // {Ref, Node}
-	if !ok || len(tag) != 2 {
-		return gen.ServerStatusOK
-	}
-	if _, ok := tag[0].(etf.Ref); !ok {
-		return gen.ServerStatusOK
-	}
-	s.serve(m[2], func(reply etf.Term) { _ = p.Send(pid, etf.Tuple{tag, reply}) })
+	s.serve(m[2], func(reply etf.Term) { _ = p.Send(to, etf.Tuple{tag, reply}) })
 	return gen.ServerStatusOK
 }
 
