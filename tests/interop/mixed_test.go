@@ -1,0 +1,611 @@
+package interop
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ergo-services/ergo/etf"
+
+	"github.com/cloister-go/cloister"
+	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/listener"
+)
+
+// keyCount is how many keys the owner checks compare.
+const keyCount = 10000
+
+// key is the i-th test key, as cloister_member:key/1 makes it: Go strings
+// are Erlang binaries (ASCII, raw bytes, UTF-8).
+func key(i int) string {
+	switch i % 3 {
+	case 0:
+		return "key:" + strconv.Itoa(i)
+	case 1:
+		return string([]byte{byte(i >> 24), byte(i >> 16), byte(i >> 8), byte(i)})
+	}
+	return "ключ-" + strconv.Itoa(i) + "-中"
+}
+
+func q(name string) string { return "'" + name + "'" }
+
+func erlList(names []string) string {
+	qs := make([]string, len(names))
+	for i, n := range names {
+		qs[i] = q(n)
+	}
+	return "[" + strings.Join(qs, ",") + "]"
+}
+
+func evalT(t testing.TB, n *erltest.Node, expr string) string {
+	t.Helper()
+	v, err := n.Eval(expr)
+	if err != nil {
+		t.Fatalf("%s: %v", n.Name, err)
+	}
+	return v
+}
+
+func evalTerm(t testing.TB, n *erltest.Node, expr string) any {
+	t.Helper()
+	return mustParse(t, evalT(t, n, expr))
+}
+
+func expectEval(t testing.TB, n *erltest.Node, expr, want string) {
+	t.Helper()
+	if got := evalT(t, n, expr); got != want {
+		t.Fatalf("%s: %s\n got %s\nwant %s", n.Name, expr, got, want)
+	}
+}
+
+func atomsOf(v any) []string {
+	l, _ := v.(List)
+	var out []string
+	for _, x := range l {
+		if a, ok := x.(Atom); ok {
+			out = append(out, string(a))
+		}
+	}
+	return out
+}
+
+// row is one mixed cluster: 3 Go nodes and 2 BEAM nodes of one OTP release.
+type row struct {
+	rel        string
+	r          erltest.Runtime
+	dir        string
+	erlA, erlB *erltest.Node
+	go1, go2   *cloistertest.Node
+	beam       []*erltest.Node // BEAM members now running
+	goNames    []string        // goIn, go1, go2
+}
+
+// member starts cloister_member on a BEAM node.
+func member(t *testing.T, n *erltest.Node, sentries []string) {
+	t.Helper()
+	expectEval(t, n, fmt.Sprintf(`{ok, _} = cloister_member:start(<<"%s">>, %s, #{consensus => 5}), ok`,
+		otpApp, erlList(sentries)), "ok")
+}
+
+// goRing is a Go node's default-ring members (sorted) and state.
+func goRing(s listener.Snapshot) []string { return s.Rings[otpApp].Members }
+
+// views returns every member's view of the ring: node -> members.
+func (w *row) views(t *testing.T) map[string][]string {
+	t.Helper()
+	v := map[string][]string{goIn: goRing(cloister.Of(goIn).State())}
+	for _, g := range []*cloistertest.Node{w.go1, w.go2} {
+		s, err := g.Status()
+		if err == nil {
+			v[g.Name] = goRing(s)
+		}
+	}
+	for _, e := range w.beam {
+		if out, err := e.Eval("cloister_member:members()"); err == nil {
+			if p, err := parseTerm(out); err == nil {
+				v[e.Name] = atomsOf(p)
+			}
+		}
+	}
+	return v
+}
+
+// converge waits until every member's ring is want (and the Go nodes are
+// ready when want has 5 or more); it returns how long that took.
+func (w *row) converge(t *testing.T, want []string, d time.Duration) time.Duration {
+	t.Helper()
+	want = slices.Sorted(slices.Values(want))
+	start := time.Now()
+	var last map[string][]string
+	ok := waitFor(d, func() bool {
+		last = w.views(t)
+		if len(last) != 3+len(w.beam) {
+			return false
+		}
+		for _, m := range last {
+			if !slices.Equal(m, want) {
+				return false
+			}
+		}
+		if len(want) >= 5 && !cloister.Of(goIn).State().Ready() {
+			return false
+		}
+		return true
+	})
+	if !ok {
+		t.Fatalf("rings did not converge on %v within %s: %v", want, d, last)
+	}
+	return time.Since(start)
+}
+
+func TestMixedCluster(t *testing.T) {
+	for _, rel := range columns {
+		t.Run("OTP"+rel, func(t *testing.T) {
+			r, ok := runtimes[rel]
+			if !ok {
+				t.Skipf("SKIPPED: OTP %s rows: %s", rel, missing[rel])
+			}
+			dumpLogsOnFailure(t)
+			mixedRow(t, rel, r)
+		})
+	}
+}
+
+func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
+	w := &row{rel: rel, r: r, dir: beamDir(t, r)}
+	// Two BEAM members, started together; B's only sentry is A.
+	setup := time.Now()
+	var wg sync.WaitGroup
+	var errA, errB error
+	var erlA *erltest.Node
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		erlA, errA = env.StartNode("erla", erltest.NodeOptions{Runtime: r, Paths: []string{w.dir}})
+	}()
+	erlB, errB := env.StartNode("erlb", erltest.NodeOptions{Runtime: r, Paths: []string{w.dir}})
+	wg.Wait()
+	if err := errors.Join(errA, errB); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(erlA.Stop)
+	t.Cleanup(erlB.Stop)
+	w.erlA, w.erlB = erlA, erlB
+	member(t, erlA, nil)
+	member(t, erlB, []string{erlA.Name})
+	w.beam = []*erltest.Node{erlA, erlB}
+
+	// Two Go node processes on the libring engine. go1 lists the BEAM node
+	// and this binary's node; go2 only the BEAM node.
+	name := func(s string) string { return fmt.Sprintf("%s_r%s@127.0.0.1", s, rel) }
+	var err error
+	goStart := time.Now()
+	spec := func(n string, sentries ...string) cloistertest.Spec {
+		return cloistertest.Spec{Name: n, Sentry: sentries, Consensus: 5, OTPApp: otpApp, Void: true,
+			Args: []string{"-config", libringConfig}}
+	}
+	if w.go1, err = h.Start(spec(name("go1"), erlA.Name, goIn)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.go1.Kill)
+	if w.go2, err = h.Start(spec(name("go2"), erlA.Name)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.go2.Kill)
+	w.goNames = []string{goIn, w.go1.Name, w.go2.Name}
+	all := slices.Sorted(slices.Values(append([]string{erlA.Name, erlB.Name}, w.goNames...)))
+	t.Logf("OTP %s: BEAM nodes up in %s; cluster %v", r.Release, ms(time.Since(setup)), all)
+
+	if !check(t, rel, "consensus 5 (3 Go + 2 Erlang): all ready, one ring", func(t *testing.T) string {
+		awaitGoNode(t, 60*time.Second)
+		for _, g := range []*cloistertest.Node{w.go1, w.go2} {
+			if _, err := g.WaitStatus(60*time.Second, "ready", func(s listener.Snapshot) bool { return s.Ready() }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w.converge(t, all, 60*time.Second)
+		for _, e := range w.beam {
+			expectEval(t, e, "maps:get(state, cloister_member:state())", "ready")
+		}
+		return ms(time.Since(goStart)) + " from the Go processes' start"
+	}) {
+		t.Fatal("the mixed cluster did not form; the other checks need it")
+	}
+
+	check(t, rel, "BEAM node as the only sentry: dialled, full mesh", func(t *testing.T) string {
+		s, err := w.go2.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range all {
+			if n != w.go2.Name && !slices.Contains(s.Connected, n) {
+				t.Errorf("go2 (sentry %s only) not connected to %s: %v", erlA.Name, n, s.Connected)
+			}
+		}
+		nodes := atomsOf(evalTerm(t, erlB, "nodes()"))
+		for _, g := range w.goNames {
+			if !slices.Contains(nodes, g) {
+				t.Errorf("%s (sentry %s only) not connected to %s: %v", erlB.Name, erlA.Name, g, nodes)
+			}
+		}
+		return ""
+	})
+
+	check(t, rel, "owners agree on 10k keys (Go Whois = Erlang libring)", func(t *testing.T) string {
+		return w.ownersAgree(t, all, []*erltest.Node{erlA, erlB}, []string{w.go1.Name, w.go2.Name})
+	})
+
+	w.erlCallsGo(t, all)
+	w.goCallsErl(t, all)
+	w.plainNode(t, all)
+	if elixirOK[rel] {
+		w.elixirMember(t, all)
+	} else {
+		t.Logf("*** OTP %s: no elixir in this runtime: Elixir rows SKIPPED ***", rel)
+	}
+	w.killErl(t, all)
+}
+
+// ownersAgree compares the owners of keyCount keys: this binary's Whois
+// against each BEAM node's libring ring, and each BEAM-side owner against
+// the Go node processes' answers to {whois, <<>>, Key} (asked from erl).
+func (w *row) ownersAgree(t *testing.T, members []string, beam []*erltest.Node, goProcs []string) string {
+	c := cloister.Of(goIn)
+	mine := make([]string, keyCount)
+	t0 := time.Now()
+	for i := range mine {
+		o, err := c.Whois("", key(i))
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine[i] = o
+	}
+	goTook := time.Since(t0)
+	for _, e := range beam {
+		v := evalTerm(t, e, fmt.Sprintf("cloister_member:owner_indices(%d)", keyCount)).(Tuple)
+		ring := atomsOf(v[0])
+		if !slices.Equal(ring, members) {
+			t.Fatalf("%s ring members %v, want %v", e.Name, ring, members)
+		}
+		idx := v[1].(List)
+		if len(idx) != keyCount {
+			t.Fatalf("%s: %d owners", e.Name, len(idx))
+		}
+		bad := 0
+		for i, x := range idx {
+			if o := ring[x.(int64)]; o != mine[i] {
+				if bad < 5 {
+					t.Errorf("key %d %q: Go owner %s, %s says %s", i, key(i), mine[i], e.Name, o)
+				}
+				bad++
+			}
+		}
+		if bad > 0 {
+			t.Fatalf("%d of %d owners differ between %s and Go", bad, keyCount, e.Name)
+		}
+	}
+	var erlTook []string
+	for _, g := range goProcs {
+		v := evalTerm(t, beam[0], fmt.Sprintf("cloister_member:check_whois(%s, %d, 16)", q(g), keyCount)).(Tuple)
+		if v[0] != int64(keyCount) || v[1] != int64(0) {
+			t.Fatalf("%s asked %s for %v owners: %v differ, e.g. %v", beam[0].Name, g, v[0], v[1], v[2])
+		}
+		erlTook = append(erlTook, ms(time.Duration(v[3].(int64))*time.Microsecond))
+	}
+	owned := map[string]int{}
+	for _, o := range mine {
+		owned[o]++
+	}
+	t.Logf("keys per owner: %v", owned)
+	return fmt.Sprintf("Go Whois ×10k %s; erl→Go {whois} calls ×10k (16 at a time) %s",
+		ms(goTook), strings.Join(erlTook, " / "))
+}
+
+// erlCallsGo: gen_server:call, multi_call, cast, abcast, ping and rpc from
+// an Erlang member to the Go nodes.
+func (w *row) erlCallsGo(t *testing.T, all []string) {
+	e := w.erlA
+	check(t, w.rel, "erl gen_server:call → Go (Void ping, Monitor state)", func(t *testing.T) string {
+		for _, g := range w.goNames {
+			expectEval(t, e, fmt.Sprintf("R = gen_server:call({'Void', %s}, {ping, self()}), {R, interop_bench:pong_nodes(1, 5000)}", q(g)),
+				fmt.Sprintf("{ok,[%s]}", q(g)))
+			st := evalTerm(t, e, fmt.Sprintf("gen_server:call({'Elixir.Cloister.Monitor', %s}, state)", q(g))).(Map)
+			if st["fsm"] != Binary("monitor_"+otpApp) || st["state"] != Atom("ready") {
+				t.Fatalf("%s state: %v", g, st)
+			}
+		}
+		v := evalTerm(t, e, fmt.Sprintf("{T, _} = timer:tc(fun() -> [ok = gen_server:call({'Void', %s}, x) || _ <- lists:seq(1, 500)] end), T div 500", q(goIn)))
+		return fmt.Sprintf("%d µs/call (erl-side, 500 calls)", v.(int64))
+	})
+	check(t, w.rel, "erl gen_server:multi_call → all 5 Monitors (whois and state)", func(t *testing.T) string {
+		owner, err := cloister.Of(goIn).Whois("", "key:42")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t0 := time.Now()
+		v := evalTerm(t, e, fmt.Sprintf(`gen_server:multi_call(%s, 'Elixir.Cloister.Monitor', {whois, <<>>, <<"key:42">>}, 5000)`, erlList(all))).(Tuple)
+		took := time.Since(t0)
+		replies, bad := v[0].(List), v[1].(List)
+		if len(bad) != 0 || len(replies) != len(all) {
+			t.Fatalf("multi_call whois: replies %v, bad nodes %v", replies, bad)
+		}
+		for _, x := range replies {
+			rep := x.(Tuple)
+			if fmt.Sprint(rep[1]) != fmt.Sprint(Tuple{Atom("ok"), Atom(owner)}) {
+				t.Errorf("%v answered %v, want {ok, %s}", rep[0], rep[1], owner)
+			}
+		}
+		v = evalTerm(t, e, fmt.Sprintf(`{R, B} = gen_server:multi_call(%s, 'Elixir.Cloister.Monitor', state, 5000), {[{N, proplists:get_value(ring, maps:get(groups, S))} || {N, S} <- R], B}`, erlList(all))).(Tuple)
+		replies, bad = v[0].(List), v[1].(List)
+		if len(bad) != 0 || len(replies) != len(all) {
+			t.Fatalf("multi_call state: replies %v, bad nodes %v", replies, bad)
+		}
+		for _, x := range replies {
+			rep := x.(Tuple)
+			if got := atomsOf(rep[1]); !slices.Equal(got, all) {
+				t.Errorf("%v ring %v, want %v", rep[0], got, all)
+			}
+		}
+		// The Node actor answers the multi_call form too (Multiapply).
+		v = evalTerm(t, e, fmt.Sprintf(`gen_server:multi_call(%s, 'Elixir.Cloister.Node', {multiapply, <<"interop:add">>, [1, 2]}, 5000)`, erlList(w.goNames))).(Tuple)
+		replies, bad = v[0].(List), v[1].(List)
+		if len(bad) != 0 || len(replies) != len(w.goNames) {
+			t.Fatalf("multi_call Node: replies %v, bad nodes %v", replies, bad)
+		}
+		for _, x := range replies {
+			rep := x.(Tuple)
+			want := "[error [undef [105 110 116 101 114 111 112 58 97 100 100]]]" // {error, {undef, <<"interop:add">>}}
+			if rep[0] == Atom(goIn) {
+				want = "[ok 3]"
+			}
+			if got := fmt.Sprint(rep[1]); got != want && !(rep[0] != Atom(goIn) && strings.HasPrefix(got, "[error [undef")) {
+				t.Errorf("%v: %s, want %s", rep[0], got, want)
+			}
+		}
+		return ms(took) + " (whois to 5, Eval round trip included)"
+	})
+	check(t, w.rel, "erl gen_server:cast → Go Void", func(t *testing.T) string {
+		expectEval(t, e, fmt.Sprintf("[gen_server:cast({'Void', G}, {ping, self()}) || G <- %s], interop_bench:pong_nodes(3, 5000)", erlList(w.goNames)),
+			erlList(slices.Sorted(slices.Values(w.goNames))))
+		return ""
+	})
+	check(t, w.rel, "erl gen_server:abcast → 5 Voids (Go and Erlang)", func(t *testing.T) string {
+		expectEval(t, e, fmt.Sprintf("abcast = gen_server:abcast(%s, 'Void', {ping, self()}), interop_bench:pong_nodes(5, 5000)", erlList(all)),
+			erlList(all))
+		return ""
+	})
+	check(t, w.rel, "erl net_adm:ping(Go) → pong", func(t *testing.T) string {
+		v := evalTerm(t, e, fmt.Sprintf("[net_adm:ping(G) || G <- %s]", erlList(w.goNames)))
+		for i, x := range v.(List) {
+			if x != Atom("pong") {
+				t.Errorf("ping %s: %v", w.goNames[i], x)
+			}
+		}
+		us := evalTerm(t, e, fmt.Sprintf("{T, _} = timer:tc(fun() -> [pong = net_adm:ping(%s) || _ <- lists:seq(1, 200)] end), T div 200", q(goIn)))
+		return fmt.Sprintf("%d µs/ping", us.(int64))
+	})
+	check(t, w.rel, "erl rpc:call into Go (erlang:node/0, a registered Go function), rpc:multicall", func(t *testing.T) string {
+		for _, g := range w.goNames {
+			expectEval(t, e, fmt.Sprintf("rpc:call(%s, erlang, node, [])", q(g)), q(g))
+		}
+		expectEval(t, e, fmt.Sprintf("rpc:call(%s, interop, add, [1, 2])", q(goIn)), "3")
+		expectEval(t, e, fmt.Sprintf("rpc:multicall(%s, erlang, node, [])", erlList(all)), fmt.Sprintf("{%s,[]}", erlList(all)))
+		v := evalTerm(t, e, fmt.Sprintf("interop_bench:rpc_loop(%s, interop, add, [20, 22], 500)", q(goIn))).(Tuple)
+		if v[0] != Atom("ok") || v[2] != int64(42) {
+			t.Fatalf("rpc loop: %v", v)
+		}
+		return fmt.Sprintf("%d µs/rpc:call of a Go function", v[1].(int64)/1000)
+	})
+}
+
+// goCallsErl: Multicall and Multicast from this binary's node to the BEAM
+// members, with one result per node.
+func (w *row) goCallsErl(t *testing.T, all []string) {
+	c := cloister.Of(goIn)
+	erls := []string{w.erlA.Name, w.erlB.Name}
+	check(t, w.rel, "Go Multicall → Erlang processes (per-node results)", func(t *testing.T) string {
+		drainInbox()
+		t0 := time.Now()
+		res, err := c.Multicall(erls, "Void", etf.Tuple{etf.Atom("ping"), inboxP.Self()}, 2*time.Second)
+		took := time.Since(t0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range res {
+			if r.Node != erls[i] || r.Err != nil || r.Reply != etf.Atom("ok") {
+				t.Errorf("result %d: %+v", i, r)
+			}
+		}
+		if got := pongs(t, 2); !slices.Equal(got, slices.Sorted(slices.Values(erls))) {
+			t.Fatalf("pongs from %v, want %v", got, erls)
+		}
+		// Every member's Monitor state, parsed as the Go Monitor parses a peer's.
+		res, err = c.Multicall(all, actors.MonitorName, etf.Atom("state"), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Err != nil {
+				t.Errorf("%s: %v", r.Node, r.Err)
+				continue
+			}
+			app, members, ok := actors.ParseState(r.Reply)
+			sort.Strings(members)
+			if !ok || app != otpApp || !slices.Equal(members, all) {
+				t.Errorf("%s state: app %q members %v ok %v", r.Node, app, members, ok)
+			}
+		}
+		return ms(took) + " (2 Erlang nodes)"
+	})
+	check(t, w.rel, "Go Multicast → Erlang processes", func(t *testing.T) string {
+		drainInbox()
+		if err := c.Multicast(erls, "Void", etf.Tuple{etf.Atom("ping"), inboxP.Self()}); err != nil {
+			t.Fatal(err)
+		}
+		if got := pongs(t, 2); !slices.Equal(got, slices.Sorted(slices.Values(erls))) {
+			t.Fatalf("pongs from %v, want %v", got, erls)
+		}
+		return ""
+	})
+}
+
+// plainNode: an erl node without the Monitor module connects to everyone
+// and never enters a ring; a Multicall to it is a per-node noproc.
+func (w *row) plainNode(t *testing.T, all []string) {
+	check(t, w.rel, "plain erl node (no Monitor) connected to all, never in a ring", func(t *testing.T) string {
+		p, err := env.StartNode("plain", erltest.NodeOptions{Runtime: w.r, Paths: []string{w.dir}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer p.Stop()
+		v := evalTerm(t, p, fmt.Sprintf("[net_kernel:connect_node(N) || N <- %s]", erlList(all)))
+		for i, x := range v.(List) {
+			if x != Atom("true") {
+				t.Fatalf("plain node connect %s: %v", all[i], x)
+			}
+		}
+		// Long enough for every Monitor to probe it more than once (Go:
+		// heartbeat 500 ms, re-probe of non-members 2 s; erl: 250 ms).
+		time.Sleep(3 * time.Second)
+		if s := cloister.Of(goIn).State(); !slices.Contains(s.Connected, p.Name) {
+			t.Errorf("in-process node not connected to the plain node: %v", s.Connected)
+		}
+		for n, m := range w.views(t) {
+			if slices.Contains(m, p.Name) {
+				t.Errorf("%s has the plain node in its ring: %v", n, m)
+			}
+			if !slices.Equal(m, all) {
+				t.Errorf("%s ring %v, want %v", n, m, all)
+			}
+		}
+		res, err := cloister.Of(goIn).Multicall([]string{w.erlA.Name, p.Name}, "Void", etf.Atom("x"), 2*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Err != nil || !errors.Is(res[1].Err, cloister.ErrNoSuchProcess) {
+			t.Errorf("Multicall [member, plain]: %+v / %+v; want ok / no such process", res[0], res[1])
+		}
+		return ""
+	})
+	// its departure must not disturb the ring
+	w.converge(t, all, 10*time.Second)
+}
+
+// elixirMember: an Elixir node joins as a sixth member, calls Go nodes the
+// Elixir way, then sends a string-keyed map to a Go process (ERGO-NOTES
+// §8.3): the cluster must be whole again within 20 s.
+func (w *row) elixirMember(t *testing.T, all []string) {
+	var x *erltest.Node
+	six := slices.Sorted(slices.Values(all))
+	rowT := t
+	check(t, w.rel, "Elixir member: GenServer.call / multi_call → Go", func(t *testing.T) string {
+		n, err := env.StartNode("elixir", erltest.NodeOptions{Runtime: w.r, Paths: []string{w.dir}, Elixir: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rowT.Cleanup(n.Stop)
+		x = n
+		member(t, x, []string{w.erlA.Name})
+		w.beam = append(w.beam, x)
+		six = slices.Sorted(slices.Values(append(slices.Clone(all), x.Name)))
+		took := w.converge(t, six, 30*time.Second)
+		for _, g := range w.goNames {
+			expectEval(t, x, fmt.Sprintf("R = 'Elixir.GenServer':call({'Void', %s}, {ping, self()}), {R, interop_bench:pong_nodes(1, 5000)}", q(g)),
+				fmt.Sprintf("{ok,[%s]}", q(g)))
+		}
+		owner, _ := cloister.Of(goIn).Whois("", "key:7")
+		v := evalTerm(t, x, fmt.Sprintf(`'Elixir.GenServer':multi_call(%s, 'Elixir.Cloister.Monitor', {whois, <<>>, <<"key:7">>}, 5000)`, erlList(w.goNames))).(Tuple)
+		if len(v[0].(List)) != 3 || len(v[1].(List)) != 0 {
+			t.Fatalf("Elixir multi_call: %v", v)
+		}
+		for _, r := range v[0].(List) {
+			if fmt.Sprint(r.(Tuple)[1]) != fmt.Sprint(Tuple{Atom("ok"), Atom(owner)}) {
+				t.Errorf("%v", r)
+			}
+		}
+		return ms(took) + " to join as the 6th member"
+	})
+	if x == nil {
+		return
+	}
+	check(t, w.rel, `Elixir %{"k" => v} to a Go process: cluster whole again ≤ 20 s`, func(t *testing.T) string {
+		target := w.go1.Name
+		t0 := time.Now()
+		expectEval(t, x, fmt.Sprintf(`{'Void', %s} ! #{<<"k">> => 1}, ok`, q(target)), "ok")
+		// Did the link drop? (It did in stock Ergo: ERGO-NOTES §7.5.)
+		dropped := waitFor(3*time.Second, func() bool {
+			v, err := x.Eval(fmt.Sprintf("lists:member(%s, nodes())", q(target)))
+			return err == nil && v == "false"
+		})
+		var dropAt time.Duration
+		if dropped {
+			dropAt = time.Since(t0)
+		}
+		ok := waitFor(20*time.Second, func() bool {
+			v, err := x.Eval(fmt.Sprintf("lists:member(%s, nodes())", q(target)))
+			if err != nil || v != "true" {
+				return false
+			}
+			for _, m := range w.views(t) {
+				if !slices.Equal(m, six) {
+					return false
+				}
+			}
+			return len(w.views(t)) == 3+len(w.beam)
+		})
+		whole := time.Since(t0)
+		if !ok {
+			t.Fatalf("not whole 20 s after the map: %v", w.views(t))
+		}
+		expectEval(t, x, fmt.Sprintf("R = 'Elixir.GenServer':call({'Void', %s}, {ping, self()}), {R, interop_bench:pong_nodes(1, 5000)}", q(target)),
+			fmt.Sprintf("{ok,[%s]}", q(target)))
+		if dropped {
+			return fmt.Sprintf("link dropped (seen at %s), relinked and rings identical after %s", ms(dropAt), ms(whole))
+		}
+		return fmt.Sprintf("link kept; rings identical after %s", ms(whole))
+	})
+	x.Stop()
+	w.beam = slices.DeleteFunc(w.beam, func(n *erltest.Node) bool { return n == x })
+	w.converge(t, all, 15*time.Second)
+}
+
+// killErl: SIGKILL an Erlang member; the Go survivors rehash without it
+// and still agree with the surviving Erlang member on every owner.
+func (w *row) killErl(t *testing.T, all []string) {
+	four := slices.DeleteFunc(slices.Clone(all), func(n string) bool { return n == w.erlB.Name })
+	check(t, w.rel, "kill -9 an Erlang member: Go survivors rehash (4 < consensus 5)", func(t *testing.T) string {
+		t0 := time.Now()
+		w.erlB.Kill()
+		w.beam = []*erltest.Node{w.erlA}
+		took := w.converge(t, four, 20*time.Second)
+		if s := cloister.Of(goIn).State(); s.State != "rehashing" {
+			t.Errorf("in-process node state %s, want rehashing", s.State)
+		}
+		for _, g := range []*cloistertest.Node{w.go1, w.go2} {
+			if _, err := g.WaitTransition(5*time.Second, "ready", "rehashing", t0); err != nil {
+				t.Error(err)
+			}
+		}
+		transMu.Lock()
+		saw := false
+		for _, tr := range goInTrans {
+			saw = saw || (tr.at.After(t0) && tr.from == "ready" && tr.to == "rehashing")
+		}
+		transMu.Unlock()
+		if !saw {
+			t.Error("in-process node: no ready → rehashing after the kill")
+		}
+		return ms(took) + " until every survivor's ring has 4 (flap grace 1 s included)"
+	})
+	check(t, w.rel, "owners agree after the kill (10k keys)", func(t *testing.T) string {
+		return w.ownersAgree(t, four, []*erltest.Node{w.erlA}, []string{w.go1.Name})
+	})
+}

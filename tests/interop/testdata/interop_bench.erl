@@ -1,0 +1,59 @@
+%% interop_bench: helpers the interop tests and benchmarks evaluate on erl
+%% nodes: timed loops measured inside the node (no test-harness round trip
+%% in the numbers) and a pong collector.
+-module(interop_bench).
+-export([multi_call_loop/4, rpc_loop/5, pong_nodes/2, start_void/0]).
+
+%% multi_call_loop(Nodes, Name, Req, N): N gen_server:multi_call/4 to
+%% Nodes, each checked to have one reply per node and no bad node.
+%% Returns {ok, NanosPerCall} or {bad, Replies, BadNodes}.
+multi_call_loop(Nodes, Name, Req, N) ->
+    Want = length(Nodes),
+    T0 = erlang:monotonic_time(nanosecond),
+    case mc(Nodes, Name, Req, Want, N) of
+        ok -> {ok, (erlang:monotonic_time(nanosecond) - T0) div max(N, 1)};
+        Bad -> Bad
+    end.
+
+mc(_, _, _, _, 0) -> ok;
+mc(Nodes, Name, Req, Want, N) ->
+    case gen_server:multi_call(Nodes, Name, Req, 5000) of
+        {Replies, []} when length(Replies) =:= Want -> mc(Nodes, Name, Req, Want, N - 1);
+        {Replies, BadNodes} -> {bad, Replies, BadNodes}
+    end.
+
+%% rpc_loop(Node, M, F, A, N): N rpc:call/5 with the same answer each time.
+%% Returns {ok, NanosPerCall, Answer} or {bad, Answer1, Answer2}.
+rpc_loop(Node, M, F, A, N) ->
+    First = rpc:call(Node, M, F, A, 5000),
+    T0 = erlang:monotonic_time(nanosecond),
+    case rl(Node, M, F, A, First, N) of
+        ok -> {ok, (erlang:monotonic_time(nanosecond) - T0) div max(N, 1), First};
+        Bad -> Bad
+    end.
+
+rl(_, _, _, _, _, 0) -> ok;
+rl(Node, M, F, A, Want, N) ->
+    case rpc:call(Node, M, F, A, 5000) of
+        Want -> rl(Node, M, F, A, Want, N - 1);
+        Other -> {bad, Want, Other}
+    end.
+
+%% pong_nodes(N, Timeout): the nodes of the next N {pong, Pid} messages to
+%% this process, sorted, then `extra` if one more message came within 200 ms.
+pong_nodes(N, Timeout) -> pong_nodes(N, Timeout, []).
+
+pong_nodes(0, _, Acc) ->
+    Nodes = lists:sort(Acc),
+    receive M -> {Nodes, {extra, M}} after 200 -> Nodes end;
+pong_nodes(N, Timeout, Acc) ->
+    receive
+        {pong, P} when is_pid(P) -> pong_nodes(N - 1, Timeout, [node(P) | Acc])
+    after Timeout -> {timeout, lists:sort(Acc)}
+    end.
+
+%% start_void/0: only the Void server (registered 'Void'), for nodes that
+%% are not cluster members (benchmark targets).
+start_void() ->
+    {ok, _} = gen_server:start({local, 'Void'}, cloister_member, void, []),
+    ok.
