@@ -28,6 +28,10 @@ var (
 	// ErrHandshakeTimeout: the peer accepted the TCP connection but never
 	// finished the handshake (frozen, overloaded, or traffic dropped).
 	ErrHandshakeTimeout = errors.New("cloister: handshake timed out")
+	// ErrNoAnswer: the peer closed the connection before answering our
+	// name. A TLS-only listener does that to a plain dialer; so does a
+	// port that is not a distribution listener, or a proxy that refuses.
+	ErrNoAnswer = errors.New("cloister: the peer closed the connection without answering")
 )
 
 // HandshakeError is a failed distribution handshake: who, which way, and
@@ -96,7 +100,12 @@ func record(e *HandshakeError, logf func(string, ...interface{})) {
 	if e.At.IsZero() {
 		e.At = time.Now()
 	}
+	// By node name; before the peer said its name, by host: every retry
+	// comes from a new port.
 	key := e.Remote
+	if host, _, err := net.SplitHostPort(e.Remote); err == nil {
+		key = host
+	}
 	if e.Peer != "" {
 		key = e.Peer
 	}
@@ -107,9 +116,9 @@ func record(e *HandshakeError, logf func(string, ...interface{})) {
 		failures.logged = map[string]time.Time{}
 	}
 	failures.byPeer[key] = e
-	// One line per peer and cause every logEvery: a misconfigured peer
-	// retrying every second must not flood the log.
-	lkey := key + "\x00" + e.Cause.Error()
+	// One line per peer, direction and cause every logEvery: a
+	// misconfigured peer retrying every second must not flood the log.
+	lkey := fmt.Sprintf("%s\x00%v\x00%s", key, e.Incoming, e.Cause)
 	last, seen := failures.logged[lkey]
 	log := !seen || e.At.Sub(last) >= logEvery
 	if log {
@@ -214,6 +223,8 @@ func classify(incoming, useTLS bool, w *watched, err error) (error, string) {
 	case !incoming && sentReply && isClosed(err):
 		// Erlang and Ergo both close the link on a bad challenge reply.
 		return ErrCookieMismatch, "the peer closed the link after our challenge reply"
+	case !incoming && !useTLS && got == 0 && isClosed(err):
+		return ErrNoAnswer, "it may require TLS (this node speaks plain TCP), refuse this node, or not be a distribution port"
 	}
 	return err, ""
 }

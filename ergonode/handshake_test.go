@@ -32,6 +32,7 @@ func TestClassifyHandshakeFailures(t *testing.T) {
 		{"plain listener, TLS peer", true, false, 0x16, 200, false, errors.New("malformed handshake (wrong packet length)"), ErrTLSMismatch},
 		{"plain dialer, TLS answer", false, false, 0x15, 7, false, errors.New("malformed handshake (wrong packet length)"), ErrTLSMismatch},
 		{"tls dialer, plain peer", false, true, 0, 0, false, io.EOF, ErrTLSMismatch},
+		{"plain dialer, silent close", false, false, 0, 0, false, io.EOF, ErrNoAnswer},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
