@@ -2,11 +2,15 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
+	"net"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/cloister-go/cloister/discovery"
@@ -93,6 +97,7 @@ type (
 	dialDoneMsg struct {
 		node string
 		err  error
+		gone bool
 	}
 	discoveredMsg struct{ peers []string }
 )
@@ -215,7 +220,7 @@ func (m *Monitor) HandleEvent(p *statem.Process, state statem.State, ev interfac
 			return m.step(p, core.NodeDown{Now: now, Node: msg.PeerName})
 		case dialDoneMsg:
 			m.noteDial(msg.node, msg.err, now)
-			return m.step(p, core.DialDone{Now: now, Node: msg.node, Err: msg.err})
+			return m.step(p, core.DialDone{Now: now, Node: msg.node, Err: msg.err, Gone: msg.gone})
 		case discoveredMsg:
 			return m.step(p, core.Discovered{Now: now, Peers: msg.peers})
 		case etf.Tuple:
@@ -309,7 +314,7 @@ func (m *Monitor) multiCall(p *statem.Process, msg etf.Tuple, now time.Time) (st
 }
 
 // whois answers {whois, Group, Key} (Group and Key as binary, charlist or
-// atom; Group '' or 'default' is the default ring) with {ok, Owner} or
+// atom; Group ” or 'default' is the default ring) with {ok, Owner} or
 // {error, Reason}: the CLI and BEAM code ask a node this way.
 func (m *Monitor) whois(group, key etf.Term) etf.Term {
 	g, ok1 := termString(group)
@@ -421,13 +426,55 @@ func (m *Monitor) dial(p *statem.Process, peer string) {
 		// Ergo's connect has no deadline of its own for the EPMD lookup.
 		go func() { done <- n.Connect(peer) }()
 		var err error
+		gone := false
 		select {
 		case err = <-done:
+			if err != nil {
+				gone = processGone(n, peer, timeout)
+			}
 		case <-time.After(timeout):
 			err = fmt.Errorf("cloister: dial %s: no answer in %s", peer, timeout)
 		}
-		_ = p.Send(self, dialDoneMsg{node: peer, err: err})
+		_ = p.Send(self, dialDoneMsg{node: peer, err: err, gone: gone})
 	}()
+}
+
+// processGone tells a dead node from an unreachable one after a failed
+// dial (Ergo reports both as "no route"): its EPMD answers that the name is
+// not registered, or nothing listens on the port it registered. Anything
+// else — EPMD or host unreachable, a timeout, a static route — is not proof.
+func processGone(n node.Node, peer string, timeout time.Duration) bool {
+	type res struct {
+		route node.Route
+		err   error
+	}
+	ch := make(chan res, 1)
+	go func() {
+		r, err := n.Resolve(peer)
+		ch <- res{r, err}
+	}()
+	var r res
+	select {
+	case r = <-ch:
+	case <-time.After(timeout):
+		return false
+	}
+	if debug {
+		log.Printf("cloister: debug: resolve %s after a failed dial: %+v %v", peer, r.route, r.err)
+	}
+	if r.err != nil {
+		return strings.Contains(r.err.Error(), "desired node not found")
+	}
+	host := r.route.Host
+	if i := strings.IndexByte(peer, '@'); host == "" && i >= 0 {
+		host = peer[i+1:]
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(int(r.route.Port))), timeout)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
 }
 
 // probe asks a peer's Monitor for its state with a plain $gen_call that

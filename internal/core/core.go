@@ -93,6 +93,7 @@ const (
 	ReasonDown         = "connection lost"     // without a flap grace
 	ReasonGraceExpired = "not back in grace"   // connection lost, not back within FlapGrace
 	ReasonForeign      = "answers for another" // now a cloister of another OTPApp
+	ReasonGone         = "gone"                // in grace, and a re-dial proved the process gone
 )
 
 // Events.
@@ -119,6 +120,10 @@ type (
 		Now  time.Time
 		Node string
 		Err  error
+		// Gone: the failure proves the node process is gone (its name is
+		// no longer registered, or nothing listens on its port), not a
+		// network problem. It ends a flap grace at once.
+		Gone bool
 	}
 	// ProbeReply is a peer Monitor's answer to a probe. Members are the
 	// peer's ring members (gossip: we dial the ones we lack).
@@ -332,6 +337,10 @@ func (c *Core) Step(ev interface{}) []interface{} {
 		if e.Err != nil {
 			p.failures++
 			p.nextDial = e.Now.Add(c.backoff(p.failures))
+			if e.Gone && !p.awaySince.IsZero() && !p.connected {
+				// A killed node is not a flap: leave the rings now.
+				fx = c.remove(fx, e.Node, ReasonGone)
+			}
 		} else {
 			// NodeUp normally arrives as well; treat success as up either way.
 			if !p.connected {
@@ -455,7 +464,11 @@ func (c *Core) down(fx []interface{}, n string, now time.Time, grace bool) []int
 	if wasMember && grace && c.cfg.FlapGrace > 0 && c.state != Stopping && c.state != Stopped {
 		p.awaySince = now
 		p.suspect = true
-		return append(fx, Grace{Node: n, For: c.cfg.FlapGrace})
+		fx = append(fx, Grace{Node: n, For: c.cfg.FlapGrace})
+		// Re-dial at once: a flapping link comes back, a killed node's
+		// dial fails as Gone and ends the grace (see DialDone).
+		p.dialing = true
+		return append(fx, Dial{n})
 	}
 	reason := ReasonDown
 	if !grace {

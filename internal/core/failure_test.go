@@ -20,11 +20,12 @@ type sim struct {
 	now   time.Time
 	up    map[string]bool // peers whose Monitor answers
 	conn  map[string]bool // peers the "node" is connected to
+	gone  map[string]bool // killed peers: a dial proves them gone
 	lines []string        // every effect, as "at=1.250s grace b"
 }
 
 func newSim(t *testing.T, cf Config, members ...string) *sim {
-	s := &sim{t: t, c: New(cf), now: t0, up: map[string]bool{}, conn: map[string]bool{}}
+	s := &sim{t: t, c: New(cf), now: t0, up: map[string]bool{}, conn: map[string]bool{}, gone: map[string]bool{}}
 	s.feed(Start{Now: s.now})
 	for _, m := range members {
 		s.up[m], s.conn[m] = true, true
@@ -84,7 +85,7 @@ func (s *sim) feed(ev interface{}) {
 					s.conn[e.Node] = true
 					queue = append(queue, DialDone{Now: s.now, Node: e.Node})
 				} else {
-					queue = append(queue, DialDone{Now: s.now, Node: e.Node, Err: errors.New("refused")})
+					queue = append(queue, DialDone{Now: s.now, Node: e.Node, Err: errors.New("refused"), Gone: s.gone[e.Node]})
 				}
 			case Disconnect:
 				if s.conn[e.Node] {
@@ -191,6 +192,24 @@ func TestFailureDetection(t *testing.T) {
 				}
 				if n := s.count("transition ready>rehashing"); n != 1 {
 					t.Fatalf("%d rehashes, want 1", n)
+				}
+			},
+		},
+		{
+			name:  "a killed member (re-dial proves it gone) leaves at once despite the grace",
+			grace: time.Second,
+			script: func(s *sim) {
+				s.until(time.Second)
+				s.up["b"], s.conn["b"], s.gone["b"] = false, false, true
+				s.feed(NodeDown{Now: s.now, Node: "b"})
+				s.until(3 * time.Second)
+			},
+			members: []string{"a", "c"},
+			want:    []string{"grace b", "dial b", "removed b gone", "transition ready>rehashing"},
+			never:   []string{"removed b not back in grace", "recovered b"},
+			check: func(t *testing.T, s *sim) {
+				if at := s.first("removed b gone"); at != time.Second {
+					t.Fatalf("removed at %s, want at once (1s)", at)
 				}
 			},
 		},
