@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"time"
 )
@@ -50,4 +51,22 @@ func (n *Node) Runtime(gc bool) (RuntimeStats, error) {
 	}
 	var s RuntimeStats
 	return s, json.NewDecoder(r.Body).Decode(&s)
+}
+
+// Goroutines returns the node's goroutines grouped by stack (pprof text).
+func (n *Node) Goroutines() (string, error) {
+	n.mu.Lock()
+	addr := n.http
+	n.mu.Unlock()
+	if addr == "" {
+		return "", errors.New("cloistertest: " + n.Name + " has no HTTP endpoint yet")
+	}
+	c := http.Client{Timeout: 5 * time.Second}
+	r, err := c.Get("http://" + addr + "/debug/goroutines")
+	if err != nil {
+		return "", err
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	return string(b), err
 }

@@ -116,6 +116,9 @@ func NodeOptions(o Options) node.Options {
 		Timeout: o.HandshakeTimeout,
 	})
 	proto := dist.CreateProto(po)
+	// Terminate the connections Ergo sets up and drops without serving (a
+	// lost simultaneous-connect race): they leak goroutines otherwise.
+	proto = ReapUnserved(proto)
 	// Name the cause of a failed handshake (cookie, TLS, timeout): Ergo
 	// only says "no route to node".
 	hs = Diagnose(hs, o.Logf)

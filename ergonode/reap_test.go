@@ -1,0 +1,72 @@
+package ergonode
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ergo-services/ergo/lib"
+	"github.com/ergo-services/ergo/node"
+)
+
+// countingProto stands for Ergo's proto: it counts what is set up and
+// torn down.
+type countingProto struct {
+	mu                        sync.Mutex
+	inits, serves, terminates int
+}
+
+type fakeConn struct {
+	node.ConnectionInterface
+	id int
+}
+
+func (c *countingProto) Init(ctx context.Context, conn lib.NetReadWriter, nodename string, d node.HandshakeDetails) (node.ConnectionInterface, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.inits++
+	return &fakeConn{id: c.inits}, nil
+}
+
+func (c *countingProto) Serve(ci node.ConnectionInterface, router node.CoreRouter) {
+	c.mu.Lock()
+	c.serves++
+	c.mu.Unlock()
+}
+
+func (c *countingProto) Terminate(ci node.ConnectionInterface) {
+	c.mu.Lock()
+	c.terminates++
+	c.mu.Unlock()
+}
+
+func (c *countingProto) counts() (int, int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.inits, c.serves, c.terminates
+}
+
+// A connection that loses the registration race (set up, never served) is
+// terminated; a served one is left to Ergo.
+func TestUnservedConnectionsAreReaped(t *testing.T) {
+	inner := &countingProto{}
+	r := &reaping{ProtoInterface: inner, after: 50 * time.Millisecond, pending: map[node.ConnectionInterface]*time.Timer{}}
+	won, _ := r.Init(context.Background(), nil, "a@h", node.HandshakeDetails{})
+	if _, err := r.Init(context.Background(), nil, "a@h", node.HandshakeDetails{}); err != nil {
+		t.Fatal(err)
+	}
+	r.Serve(won, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, _, term := inner.counts(); term == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	inits, serves, terms := inner.counts()
+	if inits != 2 || serves != 1 || terms != 1 || r.unserved() != 0 {
+		t.Fatalf("inits %d serves %d terminates %d pending %d", inits, serves, terms, r.unserved())
+	}
+}
