@@ -2,7 +2,7 @@
 %% nodes: timed loops measured inside the node (no test-harness round trip
 %% in the numbers) and a pong collector.
 -module(interop_bench).
--export([multi_call_loop/4, rpc_loop/5, pong_nodes/2, start_void/0]).
+-export([multi_call_loop/4, rpc_loop/5, pong_nodes/2, start_void/0, send_watch/4]).
 
 %% multi_call_loop(Nodes, Name, Req, N): N gen_server:multi_call/4 to
 %% Nodes, each checked to have one reply per node and no bad node.
@@ -57,3 +57,22 @@ pong_nodes(N, Timeout, Acc) ->
 start_void() ->
     {ok, _} = gen_server:start({local, 'Void'}, cloister_member, void, []),
     ok.
+
+%% send_watch({Name, Node}, Msg, DownWait, UpWait): send Msg and watch the
+%% link to Node: {dropped, DownMicros, UpMicros | no_nodeup} when it went
+%% down within DownWait ms (and came back within UpWait ms), else kept.
+send_watch({_, Node} = Dest, Msg, DownWait, UpWait) ->
+    ok = net_kernel:monitor_nodes(true),
+    T0 = erlang:monotonic_time(microsecond),
+    Dest ! Msg,
+    R = receive
+            {nodedown, Node} ->
+                T1 = erlang:monotonic_time(microsecond) - T0,
+                receive
+                    {nodeup, Node} -> {dropped, T1, erlang:monotonic_time(microsecond) - T0}
+                after UpWait -> {dropped, T1, no_nodeup}
+                end
+        after DownWait -> kept
+        end,
+    ok = net_kernel:monitor_nodes(false),
+    R.
