@@ -539,6 +539,15 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 	check(t, w.rel, `Elixir %{"k" => v} to a Go process: cluster whole again ≤ 20 s`, func(t *testing.T) string {
 		// Watched from the Elixir node with monitor_nodes: the drop and the
 		// relink can both be faster than any polling.
+		// The Go side of the dropped link is go1: does its ring change?
+		epoch := func() uint64 {
+			st, err := w.go1.Status()
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st.Rings[otpApp].Epoch
+		}
+		epoch0 := epoch()
 		t0 := time.Now()
 		v := evalTerm(t, x, fmt.Sprintf(`interop_bench:send_watch({'Void', %s}, #{<<"k">> => 1}, 2000, 20000)`, q(w.go1.Name)))
 		ok := waitFor(20*time.Second, func() bool {
@@ -577,6 +586,7 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 			}
 		}
 		t.Logf("to the Go node process: %v; to the in-process node: %v, then it received %v", v, w2, got)
+		rehashes := fmt.Sprintf("go1's ring epoch +%d", epoch()-epoch0)
 		tup, _ := v.(Tuple)
 		if len(tup) == 3 && tup[0] == Atom("dropped") {
 			down, _ := tup[1].(int64)
@@ -584,10 +594,10 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 			if up, ok := tup[2].(int64); ok {
 				back = ms(time.Duration(up) * time.Microsecond)
 			}
-			return fmt.Sprintf("link dropped at %s, back at %s (Elixir's nodedown/nodeup); rings identical at %s; the map is lost",
-				ms(time.Duration(down)*time.Microsecond), back, ms(whole))
+			return fmt.Sprintf("link dropped at %s, back at %s (Elixir's nodedown/nodeup); rings identical at %s; %s; the map is lost",
+				ms(time.Duration(down)*time.Microsecond), back, ms(whole), rehashes)
 		}
-		return fmt.Sprintf("link kept (%v); rings identical after %s", v, ms(whole))
+		return fmt.Sprintf("link kept (%v); rings identical after %s; %s", v, ms(whole), rehashes)
 	})
 	x.Stop()
 	w.beam = slices.DeleteFunc(w.beam, func(n *erltest.Node) bool { return n == x })
