@@ -50,7 +50,7 @@ func run() int {
 	consensus := flag.Int("consensus", 3, "members (this node included) needed before the service starts")
 	otpApp := flag.String("otp-app", "shop", "the cluster's application: Elixir cloister's otp_app")
 	epmdPort := flag.Int("epmd-port", epmdDefault, "EPMD port (default $ERL_EPMD_PORT or 4369)")
-	keys := flag.Int("keys", 1000, "keys whose owners are compared with the other members")
+	keys := flag.Int("keys", 1000, "keys whose owners are compared with the other members (0: none; Elixir cloister itself does not answer {whois, G, K})")
 	startTimeout := flag.Duration("start-timeout", time.Minute, "give up when consensus is not reached in this time")
 	flag.Parse()
 
@@ -91,8 +91,10 @@ func run() int {
 		return 1
 	}
 
-	if code := compareOwners(c, n.Name(), *keys); code != 0 {
-		return code
+	if *keys > 0 {
+		if code := compareOwners(c, n.Name(), *keys); code != 0 {
+			return code
+		}
 	}
 
 	sigs := make(chan os.Signal, 1)
