@@ -1,11 +1,13 @@
 // Package fuzz holds the Go fuzz targets for what peers can send a node:
 // the bytes of a distribution message decoded to a term (Ergo's decoder),
-// a peer Monitor's state reply (actors.ParseState), and the ring key of a
-// term (cloister.Key). Each runs its seed corpus with `go test`; to fuzz:
+// a peer Monitor's state reply (actors.ParseState), the ring key of a term
+// (cloister.Key), and the owner of any key (ring). The config file has its
+// own target, config.FuzzParse. Each runs its seed corpus with `go test`; to fuzz:
 //
 //	go test -fuzz FuzzParseState -fuzztime 1m ./tests/fuzz
 //	go test -fuzz FuzzDecodeTerm -fuzztime 1m ./tests/fuzz
 //	go test -fuzz FuzzKey -fuzztime 1m ./tests/fuzz
+//	go test -fuzz FuzzRingOwner -fuzztime 1m ./tests/fuzz
 //
 // The Monitor's decisions have their own target, core.FuzzSteps.
 //
@@ -20,11 +22,13 @@
 package fuzz
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/internal/core"
+	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/lib"
 )
@@ -156,6 +160,54 @@ func FuzzKey(f *testing.F) {
 		}
 		if k1, k2 := cloister.Key(term), cloister.Key(term); k1 != k2 {
 			t.Fatalf("Key not deterministic: %q vs %q", k1, k2)
+		}
+	})
+}
+
+// FuzzRingOwner: any key has an owner among the members, the same whatever
+// order the members were given in (two nodes that joined in different
+// orders agree), and the same on every lookup.
+func FuzzRingOwner(f *testing.F) {
+	f.Add("user:42", uint8(3))
+	f.Add("", uint8(1))
+	f.Add("\x00\xff\u00e9", uint8(7))
+	f.Fuzz(func(t *testing.T, key string, n uint8) {
+		count := 1 + int(n%16)
+		members := make([]string, count)
+		for i := range members {
+			members[i] = fmt.Sprintf("n%02d@127.0.0.1", i)
+		}
+		reversed := make([]string, count)
+		for i := range members {
+			reversed[count-1-i] = members[i]
+		}
+		a, b := ring.NewSet(), ring.NewSet()
+		for _, s := range []*ring.Set{a, b} {
+			if err := s.Define("r", ring.Consistent()); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := a.Update("r", members); err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := b.Update("r", reversed); err != nil {
+			t.Fatal(err)
+		}
+		oa, err := a.Owner("r", key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ob, _ := b.Owner("r", key)
+		again, _ := a.Owner("r", key)
+		if oa != ob || oa != again {
+			t.Fatalf("owners differ: %q %q %q", oa, ob, again)
+		}
+		found := false
+		for _, m := range members {
+			found = found || m == oa
+		}
+		if !found {
+			t.Fatalf("owner %q is not a member", oa)
 		}
 	})
 }
