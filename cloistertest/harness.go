@@ -422,6 +422,13 @@ func (n *Node) WaitTransition(timeout time.Duration, from, to string, after time
 	})
 }
 
+// HTTPAddr is the node's health/status endpoint address ("" until known).
+func (n *Node) HTTPAddr() string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.http
+}
+
 // Status asks the node's /status endpoint.
 func (n *Node) Status() (listener.Snapshot, error) {
 	n.mu.Lock()
