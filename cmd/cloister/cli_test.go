@@ -5,9 +5,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -175,5 +177,42 @@ func TestTestRunsACommandThatSeesTheCluster(t *testing.T) {
 	// The command's failure is ours.
 	if _, _, code := cli(t, "test", "-n", "1", "-prefix", "clifail", "--", "sh", "-c", "exit 7"); code != 7 {
 		t.Fatalf("exit %d, want the command's 7", code)
+	}
+}
+
+// `cloister epmd` stands in for Erlang's epmd: a node registers with it and
+// the CLI resolves the node through it.
+func TestEPMDFallbackServesNodes(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
+	l.Close()
+	start := func(args ...string) *exec.Cmd {
+		c := exec.Command(bin, args...)
+		c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Process.Kill(); _, _ = c.Process.Wait() })
+		return c
+	}
+	start("epmd", "-port", port)
+	time.Sleep(300 * time.Millisecond)
+	if _, e, code := cli(t, "epmd", "-port", port); code != 1 || !strings.Contains(e, "another epmd") {
+		t.Fatalf("second epmd on the same port: %d %q", code, e)
+	}
+	start("node", "-name", "fallback@127.0.0.1", "-epmd-port", port)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		out, e, code := cli(t, "status", "-json", "-epmd-port", port, "fallback@127.0.0.1")
+		if code == 0 && strings.Contains(out, `"ready"`) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status through cloister epmd: %d %q %q", code, out, e)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }
