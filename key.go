@@ -53,32 +53,11 @@ func writeKey(b *strings.Builder, t etf.Term) {
 	case float32, float64:
 		fmt.Fprintf(b, "f:%v", v)
 	case etf.Tuple:
-		b.WriteString("{")
-		for i, e := range v {
-			if i > 0 {
-				b.WriteString(",")
-			}
-			writeKey(b, e)
-		}
-		b.WriteString("}")
+		writeSeq(b, "{", ",", "}", v)
 	case etf.List:
-		b.WriteString("[")
-		for i, e := range v {
-			if i > 0 {
-				b.WriteString(",")
-			}
-			writeKey(b, e)
-		}
-		b.WriteString("]")
+		writeSeq(b, "[", ",", "]", v)
 	case etf.ListImproper:
-		b.WriteString("[")
-		for i, e := range v {
-			if i > 0 {
-				b.WriteString("|")
-			}
-			writeKey(b, e)
-		}
-		b.WriteString("]")
+		writeSeq(b, "[", "|", "]", v)
 	case etf.Map:
 		keys := make([]string, 0, len(v))
 		vals := map[string]etf.Term{}
@@ -107,4 +86,15 @@ func writeKey(b *strings.Builder, t etf.Term) {
 	default:
 		fmt.Fprintf(b, "%T:%v", v, v)
 	}
+}
+
+func writeSeq(b *strings.Builder, open, sep, close string, items []etf.Term) {
+	b.WriteString(open)
+	for i, e := range items {
+		if i > 0 {
+			b.WriteString(sep)
+		}
+		writeKey(b, e)
+	}
+	b.WriteString(close)
 }
