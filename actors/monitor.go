@@ -70,6 +70,7 @@ type Monitor struct {
 	probes  map[etf.Ref]probe
 	cancel  context.CancelFunc
 	stopRef *etf.Ref
+	kick    chan struct{} // service mode: re-resolve now
 	logf    func(string, ...interface{})
 	// failing remembers, per peer that cannot be reached, the last error
 	// logged, so a peer re-dialled forever is logged on change and then
@@ -168,9 +169,11 @@ func (m *Monitor) InitStateMachine(p *statem.Process, args ...etf.Term) (statem.
 	ctx, cancel := context.WithCancel(p.Context())
 	m.cancel = cancel
 	if m.opts.Service != "" {
+		m.kick = make(chan struct{}, 1)
 		w := &discovery.Watcher{
 			Resolver: m.opts.Resolver, Service: m.opts.Service, OTPApp: m.opts.OTPApp,
 			Interval: m.opts.DiscoveryInterval, Connected: m.connected, Logf: m.logf,
+			Kick: m.kick,
 		}
 		self := p.Self()
 		go w.Run(ctx, func(peers []string) {
@@ -216,6 +219,20 @@ func (m *Monitor) HandleEvent(p *statem.Process, state statem.State, ev interfac
 		case node.MessageEventNetwork:
 			if msg.Online {
 				return m.step(p, core.NodeUp{Now: now, Node: msg.PeerName})
+			}
+			if m.kick != nil {
+				// Re-resolve now and shortly after: a killed container's
+				// address leaves the answer within moments, which ends its
+				// flap grace (core) well before the grace runs out.
+				kick := m.kick
+				for _, d := range []time.Duration{0, 150 * time.Millisecond, 400 * time.Millisecond} {
+					time.AfterFunc(d, func() {
+						select {
+						case kick <- struct{}{}:
+						default:
+						}
+					})
+				}
 			}
 			return m.step(p, core.NodeDown{Now: now, Node: msg.PeerName})
 		case dialDoneMsg:

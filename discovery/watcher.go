@@ -33,6 +33,10 @@ type Watcher struct {
 	Connected func() []string
 	// Logf logs failures and recoveries; nil means log.Printf.
 	Logf func(format string, args ...any)
+	// Kick, when set, makes Run resolve at once each time it receives
+	// (the Monitor kicks when a peer's link drops: a killed container's
+	// address leaves the service's DNS answer at once).
+	Kick <-chan struct{}
 }
 
 // Run resolves at once and then every Interval until ctx is done. It calls out,
@@ -90,6 +94,7 @@ func (w *Watcher) Run(ctx context.Context, out func(peers []string)) {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
+		case <-w.Kick:
 		}
 	}
 }

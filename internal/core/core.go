@@ -595,6 +595,13 @@ func (c *Core) discover(fx []interface{}, e Discovered) []interface{} {
 			c.peer(n).sentry = true
 		}
 	}
+	// A member in its flap grace whose address has left the service's
+	// answer is gone (a killed container or pod), not flapping.
+	for _, n := range sortedKeys(c.peers) {
+		if p := c.peers[n]; !in[n] && !p.awaySince.IsZero() && !p.connected {
+			fx = c.remove(fx, n, ReasonGone)
+		}
+	}
 	fx = c.dialDue(fx, e.Now)
 	return c.maybeAssembled(fx)
 }

@@ -388,3 +388,33 @@ func ExampleCore_Step() {
 	// core.Dial {b@127.0.0.1}
 	// core.ContinueEffect {}
 }
+
+// In service mode a member in its flap grace whose address leaves the DNS
+// answer is removed at once; one still in the answer keeps its grace.
+func TestGraceEndsWhenAddressLeavesDNS(t *testing.T) {
+	cf := cfg("app@10.0.0.1", 1)
+	cf.Service = true
+	cf.FlapGrace = time.Second
+	c := New(cf)
+	run(c, Start{Now: t0})
+	all := []string{"app@10.0.0.1", "app@10.0.0.2", "app@10.0.0.3"}
+	run(c, Discovered{Now: t0, Peers: all})
+	for _, n := range all[1:] {
+		run(c, NodeUp{Now: t0, Node: n})
+		run(c, ProbeReply{Now: t0, Node: n, OTPApp: "cloister"})
+	}
+	if len(c.Members()) != 3 {
+		t.Fatalf("members %v", c.Members())
+	}
+	now := t0.Add(100 * time.Millisecond)
+	run(c, NodeDown{Now: now, Node: all[1]})
+	run(c, NodeDown{Now: now, Node: all[2]})
+	if len(c.Members()) != 3 {
+		t.Fatalf("flap grace did not hold: %v", c.Members())
+	}
+	// .2 left DNS (killed), .3 is still there (a blip).
+	fx := run(c, Discovered{Now: now, Peers: []string{all[0], all[2]}})
+	if !reflect.DeepEqual(c.Members(), []string{all[0], all[2]}) {
+		t.Fatalf("members %v (effects %v)", c.Members(), fx)
+	}
+}
