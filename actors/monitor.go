@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -500,7 +501,7 @@ func processGone(n node.Node, peer string, timeout time.Duration) bool {
 func (m *Monitor) probe(p *statem.Process, peer string) {
 	// Sending to a node that is not connected would make Ergo dial
 	// synchronously on this goroutine (ERGO-NOTES §4.5): never do that.
-	if !contains(m.node.Nodes(), peer) {
+	if !slices.Contains(m.node.Nodes(), peer) {
 		return
 	}
 	ref := p.MakeRef()
@@ -570,23 +571,10 @@ func (m *Monitor) publishIfChanged() {
 	old := m.cluster.Snapshot()
 	conn := m.connected()
 	sort.Strings(conn)
-	if !equalStrings(conn, old.Connected) || !equalStrings(m.core.Suspects(), old.Suspects) {
+	if !slices.Equal(conn, old.Connected) || !slices.Equal(m.core.Suspects(), old.Suspects) {
 		m.publish(m.core.State())
 	}
 }
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 func (m *Monitor) build(s core.State) listener.Snapshot {
 	members := append([]string(nil), m.core.Members()...)
 	rings := map[string]listener.Ring{}
@@ -705,13 +693,4 @@ func atoms(ss []string) etf.List {
 		l[i] = etf.Atom(s)
 	}
 	return l
-}
-
-func contains(ss []string, s string) bool {
-	for _, v := range ss {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -78,7 +78,7 @@ func skipTerm(b []byte, visit termVisitor) (int, error) {
 			pos += 8
 		case tagFloat:
 			pos += 31
-		case tagAtom, tagAtomUTF8:
+		case tagAtom, tagAtomUTF8, tagString: // 2-byte length, then the bytes
 			if err := need(2); err != nil {
 				return 0, err
 			}
@@ -88,11 +88,6 @@ func skipTerm(b []byte, visit termVisitor) (int, error) {
 				return 0, err
 			}
 			pos += 1 + int(b[pos])
-		case tagString:
-			if err := need(2); err != nil {
-				return 0, err
-			}
-			pos += 2 + int(binary.BigEndian.Uint16(b[pos:]))
 		case tagBinary:
 			if err := need(4); err != nil {
 				return 0, err

@@ -16,6 +16,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/cloister-go/cloister/cloistertest"
 	"os"
 )
 
@@ -57,7 +58,7 @@ func main() {
 	case "whois":
 		code = runWhois(os.Args[2:])
 	case "epmd":
-		code = runEPMD(os.Args[2:])
+		code = cloistertest.EPMDMain("cloister", os.Args[2:])
 	case "demo":
 		code = runDemo(os.Args[2:])
 	case "version":

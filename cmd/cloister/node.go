@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -22,23 +21,6 @@ import (
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/metrics"
 )
-
-// printer writes one JSON line per event; stdout is shared by goroutines.
-type printer struct {
-	mu  sync.Mutex
-	on  bool
-	enc *json.Encoder
-}
-
-func (p *printer) print(ev map[string]interface{}) {
-	if !p.on {
-		return
-	}
-	ev["at"] = time.Now().UnixNano()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	_ = p.enc.Encode(ev)
-}
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
@@ -81,7 +63,7 @@ func runNode(args []string) int {
 		return 2
 	}
 
-	out := &printer{on: *events, enc: json.NewEncoder(os.Stdout)}
+	out := cloistertest.NewPrinter(os.Stdout, *events)
 	opts := cloister.DefaultOptions()
 	opts.OTPApp = *otpApp
 	opts.Ring = ""
@@ -117,7 +99,7 @@ func runNode(args []string) int {
 	ls := listener.Multi{
 		listener.Logger{Logf: logger.Printf},
 		listener.Func(func(from, to string, s listener.Snapshot) {
-			out.print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
+			out.Print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
 		}),
 	}
 	var l listener.Listener = ls
@@ -164,7 +146,7 @@ func runNode(args []string) int {
 			return 1
 		}
 		defer hs.Close()
-		out.print(map[string]interface{}{"event": "listening", "http": hs.Addr()})
+		out.Print(map[string]interface{}{"event": "listening", "http": hs.Addr()})
 	}
 
 	sigs := make(chan os.Signal, 2)
@@ -183,11 +165,11 @@ func runNode(args []string) int {
 	}
 	n, err := cloister.StartNode(*name, opts, nopts)
 	if err != nil {
-		out.print(map[string]interface{}{"event": "error", "node": *name, "error": err.Error()})
+		out.Print(map[string]interface{}{"event": "error", "node": *name, "error": err.Error()})
 		fmt.Fprintf(os.Stderr, "cloister node: %v\n", err)
 		return 1
 	}
-	out.print(map[string]interface{}{"event": "started", "node": n.Name(), "ms": time.Since(start).Milliseconds()})
+	out.Print(map[string]interface{}{"event": "started", "node": n.Name(), "ms": time.Since(start).Milliseconds()})
 	logger.Printf("cloister: %s started in %s", n.Name(), time.Since(start).Round(time.Millisecond))
 
 	<-sigs
@@ -196,7 +178,7 @@ func runNode(args []string) int {
 	if err := cloister.StopNode(n); err != nil {
 		logger.Printf("cloister: %v", err)
 	}
-	out.print(map[string]interface{}{"event": "stopped", "node": n.Name()})
+	out.Print(map[string]interface{}{"event": "stopped", "node": n.Name()})
 	return 0
 }
 
@@ -209,14 +191,14 @@ func atoiOr(s string, def int) int {
 
 // runPlain is an Ergo node without cloister, connected to the given nodes:
 // an observer that must never enter a ring.
-func runPlain(name, cookie string, epmdPort uint16, peers []string, out *printer, sigs chan os.Signal) int {
+func runPlain(name, cookie string, epmdPort uint16, peers []string, out *cloistertest.Printer, sigs chan os.Signal) int {
 	n, err := ergonode.Start(name, ergonode.Options{Cookie: cookie, EPMDPort: epmdPort})
 	if err != nil {
-		out.print(map[string]interface{}{"event": "error", "node": name, "error": err.Error()})
+		out.Print(map[string]interface{}{"event": "error", "node": name, "error": err.Error()})
 		return 1
 	}
 	defer n.Stop()
-	out.print(map[string]interface{}{"event": "started", "node": n.Name()})
+	out.Print(map[string]interface{}{"event": "started", "node": n.Name()})
 	// Keep connecting: the peers may not be up yet, and may restart.
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -255,6 +237,30 @@ func whoisHandler(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(res)
 }
 
+// flagFields are the cluster options a flag overrides the file with: each
+// copies its field from the flag-built options.
+var flagFields = map[string]func(dst, flags *cloister.Options){
+	"otp-app":       func(d, f *cloister.Options) { d.OTPApp, d.Ring = f.OTPApp, f.Ring },
+	"consensus":     func(d, f *cloister.Options) { d.Consensus = f.Consensus },
+	"sentry":        func(d, f *cloister.Options) { d.Sentry = f.Sentry },
+	"service":       func(d, f *cloister.Options) { d.Service = f.Service },
+	"dns-server":    func(d, f *cloister.Options) { d.DNSServer = f.DNSServer },
+	"loopback":      func(d, f *cloister.Options) { d.Loopback = f.Loopback },
+	"start-timeout": func(d, f *cloister.Options) { d.StartTimeout = f.StartTimeout },
+	"heartbeat":     func(d, f *cloister.Options) { d.Heartbeat = f.Heartbeat },
+	"suspect-after": func(d, f *cloister.Options) { d.SuspectAfter = f.SuspectAfter },
+	"remove-after":  func(d, f *cloister.Options) { d.RemoveAfter = f.RemoveAfter },
+}
+
+// fromFile sets *dst to the file's value v unless the flag was given or v
+// is unset (zero).
+func fromFile[T comparable](set map[string]bool, flagName string, dst *T, v T) {
+	var zero T
+	if !set[flagName] && v != zero {
+		*dst = v
+	}
+}
+
 // applyConfig makes the file the base of the options; flags given
 // explicitly on the command line win.
 func applyConfig(fs *flag.FlagSet, path string, opts *cloister.Options, name, cookie *string, epmdPort *int, embedded *bool, listen *int, httpAddr *string) error {
@@ -268,53 +274,16 @@ func applyConfig(fs *flag.FlagSet, path string, opts *cloister.Options, name, co
 	keep := *opts
 	*opts = base
 	opts.Logf, opts.Listener, opts.AdditionalModules = keep.Logf, keep.Listener, keep.AdditionalModules
-	if set["otp-app"] {
-		opts.OTPApp, opts.Ring = keep.OTPApp, keep.Ring
+	for flagName, copyField := range flagFields {
+		if set[flagName] {
+			copyField(opts, &keep)
+		}
 	}
-	if set["consensus"] {
-		opts.Consensus = keep.Consensus
-	}
-	if set["sentry"] {
-		opts.Sentry = keep.Sentry
-	}
-	if set["service"] {
-		opts.Service = keep.Service
-	}
-	if set["dns-server"] {
-		opts.DNSServer = keep.DNSServer
-	}
-	if set["loopback"] {
-		opts.Loopback = keep.Loopback
-	}
-	if set["start-timeout"] {
-		opts.StartTimeout = keep.StartTimeout
-	}
-	if set["heartbeat"] {
-		opts.Heartbeat = keep.Heartbeat
-	}
-	if set["suspect-after"] {
-		opts.SuspectAfter = keep.SuspectAfter
-	}
-	if set["remove-after"] {
-		opts.RemoveAfter = keep.RemoveAfter
-	}
-	if !set["name"] && f.Node.Name != "" {
-		*name = f.Node.Name
-	}
-	if !set["cookie"] && f.Node.Cookie != "" {
-		*cookie = f.Node.Cookie
-	}
-	if !set["epmd-port"] && f.Node.EPMDPort != 0 {
-		*epmdPort = int(f.Node.EPMDPort)
-	}
-	if !set["embedded-epmd"] && f.Node.EmbeddedEPMD {
-		*embedded = true
-	}
-	if !set["listen-port"] && f.Node.ListenPort != 0 {
-		*listen = int(f.Node.ListenPort)
-	}
-	if !set["http"] && f.Node.HTTP != "" {
-		*httpAddr = f.Node.HTTP
-	}
+	fromFile(set, "name", name, f.Node.Name)
+	fromFile(set, "cookie", cookie, f.Node.Cookie)
+	fromFile(set, "epmd-port", epmdPort, int(f.Node.EPMDPort))
+	fromFile(set, "embedded-epmd", embedded, f.Node.EmbeddedEPMD)
+	fromFile(set, "listen-port", listen, int(f.Node.ListenPort))
+	fromFile(set, "http", httpAddr, f.Node.HTTP)
 	return nil
 }

@@ -38,6 +38,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/cloister-go/cloister/cloistertest"
 	"os"
 )
 
@@ -47,7 +48,7 @@ func main() {
 		case "node":
 			os.Exit(runWorker(os.Args[2:]))
 		case "epmd":
-			os.Exit(runEPMD(os.Args[2:]))
+			os.Exit(cloistertest.EPMDMain("zerocost", os.Args[2:]))
 		}
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

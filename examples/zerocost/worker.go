@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/cloister-go/cloister/cloistertest"
 	"log"
 	"net/http"
 	"os"
@@ -101,7 +102,7 @@ func runWorker(args []string) int {
 		return 2
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
-	out := &printer{on: *events, enc: json.NewEncoder(os.Stdout)}
+	out := cloistertest.NewPrinter(os.Stdout, *events)
 
 	w := &worker{keys: makeKeys(*nkeys), seed: *seed, batch: *batch, st: newStore(), logf: logger.Printf}
 	opts := cloister.DefaultOptions()
@@ -116,7 +117,7 @@ func runWorker(args []string) int {
 	// listeners run on their own goroutine).
 	opts.Listener = listener.Multi{
 		listener.Func(func(from, to string, s listener.Snapshot) {
-			out.print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
+			out.Print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
 		}),
 		listener.Func(func(from, to string, s listener.Snapshot) {
 			if to == "ready" {
@@ -148,7 +149,7 @@ func runWorker(args []string) int {
 		return 1
 	}
 	defer hs.Close()
-	out.print(map[string]interface{}{"event": "listening", "http": hs.Addr()})
+	out.Print(map[string]interface{}{"event": "listening", "http": hs.Addr()})
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -160,11 +161,11 @@ func runWorker(args []string) int {
 		if aerr := a.Err(); aerr != nil {
 			err = aerr
 		}
-		out.print(map[string]interface{}{"event": "error", "node": *name, "error": err.Error()})
+		out.Print(map[string]interface{}{"event": "error", "node": *name, "error": err.Error()})
 		fmt.Fprintln(os.Stderr, "zerocost node:", err)
 		return 1
 	}
-	out.print(map[string]interface{}{"event": "started", "node": n.Name()})
+	out.Print(map[string]interface{}{"event": "started", "node": n.Name()})
 
 	<-sigs
 	// Leaving: hand every entity over before the node goes (the
@@ -175,7 +176,7 @@ func runWorker(args []string) int {
 	if err := cloister.StopNode(n); err != nil {
 		logger.Printf("zerocost: %v", err)
 	}
-	out.print(map[string]interface{}{"event": "stopped", "node": n.Name()})
+	out.Print(map[string]interface{}{"event": "stopped", "node": n.Name()})
 	return 0
 }
 
@@ -563,21 +564,4 @@ func rss() int64 {
 		}
 	}
 	return 0
-}
-
-// printer writes one JSON line per event for the harness.
-type printer struct {
-	mu  sync.Mutex
-	on  bool
-	enc *json.Encoder
-}
-
-func (p *printer) print(ev map[string]interface{}) {
-	if !p.on {
-		return
-	}
-	ev["at"] = time.Now().UnixNano()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	_ = p.enc.Encode(ev)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
+	"github.com/cloister-go/cloister/cloistertest"
 	"os"
 	"regexp"
 	"slices"
@@ -21,7 +22,7 @@ func TestMain(m *testing.M) {
 		case "node":
 			os.Exit(runWorker(os.Args[2:]))
 		case "epmd":
-			os.Exit(runEPMD(os.Args[2:]))
+			os.Exit(cloistertest.EPMDMain("zerocost", os.Args[2:]))
 		}
 	}
 	os.Exit(m.Run())

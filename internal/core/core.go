@@ -7,6 +7,7 @@
 package core
 
 import (
+	"slices"
 	"sort"
 	"time"
 )
@@ -426,7 +427,7 @@ func (c *Core) setMembers(fx []interface{}) []interface{} {
 		}
 	}
 	sort.Strings(ms)
-	if equal(ms, c.members) {
+	if slices.Equal(ms, c.members) {
 		return fx
 	}
 	c.members = ms
@@ -807,16 +808,4 @@ func sortedKeys(m map[string]*peer) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func equal(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
