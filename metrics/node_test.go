@@ -50,6 +50,22 @@ func scrape(t *testing.T, url string) map[string]float64 {
 	return out
 }
 
+// scrapeUntil scrapes until ok holds or the timeout passes, and returns
+// the last scrape: for figures updated off the state machine's goroutine
+// (listener deliveries are timed when the listener returns, which can be
+// after the state it reported is visible).
+func scrapeUntil(t *testing.T, url string, timeout time.Duration, ok func(map[string]float64) bool) map[string]float64 {
+	t.Helper()
+	end := time.Now().Add(timeout)
+	for {
+		got := scrape(t, url)
+		if ok(got) || time.Now().After(end) {
+			return got
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func expect(t *testing.T, got map[string]float64, key string, v float64) {
 	t.Helper()
 	if g, ok := got[key]; !ok || g != v {
@@ -199,7 +215,9 @@ func TestNodeCommandServesMetrics(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got = scrape(t, url)
+	got = scrapeUntil(t, url, 10*time.Second, func(m map[string]float64) bool {
+		return m["cloister_listener_duration_seconds_count"] >= 4
+	})
 	expect(t, got, "cloister_members", 2)
 	expect(t, got, `cloister_state{state="ready"}`, 1)
 	expect(t, got, `cloister_ring_members{ring="cloister"}`, 2)
@@ -220,7 +238,9 @@ func TestNodeCommandServesMetrics(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got = scrape(t, url)
+	got = scrapeUntil(t, url, 10*time.Second, func(m map[string]float64) bool {
+		return m["cloister_rehashes_total"] >= 3
+	})
 	expect(t, got, "cloister_members", 1)
 	expect(t, got, "cloister_rehashes_total", 3)
 	removals := 0.0
