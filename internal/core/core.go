@@ -316,6 +316,9 @@ func (c *Core) Step(ev interface{}) []interface{} {
 		if c.state != Down {
 			return nil
 		}
+		// The stall guard's clock starts now, not at the first tick: a
+		// node frozen before that tick must still notice it was frozen.
+		c.lastTick = e.Now
 		fx = c.to(fx, Assembling)
 		fx = c.dialDue(fx, e.Now)
 		fx = append(fx, ContinueEffect{})

@@ -307,6 +307,19 @@ func TestFailureDetection(t *testing.T) {
 			never:   []string{"removed b silent", "removed c silent", "suspect b", "disconnect b"},
 		},
 		{
+			// Seen live: a node SIGSTOPped within 50 ms of its start had
+			// never ticked, so its first tick found no clock to compare.
+			name:  "a node frozen before its first tick does not evict its peers",
+			grace: time.Second,
+			script: func(s *sim) {
+				s.jump(7 * time.Second)
+				s.until(15 * time.Second)
+			},
+			members: abc,
+			want:    []string{"stalled"},
+			never:   []string{"removed b silent", "removed c silent", "suspect b", "disconnect b"},
+		},
+		{
 			name:  "after a stall a peer that stays silent is still removed",
 			grace: time.Second,
 			script: func(s *sim) {
