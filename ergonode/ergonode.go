@@ -3,13 +3,15 @@
 // Ergo v2.2.4 (module v1.999.224) ships defaults that are wrong for a cluster
 // that talks to BEAM nodes (ERGO-NOTES §0): handshake v5 cannot initiate a
 // connection to OTP 25.0–25.2, several proto handlers reorder messages on a
-// link, the node calls home with anonymous metrics, a remote spawn request
+// link, the node calls home with anonymous metrics (and gathers racy statistics
+// every minute), a remote spawn request
 // from an Erlang rpc breaks the link, and the default registrar embeds an EPMD
 // listening on every interface. Every node that cloister starts, or helps a
 // user start, goes through Options here so none of these can be forgotten.
 package ergonode
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ergo-services/ergo"
+	"github.com/ergo-services/ergo/apps/erlang"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
@@ -158,7 +161,22 @@ func Start(name string, o Options) (node.Node, error) {
 	if cookie == "" {
 		cookie = "cloister"
 	}
-	n, err := ergo.StartNode(name, cookie, NodeOptions(o))
+	opts := NodeOptions(o)
+	// Ergo's StartNode prepends its "system" application, whose only
+	// process, system_metrics, gathers node and network statistics every
+	// minute by reading the links' counters without synchronisation (a
+	// data race under -race, ERGO-NOTES §10) and hosts the anonymous
+	// call-home. cloister has its own metrics, so the node is started
+	// without it: Ergo's "erlang" application (net_kernel, global
+	// name server) first, then the caller's.
+	env := make(map[gen.EnvKey]interface{}, len(opts.Env)+1)
+	for k, v := range opts.Env {
+		env[k] = v
+	}
+	env[node.EnvKeyVersion] = node.Version{Release: ergo.Version, Prefix: ergo.VersionPrefix, OTP: ergo.VersionOTP}
+	opts.Env = env
+	opts.Applications = append([]gen.ApplicationBehavior{erlang.CreateApp()}, opts.Applications...)
+	n, err := node.StartWithContext(context.Background(), name, cookie, opts)
 	if err != nil {
 		return nil, fmt.Errorf("cloister: start node %s: %w", name, err)
 	}

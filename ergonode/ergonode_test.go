@@ -61,6 +61,21 @@ func TestStartAndConnect(t *testing.T) {
 	if _, err := n.Resolve(n.Name()); err != nil {
 		t.Fatalf("resolve own name via private epmd: %v", err)
 	}
+	// Ergo's system application (anonymous metrics and a racy minute
+	// statistics job) is not started; its erlang application is.
+	if p := n.ProcessByName("system_metrics"); p != nil {
+		t.Fatal("system_metrics runs: the node was started with Ergo's system application")
+	}
+	for _, name := range []string{"net_kernel", "global_name_server"} {
+		if n.ProcessByName(name) == nil {
+			t.Errorf("%s is not running: Ergo's erlang application is missing", name)
+		}
+	}
+	for _, a := range n.WhichApplications() {
+		if a.Name == "system_app" {
+			t.Errorf("application %s is running", a.Name)
+		}
+	}
 }
 
 func TestCheckSendable(t *testing.T) {
