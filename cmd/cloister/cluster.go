@@ -94,6 +94,13 @@ func (lc *localCluster) waitReady(timeout time.Duration) error {
 		if e.Event == "error" {
 			return fmt.Errorf("%s: %s", n.Name, e.Error)
 		}
+		// The listener reports states off the Monitor's goroutine, so
+		// "started" can be read before the change to ready that caused it.
+		if _, err := n.WaitFor(timeout, "its listener told of ready", func(e cloistertest.Event) bool {
+			return e.Event == "state" && e.To == "ready"
+		}); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -184,9 +191,13 @@ prefixed with its node name. Ctrl-C stops everything.`)
 	}
 	defer lc.stop()
 	stop := make(chan struct{})
-	go streamEvents(lc.nodes, stop)
+	events := newEventStream(lc.nodes)
+	go events.run(stop)
 	defer close(stop)
-	if err := lc.waitReady(*cf.wait); err != nil {
+	err = lc.waitReady(*cf.wait)
+	// The changes that led here are printed before the verdict, not after.
+	events.flush()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "cloister run:", err)
 		return 1
 	}
@@ -199,23 +210,42 @@ prefixed with its node name. Ctrl-C stops everything.`)
 	return 0
 }
 
-func streamEvents(nodes []*cloistertest.Node, stop chan struct{}) {
-	seen := map[*cloistertest.Node]int{}
+// eventStream prints the nodes' state changes, each once, in the order
+// each node reported them.
+type eventStream struct {
+	mu    sync.Mutex
+	nodes []*cloistertest.Node
+	seen  map[*cloistertest.Node]int
+}
+
+func newEventStream(nodes []*cloistertest.Node) *eventStream {
+	return &eventStream{nodes: nodes, seen: map[*cloistertest.Node]int{}}
+}
+
+// flush prints what arrived since the last flush.
+func (s *eventStream) flush() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, n := range s.nodes {
+		evs := n.Events()
+		for _, e := range evs[min(s.seen[n], len(evs)):] {
+			if e.Event == "state" {
+				printChange(n.Name, e.From, e.To, e.Snapshot)
+			}
+		}
+		s.seen[n] = len(evs)
+	}
+}
+
+// run flushes every 20 ms until stop is closed.
+func (s *eventStream) run(stop chan struct{}) {
 	for {
 		select {
 		case <-stop:
 			return
 		case <-time.After(20 * time.Millisecond):
 		}
-		for _, n := range nodes {
-			evs := n.Events()
-			for _, e := range evs[min(seen[n], len(evs)):] {
-				if e.Event == "state" {
-					printChange(n.Name, e.From, e.To, e.Snapshot)
-				}
-			}
-			seen[n] = len(evs)
-		}
+		s.flush()
 	}
 }
 
