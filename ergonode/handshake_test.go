@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 // The classification of failed handshakes, from Ergo's own errors and what
@@ -59,13 +60,15 @@ func TestClassifyHandshakeFailures(t *testing.T) {
 func TestHandshakeFailuresAreThrottledAndBounded(t *testing.T) {
 	var lines []string
 	logf := func(f string, a ...interface{}) { lines = append(lines, fmt.Sprintf(f, a...)) }
+	// The record is process-wide: a name of its own per run (-count=N).
+	local := fmt.Sprintf("throttle%d@h", time.Now().UnixNano())
 	for i := 0; i < 100; i++ {
-		record(&HandshakeError{Local: "throttle@h", Peer: "wrong@h", Remote: "127.0.0.1:2", Cause: ErrCookieMismatch}, logf)
+		record(&HandshakeError{Local: local, Peer: "wrong@h", Remote: "127.0.0.1:2", Cause: ErrCookieMismatch}, logf)
 	}
 	if len(lines) != 1 || !strings.Contains(lines[0], "cookie mismatch") {
 		t.Fatalf("lines %q", lines)
 	}
-	if e := LastHandshakeError("throttle@h", "wrong@h", 1e9); e == nil || !errors.Is(e, ErrCookieMismatch) {
+	if e := LastHandshakeError(local, "wrong@h", 1e9); e == nil || !errors.Is(e, ErrCookieMismatch) {
 		t.Fatalf("last %v", e)
 	}
 	for i := 0; i < 3*maxFailures; i++ {
