@@ -184,9 +184,18 @@ func (c *Cluster) Whois(group, key string) (string, error) {
 	return c.c.Rings.Owner(group, key)
 }
 
-// WhoisTerm is Whois for any term, keyed by Key(term).
+// WhoisTerm is Whois for any term. The default engine looks up Key(term);
+// the libring engine hashes the term with erlang:phash2, so the owner is
+// the one Elixir's libring picks for the same term.
 func (c *Cluster) WhoisTerm(group string, key etf.Term) (string, error) {
-	return c.Whois(group, Key(key))
+	if group == "" {
+		group = c.c.Ring
+	}
+	s, err := c.c.Rings.Get(group)
+	if err != nil {
+		return "", err
+	}
+	return s.OwnerTerm(key, Key)
 }
 
 // Mine reports whether this node owns key in the default ring.
@@ -195,8 +204,11 @@ func (c *Cluster) Mine(key string) bool {
 	return err == nil && o == c.c.Self()
 }
 
-// MineTerm is Mine for any term, keyed by Key(term).
-func (c *Cluster) MineTerm(key etf.Term) bool { return c.Mine(Key(key)) }
+// MineTerm is Mine for any term, hashed as WhoisTerm does.
+func (c *Cluster) MineTerm(key etf.Term) bool {
+	o, err := c.WhoisTerm("", key)
+	return err == nil && o == c.c.Self()
+}
 
 // Siblings lists the members of the default ring, sorted.
 func (c *Cluster) Siblings() []string {
@@ -276,8 +288,14 @@ func Whois(group, key string) (string, error) {
 	return c.Whois(group, key)
 }
 
-// WhoisTerm is Whois for any term.
-func WhoisTerm(group string, key etf.Term) (string, error) { return Whois(group, Key(key)) }
+// WhoisTerm is Whois for any term (see Cluster.WhoisTerm).
+func WhoisTerm(group string, key etf.Term) (string, error) {
+	c, err := local()
+	if err != nil {
+		return "", err
+	}
+	return c.WhoisTerm(group, key)
+}
 
 // Mine reports whether this node owns key in the default ring.
 func Mine(key string) bool {
@@ -285,8 +303,11 @@ func Mine(key string) bool {
 	return c != nil && c.Mine(key)
 }
 
-// MineTerm is Mine for any term.
-func MineTerm(key etf.Term) bool { return Mine(Key(key)) }
+// MineTerm is Mine for any term (see Cluster.MineTerm).
+func MineTerm(key etf.Term) bool {
+	c := Local()
+	return c != nil && c.MineTerm(key)
+}
 
 // Siblings lists the members of the default ring.
 func Siblings() []string {

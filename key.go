@@ -13,7 +13,8 @@ import (
 // Key renders a term as the ring key every node computes identically for
 // it: a string is itself, a binary its bytes, and any other term a
 // canonical text (type-tagged, maps sorted by key). WhoisTerm and MineTerm
-// use it; Whois and Mine take the string directly.
+// use it on the default engine (the libring engine hashes terms itself);
+// Whois and Mine take the string directly.
 func Key(t etf.Term) string {
 	switch v := t.(type) {
 	case string:

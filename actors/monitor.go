@@ -333,7 +333,8 @@ func (m *Monitor) multiCall(p *statem.Process, msg etf.Tuple, now time.Time) (st
 
 // whois answers {whois, Group, Key} (Group and Key as binary, charlist or
 // atom; Group ” or 'default' is the default ring) with {ok, Owner} or
-// {error, Reason}: the CLI and BEAM code ask a node this way.
+// {error, Reason}: the CLI and BEAM code ask a node this way. On a libring
+// ring the owner is libring's for that term (an atom key hashes as an atom).
 func (m *Monitor) whois(group, key etf.Term) etf.Term {
 	g, ok1 := termString(group)
 	k, ok2 := termString(key)
@@ -343,7 +344,18 @@ func (m *Monitor) whois(group, key etf.Term) etf.Term {
 	if g == "" || g == "default" {
 		g = m.cluster.Ring
 	}
-	owner, err := m.cluster.Rings.Owner(g, k)
+	snap, err := m.cluster.Rings.Get(g)
+	if err != nil {
+		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
+	}
+	// A libring ring hashes the key as the term it arrived as, as Elixir's
+	// libring does; Ergo decodes a charlist into a Go string, so it is
+	// turned back into one. Other engines look up its text.
+	var term etf.Term = key
+	if s, ok := key.(string); ok {
+		term = etf.Charlist(s)
+	}
+	owner, err := snap.OwnerTerm(term, func(etf.Term) string { return k })
 	if err != nil {
 		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
 	}

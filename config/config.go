@@ -99,7 +99,7 @@ func Load(path string) (*File, error) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if f.Engine != "" && EngineByName(f.Engine) == nil {
-		return nil, fmt.Errorf("%s: engine %q: want consistent or libring", path, f.Engine)
+		return nil, fmt.Errorf("%s: engine %q: want consistent, libring or libring-otp26", path, f.Engine)
 	}
 	o := f.Options()
 	if err := o.Validate(); err != nil {
@@ -154,14 +154,17 @@ func (f *File) Options() app.Options {
 }
 
 // EngineByName returns the ring engine called name ("consistent", the
-// default, or "libring", which places keys as Elixir's libring does, for
-// mixed Go/Elixir clusters), or nil for an unknown name.
+// default; "libring", which places keys as Elixir's libring does, for mixed
+// Go/Elixir clusters; "libring-otp26", the same for Elixir nodes on OTP 26
+// or later, which hash atom keys differently), or nil for an unknown name.
 func EngineByName(name string) ring.Engine {
 	switch name {
 	case "", "consistent":
 		return ring.Consistent()
 	case "libring":
 		return libring.Engine()
+	case "libring-otp26":
+		return libring.EngineFor(26)
 	}
 	return nil
 }
@@ -197,7 +200,8 @@ consensus: 2
 
 # ring: cloister        # default ring name (default: otp_app)
 # groups: []            # extra named rings, same members
-# engine: consistent    # or libring: owners as Elixir's libring computes them (mixed clusters)
+# engine: consistent    # or libring: owners as Elixir's libring computes them (mixed clusters);
+#                       # libring-otp26 when the Elixir nodes run OTP 26+ (atom keys hash differently)
 # loopback: false       # service mode: name this node otp_app@127.0.0.1
 # magic: true           # false: never derive the node name in service mode
 

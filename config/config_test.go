@@ -85,12 +85,21 @@ func FuzzParse(f *testing.F) {
 }
 
 func TestEngineByName(t *testing.T) {
-	for _, n := range []string{"", "consistent", "libring"} {
-		if EngineByName(n) == nil {
-			t.Errorf("%q: no engine", n)
+	names := map[string]bool{}
+	for _, n := range []string{"consistent", "libring", "libring-otp26"} {
+		e := EngineByName(n)
+		if e == nil {
+			t.Fatalf("%q: no engine", n)
 		}
+		names[e.Name()] = true
 	}
-	if EngineByName("libring").Name() == EngineByName("consistent").Name() {
-		t.Fatal("libring and consistent engines are the same")
+	if len(names) != 3 {
+		t.Fatalf("engine names %v: want three different engines", names)
+	}
+	if EngineByName("").Name() != EngineByName("consistent").Name() {
+		t.Fatal(`"" is not the default engine`)
+	}
+	if EngineByName("libring-otp25") != nil {
+		t.Fatal("an unknown engine name must give nil")
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"slices"
+
+	"github.com/ergo-services/ergo/etf"
 )
 
 // Snapshot is one ring at one epoch. It is immutable and safe for concurrent
@@ -68,6 +70,30 @@ func (s *Snapshot) Owner(key string) (string, error) {
 		return "", s.empty
 	}
 	return s.lookup.Owner(key), nil
+}
+
+// TermLookup is a Lookup that hashes Erlang terms itself instead of a text
+// rendering of them: the libring engine (package ring/libring) hashes a key
+// term with erlang:phash2, as Elixir's libring does, so both sides agree on
+// atoms, tuples and numbers, not only on binaries.
+type TermLookup interface {
+	Lookup
+	OwnerTerm(key etf.Term) (string, error)
+}
+
+// OwnerTerm returns the owner of a term key. A ring whose engine hashes
+// terms (TermLookup) hashes key itself; any other looks up text(key), the
+// caller's canonical text for the term (cloister.Key). The error wraps
+// ErrEmptyRing for a ring without members, or is the engine's for a term
+// it cannot hash.
+func (s *Snapshot) OwnerTerm(key etf.Term, text func(etf.Term) string) (string, error) {
+	if s.lookup == nil {
+		return "", s.empty
+	}
+	if tl, ok := s.lookup.(TermLookup); ok {
+		return tl.OwnerTerm(key)
+	}
+	return s.lookup.Owner(text(key)), nil
 }
 
 // Diff reports which of keys change owner from old to new (two snapshots of

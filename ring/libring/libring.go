@@ -40,9 +40,13 @@
 //
 // Atom keys (OwnerTerm only): term_to_binary changed in OTP 26, which encodes
 // every atom as UTF-8 (SMALL_ATOM_UTF8_EXT); OTP 25 and older encode an atom
-// whose characters are all Latin-1 as ATOM_EXT. This engine encodes as OTP 25
-// does (verified), so for atom keys it agrees with Elixir nodes on OTP 25 or
-// older only. Other keys do not depend on the OTP version.
+// whose characters are all Latin-1 as ATOM_EXT. So libring itself puts an
+// atom key on different nodes depending on the OTP release it runs on. Engine
+// encodes as OTP 25 does, EngineFor(26) and later as OTP 26+ does (both
+// verified against live erl nodes: OTP 25, 27 and 29). Pick the release of
+// the Elixir nodes in the cluster; an Elixir cluster mixing OTP 25 and 26+
+// disagrees with itself on atom keys. Other keys (binaries, tuples, numbers,
+// and the members' own points) do not depend on the OTP version.
 package libring
 
 import (
@@ -63,21 +67,47 @@ const HashRange = 4294967295
 const Weight = 128
 
 // Engine returns the libring-compatible engine. Its Build returns a *Lookup.
+// Atom keys are hashed as on OTP 25 (see EngineFor).
 func Engine() ring.Engine { return engine{} }
 
-type engine struct{}
+// EngineFor returns the engine that agrees with libring running on the given
+// OTP release, which matters for atom keys only: from OTP 26 term_to_binary
+// encodes atoms as UTF-8 (see the package doc).
+func EngineFor(otpRelease int) ring.Engine {
+	return engine{utf8Atoms: otpRelease >= 26}
+}
+
+type engine struct{ utf8Atoms bool }
 
 // Name identifies the engine and its parameters.
-func (engine) Name() string { return fmt.Sprintf("libring/phash2/%d", Weight) }
+func (e engine) Name() string {
+	if e.utf8Atoms {
+		return fmt.Sprintf("libring/phash2/%d/otp26-atoms", Weight)
+	}
+	return fmt.Sprintf("libring/phash2/%d", Weight)
+}
 
-// Build returns Build(members).
-func (engine) Build(members []string) ring.Lookup { return Build(members) }
+// Build returns Build(members) (or BuildFor the engine's release).
+func (e engine) Build(members []string) ring.Lookup {
+	l := Build(members)
+	l.utf8Atoms = e.utf8Atoms
+	return l
+}
 
 // Lookup is an immutable libring ring, safe for concurrent use.
 type Lookup struct {
-	members []string
-	points  []uint32 // sorted, distinct
-	owners  []int32  // owners[i] indexes members: the owner of points[i]
+	members   []string
+	points    []uint32 // sorted, distinct
+	owners    []int32  // owners[i] indexes members: the owner of points[i]
+	utf8Atoms bool     // atom keys encoded as OTP 26+ does
+}
+
+// BuildFor is Build for libring running on the given OTP release (see
+// EngineFor).
+func BuildFor(otpRelease int, members []string) *Lookup {
+	l := Build(members)
+	l.utf8Atoms = otpRelease >= 26
+	return l
 }
 
 // Build places Weight points for each member, in the order given (see the
@@ -137,12 +167,12 @@ func (l *Lookup) OwnerTerm(key etf.Term) (string, error) {
 	var h uint32
 	switch k := key.(type) {
 	case etf.Atom:
-		h = atomKeyHash(string(k))
+		h = atomKeyHash(string(k), l.utf8Atoms)
 	case bool:
 		if k {
-			h = atomKeyHash("true")
+			h = atomKeyHash("true", l.utf8Atoms)
 		} else {
-			h = atomKeyHash("false")
+			h = atomKeyHash("false", l.utf8Atoms)
 		}
 	default:
 		var err error
@@ -181,14 +211,15 @@ func (l *Lookup) ownerOfHash(h uint32) string {
 	return l.members[l.owners[lo]]
 }
 
-// atomKeyHash is phash2(term_to_binary(Atom), HashRange) with OTP 25's
-// encoding of the atom: ATOM_EXT (100) with the Latin-1 bytes when every
-// character is Latin-1, else SMALL_ATOM_UTF8_EXT (119) or, from 256 bytes,
-// ATOM_UTF8_EXT (118) with the UTF-8 bytes.
-func atomKeyHash(name string) uint32 {
+// atomKeyHash is phash2(term_to_binary(Atom), HashRange). OTP 25 encodes
+// an atom whose characters are all Latin-1 as ATOM_EXT (100) with the
+// Latin-1 bytes; any other atom, and from OTP 26 (utf8Atoms) every atom, as
+// SMALL_ATOM_UTF8_EXT (119) or, from 256 bytes, ATOM_UTF8_EXT (118) with
+// the UTF-8 bytes.
+func atomKeyHash(name string, utf8Atoms bool) uint32 {
 	var stack [512]byte // enough for most atoms without allocating
 	b := append(stack[:0], 131)
-	latin1 := utf8.ValidString(name)
+	latin1 := !utf8Atoms && utf8.ValidString(name)
 	n := 0
 	for _, r := range name {
 		if r > 0xFF {

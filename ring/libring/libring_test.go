@@ -2,6 +2,7 @@ package libring
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -305,5 +306,69 @@ func TestOwnerDoesNotAllocate(t *testing.T) {
 	var k etf.Term = etf.Atom("user_42")
 	if n := testing.AllocsPerRun(100, func() { _, _ = l.OwnerTerm(k) }); n != 0 {
 		t.Errorf("OwnerTerm(atom) allocates %.0f times", n)
+	}
+}
+
+// A ring on this engine answers term keys the libring way through
+// ring.Snapshot.OwnerTerm (what cloister.WhoisTerm and a Monitor's whois
+// use), not through a text rendering of the term.
+func TestSnapshotOwnerTermHashesTerms(t *testing.T) {
+	members := []string{"a@h", "b@h", "c@h", "d@h", "e@h"}
+	set := ring.NewSet()
+	if err := set.Define("r", Engine()); err != nil {
+		t.Fatal(err)
+	}
+	snap, _, err := set.Update("r", members)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := Build(members)
+	noText := func(k etf.Term) string { t.Fatalf("text of %#v asked for: the engine hashes terms", k); return "" }
+	differ := 0
+	for i := 0; i < 200; i++ {
+		for _, k := range []etf.Term{etf.Atom(fmt.Sprintf("key_%d", i)), etf.Tuple{etf.Atom("user"), i}, i, []byte(fmt.Sprint(i))} {
+			got, err := snap.OwnerTerm(k, noText)
+			want, werr := l.OwnerTerm(k)
+			if err != nil || werr != nil || got != want {
+				t.Fatalf("%#v: snapshot %q %v, lookup %q %v", k, got, err, want, werr)
+			}
+			if a, ok := k.(etf.Atom); ok && got != l.Owner(string(a)) {
+				differ++
+			}
+		}
+	}
+	// An atom hashes as term_to_binary of the atom, not as a binary of
+	// its name: about 4 in 5 owners differ with 5 members.
+	if differ < 100 {
+		t.Fatalf("only %d of 200 atom keys differ from their name as a binary: the term path is not used", differ)
+	}
+	if _, err := snap.OwnerTerm(struct{}{}, noText); err == nil {
+		t.Fatal("a Go value with no Erlang term must be an error")
+	}
+	empty, _, _ := set.Update("r", nil)
+	if _, err := empty.OwnerTerm(etf.Atom("k"), noText); !errors.Is(err, ring.ErrEmptyRing) {
+		t.Fatalf("empty ring: %v", err)
+	}
+}
+
+// The default engine has no term hashing: OwnerTerm looks up the text the
+// caller gives.
+func TestSnapshotOwnerTermFallsBackToText(t *testing.T) {
+	set := ring.NewSet()
+	if err := set.Define("r", ring.Consistent()); err != nil {
+		t.Fatal(err)
+	}
+	snap, _, err := set.Update("r", []string{"a@h", "b@h", "c@h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		text := func(k etf.Term) string { return fmt.Sprintf("t:%v", k) }
+		k := etf.Tuple{etf.Atom("user"), i}
+		got, err := snap.OwnerTerm(k, text)
+		want, _ := snap.Owner(text(k))
+		if err != nil || got != want {
+			t.Fatalf("%v: %q %v, want %q", k, got, err, want)
+		}
 	}
 }

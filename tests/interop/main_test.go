@@ -53,6 +53,8 @@ var (
 	beamDirs = map[string]string{} // runtime root -> compiled testdata
 
 	libringConfig string // `cloister node -config` file selecting the libring engine
+	// libring26Config selects the libring engine for OTP 26+ (atom keys).
+	libring26Config string
 
 	// goIn is this binary's own cloister node (the third Go node).
 	goIn      = "goin@127.0.0.1"
@@ -131,6 +133,11 @@ func run(m *testing.M) (int, error) {
 	defer os.RemoveAll(dir)
 	libringConfig = filepath.Join(dir, "libring.yaml")
 	if err := os.WriteFile(libringConfig, []byte("engine: libring\n"), 0o644); err != nil {
+		return 1, err
+	}
+	// OTP 26+ rows: libring hashes atom keys as their UTF-8 encoding there.
+	libring26Config = filepath.Join(dir, "libring26.yaml")
+	if err := os.WriteFile(libring26Config, []byte("engine: libring-otp26\n"), 0o644); err != nil {
 		return 1, err
 	}
 

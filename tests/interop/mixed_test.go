@@ -3,6 +3,7 @@ package interop
 import (
 	"errors"
 	"fmt"
+	"math/big"
 	"slices"
 	"sort"
 	"strconv"
@@ -18,6 +19,7 @@ import (
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/internal/erltest"
 	"github.com/cloister-go/cloister/listener"
+	"github.com/cloister-go/cloister/ring/libring"
 )
 
 // keyCount is how many keys the owner checks compare.
@@ -188,9 +190,13 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 	name := func(s string) string { return fmt.Sprintf("%s_r%s@127.0.0.1", s, rel) }
 	var err error
 	goStart := time.Now()
+	cfg := libringConfig
+	if w.otp() >= 26 {
+		cfg = libring26Config
+	}
 	spec := func(n string, sentries ...string) cloistertest.Spec {
 		return cloistertest.Spec{Name: n, Sentry: sentries, Consensus: 5, OTPApp: otpApp, Void: true,
-			Args: []string{"-config", libringConfig}}
+			Args: []string{"-config", cfg}}
 	}
 	if w.go1, err = h.Start(spec(name("go1"), erlA.Name, goIn)); err != nil {
 		t.Fatal(err)
@@ -241,6 +247,9 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 
 	check(t, rel, "owners agree on 10k keys (Go Whois = Erlang libring)", func(t *testing.T) string {
 		return w.ownersAgree(t, all, []*erltest.Node{erlA, erlB}, []string{w.go1.Name, w.go2.Name})
+	})
+	check(t, rel, "owners agree on term keys (Go WhoisTerm and {whois} with atoms = Erlang libring)", func(t *testing.T) string {
+		return w.termOwnersAgree(t, erlA, all, []string{w.go1.Name, w.go2.Name})
 	})
 
 	w.erlCallsGo(t, all)
@@ -307,6 +316,94 @@ func (w *row) ownersAgree(t *testing.T, members []string, beam []*erltest.Node, 
 	t.Logf("keys per owner: %v", owned)
 	return fmt.Sprintf("Go Whois ×10k %s; erl→Go {whois} calls ×10k (16 at a time) %s",
 		ms(goTook), strings.Join(erlTook, " / "))
+}
+
+// termOwnersAgree compares, for keys that are not binaries (atoms, tuples,
+// integers, floats, lists, booleans), this binary's WhoisTerm with the
+// Erlang node's libring owner; and, for the atoms, the Go node processes'
+// answers to {whois, <<>>, Atom} asked from erl.
+func (w *row) termOwnersAgree(t *testing.T, e *erltest.Node, members, goProcs []string) string {
+	type termKey struct {
+		erl  string
+		term etf.Term
+	}
+	var keys []termKey
+	var atoms []string
+	for i := 0; i < 100; i++ {
+		a := fmt.Sprintf("key_%d", i)
+		atoms = append(atoms, a)
+		keys = append(keys,
+			termKey{a, etf.Atom(a)},
+			termKey{fmt.Sprintf("{user, %d}", i), etf.Tuple{etf.Atom("user"), i}},
+			termKey{strconv.Itoa(i*7919 - 300), i*7919 - 300},
+		)
+	}
+	keys = append(keys,
+		termKey{"1.5", 1.5}, termKey{"true", true}, termKey{"[1,2,3]", etf.List{1, 2, 3}},
+		termKey{"{<<\"a\">>, b, [c]}", etf.Tuple{[]byte("a"), etf.Atom("b"), etf.List{etf.Atom("c")}}},
+		termKey{"123456789012345678901234567890", mustBig("123456789012345678901234567890")},
+	)
+	erlKeys := make([]string, len(keys))
+	for i, k := range keys {
+		erlKeys[i] = k.erl
+	}
+	theirs := atomsOf(evalTerm(t, e, "begin {_, T} = gen_server:call('Elixir.Cloister.Monitor', ring), "+
+		"[cloister_member:owner_in(T, K) || K <- ["+strings.Join(erlKeys, ", ")+"]] end"))
+	if len(theirs) != len(keys) {
+		t.Fatalf("%s gave %d owners for %d keys", e.Name, len(theirs), len(keys))
+	}
+	// This binary's node runs the OTP 25 engine (libring.Engine), so its
+	// WhoisTerm is compared on the OTP 25 row; on every row the engine of
+	// the row's release is compared, and the Go processes run it.
+	c := cloister.Of(goIn)
+	if got := c.Siblings(); !slices.Equal(got, members) {
+		t.Fatalf("ring members %v, want %v", got, members)
+	}
+	l := libring.BuildFor(w.otp(), members)
+	differ := 0
+	for i, k := range keys {
+		mine, err := l.OwnerTerm(k.term)
+		if err != nil {
+			t.Fatalf("OwnerTerm(%s): %v", k.erl, err)
+		}
+		if mine != theirs[i] {
+			t.Errorf("key %s: Go libring.EngineFor(%d) %s, %s says %s", k.erl, w.otp(), mine, e.Name, theirs[i])
+		}
+		if w.otp() < 26 {
+			if viaFacade, err := c.WhoisTerm("", k.term); err != nil || viaFacade != mine {
+				t.Errorf("key %s: Go WhoisTerm %s %v, %s says %s", k.erl, viaFacade, err, e.Name, theirs[i])
+			}
+		}
+		if a, ok := k.term.(etf.Atom); ok && l.Owner(string(a)) != mine {
+			differ++
+		}
+	}
+	for _, g := range goProcs {
+		got := atomsOf(evalTerm(t, e, fmt.Sprintf("[element(2, gen_server:call({'Elixir.Cloister.Monitor', %s}, {whois, <<>>, K})) || K <- [%s]]", q(g), strings.Join(atoms, ", "))))
+		for i, a := range atoms {
+			if i >= len(got) || got[i] != theirs[3*i] {
+				t.Fatalf("%s asked %s {whois, <<>>, %s}: %v, libring says %s", e.Name, g, a, got, theirs[3*i])
+			}
+		}
+	}
+	return fmt.Sprintf("%d term keys agree; %d of %d atoms have another owner than their name as a binary", len(keys), differ, len(atoms))
+}
+
+// otp is the row's OTP release as a number.
+func (w *row) otp() int {
+	n, err := strconv.Atoi(w.rel)
+	if err != nil {
+		panic("OTP release " + w.rel)
+	}
+	return n
+}
+
+func mustBig(s string) *big.Int {
+	b, ok := new(big.Int).SetString(s, 10)
+	if !ok {
+		panic(s)
+	}
+	return b
 }
 
 // erlCallsGo: gen_server:call, multi_call, cast, abcast, ping and rpc from
