@@ -12,6 +12,12 @@ import (
 const (
 	opSend           = 2
 	opUnlink         = 4
+	opSendTT         = 12
+	opRegSendTT      = 16
+	opSendSender     = 22
+	opSendSenderTT   = 23
+	opAliasSend      = 33
+	opAliasSendTT    = 34
 	opMonitorPExit   = 21
 	opPayloadMonExit = 28
 	opSpawnRequest   = 29
@@ -187,6 +193,14 @@ func (fc *filterConn) incoming(lframe []byte) bool {
 		fc.f.logOnce("nil", "a top-level [] message from %s is delivered as \"\" (Ergo cannot decode [] alone)", fc.peer.name)
 		payload = []byte{tagString, 0, 0}
 	}
+	if isEmptyTuple(payload) && carriesMessage(ctrlOp(ctrl)) {
+		// Ergo's gen.Server loop reads the first element of every tuple it
+		// receives: a {} kills the receiving process outside its callbacks
+		// (no Terminate). No Ergo process can take one, so it is dropped.
+		fc.f.droppedEmptyTuple.Add(1)
+		fc.f.logOnce("tuple0", "a {} message from %s was dropped (it would kill the receiving Ergo gen.Server); further ones are dropped silently", fc.peer.name)
+		return false
+	}
 	if len(payload) < bigFrame {
 		fc.toErgo(distFrame(ctrl, payload))
 		return false
@@ -199,6 +213,25 @@ func (fc *filterConn) incoming(lframe []byte) bool {
 	// capped: appending to fc.out must not write over the frames after it
 	fc.toErgo(lframe[:len(lframe):len(lframe)])
 	return true
+}
+
+// isEmptyTuple reports whether an encoded payload is {} (SMALL_TUPLE_EXT
+// or LARGE_TUPLE_EXT of arity 0). Bytes after it do not matter: the
+// decoder reads the first term.
+func isEmptyTuple(t []byte) bool {
+	return (len(t) >= 2 && t[0] == tagSmallTuple && t[1] == 0) ||
+		(len(t) >= 5 && t[0] == tagLargeTuple && t[1]|t[2]|t[3]|t[4] == 0)
+}
+
+// carriesMessage reports whether a control operation's payload is a message
+// delivered to a process's mailbox (the send operations), not an exit
+// reason or a spawn's arguments.
+func carriesMessage(op int) bool {
+	switch op {
+	case opSend, opRegSend, opSendTT, opRegSendTT, opSendSender, opSendSenderTT, opAliasSend, opAliasSendTT:
+		return true
+	}
+	return false
 }
 
 // splitPassThrough cuts a pass-through frame into control and payload

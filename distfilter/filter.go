@@ -91,10 +91,12 @@ type filter struct {
 	once sync.Map // notice -> struct{}: log each kind once
 	// stats for tests and docs
 	repairedNil atomic.Uint64
-	unlinkIn    atomic.Uint64
-	unlinkOut   atomic.Uint64
-	rpcServed   atomic.Uint64
-	filtered    sync.Map // peer node name -> struct{}: links filtered so far
+	// droppedEmptyTuple counts {} messages dropped.
+	droppedEmptyTuple atomic.Uint64
+	unlinkIn          atomic.Uint64
+	unlinkOut         atomic.Uint64
+	rpcServed         atomic.Uint64
+	filtered          sync.Map // peer node name -> struct{}: links filtered so far
 }
 
 func newFilter(o Options) *filter {

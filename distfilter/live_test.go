@@ -88,6 +88,29 @@ func TestTopLevelEmptyListKeepsLink(t *testing.T) {
 	})
 }
 
+// A {} from erl would kill the plain Ergo gen.Server it reaches; the filter
+// drops it, and the process and the link live on.
+func TestEmptyTupleMessageKeepsProcess(t *testing.T) {
+	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
+		e := sharedErl(t, r, false)
+		expectEval(t, e, "net_kernel:connect_node("+q(goName)+")", "true")
+		before := theF.droppedEmptyTuple.Load()
+		pid := goNode.ProcessByName("go_echo")
+		if pid == nil {
+			t.Fatal("go_echo is not running")
+		}
+		expectEval(t, e, "G = {go_echo, "+q(goName)+"}, G ! {}, erlang:send(G, {}), ok", "ok")
+		expectEval(t, e, "gen_server:call({go_echo, "+q(goName)+"}, {echo, 7})", "{reply,7,"+q(goName)+"}")
+		if n := theF.droppedEmptyTuple.Load() - before; n != 2 {
+			t.Fatalf("dropped %d {} messages, want 2", n)
+		}
+		if goNode.ProcessByName("go_echo") != pid {
+			t.Fatal("go_echo was restarted or replaced")
+		}
+		expectEval(t, e, "lists:member("+q(goName)+", nodes())", "true")
+	})
+}
+
 func TestLinkUnlink(t *testing.T) {
 	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
 		e := sharedErl(t, r, false)

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"io"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -336,6 +337,26 @@ func TestTopLevelNilRepaired(t *testing.T) {
 	}
 	if fc.f.repairedNil.Load() != 1 {
 		t.Fatalf("repaired %d, want 1", fc.f.repairedNil.Load())
+	}
+}
+
+func TestEmptyTupleMessageDropped(t *testing.T) {
+	send := tuple(integer(opSend), atom(""), goPidT)
+	regSend := tuple(integer(opRegSend), goPidT, atom(""), atom("go_echo"))
+	in := passThroughFrame(send, []byte{tagSmallTuple, 0})
+	in = append(in, passThroughFrame(regSend, []byte{tagLargeTuple, 0, 0, 0, 0})...)
+	in = append(in, passThroughFrame(send, []byte{tagSmallTuple, 1, tagSmallTuple, 0})...) // {{}} is fine
+	in = append(in, passThroughFrame(send, []byte{tagSmallTuple, 0, tagNil})...)           // {} with bytes after it
+	fc, _ := newTestConn(in, true, false)
+	got := frames(t, readAll(t, fc))
+	if len(got) != 1 {
+		t.Fatalf("%d frames reached Ergo, want 1 ({{}})", len(got))
+	}
+	if _, p := decodeErgo(t, got[0]); !reflect.DeepEqual(p, etf.Tuple{etf.Tuple{}}) {
+		t.Fatalf("{{}} reached Ergo as %#v", p)
+	}
+	if n := fc.f.droppedEmptyTuple.Load(); n != 3 {
+		t.Fatalf("dropped %d, want 3", n)
 	}
 }
 
