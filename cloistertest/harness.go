@@ -186,6 +186,7 @@ type Node struct {
 	changed chan struct{}
 	http    string
 	exited  chan struct{}
+	tail    tailBuffer // the end of stderr, over every launch
 }
 
 func (s Spec) args(h *Harness) []string {
@@ -233,8 +234,11 @@ func (n *Node) launch() error {
 	if err != nil {
 		return err
 	}
+	// The end of stderr is always kept (LogTail), so a failing test can
+	// show what a node said even when logs are not streamed.
+	cmd.Stderr = &n.tail
 	if n.h.Logs != nil {
-		cmd.Stderr = prefixWriter{n.Name, n.h.Logs}
+		cmd.Stderr = io.MultiWriter(&n.tail, prefixWriter{n.Name, n.h.Logs})
 	}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("cloistertest: start %s: %w", n.Name, err)
@@ -461,6 +465,54 @@ func (n *Node) WaitStatus(timeout time.Duration, what string, ok func(listener.S
 		time.Sleep(20 * time.Millisecond)
 	}
 	return last, fmt.Errorf("cloistertest: %s: %s not reached in %s (last: %v, err %v)", n.Name, what, timeout, last, lastErr)
+}
+
+// tailKeep is how much of a node's stderr LogTail keeps.
+const tailKeep = 256 << 10
+
+// tailBuffer keeps the last tailKeep bytes written to it.
+type tailBuffer struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (t *tailBuffer) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if over := len(t.buf) - tailKeep; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+	}
+	return len(b), nil
+}
+
+// LogTail returns the last lines the node's processes wrote to stderr (up
+// to 256 KiB, across restarts), for a failing test to print.
+func (n *Node) LogTail() string {
+	n.tail.mu.Lock()
+	defer n.tail.mu.Unlock()
+	s := string(n.tail.buf)
+	if i := strings.IndexByte(s, '\n'); i >= 0 && len(n.tail.buf) == tailKeep {
+		s = s[i+1:] // drop the partial first line
+	}
+	return s
+}
+
+// DumpStacks makes a running node print every goroutine's stack to stderr
+// (SIGQUIT: the Go runtime dumps them and the process exits), waits for it
+// to exit, and returns LogTail. For diagnosing a stuck node in a failing
+// test; the node is gone afterwards.
+func (n *Node) DumpStacks(timeout time.Duration) string {
+	n.mu.Lock()
+	ex := n.exited
+	n.mu.Unlock()
+	if n.signal(syscall.SIGQUIT) == nil && ex != nil {
+		select {
+		case <-ex:
+		case <-time.After(timeout):
+		}
+	}
+	return n.LogTail()
 }
 
 type prefixWriter struct {

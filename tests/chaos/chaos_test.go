@@ -232,12 +232,29 @@ func (s *soak) settle(final bool) {
 	at := time.Now()
 	d, err := s.converged(convergeWait)
 	if err != nil {
+		s.dumpLive()
 		s.t.Fatalf("settle %d: %v", s.settles+1, err)
 	}
 	s.settles++
 	s.converge = append(s.converge, d)
 	s.logf("settle %d: %d live nodes agree (ready, same members and ring hash) after %s", s.settles, len(s.live()), d.Round(10*time.Millisecond))
 	_ = at
+}
+
+// dumpLive prints, for a settle that failed, what every live node logged
+// last and then the stacks of all its goroutines (the node exits).
+func (s *soak) dumpLive() {
+	for i, st := range s.state {
+		if st != alive {
+			continue
+		}
+		out := s.nodes[i].DumpStacks(10 * time.Second)
+		lines := strings.Split(out, "\n")
+		if len(lines) > 1500 {
+			lines = lines[len(lines)-1500:]
+		}
+		s.t.Logf("==== %s: last log lines and goroutine stacks ====\n%s", s.names[i], strings.Join(lines, "\n"))
+	}
 }
 
 func (s *soak) live() []string {

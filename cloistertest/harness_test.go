@@ -1,0 +1,40 @@
+package cloistertest_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloister-go/cloister/cloistertest"
+)
+
+// A node's stderr is kept even when logs are not streamed, and a stuck
+// node can be made to print its goroutines.
+func TestLogTailAndDumpStacks(t *testing.T) {
+	h, err := cloistertest.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	h.Logs = nil
+	n, err := h.Start(cloistertest.Spec{Name: "tail_0@127.0.0.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.WaitStarted(30 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.WaitFor(10*time.Second, "ready", func(e cloistertest.Event) bool { return e.Event == "state" && e.To == "ready" }); err != nil {
+		t.Fatal(err)
+	}
+	if tail := n.LogTail(); !strings.Contains(tail, "rehashing -> ready") {
+		t.Fatalf("log tail lacks the state change:\n%s", tail)
+	}
+	out := n.DumpStacks(10 * time.Second)
+	if !strings.Contains(out, "goroutine ") || !strings.Contains(out, "SIGQUIT") {
+		t.Fatalf("no goroutine dump:\n%s", out)
+	}
+	if n.Running() {
+		t.Fatal("the node still runs after its stack dump")
+	}
+}
