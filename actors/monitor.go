@@ -187,6 +187,15 @@ func (m *Monitor) InitStateMachine(p *statem.Process, args ...etf.Term) (statem.
 	return statem.State(core.Down), nil, nil
 }
 
+var _ statem.Connectivity = (*Monitor)(nil)
+
+// Connected implements statem.Connectivity: a reply to a caller whose node
+// is no longer connected is dropped, because Ergo would dial that node on
+// the Monitor's goroutine to send it (seconds for a frozen peer).
+func (m *Monitor) Connected(node string) bool {
+	return m.node != nil && slices.Contains(m.node.Nodes(), node)
+}
+
 func (m *Monitor) connected() []string {
 	if m.node == nil {
 		return nil
@@ -322,7 +331,10 @@ func (m *Monitor) multiCall(p *statem.Process, msg etf.Tuple, now time.Time) (st
 	var rest []interface{}
 	for _, a := range res.Actions {
 		if r, ok := a.(statem.Reply); ok && r.From.Pid == pid && r.From.Ref == (etf.Ref{}) {
-			_ = p.Send(to, etf.Tuple{tag, r.Msg})
+			// As statem.Reply does: never dial from the Monitor's goroutine.
+			if string(pid.Node) == m.cluster.Self() || m.Connected(string(pid.Node)) {
+				_ = p.Send(to, etf.Tuple{tag, r.Msg})
+			}
 			continue
 		}
 		rest = append(rest, a)

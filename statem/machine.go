@@ -33,6 +33,7 @@ type Process struct {
 	b     Behavior
 	table Table
 	obs   Observer
+	conn  Connectivity // nil: every reply is sent
 	logf  func(format string, args ...interface{})
 
 	// Callbacks run one at a time, but mu still guards the fields below:
@@ -49,7 +50,8 @@ type Process struct {
 	entered  bool   // the initial Enter has been delivered
 	stopping string // stop reason once a Result asked to stop
 
-	stale atomic.Uint64 // stale timer messages dropped (tests)
+	stale   atomic.Uint64 // stale timer messages dropped (tests)
+	dropped atomic.Uint64 // replies to unconnected nodes dropped
 }
 
 // armed is a running timer: seq identifies its message, cancel stops it.
@@ -84,13 +86,23 @@ func (p *Process) State() State {
 // as the atom nil. A top-level empty list to another node is refused with
 // an error wrapping ergonode.ErrEmptyTerm (Ergo cannot encode it safely).
 func (p *Process) Reply(from gen.ServerFrom, msg etf.Term) error {
-	if msg != nil && string(from.Pid.Node) != p.NodeName() {
-		if err := ergonode.CheckSendable(msg); err != nil {
-			return fmt.Errorf("statem: reply to %s: %w", from.Pid, err)
+	if node := string(from.Pid.Node); node != p.NodeName() {
+		if msg != nil {
+			if err := ergonode.CheckSendable(msg); err != nil {
+				return fmt.Errorf("statem: reply to %s: %w", from.Pid, err)
+			}
+		}
+		if p.conn != nil && !p.conn.Connected(node) {
+			p.dropped.Add(1)
+			return ErrNotConnected
 		}
 	}
 	return p.SendReply(from, msg)
 }
+
+// DroppedReplies counts the replies Reply dropped because the caller's node
+// was not connected (see Connectivity).
+func (p *Process) DroppedReplies() uint64 { return p.dropped.Load() }
 
 // ReplyDirect answers a Direct request; it is safe from any goroutine.
 // It fails with lib.ErrReferenceUnknown if the caller gave up waiting.
@@ -139,6 +151,7 @@ func (sm *StateMachine) Init(sp *gen.ServerProcess, args ...etf.Term) (err error
 	}
 	p := &Process{ServerProcess: sp, b: b, table: table, timers: map[string]*armed{}}
 	p.obs, _ = b.(Observer)
+	p.conn, _ = b.(Connectivity)
 	if l, ok := b.(Logger); ok {
 		p.logf = l.Logf
 	} else {
@@ -446,7 +459,7 @@ func (p *Process) fired(m timerMsg) interface{} {
 }
 
 func (p *Process) reply(a Reply) {
-	if err := p.Reply(a.From, a.Msg); err != nil {
+	if err := p.Reply(a.From, a.Msg); err != nil && !errors.Is(err, ErrNotConnected) {
 		p.logf("statem: %s: reply to %s failed: %v", p.id(), a.From.Pid, err)
 	}
 }

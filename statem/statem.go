@@ -252,6 +252,21 @@ type Observer interface {
 	Transition(from, to State)
 }
 
+// Connectivity is implemented by a Behavior that can tell whether this node
+// has a connection to another. Ergo sends to a process on a node it is not
+// connected to by dialling it first, on the sending goroutine: a reply to a
+// caller whose node went away would block the machine for a whole connect
+// and handshake (seconds for a frozen peer). With Connectivity, Reply drops
+// such an answer instead and returns ErrNotConnected; the caller, whose
+// link is gone, could not have received it anyway.
+type Connectivity interface {
+	Connected(node string) bool
+}
+
+// ErrNotConnected is returned by Reply for a caller on a node this node is
+// not connected to (see Connectivity).
+var ErrNotConnected = errors.New("statem: reply dropped: the caller's node is not connected")
+
 // Logger is implemented by a Behavior that wants this package's log lines
 // (refused transitions, misused actions, failed replies). Without it they go
 // to log.Printf. It runs on the process and must not block.

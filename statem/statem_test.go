@@ -1043,3 +1043,51 @@ func TestExampleDoor(t *testing.T) {
 		t.Fatalf("state %q", s)
 	}
 }
+
+// ---- Connectivity: no reply dials from the machine's goroutine ----
+
+type island struct {
+	statem.StateMachine
+	proc atomic.Pointer[statem.Process]
+}
+
+func (i *island) Table() statem.Table { return statem.Table{"on": nil} }
+
+func (i *island) InitStateMachine(p *statem.Process, args ...etf.Term) (statem.State, []interface{}, error) {
+	i.proc.Store(p)
+	return "on", nil, nil
+}
+
+func (i *island) HandleEvent(p *statem.Process, state statem.State, ev interface{}) statem.Result {
+	return statem.Result{}
+}
+
+// Connected knows only this node's own peers: none.
+func (i *island) Connected(node string) bool { return false }
+
+func TestReplyToUnconnectedNodeIsDropped(t *testing.T) {
+	b := &island{}
+	spawn(t, b)
+	var p *statem.Process
+	for deadline := time.Now().Add(waitLimit); p == nil && time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		p = b.proc.Load()
+	}
+	if p == nil {
+		t.Fatal("machine did not start")
+	}
+	ghost := gen.ServerFrom{Pid: etf.Pid{Node: "ghost@127.0.0.1", ID: 1000}, Ref: etf.Ref{Node: "ghost@127.0.0.1", ID: [5]uint32{1, 2, 3}}}
+	if err := p.Reply(ghost, etf.Atom("late")); !errors.Is(err, statem.ErrNotConnected) {
+		t.Fatalf("reply to an unconnected node: %v, want ErrNotConnected", err)
+	}
+	if n := p.DroppedReplies(); n != 1 {
+		t.Fatalf("dropped %d replies, want 1", n)
+	}
+	// A local caller is always answered.
+	local := gen.ServerFrom{Pid: p.Self(), Ref: p.MakeRef()}
+	if err := p.Reply(local, etf.Atom("here")); err != nil {
+		t.Fatalf("reply to a local caller: %v", err)
+	}
+	if n := p.DroppedReplies(); n != 1 {
+		t.Fatalf("dropped %d replies after a local one, want 1", n)
+	}
+}
