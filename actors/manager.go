@@ -29,7 +29,7 @@ type Manager struct {
 
 // NewManager builds the Manager for cluster c.
 func NewManager(c *Cluster, mo MonitorOptions, additional []Child) *Manager {
-	return &Manager{monitor: NewMonitor(c, mo), nodeActor: NewNode(c.Funcs), additional: additional}
+	return &Manager{monitor: NewMonitor(c, mo), nodeActor: newClusterNode(c), additional: additional}
 }
 
 // Monitor returns the Monitor behaviour the Manager runs.

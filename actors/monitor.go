@@ -193,7 +193,7 @@ var _ statem.Connectivity = (*Monitor)(nil)
 // is no longer connected is dropped, because Ergo would dial that node on
 // the Monitor's goroutine to send it (seconds for a frozen peer).
 func (m *Monitor) Connected(node string) bool {
-	return m.node != nil && slices.Contains(m.node.Nodes(), node)
+	return m.node == nil || slices.Contains(m.node.Nodes(), node) // unknown node: send
 }
 
 func (m *Monitor) connected() []string {

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -44,6 +45,10 @@ type nodeServer struct {
 	gen.Server
 	funcs *Funcs
 	slots chan struct{} // one token per running Multiapply function
+	// connected, when set, tells whether this node is connected to a
+	// caller's node: an answer to one that is not is dropped, because Ergo
+	// would dial it on the sending goroutine (seconds for a frozen peer).
+	connected func(node string) bool
 }
 
 // NewNode returns the Node actor: a gen.Server to register as NodeName
@@ -62,6 +67,22 @@ func NewNode(funcs *Funcs) gen.ServerBehavior {
 		funcs = NewFuncs()
 	}
 	return &nodeServer{funcs: funcs, slots: make(chan struct{}, MaxApplyConcurrency)}
+}
+
+// newClusterNode is NewNode for the Manager's tree: answers to callers on
+// nodes the cluster's node is not connected to are dropped.
+func newClusterNode(c *Cluster) gen.ServerBehavior {
+	s := NewNode(c.Funcs).(*nodeServer)
+	s.connected = func(peer string) bool {
+		n := c.Node()
+		return n == nil || slices.Contains(n.Nodes(), peer) // unknown node: send
+	}
+	return s
+}
+
+// reachable reports whether an answer to a caller on node may be sent.
+func (s *nodeServer) reachable(p *gen.ServerProcess, node etf.Atom) bool {
+	return s.connected == nil || string(node) == p.NodeName() || s.connected(string(node))
 }
 
 // ProcessLoop runs gen.Server's loop behind guardedLoop's filter.
@@ -117,7 +138,11 @@ func (g guardedProcess) ProcessChannels() gen.ProcessChannels { return g.channel
 // HandleCall serves {multiapply, Fn, Args}; the answer is sent
 // asynchronously, so the return is always Ignore.
 func (s *nodeServer) HandleCall(p *gen.ServerProcess, from gen.ServerFrom, message etf.Term) (etf.Term, gen.ServerStatus) {
-	s.serve(message, func(reply etf.Term) { _ = p.SendReply(from, reply) })
+	s.serve(message, func(reply etf.Term) {
+		if s.reachable(p, from.Pid.Node) {
+			_ = p.SendReply(from, reply)
+		}
+	})
 	return nil, gen.ServerStatusIgnore
 }
 
@@ -134,11 +159,15 @@ func (s *nodeServer) HandleInfo(p *gen.ServerProcess, message etf.Term) gen.Serv
 	if !ok || len(m) != 3 || m[0] != atomGenCall {
 		return gen.ServerStatusOK
 	}
-	to, tag, _, ok := multiCallFrom(m[1]) // OTP 25 and OTP 27+ forms
+	to, tag, caller, ok := multiCallFrom(m[1]) // OTP 25 and OTP 27+ forms
 	if !ok {
 		return gen.ServerStatusOK
 	}
-	s.serve(m[2], func(reply etf.Term) { _ = p.Send(to, etf.Tuple{tag, reply}) })
+	s.serve(m[2], func(reply etf.Term) {
+		if s.reachable(p, caller.Node) {
+			_ = p.Send(to, etf.Tuple{tag, reply})
+		}
+	})
 	return gen.ServerStatusOK
 }
 

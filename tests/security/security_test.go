@@ -118,6 +118,52 @@ func TestHostilePeer(t *testing.T) {
 	t.Run("lying peer Monitor", lyingPeerMonitor)
 	t.Run("random terms to Monitor and Node", randomTermsToMonitorAndNode)
 	t.Run("cast flood to the Node actor", castFloodToNodeActorIsBounded)
+	t.Run("forged callers on a frozen node stall neither Monitor nor Node actor", forgedCallersDoNotStallMonitor)
+}
+
+// A call whose From names a process on another node makes the callee
+// answer that node; Ergo dials a node it is not connected to on the
+// sending goroutine, and a frozen node holds that dial for a whole
+// handshake timeout (5 s). Three such calls, with the caller on a frozen
+// node, must not keep the Monitor or the Node actor from answering the
+// next call: both drop answers to nodes they are not connected to.
+func forgedCallersDoNotStallMonitor(t *testing.T) {
+	const ghostName = "ghost@127.0.0.1"
+	ghost, err := h.Start(cloistertest.Spec{Name: ghostName, Sentry: []string{ghostName}, Consensus: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ghost.Kill()
+	if e, err := ghost.WaitStarted(30 * time.Second); err != nil || e.Event != "started" {
+		t.Fatalf("ghost: %v %+v", err, e)
+	}
+	if err := ghost.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	defer ghost.Thaw()
+	for _, c := range []struct {
+		to  gen.ProcessID
+		req etf.Term
+	}{
+		{gen.ProcessID{Name: monitorName, Node: vnames[0]}, etf.Atom("state")},
+		// The Node actor answers a bad request at once, {error, ...}.
+		{gen.ProcessID{Name: nodeName, Node: vnames[1]}, etf.Tuple{etf.Atom("multiapply"), etf.Atom("nosuch"), etf.List{1}}},
+	} {
+		for i := 0; i < 3; i++ {
+			forged := etf.Tuple{etf.Pid{Node: ghostName, ID: uint64(1000 + i), Creation: 1}, me.MakeRef()}
+			if err := me.Send(c.to, etf.Tuple{etf.Atom("$gen_call"), forged, c.req}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// One handshake timeout is 5 s; answering within 4 s shows the
+		// process did not try even one.
+		start := time.Now()
+		if _, err := call(c.to, c.req, 4*time.Second); err != nil {
+			t.Fatalf("%v stalled after answering callers on a frozen node: %v", c.to, err)
+		}
+		t.Logf("%v answered %s after three forged calls", c.to, time.Since(start).Round(time.Millisecond))
+	}
+	healthy(t, 10*time.Second)
 }
 
 // A peer Monitor that lies never breaks the victims: a foreign or
