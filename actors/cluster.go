@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -65,6 +66,14 @@ func (c *Cluster) SetNode(n node.Node) {
 	if n != nil {
 		c.node.Store(n)
 	}
+}
+
+// ConnectedTo reports whether a message to a process on peer can be sent
+// without Ergo dialling peer on the sending goroutine: peer is this node or
+// a connected one. Before start (no node yet) it reports true.
+func (c *Cluster) ConnectedTo(peer string) bool {
+	n := c.Node()
+	return n == nil || peer == n.Name() || slices.Contains(n.Nodes(), peer)
 }
 
 // Self is this node's name ("" before start).

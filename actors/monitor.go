@@ -192,9 +192,7 @@ var _ statem.Connectivity = (*Monitor)(nil)
 // Connected implements statem.Connectivity: a reply to a caller whose node
 // is no longer connected is dropped, because Ergo would dial that node on
 // the Monitor's goroutine to send it (seconds for a frozen peer).
-func (m *Monitor) Connected(node string) bool {
-	return m.node == nil || slices.Contains(m.node.Nodes(), node) // unknown node: send
-}
+func (m *Monitor) Connected(node string) bool { return m.cluster.ConnectedTo(node) }
 
 func (m *Monitor) connected() []string {
 	if m.node == nil {
@@ -332,7 +330,7 @@ func (m *Monitor) multiCall(p *statem.Process, msg etf.Tuple, now time.Time) (st
 	for _, a := range res.Actions {
 		if r, ok := a.(statem.Reply); ok && r.From.Pid == pid && r.From.Ref == (etf.Ref{}) {
 			// As statem.Reply does: never dial from the Monitor's goroutine.
-			if string(pid.Node) == m.cluster.Self() || m.Connected(string(pid.Node)) {
+			if m.Connected(string(pid.Node)) {
 				_ = p.Send(to, etf.Tuple{tag, r.Msg})
 			}
 			continue

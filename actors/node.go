@@ -2,7 +2,6 @@ package actors
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -73,16 +72,13 @@ func NewNode(funcs *Funcs) gen.ServerBehavior {
 // nodes the cluster's node is not connected to are dropped.
 func newClusterNode(c *Cluster) gen.ServerBehavior {
 	s := NewNode(c.Funcs).(*nodeServer)
-	s.connected = func(peer string) bool {
-		n := c.Node()
-		return n == nil || slices.Contains(n.Nodes(), peer) // unknown node: send
-	}
+	s.connected = c.ConnectedTo
 	return s
 }
 
 // reachable reports whether an answer to a caller on node may be sent.
-func (s *nodeServer) reachable(p *gen.ServerProcess, node etf.Atom) bool {
-	return s.connected == nil || string(node) == p.NodeName() || s.connected(string(node))
+func (s *nodeServer) reachable(node etf.Atom) bool {
+	return s.connected == nil || s.connected(string(node))
 }
 
 // ProcessLoop runs gen.Server's loop behind guardedLoop's filter.
@@ -139,7 +135,7 @@ func (g guardedProcess) ProcessChannels() gen.ProcessChannels { return g.channel
 // asynchronously, so the return is always Ignore.
 func (s *nodeServer) HandleCall(p *gen.ServerProcess, from gen.ServerFrom, message etf.Term) (etf.Term, gen.ServerStatus) {
 	s.serve(message, func(reply etf.Term) {
-		if s.reachable(p, from.Pid.Node) {
+		if s.reachable(from.Pid.Node) {
 			_ = p.SendReply(from, reply)
 		}
 	})
@@ -164,7 +160,7 @@ func (s *nodeServer) HandleInfo(p *gen.ServerProcess, message etf.Term) gen.Serv
 		return gen.ServerStatusOK
 	}
 	s.serve(m[2], func(reply etf.Term) {
-		if s.reachable(p, caller.Node) {
+		if s.reachable(caller.Node) {
 			_ = p.Send(to, etf.Tuple{tag, reply})
 		}
 	})
