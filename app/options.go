@@ -68,7 +68,9 @@ type Options struct {
 	// silent RemoveAfter (5 s) is removed and disconnected.
 	Reconcile, Heartbeat, SuspectAfter, RemoveAfter time.Duration
 	// DialTimeout bounds one connection attempt (5 s). Failed dials back
-	// off from BackoffMin (50 ms) doubling to BackoffMax (1 s), forever.
+	// off from BackoffMin (50 ms) doubling to BackoffMax (1 s), forever,
+	// each wait scaled by a per-peer factor in [0.75, 1) so that two nodes
+	// do not re-dial each other in lockstep.
 	DialTimeout, BackoffMin, BackoffMax time.Duration
 	// DiscoveryInterval is the DNS re-resolution period (1 s).
 	DiscoveryInterval time.Duration

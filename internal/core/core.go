@@ -7,6 +7,7 @@
 package core
 
 import (
+	"hash/fnv"
 	"slices"
 	"sort"
 	"time"
@@ -340,7 +341,7 @@ func (c *Core) Step(ev interface{}) []interface{} {
 		p.dialing = false
 		if e.Err != nil {
 			p.failures++
-			p.nextDial = e.Now.Add(c.backoff(p.failures))
+			p.nextDial = e.Now.Add(c.backoff(e.Node, p.failures))
 			if e.Gone && !p.awaySince.IsZero() && !p.connected {
 				// A killed node is not a flap: leave the rings now.
 				fx = c.remove(fx, e.Node, ReasonGone)
@@ -459,9 +460,10 @@ func (c *Core) down(fx []interface{}, n string, now time.Time, grace bool) []int
 	p.connected = false
 	p.probeSent = time.Time{}
 	p.dialing = false
-	// Re-dial a lost sentry, gossiped or away member promptly, then back off.
+	// Re-dial a lost sentry, gossiped or away member promptly, then back off
+	// (jittered: both ends of a dropped link re-dial, see backoff).
 	p.failures = 0
-	p.nextDial = now.Add(c.cfg.BackoffMin)
+	p.nextDial = now.Add(c.backoff(n, 1))
 	if !p.awaySince.IsZero() {
 		return fx // still within its grace; tick ends it
 	}
@@ -793,7 +795,16 @@ func (c *Core) ReconcileDue(now time.Time) bool {
 	return now.Sub(c.lastReconcile) >= c.cfg.Reconcile
 }
 
-func (c *Core) backoff(failures int) time.Duration {
+// backoff is the wait before re-dialling peer after failures failed dials:
+// BackoffMin doubling up to BackoffMax, scaled by a factor in [0.75, 1)
+// drawn from (this node, peer, failures). Ergo's handshake has no
+// simultaneous-connect rule (it always answers "ok"): two nodes dialling
+// each other at once each keep their own outgoing link and close the
+// other's, and both links die. Without the jitter two nodes that lost each
+// other at the same moment (a thaw, a healed cut) would re-dial in
+// lockstep; the factor is a hash, not a random draw, so the core stays a
+// pure function and tests are exact.
+func (c *Core) backoff(peer string, failures int) time.Duration {
 	d := c.cfg.BackoffMin
 	for i := 1; i < failures && d < c.cfg.BackoffMax; i++ {
 		d *= 2
@@ -801,7 +812,13 @@ func (c *Core) backoff(failures int) time.Duration {
 	if d > c.cfg.BackoffMax {
 		d = c.cfg.BackoffMax
 	}
-	return d
+	h := fnv.New64a()
+	h.Write([]byte(c.cfg.Self))
+	h.Write([]byte{0})
+	h.Write([]byte(peer))
+	h.Write([]byte{byte(failures), byte(failures >> 8)})
+	frac := float64(h.Sum64()>>11) / (1 << 53) // [0, 1)
+	return time.Duration(float64(d) * (0.75 + 0.25*frac))
 }
 
 func sortedKeys(m map[string]*peer) []string {

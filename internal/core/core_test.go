@@ -243,8 +243,40 @@ func TestDialBackoffGrowsAndCaps(t *testing.T) {
 		gaps = append(gaps, now.Sub(last))
 		last = now
 	}
-	if gaps[0] > 60*time.Millisecond || gaps[len(gaps)-1] > 1010*time.Millisecond || gaps[len(gaps)-1] < time.Second {
-		t.Fatalf("gaps %v", gaps)
+	// BackoffMin 50 ms doubling to BackoffMax 1 s, each scaled by [0.75, 1)
+	// (ticks every 10 ms round up).
+	if gaps[0] < 30*time.Millisecond || gaps[0] > 60*time.Millisecond {
+		t.Fatalf("first gap %v, gaps %v", gaps[0], gaps)
+	}
+	for _, g := range gaps[len(gaps)-4:] {
+		if g < 750*time.Millisecond || g > 1010*time.Millisecond {
+			t.Fatalf("capped gap %v, gaps %v", g, gaps)
+		}
+	}
+}
+
+// Two nodes that lost each other at the same moment must not re-dial in
+// lockstep: Ergo has no simultaneous-connect rule, so dials that cross
+// kill both links.
+func TestDialBackoffDiffersBetweenPeers(t *testing.T) {
+	c := New(cfg("a", 1, "a", "b"))
+	d := New(cfg("b", 1, "a", "b"))
+	same := 0
+	for f := 1; f <= 20; f++ {
+		if c.backoff("b", f) == d.backoff("a", f) {
+			same++
+		}
+		for _, x := range []time.Duration{c.backoff("b", f), d.backoff("a", f)} {
+			if x <= 0 || x > time.Second {
+				t.Fatalf("backoff %v out of range", x)
+			}
+		}
+	}
+	if same > 2 {
+		t.Fatalf("%d of 20 backoffs equal between a→b and b→a", same)
+	}
+	if c.backoff("b", 3) != c.backoff("b", 3) {
+		t.Fatal("backoff must be a pure function")
 	}
 }
 
