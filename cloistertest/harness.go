@@ -24,6 +24,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	"github.com/cloister-go/cloister/internal/testenv"
@@ -116,6 +117,27 @@ func New() (*Harness, error) {
 		return nil, err
 	}
 	return NewWithBinary(bin)
+}
+
+// NewT is New for a test: it fails t when the harness cannot start and
+// closes the harness when t ends.
+func NewT(t testing.TB) *Harness {
+	t.Helper()
+	h, err := New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return h
+}
+
+// Names returns n node names prefix_0@127.0.0.1 … prefix_<n-1>@127.0.0.1.
+func Names(prefix string, n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s_%d@127.0.0.1", prefix, i)
+	}
+	return out
 }
 
 // NewWithBinary is New with a given `cloister` binary. The epmd is the

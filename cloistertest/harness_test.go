@@ -11,11 +11,7 @@ import (
 // A node's stderr is kept even when logs are not streamed, and a stuck
 // node can be made to print its goroutines.
 func TestLogTailAndDumpStacks(t *testing.T) {
-	h, err := cloistertest.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := cloistertest.NewT(t)
 	h.Logs = nil
 	n, err := h.Start(cloistertest.Spec{Name: "tail_0@127.0.0.1"})
 	if err != nil {

@@ -179,11 +179,7 @@ func TestNodeServesMetrics(t *testing.T) {
 // TestNodeCommandServesMetrics starts `cloister node -metrics` as a process
 // and reads its /metrics while it is alone and after a second member joins.
 func TestNodeCommandServesMetrics(t *testing.T) {
-	h, err := cloistertest.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := cloistertest.NewT(t)
 	a, b := "metrics_a@127.0.0.1", "metrics_b@127.0.0.1"
 	na, err := h.Start(cloistertest.Spec{Name: a, Args: []string{"-metrics"}})
 	if err != nil {

@@ -70,10 +70,7 @@ func startLocal(n, consensus int, prefix string, extra []string) (*localCluster,
 	if err != nil {
 		return nil, err
 	}
-	lc := &localCluster{h: h}
-	for i := 0; i < n; i++ {
-		lc.names = append(lc.names, fmt.Sprintf("%s_%d@127.0.0.1", prefix, i))
-	}
+	lc := &localCluster{h: h, names: cloistertest.Names(prefix, n)}
 	for _, name := range lc.names {
 		node, err := h.Start(cloistertest.Spec{Name: name, Sentry: lc.names, Consensus: consensus, Args: extra})
 		if err != nil {
@@ -266,10 +263,7 @@ func runProgram(argv []string, cf clusterFlags, sigs chan os.Signal) int {
 		return 1
 	}
 	defer h.Close()
-	var names []string
-	for i := 0; i < *cf.n; i++ {
-		names = append(names, fmt.Sprintf("%s_%d@127.0.0.1", *cf.prefix, i))
-	}
+	names := cloistertest.Names(*cf.prefix, *cf.n)
 	var cmds []*exec.Cmd
 	var wg sync.WaitGroup
 	exits := make(chan struct{}, len(names))

@@ -40,10 +40,7 @@ func runDemo(args []string) int {
 	defer h.Close()
 	d := &demo{h: h, stop: make(chan struct{})}
 	fmt.Printf("== starting %d nodes (consensus %d, epmd on 127.0.0.1:%d)\n", *n, *consensus, h.EPMD.Port)
-	var names []string
-	for i := 0; i < *n; i++ {
-		names = append(names, fmt.Sprintf("demo_%d@127.0.0.1", i))
-	}
+	names := cloistertest.Names("demo", *n)
 	for _, name := range names {
 		node, err := h.Start(cloistertest.Spec{Name: name, Sentry: names, Consensus: *consensus})
 		if err != nil {

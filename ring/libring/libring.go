@@ -74,8 +74,12 @@ func Engine() ring.Engine { return engine{} }
 // OTP release, which matters for atom keys only: from OTP 26 term_to_binary
 // encodes atoms as UTF-8 (see the package doc).
 func EngineFor(otpRelease int) ring.Engine {
-	return engine{utf8Atoms: otpRelease >= 26}
+	return engine{utf8Atoms: utf8AtomsOn(otpRelease)}
 }
+
+// utf8AtomsOn reports whether term_to_binary on an OTP release encodes every
+// atom as UTF-8 (OTP 26 and later).
+func utf8AtomsOn(otpRelease int) bool { return otpRelease >= 26 }
 
 type engine struct{ utf8Atoms bool }
 
@@ -87,12 +91,8 @@ func (e engine) Name() string {
 	return fmt.Sprintf("libring/phash2/%d", Weight)
 }
 
-// Build returns Build(members) (or BuildFor the engine's release).
-func (e engine) Build(members []string) ring.Lookup {
-	l := Build(members)
-	l.utf8Atoms = e.utf8Atoms
-	return l
-}
+// Build returns the members' Lookup for the engine's atom encoding.
+func (e engine) Build(members []string) ring.Lookup { return build(members, e.utf8Atoms) }
 
 // Lookup is an immutable libring ring, safe for concurrent use.
 type Lookup struct {
@@ -105,15 +105,16 @@ type Lookup struct {
 // BuildFor is Build for libring running on the given OTP release (see
 // EngineFor).
 func BuildFor(otpRelease int, members []string) *Lookup {
-	l := Build(members)
-	l.utf8Atoms = otpRelease >= 26
-	return l
+	return build(members, utf8AtomsOn(otpRelease))
 }
 
 // Build places Weight points for each member, in the order given (see the
 // package doc for why the order matters only on a point collision). It keeps
 // members for reading.
-func Build(members []string) *Lookup {
+func Build(members []string) *Lookup { return build(members, false) }
+
+// build is Build with atom keys encoded as OTP 26+ does when utf8Atoms.
+func build(members []string, utf8Atoms bool) *Lookup {
 	type placed struct {
 		hash  uint32
 		owner int32
@@ -142,7 +143,7 @@ func Build(members []string) *Lookup {
 		}
 		return 0
 	})
-	l := &Lookup{members: members, points: make([]uint32, 0, len(pts)), owners: make([]int32, 0, len(pts))}
+	l := &Lookup{members: members, points: make([]uint32, 0, len(pts)), owners: make([]int32, 0, len(pts)), utf8Atoms: utf8Atoms}
 	for i, p := range pts {
 		if i > 0 && pts[i-1].hash == p.hash {
 			continue

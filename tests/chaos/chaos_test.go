@@ -337,16 +337,11 @@ func TestChaosSoak(t *testing.T) {
 	total := duration(t)
 	sd := seed()
 	t.Logf("chaos soak: %d nodes, consensus %d, %s, seed %d (replay: -args -seed=%d)", nodesN, consensus, total, sd, sd)
-	h, err := cloistertest.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
+	h := cloistertest.NewT(t)
 	s := &soak{t: t, h: h, r: rand.New(rand.NewSource(sd)), start: time.Now(), events: map[string]int{},
 		state: make([]nodeState, nodesN), launched: make([]time.Time, nodesN), restarts: make([]int, nodesN)}
-	for i := 0; i < nodesN; i++ {
-		s.names = append(s.names, fmt.Sprintf("chaos_%d@127.0.0.1", i))
-	}
+	s.names = cloistertest.Names("chaos", nodesN)
+	var err error
 	if s.net, err = h.Network(s.names...); err != nil {
 		t.Fatal(err)
 	}

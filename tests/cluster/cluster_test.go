@@ -4,7 +4,6 @@
 package cluster
 
 import (
-	"fmt"
 	"os"
 	"reflect"
 	"strings"
@@ -17,24 +16,6 @@ import (
 
 const wait = 30 * time.Second
 
-func harness(t *testing.T) *cloistertest.Harness {
-	t.Helper()
-	h, err := cloistertest.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
-func names(prefix string, n int) []string {
-	var out []string
-	for i := 0; i < n; i++ {
-		out = append(out, fmt.Sprintf("%s_%d@127.0.0.1", prefix, i))
-	}
-	return out
-}
-
 func start(t *testing.T, h *cloistertest.Harness, s cloistertest.Spec) *cloistertest.Node {
 	t.Helper()
 	n, err := h.Start(s)
@@ -45,8 +26,8 @@ func start(t *testing.T, h *cloistertest.Harness, s cloistertest.Spec) *cloister
 }
 
 func TestStartBlocksUntilConsensus(t *testing.T) {
-	h := harness(t)
-	ns := names("gate", 3)
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("gate", 3)
 	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns, Consensus: 3})
 	b := start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns, Consensus: 3})
 	// Both are up and connected to each other, yet neither start returns.
@@ -77,8 +58,8 @@ func TestStartBlocksUntilConsensus(t *testing.T) {
 }
 
 func TestStartDeadlineNamesTheMissingNode(t *testing.T) {
-	h := harness(t)
-	ns := names("deadline", 2)
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("deadline", 2)
 	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns, Consensus: 2, StartTimeout: time.Second})
 	e, err := a.WaitStarted(wait)
 	if err != nil {
@@ -90,7 +71,7 @@ func TestStartDeadlineNamesTheMissingNode(t *testing.T) {
 }
 
 func TestBadConfigIsAClearError(t *testing.T) {
-	h := harness(t)
+	h := cloistertest.NewT(t)
 	a := start(t, h, cloistertest.Spec{Name: "badcfg@127.0.0.1", Args: []string{"-consensus", "0"}})
 	e, err := a.WaitStarted(wait)
 	if err != nil {
@@ -106,8 +87,8 @@ func TestBadConfigIsAClearError(t *testing.T) {
 }
 
 func TestListenerSequenceAndKilledNode(t *testing.T) {
-	h := harness(t)
-	ns := names("seq", 3)
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("seq", 3)
 	var nodes []*cloistertest.Node
 	for i, n := range ns {
 		// One node has a listener that panics on every change: nothing
@@ -148,8 +129,8 @@ func TestListenerSequenceAndKilledNode(t *testing.T) {
 }
 
 func TestFullMeshFromOneSentry(t *testing.T) {
-	h := harness(t)
-	ns := names("mesh", 4)
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("mesh", 4)
 	// Only the first node is anyone's sentry; the others must find each other.
 	var nodes []*cloistertest.Node
 	for _, n := range ns {
@@ -173,8 +154,8 @@ func TestFullMeshFromOneSentry(t *testing.T) {
 }
 
 func TestPlainAndForeignNodesNeverJoin(t *testing.T) {
-	h := harness(t)
-	ns := names("member", 2)
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("member", 2)
 	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns, Consensus: 2})
 	start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns, Consensus: 2})
 	// A plain Ergo node (no cloister) and a cloister of another OTPApp,
@@ -201,8 +182,8 @@ func TestMain(m *testing.M) {
 }
 
 func TestOrderlyStopRunsStoppingThenStopped(t *testing.T) {
-	h := harness(t)
-	ns := names("stop", 2)
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("stop", 2)
 	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns, Consensus: 1})
 	b := start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns, Consensus: 1})
 	if _, err := a.WaitStatus(wait, "2 members", func(s listener.Snapshot) bool { return len(s.Members) == 2 }); err != nil {

@@ -25,24 +25,6 @@ const (
 	healWait   = 10 * time.Second
 )
 
-func harness(t *testing.T) *cloistertest.Harness {
-	t.Helper()
-	h, err := cloistertest.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
-func names(prefix string, n int) []string {
-	var out []string
-	for i := 0; i < n; i++ {
-		out = append(out, fmt.Sprintf("%s_%d@127.0.0.1", prefix, i))
-	}
-	return out
-}
-
 func startAll(t *testing.T, h *cloistertest.Harness, ns []string, consensus int, args ...string) []*cloistertest.Node {
 	t.Helper()
 	var nodes []*cloistertest.Node
@@ -135,8 +117,8 @@ func churn(n *cloistertest.Node, after time.Time) int {
 }
 
 func TestFrozenPeerIsRemovedAndRejoinsAfterThaw(t *testing.T) {
-	h := harness(t)
-	ns := names("frozen", 3)
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("frozen", 3)
 	nodes := startAll(t, h, ns, 2)
 	converged(t, nodes, ns, formWait)
 
@@ -194,8 +176,8 @@ func TestFrozenPeerIsRemovedAndRejoinsAfterThaw(t *testing.T) {
 }
 
 func TestKilledPeerIsRemoved(t *testing.T) {
-	h := harness(t)
-	ns := names("killed", 3)
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("killed", 3)
 	nodes := startAll(t, h, ns, 2)
 	converged(t, nodes, ns, formWait)
 	killedAt := time.Now()
@@ -221,8 +203,8 @@ func TestKilledPeerIsRemoved(t *testing.T) {
 // ring: the member stays in while it is re-dialled. (A killed node is
 // another matter: a re-dial that proves it gone removes it at once.)
 func TestLinkFlapDoesNotChurnTheRings(t *testing.T) {
-	h := harness(t)
-	ns := names("flap", 3)
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("flap", 3)
 	net, err := h.Network(ns...)
 	if err != nil {
 		t.Fatal(err)
@@ -252,8 +234,8 @@ func TestLinkFlapDoesNotChurnTheRings(t *testing.T) {
 func TestPartitionEachSideKeepsItsViewAndHeals(t *testing.T) {
 	for _, mode := range []cloistertest.CutMode{cloistertest.Drop, cloistertest.Reject} {
 		t.Run(mode.String(), func(t *testing.T) {
-			h := harness(t)
-			ns := names("part_"+mode.String(), 3)
+			h := cloistertest.NewT(t)
+			ns := cloistertest.Names("part_"+mode.String(), 3)
 			net, err := h.Network(ns...)
 			if err != nil {
 				t.Fatal(err)
@@ -302,8 +284,8 @@ func TestPartitionEachSideKeepsItsViewAndHeals(t *testing.T) {
 // A cut shorter than SuspectAfter is invisible: the held traffic flows on
 // when it heals and no ring changes anywhere.
 func TestShortDropIsInvisible(t *testing.T) {
-	h := harness(t)
-	ns := names("blip", 3)
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("blip", 3)
 	net, err := h.Network(ns...)
 	if err != nil {
 		t.Fatal(err)

@@ -53,9 +53,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer h.Close()
-	for i := 0; i < 5; i++ {
-		names = append(names, fmt.Sprintf("cloister_%d@127.0.0.1", i))
-	}
+	names = cloistertest.Names("cloister", 5)
 	for _, n := range names[1:] {
 		if _, err := h.Start(cloistertest.Spec{Name: n, Sentry: names, Consensus: 1, Void: true}); err != nil {
 			return 1, err

@@ -88,15 +88,9 @@ func call(to gen.ProcessID, req etf.Term, timeout time.Duration) (etf.Term, erro
 // attacker node lives only as long as that test.
 func setUp(t *testing.T) {
 	var err error
-	if h, err = cloistertest.New(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	vnames = nil
+	h = cloistertest.NewT(t)
+	vnames = cloistertest.Names("victim", 2)
 	victims = nil
-	for i := 0; i < 2; i++ {
-		vnames = append(vnames, fmt.Sprintf("victim_%d@127.0.0.1", i))
-	}
 	for _, n := range vnames {
 		v, err := h.Start(cloistertest.Spec{Name: n, Sentry: vnames, Consensus: 2, Void: true})
 		if err != nil {

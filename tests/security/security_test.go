@@ -439,11 +439,7 @@ func waitLog(t *testing.T, logs *syncBuffer, nodeName string, timeout time.Durat
 // A node with the wrong cookie never joins, and both sides' logs say why,
 // naming the other node, instead of Ergo's bare "no route to node".
 func TestWrongCookieIsRefusedAndTheLogSaysWhy(t *testing.T) {
-	hc, err := cloistertest.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer hc.Close()
+	hc := cloistertest.NewT(t)
 	logs := &syncBuffer{}
 	hc.Logs = logs
 	ns := []string{"cookie_0@127.0.0.1", "cookie_1@127.0.0.1", "intruder@127.0.0.1"}
@@ -494,11 +490,7 @@ func TestWrongCookieIsRefusedAndTheLogSaysWhy(t *testing.T) {
 // connection between the nodes is TLS from its first byte, and a node
 // without TLS is refused with the cause named.
 func TestTLSDistribution(t *testing.T) {
-	ht, err := cloistertest.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ht.Close()
+	ht := cloistertest.NewT(t)
 	logs := &syncBuffer{}
 	ht.Logs = logs
 	ns := []string{"tls_0@127.0.0.1", "tls_1@127.0.0.1", "tls_2@127.0.0.1"}
@@ -563,11 +555,7 @@ func TestTLSDistribution(t *testing.T) {
 // TLS without fault-injection routes: the nodes find each other's TLS
 // flag through EPMD, as in production.
 func TestTLSThroughEPMD(t *testing.T) {
-	ht, err := cloistertest.New()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ht.Close()
+	ht := cloistertest.NewT(t)
 	ns := []string{"etls_0@127.0.0.1", "etls_1@127.0.0.1"}
 	var nodes []*cloistertest.Node
 	for _, n := range ns {
