@@ -23,8 +23,14 @@ func TestLogTailAndDumpStacks(t *testing.T) {
 	if _, err := n.WaitFor(10*time.Second, "ready", func(e cloistertest.Event) bool { return e.Event == "state" && e.To == "ready" }); err != nil {
 		t.Fatal(err)
 	}
-	if tail := n.LogTail(); !strings.Contains(tail, "rehashing -> ready") {
-		t.Fatalf("log tail lacks the state change:\n%s", tail)
+	// stdout (the event) and stderr (the log line) are separate pipes read
+	// by separate goroutines: the line may land a moment after the event.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(n.LogTail(), "rehashing -> ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("log tail lacks the state change after 10 s:\n%s", n.LogTail())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	out := n.DumpStacks(10 * time.Second)
 	if !strings.Contains(out, "goroutine ") || !strings.Contains(out, "SIGQUIT") {
