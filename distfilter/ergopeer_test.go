@@ -57,6 +57,18 @@ func runErgoPeer() int {
 		switch f[0] {
 		case "connect":
 			fmt.Println("RESULT", n.Connect(f[1]))
+		case "gone": // wait until the link to f[1] is unregistered here
+			res := "still connected after 10 s"
+			for i := 0; i < 200 && res != "gone"; i++ {
+				res = "gone"
+				for _, c := range n.Nodes() {
+					if c == f[1] {
+						res = "still connected after 10 s"
+						time.Sleep(50 * time.Millisecond)
+					}
+				}
+			}
+			fmt.Println("RESULT", res)
 		case "call":
 			v, err := p.Direct(probeFunc(func(sp *gen.ServerProcess) (interface{}, error) {
 				return sp.Call(gen.ProcessID{Name: "go_echo", Node: f[1]}, etf.Tuple{etf.Atom("echo"), 7})
@@ -170,6 +182,13 @@ func TestErgoPeersUntouched(t *testing.T) {
 			// Disconnect only closes the socket; until the connection is
 			// unregistered, Connect is a no-op on the dead link
 			waitGone(t, p.name)
+			// and on the peer's side too: a peer that has not yet seen
+			// the old socket close takes our new handshake and then
+			// drops it as a duplicate, so the next call would be lost
+			// (seen under CPU load: the call timed out after 5 s)
+			if got := p.do(t, "gone "+goName); got != "gone" {
+				t.Fatalf("peer: %s", got)
+			}
 			// we dial the peer (our flags go out before we know it is Ergo)
 			var err error
 			for i := 0; i < 50; i++ {
