@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -111,7 +112,7 @@ func multicall(op string, n node.Node, nodes []string, name string, request etf.
 	}
 
 	deadline := start.Add(timeout)
-	c := &caller{st: st, call: call, name: name, request: request, deadline: deadline}
+	c := &caller{st: st, call: call, name: name, request: request, deadline: deadline, node: n}
 	p, err := n.Spawn("", gen.ProcessOptions{MailboxSize: callerMailbox(len(call))}, c)
 	if err != nil {
 		return nil, fmt.Errorf("cloister: %s: spawn the caller process: %w", op, err)
@@ -272,11 +273,12 @@ func dedupe(nodes []string) []string {
 }
 
 // callerMailbox sizes a caller process's mailbox to what it can ever
-// receive — one reply and one DOWN per target, its start and deadline
-// messages — so nothing a peer sends it is dropped, without allocating
-// ergonode.NetworkMailbox (three buffers of 8192 entries, ~1 MB) per call.
+// receive — one reply and one DOWN per monitor of each target, its start,
+// deadline and re-monitor messages — so nothing a peer sends it is dropped,
+// without allocating ergonode.NetworkMailbox (three buffers of 8192 entries,
+// ~1 MB) per call.
 func callerMailbox(targets int) uint16 {
-	n := 2*targets + 4
+	n := (2+remonitorMax)*targets + remonitorMax + 4
 	if n > 65535 {
 		return 65535
 	}
@@ -380,6 +382,18 @@ func (st *callState) snapshot() []Result {
 	return out
 }
 
+// Ergo registers a monitor by name only after it has sent the request to
+// the peer (node/monitor.go, RouteMonitorReg): a peer's immediate noproc can
+// arrive first and is then dropped, and the call would wait for its
+// deadline (seen under CPU load: a 5 s Multicall to a missing name timed
+// out). So a target that has neither answered nor gone down is monitored
+// again after remonitorFirst, then twice that, … at most remonitorMax times
+// before the deadline; the first answer or DOWN of any of its monitors wins.
+const (
+	remonitorFirst = 200 * time.Millisecond
+	remonitorMax   = 4
+)
+
 // caller is the short-lived process of one Multicall. It monitors each
 // target by name (DOWN gives noproc, noconnection or the exit reason at
 // once, where a plain Ergo Call would wait for its timeout), sends a
@@ -393,19 +407,26 @@ type caller struct {
 	name     string
 	request  etf.Term
 	deadline time.Time
+	node     node.Node
 
-	refs    map[etf.Ref]int
+	refs    map[etf.Ref]int   // every monitor (the first is also the reply tag) → target
+	mons    map[int][]etf.Ref // the monitors of each target still waiting
 	started bool
 	cancel  gen.CancelFunc
+	again   gen.CancelFunc // the next re-monitor
+	gap     time.Duration  // until the next re-monitor
+	redone  int            // re-monitors so far
 }
 
 type callerStart struct{}
 type callerDeadline struct{}
+type callerRemonitor struct{}
 
 // Init only queues the start: sending happens in the process's own
 // goroutine, so a stuck send can never hold up Spawn, i.e. the caller.
 func (c *caller) Init(p *gen.ServerProcess, args ...etf.Term) error {
 	c.refs = make(map[etf.Ref]int, len(c.call))
+	c.mons = make(map[int][]etf.Ref, len(c.call))
 	return p.Send(p.Self(), callerStart{})
 }
 
@@ -417,10 +438,14 @@ func (c *caller) HandleInfo(p *gen.ServerProcess, message etf.Term) gen.ServerSt
 	case callerDeadline:
 		c.st.finish(KindTimeout, nil)
 		c.drop(p)
+	case callerRemonitor:
+		c.remonitor(p)
 	case gen.MessageDown:
 		if i, ok := c.refs[m.Ref]; ok {
 			delete(c.refs, m.Ref)
-			c.st.put(i, nil, downErr(c.st.results[i].Node, c.name, m.Reason))
+			if c.done(p, i) {
+				c.st.put(i, nil, downErr(c.st.results[i].Node, c.name, m.Reason))
+			}
 		}
 	case etf.Tuple:
 		if len(m) != 2 {
@@ -430,13 +455,11 @@ func (c *caller) HandleInfo(p *gen.ServerProcess, message etf.Term) gen.ServerSt
 		if !ok {
 			break
 		}
-		if i, ok := c.refs[ref]; ok {
-			delete(c.refs, ref)
-			p.DemonitorProcess(ref)
+		if i, ok := c.refs[ref]; ok && c.done(p, i) {
 			c.st.put(i, m[1], nil)
 		}
 	}
-	if c.started && len(c.refs) == 0 {
+	if c.started && len(c.mons) == 0 {
 		return gen.ServerStatusStop
 	}
 	return gen.ServerStatusOK
@@ -450,24 +473,72 @@ func (c *caller) start(p *gen.ServerProcess) {
 		to := gen.ProcessID{Name: c.name, Node: node}
 		ref := p.MonitorProcess(to)
 		c.refs[ref] = i
+		c.mons[i] = []etf.Ref{ref}
 		msg := etf.Tuple{atomGenCall, etf.Tuple{self, ref}, c.request}
 		if err := p.Send(to, msg); err != nil {
-			delete(c.refs, ref)
-			p.DemonitorProcess(ref)
+			c.done(p, i)
 			c.st.put(i, nil, sendErr(node, c.name, err))
 		}
 	}
-	if len(c.refs) > 0 {
+	if len(c.mons) > 0 {
 		c.cancel = p.SendAfter(self, callerDeadline{}, time.Until(c.deadline))
+		c.gap = remonitorFirst
+		c.schedule(p)
 	}
+}
+
+// schedule queues the next re-monitor if it falls before the deadline.
+func (c *caller) schedule(p *gen.ServerProcess) {
+	if c.redone < remonitorMax && time.Now().Add(c.gap).Before(c.deadline) {
+		c.again = p.SendAfter(p.Self(), callerRemonitor{}, c.gap)
+		c.gap *= 2
+	}
+}
+
+// remonitor monitors every waiting target once more (see remonitorFirst).
+func (c *caller) remonitor(p *gen.ServerProcess) {
+	c.redone++
+	for _, i := range c.call {
+		target := c.st.results[i].Node
+		if _, waiting := c.mons[i]; !waiting || !c.linked(target) {
+			continue
+		}
+		ref := p.MonitorProcess(gen.ProcessID{Name: c.name, Node: target})
+		c.refs[ref] = i
+		c.mons[i] = append(c.mons[i], ref)
+	}
+	c.schedule(p)
+}
+
+// linked tells whether target is this node or connected to it: monitoring a
+// node that is not would make Ergo dial it on this goroutine. (A link lost
+// after the first monitor was registered has already sent its DOWN.)
+func (c *caller) linked(target string) bool {
+	return target == c.node.Name() || slices.Contains(c.node.Nodes(), target)
+}
+
+// done ends the wait for target i, removing its monitors; false if it had
+// already ended (a second DOWN or a late reply).
+func (c *caller) done(p *gen.ServerProcess, i int) bool {
+	refs, waiting := c.mons[i]
+	if !waiting {
+		return false
+	}
+	for _, ref := range refs {
+		if _, live := c.refs[ref]; live {
+			p.DemonitorProcess(ref)
+			delete(c.refs, ref)
+		}
+	}
+	delete(c.mons, i)
+	return true
 }
 
 // drop removes the monitors still held: Ergo keeps a monitor entry of a dead
 // process until the monitored one goes down, so each call would leak one.
 func (c *caller) drop(p *gen.ServerProcess) {
-	for ref := range c.refs {
-		p.DemonitorProcess(ref)
-		delete(c.refs, ref)
+	for i := range c.mons {
+		c.done(p, i)
 	}
 }
 
@@ -476,6 +547,9 @@ func (c *caller) drop(p *gen.ServerProcess) {
 func (c *caller) Terminate(p *gen.ServerProcess, reason string) {
 	if c.cancel != nil {
 		c.cancel()
+	}
+	if c.again != nil {
+		c.again()
 	}
 	c.drop(p)
 	c.st.finish(KindRefused, fmt.Errorf("fan-out process ended: %s", reason))

@@ -698,6 +698,19 @@ func TestFanoutLeavesNoProcessesOrMonitors(t *testing.T) {
 			t.Fatal("Multicast to a ghost reported nothing")
 		}
 	}
+	// A slow answer: the waiting targets are monitored again at 200 and
+	// 600 ms (see remonitorFirst); the answer at 700 ms removes them all.
+	for i := 0; i < 3; i++ {
+		rs, err := Multicall(testNode, nodes[:2], echoName, etf.Tuple{etf.Atom("sleep"), 700, i}, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Err != nil {
+				t.Fatalf("slow echo: %v", r.Err)
+			}
+		}
+	}
 	for attempt := 0; ; attempt++ {
 		now := testNode.Stats()
 		remote := remoteMonitors()
