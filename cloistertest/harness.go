@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -446,6 +447,35 @@ func (n *Node) WaitTransition(timeout time.Duration, from, to string, after time
 	return n.WaitFor(timeout, from+">"+to, func(e Event) bool {
 		return e.Event == "state" && e.To == to && (from == "" || e.From == from) && !e.Seen.Before(after)
 	})
+}
+
+// CaughtUp waits until the node's last state event read so far shows the
+// state and members its /status shows now. /status changes with the
+// Monitor, events come later (the listener runs apart from it, and the
+// harness reads them from a pipe), so a test that takes "now" right after a
+// WaitStatus may still receive an older transition after it; waiting here
+// first makes WaitTransition(…, after) see only newer ones.
+func (n *Node) CaughtUp(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := n.Status()
+		if err == nil {
+			var last *Event
+			for _, e := range n.Events() {
+				if e.Event == "state" {
+					e := e
+					last = &e
+				}
+			}
+			if last != nil && last.To == s.State && slices.Equal(last.Snapshot.Members, s.Members) {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("cloistertest: %s: events did not catch up with /status in %s (err %v)", n.Name, timeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // HTTPAddr is the node's health/status endpoint address ("" until known).

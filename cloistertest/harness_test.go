@@ -23,6 +23,12 @@ func TestLogTailAndDumpStacks(t *testing.T) {
 	if _, err := n.WaitFor(10*time.Second, "ready", func(e cloistertest.Event) bool { return e.Event == "state" && e.To == "ready" }); err != nil {
 		t.Fatal(err)
 	}
+	if err := n.CaughtUp(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if tr := n.Transitions(); tr[len(tr)-1] != "rehashing>ready" {
+		t.Fatalf("caught up, yet the last transition is %v", tr)
+	}
 	// stdout (the event) and stderr (the log line) are separate pipes read
 	// by separate goroutines: the line may land a moment after the event.
 	deadline := time.Now().Add(10 * time.Second)

@@ -105,6 +105,11 @@ func TestListenerSequenceAndKilledNode(t *testing.T) {
 			t.Fatalf("%s transitions %v", n.Name, got)
 		}
 	}
+	for _, n := range nodes {
+		if err := n.CaughtUp(wait); err != nil {
+			t.Fatal(err)
+		}
+	}
 	killedAt := time.Now()
 	nodes[0].Kill()
 	for _, n := range nodes[1:] {
@@ -186,7 +191,12 @@ func TestOrderlyStopRunsStoppingThenStopped(t *testing.T) {
 	ns := cloistertest.Names("stop", 2)
 	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns, Consensus: 1})
 	b := start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns, Consensus: 1})
-	if _, err := a.WaitStatus(wait, "2 members", func(s listener.Snapshot) bool { return len(s.Members) == 2 }); err != nil {
+	if _, err := a.WaitStatus(wait, "ready with 2 members", func(s listener.Snapshot) bool { return s.Ready() && len(s.Members) == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	// Its join transitions may still be on their way (under load they
+	// were once read after stopAt and taken for the stop's).
+	if err := a.CaughtUp(wait); err != nil {
 		t.Fatal(err)
 	}
 	stopAt := time.Now()

@@ -67,7 +67,15 @@ func converged(t *testing.T, nodes []*cloistertest.Node, want []string, timeout 
 			}
 		}
 		if ok {
-			return time.Now()
+			at := time.Now()
+			// So that a "now" taken after this is after every event of
+			// the convergence.
+			for _, n := range nodes {
+				if err := n.CaughtUp(10 * time.Second); err != nil {
+					t.Fatal(err)
+				}
+			}
+			return at
 		}
 		last = strings.Join(views, "; ")
 		time.Sleep(20 * time.Millisecond)

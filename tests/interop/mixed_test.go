@@ -706,6 +706,11 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 func (w *row) killErl(t *testing.T, all []string) {
 	four := slices.DeleteFunc(slices.Clone(all), func(n string) bool { return n == w.erlB.Name })
 	check(t, w.rel, "kill -9 an Erlang member: Go survivors rehash (4 < consensus 5)", func(t *testing.T) string {
+		for _, g := range []*cloistertest.Node{w.go1, w.go2} {
+			if err := g.CaughtUp(10 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
 		t0 := time.Now()
 		w.erlB.Kill()
 		w.beam = []*erltest.Node{w.erlA}
