@@ -80,7 +80,7 @@ type Monitor struct {
 }
 
 type dialFailure struct {
-	msg      string
+	reason   string // the error without addresses, to tell a change of cause
 	attempts int
 	since    time.Time
 	logged   time.Time
@@ -562,8 +562,12 @@ func (m *Monitor) noteDial(peer string, err error, now time.Time) {
 		return
 	}
 	msg := err.Error()
+	reason := msg
 	if he := ergonode.LastHandshakeError(m.cluster.Self(), peer, 10*time.Second); he != nil {
 		msg += ": " + strings.TrimPrefix(he.Error(), "cloister: ")
+		// Not he.Error(): its address (a new port each time) and
+		// direction change with every attempt, its cause does not.
+		reason += ": " + he.Cause.Error()
 	}
 	if f == nil {
 		if len(m.failing) >= 4096 {
@@ -573,10 +577,10 @@ func (m *Monitor) noteDial(peer string, err error, now time.Time) {
 		m.failing[peer] = f
 	}
 	f.attempts++
-	if msg != f.msg || now.Sub(f.logged) >= time.Minute {
+	if reason != f.reason || now.Sub(f.logged) >= time.Minute {
 		m.logf("cloister: cannot connect to %s (attempt %d, failing for %s, retrying with backoff): %s",
 			peer, f.attempts, now.Sub(f.since).Round(time.Millisecond), msg)
-		f.msg, f.logged = msg, now
+		f.reason, f.logged = reason, now
 	}
 }
 
