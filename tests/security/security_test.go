@@ -96,27 +96,30 @@ func healthy(t *testing.T, within time.Duration) {
 // Monitor also makes them probe the attacker back).
 func connect(t *testing.T) {
 	t.Helper()
-	for _, v := range vnames {
-		if _, err := call(gen.ProcessID{Name: monitorName, Node: v}, etf.Atom("state"), 5*time.Second); err != nil {
-			t.Fatal(err)
-		}
-	}
+	connectTries(t, 1)
 }
 
 // reconnect is connect for right after the victims dropped their links to
 // the attacker: a call lost with a dropping link is retried once.
 func reconnect(t *testing.T) {
 	t.Helper()
+	connectTries(t, 2)
+}
+
+func connectTries(t *testing.T, tries int) {
+	t.Helper()
 	for _, v := range vnames {
 		to := gen.ProcessID{Name: monitorName, Node: v}
-		if _, err := call(to, etf.Atom("state"), 5*time.Second); err != nil {
-			t.Logf("%v: %v; retrying once", to, err)
-			if _, err := call(to, etf.Atom("state"), 5*time.Second); err != nil {
-				for _, v := range victims {
-					t.Logf("%s stderr:\n%s", v.Name, lastLines(v.LogTail(), 40))
-				}
-				t.Fatal(err)
+		_, err := call(to, etf.Atom("state"), 5*time.Second)
+		for try := 1; err != nil && try < tries; try++ {
+			t.Logf("%v: %v; retrying", to, err)
+			_, err = call(to, etf.Atom("state"), 5*time.Second)
+		}
+		if err != nil {
+			for _, v := range victims {
+				t.Logf("%s stderr:\n%s", v.Name, lastLines(v.LogTail(), 40))
 			}
+			t.Fatal(err)
 		}
 	}
 }
