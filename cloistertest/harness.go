@@ -460,14 +460,12 @@ func (n *Node) CaughtUp(timeout time.Duration) error {
 	for {
 		s, err := n.Status()
 		if err == nil {
-			var last *Event
-			for _, e := range n.Events() {
-				if e.Event == "state" {
-					e := e
-					last = &e
-				}
+			evs := n.Events()
+			i := len(evs) - 1
+			for i >= 0 && evs[i].Event != "state" {
+				i--
 			}
-			if last != nil && last.To == s.State && slices.Equal(last.Snapshot.Members, s.Members) {
+			if i >= 0 && evs[i].To == s.State && slices.Equal(evs[i].Snapshot.Members, s.Members) {
 				return nil
 			}
 		}
