@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,15 +59,13 @@ func runErgoPeer() int {
 		case "connect":
 			fmt.Println("RESULT", n.Connect(f[1]))
 		case "gone": // wait until the link to f[1] is unregistered here
-			res := "still connected after 10 s"
-			for i := 0; i < 200 && res != "gone"; i++ {
-				res = "gone"
-				for _, c := range n.Nodes() {
-					if c == f[1] {
-						res = "still connected after 10 s"
-						time.Sleep(50 * time.Millisecond)
-					}
+			res := "gone"
+			for i := 0; slices.Contains(n.Nodes(), f[1]); i++ {
+				if i == 200 {
+					res = "still connected after 10 s"
+					break
 				}
+				time.Sleep(50 * time.Millisecond)
 			}
 			fmt.Println("RESULT", res)
 		case "call":
