@@ -73,7 +73,14 @@ func (c *Cluster) SetNode(n node.Node) {
 // a connected one. Before start (no node yet) it reports true.
 func (c *Cluster) ConnectedTo(peer string) bool {
 	n := c.Node()
-	return n == nil || peer == n.Name() || slices.Contains(n.Nodes(), peer)
+	return n == nil || linked(n, peer)
+}
+
+// linked reports whether peer is n itself or connected to it: only then can
+// a message to a process there be sent without Ergo dialling peer on the
+// sending goroutine (ERGO-NOTES §4.5).
+func linked(n node.Node, peer string) bool {
+	return peer == n.Name() || slices.Contains(n.Nodes(), peer)
 }
 
 // Self is this node's name ("" before start).

@@ -3,7 +3,6 @@ package actors
 import (
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -500,7 +499,10 @@ func (c *caller) remonitor(p *gen.ServerProcess) {
 	c.redone++
 	for _, i := range c.call {
 		target := c.st.results[i].Node
-		if _, waiting := c.mons[i]; !waiting || !c.linked(target) {
+		// Never a node no longer linked: Ergo would dial it here. (A
+		// link lost after the first monitor was registered has already
+		// sent its DOWN.)
+		if _, waiting := c.mons[i]; !waiting || !linked(c.node, target) {
 			continue
 		}
 		ref := p.MonitorProcess(gen.ProcessID{Name: c.name, Node: target})
@@ -508,13 +510,6 @@ func (c *caller) remonitor(p *gen.ServerProcess) {
 		c.mons[i] = append(c.mons[i], ref)
 	}
 	c.schedule(p)
-}
-
-// linked tells whether target is this node or connected to it: monitoring a
-// node that is not would make Ergo dial it on this goroutine. (A link lost
-// after the first monitor was registered has already sent its DOWN.)
-func (c *caller) linked(target string) bool {
-	return target == c.node.Name() || slices.Contains(c.node.Nodes(), target)
 }
 
 // done ends the wait for target i, removing its monitors; false if it had

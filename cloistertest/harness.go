@@ -548,6 +548,16 @@ func (n *Node) LogTail() string {
 	return s
 }
 
+// LastLines returns the last n lines of s (a LogTail or DumpStacks
+// output), for a failing test to print a bounded amount.
+func LastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
 // DumpStacks makes a running node print every goroutine's stack to stderr
 // (SIGQUIT: the Go runtime dumps them and the process exits), waits for it
 // to exit, and returns LogTail. For diagnosing a stuck node in a failing

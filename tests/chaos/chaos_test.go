@@ -248,12 +248,8 @@ func (s *soak) dumpLive() {
 		if st != alive {
 			continue
 		}
-		out := s.nodes[i].DumpStacks(10 * time.Second)
-		lines := strings.Split(out, "\n")
-		if len(lines) > 1500 {
-			lines = lines[len(lines)-1500:]
-		}
-		s.t.Logf("==== %s: last log lines and goroutine stacks ====\n%s", s.names[i], strings.Join(lines, "\n"))
+		out := cloistertest.LastLines(s.nodes[i].DumpStacks(10*time.Second), 1500)
+		s.t.Logf("==== %s: last log lines and goroutine stacks ====\n%s", s.names[i], out)
 	}
 }
 

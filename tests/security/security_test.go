@@ -117,20 +117,11 @@ func connectTries(t *testing.T, tries int) {
 		}
 		if err != nil {
 			for _, v := range victims {
-				t.Logf("%s stderr:\n%s", v.Name, lastLines(v.LogTail(), 40))
+				t.Logf("%s stderr:\n%s", v.Name, cloistertest.LastLines(v.LogTail(), 40))
 			}
 			t.Fatal(err)
 		}
 	}
-}
-
-// lastLines returns the last n lines of s.
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func members(t *testing.T, v *cloistertest.Node) []string {
