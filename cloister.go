@@ -23,9 +23,9 @@ import (
 
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/app"
-	"github.com/cloister-go/cloister/discovery"
-	"github.com/cloister-go/cloister/distfilter"
-	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/internal/discovery"
+	"github.com/cloister-go/cloister/internal/wire/distfilter"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/etf"

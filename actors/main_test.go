@@ -24,8 +24,8 @@ import (
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
 
-	"github.com/cloister-go/cloister/ergonode"
 	"github.com/cloister-go/cloister/internal/testenv"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
 const (

@@ -1,7 +1,7 @@
 package actors
 
 import (
-	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 )

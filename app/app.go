@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/actors"
-	"github.com/cloister-go/cloister/distfilter"
+	"github.com/cloister-go/cloister/internal/wire/distfilter"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"

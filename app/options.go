@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/actors"
-	"github.com/cloister-go/cloister/discovery"
-	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/internal/discovery"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 )

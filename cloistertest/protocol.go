@@ -12,7 +12,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
 // The node side of the harness's protocol: a program the harness runs as a

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
-	"github.com/cloister-go/cloister/config"
+	"github.com/cloister-go/cloister/internal/config"
 	"github.com/cloister-go/cloister/listener"
 )
 

@@ -15,9 +15,9 @@ import (
 
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/cloistertest"
-	"github.com/cloister-go/cloister/config"
-	"github.com/cloister-go/cloister/ergonode"
 	"github.com/cloister-go/cloister/health"
+	"github.com/cloister-go/cloister/internal/config"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/metrics"
 )

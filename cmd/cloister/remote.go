@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/actors"
-	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 )

@@ -26,8 +26,8 @@ import (
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/app"
-	"github.com/cloister-go/cloister/ergonode"
 	"github.com/cloister-go/cloister/health"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 )

@@ -55,7 +55,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/cloister-go/cloister/phash2"
+	"github.com/cloister-go/cloister/internal/wire/phash2"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/etf"
 )

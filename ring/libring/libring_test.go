@@ -12,7 +12,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cloister-go/cloister/phash2"
+	"github.com/cloister-go/cloister/internal/wire/phash2"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/lib"

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
-	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"

@@ -4,8 +4,8 @@ import (
 	"os"
 	"testing"
 
-	"github.com/cloister-go/cloister/ergonode"
 	"github.com/cloister-go/cloister/internal/testenv"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 )
 

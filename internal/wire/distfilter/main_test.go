@@ -14,8 +14,8 @@ import (
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
 
-	"github.com/cloister-go/cloister/ergonode"
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
 // One Ergo node for the whole test binary (ERGO-NOTES §10), filtered, with

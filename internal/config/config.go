@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/app"
-	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/cloister-go/cloister/ring/libring"
 	"gopkg.in/yaml.v3"

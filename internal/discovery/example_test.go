@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 
-	"github.com/cloister-go/cloister/discovery"
+	"github.com/cloister-go/cloister/internal/discovery"
 )
 
 func ExamplePeers() {

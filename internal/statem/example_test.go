@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/cloister-go/cloister/ergonode"
-	"github.com/cloister-go/cloister/statem"
+	"github.com/cloister-go/cloister/internal/statem"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 )

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/internal/statem"
 	"github.com/cloister-go/cloister/internal/testenv"
-	"github.com/cloister-go/cloister/statem"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/lib"

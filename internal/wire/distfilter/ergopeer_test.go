@@ -16,7 +16,7 @@ import (
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 
-	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
 // The Ergo peer is this test binary run again with peerEnv set: a second

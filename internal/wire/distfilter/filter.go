@@ -39,7 +39,7 @@ import (
 	"github.com/ergo-services/ergo/lib"
 	"github.com/ergo-services/ergo/node"
 
-	"github.com/cloister-go/cloister/ergonode"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
 // Options configure the filter. The zero value filters links to BEAM nodes
