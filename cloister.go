@@ -97,7 +97,8 @@ func StartNode(name string, opts Options, nopts NodeOptions) (node.Node, error) 
 	if !nopts.PlainDistribution && nopts.WrapHandshake == nil && nopts.WrapProto == nil {
 		// BEAM interop: OTP 26+ links, the top-level [] guard, and rpc
 		// from Erlang/Elixir answered (Multiapply functions included).
-		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{a.Cluster().Funcs}, Logf: opts.Logf}.Apply(&nopts)
+		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{a.Cluster().Funcs}, Logf: opts.Logf,
+			AcceptLink: a.Cluster().AcceptLink}.Apply(&nopts)
 	}
 	nopts.Applications = append(nopts.Applications, a)
 	n, err := ergonode.Start(name, nopts)

@@ -37,6 +37,8 @@ type Cluster struct {
 
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every published snapshot
+
+	life lifecycle // stopped for good, or running (manager_stopped.go)
 }
 
 // NewCluster returns an empty Cluster with the given rings defined (the
@@ -96,6 +98,9 @@ func (c *Cluster) Snapshot() listener.Snapshot { return *c.snap.Load() }
 
 // publish stores a new view and wakes everyone waiting for a change.
 func (c *Cluster) publish(s listener.Snapshot) {
+	if c.Err() != nil {
+		s = stoppedView(s) // a Monitor dying after its Manager says no more
+	}
 	c.snap.Store(&s)
 	c.mu.Lock()
 	close(c.changed)

@@ -19,9 +19,14 @@ type Child struct {
 // Manager is Cloister.Manager: a rest_for_one supervisor over the Monitor,
 // the (empty) dynamic supervisor Cloister, the Node actor and the
 // additional modules, in that order. If the Monitor restarts, everything
-// after it restarts too, as in the original.
+// after it restarts too, as in the original. At most 10 restarts in 5 s;
+// beyond that the Manager stops and so does cloister on this node, which
+// the Cluster then says (Cluster.Stopped, Cluster.Err, empty rings, state
+// stopped). Its loop is our own (manager_sup.go): it ignores exit signals
+// from other processes and answers OTP supervisor calls.
 type Manager struct {
 	gen.Supervisor
+	cluster    *Cluster
 	monitor    *Monitor
 	nodeActor  gen.ServerBehavior
 	additional []Child
@@ -29,7 +34,23 @@ type Manager struct {
 
 // NewManager builds the Manager for cluster c.
 func NewManager(c *Cluster, mo MonitorOptions, additional []Child) *Manager {
-	return &Manager{monitor: NewMonitor(c, mo), nodeActor: newClusterNode(c), additional: additional}
+	return &Manager{cluster: c, monitor: NewMonitor(c, mo), nodeActor: newClusterNode(c), additional: additional}
+}
+
+// ProcessLoop runs the Manager's own supervisor loop (see manager_sup.go)
+// on the spec Init declared.
+func (m *Manager) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
+	spec, ok := ps.State.(*gen.SupervisorSpec)
+	if !ok {
+		started <- true
+		return "ProcessLoop: not a SupervisorSpec"
+	}
+	s := newSupervisor(ps, spec, m.monitor.opts.Logf)
+	s.connected = m.cluster.ConnectedTo
+	s.onStop = m.cluster.stopped
+	s.own = m.cluster.setOwn
+	m.cluster.running()
+	return s.loop(ps, started)
 }
 
 // Monitor returns the Monitor behaviour the Manager runs.

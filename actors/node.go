@@ -92,7 +92,8 @@ func (s *nodeServer) ProcessLoop(ps gen.ProcessState, started chan<- bool) strin
 // from any peer kills any Ergo gen.Server, outside every callback (no
 // Terminate). Only the Node actor's own mailbox is filtered; the filtered
 // channel has the original's capacity, which also sizes the loop's buffer
-// of deferred messages.
+// of deferred messages. Exit signals from other processes are dropped too
+// (ownExits): a linked peer cannot kill the process.
 func guardedLoop(srv *gen.Server, ps gen.ProcessState, started chan<- bool) string {
 	orig := ps.ProcessChannels()
 	mailbox := make(chan gen.ProcessMailboxMessage, cap(orig.Mailbox))
@@ -117,7 +118,7 @@ func guardedLoop(srv *gen.Server, ps gen.ProcessState, started chan<- bool) stri
 	ps.Process = guardedProcess{Process: ps.Process, channels: gen.ProcessChannels{
 		Mailbox:      mailbox,
 		Direct:       orig.Direct,
-		GracefulExit: orig.GracefulExit,
+		GracefulExit: ownExits(ps, orig.GracefulExit),
 	}}
 	return srv.ProcessLoop(ps, started)
 }

@@ -1,7 +1,8 @@
 // Package health serves a node's cluster state over HTTP, for container
-// probes and humans: /healthz (the process is up), /readyz (200 only when
-// the Monitor is ready — a Kubernetes readiness probe) and /status (the
-// snapshot as JSON). Standard library only.
+// probes and humans: /healthz (200 while cloister runs; 503 once it has
+// stopped — a Kubernetes liveness probe), /readyz (200 only when the
+// Monitor is ready — a readiness probe) and /status (the snapshot as
+// JSON). Standard library only.
 package health
 
 import (
@@ -18,12 +19,24 @@ import (
 // Source gives the current snapshot.
 type Source func() listener.Snapshot
 
+// Stopped is the state of a node where cloister has stopped: its Manager
+// gave up after too many restarts, or was shut down. /healthz fails in it.
+// (A Monitor restarted by its Manager passes through it for a moment.)
+const Stopped = "stopped"
+
 // Handler returns the mux with the three endpoints. Extra handlers (for
 // example /metrics) may be added by the caller.
 func Handler(src Source) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if s := src(); s.State == Stopped {
+			// cloister no longer runs here (its Manager gave up or was
+			// stopped): the process is up but not doing its job.
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("stopped\n"))
+			return
+		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {

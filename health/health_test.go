@@ -46,4 +46,12 @@ func TestEndpoints(t *testing.T) {
 	if code != 200 || json.Unmarshal([]byte(body), &snap) != nil || snap.Node != "a@127.0.0.1" || snap.Consensus != 2 {
 		t.Fatalf("status %d %q", code, body)
 	}
+	// cloister stopped for good: liveness fails with it, not only readiness
+	state.Store(health.Stopped)
+	if code, body := get("/healthz"); code != 503 || body != "stopped\n" {
+		t.Fatalf("healthz when stopped: %d %q", code, body)
+	}
+	if code, _ := get("/readyz"); code != 503 {
+		t.Fatalf("readyz when stopped: %d", code)
+	}
 }

@@ -59,6 +59,12 @@ type Options struct {
 	// Logf receives the filter's rare notices (a repaired [] message, an
 	// unexpected frame). Nil means log.Printf.
 	Logf func(format string, args ...interface{})
+	// AcceptLink, when set, is asked about every link a peer (BEAM or
+	// Ergo) makes to a process of this node; false drops the link, so the
+	// exit signal that may follow reaches nobody. Links and exit signals
+	// a peer sends in the name of another node's process are always
+	// dropped (guard.go).
+	AcceptLink func(peer string, to etf.Pid) bool
 }
 
 // Apply installs the filter into eo: it sets eo.WrapHandshake and
@@ -97,6 +103,7 @@ type filter struct {
 	unlinkOut         atomic.Uint64
 	rpcServed         atomic.Uint64
 	filtered          sync.Map // peer node name -> struct{}: links filtered so far
+	guard             guardStats
 }
 
 func newFilter(o Options) *filter {
@@ -127,10 +134,19 @@ type proto struct {
 	inner node.ProtoInterface
 	f     *filter
 	conns sync.Map // node.ConnectionInterface -> *filterConn
+	peers sync.Map // node.ConnectionInterface -> peer node name (every peer)
 }
 
 // Init implements node.ProtoInterface.
 func (p *proto) Init(ctx context.Context, conn lib.NetReadWriter, nodename string, d node.HandshakeDetails) (node.ConnectionInterface, error) {
+	ci, err := p.init(ctx, conn, nodename, d)
+	if err == nil {
+		p.peers.Store(ci, d.Name)
+	}
+	return ci, err
+}
+
+func (p *proto) init(ctx context.Context, conn lib.NetReadWriter, nodename string, d node.HandshakeDetails) (node.ConnectionInterface, error) {
 	peer, _ := d.Custom.(*peerInfo)
 	if peer == nil || !peer.beam {
 		return p.inner.Init(ctx, conn, nodename, d)
@@ -152,14 +168,16 @@ func (p *proto) Init(ctx context.Context, conn lib.NetReadWriter, nodename strin
 	return ci, nil
 }
 
-// Serve implements node.ProtoInterface (Ergo's own, on Ergo's connection).
+// Serve implements node.ProtoInterface (Ergo's own, on Ergo's connection),
+// with the link guard in front of Ergo's router.
 func (p *proto) Serve(ci node.ConnectionInterface, router node.CoreRouter) {
-	p.inner.Serve(ci, router)
+	p.inner.Serve(ci, p.guarded(ci, router))
 }
 
 // Terminate implements node.ProtoInterface.
 func (p *proto) Terminate(ci node.ConnectionInterface) {
 	p.inner.Terminate(ci)
+	p.peers.Delete(ci)
 	if fc, ok := p.conns.LoadAndDelete(ci); ok {
 		fc.(*filterConn).close()
 	}

@@ -1,0 +1,261 @@
+package actors
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
+	"github.com/cloister-go/cloister/ring"
+)
+
+// testSup runs the Manager's supervisor loop over the given children, on
+// testNode, with names of its own (the real Manager's are taken by the
+// services TestMain starts).
+type testSup struct {
+	gen.Supervisor
+	children  []gen.SupervisorChildSpec
+	intensity uint16
+
+	stopped chan string // the reason, when the loop ends
+	logf    func(string, ...interface{})
+}
+
+func (s *testSup) Init(args ...etf.Term) (gen.SupervisorSpec, error) {
+	return gen.SupervisorSpec{Children: s.children, Strategy: gen.SupervisorStrategy{
+		Type: gen.SupervisorStrategyRestForOne, Intensity: s.intensity, Period: 5,
+		Restart: gen.SupervisorStrategyRestartPermanent,
+	}}, nil
+}
+
+func (s *testSup) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
+	sv := newSupervisor(ps, ps.State.(*gen.SupervisorSpec), s.logf)
+	sv.onStop = func(reason, detail string) { s.stopped <- reason }
+	return sv.loop(ps, started)
+}
+
+// linkedKill makes a fresh local process link to pid and exit with reason
+// kill: what a peer does from another node (Ergo routes both alike).
+func linkedKill(t *testing.T, pid etf.Pid) {
+	t.Helper()
+	p, _ := newInbox(t)
+	if err := p.Link(pid); err != nil {
+		t.Fatalf("link to %v: %v", pid, err)
+	}
+	if err := p.Exit("kill"); err != nil {
+		t.Fatal(err)
+	}
+	_ = p.WaitWithTimeout(5 * time.Second)
+}
+
+func byName(t *testing.T, name string) gen.Process {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if p := testNode.ProcessByName(name); p != nil {
+			return p
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no process %s", name)
+	return nil
+}
+
+// waitNew waits until name is registered to a process other than old.
+func waitNew(t *testing.T, name string, old etf.Pid) gen.Process {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if p := testNode.ProcessByName(name); p != nil && p.Self() != old {
+			return p
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatalf("%s was not restarted", name)
+	return nil
+}
+
+func startTestSup(t *testing.T, intensity uint16) (*testSup, gen.Process, string, string) {
+	t.Helper()
+	guarded := fmt.Sprintf("t_guarded_%d", time.Now().UnixNano())
+	plain := guarded + "_plain"
+	s := &testSup{intensity: intensity, stopped: make(chan string, 1), logf: t.Logf, children: []gen.SupervisorChildSpec{
+		{Name: guarded, Child: NewNode(nil), Options: NodeProcessOptions()},
+		{Name: plain, Child: &testEcho{}, Options: gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}},
+	}}
+	p, err := testNode.Spawn("", gen.ProcessOptions{}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Kill)
+	return s, p, guarded, plain
+}
+
+// A process linked to one of cloister's guarded processes (the Monitor,
+// the Node actor) dies with reason kill: the guarded process lives on, and
+// so does the supervisor, which ignores exit signals from non-children.
+// Before, the linked process died and its supervisor restarted it.
+func TestGuardedProcessIgnoresLinkedExits(t *testing.T) {
+	s, sup, guarded, plain := startTestSup(t, 10)
+	g := byName(t, guarded)
+	pl := byName(t, plain)
+	for i := 0; i < 20; i++ {
+		linkedKill(t, g.Self())
+		linkedKill(t, sup.Self())
+	}
+	if !g.IsAlive() || byName(t, guarded).Self() != g.Self() {
+		t.Fatal("the guarded child died or was restarted")
+	}
+	if !sup.IsAlive() || byName(t, plain).Self() != pl.Self() {
+		t.Fatal("the supervisor or its plain child was disturbed")
+	}
+	select {
+	case r := <-s.stopped:
+		t.Fatalf("the supervisor stopped: %s", r)
+	default:
+	}
+	// The supervisor still stops and restarts the guarded child itself.
+	linkedKill(t, pl.Self()) // a plain child dies of it: restarted
+	waitNew(t, plain, pl.Self())
+}
+
+// A child that dies is restarted with the ones after it (rest_for_one);
+// more than Intensity restarts in Period make the supervisor give up,
+// stop the rest and report it.
+func TestSupervisorRestartsWithinIntensityThenGivesUp(t *testing.T) {
+	s, sup, guarded, plain := startTestSup(t, 3)
+	g := byName(t, guarded)
+	// the guarded child (first) is stopped by its supervisor's Exit, as
+	// in a restart: ownExits lets that through
+	before := byName(t, plain).Self()
+	if err := g.Exit("test"); err != nil {
+		t.Fatal(err)
+	}
+	waitNew(t, guarded, g.Self())
+	last := waitNew(t, plain, before).Self()
+	// 2 more restarts are within 3; the 4th is not
+	for i := 0; i < 3; i++ {
+		linkedKill(t, last)
+		if i < 2 {
+			last = waitNew(t, plain, last).Self()
+			continue
+		}
+		select {
+		case <-s.stopped:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the supervisor did not give up after 4 restarts in 5 s with intensity 3")
+		}
+	}
+	select {
+	case r := <-s.stopped:
+		t.Fatalf("stopped twice: %s", r)
+	default:
+	}
+	if err := sup.WaitWithTimeout(10 * time.Second); err != nil {
+		t.Fatal("the supervisor is still running after giving up")
+	}
+	if testNode.ProcessByName(guarded) != nil {
+		t.Fatal("the guarded child outlived its supervisor")
+	}
+}
+
+// The Manager's loop answers OTP supervisor calls (the Erlang side is
+// tested in tests/security with a real erl).
+func TestSupervisorAnswers(t *testing.T) {
+	_, sup, guarded, plain := startTestSup(t, 10)
+	g, pl := byName(t, guarded), byName(t, plain)
+	me, ch := newInbox(t)
+	ask := func(req etf.Term) etf.Term {
+		ref := me.MakeRef()
+		if err := me.Send(sup.Self(), etf.Tuple{etf.Atom("$gen_call"), etf.Tuple{me.Self(), ref}, req}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			select {
+			case m := <-ch:
+				if r, ok := m.(etf.Tuple); ok && len(r) == 2 && r[0] == ref {
+					return r[1]
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatalf("no answer to %v", req)
+			}
+		}
+	}
+	want := etf.List{
+		etf.Tuple{etf.Atom(plain), pl.Self(), etf.Atom("worker"), etf.List{etf.Atom(plain)}},
+		etf.Tuple{etf.Atom(guarded), g.Self(), etf.Atom("worker"), etf.List{etf.Atom(guarded)}},
+	}
+	if got := ask(etf.Atom("which_children")); !reflect.DeepEqual(got, want) {
+		t.Fatalf("which_children: %v, want %v", got, want)
+	}
+	wantCount := etf.List{etf.Tuple{etf.Atom("specs"), 2}, etf.Tuple{etf.Atom("active"), 2},
+		etf.Tuple{etf.Atom("supervisors"), 0}, etf.Tuple{etf.Atom("workers"), 2}}
+	if got := ask(etf.Atom("count_children")); !reflect.DeepEqual(got, wantCount) {
+		t.Fatalf("count_children: %#v", got)
+	}
+	if got := ask(etf.Tuple{etf.Atom("get_childspec"), etf.Atom("nope")}); !reflect.DeepEqual(got, etf.Tuple{etf.Atom("error"), etf.Atom("not_found")}) {
+		t.Fatalf("get_childspec nope: %v", got)
+	}
+	got := ask(etf.Tuple{etf.Atom("get_childspec"), etf.Atom(guarded)})
+	if r, ok := got.(etf.Tuple); !ok || r[0] != etf.Atom("ok") || r[1].(etf.Map)[etf.Atom("restart")] != etf.Atom("permanent") {
+		t.Fatalf("get_childspec: %v", got)
+	}
+	if got := ask(etf.Tuple{etf.Atom("terminate_child"), etf.Atom(guarded)}); !reflect.DeepEqual(got, etf.Tuple{etf.Atom("error"), etf.Atom("refused")}) || !g.IsAlive() {
+		t.Fatalf("terminate_child: %v (alive %v)", got, g.IsAlive())
+	}
+}
+
+// A stopped cluster says so everywhere: Err and Stopped, empty rings (so
+// Whois fails), state stopped; a late publish by a dying Monitor keeps it.
+func TestClusterStopped(t *testing.T) {
+	c, err := NewCluster("app", []string{"app"}, ring.Consistent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.running()
+	if _, _, err := c.Rings.Update("app", []string{"a@h", "b@h"}); err != nil {
+		t.Fatal(err)
+	}
+	c.publish(c.Snapshot())
+	if c.Err() != nil {
+		t.Fatal(c.Err())
+	}
+	select {
+	case <-c.Stopped():
+		t.Fatal("stopped before it stopped")
+	default:
+	}
+	c.stopped("shutdown", "11 restarts within 5s")
+	select {
+	case <-c.Stopped():
+	default:
+		t.Fatal("Stopped not closed")
+	}
+	var se *StoppedError
+	if err := c.Err(); !errors.Is(err, ErrStopped) || !errors.As(err, &se) || se.Reason != "shutdown" {
+		t.Fatalf("Err: %v", err)
+	}
+	if o, err := c.Rings.Owner("app", "k"); !errors.Is(err, ring.ErrEmptyRing) {
+		t.Fatalf("Whois after stop: %q %v", o, err)
+	}
+	s := c.Snapshot()
+	s.State, s.Members = "ready", []string{"a@h"}
+	c.publish(s)
+	if s := c.Snapshot(); s.State != "stopped" || len(s.Members) != 0 || s.Flags.Alive {
+		t.Fatalf("snapshot after stop: %+v", s)
+	}
+	c.running() // a Manager started again on the cluster
+	if c.Err() != nil {
+		t.Fatal("Err after a new start")
+	}
+	select {
+	case <-c.Stopped():
+		t.Fatal("a new run has a closed Stopped channel")
+	default:
+	}
+}
