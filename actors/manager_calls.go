@@ -43,12 +43,13 @@ func (s *supervisor) handleCall(m etf.Term) {
 	node := pid.Node
 	switch v := tag.(type) {
 	case etf.Ref:
-	case etf.List:
+	case etf.List: // Ergo decodes the improper list [alias | Ref] so
 		ref, ok := aliasRef(v)
 		if !ok {
 			return
 		}
 		to, node = etf.Alias(ref), ref.Node
+		tag = etf.ListImproper{etf.Atom("alias"), ref} // and it must go back improper
 	case etf.ListImproper:
 		ref, ok := aliasRef(etf.List(v))
 		if !ok {

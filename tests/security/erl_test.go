@@ -135,3 +135,53 @@ func TestErlLinkAndKillCannotSwitchCloisterOff(t *testing.T) {
 		}
 	}
 }
+
+// supervisor:which_children and friends from a BEAM node wait for ever
+// for an answer; the Manager never gave one (Ergo's supervisor drops
+// calls). Now it answers as an OTP supervisor, and refuses changes.
+func TestErlSupervisorCalls(t *testing.T) {
+	erl, vs, _ := erlSetup(t)
+	mgr := fmt.Sprintf("{'Elixir.Cloister.Manager', '%s'}", vs[0].Name)
+	sup := func(f, args string) string {
+		t.Helper()
+		got, err := erl.EvalTimeout(fmt.Sprintf("attacker:sup(%s, [%s], 10000)", f, args), 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == "timeout" {
+			t.Fatalf("supervisor:%s did not answer in 10 s", f)
+		}
+		return got
+	}
+	got := sup("which_children", mgr)
+	// the child started last first, as OTP lists them
+	ids := []string{"'Elixir.Cloister.Monitor'", "'Elixir.Cloister'", "'Elixir.Cloister.Node'", "'Void'"}
+	last := len(got)
+	for _, id := range ids {
+		i := strings.Index(got, "{"+id+",<")
+		if i < 0 || i > last {
+			t.Fatalf("which_children: %s not listed (in order) with a pid: %s", id, got)
+		}
+		last = i
+	}
+	if !strings.Contains(got, "{'Elixir.Cloister',<") || !strings.Contains(got, ">,supervisor,['Elixir.Cloister']}") {
+		t.Fatalf("which_children: the dynamic supervisor is not a supervisor: %s", got)
+	}
+	if got := sup("count_children", mgr); got != "[{specs,4},{active,4},{supervisors,1},{workers,3}]" {
+		t.Fatalf("count_children: %s", got)
+	}
+	if got := sup("get_childspec", mgr+", 'Elixir.Cloister.Monitor'"); !strings.Contains(got, "restart => permanent") || !strings.HasPrefix(got, "{ok,#{") {
+		t.Fatalf("get_childspec: %s", got)
+	}
+	if got := sup("get_childspec", mgr+", nope"); got != "{error,not_found}" {
+		t.Fatalf("get_childspec nope: %s", got)
+	}
+	for _, f := range []string{"terminate_child", "restart_child", "delete_child"} {
+		if got := sup(f, mgr+", 'Elixir.Cloister.Monitor'"); got != "{error,refused}" {
+			t.Fatalf("%s: %s", f, got)
+		}
+	}
+	if s, err := vs[0].Status(); err != nil || !s.Ready() {
+		t.Fatalf("after the calls: %v %v", s, err)
+	}
+}
