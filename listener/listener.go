@@ -186,7 +186,13 @@ func (d *Dispatcher) Flush(timeout time.Duration) bool {
 }
 
 // Close delivers what is queued (up to timeout) and stops the goroutine.
+// It returns within timeout even when the listener never returns: the
+// Monitor calls it while stopping, and a stuck listener must not keep the
+// Monitor (and so StopNode's caller) for ever. What is left is only the
+// Dispatcher's own goroutine, inside the listener's call; it ends, and
+// delivers nothing more, as soon as that call returns.
 func (d *Dispatcher) Close(timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
 	d.Flush(timeout)
 	d.mu.Lock()
 	if d.closed {
@@ -197,8 +203,18 @@ func (d *Dispatcher) Close(timeout time.Duration) {
 	d.idle.Broadcast()
 	d.mu.Unlock()
 	close(d.wake)
-	<-d.done
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	select {
+	case <-d.done:
+	case <-t.C:
+		d.logf("cloister: listener still running %s after close began; its call is left to finish on its own", timeout)
+	}
 }
+
+// Done is closed when the Dispatcher's goroutine has ended (after Close,
+// once the listener's last call has returned).
+func (d *Dispatcher) Done() <-chan struct{} { return d.done }
 
 func (d *Dispatcher) loop() {
 	defer close(d.done)

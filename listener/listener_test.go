@@ -162,3 +162,38 @@ func ExampleFunc() {
 	d.Close(time.Second)
 	// Output: rehashing -> ready with 2 members
 }
+
+// A listener that never returns cannot hold Close (the Monitor's stop, so
+// StopNode) for ever: Close returns at its timeout, and the Dispatcher's
+// goroutine ends once the listener's call returns. Before, Close waited
+// for the goroutine without bound.
+func TestCloseIsBoundedByAStuckListener(t *testing.T) {
+	release := make(chan struct{})
+	d := listener.NewDispatcher(listener.Func(func(from, to string, s listener.Snapshot) {
+		<-release
+	}), t.Logf, time.Hour)
+	d.Notify("a", "b", listener.Snapshot{})
+	d.Notify("b", "c", listener.Snapshot{})
+	start := time.Now()
+	closed := make(chan struct{})
+	go func() { d.Close(300 * time.Millisecond); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Close blocked behind a stuck listener")
+	}
+	if el := time.Since(start); el < 300*time.Millisecond {
+		t.Fatalf("Close returned after %s, before its timeout", el)
+	}
+	select {
+	case <-d.Done():
+		t.Fatal("the goroutine ended while the listener was still in its call")
+	default:
+	}
+	close(release)
+	select {
+	case <-d.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the Dispatcher's goroutine did not end after the listener returned")
+	}
+}
