@@ -17,8 +17,15 @@ import (
 	"github.com/cloister-go/cloister/listener"
 )
 
-// Generous bounds: the defaults promise suspected in 3 s and removed in
-// 5 s; a loaded CI machine gets twice that.
+// The defaults the nodes run with (app.DefaultOptions), for the bounds
+// the configuration implies.
+const (
+	defHeartbeat   = 500 * time.Millisecond
+	defRemoveAfter = 5 * time.Second
+	defFlapGrace   = time.Second
+)
+
+// Generous timeouts for waiting (not bounds on what is measured).
 const (
 	formWait   = 30 * time.Second
 	removeWait = 10 * time.Second
@@ -124,12 +131,42 @@ func churn(n *cloistertest.Node, after time.Time) int {
 	return c
 }
 
+// detection is one heartbeat configuration of the frozen-peer test.
+type detection struct {
+	heartbeat, suspect, remove time.Duration
+}
+
+func (d detection) args() []string {
+	return []string{"-heartbeat", d.heartbeat.String(), "-suspect-after", d.suspect.String(), "-remove-after", d.remove.String()}
+}
+
+// A frozen member is suspected and removed when the configuration says,
+// not merely "within 10 s": never before SuspectAfter / RemoveAfter (less
+// the heartbeat: the last answer may be that much older than the freeze),
+// removed within RemoveAfter plus a few heartbeats. Run with the defaults
+// and with everything about half as long, so that a detector that ignored
+// its configuration, or changed a default, fails one of the two.
 func TestFrozenPeerIsRemovedAndRejoinsAfterThaw(t *testing.T) {
+	for _, d := range []detection{
+		{heartbeat: 500 * time.Millisecond, suspect: 3 * time.Second, remove: 5 * time.Second}, // the defaults
+		{heartbeat: 250 * time.Millisecond, suspect: 1500 * time.Millisecond, remove: 2500 * time.Millisecond},
+	} {
+		t.Run(fmt.Sprintf("remove-after=%s", d.remove), func(t *testing.T) { frozenPeer(t, d) })
+	}
+}
+
+func frozenPeer(t *testing.T, d detection) {
 	h := cloistertest.NewT(t)
 	ns := cloistertest.Names("frozen", 3)
-	nodes := startAll(t, h, ns, 2)
+	nodes := startAll(t, h, ns, 2, d.args()...)
 	converged(t, nodes, ns, formWait)
 
+	// The bounds the configuration implies. The last answer before the
+	// freeze is at most a heartbeat (plus a tick of the 50 ms loop) older
+	// than the freeze; after the deadline, the removal waits for the next
+	// tick, and a busy machine delays the node a little.
+	early := d.heartbeat + 50*time.Millisecond
+	late := 4 * d.heartbeat
 	victim, survivors := nodes[2], nodes[:2]
 	frozenAt := time.Now()
 	if err := victim.Freeze(); err != nil {
@@ -142,22 +179,35 @@ func TestFrozenPeerIsRemovedAndRejoinsAfterThaw(t *testing.T) {
 		}
 	}()
 	for _, n := range survivors {
-		at, err := waitSuspected(n, victim.Name, removeWait)
+		at, err := waitSuspected(n, victim.Name, d.remove+removeWait)
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("timing: %s suspected the frozen %s after %s", n.Name, victim.Name, at.Sub(frozenAt).Round(10*time.Millisecond))
+		after := at.Sub(frozenAt)
+		t.Logf("timing: %s suspected the frozen %s after %s (SuspectAfter %s)", n.Name, victim.Name, after.Round(10*time.Millisecond), d.suspect)
+		// polled: the poll comes after the fact, so only the lower bound
+		if after < d.suspect-early {
+			t.Errorf("%s suspected %s after %s, before SuspectAfter %s", n.Name, victim.Name, after, d.suspect)
+		}
 	}
 	for _, n := range survivors {
 		// The listener is told: ready → rehashing without the frozen node.
-		e, err := n.WaitFor(removeWait, "removal of "+victim.Name, func(e cloistertest.Event) bool {
+		e, err := n.WaitFor(d.remove+removeWait, "removal of "+victim.Name, func(e cloistertest.Event) bool {
 			return e.Event == "state" && e.From == "ready" && e.To == "rehashing" &&
 				!e.Seen.Before(frozenAt) && reflect.DeepEqual(e.Snapshot.Members, ns[:2])
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("timing: %s removed the frozen %s after %s", n.Name, victim.Name, e.Seen.Sub(frozenAt).Round(10*time.Millisecond))
+		// At: when the node printed the event, on this machine's clock
+		after := time.Unix(0, e.At).Sub(frozenAt)
+		t.Logf("timing: %s removed the frozen %s after %s (RemoveAfter %s)", n.Name, victim.Name, after.Round(10*time.Millisecond), d.remove)
+		if after < d.remove-early {
+			t.Errorf("%s removed %s after %s, before RemoveAfter %s", n.Name, victim.Name, after, d.remove)
+		}
+		if after > d.remove+late {
+			t.Errorf("%s removed %s after %s, later than RemoveAfter %s + %s", n.Name, victim.Name, after, d.remove, late)
+		}
 	}
 	converged(t, survivors, ns[:2], removeWait)
 
@@ -195,7 +245,13 @@ func TestKilledPeerIsRemoved(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("timing: %s removed the killed node after %s", n.Name, e.Seen.Sub(killedAt).Round(10*time.Millisecond))
+		after := time.Unix(0, e.At).Sub(killedAt)
+		t.Logf("timing: %s removed the killed node after %s", n.Name, after.Round(10*time.Millisecond))
+		// A re-dial proves it gone at once; at the latest, its flap
+		// grace ends: never the heartbeat's RemoveAfter.
+		if after > defFlapGrace+4*defHeartbeat {
+			t.Errorf("%s removed the killed node after %s, past FlapGrace %s + %s", n.Name, after, defFlapGrace, 4*defHeartbeat)
+		}
 	}
 	converged(t, []*cloistertest.Node{nodes[0], nodes[2]}, without(ns, ns[1]), removeWait)
 	restartAt := time.Now()
@@ -261,7 +317,20 @@ func TestPartitionEachSideKeepsItsViewAndHeals(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("timing (%s): the minority side went rehashing after %s", mode, e.Seen.Sub(cutAt).Round(10*time.Millisecond))
+			after := time.Unix(0, e.At).Sub(cutAt)
+			t.Logf("timing (%s): the minority side went rehashing after %s", mode, after.Round(10*time.Millisecond))
+			// What the configuration implies: a dropping cut is noticed
+			// only by the heartbeat (RemoveAfter), a rejecting one by the
+			// links closing, then the flap grace.
+			lo, hi := defRemoveAfter-defHeartbeat-50*time.Millisecond, defRemoveAfter+4*defHeartbeat
+			if mode == cloistertest.Reject {
+				// the proxy's close is seen at once or by a failed
+				// probe (2 heartbeats), then the grace runs
+				lo, hi = defFlapGrace-50*time.Millisecond, defFlapGrace+6*defHeartbeat
+			}
+			if after < lo || after > hi {
+				t.Errorf("%s: the minority went rehashing after %s, want %s..%s", mode, after, lo, hi)
+			}
 			s, err := minor.WaitStatus(removeWait, "alone", func(s listener.Snapshot) bool {
 				return reflect.DeepEqual(s.Members, ns[2:]) && s.State == "rehashing"
 			})
