@@ -106,8 +106,10 @@ func stillServing(t *testing.T, erl *erltest.Node, v *cloistertest.Node, names [
 // it, then 12 times, 250 ms apart, links to each of the victim's pids
 // 1000..1400 and exits with reason kill. Before, the Manager gave up
 // (restart intensity), the Monitor was gone and /healthz still said ok.
-// Now the victims' cloister processes ignore the exit signals: nothing
-// restarts, no listener hears "stopped", and both stay ready together.
+// Now the links are refused (the attacker is no member) and cloister's
+// processes ignore exit signals anyway: nothing restarts, no listener
+// hears "stopped", and both stay ready together. exit/2 to every pid,
+// after, changes nothing either.
 func TestErlLinkAndKillCannotSwitchCloisterOff(t *testing.T) {
 	erl, vs, names := erlSetup(t)
 	before := map[string]string{}
@@ -122,6 +124,15 @@ func TestErlLinkAndKillCannotSwitchCloisterOff(t *testing.T) {
 		}
 	}
 	t.Logf("attack: 2 victims x 12 rounds x 401 pids in %s", time.Since(start).Round(time.Millisecond))
+	// exit/2 needs no link: kill and a plain reason, to every pid
+	for _, v := range vs {
+		for _, reason := range []string{"kill", "shutdown"} {
+			expr := fmt.Sprintf("attacker:exit2_range(%s, 1000, 1400, %s)", pidExpr(v.Name), reason)
+			if _, err := erl.EvalTimeout(expr, 60*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	time.Sleep(time.Second) // let the last exit signals arrive
 	for _, v := range vs {
 		stillServing(t, erl, v, names)
