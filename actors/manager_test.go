@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/ergo-services/ergo/gen"
 
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
+	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 )
 
@@ -258,4 +260,53 @@ func TestClusterStopped(t *testing.T) {
 		t.Fatal("a new run has a closed Stopped channel")
 	default:
 	}
+}
+
+// A listener that never returns cannot keep a stopping Monitor alive (its
+// goroutine leaked before: the listener's Close waited without bound).
+func TestMonitorStopsBehindAStuckListener(t *testing.T) {
+	c, err := NewCluster("stuck", []string{"stuck"}, ring.Consistent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	defer close(release)
+	var over atomic.Bool // the listener's last words come after the test
+	defer over.Store(true)
+	logf := func(f string, a ...interface{}) {
+		if !over.Load() {
+			t.Logf(f, a...)
+		}
+	}
+	heard := make(chan string, 16)
+	l := listener.Func(func(from, to string, s listener.Snapshot) {
+		select {
+		case heard <- to:
+		default:
+		}
+		<-release
+	})
+	m := NewMonitor(c, MonitorOptions{
+		Name: fmt.Sprintf("t_monitor_%d", time.Now().UnixNano()), OTPApp: "stuck", Consensus: 1,
+		Sentries: []string{testNode.Name()}, Listener: l, Logf: logf,
+		Heartbeat: 500 * time.Millisecond, SuspectAfter: 3 * time.Second, RemoveAfter: 5 * time.Second,
+		Reconcile: time.Second, DialTimeout: 5 * time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second,
+	})
+	p, err := testNode.Spawn(m.opts.Name, gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-heard: // the listener is now stuck in its first call
+	case <-time.After(30 * time.Second):
+		t.Fatal("the listener was never called")
+	}
+	start := time.Now()
+	if err := p.Exit("shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitWithTimeout(30 * time.Second); err != nil {
+		t.Fatalf("the Monitor did not stop behind a stuck listener: %v", err)
+	}
+	t.Logf("stopped %s after the Exit", time.Since(start).Round(time.Millisecond))
 }
