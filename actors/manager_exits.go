@@ -16,13 +16,13 @@ import (
 // linked process dies: with the cookie, a peer could kill the Monitor
 // again and again until its supervisor gave up, which switched cloister
 // off for good. So the process traps exits, and ownExits returns the
-// channel its gen.Server loop reads exit requests from: only the
-// process's own (Exit called on it — its supervisor stopping or
-// restarting it) get through, and those stop it as before. Every other
-// signal, from a link on another node or a local one, is dropped: the
+// channel its gen.Server loop reads exit requests from, which stays
+// empty: the process's own exit request (Exit called on it — its
+// supervisor stopping or restarting it) kills it, as for a process that
+// does not trap (its Terminate runs with reason "kill"); every other
+// signal, from a link on another node or a local one, is dropped. The
 // process's life is tied to its supervisor's by context, not by links.
 func ownExits(ps gen.ProcessState, in <-chan gen.ProcessGracefulExitRequest) <-chan gen.ProcessGracefulExitRequest {
-	out := make(chan gen.ProcessGracefulExitRequest, 1)
 	self := ps.Self()
 	name := ps.Name()
 	ctx := ps.Context()
@@ -31,24 +31,19 @@ func ownExits(ps gen.ProcessState, in <-chan gen.ProcessGracefulExitRequest) <-c
 		for {
 			select {
 			case ex := <-in:
-				if ex.From != self {
-					exitsIgnored.note(name, ex)
-					continue
+				if ex.From == self {
+					// Not SetTrapExit(false) and a forwarded request:
+					// Ergo reads the flag unlocked after queueing it.
+					ps.Kill()
+					return
 				}
-				// Our own Exit: stop as a process that does not trap
-				// would. The loop reads the flag after this receive.
-				ps.SetTrapExit(false)
-				select {
-				case out <- ex:
-				case <-ctx.Done():
-				}
-				return
+				exitsIgnored.note(name, ex)
 			case <-ctx.Done():
 				return
 			}
 		}
 	}()
-	return out
+	return make(chan gen.ProcessGracefulExitRequest)
 }
 
 // exitLog rate-limits the line about ignored exit signals: a peer can send

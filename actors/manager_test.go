@@ -41,18 +41,35 @@ func (s *testSup) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 	return sv.loop(ps, started)
 }
 
+// linker links to a pid and then ends itself with reason kill, on its own
+// goroutine (Ergo's Exit from another goroutine races with its cleanup).
+type linker struct{ gen.Server }
+
+func (l *linker) HandleInfo(p *gen.ServerProcess, m etf.Term) gen.ServerStatus {
+	if pid, ok := m.(etf.Pid); ok {
+		if err := p.Link(pid); err != nil {
+			return gen.ServerStatusStopWithReason("link failed: " + err.Error())
+		}
+		return gen.ServerStatusStopWithReason("kill")
+	}
+	return gen.ServerStatusOK
+}
+
 // linkedKill makes a fresh local process link to pid and exit with reason
 // kill: what a peer does from another node (Ergo routes both alike).
 func linkedKill(t *testing.T, pid etf.Pid) {
 	t.Helper()
-	p, _ := newInbox(t)
-	if err := p.Link(pid); err != nil {
-		t.Fatalf("link to %v: %v", pid, err)
-	}
-	if err := p.Exit("kill"); err != nil {
+	p, err := testNode.Spawn("", gen.ProcessOptions{}, &linker{})
+	if err != nil {
 		t.Fatal(err)
 	}
-	_ = p.WaitWithTimeout(5 * time.Second)
+	sender, _ := newInbox(t)
+	if err := sender.Send(p.Self(), pid); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitWithTimeout(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func byName(t *testing.T, name string) gen.Process {
