@@ -36,20 +36,24 @@ const DefaultEPMDPort uint16 = 4369
 const NetworkMailbox uint16 = 8192
 
 // Options are the few node settings cloister lets a user choose. The zero
-// value is valid: system EPMD on 127.0.0.1:4369, any free listen port from
-// 15000, no TLS.
+// value is valid: the EPMD on 127.0.0.1:$ERL_EPMD_PORT (4369), served in
+// this process when none runs, any free listen port from 15000, no TLS.
 type Options struct {
 	// Cookie is the distribution cookie. Empty means "cloister".
 	Cookie string
 	// EPMDHost and EPMDPort name the EPMD this node registers with.
-	// Defaults: 127.0.0.1 and 4369.
+	// Defaults: 127.0.0.1, and $ERL_EPMD_PORT or else 4369. Peers are
+	// looked up at EPMDPort on their own hosts.
 	EPMDHost string
 	EPMDPort uint16
-	// EmbeddedEPMD makes the node serve EPMD itself on EPMDPort (all
-	// interfaces) when the port is free — one EPMD per container. Off by
-	// default: on a shared host a system epmd is the safe choice, and a node
-	// then fails fast when none runs instead of silently embedding one.
-	EmbeddedEPMD bool
+	// With no EPMD answering at EPMDHost:EPMDPort, the node serves
+	// cloister's EPMD in its own process (one log line says which EPMD is
+	// used), on 127.0.0.1 for a node named @127.0.0.1 or @localhost, else
+	// on every interface. EmbeddedEPMD makes that every interface always
+	// (one EPMD per container); EPMDClientOnly forbids serving, so that
+	// the node fails fast when no EPMD runs.
+	EmbeddedEPMD   bool
+	EPMDClientOnly bool
 	// ListenPort fixes the distribution port; 0 scans ListenBegin..ListenEnd
 	// (defaults 15000..65000).
 	ListenPort             uint16
@@ -99,21 +103,6 @@ func NodeOptions(o Options) node.Options {
 	// {badrpc, notsup} locally and the link survives (ERGO-NOTES §16).
 	flags.EnableRemoteSpawn = false
 
-	host := o.EPMDHost
-	if host == "" {
-		host = "127.0.0.1"
-	}
-	port := o.EPMDPort
-	if port == 0 {
-		port = DefaultEPMDPort
-	}
-	var reg node.Registrar
-	if o.EmbeddedEPMD {
-		reg = dist.CreateRegistrarWithLocalEPMD("", port)
-	} else {
-		reg = dist.CreateRegistrarWithRemoteEPMD(host, port)
-	}
-
 	hs := dist.CreateHandshake(dist.HandshakeOptions{
 		Version: dist.HandshakeVersion6, // v5 cannot dial OTP 25.0–25.2
 		Timeout: o.HandshakeTimeout,
@@ -145,7 +134,7 @@ func NodeOptions(o Options) node.Options {
 		TLS:          o.TLS,
 		Handshake:    hs,
 		Proto:        proto,
-		Registrar:    reg,
+		Registrar:    registrar(o),
 		Listeners:    []node.Listener{l},
 		// The call-home to metrics.ergo.services is on by default.
 		System: node.System{DisableAnonMetrics: true},
