@@ -142,7 +142,7 @@ func Names(prefix string, n int) []string {
 }
 
 // NewWithBinary is New with a given `cloister` binary. The epmd is the
-// system's when installed, else `cloister epmd` (Ergo's embedded EPMD).
+// system's when installed, else `cloister epmd` (cloister's own EPMD).
 func NewWithBinary(bin string) (*Harness, error) {
 	e, err := testenv.StartEPMD()
 	if err != nil {

@@ -45,17 +45,23 @@ func (p *Printer) Print(fields map[string]interface{}) {
 }
 
 // EPMDMain is the `epmd -port P` subcommand of a program run by the
-// harness: it serves Ergo's embedded EPMD on 127.0.0.1:P until SIGTERM or
-// SIGINT. prog names the program in messages; the result is the exit code.
+// harness: it serves cloister's EPMD (package internal/wire/epmd, never
+// Ergo's) on 127.0.0.1:P, or on -address, until SIGTERM or SIGINT. prog
+// names the program in messages; the result is the exit code.
 func EPMDMain(prog string, args []string) int {
 	fs := flag.NewFlagSet(prog+" epmd", flag.ContinueOnError)
-	port := fs.Int("port", 4369, "port to serve EPMD on, on 127.0.0.1")
+	port := fs.Int("port", 4369, "port to serve EPMD on")
+	addr := fs.String("address", "127.0.0.1", `interface to listen on ("" for every interface, as Erlang's epmd); registrations are accepted from the local host only`)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := ergonode.ServeEPMD(ctx, uint16(*port)); err != nil {
+	if *port < 1 || *port > 65535 {
+		fmt.Fprintf(os.Stderr, "%s epmd: -port %d is not a port (1..65535)\n", prog, *port)
+		return 2
+	}
+	if err := ergonode.ServeEPMDOn(ctx, *addr, uint16(*port)); err != nil {
 		fmt.Fprintf(os.Stderr, "%s epmd: %v\n", prog, err)
 		return 1
 	}

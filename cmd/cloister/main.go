@@ -7,7 +7,7 @@
 //	cloister node    run one node with cloister (flags below), printing events
 //	cloister status  print a node's state, members and ring epoch
 //	cloister whois   print the owner of a key as a node sees it
-//	cloister epmd    serve EPMD where Erlang's epmd is not installed
+//	cloister epmd    serve EPMD (cloister's own) where Erlang's epmd is not installed
 //	cloister version print the version
 //
 // Run `cloister <command> -h` for a command's flags. Exit codes: 0 ok,
@@ -33,7 +33,7 @@ commands:
   node      run one node with cloister, printing state changes
   status    print a node's Monitor state (--json); exit 0 ready, 3 not ready, 1 unreachable
   whois     print the owner of a key as a node sees it
-  epmd      serve EPMD (Ergo's embedded one) where Erlang's is not installed
+  epmd      serve EPMD (cloister's own) where Erlang's is not installed
   version   print the version
 `)
 }

@@ -34,7 +34,7 @@ func runNode(args []string) int {
 	name := fs.String("name", envOr("CLOISTER_NODE", ""), "node name, name@host (empty in service mode: derived)")
 	cookie := fs.String("cookie", envOr("CLOISTER_COOKIE", "cloister"), "distribution cookie")
 	epmdPort := fs.Int("epmd-port", atoiOr(os.Getenv("ERL_EPMD_PORT"), 4369), "EPMD port (default $ERL_EPMD_PORT or 4369)")
-	embedded := fs.Bool("embedded-epmd", false, "serve EPMD in this process when the port is free (one per container)")
+	embedded := fs.Bool("embedded-epmd", false, "when no EPMD runs, serve one on every interface (one per container); without it a node serves one on 127.0.0.1 for a loopback name")
 	listen := fs.Int("listen-port", 0, "distribution port (0: first free from 15000)")
 	sentry := fs.String("sentry", envOr("CLOISTER_SENTRY", ""), "comma-separated peer nodes")
 	service := fs.String("service", envOr("CLOISTER_SERVICE", ""), "DNS service name whose addresses are the peers")

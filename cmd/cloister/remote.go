@@ -41,7 +41,7 @@ func (r remoteFlags) callMonitor(target string, req etf.Term) (etf.Term, error) 
 	if err := ergonode.ValidateName(target); err != nil {
 		return nil, err
 	}
-	n, err := ergonode.Start(*r.self, ergonode.Options{Cookie: *r.cookie, EPMDPort: uint16(*r.epmdPort)})
+	n, err := ergonode.Start(*r.self, ergonode.Options{Cookie: *r.cookie, EPMDPort: uint16(*r.epmdPort), EPMDClientOnly: true})
 	if err != nil {
 		return nil, err
 	}

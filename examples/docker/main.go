@@ -4,7 +4,9 @@
 // In service mode (CLOISTER_SERVICE set) the node finds its peers behind a
 // DNS name — a Docker Compose network alias or a Kubernetes headless Service
 // — and names itself OTPApp@<its own address in that answer>. Each container
-// serves EPMD itself (one per container).
+// serves EPMD itself (one per container): cloister's own implementation,
+// which answers peers' lookups but accepts registrations only from inside
+// the container.
 //
 // Usage:
 //
@@ -167,7 +169,9 @@ func loadConfig() (config, error) {
 	c.nopts = cloister.NodeOptions{
 		Cookie:       env("CLOISTER_COOKIE", "cloister"),
 		EPMDPort:     uint16(epmd),
-		EmbeddedEPMD: true, // one EPMD per container, nothing else to run
+		// One EPMD per container, nothing else to run. On every interface:
+		// peers in other containers look this node's port up there.
+		EmbeddedEPMD: true,
 		ListenPort:   uint16(listen),
 	}
 	c.httpAddr = env("CLOISTER_HTTP", DefaultHTTP)

@@ -45,7 +45,7 @@ func StartEPMD() (*EPMD, error) {
 }
 
 // StartEPMDWith runs `path args... -port P` as the epmd (the system epmd,
-// or `cloister epmd`, which serves Ergo's embedded EPMD).
+// or `cloister epmd`, which serves cloister's own EPMD).
 func StartEPMDWith(path string, args ...string) (*EPMD, error) {
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := FreePort()
