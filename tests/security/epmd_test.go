@@ -171,9 +171,15 @@ func TestEPMDRegistrationRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		// ALIVE2_X_RESP ('v', 6 bytes) or ALIVE2_RESP ('y', 4 bytes).
 		resp := make([]byte, 6)
-		if _, err := io.ReadFull(c, resp); err != nil || resp[1] != 0 {
+		if _, err := io.ReadFull(c, resp[:4]); err != nil || resp[1] != 0 {
 			t.Fatalf("first registration: %x %v", resp, err)
+		}
+		if resp[0] == 'v' {
+			if _, err := io.ReadFull(c, resp[4:]); err != nil {
+				t.Fatal(err)
+			}
 		}
 		_, _ = c.Write(alive2Req("squat_b", 2222))
 		time.Sleep(300 * time.Millisecond)
