@@ -405,7 +405,7 @@ func FuzzServe(f *testing.F) {
 			t.Fatal(err)
 		}
 		_, _ = c.Write(data)
-		_ = c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_ = c.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
 		_, _ = io.Copy(io.Discard, c)
 		c.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
