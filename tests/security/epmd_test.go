@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -418,4 +419,54 @@ func TestEPMDHelperStartNode(t *testing.T) {
 	}
 	defer cloister.StopNode(n)
 	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent closes stdin
+}
+
+// A node looking a peer up at an EPMD that closes without answering (or
+// anything else listening on the peer's EPMD port) keeps running: Ergo's
+// own client indexed the empty reply and panicked.
+func TestNodeSurvivesAnEPMDThatHangsUp(t *testing.T) {
+	h := cloistertest.NewT(t)
+	ourEPMD(t, h) // on 127.0.0.1 only, so 127.0.0.2 is free for the hostile one
+	hostile, err := net.Listen("tcp", net.JoinHostPort("127.0.0.2", strconv.Itoa(int(h.EPMD.Port))))
+	if err != nil {
+		t.Skipf("cannot listen on 127.0.0.2: %v", err)
+	}
+	defer hostile.Close()
+	var hangups atomic.Int32
+	go func() {
+		for {
+			c, err := hostile.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
+			_, _ = c.Read(make([]byte, 64))
+			c.Close()
+			hangups.Add(1)
+		}
+	}()
+	n, err := h.Start(cloistertest.Spec{Name: "looker@127.0.0.1", Sentry: []string{"looker@127.0.0.1", "ghost@127.0.0.2"}, Consensus: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := n.WaitStarted(60 * time.Second); err != nil || e.Event != "started" {
+		t.Fatalf("%v %+v\n%s", err, e, n.LogTail())
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		k := hangups.Load()
+		if k >= 3 {
+			break
+		}
+		if time.Now().After(deadline) || !n.Running() {
+			t.Fatalf("%d lookups hung up on; node running=%v\n%s", k, n.Running(), n.LogTail())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !n.Running() {
+		t.Fatalf("node exited after its lookups were hung up on\n%s", n.LogTail())
+	}
+	if _, err := n.Status(); err != nil {
+		t.Fatalf("node after hung-up lookups: %v", err)
+	}
 }
