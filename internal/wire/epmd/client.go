@@ -248,7 +248,7 @@ func (r *Registrar) registerOnce(req []byte, serveHost string) (net.Conn, string
 	if err != nil {
 		hint := ""
 		if r.Mode == ClientOnly {
-			hint = " (start epmd, or let cloister serve EPMD in this process)"
+			hint = " (none runs there: start one with `epmd -daemon` or `cloister epmd`, or give the port of a running one, e.g. in ERL_EPMD_PORT)"
 		}
 		return nil, "", fmt.Errorf("epmd: cannot reach the EPMD at %s%s: %w", addr, hint, err)
 	}
