@@ -194,7 +194,10 @@ func (r *Registrar) keep(ctx context.Context, nodename string, conn net.Conn, re
 		case <-lost:
 			conn.Close()
 		}
-		r.logf("cloister: %s: lost the EPMD registration at %s; registering again every %s", nodename, r.addr(), retryEvery)
+		r.logf("cloister: %s: lost the EPMD registration at %s; registering again", nodename, r.addr())
+		// The EPMD's process may still be going away (its port accepting,
+		// then resetting): retry soon, then every retryEvery.
+		wait := 20 * time.Millisecond
 		for {
 			var how string
 			var err error
@@ -206,7 +209,10 @@ func (r *Registrar) keep(ctx context.Context, nodename string, conn net.Conn, re
 			select {
 			case <-ctx.Done():
 				return
-			case <-time.After(retryEvery):
+			case <-time.After(wait):
+			}
+			if wait *= 2; wait > retryEvery {
+				wait = retryEvery
 			}
 		}
 	}
