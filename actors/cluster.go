@@ -53,7 +53,7 @@ func NewCluster(otpApp string, rings []string, engine ring.Engine) (*Cluster, er
 			return nil, err
 		}
 	}
-	c.snap.Store(&listener.Snapshot{OTPApp: otpApp, State: "down"})
+	c.snap.Store(&listener.Snapshot{OTPApp: otpApp, State: listener.StateDown})
 	return c, nil
 }
 

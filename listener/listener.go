@@ -40,7 +40,7 @@ type Ring struct {
 type Snapshot struct {
 	Node      string          `json:"node"`
 	OTPApp    string          `json:"otp_app"`
-	State     string          `json:"state"`
+	State     State           `json:"state"`
 	Consensus int             `json:"consensus"`
 	Members   []string        `json:"members"`
 	Rings     map[string]Ring `json:"rings"`
@@ -50,8 +50,8 @@ type Snapshot struct {
 	At        time.Time       `json:"at"`
 }
 
-// Ready reports whether the snapshot's state is "ready".
-func (s Snapshot) Ready() bool { return s.State == "ready" }
+// Ready reports whether the snapshot's state is StateReady.
+func (s Snapshot) Ready() bool { return s.State == StateReady }
 
 // Listener is told of every state change of the Monitor.
 //
@@ -60,14 +60,14 @@ func (s Snapshot) Ready() bool { return s.State == "ready" }
 // It may block (later changes queue up, the Monitor goes on); a panic is
 // recovered and logged and the next change is delivered as usual.
 type Listener interface {
-	OnStateChange(from, to string, snap Snapshot)
+	OnStateChange(from, to State, snap Snapshot)
 }
 
 // Func adapts a function to a Listener.
-type Func func(from, to string, snap Snapshot)
+type Func func(from, to State, snap Snapshot)
 
 // OnStateChange calls f.
-func (f Func) OnStateChange(from, to string, snap Snapshot) { f(from, to, snap) }
+func (f Func) OnStateChange(from, to State, snap Snapshot) { f(from, to, snap) }
 
 // Logger is the default listener: one log line per change.
 type Logger struct {
@@ -76,7 +76,7 @@ type Logger struct {
 }
 
 // OnStateChange logs the change with the members.
-func (l Logger) OnStateChange(from, to string, s Snapshot) {
+func (l Logger) OnStateChange(from, to State, s Snapshot) {
 	logf := l.Logf
 	if logf == nil {
 		logf = log.Printf
@@ -89,7 +89,7 @@ func (l Logger) OnStateChange(from, to string, s Snapshot) {
 type Multi []Listener
 
 // OnStateChange calls every listener; a panic in one does not skip the others.
-func (m Multi) OnStateChange(from, to string, s Snapshot) {
+func (m Multi) OnStateChange(from, to State, s Snapshot) {
 	for _, l := range m {
 		func() {
 			defer func() {
@@ -103,7 +103,7 @@ func (m Multi) OnStateChange(from, to string, s Snapshot) {
 }
 
 type change struct {
-	from, to string
+	from, to State
 	snap     Snapshot
 }
 
@@ -147,7 +147,7 @@ func NewDispatcher(l Listener, logf func(string, ...interface{}), slow time.Dura
 // Notify queues a change. When DefaultQueue changes are already pending, the
 // oldest is dropped and the drop logged: a listener stuck for that long must
 // not grow memory without bound.
-func (d *Dispatcher) Notify(from, to string, snap Snapshot) {
+func (d *Dispatcher) Notify(from, to State, snap Snapshot) {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
