@@ -80,7 +80,7 @@ func (c *Cluster) ConnectedTo(peer string) bool {
 
 // linked reports whether peer is n itself or connected to it: only then can
 // a message to a process there be sent without Ergo dialling peer on the
-// sending goroutine (ERGO-NOTES §4.5).
+// sending goroutine, synchronously.
 func linked(n node.Node, peer string) bool {
 	return peer == n.Name() || slices.Contains(n.Nodes(), peer)
 }

@@ -121,7 +121,7 @@ func (m *Monitor) InitStateMachine(p *statem.Process) error {
 	m.stopRef = nil
 	n, _ := p.Env(node.EnvKeyNode).(node.Node)
 	m.cluster.SetNode(n)
-	m.tr = newErgoTransport(n, p, m.opts.Name)
+	m.tr = newErgoTransport(n, p, m.opts.Name, m.opts.DialTimeout)
 	self := p.Self()
 	m.d = newDriver(p.Context(), m.opts, m.cluster, n.Name(), m.tr, time.Now,
 		func(msg interface{}) { _ = p.Send(self, msg) }, m.logf)
@@ -333,7 +333,7 @@ func termString(t etf.Term) (string, bool) {
 }
 
 // stateTerm is the answer to gen_server:call(Monitor, state), in the shape
-// an Elixir cloister 0.16 Monitor gives (SPEC §10), plus a few keys of ours.
+// an Elixir cloister 0.16 Monitor gives, plus a few keys of ours.
 func (m *Monitor) stateTerm() etf.Term {
 	members := m.d.core.Members()
 	cluster := append([]string{m.cluster.Self()}, m.tr.Nodes()...)

@@ -65,7 +65,8 @@ func failureCause(err error) string {
 type ergoTransport struct {
 	node    node.Node
 	proc    gen.Process
-	monitor string // the Monitor's registered name on peers
+	monitor string        // the Monitor's registered name on peers
+	timeout time.Duration // DialTimeout: bounds the diagnosis of a failure too
 	self    string
 	probes  map[etf.Ref]probe // outstanding probes; the Monitor's goroutine only
 
@@ -92,18 +93,14 @@ type attempt struct {
 	err  error
 }
 
-func newErgoTransport(n node.Node, proc gen.Process, monitor string) *ergoTransport {
-	return &ergoTransport{node: n, proc: proc, monitor: monitor, self: n.Name(),
+func newErgoTransport(n node.Node, proc gen.Process, monitor string, timeout time.Duration) *ergoTransport {
+	return &ergoTransport{node: n, proc: proc, monitor: monitor, timeout: timeout, self: n.Name(),
 		probes: map[etf.Ref]probe{}, attempts: map[string]*attempt{}}
 }
 
 func (t *ergoTransport) Nodes() []string { return t.node.Nodes() }
 
 func (t *ergoTransport) Connect(ctx context.Context, peer string) (bool, error) {
-	budget := time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		budget = time.Until(dl).Round(time.Millisecond)
-	}
 	t.mu.Lock()
 	a := t.attempts[peer]
 	if a == nil {
@@ -112,7 +109,7 @@ func (t *ergoTransport) Connect(ctx context.Context, peer string) (bool, error) 
 		go func() {
 			a.err = t.node.Connect(peer)
 			if a.err != nil {
-				a.gone = processGone(t.node, peer, budget)
+				a.gone = processGone(t.node, peer, t.timeout)
 			}
 			t.mu.Lock()
 			delete(t.attempts, peer)
@@ -127,7 +124,7 @@ func (t *ergoTransport) Connect(ctx context.Context, peer string) (bool, error) 
 	case <-a.done:
 		err, gone = a.err, a.gone
 	case <-ctx.Done():
-		err = fmt.Errorf("cloister: dial %s: no answer in %s", peer, budget)
+		err = fmt.Errorf("cloister: dial %s: no answer in %s", peer, t.timeout)
 	}
 	if err == nil {
 		return false, nil
