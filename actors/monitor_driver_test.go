@@ -474,18 +474,25 @@ func TestDriverFlapWithinGraceKeepsTheRings(t *testing.T) {
 	}
 }
 
-// A node that is not a cloister (never answers) is re-probed, never added.
-func TestDriverPlainNodeNeverJoins(t *testing.T) {
+// A node that is not a cloister (never answers) is re-probed, never
+// added; a cloister of another application answers and is never added.
+// Ten seconds of heartbeats and re-probes (was a fixed sleep on real
+// nodes).
+func TestDriverPlainAndForeignNodesNeverJoin(t *testing.T) {
 	o := testMonitorOptions()
 	r := newRig(t, o)
 	r.begin()
 	r.net.mu.Lock()
-	r.net.connected["plain@h"] = true
-	r.net.events = append(r.net.events, core.NodeUp{Node: "plain@h"})
+	r.net.connected["plain@h"], r.net.connected["billing@h"] = true, true
+	r.net.answers["billing@h"], r.net.otpApp["billing@h"] = true, "billing"
+	r.net.events = append(r.net.events, core.NodeUp{Node: "plain@h"}, core.NodeUp{Node: "billing@h"})
 	r.net.mu.Unlock()
 	r.until(10 * time.Second)
 	if got := r.c.Snapshot().Members; !reflect.DeepEqual(got, []string{"a@h"}) {
 		t.Fatalf("members %v", got)
+	}
+	if r.count("rings") != 1 || r.count("transition") != 3 {
+		t.Fatalf("events %q", r.eventLines())
 	}
 	n := 0
 	for _, p := range r.net.probes {
@@ -497,8 +504,74 @@ func TestDriverPlainNodeNeverJoins(t *testing.T) {
 	if want := 1 + int(10*time.Second/reprobeEvery); n < want-1 || n > want+1 {
 		t.Fatalf("plain node probed %d times in 10s, want about %d", n, want)
 	}
-	if r.c.Snapshot().Connected[0] != "plain@h" {
-		t.Fatalf("connected %v", r.c.Snapshot().Connected)
+	if got := r.c.Snapshot().Connected; !reflect.DeepEqual(got, []string{"billing@h", "plain@h"}) {
+		t.Fatalf("connected %v", got)
+	}
+}
+
+// Below consensus the Monitor stays in rehashing, whatever the time (was
+// a fixed sleep on real nodes); the missing node's arrival makes it ready.
+func TestDriverBelowConsensusStaysRehashing(t *testing.T) {
+	o := testMonitorOptions()
+	o.Consensus = 3
+	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	r := newRig(t, o, "b@h")
+	r.begin()
+	r.until(10 * time.Second)
+	s := r.c.Snapshot()
+	if s.State != listener.StateRehashing || !reflect.DeepEqual(s.Members, []string{"a@h", "b@h"}) {
+		t.Fatalf("with 2 of 3: %s %v", s.State, s.Members)
+	}
+	r.net.set(r.net.up, "c@h", true)
+	r.net.set(r.net.answers, "c@h", true)
+	r.until(12 * time.Second) // c is re-dialled within BackoffMax
+	if s := r.c.Snapshot(); !s.Ready() || len(s.Members) != 3 {
+		t.Fatalf("with 3 of 3: %s %v", s.State, s.Members)
+	}
+}
+
+// A member silent for less than SuspectAfter (a short cut: its answers
+// are held, then flow) is never suspected and the rings never change.
+func TestDriverShortSilenceIsInvisible(t *testing.T) {
+	o := testMonitorOptions()
+	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	r := newRig(t, o, "b@h", "c@h")
+	r.begin()
+	r.until(time.Second)
+	events := len(r.eventLines())
+	r.net.set(r.net.answers, "b@h", false)
+	r.until(2500 * time.Millisecond)
+	r.net.set(r.net.answers, "b@h", true)
+	r.until(15 * time.Second)
+	if extra := r.eventLines()[events:]; len(extra) != 0 {
+		t.Fatalf("events after a 1.5 s silence: %q", extra)
+	}
+}
+
+// Three link resets in a row, each back within the flap grace: the rings
+// never change (was three flaps and fixed sleeps on real nodes).
+func TestDriverRepeatedFlapsKeepTheRings(t *testing.T) {
+	o := testMonitorOptions()
+	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	o.FlapGrace = time.Second
+	r := newRig(t, o, "b@h", "c@h")
+	r.begin()
+	r.until(time.Second)
+	epoch := r.c.Snapshot().Rings["cloister"].Epoch
+	for i := 0; i < 3; i++ {
+		// c refuses connections for 300 ms after its link reset.
+		r.net.set(r.net.up, "c@h", false)
+		r.net.drop("c@h")
+		r.until(r.now.Sub(r.start) + 300*time.Millisecond)
+		r.net.set(r.net.up, "c@h", true)
+		r.until(r.now.Sub(r.start) + time.Second)
+	}
+	r.until(r.now.Sub(r.start) + 3*time.Second)
+	if r.count("grace c@h") != 3 || r.count("recovered c@h") != 3 || r.count("removed") != 0 {
+		t.Fatalf("events %q", r.eventLines())
+	}
+	if e := r.c.Snapshot().Rings["cloister"].Epoch; e != epoch {
+		t.Fatalf("ring rebuilt: epoch %d -> %d", epoch, e)
 	}
 }
 
