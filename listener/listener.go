@@ -124,8 +124,10 @@ type Dispatcher struct {
 	wake    chan struct{}
 	closed  bool
 	done    chan struct{}
-	idle    *sync.Cond
 	busy    bool
+	// idle is closed (and cleared) when the queue is next empty with no
+	// delivery running, or at Close; Flush waits on it.
+	idle chan struct{}
 }
 
 // NewDispatcher starts delivering to l. logf reports panics, slow calls and
@@ -139,7 +141,6 @@ func NewDispatcher(l Listener, logf func(string, ...interface{}), slow time.Dura
 	}
 	d := &Dispatcher{l: l, logf: logf, slow: slow, max: DefaultQueue,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
-	d.idle = sync.NewCond(&d.mu)
 	go d.loop()
 	return d
 }
@@ -167,21 +168,34 @@ func (d *Dispatcher) Notify(from, to State, snap Snapshot) {
 }
 
 // Flush waits until every queued change has been delivered, or timeout.
+// It starts no goroutine: nothing of it outlives the timeout.
 func (d *Dispatcher) Flush(timeout time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
 		d.mu.Lock()
-		for (len(d.queue) > 0 || d.busy) && !d.closed {
-			d.idle.Wait()
+		if (len(d.queue) == 0 && !d.busy) || d.closed {
+			d.mu.Unlock()
+			return true
 		}
+		if d.idle == nil {
+			d.idle = make(chan struct{})
+		}
+		idle := d.idle
 		d.mu.Unlock()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-time.After(timeout):
-		return false
+		select {
+		case <-idle:
+		case <-t.C:
+			return false
+		}
+	}
+}
+
+// wakeFlushers releases the Flush calls waiting; called with mu held.
+func (d *Dispatcher) wakeFlushers() {
+	if d.idle != nil {
+		close(d.idle)
+		d.idle = nil
 	}
 }
 
@@ -200,7 +214,7 @@ func (d *Dispatcher) Close(timeout time.Duration) {
 		return
 	}
 	d.closed = true
-	d.idle.Broadcast()
+	d.wakeFlushers()
 	d.mu.Unlock()
 	close(d.wake)
 	t := time.NewTimer(time.Until(deadline))
@@ -223,7 +237,7 @@ func (d *Dispatcher) loop() {
 			d.mu.Lock()
 			if len(d.queue) == 0 || d.closed {
 				d.busy = false
-				d.idle.Broadcast()
+				d.wakeFlushers()
 				d.mu.Unlock()
 				break
 			}

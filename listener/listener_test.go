@@ -2,6 +2,7 @@ package listener_test
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -169,7 +170,7 @@ func ExampleFunc() {
 // for the goroutine without bound.
 func TestCloseIsBoundedByAStuckListener(t *testing.T) {
 	release := make(chan struct{})
-	d := listener.NewDispatcher(listener.Func(func(from, to string, s listener.Snapshot) {
+	d := listener.NewDispatcher(listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		<-release
 	}), t.Logf, time.Hour)
 	d.Notify("a", "b", listener.Snapshot{})
@@ -196,4 +197,25 @@ func TestCloseIsBoundedByAStuckListener(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the Dispatcher's goroutine did not end after the listener returned")
 	}
+}
+
+// A Flush that times out behind a stuck listener leaves nothing running.
+func TestFlushTimeoutLeavesNoGoroutine(t *testing.T) {
+	release := make(chan struct{})
+	d := listener.NewDispatcher(listener.Func(func(from, to listener.State, s listener.Snapshot) { <-release }), t.Logf, time.Hour)
+	d.Notify("a", "b", listener.Snapshot{})
+	base := runtime.NumGoroutine()
+	for i := 0; i < 20; i++ {
+		if d.Flush(time.Millisecond) {
+			t.Fatal("flush returned true behind a stuck listener")
+		}
+	}
+	if n := runtime.NumGoroutine(); n > base {
+		t.Fatalf("%d goroutines after 20 timed-out flushes, %d before", n, base)
+	}
+	close(release)
+	if !d.Flush(10 * time.Second) {
+		t.Fatal("flush timed out after the listener was released")
+	}
+	d.Close(time.Second)
 }

@@ -78,6 +78,16 @@ const MaxReported = 1024
 // later tick.
 const MaxDialing = 64
 
+// BackoffJitterMin is the low end of the factor in [BackoffJitterMin, 1)
+// that scales every re-dial wait (see backoff): wide enough that two
+// nodes re-dialling each other drift apart within a few attempts.
+const BackoffJitterMin = 0.75
+
+// The stall guard: a gap between two ticks of at least StallHeartbeats
+// heartbeats, and of at least half of SuspectAfter, means this node itself
+// did not run (frozen, suspended, starved), not that its peers were silent.
+const StallHeartbeats = 2
+
 // Event is an input of the core: one of the event types below.
 type Event interface{ isEvent() }
 
@@ -724,13 +734,10 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 }
 
 // stallAfter is the gap between two ticks (the driver ticks every few tens
-// of milliseconds) that means this node itself was stalled.
+// of milliseconds) that means this node itself was stalled: the larger of
+// SuspectAfter/2 and StallHeartbeats heartbeats.
 func (c *Core) stallAfter() time.Duration {
-	d := c.cfg.SuspectAfter / 2
-	if h := 2 * c.cfg.Heartbeat; d < h {
-		d = h
-	}
-	return d
+	return max(c.cfg.SuspectAfter/2, StallHeartbeats*c.cfg.Heartbeat)
 }
 
 // stalled restarts the clocks that ran while this node could not answer
@@ -829,7 +836,7 @@ func (c *Core) backoff(peer string, failures int) time.Duration {
 	h.Write([]byte(peer))
 	h.Write([]byte{byte(failures), byte(failures >> 8)})
 	frac := float64(h.Sum64()>>11) / (1 << 53) // [0, 1)
-	return time.Duration(float64(d) * (0.75 + 0.25*frac))
+	return time.Duration(float64(d) * (BackoffJitterMin + (1-BackoffJitterMin)*frac))
 }
 
 func sortedKeys(m map[string]*peer) []string {
