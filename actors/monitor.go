@@ -96,8 +96,14 @@ func (m *Monitor) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 	return guardedLoop(&m.StateMachine.Server, ps, started)
 }
 
-// State is the core's state (statem.Behavior).
-func (m *Monitor) State() listener.State { return m.d.core.State() }
+// State is the core's state (statem.Behavior); down before the first
+// InitStateMachine.
+func (m *Monitor) State() listener.State {
+	if m.d == nil {
+		return listener.StateDown
+	}
+	return m.d.core.State()
+}
 
 // Allowed is the core's transition table (statem.Behavior).
 func (m *Monitor) Allowed(from, to listener.State) bool { return core.Allowed(from, to) }

@@ -85,9 +85,8 @@ func newDriver(parent context.Context, o MonitorOptions, c *Cluster, self string
 	}
 }
 
-// start publishes the first snapshot (state down) and starts the core.
+// start starts the core.
 func (d *driver) start() []core.Transition {
-	d.publish(d.core.State())
 	return d.step(core.Start{Now: d.now()})
 }
 
