@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -83,10 +84,11 @@ type probe struct {
 // failure). Ergo's connect cannot be cancelled: it runs on a goroutine of
 // its own that ends with Ergo's own deadlines (3 s for the TCP dial, 5 s
 // for the handshake; the EPMD lookup of an unreachable host only with the
-// kernel's TCP timeout). There is at most one per peer: a dial that finds
-// one in flight waits for it instead of starting another, so a peer that
-// hangs costs one goroutine however often it is re-dialled, and a dial
-// cancelled by the Monitor's stop leaves only that one behind.
+// kernel's TCP timeout). There is at most one per peer, and at most
+// core.MaxDialing in all: a dial that finds one in flight waits for it
+// instead of starting another, so a peer that hangs costs one goroutine
+// however often it is re-dialled, and a dial cancelled by the Monitor's
+// stop leaves only that one behind.
 type attempt struct {
 	done chan struct{}
 	gone bool
@@ -103,6 +105,12 @@ func (t *ergoTransport) Nodes() []string { return t.node.Nodes() }
 func (t *ergoTransport) Connect(ctx context.Context, peer string) (bool, error) {
 	t.mu.Lock()
 	a := t.attempts[peer]
+	if a == nil && len(t.attempts) >= core.MaxDialing {
+		// Attempts outlive the dials that started them (up to Ergo's
+		// deadlines): their number is capped as the core caps its dials.
+		t.mu.Unlock()
+		return false, fmt.Errorf("cloister: dial %s: %d connects already in flight", peer, core.MaxDialing)
+	}
 	if a == nil {
 		a = &attempt{done: make(chan struct{})}
 		t.attempts[peer] = a
