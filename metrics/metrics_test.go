@@ -3,6 +3,9 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"strings"
 	"testing"
 	"time"
@@ -331,4 +334,59 @@ func TestMetricsPassLint(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
+}
+
+// Every public event type moves some counter: a new listener.Event type
+// fails here until the collector counts it (or this test says why not).
+func TestObserveCountsEveryEventType(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "../listener/state.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples := map[string]listener.Event{
+		"Transition":   listener.Transition{From: listener.StateDown, To: listener.StateAssembling},
+		"RingsRebuilt": listener.RingsRebuilt{Members: []string{"a@h"}},
+		"DialStarted":  listener.DialStarted{Node: "b@h"},
+		"Suspected":    listener.Suspected{Node: "b@h"},
+		"Disconnected": listener.Disconnected{Node: "b@h"},
+		"Removed":      listener.Removed{Node: "b@h", Reason: listener.RemovedGone},
+		"GraceStarted": listener.GraceStarted{Node: "b@h"},
+		"Recovered":    listener.Recovered{Node: "b@h"},
+		"Stalled":      listener.Stalled{},
+	}
+	found := 0
+	for _, d := range f.Decls {
+		fd, ok := d.(*ast.FuncDecl)
+		if !ok || fd.Recv == nil || fd.Name.Name != "isEvent" {
+			continue
+		}
+		name := fd.Recv.List[0].Type.(*ast.Ident).Name
+		found++
+		e, ok := examples[name]
+		if !ok {
+			t.Errorf("listener.%s is a new event type: count it in Collector.Observe and add it here", name)
+			continue
+		}
+		c, _ := newWithClock()
+		before := total(gather(t, c))
+		c.Observe(e)
+		if after := total(gather(t, c)); after == before {
+			t.Errorf("listener.%s moved no counter", name)
+		}
+	}
+	if found != len(examples) {
+		t.Errorf("%d event types declared, %d known here", found, len(examples))
+	}
+}
+
+// total sums every counter (histogram counts included).
+func total(m map[string]float64) float64 {
+	s := 0.0
+	for k, v := range m {
+		if strings.HasPrefix(k, "cloister_") && !strings.HasSuffix(k, "_sum") && !strings.Contains(k, "cloister_state{") &&
+			!strings.HasPrefix(k, "cloister_members") && !strings.HasPrefix(k, "cloister_consensus") {
+			s += v
+		}
+	}
+	return s
 }

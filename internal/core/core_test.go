@@ -4,9 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"github.com/cloister-go/cloister/listener"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"math/rand"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 )
@@ -456,4 +460,40 @@ func TestGraceEndsWhenAddressLeavesDNS(t *testing.T) {
 	if !reflect.DeepEqual(c.Members(), []string{all[0], all[2]}) {
 		t.Fatalf("members %v (effects %v)", c.Members(), fx)
 	}
+}
+
+// Effects lists every effect type: a driver test feeds each one to the
+// driver, so a new effect left out of the list would escape it.
+func TestEffectsListsEveryEffectType(t *testing.T) {
+	declared := methodReceivers(t, "core.go", "isEffect")
+	var listed []string
+	for _, f := range Effects() {
+		listed = append(listed, strings.TrimPrefix(fmt.Sprintf("%T", f), "core."))
+	}
+	sort.Strings(listed)
+	if !reflect.DeepEqual(declared, listed) {
+		t.Fatalf("effect types declared %v, listed by Effects %v", declared, listed)
+	}
+}
+
+// methodReceivers parses file and returns, sorted, the receiver types of
+// the methods named method.
+func methodReceivers(t *testing.T, file, method string) []string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, d := range f.Decls {
+		fd, ok := d.(*ast.FuncDecl)
+		if !ok || fd.Recv == nil || fd.Name.Name != method {
+			continue
+		}
+		if id, ok := fd.Recv.List[0].Type.(*ast.Ident); ok {
+			out = append(out, id.Name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
