@@ -65,11 +65,10 @@ type Monitor struct {
 
 	// Per process run (set up again by every InitStateMachine: the
 	// Manager restarts the same value).
-	d       *driver
-	tr      *ergoTransport
-	stopRef *etf.Ref
-	kick    chan struct{} // service mode: re-resolve now
-	logf    func(string, ...interface{})
+	d    *driver
+	tr   *ergoTransport
+	kick chan struct{} // service mode: re-resolve now
+	logf func(string, ...interface{})
 }
 
 // Messages the Monitor sends itself. They never cross the network.
@@ -124,7 +123,6 @@ func (m *Monitor) InitStateMachine(p *statem.Process) error {
 	if m.logf == nil {
 		m.logf = log.Printf
 	}
-	m.stopRef = nil
 	n, _ := p.Env(node.EnvKeyNode).(node.Node)
 	m.cluster.SetNode(n)
 	m.tr = newErgoTransport(n, p, m.opts.Name, m.opts.DialTimeout)
