@@ -627,3 +627,31 @@ func TestDriverStopLeavesNoGoroutines(t *testing.T) {
 		t.Fatalf("listener heard %q", got)
 	}
 }
+
+// A connection lost without a node event (a missed NodeDown) is found by
+// the reconciliation with the transport's connection list within
+// Reconcile, and the member leaves after its flap grace.
+func TestDriverReconcileFindsAMissedNodeDown(t *testing.T) {
+	o := testMonitorOptions()
+	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	o.FlapGrace = 500 * time.Millisecond
+	r := newRig(t, o, "b@h", "c@h")
+	r.begin()
+	r.until(time.Second)
+	// b's link is gone and nobody told the driver; b refuses re-dials.
+	r.net.mu.Lock()
+	r.net.connected["b@h"], r.net.up["b@h"] = false, false
+	r.net.mu.Unlock()
+	lost := r.now.Sub(r.start)
+	r.until(5 * time.Second)
+	grace, removed := r.first("grace b@h"), r.first("removed b@h grace_expired")
+	if grace < lost || grace > lost+o.Reconcile+tickEvery {
+		t.Fatalf("grace at %s, lost at %s, Reconcile %s: %q", grace, lost, o.Reconcile, r.eventLines())
+	}
+	if removed < grace+o.FlapGrace || removed > grace+o.FlapGrace+2*tickEvery {
+		t.Fatalf("removed at %s, grace at %s", removed, grace)
+	}
+	if got := r.c.Snapshot().Members; !reflect.DeepEqual(got, []string{"a@h", "c@h"}) {
+		t.Fatalf("members %v", got)
+	}
+}
