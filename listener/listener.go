@@ -4,6 +4,10 @@
 // panicking listener froze the cluster, and it was told only the state being
 // left. Here a Listener gets the old state, the new state and a snapshot, on
 // a goroutine of its own, in order; a panic is recovered and logged.
+//
+// The package also names what an observer sees: the Monitor's State values
+// and its decisions as typed Events (Transition, RingsRebuilt, Removed with
+// its RemovalReason, ...), delivered to Options.Observe.
 package listener
 
 import (
