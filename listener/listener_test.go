@@ -219,3 +219,22 @@ func TestFlushTimeoutLeavesNoGoroutine(t *testing.T) {
 	}
 	d.Close(time.Second)
 }
+
+// An observer (Options.Observe) switches on the event types it cares
+// about; it runs on the Monitor's goroutine, so it only counts or hands
+// over.
+func ExampleEvent() {
+	observe := func(e listener.Event) {
+		switch e := e.(type) {
+		case listener.Transition:
+			fmt.Printf("%s -> %s\n", e.From, e.To)
+		case listener.Removed:
+			fmt.Printf("%s left the rings: %s (%s)\n", e.Node, e.Reason.Describe(), e.Reason)
+		}
+	}
+	observe(listener.Transition{From: listener.StateReady, To: listener.StateRehashing})
+	observe(listener.Removed{Node: "b@127.0.0.1", Reason: listener.RemovedGone})
+	// Output:
+	// ready -> rehashing
+	// b@127.0.0.1 left the rings: gone (its process no longer exists) (gone)
+}
