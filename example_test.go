@@ -29,8 +29,8 @@ func TestMain(m *testing.M) {
 	opts.Logf = func(string, ...interface{}) {}
 	opts.Groups = []string{"sessions"}
 	opts.AdditionalModules = []cloister.Child{{Name: "echo", Child: &echo{}}}
-	opts.Listener = listener.Func(func(from, to string, s listener.Snapshot) {
-		changes <- from + " -> " + to
+	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {
+		changes <- from.String() + " -> " + to.String()
 	})
 	n, err := cloister.StartNode("example@127.0.0.1", opts, cloister.NodeOptions{EPMDPort: epmd.Port})
 	if err != nil {
@@ -139,7 +139,7 @@ func ExampleAwaitReady() {
 func Example_listener() {
 	opts := cloister.DefaultOptions()
 	// Runs on its own goroutine, in order; a panic is logged, never fatal.
-	opts.Listener = listener.Func(func(from, to string, s listener.Snapshot) {
+	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		fmt.Printf("%s -> %s: %d/%d members\n", from, to, len(s.Members), s.Consensus)
 	})
 	fmt.Println(opts.Validate())

@@ -53,7 +53,7 @@ func NewCluster(otpApp string, rings []string, engine ring.Engine) (*Cluster, er
 			return nil, err
 		}
 	}
-	c.snap.Store(&listener.Snapshot{OTPApp: otpApp, State: "down"})
+	c.snap.Store(&listener.Snapshot{OTPApp: otpApp, State: listener.StateDown})
 	return c, nil
 }
 
@@ -80,7 +80,7 @@ func (c *Cluster) ConnectedTo(peer string) bool {
 
 // linked reports whether peer is n itself or connected to it: only then can
 // a message to a process there be sent without Ergo dialling peer on the
-// sending goroutine (ERGO-NOTES §4.5).
+// sending goroutine, synchronously.
 func linked(n node.Node, peer string) bool {
 	return peer == n.Name() || slices.Contains(n.Nodes(), peer)
 }

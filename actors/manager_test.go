@@ -296,9 +296,9 @@ func TestMonitorStopsBehindAStuckListener(t *testing.T) {
 		}
 	}
 	heard := make(chan string, 16)
-	l := listener.Func(func(from, to string, s listener.Snapshot) {
+	l := listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		select {
-		case heard <- to:
+		case heard <- to.String():
 		default:
 		}
 		<-release

@@ -170,7 +170,7 @@ func (a *App) timeoutError(s listener.Snapshot) error {
 		}
 	}
 	return &StartError{Timeout: a.opts.StartTimeout, Consensus: a.opts.Consensus,
-		Members: s.Members, Missing: missing, State: s.State}
+		Members: s.Members, Missing: missing, State: s.State.String()}
 }
 
 // AwaitReady blocks until the cluster is ready or ctx ends: the

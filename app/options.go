@@ -83,11 +83,12 @@ type Options struct {
 	FlapGrace time.Duration
 	// Logf logs; nil means log.Printf.
 	Logf func(format string, args ...interface{})
-	// Observe, when set, sees every effect of the Monitor's decisions
-	// (internal/core: Transition, Publish, Suspect, Disconnect, Dial, ...)
-	// as it is carried out, on the Monitor's goroutine: it must not block.
+	// Observe, when set, sees every decision of the Monitor as a typed
+	// event (listener.Transition, RingsRebuilt, DialStarted, Suspected,
+	// Disconnected, Removed with its RemovalReason, GraceStarted,
+	// Recovered, Stalled), on the Monitor's goroutine: it must not block.
 	// metrics.Collector.Observe is one (see package metrics).
-	Observe func(effect interface{})
+	Observe func(listener.Event)
 }
 
 // NoFlapGrace as Options.FlapGrace removes a member as soon as its

@@ -15,7 +15,7 @@ func TestEndpoints(t *testing.T) {
 	var state atomic.Value
 	state.Store("rehashing")
 	src := func() listener.Snapshot {
-		return listener.Snapshot{Node: "a@127.0.0.1", State: state.Load().(string), Members: []string{"a@127.0.0.1"}, Consensus: 2}
+		return listener.Snapshot{Node: "a@127.0.0.1", State: listener.State(state.Load().(string)), Members: []string{"a@127.0.0.1"}, Consensus: 2}
 	}
 	s, err := health.Start("127.0.0.1:0", health.Handler(src))
 	if err != nil {

@@ -4,6 +4,10 @@
 // panicking listener froze the cluster, and it was told only the state being
 // left. Here a Listener gets the old state, the new state and a snapshot, on
 // a goroutine of its own, in order; a panic is recovered and logged.
+//
+// The package also names what an observer sees: the Monitor's State values
+// and its decisions as typed Events (Transition, RingsRebuilt, Removed with
+// its RemovalReason, ...), delivered to Options.Observe.
 package listener
 
 import (
@@ -40,7 +44,7 @@ type Ring struct {
 type Snapshot struct {
 	Node      string          `json:"node"`
 	OTPApp    string          `json:"otp_app"`
-	State     string          `json:"state"`
+	State     State           `json:"state"`
 	Consensus int             `json:"consensus"`
 	Members   []string        `json:"members"`
 	Rings     map[string]Ring `json:"rings"`
@@ -50,8 +54,8 @@ type Snapshot struct {
 	At        time.Time       `json:"at"`
 }
 
-// Ready reports whether the snapshot's state is "ready".
-func (s Snapshot) Ready() bool { return s.State == "ready" }
+// Ready reports whether the snapshot's state is StateReady.
+func (s Snapshot) Ready() bool { return s.State == StateReady }
 
 // Listener is told of every state change of the Monitor.
 //
@@ -60,14 +64,14 @@ func (s Snapshot) Ready() bool { return s.State == "ready" }
 // It may block (later changes queue up, the Monitor goes on); a panic is
 // recovered and logged and the next change is delivered as usual.
 type Listener interface {
-	OnStateChange(from, to string, snap Snapshot)
+	OnStateChange(from, to State, snap Snapshot)
 }
 
 // Func adapts a function to a Listener.
-type Func func(from, to string, snap Snapshot)
+type Func func(from, to State, snap Snapshot)
 
 // OnStateChange calls f.
-func (f Func) OnStateChange(from, to string, snap Snapshot) { f(from, to, snap) }
+func (f Func) OnStateChange(from, to State, snap Snapshot) { f(from, to, snap) }
 
 // Logger is the default listener: one log line per change.
 type Logger struct {
@@ -76,7 +80,7 @@ type Logger struct {
 }
 
 // OnStateChange logs the change with the members.
-func (l Logger) OnStateChange(from, to string, s Snapshot) {
+func (l Logger) OnStateChange(from, to State, s Snapshot) {
 	logf := l.Logf
 	if logf == nil {
 		logf = log.Printf
@@ -89,7 +93,7 @@ func (l Logger) OnStateChange(from, to string, s Snapshot) {
 type Multi []Listener
 
 // OnStateChange calls every listener; a panic in one does not skip the others.
-func (m Multi) OnStateChange(from, to string, s Snapshot) {
+func (m Multi) OnStateChange(from, to State, s Snapshot) {
 	for _, l := range m {
 		func() {
 			defer func() {
@@ -103,7 +107,7 @@ func (m Multi) OnStateChange(from, to string, s Snapshot) {
 }
 
 type change struct {
-	from, to string
+	from, to State
 	snap     Snapshot
 }
 
@@ -124,8 +128,10 @@ type Dispatcher struct {
 	wake    chan struct{}
 	closed  bool
 	done    chan struct{}
-	idle    *sync.Cond
 	busy    bool
+	// idle is closed (and cleared) when the queue is next empty with no
+	// delivery running, or at Close; Flush waits on it.
+	idle chan struct{}
 }
 
 // NewDispatcher starts delivering to l. logf reports panics, slow calls and
@@ -139,7 +145,6 @@ func NewDispatcher(l Listener, logf func(string, ...interface{}), slow time.Dura
 	}
 	d := &Dispatcher{l: l, logf: logf, slow: slow, max: DefaultQueue,
 		wake: make(chan struct{}, 1), done: make(chan struct{})}
-	d.idle = sync.NewCond(&d.mu)
 	go d.loop()
 	return d
 }
@@ -147,7 +152,7 @@ func NewDispatcher(l Listener, logf func(string, ...interface{}), slow time.Dura
 // Notify queues a change. When DefaultQueue changes are already pending, the
 // oldest is dropped and the drop logged: a listener stuck for that long must
 // not grow memory without bound.
-func (d *Dispatcher) Notify(from, to string, snap Snapshot) {
+func (d *Dispatcher) Notify(from, to State, snap Snapshot) {
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -167,21 +172,34 @@ func (d *Dispatcher) Notify(from, to string, snap Snapshot) {
 }
 
 // Flush waits until every queued change has been delivered, or timeout.
+// It starts no goroutine: nothing of it outlives the timeout.
 func (d *Dispatcher) Flush(timeout time.Duration) bool {
-	done := make(chan struct{})
-	go func() {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
 		d.mu.Lock()
-		for (len(d.queue) > 0 || d.busy) && !d.closed {
-			d.idle.Wait()
+		if (len(d.queue) == 0 && !d.busy) || d.closed {
+			d.mu.Unlock()
+			return true
 		}
+		if d.idle == nil {
+			d.idle = make(chan struct{})
+		}
+		idle := d.idle
 		d.mu.Unlock()
-		close(done)
-	}()
-	select {
-	case <-done:
-		return true
-	case <-time.After(timeout):
-		return false
+		select {
+		case <-idle:
+		case <-t.C:
+			return false
+		}
+	}
+}
+
+// wakeFlushers releases the Flush calls waiting; called with mu held.
+func (d *Dispatcher) wakeFlushers() {
+	if d.idle != nil {
+		close(d.idle)
+		d.idle = nil
 	}
 }
 
@@ -200,7 +218,7 @@ func (d *Dispatcher) Close(timeout time.Duration) {
 		return
 	}
 	d.closed = true
-	d.idle.Broadcast()
+	d.wakeFlushers()
 	d.mu.Unlock()
 	close(d.wake)
 	t := time.NewTimer(time.Until(deadline))
@@ -223,7 +241,7 @@ func (d *Dispatcher) loop() {
 			d.mu.Lock()
 			if len(d.queue) == 0 || d.closed {
 				d.busy = false
-				d.idle.Broadcast()
+				d.wakeFlushers()
 				d.mu.Unlock()
 				break
 			}

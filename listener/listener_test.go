@@ -2,6 +2,7 @@ package listener_test
 
 import (
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -15,9 +16,9 @@ type recorder struct {
 	got []string
 }
 
-func (r *recorder) OnStateChange(from, to string, s listener.Snapshot) {
+func (r *recorder) OnStateChange(from, to listener.State, s listener.Snapshot) {
 	r.mu.Lock()
-	r.got = append(r.got, from+">"+to)
+	r.got = append(r.got, string(from)+">"+string(to))
 	r.mu.Unlock()
 }
 
@@ -33,8 +34,8 @@ func TestDispatcherDeliversInOrder(t *testing.T) {
 	defer d.Close(time.Second)
 	var want []string
 	for i := 0; i < 1000; i++ {
-		from, to := fmt.Sprint(i), fmt.Sprint(i+1)
-		want = append(want, from+">"+to)
+		from, to := listener.State(fmt.Sprint(i)), listener.State(fmt.Sprint(i+1))
+		want = append(want, string(from)+">"+string(to))
 		d.Notify(from, to, listener.Snapshot{})
 	}
 	if !d.Flush(10 * time.Second) {
@@ -55,7 +56,7 @@ func TestPanickingListenerDoesNotStopDelivery(t *testing.T) {
 		logged = append(logged, fmt.Sprintf(f, a...))
 		mu.Unlock()
 	}
-	l := listener.Func(func(from, to string, s listener.Snapshot) {
+	l := listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		if to == "boom" {
 			panic("listener bug")
 		}
@@ -80,7 +81,7 @@ func TestPanickingListenerDoesNotStopDelivery(t *testing.T) {
 func TestSlowListenerNeverBlocksNotify(t *testing.T) {
 	release := make(chan struct{})
 	r := &recorder{}
-	l := listener.Func(func(from, to string, s listener.Snapshot) {
+	l := listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		<-release
 		r.OnStateChange(from, to, s)
 	})
@@ -110,7 +111,7 @@ func TestQueueIsBounded(t *testing.T) {
 	r := &recorder{}
 	var dropLog []string
 	var mu sync.Mutex
-	d := listener.NewDispatcher(listener.Func(func(from, to string, s listener.Snapshot) {
+	d := listener.NewDispatcher(listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		<-release
 		r.OnStateChange(from, to, s)
 	}), func(f string, a ...interface{}) {
@@ -120,7 +121,7 @@ func TestQueueIsBounded(t *testing.T) {
 	}, time.Hour)
 	total := listener.DefaultQueue + 500
 	for i := 0; i < total; i++ {
-		d.Notify("x", fmt.Sprint(i), listener.Snapshot{})
+		d.Notify("x", listener.State(fmt.Sprint(i)), listener.Snapshot{})
 	}
 	close(release)
 	d.Flush(10 * time.Second)
@@ -147,7 +148,7 @@ func TestNotifyAfterCloseIsIgnored(t *testing.T) {
 
 func TestMultiIsolatesPanics(t *testing.T) {
 	r := &recorder{}
-	m := listener.Multi{listener.Func(func(string, string, listener.Snapshot) { panic("x") }), r}
+	m := listener.Multi{listener.Func(func(listener.State, listener.State, listener.Snapshot) { panic("x") }), r}
 	m.OnStateChange("a", "b", listener.Snapshot{})
 	if len(r.list()) != 1 {
 		t.Fatal("second listener skipped after the first panicked")
@@ -155,7 +156,7 @@ func TestMultiIsolatesPanics(t *testing.T) {
 }
 
 func ExampleFunc() {
-	d := listener.NewDispatcher(listener.Func(func(from, to string, s listener.Snapshot) {
+	d := listener.NewDispatcher(listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		fmt.Printf("%s -> %s with %d members\n", from, to, len(s.Members))
 	}), nil, 0)
 	d.Notify("rehashing", "ready", listener.Snapshot{Members: []string{"a@127.0.0.1", "b@127.0.0.1"}})
@@ -169,7 +170,7 @@ func ExampleFunc() {
 // for the goroutine without bound.
 func TestCloseIsBoundedByAStuckListener(t *testing.T) {
 	release := make(chan struct{})
-	d := listener.NewDispatcher(listener.Func(func(from, to string, s listener.Snapshot) {
+	d := listener.NewDispatcher(listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		<-release
 	}), t.Logf, time.Hour)
 	d.Notify("a", "b", listener.Snapshot{})
@@ -196,4 +197,44 @@ func TestCloseIsBoundedByAStuckListener(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("the Dispatcher's goroutine did not end after the listener returned")
 	}
+}
+
+// A Flush that times out behind a stuck listener leaves nothing running.
+func TestFlushTimeoutLeavesNoGoroutine(t *testing.T) {
+	release := make(chan struct{})
+	d := listener.NewDispatcher(listener.Func(func(from, to listener.State, s listener.Snapshot) { <-release }), t.Logf, time.Hour)
+	d.Notify("a", "b", listener.Snapshot{})
+	base := runtime.NumGoroutine()
+	for i := 0; i < 20; i++ {
+		if d.Flush(time.Millisecond) {
+			t.Fatal("flush returned true behind a stuck listener")
+		}
+	}
+	if n := runtime.NumGoroutine(); n > base {
+		t.Fatalf("%d goroutines after 20 timed-out flushes, %d before", n, base)
+	}
+	close(release)
+	if !d.Flush(10 * time.Second) {
+		t.Fatal("flush timed out after the listener was released")
+	}
+	d.Close(time.Second)
+}
+
+// An observer (Options.Observe) switches on the event types it cares
+// about; it runs on the Monitor's goroutine, so it only counts or hands
+// over.
+func ExampleEvent() {
+	observe := func(e listener.Event) {
+		switch e := e.(type) {
+		case listener.Transition:
+			fmt.Printf("%s -> %s\n", e.From, e.To)
+		case listener.Removed:
+			fmt.Printf("%s left the rings: %s (%s)\n", e.Node, e.Reason.Describe(), e.Reason)
+		}
+	}
+	observe(listener.Transition{From: listener.StateReady, To: listener.StateRehashing})
+	observe(listener.Removed{Node: "b@127.0.0.1", Reason: listener.RemovedGone})
+	// Output:
+	// ready -> rehashing
+	// b@127.0.0.1 left the rings: gone (its process no longer exists) (gone)
 }

@@ -13,7 +13,8 @@
 //
 // Gauges (members, state, ring epochs, ...) are read from the cluster's
 // snapshot when Prometheus scrapes; counters and histograms are fed by the
-// Monitor's effects (Options.Observe), by the listener wrapper and by the
+// Monitor's typed events (Options.Observe, listener.Event), by the listener
+// wrapper and by the
 // fan-out hook (actors.FanoutObserver). Every update is an atomic add: none
 // blocks the Monitor.
 package metrics
@@ -21,6 +22,7 @@ package metrics
 import (
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -32,19 +34,11 @@ import (
 
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/app"
-	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/listener"
 )
 
 // Namespace prefixes every metric name.
 const Namespace = "cloister"
-
-// States lists the Monitor states, in the order of the state diagram; the
-// state gauge has one series per state.
-var States = []string{
-	string(core.Down), string(core.Assembling), string(core.Rehashing),
-	string(core.Ready), string(core.Stopping), string(core.Stopped),
-}
 
 // Outcomes of one node in a fan-out, the values of the outcome label.
 const (
@@ -117,7 +111,7 @@ func New() *Collector {
 		dials: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "dials_total",
 			Help: "Connection attempts started by the Monitor."}),
 		removed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "member_removals_total",
-			Help: "Members taken out of the rings, by reason (silent, connection_lost, grace_expired, foreign)."},
+			Help: "Members taken out of the rings, by reason (silent, connection_lost, grace_expired, foreign, gone)."},
 			[]string{"reason"}),
 		graces: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "flap_graces_total",
 			Help: "Members whose connection dropped and who were kept in the rings for the flap grace."}),
@@ -157,7 +151,7 @@ func (c *Collector) snapshot() listener.Snapshot {
 	if s := c.last.Load(); s != nil {
 		return *s
 	}
-	return listener.Snapshot{State: string(core.Down)}
+	return listener.Snapshot{State: listener.StateDown}
 }
 
 // Instrument wires the collector into opts before the node starts: it
@@ -167,9 +161,9 @@ func (c *Collector) snapshot() listener.Snapshot {
 // process is the rule, so the last Instrument wins).
 func (c *Collector) Instrument(opts *app.Options) {
 	if prev := opts.Observe; prev != nil {
-		opts.Observe = func(effect interface{}) {
-			prev(effect)
-			c.Observe(effect)
+		opts.Observe = func(e listener.Event) {
+			prev(e)
+			c.Observe(e)
 		}
 	} else {
 		opts.Observe = c.Observe
@@ -183,55 +177,49 @@ func (c *Collector) Instrument(opts *app.Options) {
 	actors.FanoutObserver.Store(&hook)
 }
 
-// Observe counts one effect of the Monitor (app.Options.Observe): state
+// Observe counts one event of the Monitor (app.Options.Observe): state
 // transitions, ring rebuilds and the time spent rehashing, heartbeat
 // suspicions and removals, members removed by reason, flap graces and
 // recoveries, stalls, dials. It runs on the Monitor's goroutine and
 // only adds to atomic counters.
-func (c *Collector) Observe(effect interface{}) {
-	switch e := effect.(type) {
-	case core.Transition:
-		c.transitions.WithLabelValues(string(e.From), string(e.To)).Inc()
+func (c *Collector) Observe(ev listener.Event) {
+	switch e := ev.(type) {
+	case listener.Transition:
+		c.transitions.WithLabelValues(e.From.String(), e.To.String()).Inc()
 		c.mu.Lock()
 		now := c.now()
-		if e.From == core.Rehashing && !c.rehashSince.IsZero() {
+		if e.From == listener.StateRehashing && !c.rehashSince.IsZero() {
 			c.rehashTime.Observe(now.Sub(c.rehashSince).Seconds())
 			c.rehashSince = time.Time{}
 		}
-		if e.To == core.Rehashing {
+		if e.To == listener.StateRehashing {
 			c.rehashSince = now
 		}
 		c.mu.Unlock()
-	case core.Publish:
+	case listener.RingsRebuilt:
 		c.rehashes.Inc()
-	case core.Suspect:
+	case listener.Suspected:
 		c.suspicions.Inc()
-	case core.Disconnect:
+	case listener.Disconnected:
 		c.removals.Inc()
-	case core.Dial:
+	case listener.DialStarted:
 		c.dials.Inc()
-	case core.Removed:
+	case listener.Removed:
 		c.removed.WithLabelValues(removalReason(e.Reason)).Inc()
-	case core.Grace:
+	case listener.GraceStarted:
 		c.graces.Inc()
-	case core.Recovered:
+	case listener.Recovered:
 		c.recoveries.Inc()
-	case core.Stalled:
+	case listener.Stalled:
 		c.stalls.Inc()
 	}
 }
 
-// removalReason turns a core.Reason* into a label value.
-func removalReason(r string) string {
-	switch r {
-	case core.ReasonSilent:
-		return "silent"
-	case core.ReasonDown:
-		return "connection_lost"
-	case core.ReasonGraceExpired:
-		return "grace_expired"
-	case core.ReasonForeign:
-		return "foreign"
+// removalReason is the reason label: the reason's own value, "other" for
+// a value that is none of listener.RemovalReasons.
+func removalReason(r listener.RemovalReason) string {
+	if slices.Contains(listener.RemovalReasons(), r) {
+		return string(r)
 	}
 	return "other"
 }
@@ -241,7 +229,7 @@ func removalReason(r string) string {
 // snapshot is kept for the gauges when no source is set. A panic in next
 // still reaches the dispatcher, which recovers and logs it.
 func (c *Collector) Listener(next listener.Listener) listener.Listener {
-	return listener.Func(func(from, to string, s listener.Snapshot) {
+	return listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		start := c.now()
 		if !s.At.IsZero() {
 			c.listenerLat.Observe(start.Sub(s.At).Seconds())
@@ -312,12 +300,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.consensus, float64(s.Consensus))
 	gauge(c.connected, float64(len(s.Connected)))
 	gauge(c.suspects, float64(len(s.Suspects)))
-	for _, st := range States {
+	for _, st := range listener.States() {
 		v := 0.0
 		if st == s.State {
 			v = 1
 		}
-		gauge(c.state, v, st)
+		gauge(c.state, v, st.String())
 	}
 	names := make([]string, 0, len(s.Rings))
 	for n := range s.Rings {

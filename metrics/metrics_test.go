@@ -3,6 +3,9 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"strings"
 	"testing"
 	"time"
@@ -12,7 +15,6 @@ import (
 
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/app"
-	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -82,32 +84,31 @@ func want(t *testing.T, got map[string]float64, key string, v float64) {
 
 func TestObserveCountsTransitionsRehashesAndHeartbeat(t *testing.T) {
 	c, ck := newWithClock()
-	for _, e := range []interface{}{
-		core.Transition{From: core.Down, To: core.Assembling},
-		core.Dial{Node: "b@h"}, core.Dial{Node: "c@h"},
-		core.Transition{From: core.Assembling, To: core.Rehashing},
-		core.Publish{Members: []string{"a@h", "b@h"}},
+	for _, e := range []listener.Event{
+		listener.Transition{From: listener.StateDown, To: listener.StateAssembling},
+		listener.DialStarted{Node: "b@h"}, listener.DialStarted{Node: "c@h"},
+		listener.Transition{From: listener.StateAssembling, To: listener.StateRehashing},
+		listener.RingsRebuilt{Members: []string{"a@h", "b@h"}},
 	} {
 		c.Observe(e)
 	}
 	ck.advance(3 * time.Millisecond)
-	c.Observe(core.Transition{From: core.Rehashing, To: core.Ready})
+	c.Observe(listener.Transition{From: listener.StateRehashing, To: listener.StateReady})
 	// A second rehash, 5 ms long; a suspicion and a removal in between.
-	c.Observe(core.Suspect{Node: "b@h", Silence: 3 * time.Second})
-	c.Observe(core.Disconnect{Node: "b@h"})
-	c.Observe(core.Transition{From: core.Ready, To: core.Rehashing})
-	c.Observe(core.Publish{Members: []string{"a@h"}})
+	c.Observe(listener.Suspected{Node: "b@h", Silence: 3 * time.Second})
+	c.Observe(listener.Disconnected{Node: "b@h"})
+	c.Observe(listener.Transition{From: listener.StateReady, To: listener.StateRehashing})
+	c.Observe(listener.RingsRebuilt{Members: []string{"a@h"}})
 	ck.advance(5 * time.Millisecond)
-	c.Observe(core.Transition{From: core.Rehashing, To: core.Ready})
-	c.Observe(core.Grace{Node: "c@h", For: time.Second})
-	c.Observe(core.Recovered{Node: "c@h", After: 10 * time.Millisecond})
-	c.Observe(core.Grace{Node: "c@h", For: time.Second})
-	c.Observe(core.Removed{Node: "c@h", Reason: core.ReasonGraceExpired})
-	c.Observe(core.Removed{Node: "b@h", Reason: core.ReasonSilent})
-	c.Observe(core.Removed{Node: "x@h", Reason: "who knows"})
-	c.Observe(core.Stalled{For: 2 * time.Second})
-	c.Observe(core.ContinueEffect{}) // ignored
-	c.Observe("garbage")             // ignored
+	c.Observe(listener.Transition{From: listener.StateRehashing, To: listener.StateReady})
+	c.Observe(listener.GraceStarted{Node: "c@h", For: time.Second})
+	c.Observe(listener.Recovered{Node: "c@h", After: 10 * time.Millisecond})
+	c.Observe(listener.GraceStarted{Node: "c@h", For: time.Second})
+	c.Observe(listener.Removed{Node: "c@h", Reason: listener.RemovedGraceExpired})
+	c.Observe(listener.Removed{Node: "b@h", Reason: listener.RemovedSilent})
+	c.Observe(listener.Removed{Node: "x@h", Reason: "who knows"})
+	c.Observe(listener.Stalled{For: 2 * time.Second})
+	c.Observe(nil) // ignored
 
 	got := gather(t, c)
 	want(t, got, `cloister_transitions_total{from="down",to="assembling"}`, 1)
@@ -129,18 +130,35 @@ func TestObserveCountsTransitionsRehashesAndHeartbeat(t *testing.T) {
 	want(t, got, "cloister_stalls_total", 1)
 }
 
+// A killed node, the most common removal, leaves with reason gone: every
+// reason has its own label, none is counted as "other".
+func TestEveryRemovalReasonHasItsLabel(t *testing.T) {
+	c, _ := newWithClock()
+	for _, r := range listener.RemovalReasons() {
+		c.Observe(listener.Removed{Node: "b@h", Reason: r})
+	}
+	got := gather(t, c)
+	want(t, got, `cloister_member_removals_total{reason="gone"}`, 1)
+	for _, r := range listener.RemovalReasons() {
+		want(t, got, `cloister_member_removals_total{reason="`+string(r)+`"}`, 1)
+	}
+	if v := got[`cloister_member_removals_total{reason="other"}`]; v != 0 {
+		t.Errorf("%v removals counted as other", v)
+	}
+}
+
 func TestRehashDurationNeedsAnEntry(t *testing.T) {
 	// Leaving rehashing without having seen it entered (the collector was
 	// attached late) records nothing rather than a bogus duration.
 	c, _ := newWithClock()
-	c.Observe(core.Transition{From: core.Rehashing, To: core.Ready})
+	c.Observe(listener.Transition{From: listener.StateRehashing, To: listener.StateReady})
 	want(t, gather(t, c), "cloister_rehash_duration_seconds_count", 0)
 }
 
 func TestGaugesWithoutSourceReportDown(t *testing.T) {
 	got := gather(t, New())
 	want(t, got, `cloister_state{state="down"}`, 1)
-	for _, s := range States[1:] {
+	for _, s := range listener.States()[1:] {
 		want(t, got, fmt.Sprintf("cloister_state{state=%q}", s), 0)
 	}
 	want(t, got, "cloister_members", 0)
@@ -185,8 +203,8 @@ func TestGaugesReadTheSourceAtEveryScrape(t *testing.T) {
 func TestListenerWrapperTimesDeliveriesAndKeepsTheSnapshot(t *testing.T) {
 	c, ck := newWithClock()
 	var calls []string
-	l := c.Listener(listener.Func(func(from, to string, s listener.Snapshot) {
-		calls = append(calls, from+">"+to)
+	l := c.Listener(listener.Func(func(from, to listener.State, s listener.Snapshot) {
+		calls = append(calls, string(from+">"+to))
 		ck.advance(20 * time.Millisecond) // the listener's own work
 	}))
 	at := ck.t
@@ -211,7 +229,7 @@ func TestListenerWrapperTimesDeliveriesAndKeepsTheSnapshot(t *testing.T) {
 
 func TestListenerWrapperLetsAPanicThroughAndStillTimesIt(t *testing.T) {
 	c, _ := newWithClock()
-	l := c.Listener(listener.Func(func(from, to string, s listener.Snapshot) { panic("boom") }))
+	l := c.Listener(listener.Func(func(from, to listener.State, s listener.Snapshot) { panic("boom") }))
 	func() {
 		defer func() {
 			if r := recover(); r != "boom" {
@@ -266,13 +284,13 @@ func TestInstrumentChainsObserveWrapsTheListenerAndHooksFanout(t *testing.T) {
 	t.Cleanup(func() { actors.FanoutObserver.Store(prev) })
 	c, _ := newWithClock()
 	opts := app.DefaultOptions()
-	var seen []interface{}
-	opts.Observe = func(e interface{}) { seen = append(seen, e) }
+	var seen []listener.Event
+	opts.Observe = func(e listener.Event) { seen = append(seen, e) }
 	var heard int
-	opts.Listener = listener.Func(func(from, to string, s listener.Snapshot) { heard++ })
+	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) { heard++ })
 	c.Instrument(&opts)
 
-	opts.Observe(core.Publish{Members: []string{"a@h"}})
+	opts.Observe(listener.RingsRebuilt{Members: []string{"a@h"}})
 	if len(seen) != 1 {
 		t.Errorf("the Observe set before Instrument saw %d effects, want 1", len(seen))
 	}
@@ -308,7 +326,7 @@ func TestMetricsPassLint(t *testing.T) {
 			Rings: map[string]listener.Ring{"r": {Members: []string{"a@h"}, Epoch: 1}}}
 	})
 	c.ObserveFanout("multicall", []actors.Result{{Node: "a@h"}})
-	c.Observe(core.Transition{From: core.Down, To: core.Assembling})
+	c.Observe(listener.Transition{From: listener.StateDown, To: listener.StateAssembling})
 	problems, err := testutil.CollectAndLint(c)
 	if err != nil {
 		t.Fatal(err)
@@ -316,4 +334,59 @@ func TestMetricsPassLint(t *testing.T) {
 	for _, p := range problems {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
+}
+
+// Every public event type moves some counter: a new listener.Event type
+// fails here until the collector counts it (or this test says why not).
+func TestObserveCountsEveryEventType(t *testing.T) {
+	f, err := parser.ParseFile(token.NewFileSet(), "../listener/state.go", nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	examples := map[string]listener.Event{
+		"Transition":   listener.Transition{From: listener.StateDown, To: listener.StateAssembling},
+		"RingsRebuilt": listener.RingsRebuilt{Members: []string{"a@h"}},
+		"DialStarted":  listener.DialStarted{Node: "b@h"},
+		"Suspected":    listener.Suspected{Node: "b@h"},
+		"Disconnected": listener.Disconnected{Node: "b@h"},
+		"Removed":      listener.Removed{Node: "b@h", Reason: listener.RemovedGone},
+		"GraceStarted": listener.GraceStarted{Node: "b@h"},
+		"Recovered":    listener.Recovered{Node: "b@h"},
+		"Stalled":      listener.Stalled{},
+	}
+	found := 0
+	for _, d := range f.Decls {
+		fd, ok := d.(*ast.FuncDecl)
+		if !ok || fd.Recv == nil || fd.Name.Name != "isEvent" {
+			continue
+		}
+		name := fd.Recv.List[0].Type.(*ast.Ident).Name
+		found++
+		e, ok := examples[name]
+		if !ok {
+			t.Errorf("listener.%s is a new event type: count it in Collector.Observe and add it here", name)
+			continue
+		}
+		c, _ := newWithClock()
+		before := total(gather(t, c))
+		c.Observe(e)
+		if after := total(gather(t, c)); after == before {
+			t.Errorf("listener.%s moved no counter", name)
+		}
+	}
+	if found != len(examples) {
+		t.Errorf("%d event types declared, %d known here", found, len(examples))
+	}
+}
+
+// total sums every counter (histogram counts included).
+func total(m map[string]float64) float64 {
+	s := 0.0
+	for k, v := range m {
+		if strings.HasPrefix(k, "cloister_") && !strings.HasSuffix(k, "_sum") && !strings.Contains(k, "cloister_state{") &&
+			!strings.HasPrefix(k, "cloister_members") && !strings.HasPrefix(k, "cloister_consensus") {
+			s += v
+		}
+	}
+	return s
 }

@@ -73,7 +73,7 @@ func expect(t *testing.T, got map[string]float64, key string, v float64) {
 	}
 }
 
-// local is the one Ergo node of this test binary (ERGO-NOTES §10), started
+// local is the one Ergo node of this test binary (Ergo races with several), started
 // by the first test that needs it and shared by -count repetitions.
 var local struct {
 	once sync.Once

@@ -98,14 +98,14 @@ func runNode(args []string) int {
 	opts.Logf = logger.Printf
 	ls := listener.Multi{
 		listener.Logger{Logf: logger.Printf},
-		listener.Func(func(from, to string, s listener.Snapshot) {
+		listener.Func(func(from, to listener.State, s listener.Snapshot) {
 			out.Print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
 		}),
 	}
 	var l listener.Listener = ls
 	if *panicListener {
 		// Printed first, then a panic: the Dispatcher must go on.
-		l = listener.Func(func(from, to string, s listener.Snapshot) {
+		l = listener.Func(func(from, to listener.State, s listener.Snapshot) {
 			ls.OnStateChange(from, to, s)
 			panic(fmt.Sprintf("test listener panics on %s -> %s", from, to))
 		})

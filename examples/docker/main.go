@@ -247,7 +247,7 @@ func run() int {
 
 // logChange is the listener: one line per state change, with what an
 // operator needs to compare nodes (members and the default ring's hash).
-func logChange(from, to string, s listener.Snapshot) {
+func logChange(from, to listener.State, s listener.Snapshot) {
 	r := s.Rings[s.OTPApp]
 	log.Printf("cloister-example: %s: %s -> %s, members %d/%d [%s], ring hash %016x",
 		s.Node, from, to, len(s.Members), s.Consensus, strings.Join(s.Members, ", "), r.Hash)

@@ -116,10 +116,10 @@ func runWorker(args []string) int {
 	// handover, which may take a while (the Monitor is not held up by it:
 	// listeners run on their own goroutine).
 	opts.Listener = listener.Multi{
-		listener.Func(func(from, to string, s listener.Snapshot) {
+		listener.Func(func(from, to listener.State, s listener.Snapshot) {
 			out.Print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
 		}),
-		listener.Func(func(from, to string, s listener.Snapshot) {
+		listener.Func(func(from, to listener.State, s listener.Snapshot) {
 			if to == "ready" {
 				w.handover()
 			}
@@ -385,7 +385,7 @@ type nodeState struct {
 
 func (w *worker) state() nodeState {
 	s := w.cluster.Snapshot()
-	ns := nodeState{Node: s.Node, State: s.State, Members: s.Members, HandedHash: w.lastHash.Load(),
+	ns := nodeState{Node: s.Node, State: s.State.String(), Members: s.Members, HandedHash: w.lastHash.Load(),
 		Busy: w.busy.Load(), Pending: w.pendingCount(), Held: w.st.len(), Pushed: w.pushed.Load()}
 	if r, err := w.cluster.Rings.Get(w.cluster.Ring); err == nil {
 		ns.RingHash = r.Hash()

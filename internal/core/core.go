@@ -11,38 +11,27 @@ import (
 	"slices"
 	"sort"
 	"time"
+
+	"github.com/cloister-go/cloister/listener"
 )
 
-// State is a Monitor state, named as the original's.
-type State string
+// State is a Monitor state; the type is public (listener.State) so that
+// snapshots, listeners and observers name the same values.
+type State = listener.State
 
-// The Monitor states (SPEC §4).
-const (
-	Down       State = "down"
-	Assembling State = "assembling"
-	Rehashing  State = "rehashing"
-	Ready      State = "ready"
-	Stopping   State = "stopping"
-	Stopped    State = "stopped"
-)
-
-// Table is the transition table, declared once as the original's FSM was.
-var Table = map[State][]State{
-	Down:       {Assembling, Stopping},
-	Assembling: {Rehashing, Stopping},
-	Rehashing:  {Ready, Stopping},
-	Ready:      {Rehashing, Stopping},
-	Stopping:   {Stopped},
+// table is the transition table, declared once as the original's FSM
+// was. Unexported: Allowed is the only way to read it.
+var table = map[State][]State{
+	listener.StateDown:       {listener.StateAssembling, listener.StateStopping},
+	listener.StateAssembling: {listener.StateRehashing, listener.StateStopping},
+	listener.StateRehashing:  {listener.StateReady, listener.StateStopping},
+	listener.StateReady:      {listener.StateRehashing, listener.StateStopping},
+	listener.StateStopping:   {listener.StateStopped},
 }
 
-// Allowed reports whether from → to is declared.
+// Allowed reports whether from → to is declared in the transition table.
 func Allowed(from, to State) bool {
-	for _, s := range Table[from] {
-		if s == to {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(table[from], to)
 }
 
 // Config is what the core needs to decide; durations are already defaulted.
@@ -89,18 +78,23 @@ const MaxReported = 1024
 // later tick.
 const MaxDialing = 64
 
-// Why a member left the rings (Removed.Reason).
-const (
-	ReasonSilent       = "silent"              // no heartbeat answer for RemoveAfter
-	ReasonDown         = "connection lost"     // without a flap grace
-	ReasonGraceExpired = "not back in grace"   // connection lost, not back within FlapGrace
-	ReasonForeign      = "answers for another" // now a cloister of another OTPApp
-	ReasonGone         = "gone"                // in grace, and a re-dial proved the process gone
-)
+// BackoffJitterMin is the low end of the factor in [BackoffJitterMin, 1)
+// that scales every re-dial wait (see backoff): wide enough that two
+// nodes re-dialling each other drift apart within a few attempts.
+const BackoffJitterMin = 0.75
+
+// The stall guard: a gap between two ticks of at least StallHeartbeats
+// heartbeats, and of at least half of SuspectAfter, means this node itself
+// did not run (frozen, suspended, starved), not that its peers were silent.
+const StallHeartbeats = 2
+
+// Event is an input of the core: one of the event types below.
+type Event interface{ isEvent() }
 
 // Events.
 type (
-	// Start is the first event.
+	// Start is the first event. Events before it only record connections:
+	// no peer becomes a member until the Monitor has started.
 	Start struct{ Now time.Time }
 	// Tick drives heartbeats, re-dials and reconciliation. Connected is the
 	// node's current connection list when Reconcile is due (nil otherwise).
@@ -108,11 +102,12 @@ type (
 		Now       time.Time
 		Connected []string
 	}
-	// NodeUp and NodeDown come from the node's network events.
+	// NodeUp comes from the node's network events.
 	NodeUp struct {
 		Now  time.Time
 		Node string
 	}
+	// NodeDown comes from the node's network events.
 	NodeDown struct {
 		Now  time.Time
 		Node string
@@ -146,15 +141,29 @@ type (
 		Now   time.Time
 		Peers []string
 	}
-	// Continue is the internal follow-up of a rehash (see the Continue effect).
-	Continue struct{ Now time.Time }
-	// Stop begins an orderly shutdown.
+	// Stop runs the orderly shutdown: stopping, then stopped.
 	Stop struct{ Now time.Time }
 )
 
+func (Start) isEvent()      {}
+func (Tick) isEvent()       {}
+func (NodeUp) isEvent()     {}
+func (NodeDown) isEvent()   {}
+func (DialDone) isEvent()   {}
+func (ProbeReply) isEvent() {}
+func (ProbedBy) isEvent()   {}
+func (Discovered) isEvent() {}
+func (Stop) isEvent()       {}
+
+// Effect is an output of the core: one of the effect types below, carried
+// out by the driver in order. Effects lists one value of every type, so a
+// test can prove a driver handles them all.
+type Effect interface{ isEffect() }
+
 // Effects.
 type (
-	// Transition moves the machine; Notify goes with it to the listener.
+	// Transition moves the machine; the listener is told. One step may
+	// make several (down → assembling → rehashing → ready), in order.
 	Transition struct{ From, To State }
 	// Dial connects to a node (off the Monitor's goroutine, with a deadline);
 	// the result comes back as DialDone.
@@ -162,8 +171,8 @@ type (
 	// Probe asks the node's Monitor for its state; the answer comes back as
 	// ProbeReply (no answer: nothing comes back).
 	Probe struct{ Node string }
-	// Disconnect drops the link to a node removed by the heartbeat, so that
-	// a thawed peer rejoins through the normal path.
+	// Disconnect drops the link to a member the heartbeat found silent for
+	// RemoveAfter, so that a thawed peer rejoins through the normal path.
 	Disconnect struct{ Node string }
 	// Publish rebuilds the rings from the sorted member list.
 	Publish struct{ Members []string }
@@ -172,9 +181,6 @@ type (
 		Node    string
 		Silence time.Duration
 	}
-	// Continue asks the driver to feed a Continue event next: a rehash is a
-	// state of its own, entered and then left (ready → rehashing → ready).
-	ContinueEffect struct{}
 	// Grace reports a member whose connection dropped: it stays in the
 	// rings for For (the flap guard) while it is re-dialled.
 	Grace struct {
@@ -187,10 +193,10 @@ type (
 		Node  string
 		After time.Duration
 	}
-	// Removed reports a member leaving the rings, and why (Reason*).
+	// Removed reports a member leaving the rings, and why.
 	Removed struct {
 		Node   string
-		Reason string
+		Reason listener.RemovalReason
 	}
 	// Stalled reports that this node's own ticks stopped for For (the
 	// process was frozen, suspended or starved): the peers' silence in that
@@ -198,6 +204,23 @@ type (
 	// window instead of being removed at once.
 	Stalled struct{ For time.Duration }
 )
+
+func (Transition) isEffect() {}
+func (Dial) isEffect()       {}
+func (Probe) isEffect()      {}
+func (Disconnect) isEffect() {}
+func (Publish) isEffect()    {}
+func (Suspect) isEffect()    {}
+func (Grace) isEffect()      {}
+func (Recovered) isEffect()  {}
+func (Removed) isEffect()    {}
+func (Stalled) isEffect()    {}
+
+// Effects returns a zero value of every effect type (for tests that prove
+// a driver or observer handles each one).
+func Effects() []Effect {
+	return []Effect{Transition{}, Dial{}, Probe{}, Disconnect{}, Publish{}, Suspect{}, Grace{}, Recovered{}, Removed{}, Stalled{}}
+}
 
 type peer struct {
 	connected bool
@@ -235,7 +258,7 @@ type Core struct {
 
 // New returns a core in state Down.
 func New(cfg Config) *Core {
-	c := &Core{cfg: cfg, state: Down, peers: map[string]*peer{}}
+	c := &Core{cfg: cfg, state: listener.StateDown, peers: map[string]*peer{}}
 	for _, s := range cfg.Sentries {
 		if s != cfg.Self {
 			c.peer(s).sentry = true
@@ -263,18 +286,6 @@ func (c *Core) Suspects() []string {
 	return out
 }
 
-// Connected lists peers we believe connected, sorted.
-func (c *Core) Connected() []string {
-	var out []string
-	for n, p := range c.peers {
-		if p.connected {
-			out = append(out, n)
-		}
-	}
-	sort.Strings(out)
-	return out
-}
-
 // SelfIsSentry reports whether this node is listed among its sentries.
 func (c *Core) SelfIsSentry() bool {
 	for _, s := range c.cfg.Sentries {
@@ -283,18 +294,6 @@ func (c *Core) SelfIsSentry() bool {
 		}
 	}
 	return false
-}
-
-// Missing lists the sentries not yet members, for "what was missing" errors.
-func (c *Core) Missing() []string {
-	var out []string
-	for n, p := range c.peers {
-		if p.sentry && !p.member {
-			out = append(out, n)
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 func (c *Core) peer(n string) *peer {
@@ -307,22 +306,30 @@ func (c *Core) peer(n string) *peer {
 }
 
 // Step applies one event and returns the effects to carry out, in order.
-// One step makes at most one transition: a chain (down → assembling →
-// rehashing → ready) goes through ContinueEffect, so a driver built on a
-// gen_statem-style behaviour sees each state entered and left.
-func (c *Core) Step(ev interface{}) []interface{} {
-	var fx []interface{}
+// A step may make several transitions (down → assembling → rehashing →
+// ready); each is a Transition effect, in order, and each is allowed by the
+// table, so a driver sees every state entered and left without feeding
+// anything back.
+func (c *Core) Step(ev Event) []Effect {
+	var fx []Effect
 	switch e := ev.(type) {
 	case Start:
-		if c.state != Down {
+		if c.state != listener.StateDown {
 			return nil
 		}
 		// The stall guard's clock starts now, not at the first tick: a
 		// node frozen before that tick must still notice it was frozen.
 		c.lastTick = e.Now
-		fx = c.to(fx, Assembling)
+		fx = c.to(fx, listener.StateAssembling)
+		// Peers that connected (or answered) before the start are asked
+		// again: only now may they become members.
+		for _, n := range sortedKeys(c.peers) {
+			if p := c.peers[n]; p.connected {
+				fx = append(fx, Probe{n})
+				p.probeSent = e.Now
+			}
+		}
 		fx = c.dialDue(fx, e.Now)
-		fx = append(fx, ContinueEffect{})
 	case Tick:
 		fx = c.tick(fx, e)
 	case NodeUp:
@@ -333,7 +340,6 @@ func (c *Core) Step(ev interface{}) []interface{} {
 		p.connected, p.dialing, p.failures = true, false, 0
 		fx = append(fx, Probe{e.Node})
 		p.probeSent = e.Now
-		fx = c.maybeAssembled(fx)
 	case NodeDown:
 		fx = c.down(fx, e.Node, e.Now, true)
 	case DialDone:
@@ -344,16 +350,13 @@ func (c *Core) Step(ev interface{}) []interface{} {
 			p.nextDial = e.Now.Add(c.backoff(e.Node, p.failures))
 			if e.Gone && !p.awaySince.IsZero() && !p.connected {
 				// A killed node is not a flap: leave the rings now.
-				fx = c.remove(fx, e.Node, ReasonGone)
+				fx = c.remove(fx, e.Node, listener.RemovedGone)
 			}
-		} else {
+		} else if !p.connected {
 			// NodeUp normally arrives as well; treat success as up either way.
-			if !p.connected {
-				p.connected, p.failures = true, 0
-				fx = append(fx, Probe{e.Node})
-				p.probeSent = e.Now
-			}
-			fx = c.maybeAssembled(fx)
+			p.connected, p.failures = true, 0
+			fx = append(fx, Probe{e.Node})
+			p.probeSent = e.Now
 		}
 	case ProbeReply:
 		fx = c.reply(fx, e)
@@ -373,57 +376,72 @@ func (c *Core) Step(ev interface{}) []interface{} {
 		}
 	case Discovered:
 		fx = c.discover(fx, e)
-	case Continue:
-		switch {
-		case c.state == Assembling:
-			fx = c.maybeAssembled(fx)
-		case c.state == Rehashing && len(c.members) >= c.cfg.Consensus:
-			fx = c.to(fx, Ready)
-		case c.state == Stopping:
-			fx = c.to(fx, Stopped)
-		}
 	case Stop:
-		if c.state == Stopping || c.state == Stopped {
+		if c.state == listener.StateStopping || c.state == listener.StateStopped {
 			return nil
 		}
-		fx = c.to(fx, Stopping)
-		fx = append(fx, ContinueEffect{})
+		fx = c.to(fx, listener.StateStopping)
 	}
-	return fx
+	return c.settle(fx)
 }
 
-func (c *Core) to(fx []interface{}, s State) []interface{} {
+// settle follows the transitions that need no event of their own:
+// assembling → rehashing once a sentry is reachable, rehashing → ready
+// with consensus, stopping → stopped.
+func (c *Core) settle(fx []Effect) []Effect {
+	for {
+		switch {
+		case c.state == listener.StateAssembling && c.assembled():
+			fx = c.to(fx, listener.StateRehashing)
+			fx = append(fx, Publish{Members: c.members})
+		case c.state == listener.StateRehashing && len(c.members) >= c.cfg.Consensus:
+			fx = c.to(fx, listener.StateReady)
+		case c.state == listener.StateStopping:
+			fx = c.to(fx, listener.StateStopped)
+		default:
+			return fx
+		}
+	}
+}
+
+func (c *Core) to(fx []Effect, s State) []Effect {
 	if s == c.state || !Allowed(c.state, s) {
-		return fx
+		// Unreachable by construction; the fuzz target checks it.
+		panic("core: undeclared transition " + string(c.state) + " -> " + string(s))
 	}
 	fx = append(fx, Transition{From: c.state, To: s})
 	c.state = s
 	return fx
 }
 
-// maybeAssembled leaves assembling once a sentry is reachable: this node
-// when listed, a connected sentry, or (service mode) a DNS answer.
-func (c *Core) maybeAssembled(fx []interface{}) []interface{} {
-	if c.state != Assembling {
-		return fx
+// active reports whether the Monitor runs (started and not stopping):
+// only then do peers become members and do silences count.
+func (c *Core) active() bool {
+	switch c.state {
+	case listener.StateAssembling, listener.StateRehashing, listener.StateReady:
+		return true
 	}
-	ok := c.SelfIsSentry() || (c.cfg.Service && c.discovered)
+	return false
+}
+
+// assembled reports whether assembling may end: a sentry is reachable
+// (this node when listed, a connected sentry, or in service mode a DNS
+// answer).
+func (c *Core) assembled() bool {
+	if c.SelfIsSentry() || (c.cfg.Service && c.discovered) {
+		return true
+	}
 	for _, p := range c.peers {
 		if p.sentry && p.connected {
-			ok = true
+			return true
 		}
 	}
-	if !ok {
-		return fx
-	}
-	fx = c.to(fx, Rehashing)
-	fx = append(fx, Publish{Members: c.members})
-	return append(fx, ContinueEffect{})
+	return false
 }
 
 // setMembers recomputes the member list; on a change it publishes and, from
 // ready, re-enters rehashing.
-func (c *Core) setMembers(fx []interface{}) []interface{} {
+func (c *Core) setMembers(fx []Effect) []Effect {
 	ms := []string{c.cfg.Self}
 	for n, p := range c.peers {
 		if p.inRing() {
@@ -436,11 +454,9 @@ func (c *Core) setMembers(fx []interface{}) []interface{} {
 	}
 	c.members = ms
 	switch c.state {
-	case Ready:
-		fx = c.to(fx, Rehashing)
-		fx = append(fx, Publish{Members: ms}, ContinueEffect{})
-	case Rehashing:
-		fx = append(fx, Publish{Members: ms}, ContinueEffect{})
+	case listener.StateReady:
+		fx = c.to(fx, listener.StateRehashing)
+		fx = append(fx, Publish{Members: ms})
 	default:
 		fx = append(fx, Publish{Members: ms})
 	}
@@ -451,7 +467,7 @@ func (c *Core) setMembers(fx []interface{}) []interface{} {
 // is allowed and FlapGrace is set: it stays in the rings while it is
 // re-dialled. Otherwise, or when already away, it leaves the rings now
 // (an away member keeps its first deadline).
-func (c *Core) down(fx []interface{}, n string, now time.Time, grace bool) []interface{} {
+func (c *Core) down(fx []Effect, n string, now time.Time, grace bool) []Effect {
 	p := c.peers[n]
 	if p == nil || n == c.cfg.Self {
 		return fx
@@ -467,7 +483,7 @@ func (c *Core) down(fx []interface{}, n string, now time.Time, grace bool) []int
 	if !p.awaySince.IsZero() {
 		return fx // still within its grace; tick ends it
 	}
-	if wasMember && grace && c.cfg.FlapGrace > 0 && c.state != Stopping && c.state != Stopped {
+	if wasMember && grace && c.cfg.FlapGrace > 0 && c.active() {
 		p.awaySince = now
 		p.suspect = true
 		fx = append(fx, Grace{Node: n, For: c.cfg.FlapGrace})
@@ -476,16 +492,16 @@ func (c *Core) down(fx []interface{}, n string, now time.Time, grace bool) []int
 		p.dialing = true
 		return append(fx, Dial{n})
 	}
-	reason := ReasonDown
+	reason := listener.RemovedConnectionLost
 	if !grace {
-		reason = ReasonSilent
+		reason = listener.RemovedSilent
 	}
 	return c.remove(fx, n, reason)
 }
 
 // remove takes a peer out of the rings (it stays known, to be re-dialled
 // when it is a sentry or gossiped).
-func (c *Core) remove(fx []interface{}, n, reason string) []interface{} {
+func (c *Core) remove(fx []Effect, n string, reason listener.RemovalReason) []Effect {
 	p := c.peers[n]
 	wasMember := p.member
 	p.member, p.suspect = false, false
@@ -499,7 +515,7 @@ func (c *Core) remove(fx []interface{}, n, reason string) []interface{} {
 	return fx
 }
 
-func (c *Core) reply(fx []interface{}, e ProbeReply) []interface{} {
+func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {
 	if e.Node == c.cfg.Self {
 		return fx
 	}
@@ -507,11 +523,17 @@ func (c *Core) reply(fx []interface{}, e ProbeReply) []interface{} {
 	p.probeSent = time.Time{}
 	p.lastSeen = e.Now
 	p.suspect = false
+	if !c.active() {
+		// Before the start or while stopping nobody joins: Start probes
+		// again whoever is connected.
+		p.connected = true
+		return fx
+	}
 	if e.OTPApp != c.cfg.OTPApp {
 		// A cloister for another application: connected, never a member.
 		p.connected = true
 		if p.member {
-			fx = c.remove(fx, e.Node, ReasonForeign)
+			fx = c.remove(fx, e.Node, listener.RemovedForeign)
 		}
 		return fx
 	}
@@ -587,7 +609,7 @@ func (c *Core) refreshGossip() {
 	}
 }
 
-func (c *Core) discover(fx []interface{}, e Discovered) []interface{} {
+func (c *Core) discover(fx []Effect, e Discovered) []Effect {
 	c.discovered = true
 	in := map[string]bool{}
 	for _, n := range e.Peers {
@@ -605,16 +627,15 @@ func (c *Core) discover(fx []interface{}, e Discovered) []interface{} {
 	// answer is gone (a killed container or pod), not flapping.
 	for _, n := range sortedKeys(c.peers) {
 		if p := c.peers[n]; !in[n] && !p.awaySince.IsZero() && !p.connected {
-			fx = c.remove(fx, n, ReasonGone)
+			fx = c.remove(fx, n, listener.RemovedGone)
 		}
 	}
-	fx = c.dialDue(fx, e.Now)
-	return c.maybeAssembled(fx)
+	return c.dialDue(fx, e.Now)
 }
 
 // dialDue emits Dial for every wanted, unconnected peer whose backoff ran out.
-func (c *Core) dialDue(fx []interface{}, now time.Time) []interface{} {
-	if c.state == Stopping || c.state == Stopped || c.state == Down {
+func (c *Core) dialDue(fx []Effect, now time.Time) []Effect {
+	if !c.active() {
 		return fx
 	}
 	names := make([]string, 0, len(c.peers))
@@ -646,8 +667,8 @@ func (c *Core) dialDue(fx []interface{}, now time.Time) []interface{} {
 	return fx
 }
 
-func (c *Core) tick(fx []interface{}, e Tick) []interface{} {
-	if c.state == Down || c.state == Stopping || c.state == Stopped {
+func (c *Core) tick(fx []Effect, e Tick) []Effect {
+	if !c.active() {
 		return fx
 	}
 	now := e.Now
@@ -706,27 +727,24 @@ func (c *Core) tick(fx []interface{}, e Tick) []interface{} {
 			p.suspect = false
 			continue
 		}
-		fx = c.remove(fx, n, ReasonGraceExpired)
+		fx = c.remove(fx, n, listener.RemovedGraceExpired)
 	}
 	c.collect()
 	return c.dialDue(fx, now)
 }
 
 // stallAfter is the gap between two ticks (the driver ticks every few tens
-// of milliseconds) that means this node itself was stalled.
+// of milliseconds) that means this node itself was stalled: the larger of
+// SuspectAfter/2 and StallHeartbeats heartbeats.
 func (c *Core) stallAfter() time.Duration {
-	d := c.cfg.SuspectAfter / 2
-	if h := 2 * c.cfg.Heartbeat; d < h {
-		d = h
-	}
-	return d
+	return max(c.cfg.SuspectAfter/2, StallHeartbeats*c.cfg.Heartbeat)
 }
 
 // stalled restarts the clocks that ran while this node could not answer
 // or hear: members get a fresh heartbeat window, away members a fresh
 // grace. A peer that really left is noticed by its connection closing, or
 // by the heartbeat RemoveAfter later.
-func (c *Core) stalled(fx []interface{}, now time.Time, gap time.Duration) []interface{} {
+func (c *Core) stalled(fx []Effect, now time.Time, gap time.Duration) []Effect {
 	for _, n := range sortedKeys(c.peers) {
 		p := c.peers[n]
 		if p.member && p.connected {
@@ -765,7 +783,7 @@ func (c *Core) sortedMembers() []string {
 }
 
 // reconcile corrects our view with the node's real connection list.
-func (c *Core) reconcile(fx []interface{}, e Tick) []interface{} {
+func (c *Core) reconcile(fx []Effect, e Tick) []Effect {
 	real := map[string]bool{}
 	for _, n := range e.Connected {
 		real[n] = true
@@ -818,7 +836,7 @@ func (c *Core) backoff(peer string, failures int) time.Duration {
 	h.Write([]byte(peer))
 	h.Write([]byte{byte(failures), byte(failures >> 8)})
 	frac := float64(h.Sum64()>>11) / (1 << 53) // [0, 1)
-	return time.Duration(float64(d) * (0.75 + 0.25*frac))
+	return time.Duration(float64(d) * (BackoffJitterMin + (1-BackoffJitterMin)*frac))
 }
 
 func sortedKeys(m map[string]*peer) []string {

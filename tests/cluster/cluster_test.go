@@ -34,7 +34,12 @@ func TestStartBlocksUntilConsensus(t *testing.T) {
 	if _, err := a.WaitStatus(wait, "2 members", func(s listener.Snapshot) bool { return len(s.Members) == 2 }); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(3 * time.Second)
+	// How long it stays so is the driver's (actors
+	// TestDriverBelowConsensusStaysRehashing); here, once both see 2
+	// members, neither start has returned.
+	if _, err := b.WaitStatus(wait, "2 members", func(s listener.Snapshot) bool { return len(s.Members) == 2 }); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range []*cloistertest.Node{a, b} {
 		for _, e := range n.Events() {
 			if e.Event == "started" || e.Event == "error" {
@@ -170,7 +175,9 @@ func TestPlainAndForeignNodesNeverJoin(t *testing.T) {
 	if _, err := a.WaitStatus(wait, "4 connected", func(s listener.Snapshot) bool { return len(s.Connected) == 3 }); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2 * time.Second) // several heartbeats and re-probes
+	// That they stay out through heartbeats and re-probes is the driver's
+	// (actors TestDriverPlainAndForeignNodesNeverJoin); here, connected to
+	// both, they are not members.
 	for _, n := range []*cloistertest.Node{a, h.Node(ns[1])} {
 		s, err := n.Status()
 		if err != nil {

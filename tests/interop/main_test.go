@@ -164,9 +164,9 @@ func startGoNode() {
 	opts.Engine = libring.Engine()
 	opts.AdditionalModules = []cloister.Child{cloistertest.Child()} // Void, as on the node processes
 	opts.Logf = logs.Logf
-	opts.Listener = listener.Func(func(from, to string, s listener.Snapshot) {
+	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		transMu.Lock()
-		goInTrans = append(goInTrans, transition{from, to, time.Now(), s.Members})
+		goInTrans = append(goInTrans, transition{from.String(), to.String(), time.Now(), s.Members})
 		transMu.Unlock()
 	})
 	capApp := &captureApp{ready: make(chan struct{})}

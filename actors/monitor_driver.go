@@ -1,0 +1,341 @@
+package actors
+
+import (
+	"context"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/cloister-go/cloister/internal/core"
+	"github.com/cloister-go/cloister/listener"
+)
+
+// driver carries out the core's decisions: it feeds the core events, runs
+// each effect through a transport, publishes the cluster's snapshot and
+// tells the listener and the observer. It holds no state of the Monitor's
+// own (the core does) and does no Ergo calls (the transport does), so it
+// runs in-process in tests with a fake transport and a fake clock.
+//
+// Every method runs on one goroutine (the Monitor's). The goroutines it
+// starts (dials, disconnects, discovery) are counted in wg and watch ctx,
+// which stop cancels.
+type driver struct {
+	opts    MonitorOptions
+	core    *core.Core
+	tr      transport
+	cluster *Cluster
+	self    string
+	disp    *listener.Dispatcher
+	logf    func(string, ...interface{})
+	now     func() time.Time
+	// post hands a message back to the Monitor's goroutine (the result of
+	// a dial); it must not block.
+	post func(msg interface{})
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	// failing remembers, per peer that cannot be reached, the last error
+	// logged, so a peer re-dialled forever is logged on change and then
+	// once a minute, not on every attempt.
+	failing map[string]*dialFailure
+	// unhandled counts effects the driver has no case for (a bug; a test
+	// feeds every effect type and expects none).
+	unhandled int
+}
+
+type dialFailure struct {
+	reason   string // the error without addresses, to tell a change of cause
+	attempts int
+	since    time.Time
+	logged   time.Time
+}
+
+// dialDoneMsg is a dial's result, handed back to the Monitor's goroutine.
+type dialDoneMsg struct {
+	node string
+	err  error
+	gone bool
+}
+
+func newDriver(parent context.Context, o MonitorOptions, c *Cluster, self string, tr transport,
+	now func() time.Time, post func(interface{}), logf func(string, ...interface{})) *driver {
+	sentries := o.Sentries
+	if o.Service == "" && len(sentries) == 0 {
+		sentries = []string{self}
+	}
+	l := o.Listener
+	if l == nil {
+		l = listener.Logger{Logf: logf}
+	}
+	ctx, cancel := context.WithCancel(parent)
+	return &driver{
+		opts: o, tr: tr, cluster: c, self: self, logf: logf, now: now, post: post,
+		ctx: ctx, cancel: cancel, failing: map[string]*dialFailure{},
+		disp: listener.NewDispatcher(l, logf, listenerSlow),
+		core: core.New(core.Config{
+			Self: self, OTPApp: o.OTPApp, Consensus: o.Consensus,
+			Sentries: sentries, Service: o.Service != "",
+			Heartbeat: o.Heartbeat, SuspectAfter: o.SuspectAfter, RemoveAfter: o.RemoveAfter,
+			ProbeTimeout: probeTimeoutHeartbeats * o.Heartbeat, Reprobe: reprobeEvery, Reconcile: o.Reconcile,
+			BackoffMin: o.BackoffMin, BackoffMax: o.BackoffMax, FlapGrace: o.FlapGrace,
+		}),
+	}
+}
+
+// start starts the core.
+func (d *driver) start() []core.Transition {
+	return d.step(core.Start{Now: d.now()})
+}
+
+// tick feeds a Tick, with the connection list when reconciliation is due.
+func (d *driver) tick() []core.Transition {
+	now := d.now()
+	d.expireFailures(now)
+	t := core.Tick{Now: now}
+	if d.core.ReconcileDue(now) {
+		t.Connected = d.tr.Nodes()
+		if t.Connected == nil {
+			t.Connected = []string{}
+		}
+	}
+	return d.step(t)
+}
+
+// dialDone feeds a dial's result, logging failures (see noteDial).
+func (d *driver) dialDone(m dialDoneMsg) []core.Transition {
+	now := d.now()
+	d.noteDial(m.node, m.err, now)
+	return d.step(core.DialDone{Now: now, Node: m.node, Err: m.err, Gone: m.gone})
+}
+
+// step feeds the core one event and carries out its effects, then
+// publishes the snapshot and tells the listener of every transition, in
+// order. It returns the transitions.
+func (d *driver) step(ev core.Event) []core.Transition {
+	fx := d.core.Step(ev)
+	if d.opts.Debug {
+		if _, tick := ev.(core.Tick); !tick || len(fx) > 0 {
+			d.logf("cloister: debug: %T %+v -> %+v", ev, ev, fx)
+		}
+	}
+	var changes []core.Transition
+	published := false
+	for _, f := range fx {
+		if d.opts.Observe != nil {
+			if e, ok := observed(f); ok {
+				d.opts.Observe(e)
+			}
+		}
+		t, pub := d.apply(f)
+		if t != nil {
+			changes = append(changes, *t)
+		}
+		published = published || pub
+	}
+	if len(changes) > 0 {
+		// One snapshot per state entered, in order, each told to the
+		// listener with that snapshot; the rings are already rebuilt.
+		for _, t := range changes {
+			d.publish(t.To)
+			d.disp.Notify(t.From, t.To, d.cluster.Snapshot())
+		}
+	} else if published {
+		d.publish(d.core.State())
+	} else if t, tick := ev.(core.Tick); !tick || t.Connected != nil {
+		// Connections of non-members change what /status shows too.
+		d.publishIfChanged()
+	}
+	return changes
+}
+
+// apply carries out one effect. It returns the transition if f is one,
+// and whether the snapshot must be published.
+func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
+	switch e := f.(type) {
+	case core.Transition:
+		return &e, false
+	case core.Dial:
+		d.dial(e.Node)
+	case core.Probe:
+		d.tr.Probe(e.Node)
+	case core.Disconnect:
+		d.logf("cloister: %s silent for %s: removed and disconnected", e.Node, d.opts.RemoveAfter)
+		d.disconnect(e.Node)
+	case core.Publish:
+		for _, name := range d.cluster.Rings.Names() {
+			if _, _, err := d.cluster.Rings.Update(name, e.Members); err != nil {
+				d.logf("cloister: ring %s: %v", name, err)
+			}
+		}
+		return nil, true
+	case core.Suspect:
+		d.logf("cloister: %s suspected: no heartbeat answer for %s", e.Node, e.Silence.Round(time.Millisecond))
+		return nil, true
+	case core.Grace:
+		d.logf("cloister: lost the connection to member %s; it stays in the rings for %s (flap grace) while it is re-dialled", e.Node, e.For)
+		return nil, true
+	case core.Recovered:
+		d.logf("cloister: %s is back after %s, within the flap grace: rings unchanged", e.Node, e.After.Round(time.Millisecond))
+		return nil, true
+	case core.Removed:
+		if e.Reason != listener.RemovedSilent { // the Disconnect line says it
+			d.logf("cloister: %s removed from the rings: %s", e.Node, e.Reason.Describe())
+		}
+	case core.Stalled:
+		d.logf("cloister: this node did not run for %s (frozen, suspended or starved): members get a fresh heartbeat window", e.For.Round(time.Millisecond))
+	default:
+		d.unhandled++
+		d.logf("cloister: monitor: BUG: effect %T not handled", f)
+	}
+	return nil, false
+}
+
+// observed is the public event for an effect (none for a probe: too
+// frequent, and not a decision).
+func observed(f core.Effect) (listener.Event, bool) {
+	switch e := f.(type) {
+	case core.Transition:
+		return listener.Transition{From: e.From, To: e.To}, true
+	case core.Dial:
+		return listener.DialStarted{Node: e.Node}, true
+	case core.Disconnect:
+		return listener.Disconnected{Node: e.Node}, true
+	case core.Publish:
+		return listener.RingsRebuilt{Members: slices.Clone(e.Members)}, true
+	case core.Suspect:
+		return listener.Suspected{Node: e.Node, Silence: e.Silence}, true
+	case core.Grace:
+		return listener.GraceStarted{Node: e.Node, For: e.For}, true
+	case core.Recovered:
+		return listener.Recovered{Node: e.Node, After: e.After}, true
+	case core.Removed:
+		return listener.Removed{Node: e.Node, Reason: e.Reason}, true
+	case core.Stalled:
+		return listener.Stalled{For: e.For}, true
+	}
+	return nil, false
+}
+
+// dial connects to peer on a goroutine of the driver's, bounded by
+// DialTimeout and cancelled by stop; the result comes back through post.
+func (d *driver) dial(peer string) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		ctx, cancel := context.WithTimeout(d.ctx, d.opts.DialTimeout)
+		defer cancel()
+		gone, err := d.tr.Connect(ctx, peer)
+		if d.ctx.Err() != nil {
+			return // stopped: nobody to tell
+		}
+		d.post(dialDoneMsg{node: peer, err: err, gone: gone})
+	}()
+}
+
+// disconnect drops the link off the Monitor's goroutine (Ergo's close may
+// wait on the connection).
+func (d *driver) disconnect(peer string) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		d.tr.Disconnect(peer)
+	}()
+}
+
+// goOwned runs f on a goroutine counted in wg; f must return once ctx is
+// done.
+func (d *driver) goOwned(f func(ctx context.Context)) {
+	d.wg.Add(1)
+	go func() {
+		defer d.wg.Done()
+		f(d.ctx)
+	}()
+}
+
+// stop cancels the driver's goroutines, runs the orderly shutdown if it
+// has not run (stopping → stopped, told to the listener) and closes the
+// listener's dispatcher. It reports whether every goroutine returned
+// within stopWait.
+func (d *driver) stop() bool {
+	d.cancel()
+	d.step(core.Stop{Now: d.now()})
+	d.disp.Close(stopFlush)
+	return waitGroup(&d.wg, stopWait)
+}
+
+// noteDial logs why a peer cannot be reached: the first failure, every
+// change of cause, then once every dialLogEvery while it lasts; and the
+// success that ends a run of failures.
+func (d *driver) noteDial(peer string, err error, now time.Time) {
+	f := d.failing[peer]
+	if err == nil {
+		if f != nil {
+			d.logf("cloister: connected to %s after %d failed attempts over %s", peer, f.attempts, now.Sub(f.since).Round(time.Millisecond))
+			delete(d.failing, peer)
+		}
+		return
+	}
+	reason := failureCause(err)
+	if f == nil {
+		if len(d.failing) >= maxDialFailuresKept {
+			return // a flood of bad names; each is still retried
+		}
+		f = &dialFailure{since: now}
+		d.failing[peer] = f
+	}
+	f.attempts++
+	if reason != f.reason || now.Sub(f.logged) >= dialLogEvery {
+		d.logf("cloister: cannot connect to %s (attempt %d, failing for %s, retrying with backoff): %s",
+			peer, f.attempts, now.Sub(f.since).Round(time.Millisecond), err.Error())
+		f.reason, f.logged = reason, now
+	}
+}
+
+func (d *driver) expireFailures(now time.Time) {
+	for peer, f := range d.failing {
+		if now.Sub(f.logged) > dialForget {
+			delete(d.failing, peer)
+		}
+	}
+}
+
+// publish refreshes the Cluster's snapshot, in state s.
+func (d *driver) publish(s core.State) { d.cluster.publish(d.build(s)) }
+
+// publishIfChanged publishes when the connected set or the suspects differ
+// from the published ones (members and state changes publish always).
+func (d *driver) publishIfChanged() {
+	old := d.cluster.Snapshot()
+	conn := d.connected()
+	if !slices.Equal(conn, old.Connected) || !slices.Equal(d.core.Suspects(), old.Suspects) {
+		d.publish(d.core.State())
+	}
+}
+
+// connected is the sorted connection list.
+func (d *driver) connected() []string {
+	conn := d.tr.Nodes()
+	sort.Strings(conn)
+	return conn
+}
+
+func (d *driver) build(s core.State) listener.Snapshot {
+	members := slices.Clone(d.core.Members())
+	rings := map[string]listener.Ring{}
+	for name, sn := range d.cluster.Rings.Snapshots() {
+		rings[name] = listener.Ring{Members: sn.Members(), Epoch: sn.Epoch(), Hash: sn.Hash()}
+	}
+	return listener.Snapshot{
+		Node: d.self, OTPApp: d.opts.OTPApp, State: s, Consensus: d.opts.Consensus,
+		Members: members, Rings: rings, Connected: d.connected(), Suspects: d.core.Suspects(),
+		Flags: listener.Flags{
+			Alive:     s != listener.StateStopping && s != listener.StateStopped,
+			Clustered: len(members) > 1,
+			Sentry:    d.core.SelfIsSentry(),
+		},
+		At: d.now(),
+	}
+}

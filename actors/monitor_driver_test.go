@@ -1,0 +1,657 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloister-go/cloister/internal/core"
+	"github.com/cloister-go/cloister/listener"
+)
+
+// These tests run the Monitor's driver in-process, with a fake transport
+// and a fake clock: every step is deterministic and "nothing happened for
+// ten seconds" costs no wall-clock time. The real-process tests (tests/
+// cluster, tests/failures) keep one end-to-end check per behaviour.
+
+// fakeNet is the network as the driver sees it through the transport.
+type fakeNet struct {
+	mu        sync.Mutex
+	connected map[string]bool
+	// up: the peer's node accepts connections; answers: its Monitor
+	// answers probes (false for a frozen peer); gone: its process is dead
+	// (a dial proves it); hang: a dial to it never ends by itself (only
+	// when the driver cancels it).
+	up, answers, gone, hang map[string]bool
+	otpApp                  map[string]string
+	probes                  []string
+	disconnects             []string
+	events                  []core.Event // node events the driver will hear
+	connecting              int          // Connect calls in flight
+}
+
+func newFakeNet() *fakeNet {
+	return &fakeNet{connected: map[string]bool{}, up: map[string]bool{}, answers: map[string]bool{},
+		gone: map[string]bool{}, hang: map[string]bool{}, otpApp: map[string]string{}}
+}
+
+func (f *fakeNet) Nodes() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for n, c := range f.connected {
+		if c {
+			out = append(out, n)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (f *fakeNet) Connect(ctx context.Context, peer string) (bool, error) {
+	f.mu.Lock()
+	f.connecting++
+	hang := f.hang[peer]
+	f.mu.Unlock()
+	defer func() { f.mu.Lock(); f.connecting--; f.mu.Unlock() }()
+	if hang {
+		<-ctx.Done()
+		return false, fmt.Errorf("dial %s: %w", peer, ctx.Err())
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.up[peer] {
+		return f.gone[peer], errors.New("no route to node")
+	}
+	if !f.connected[peer] {
+		f.connected[peer] = true
+		f.events = append(f.events, core.NodeUp{Node: peer})
+	}
+	return false, nil
+}
+
+func (f *fakeNet) Disconnect(peer string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.disconnects = append(f.disconnects, peer)
+	if f.connected[peer] {
+		f.connected[peer] = false
+		f.events = append(f.events, core.NodeDown{Node: peer})
+	}
+}
+
+func (f *fakeNet) Probe(peer string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.probes = append(f.probes, peer)
+	if f.connected[peer] && f.answers[peer] {
+		app := f.otpApp[peer]
+		if app == "" {
+			app = "cloister"
+		}
+		f.events = append(f.events, core.ProbeReply{Node: peer, OTPApp: app})
+	}
+}
+
+// drop cuts the connection to peer from the peer's side (a kill, a flap).
+func (f *fakeNet) drop(peer string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.connected[peer] {
+		f.connected[peer] = false
+		f.events = append(f.events, core.NodeDown{Node: peer})
+	}
+}
+
+func (f *fakeNet) set(m map[string]bool, peer string, v bool) {
+	f.mu.Lock()
+	m[peer] = v
+	f.mu.Unlock()
+}
+
+func (f *fakeNet) take() []core.Event {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	evs := f.events
+	f.events = nil
+	return evs
+}
+
+// rig is a driver with its fake network, clock, listener and observer.
+type rig struct {
+	t     *testing.T
+	d     *driver
+	net   *fakeNet
+	c     *Cluster
+	now   time.Time
+	start time.Time
+
+	mu        sync.Mutex
+	lastReply map[string]time.Time // when each peer's Monitor last answered
+	posted    []interface{}
+	events    []string // observed, as "at=1.250s removed b@h gone"
+	changes   []string // told to the listener: "from>to state=<snapshot state>"
+	logs      []string
+}
+
+func testMonitorOptions() MonitorOptions {
+	return MonitorOptions{
+		OTPApp: "cloister", Consensus: 1,
+		Heartbeat: 500 * time.Millisecond, SuspectAfter: 3 * time.Second, RemoveAfter: 5 * time.Second,
+		Reconcile: time.Second, DialTimeout: 5 * time.Second,
+		BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second,
+	}
+}
+
+func newRig(t *testing.T, o MonitorOptions, peers ...string) *rig {
+	t.Helper()
+	c, err := NewCluster("cloister", []string{"cloister"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{t: t, net: newFakeNet(), c: c, now: time.Unix(1_700_000_000, 0), lastReply: map[string]time.Time{}}
+	r.start = r.now
+	for _, p := range peers {
+		r.net.up[p], r.net.answers[p] = true, true
+	}
+	o.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {
+		r.mu.Lock()
+		r.changes = append(r.changes, fmt.Sprintf("%s>%s state=%s", from, to, s.State))
+		r.mu.Unlock()
+	})
+	o.Observe = func(e listener.Event) {
+		r.mu.Lock()
+		r.events = append(r.events, fmt.Sprintf("at=%s %s", r.now.Sub(r.start), describeEvent(e)))
+		r.mu.Unlock()
+	}
+	logf := func(format string, args ...interface{}) {
+		r.mu.Lock()
+		r.logs = append(r.logs, fmt.Sprintf(format, args...))
+		r.mu.Unlock()
+	}
+	r.d = newDriver(context.Background(), o, c, "a@h", r.net, func() time.Time { return r.now },
+		func(m interface{}) { r.mu.Lock(); r.posted = append(r.posted, m); r.mu.Unlock() }, logf)
+	t.Cleanup(func() { r.d.stop() })
+	return r
+}
+
+func describeEvent(e listener.Event) string {
+	switch e := e.(type) {
+	case listener.Transition:
+		return "transition " + e.From.String() + ">" + e.To.String()
+	case listener.RingsRebuilt:
+		return "rings " + strings.Join(e.Members, ",")
+	case listener.DialStarted:
+		return "dial " + e.Node
+	case listener.Suspected:
+		return "suspected " + e.Node
+	case listener.Disconnected:
+		return "disconnected " + e.Node
+	case listener.Removed:
+		return "removed " + e.Node + " " + string(e.Reason)
+	case listener.GraceStarted:
+		return "grace " + e.Node
+	case listener.Recovered:
+		return "recovered " + e.Node
+	case listener.Stalled:
+		return "stalled"
+	}
+	return fmt.Sprintf("%T", e)
+}
+
+// settle waits for the driver's goroutines (the fake network answers at
+// once) and feeds back what they and the network produced, until quiet.
+func (r *rig) settle() {
+	r.t.Helper()
+	for i := 0; i < 1000; i++ {
+		if !r.waitIdle() {
+			r.t.Fatal("driver goroutines did not finish")
+		}
+		r.mu.Lock()
+		posted := r.posted
+		r.posted = nil
+		r.mu.Unlock()
+		evs := r.net.take()
+		if len(posted) == 0 && len(evs) == 0 {
+			return
+		}
+		for _, ev := range evs {
+			if pr, ok := ev.(core.ProbeReply); ok {
+				r.lastReply[pr.Node] = r.now
+			}
+			r.d.step(stamp(ev, r.now))
+		}
+		// Dials finish in any order; feed them sorted, for determinism.
+		sort.Slice(posted, func(i, j int) bool {
+			return posted[i].(dialDoneMsg).node < posted[j].(dialDoneMsg).node
+		})
+		for _, m := range posted {
+			r.d.dialDone(m.(dialDoneMsg))
+		}
+	}
+	r.t.Fatal("the driver never settled")
+}
+
+// waitIdle waits until no Connect is in flight except hanging ones.
+func (r *rig) waitIdle() bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		r.net.mu.Lock()
+		hanging := 0
+		for n, h := range r.net.hang {
+			if h && !r.net.connected[n] {
+				hanging++
+			}
+		}
+		busy := r.net.connecting
+		r.net.mu.Unlock()
+		if busy <= hanging {
+			// A dial's goroutine posts right after Connect returns.
+			time.Sleep(time.Millisecond)
+			return true
+		}
+		time.Sleep(time.Millisecond)
+	}
+	return false
+}
+
+func stamp(ev core.Event, now time.Time) core.Event {
+	switch e := ev.(type) {
+	case core.NodeUp:
+		e.Now = now
+		return e
+	case core.NodeDown:
+		e.Now = now
+		return e
+	case core.ProbeReply:
+		e.Now = now
+		return e
+	}
+	return ev
+}
+
+func (r *rig) begin() {
+	r.d.start()
+	r.settle()
+}
+
+// until ticks every tickEvery up to start+at.
+func (r *rig) until(at time.Duration) {
+	for end := r.start.Add(at); r.now.Before(end); {
+		r.now = r.now.Add(tickEvery)
+		r.d.tick()
+		r.settle()
+	}
+}
+
+func (r *rig) eventLines() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.events)
+}
+
+// first is when the first event equal to what was observed, or -1.
+func (r *rig) first(what string) time.Duration {
+	for _, l := range r.eventLines() {
+		at, ev, _ := strings.Cut(l, " ")
+		if ev == what {
+			d, _ := time.ParseDuration(strings.TrimPrefix(at, "at="))
+			return d
+		}
+	}
+	return -1
+}
+
+func (r *rig) count(prefix string) int {
+	n := 0
+	for _, l := range r.eventLines() {
+		if _, ev, _ := strings.Cut(l, " "); strings.HasPrefix(ev, prefix) {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *rig) listenerHeard() []string {
+	r.d.disp.Flush(10 * time.Second)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.changes)
+}
+
+// Every effect the core can emit has a case in the driver, and every one
+// but Probe is observable as a public event; a new effect type fails here
+// until the driver handles it.
+func TestDriverHandlesEveryEffect(t *testing.T) {
+	r := newRig(t, testMonitorOptions())
+	kinds := map[string]bool{}
+	for _, f := range core.Effects() {
+		r.d.apply(f)
+		e, ok := observed(f)
+		if _, probe := f.(core.Probe); probe {
+			if ok {
+				t.Errorf("a probe is observed as %T", e)
+			}
+			continue
+		}
+		if !ok {
+			t.Errorf("effect %T has no public event", f)
+			continue
+		}
+		kinds[fmt.Sprintf("%T", e)] = true
+	}
+	r.settle()
+	if r.d.unhandled != 0 {
+		t.Fatalf("%d effects not handled by the driver: %q", r.d.unhandled, r.logs)
+	}
+	if len(kinds) != len(core.Effects())-1 {
+		t.Fatalf("effects map to %d distinct public events, want %d: %v", len(kinds), len(core.Effects())-1, kinds)
+	}
+}
+
+func TestDriverAssemblesAndTellsEveryStateWithItsSnapshot(t *testing.T) {
+	o := testMonitorOptions()
+	o.Consensus = 3
+	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	r := newRig(t, o, "b@h", "c@h")
+	r.begin()
+	s := r.c.Snapshot()
+	if !s.Ready() || !reflect.DeepEqual(s.Members, []string{"a@h", "b@h", "c@h"}) {
+		t.Fatalf("snapshot %s %v", s.State, s.Members)
+	}
+	if r.now != r.start {
+		t.Fatal("the fake clock moved")
+	}
+	want := []string{"down>assembling state=assembling", "assembling>rehashing state=rehashing", "rehashing>ready state=ready"}
+	if got := r.listenerHeard(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("listener heard %q, want %q", got, want)
+	}
+	if got := s.Rings["cloister"].Members; !reflect.DeepEqual(got, s.Members) {
+		t.Fatalf("ring %v, members %v", got, s.Members)
+	}
+}
+
+// While every member answers, ten seconds pass with no transition, no
+// suspicion, no dial and no ring rebuild (was a fixed sleep on real nodes).
+func TestDriverQuietClusterStaysQuiet(t *testing.T) {
+	o := testMonitorOptions()
+	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	r := newRig(t, o, "b@h", "c@h")
+	r.begin()
+	epoch := r.c.Snapshot().Rings["cloister"].Epoch
+	before := len(r.eventLines())
+	r.until(10 * time.Second)
+	if extra := r.eventLines()[before:]; len(extra) != 0 {
+		t.Fatalf("events in a quiet cluster: %q", extra)
+	}
+	if e := r.c.Snapshot().Rings["cloister"].Epoch; e != epoch {
+		t.Fatalf("ring epoch %d -> %d", epoch, e)
+	}
+	if n := len(r.net.disconnects); n != 0 {
+		t.Fatalf("%d disconnects", n)
+	}
+}
+
+// A frozen peer (connected, never answering) is suspected at SuspectAfter,
+// removed and disconnected at RemoveAfter after its last answer, never
+// before, within a few heartbeats after; the other member stays.
+func TestDriverRemovesAFrozenPeerAtRemoveAfter(t *testing.T) {
+	o := testMonitorOptions()
+	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	r := newRig(t, o, "b@h", "c@h")
+	r.begin()
+	r.until(time.Second)
+	r.net.set(r.net.answers, "b@h", false) // SIGSTOP: the link stays, nobody answers
+	lastAnswer := r.lastReply["b@h"]
+	r.until(12 * time.Second)
+	sus, rem := r.first("suspected b@h"), r.first("removed b@h silent")
+	if sus < 0 || rem < 0 {
+		t.Fatalf("suspected at %s, removed at %s: %q", sus, rem, r.eventLines())
+	}
+	silence := rem - lastAnswer.Sub(r.start)
+	if silence < o.RemoveAfter || silence > o.RemoveAfter+2*o.Heartbeat {
+		t.Fatalf("removed after %s of silence, want within [RemoveAfter, RemoveAfter+2 heartbeats] = [%s, %s]",
+			silence, o.RemoveAfter, o.RemoveAfter+2*o.Heartbeat)
+	}
+	if s := sus - lastAnswer.Sub(r.start); s < o.SuspectAfter || s > o.SuspectAfter+2*o.Heartbeat {
+		t.Fatalf("suspected after %s of silence", s)
+	}
+	if r.first("disconnected b@h") != rem || !slices.Contains(r.net.disconnects, "b@h") {
+		t.Fatalf("not disconnected at the removal: %v", r.net.disconnects)
+	}
+	if got := r.c.Snapshot().Members; !reflect.DeepEqual(got, []string{"a@h", "c@h"}) {
+		t.Fatalf("members %v", got)
+	}
+}
+
+// A killed member (connection lost, its re-dial proves it gone) leaves at
+// once with reason gone, not after the flap grace.
+func TestDriverKilledMemberLeavesAsGone(t *testing.T) {
+	o := testMonitorOptions()
+	o.Sentries = []string{"a@h", "b@h"}
+	o.FlapGrace = 3 * time.Second
+	r := newRig(t, o, "b@h")
+	r.begin()
+	r.until(time.Second)
+	r.net.set(r.net.up, "b@h", false)
+	r.net.set(r.net.gone, "b@h", true)
+	r.net.drop("b@h")
+	r.settle()
+	if at := r.first("removed b@h gone"); at != time.Second {
+		t.Fatalf("removed (gone) at %s, want at the drop (1s): %q", at, r.eventLines())
+	}
+	if r.count("grace b@h") != 1 {
+		t.Fatalf("graces: %q", r.eventLines())
+	}
+}
+
+// A member whose link flaps back within the flap grace never leaves the
+// rings: no rebuild, no transition.
+func TestDriverFlapWithinGraceKeepsTheRings(t *testing.T) {
+	o := testMonitorOptions()
+	o.Sentries = []string{"a@h", "b@h"}
+	o.FlapGrace = 3 * time.Second
+	r := newRig(t, o, "b@h")
+	r.begin()
+	r.until(time.Second)
+	epoch := r.c.Snapshot().Rings["cloister"].Epoch
+	transitions := r.count("transition")
+	r.net.drop("b@h") // b still up: the immediate re-dial reconnects
+	r.until(6 * time.Second)
+	if r.count("recovered b@h") != 1 || r.count("removed") != 0 || r.count("transition") != transitions {
+		t.Fatalf("events %q", r.eventLines())
+	}
+	if e := r.c.Snapshot().Rings["cloister"].Epoch; e != epoch {
+		t.Fatalf("ring rebuilt: epoch %d -> %d", epoch, e)
+	}
+}
+
+// A node that is not a cloister (never answers) is re-probed, never
+// added; a cloister of another application answers and is never added.
+// Ten seconds of heartbeats and re-probes (was a fixed sleep on real
+// nodes).
+func TestDriverPlainAndForeignNodesNeverJoin(t *testing.T) {
+	o := testMonitorOptions()
+	r := newRig(t, o)
+	r.begin()
+	r.net.mu.Lock()
+	r.net.connected["plain@h"], r.net.connected["billing@h"] = true, true
+	r.net.answers["billing@h"], r.net.otpApp["billing@h"] = true, "billing"
+	r.net.events = append(r.net.events, core.NodeUp{Node: "plain@h"}, core.NodeUp{Node: "billing@h"})
+	r.net.mu.Unlock()
+	r.until(10 * time.Second)
+	if got := r.c.Snapshot().Members; !reflect.DeepEqual(got, []string{"a@h"}) {
+		t.Fatalf("members %v", got)
+	}
+	if r.count("rings") != 1 || r.count("transition") != 3 {
+		t.Fatalf("events %q", r.eventLines())
+	}
+	n := 0
+	for _, p := range r.net.probes {
+		if p == "plain@h" {
+			n++
+		}
+	}
+	// Once at connect, then every reprobeEvery.
+	if want := 1 + int(10*time.Second/reprobeEvery); n < want-1 || n > want+1 {
+		t.Fatalf("plain node probed %d times in 10s, want about %d", n, want)
+	}
+	if got := r.c.Snapshot().Connected; !reflect.DeepEqual(got, []string{"billing@h", "plain@h"}) {
+		t.Fatalf("connected %v", got)
+	}
+}
+
+// Below consensus the Monitor stays in rehashing, whatever the time (was
+// a fixed sleep on real nodes); the missing node's arrival makes it ready.
+func TestDriverBelowConsensusStaysRehashing(t *testing.T) {
+	o := testMonitorOptions()
+	o.Consensus = 3
+	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	r := newRig(t, o, "b@h")
+	r.begin()
+	r.until(10 * time.Second)
+	s := r.c.Snapshot()
+	if s.State != listener.StateRehashing || !reflect.DeepEqual(s.Members, []string{"a@h", "b@h"}) {
+		t.Fatalf("with 2 of 3: %s %v", s.State, s.Members)
+	}
+	r.net.set(r.net.up, "c@h", true)
+	r.net.set(r.net.answers, "c@h", true)
+	r.until(12 * time.Second) // c is re-dialled within BackoffMax
+	if s := r.c.Snapshot(); !s.Ready() || len(s.Members) != 3 {
+		t.Fatalf("with 3 of 3: %s %v", s.State, s.Members)
+	}
+}
+
+// A member silent for less than SuspectAfter (a short cut: its answers
+// are held, then flow) is never suspected and the rings never change.
+func TestDriverShortSilenceIsInvisible(t *testing.T) {
+	o := testMonitorOptions()
+	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	r := newRig(t, o, "b@h", "c@h")
+	r.begin()
+	r.until(time.Second)
+	events := len(r.eventLines())
+	r.net.set(r.net.answers, "b@h", false)
+	r.until(2500 * time.Millisecond)
+	r.net.set(r.net.answers, "b@h", true)
+	r.until(15 * time.Second)
+	if extra := r.eventLines()[events:]; len(extra) != 0 {
+		t.Fatalf("events after a 1.5 s silence: %q", extra)
+	}
+}
+
+// Three link resets in a row, each back within the flap grace: the rings
+// never change (was three flaps and fixed sleeps on real nodes).
+func TestDriverRepeatedFlapsKeepTheRings(t *testing.T) {
+	o := testMonitorOptions()
+	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	o.FlapGrace = time.Second
+	r := newRig(t, o, "b@h", "c@h")
+	r.begin()
+	r.until(time.Second)
+	epoch := r.c.Snapshot().Rings["cloister"].Epoch
+	for i := 0; i < 3; i++ {
+		// c refuses connections for 300 ms after its link reset.
+		r.net.set(r.net.up, "c@h", false)
+		r.net.drop("c@h")
+		r.until(r.now.Sub(r.start) + 300*time.Millisecond)
+		r.net.set(r.net.up, "c@h", true)
+		r.until(r.now.Sub(r.start) + time.Second)
+	}
+	r.until(r.now.Sub(r.start) + 3*time.Second)
+	if r.count("grace c@h") != 3 || r.count("recovered c@h") != 3 || r.count("removed") != 0 {
+		t.Fatalf("events %q", r.eventLines())
+	}
+	if e := r.c.Snapshot().Rings["cloister"].Epoch; e != epoch {
+		t.Fatalf("ring rebuilt: epoch %d -> %d", epoch, e)
+	}
+}
+
+// The goroutines the driver starts end with it: dials that would hang
+// for ever are cancelled by the stop, and the listener's dispatcher ends.
+func TestDriverStopLeavesNoGoroutines(t *testing.T) {
+	base := runtime.NumGoroutine()
+	o := testMonitorOptions()
+	o.DialTimeout = time.Hour
+	var peers []string
+	for i := 0; i < 20; i++ {
+		peers = append(peers, fmt.Sprintf("p%d@h", i))
+	}
+	o.Sentries = append([]string{"a@h"}, peers...)
+	r := newRig(t, o)
+	for _, p := range peers {
+		r.net.hang[p] = true
+	}
+	r.d.start()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.net.mu.Lock()
+		n := r.net.connecting
+		r.net.mu.Unlock()
+		if n == len(peers) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d dials in flight", n, len(peers))
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if during := runtime.NumGoroutine(); during < base+len(peers) {
+		t.Fatalf("goroutines %d during the dials, base %d", during, base)
+	}
+	if !r.d.stop() {
+		t.Fatal("stop: goroutines still running")
+	}
+	var now int
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if now = runtime.NumGoroutine(); now <= base {
+			break
+		}
+	}
+	if now > base {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("goroutines %d after the stop, %d before the start\n%s", now, base, buf[:runtime.Stack(buf, true)])
+	}
+	if s := r.c.Snapshot().State; s != listener.StateStopped {
+		t.Fatalf("state %s after stop", s)
+	}
+	if got := r.listenerHeard(); len(got) < 2 || got[len(got)-1] != "stopping>stopped state=stopped" {
+		t.Fatalf("listener heard %q", got)
+	}
+}
+
+// A connection lost without a node event (a missed NodeDown) is found by
+// the reconciliation with the transport's connection list within
+// Reconcile, and the member leaves after its flap grace.
+func TestDriverReconcileFindsAMissedNodeDown(t *testing.T) {
+	o := testMonitorOptions()
+	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	o.FlapGrace = 500 * time.Millisecond
+	r := newRig(t, o, "b@h", "c@h")
+	r.begin()
+	r.until(time.Second)
+	// b's link is gone and nobody told the driver; b refuses re-dials.
+	r.net.mu.Lock()
+	r.net.connected["b@h"], r.net.up["b@h"] = false, false
+	r.net.mu.Unlock()
+	lost := r.now.Sub(r.start)
+	r.until(5 * time.Second)
+	grace, removed := r.first("grace b@h"), r.first("removed b@h grace_expired")
+	if grace < lost || grace > lost+o.Reconcile+tickEvery {
+		t.Fatalf("grace at %s, lost at %s, Reconcile %s: %q", grace, lost, o.Reconcile, r.eventLines())
+	}
+	if removed < grace+o.FlapGrace || removed > grace+o.FlapGrace+2*tickEvery {
+		t.Fatalf("removed at %s, grace at %s", removed, grace)
+	}
+	if got := r.c.Snapshot().Members; !reflect.DeepEqual(got, []string{"a@h", "c@h"}) {
+		t.Fatalf("members %v", got)
+	}
+}

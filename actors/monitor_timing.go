@@ -1,0 +1,65 @@
+package actors
+
+import "time"
+
+// The Monitor's timing that is not an option (MonitorOptions holds the
+// rest: heartbeat, suspicion, removal, reconcile, dial and backoff, flap
+// grace, discovery interval). Every fixed duration the Monitor uses is
+// here; none is written inline elsewhere.
+const (
+	// tickEvery is how often the Monitor wakes up to run heartbeats,
+	// re-dials, grace expiries and reconciliation. It bounds how late a
+	// deadline (RemoveAfter, FlapGrace, a backoff) is noticed, and it is
+	// the unit of the stall guard's clock.
+	tickEvery = 50 * time.Millisecond
+
+	// probeTimeoutHeartbeats: a connected non-member that has not answered
+	// a probe within this many heartbeats may be probed again at once when
+	// it asks us (core.Config.ProbeTimeout = this × Heartbeat).
+	probeTimeoutHeartbeats = 2
+
+	// reprobeEvery is how often a connected node that is not a member (a
+	// cloister still starting, or a plain BEAM or Ergo node) is asked
+	// again whether it runs a cloister Monitor (core.Config.Reprobe).
+	reprobeEvery = 2 * time.Second
+
+	// probeForget: a probe whose answer has not come within this time is
+	// forgotten; a late answer is then ignored (the heartbeat asks again).
+	probeForget = 10 * time.Second
+
+	// dialLogEvery: a peer that keeps failing to connect is logged on the
+	// first failure, on every change of cause, and then at most this often.
+	dialLogEvery = time.Minute
+
+	// dialForget: the failure record of a peer not logged for this long is
+	// dropped (its next failure is logged as a first one).
+	dialForget = 10 * time.Minute
+
+	// handshakeWindow: a handshake failure recorded this recently for a
+	// peer is taken as the cause of that peer's failed dial.
+	handshakeWindow = 10 * time.Second
+
+	// listenerSlow: a listener call slower than this is logged.
+	listenerSlow = time.Second
+
+	// stopFlush bounds how long an orderly stop waits for the listener to
+	// hear stopping and stopped.
+	stopFlush = 2 * time.Second
+
+	// stopWait bounds how long a stopping Monitor waits for the goroutines
+	// it started (dials, disconnects, discovery) to return. They watch the
+	// Monitor's context, so they normally return at once.
+	stopWait = 2 * time.Second
+)
+
+// resolveKicks are the delays, after a member's connection drops in
+// service (DNS) mode, at which the service is re-resolved: a killed
+// container's address leaves the answer within moments, which ends its
+// flap grace well before the grace runs out.
+func resolveKicks() []time.Duration {
+	return []time.Duration{0, 150 * time.Millisecond, 400 * time.Millisecond}
+}
+
+// maxDialFailuresKept bounds the per-peer dial failure records (a flood of
+// bad names must not grow memory; each is still retried).
+const maxDialFailuresKept = 4096

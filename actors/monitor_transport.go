@@ -1,0 +1,225 @@
+package actors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/cloister-go/cloister/internal/core"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/node"
+)
+
+// transport is everything the Monitor's driver asks of the node: the seam
+// between the driver and Ergo. The Monitor uses ergoTransport; tests use a
+// fake that answers in-process and deterministically.
+//
+// Nodes, Probe and Disconnect are called on the Monitor's goroutine and
+// must not block on the network; Connect is called on a goroutine of the
+// driver's and may.
+type transport interface {
+	// Nodes lists the nodes this node is connected to.
+	Nodes() []string
+	// Connect dials peer and returns when it is connected, the dial failed,
+	// or ctx ends. gone reports that the failure proves the peer's process
+	// gone (name unregistered, nothing listening), not a network problem.
+	Connect(ctx context.Context, peer string) (gone bool, err error)
+	// Disconnect drops the connection to peer.
+	Disconnect(peer string)
+	// Probe asks peer's Monitor for its state, without waiting: the answer
+	// comes back to the Monitor as a message (see Monitor.HandleEvent).
+	Probe(peer string)
+}
+
+// dialError is a failed dial with its cause: Error is the full text
+// logged, Cause what stays the same from one attempt to the next (no
+// addresses, no ports), to tell a change of cause.
+type dialError struct {
+	err   error
+	text  string
+	cause string
+}
+
+func (e *dialError) Error() string { return e.text }
+func (e *dialError) Unwrap() error { return e.err }
+
+// failureCause is err without what changes with every attempt.
+func failureCause(err error) string {
+	var de *dialError
+	if errors.As(err, &de) {
+		return de.cause
+	}
+	return err.Error()
+}
+
+// ergoTransport is the transport over an Ergo node, used from the
+// Monitor's process.
+type ergoTransport struct {
+	node    node.Node
+	proc    gen.Process
+	monitor string        // the Monitor's registered name on peers
+	timeout time.Duration // DialTimeout: bounds the diagnosis of a failure too
+	self    string
+	probes  map[etf.Ref]probe // outstanding probes; the Monitor's goroutine only
+
+	mu       sync.Mutex
+	attempts map[string]*attempt // connects in flight, one per peer
+}
+
+type probe struct {
+	node string
+	at   time.Time
+}
+
+// attempt is one Ergo connect (and, when it fails, the diagnosis of the
+// failure). Ergo's connect cannot be cancelled: it runs on a goroutine of
+// its own that ends with Ergo's own deadlines (3 s for the TCP dial, 5 s
+// for the handshake; the EPMD lookup of an unreachable host only with the
+// kernel's TCP timeout). There is at most one per peer, and at most
+// core.MaxDialing in all: a dial that finds one in flight waits for it
+// instead of starting another, so a peer that hangs costs one goroutine
+// however often it is re-dialled, and a dial cancelled by the Monitor's
+// stop leaves only that one behind.
+type attempt struct {
+	done chan struct{}
+	gone bool
+	err  error
+}
+
+func newErgoTransport(n node.Node, proc gen.Process, monitor string, timeout time.Duration) *ergoTransport {
+	return &ergoTransport{node: n, proc: proc, monitor: monitor, timeout: timeout, self: n.Name(),
+		probes: map[etf.Ref]probe{}, attempts: map[string]*attempt{}}
+}
+
+func (t *ergoTransport) Nodes() []string { return t.node.Nodes() }
+
+func (t *ergoTransport) Connect(ctx context.Context, peer string) (bool, error) {
+	t.mu.Lock()
+	a := t.attempts[peer]
+	if a == nil && len(t.attempts) >= core.MaxDialing {
+		// Attempts outlive the dials that started them (up to Ergo's
+		// deadlines): their number is capped as the core caps its dials.
+		t.mu.Unlock()
+		return false, fmt.Errorf("cloister: dial %s: %d connects already in flight", peer, core.MaxDialing)
+	}
+	if a == nil {
+		a = &attempt{done: make(chan struct{})}
+		t.attempts[peer] = a
+		go func() {
+			a.err = t.node.Connect(peer)
+			if a.err != nil {
+				a.gone = processGone(t.node, peer, t.timeout)
+			}
+			t.mu.Lock()
+			delete(t.attempts, peer)
+			t.mu.Unlock()
+			close(a.done)
+		}()
+	}
+	t.mu.Unlock()
+	var err error
+	gone := false
+	select {
+	case <-a.done:
+		err, gone = a.err, a.gone
+	case <-ctx.Done():
+		err = fmt.Errorf("cloister: dial %s: no answer in %s", peer, t.timeout)
+	}
+	if err == nil {
+		return false, nil
+	}
+	// Ergo reports every failed connect as "no route to node"; a failed
+	// handshake's real cause (cookie, TLS, timeout) is recorded by
+	// ergonode.
+	if he := ergonode.LastHandshakeError(t.self, peer, handshakeWindow); he != nil {
+		return gone, &dialError{err: err,
+			// Not he.Error() as the cause: its address (a new port each
+			// time) and direction change with every attempt, its cause not.
+			text:  err.Error() + ": " + strings.TrimPrefix(he.Error(), "cloister: "),
+			cause: err.Error() + ": " + he.Cause.Error()}
+	}
+	return gone, err
+}
+
+func (t *ergoTransport) Disconnect(peer string) { _ = t.node.Disconnect(peer) }
+
+// Probe asks a peer's Monitor for its state with a plain $gen_call that
+// Ergo, Erlang and Elixir servers all answer, without blocking: the reply
+// arrives as an info message {Ref, State}.
+func (t *ergoTransport) Probe(peer string) {
+	// Sending to a node that is not connected would make Ergo dial
+	// synchronously on this goroutine: never do that.
+	if !slices.Contains(t.node.Nodes(), peer) {
+		return
+	}
+	ref := t.proc.MakeRef()
+	t.probes[ref] = probe{node: peer, at: time.Now()}
+	msg := etf.Tuple{etf.Atom("$gen_call"), etf.Tuple{t.proc.Self(), ref}, etf.Atom("state")}
+	if err := t.proc.Send(gen.ProcessID{Name: t.monitor, Node: peer}, msg); err != nil {
+		delete(t.probes, ref)
+	}
+}
+
+// answered returns the peer a probe reply with this ref comes from, and
+// forgets the probe.
+func (t *ergoTransport) answered(ref etf.Ref) (string, bool) {
+	pr, ok := t.probes[ref]
+	if ok {
+		delete(t.probes, ref)
+	}
+	return pr.node, ok
+}
+
+// expire forgets probes unanswered for probeForget.
+func (t *ergoTransport) expire(now time.Time) {
+	for ref, pr := range t.probes {
+		if now.Sub(pr.at) > probeForget {
+			delete(t.probes, ref)
+		}
+	}
+}
+
+// processGone tells a dead node from an unreachable one after a failed
+// dial (Ergo reports both as "no route"): its EPMD answers that the name is
+// not registered, or nothing listens on the port it registered. Anything
+// else — EPMD or host unreachable, a timeout, a static route — is not proof.
+func processGone(n node.Node, peer string, timeout time.Duration) bool {
+	r, err := n.Resolve(peer)
+	if err != nil {
+		return strings.Contains(err.Error(), "desired node not found")
+	}
+	host := r.Host
+	if i := strings.IndexByte(peer, '@'); host == "" && i >= 0 {
+		host = peer[i+1:]
+	}
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(int(r.Port))), timeout)
+	if err == nil {
+		c.Close()
+		return false
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// waitGroup waits up to d for wg; it reports whether wg finished. The
+// waiting goroutine ends with wg, which is bounded by its owner.
+func waitGroup(wg *sync.WaitGroup, d time.Duration) bool {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}

@@ -1,0 +1,135 @@
+package listener
+
+import "time"
+
+// State is a state of the cluster Monitor, named as the original's states.
+// Its string form is what /status, logs and BEAM peers see.
+type State string
+
+// The Monitor's states. A node starts Down, assembles its first members,
+// rebuilds its rings in Rehashing and serves in Ready; every change of
+// members passes through Rehashing again. An orderly stop goes through
+// Stopping to Stopped.
+const (
+	StateDown       State = "down"
+	StateAssembling State = "assembling"
+	StateRehashing  State = "rehashing"
+	StateReady      State = "ready"
+	StateStopping   State = "stopping"
+	StateStopped    State = "stopped"
+)
+
+// String returns the state's name.
+func (s State) String() string { return string(s) }
+
+// States returns every state in the order of the state diagram (a new
+// slice on each call).
+func States() []State {
+	return []State{StateDown, StateAssembling, StateRehashing, StateReady, StateStopping, StateStopped}
+}
+
+// Event is something the Monitor decided or did, for observers (metrics,
+// tests, audit logs): set Options.Observe to receive them. The set of
+// events is closed: it is one of the types of this file, switch on them
+// by type. An observer runs on the Monitor's goroutine: it must not block
+// (count, copy, hand over).
+type Event interface{ isEvent() }
+
+// Transition is a change of the Monitor's state.
+type Transition struct{ From, To State }
+
+// RingsRebuilt: the member list changed and every ring was rebuilt for
+// Members (sorted, this node included).
+type RingsRebuilt struct{ Members []string }
+
+// DialStarted: the Monitor started connecting to Node.
+type DialStarted struct{ Node string }
+
+// Suspected: member Node has not answered a heartbeat for Silence.
+type Suspected struct {
+	Node    string
+	Silence time.Duration
+}
+
+// Disconnected: member Node stayed silent for RemoveAfter; it is removed
+// and its connection dropped, so that it rejoins the normal way if it
+// comes back.
+type Disconnected struct{ Node string }
+
+// Removed: member Node left the rings, for Reason.
+type Removed struct {
+	Node   string
+	Reason RemovalReason
+}
+
+// GraceStarted: the connection to member Node dropped; it stays in the
+// rings For the flap grace while it is re-dialled.
+type GraceStarted struct {
+	Node string
+	For  time.Duration
+}
+
+// Recovered: member Node came back within its flap grace, After the drop;
+// the rings did not change.
+type Recovered struct {
+	Node  string
+	After time.Duration
+}
+
+// Stalled: this node's own Monitor did not run For (the process was
+// frozen, suspended or starved); every member got a fresh heartbeat window.
+type Stalled struct{ For time.Duration }
+
+func (Transition) isEvent()   {}
+func (RingsRebuilt) isEvent() {}
+func (DialStarted) isEvent()  {}
+func (Suspected) isEvent()    {}
+func (Disconnected) isEvent() {}
+func (Removed) isEvent()      {}
+func (GraceStarted) isEvent() {}
+func (Recovered) isEvent()    {}
+func (Stalled) isEvent()      {}
+
+// RemovalReason says why a member left the rings. Its value is a short
+// label (metrics use it as is); Describe gives the phrase for logs.
+type RemovalReason string
+
+// Why a member left the rings.
+const (
+	// RemovedSilent: no heartbeat answer for RemoveAfter.
+	RemovedSilent RemovalReason = "silent"
+	// RemovedConnectionLost: its connection dropped and no flap grace
+	// applies.
+	RemovedConnectionLost RemovalReason = "connection_lost"
+	// RemovedGraceExpired: its connection dropped and it was not back
+	// within the flap grace.
+	RemovedGraceExpired RemovalReason = "grace_expired"
+	// RemovedForeign: it now answers as a cloister of another OTP
+	// application.
+	RemovedForeign RemovalReason = "foreign"
+	// RemovedGone: in its flap grace, a re-dial or the service's DNS answer
+	// proved its process gone (a killed node), so it did not wait.
+	RemovedGone RemovalReason = "gone"
+)
+
+// RemovalReasons returns every removal reason (a new slice on each call).
+func RemovalReasons() []RemovalReason {
+	return []RemovalReason{RemovedSilent, RemovedConnectionLost, RemovedGraceExpired, RemovedForeign, RemovedGone}
+}
+
+// Describe is the reason as a phrase for log lines.
+func (r RemovalReason) Describe() string {
+	switch r {
+	case RemovedSilent:
+		return "silent"
+	case RemovedConnectionLost:
+		return "connection lost"
+	case RemovedGraceExpired:
+		return "not back in grace"
+	case RemovedForeign:
+		return "answers for another application"
+	case RemovedGone:
+		return "gone (its process no longer exists)"
+	}
+	return string(r)
+}
