@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ergo-services/ergo/lib"
 )
@@ -58,6 +59,10 @@ type filterConn struct {
 	unlinkSeq uint64
 
 	rpc *rpcServer // nil unless the peer may send spawn requests
+
+	// rpc out of Go (origin.go), made on first use
+	originOnce sync.Once
+	orig       atomic.Pointer[rpcOrigin]
 }
 
 func newFilterConn(conn lib.NetReadWriter, peer *peerInfo, f *filter) *filterConn {
@@ -72,6 +77,9 @@ func newFilterConn(conn lib.NetReadWriter, peer *peerInfo, f *filter) *filterCon
 func (fc *filterConn) close() {
 	if fc.rpc != nil {
 		fc.rpc.close()
+	}
+	if o := fc.orig.Load(); o != nil {
+		o.close()
 	}
 }
 
@@ -168,7 +176,11 @@ func (fc *filterConn) incoming(lframe []byte) bool {
 	if payload != nil {
 		fc.f.refs.rememberAll(payload)
 	}
-	switch ctrlOp(ctrl) {
+	op := ctrlOp(ctrl)
+	if o := fc.orig.Load(); o != nil && toStandIn(op) && o.incoming(op, ctrl, payload) {
+		return false
+	}
+	switch op {
 	case opUnlinkID:
 		// {35, Id, From, To}: Ergo knows {4, From, To}; the peer waits
 		// for {36, Id, To, From}
@@ -213,6 +225,17 @@ func (fc *filterConn) incoming(lframe []byte) bool {
 	// capped: appending to fc.out must not write over the frames after it
 	fc.toErgo(lframe[:len(lframe):len(lframe)])
 	return true
+}
+
+// toStandIn reports whether a control operation is addressed to the pid
+// in its third element (where the rpc origin's stand-ins are looked for).
+func toStandIn(op int) bool {
+	switch op {
+	case opSpawnReply, opMonitorPExit, opPayloadMonExit, opSend, opSendTT, opSendSender, opSendSenderTT,
+		opMonitor, opDemonitor, opLink, opExit, opExit2, opPayloadExit, opPayloadExt2:
+		return true
+	}
+	return false
 }
 
 // isEmptyTuple reports whether an encoded payload is {} (SMALL_TUPLE_EXT

@@ -102,8 +102,12 @@ type filter struct {
 	unlinkIn          atomic.Uint64
 	unlinkOut         atomic.Uint64
 	rpcServed         atomic.Uint64
-	filtered          sync.Map // peer node name -> struct{}: links filtered so far
-	guard             guardStats
+	// rpcOut counts rpc requests sent by RPC.
+	rpcOut atomic.Uint64
+	// links holds the BEAM links up now: peer node name -> *filterConn.
+	links    sync.Map
+	filtered sync.Map // peer node name -> struct{}: links filtered so far
+	guard    guardStats
 }
 
 func newFilter(o Options) *filter {
@@ -153,6 +157,7 @@ func (p *proto) init(ctx context.Context, conn lib.NetReadWriter, nodename strin
 	}
 	p.f.filtered.Store(peer.name, struct{}{})
 	fc := newFilterConn(conn, peer, p.f)
+	p.f.links.Store(peer.name, fc)
 	if d.Buffer != nil {
 		// frames that arrived with the end of the handshake: filter them too
 		fc.in = append(fc.in, d.Buffer.B...)
@@ -161,6 +166,7 @@ func (p *proto) init(ctx context.Context, conn lib.NetReadWriter, nodename strin
 	}
 	ci, err := p.inner.Init(ctx, fc, nodename, d)
 	if err != nil {
+		p.f.links.CompareAndDelete(peer.name, fc)
 		fc.close()
 		return nil, err
 	}
@@ -178,8 +184,10 @@ func (p *proto) Serve(ci node.ConnectionInterface, router node.CoreRouter) {
 func (p *proto) Terminate(ci node.ConnectionInterface) {
 	p.inner.Terminate(ci)
 	p.peers.Delete(ci)
-	if fc, ok := p.conns.LoadAndDelete(ci); ok {
-		fc.(*filterConn).close()
+	if v, ok := p.conns.LoadAndDelete(ci); ok {
+		fc := v.(*filterConn)
+		p.f.links.CompareAndDelete(fc.peer.name, fc)
+		fc.close()
 	}
 }
 
