@@ -310,6 +310,25 @@ func beamDir(t testing.TB, r erltest.Runtime) string {
 	return d
 }
 
+// exDir compiles the Elixir model (testdata/cloister_model.ex) for a
+// runtime, once.
+func exDir(t testing.TB, r erltest.Runtime) string {
+	t.Helper()
+	beamMu.Lock()
+	defer beamMu.Unlock()
+	if d, ok := exDirs[r.Root]; ok {
+		return d
+	}
+	d, err := env.Compile(r, "testdata/cloister_model.ex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exDirs[r.Root] = d
+	return d
+}
+
+var exDirs = map[string]string{}
+
 // tailBuffer keeps the last lines written to it (node logs), printed when
 // something fails.
 type tailBuffer struct {

@@ -542,6 +542,26 @@ func (w *row) goCallsErl(t *testing.T, all []string) {
 		}
 		return ms(took) + " (2 Erlang nodes)"
 	})
+	check(t, w.rel, "Go Multiapply → BEAM members run Module:Function by rpc (Cloister.Node, inert as the original's, never called); Go members run the Go function", func(t *testing.T) string {
+		return w.multiapplyBEAM(t, all, []*erltest.Node{w.erlA, w.erlB}, "cloister_member")
+	})
+	check(t, w.rel, "Go RPC → a BEAM node (value, exception, Go node refused)", func(t *testing.T) string {
+		t0 := time.Now()
+		v, err := c.RPC(w.erlA.Name, "erlang", "node", nil, 5*time.Second)
+		took := time.Since(t0)
+		if err != nil || v != etf.Atom(w.erlA.Name) {
+			t.Fatalf("RPC erlang:node(): %#v, %v", v, err)
+		}
+		_, err = c.RPC(w.erlA.Name, "cloister_member", "raise", etf.List{etf.Atom("exit"), []byte("gone")}, 5*time.Second)
+		var re *actors.RemoteError
+		if !errors.Is(err, cloister.ErrRemote) || !errors.As(err, &re) || re.Class != "exit" || !strings.Contains(err.Error(), `exit: <<"gone">>`) {
+			t.Fatalf("RPC raise(exit, <<\"gone\">>): %v", err)
+		}
+		if _, err := c.RPC(w.go1.Name, "erlang", "node", nil, time.Second); !errors.Is(err, actors.ErrInvalidArgument) {
+			t.Fatalf("RPC to a Go node: %v, want an invalid-argument error", err)
+		}
+		return ms(took) + " for erlang:node()"
+	})
 	check(t, w.rel, "Go Multicast → Erlang processes", func(t *testing.T) string {
 		drainInbox()
 		if err := c.Multicast(erls, "Void", etf.Tuple{etf.Atom("ping"), inboxP.Self()}); err != nil {
@@ -604,13 +624,15 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 	six := slices.Sorted(slices.Values(all))
 	rowT := t
 	check(t, w.rel, "Elixir member: GenServer.call / multi_call → Go", func(t *testing.T) string {
-		n, err := env.StartNode("elixir", erltest.NodeOptions{Runtime: w.r, Paths: []string{w.dir}, Elixir: true})
+		n, err := env.StartNode("elixir", erltest.NodeOptions{Runtime: w.r, Paths: []string{w.dir, exDir(t, w.r)}, Elixir: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		rowT.Cleanup(n.Stop)
 		x = n
-		member(t, x, []string{w.erlA.Name})
+		// the model of the original's tree (testdata/cloister_model.ex)
+		expectEval(t, x, fmt.Sprintf(`{ok, _} = 'Elixir.CloisterModel':start(<<"%s">>, [%s], #{consensus => 5}), ok`,
+			otpApp, q(w.erlA.Name)), "ok")
 		w.beam = append(w.beam, x)
 		six = slices.Sorted(slices.Values(append(slices.Clone(all), x.Name)))
 		took := w.converge(t, six, 30*time.Second)
@@ -633,6 +655,29 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 	if x == nil {
 		return
 	}
+	check(t, w.rel, "Go Multiapply → the Elixir model: rpc of Module.function, exception text as text, its Cloister.Node never called", func(t *testing.T) string {
+		took := w.multiapplyBEAM(t, six, []*erltest.Node{x}, "Elixir.CloisterModel")
+		c := cloister.Of(goIn)
+		res, err := c.Multiapply([]string{x.Name}, "Elixir.CloisterModel:boom", etf.List{[]byte("bad thing")}, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var re *actors.RemoteError
+		if !errors.As(res[0].Err, &re) || re.Class != "error" || !strings.Contains(res[0].Err.Error(), "** (RuntimeError) bad thing") {
+			t.Fatalf("boom: %v", res[0].Err)
+		}
+		_, err = c.RPC(x.Name, "Elixir.CloisterModel", "missing_key", etf.List{etf.Atom("k")}, 5*time.Second)
+		if !errors.As(err, &re) || !strings.Contains(err.Error(), "** (KeyError) key :k not found") {
+			t.Fatalf("missing_key: %v", err)
+		}
+		// the original's own multiapply from the Elixir side reaches Go and BEAM alike
+		v := evalTerm(t, x, fmt.Sprintf("'Elixir.CloisterModel':multiapply(%s, erlang, node, [])", erlList(six))).(Tuple)
+		if got := atomsOf(v[0]); !slices.Equal(slices.Sorted(slices.Values(got)), six) || len(v[1].(List)) != 0 {
+			t.Fatalf("Elixir multiapply(erlang, node, []): %v", v)
+		}
+		t.Logf("Elixir exception as Go sees it: %v", res[0].Err)
+		return took
+	})
 	check(t, w.rel, `Elixir %{"k" => v} to a Go process: cluster whole again ≤ 20 s`, func(t *testing.T) string {
 		// Watched from the Elixir node with monitor_nodes: the drop and the
 		// relink can both be faster than any polling.
@@ -739,3 +784,98 @@ func (w *row) killErl(t *testing.T, all []string) {
 		return w.ownersAgree(t, four, []*erltest.Node{w.erlA}, []string{w.go1.Name})
 	})
 }
+
+// multiapplyBEAM: a Go Multiapply over the ring runs the BEAM function on
+// each BEAM member (mod:echo/1, mod:raise/2 or the Elixir model's) and the
+// Go function of the same name on this binary's node; the BEAM members'
+// Cloister.Node is never called: it is not restarted, nor is the Void after
+// it (rest_for_one).
+func (w *row) multiapplyBEAM(t *testing.T, ring []string, beam []*erltest.Node, mod string) string {
+	c := cloister.Of(goIn)
+	starts := func() []string {
+		var out []string
+		for _, e := range beam {
+			out = append(out, evalT(t, e, "{"+q(mod)+":node_starts(), whereis('Void'), whereis('Elixir.Cloister.Node')}"))
+		}
+		return out
+	}
+	before := starts()
+	echo := mod + ":echo"
+	if _, ok := goFuncs.LoadOrStore(echo, true); !ok {
+		if err := c.RegisterFunc(echo, func(args etf.List) (etf.Term, error) {
+			return etf.Tuple{etf.Atom("echoed"), etf.Atom(goIn), args[0]}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	res, err := c.Multiapply(nil, echo, etf.List{[]byte("hi")}, 5*time.Second)
+	took := time.Since(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(ring) {
+		t.Fatalf("%d results for a ring of %d: %+v", len(res), len(ring), res)
+	}
+	isBEAM := map[string]bool{}
+	for _, e := range beam {
+		isBEAM[e.Name] = true
+	}
+	for _, r := range res {
+		want := etf.Tuple{etf.Atom("echoed"), etf.Atom(r.Node), []byte("hi")}
+		switch {
+		case isBEAM[r.Node] || r.Node == goIn:
+			if r.Err != nil || fmt.Sprintf("%#v", r.Reply) != fmt.Sprintf("%#v", want) {
+				t.Errorf("%s: %#v, %v; want %#v", r.Node, r.Reply, r.Err, want)
+			}
+		case slices.ContainsFunc(w.beam, func(e *erltest.Node) bool { return e.Name == r.Node }):
+			// another BEAM member, without that module
+			var re *actors.RemoteError
+			if !errors.As(r.Err, &re) || re.Class != "error" || re.Reason != etf.Atom("undef") {
+				t.Errorf("%s: %#v, %v; want error:undef", r.Node, r.Reply, r.Err)
+			}
+		default: // the Go node processes have no such Go function
+			if !errors.Is(r.Err, cloister.ErrRemote) || !strings.Contains(r.Err.Error(), "not registered") {
+				t.Errorf("%s: %#v, %v; want a remote 'not registered' error", r.Node, r.Reply, r.Err)
+			}
+		}
+	}
+	names := make([]string, len(beam))
+	for i, e := range beam {
+		names[i] = e.Name
+	}
+	for _, cls := range []string{"error", "exit", "throw"} {
+		res, err := c.Multiapply(names, mod+":raise", etf.List{etf.Atom(cls), etf.Tuple{etf.Atom("bad"), []byte("thing")}}, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			var re *actors.RemoteError
+			if !errors.Is(r.Err, cloister.ErrRemote) || !errors.As(r.Err, &re) || re.Class != cls ||
+				!strings.Contains(r.Err.Error(), cls+`: {bad, <<"thing">>}`) {
+				t.Errorf("%s raise(%s): %v", r.Node, cls, r.Err)
+			}
+			if cls == "error" && re != nil && re.Stack == nil {
+				t.Errorf("%s: error without a stack", r.Node)
+			}
+		}
+	}
+	// a Go function name (no Module:) is refused for BEAM members, not sent
+	res, err = c.Multiapply(names, "interop_add", nil, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if !errors.Is(r.Err, actors.ErrRefused) {
+			t.Errorf("%s: %v, want refused", r.Node, r.Err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // a crash and its restart would show by now
+	if after := starts(); !slices.Equal(after, before) {
+		t.Fatalf("Cloister.Node restarted (starts, Void, Node before / after): %v / %v", before, after)
+	}
+	return ms(took) + fmt.Sprintf(" for %d nodes", len(ring))
+}
+
+// goFuncs are the Go functions registered on this binary's node by tests.
+var goFuncs sync.Map
