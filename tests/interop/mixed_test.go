@@ -415,12 +415,29 @@ func (w *row) erlCallsGo(t *testing.T, all []string) {
 			expectEval(t, e, fmt.Sprintf("R = gen_server:call({'Void', %s}, {ping, self()}), {R, interop_bench:pong_nodes(1, 5000)}", q(g)),
 				fmt.Sprintf("{ok,[%s]}", q(g)))
 			st := evalTerm(t, e, fmt.Sprintf("gen_server:call({'Elixir.Cloister.Monitor', %s}, state)", q(g))).(Map)
-			if st["fsm"] != Binary("monitor_"+otpApp) || st["state"] != Atom("ready") {
+			if st["fsm"] != Binary("monitor_"+otpApp) || st["ring"] != Atom(otpApp) {
 				t.Fatalf("%s state: %v", g, st)
 			}
 		}
 		v := evalTerm(t, e, fmt.Sprintf("{T, _} = timer:tc(fun() -> [ok = gen_server:call({'Void', %s}, x) || _ <- lists:seq(1, 500)] end), T div 500", q(goIn)))
 		return fmt.Sprintf("%d µs/call (erl-side, 500 calls)", v.(int64))
+	})
+	check(t, w.rel, "Monitor state to BEAM callers: exactly the original's keys fsm, ring, groups (call, multi_call, rpc); Go callers get ours too", func(t *testing.T) string {
+		want := "[fsm,groups,ring]"
+		for _, g := range w.goNames {
+			expectEval(t, e, fmt.Sprintf("lists:sort(maps:keys(gen_server:call({'Elixir.Cloister.Monitor', %s}, state)))", q(g)), want)
+			expectEval(t, e, fmt.Sprintf("lists:sort(maps:keys(rpc:call(%s, gen_server, call, ['Elixir.Cloister.Monitor', state])))", q(g)), want)
+		}
+		expectEval(t, e, fmt.Sprintf("{R, []} = gen_server:multi_call(%s, 'Elixir.Cloister.Monitor', state, 5000), lists:usort([lists:sort(maps:keys(S)) || {_, S} <- R])", erlList(all)),
+			"["+want+"]")
+		res, err := cloister.Of(goIn).Multicall([]string{w.go1.Name}, actors.MonitorName, etf.Atom("state"), 5*time.Second)
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("Go Multicall state: %v %+v", err, res)
+		}
+		if st, _ := res[0].Reply.(etf.Map); st[etf.Atom("state")] != etf.Atom("ready") || st[etf.Atom("epoch")] == nil {
+			t.Fatalf("a Go caller lost the extra keys: %#v", res[0].Reply)
+		}
+		return ""
 	})
 	check(t, w.rel, "erl gen_server:multi_call → all 5 Monitors (whois and state)", func(t *testing.T) string {
 		owner, err := cloister.Of(goIn).Whois("", "key:42")
