@@ -486,6 +486,12 @@ func (w *row) erlCallsGo(t *testing.T, all []string) {
 		}
 		return ms(took) + " (whois to 5, Eval round trip included)"
 	})
+	check(t, w.rel, "erl gen_server:multi_call → 5 Voids (a plain Go gen.Server: no multi_call code), no bad nodes", func(t *testing.T) string {
+		t0 := time.Now()
+		expectEval(t, e, fmt.Sprintf("{R, B} = gen_server:multi_call(%s, 'Void', {ping, self()}, 2000), {[N || {N, ok} <- R], B, interop_bench:pong_nodes(5, 5000)}", erlList(all)),
+			fmt.Sprintf("{%s,[],%s}", erlList(all), erlList(all)))
+		return ms(time.Since(t0)) + " for 5 (Eval included)"
+	})
 	check(t, w.rel, "erl gen_server:cast → Go Void", func(t *testing.T) string {
 		expectEval(t, e, fmt.Sprintf("[gen_server:cast({'Void', G}, {ping, self()}) || G <- %s], interop_bench:pong_nodes(3, 5000)", erlList(w.goNames)),
 			erlList(slices.Sorted(slices.Values(w.goNames))))

@@ -60,6 +60,9 @@ type filterConn struct {
 
 	rpc *rpcServer // nil unless the peer may send spawn requests
 
+	// multi_call requests rewritten into plain calls (multicall.go)
+	multi multiCalls
+
 	// rpc out of Go (origin.go), made on first use
 	originOnce sync.Once
 	orig       atomic.Pointer[rpcOrigin]
@@ -195,6 +198,12 @@ func (fc *filterConn) incoming(lframe []byte) bool {
 	case opSpawnRequest, opSpawnRequestTT:
 		if fc.rpc != nil {
 			fc.rpc.spawnRequest(ctrl, payload)
+			return false
+		}
+	}
+	if op == opRegSend || op == opRegSendTT {
+		if p, ok := fc.rewriteMultiCall(payload); ok {
+			fc.toErgo(distFrame(ctrl, p))
 			return false
 		}
 	}
@@ -407,6 +416,11 @@ func (fc *filterConn) outgoing(frame []byte) [][]byte {
 			}
 		}
 	case opSend, opMonitorPExit:
+		if ctrlOp(ctrl) == opSend {
+			if f := fc.multiCallReply(payload); f != nil {
+				return [][]byte{f}
+			}
+		}
 		if fc.rpc != nil && fc.rpc.intercept(ctrl, payload) {
 			return nil
 		}
