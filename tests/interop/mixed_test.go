@@ -488,9 +488,32 @@ func (w *row) erlCallsGo(t *testing.T, all []string) {
 	})
 	check(t, w.rel, "erl gen_server:multi_call → 5 Voids (a plain Go gen.Server: no multi_call code), no bad nodes", func(t *testing.T) string {
 		t0 := time.Now()
-		expectEval(t, e, fmt.Sprintf("{R, B} = gen_server:multi_call(%s, 'Void', {ping, self()}, 2000), {[N || {N, ok} <- R], B, interop_bench:pong_nodes(5, 5000)}", erlList(all)),
+		expectEval(t, e, fmt.Sprintf("{R, B} = gen_server:multi_call(%s, 'Void', {ping, self()}, 2000), {lists:sort([N || {N, ok} <- R]), B, interop_bench:pong_nodes(5, 5000)}", erlList(all)),
 			fmt.Sprintf("{%s,[],%s}", erlList(all), erlList(all)))
 		return ms(time.Since(t0)) + " for 5 (Eval included)"
+	})
+	check(t, w.rel, "erl global with 3 Go nodes connected: sync returns, register_name/whereis_name/trans as among BEAM nodes, no disconnects", func(t *testing.T) string {
+		bounded := func(expr string) string {
+			return "Self = self(), spawn(fun() -> Self ! {b, begin " + expr + " end} end), receive {b, R} -> R after 10000 -> timeout end"
+		}
+		t0 := time.Now()
+		for _, n := range w.beam {
+			expectEval(t, n, bounded("global:sync()"), "ok")
+		}
+		took := time.Since(t0)
+		expectEval(t, e, "global:register_name(interop_g, whereis('Void'))", "yes")
+		expectEval(t, w.erlB, bounded("global:sync()")+", node(global:whereis_name(interop_g))", q(e.Name))
+		expectEval(t, w.erlB, bounded("global:trans({interop_res, self()}, fun() -> in_trans end)"), "in_trans")
+		expectEval(t, e, "global:unregister_name(interop_g)", "ok")
+		for _, n := range w.beam {
+			for _, g := range w.goNames {
+				expectEval(t, n, fmt.Sprintf("lists:member(%s, nodes())", q(g)), "true")
+			}
+			if out := n.Output(); strings.Contains(out, "overlapping partitions") {
+				t.Errorf("%s: global disconnected a node:\n%s", n.Name, out)
+			}
+		}
+		return ms(took) + " for sync on both BEAM members"
 	})
 	check(t, w.rel, "erl gen_server:cast → Go Void", func(t *testing.T) string {
 		expectEval(t, e, fmt.Sprintf("[gen_server:cast({'Void', G}, {ping, self()}) || G <- %s], interop_bench:pong_nodes(3, 5000)", erlList(w.goNames)),

@@ -104,6 +104,12 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "distfilter tests:", err)
 		return 1
 	}
+	if os.Getenv("DISTFILTER_NO_GLOBAL") == "" { // set to see the tests fail on Ergo's stub
+		if err := InstallGlobal(goNode); err != nil {
+			fmt.Fprintln(os.Stderr, "distfilter tests:", err)
+			return 1
+		}
+	}
 	big := gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}
 	if _, err := goNode.Spawn("go_echo", big, &echoServer{}); err != nil {
 		fmt.Fprintln(os.Stderr, "distfilter tests:", err)
