@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -88,13 +89,27 @@ type row struct {
 	go1, go2   *cloistertest.Node
 	beam       []*erltest.Node // BEAM members now running
 	goNames    []string        // goIn, go1, go2
+	// viewMu guards go1, go2 and beam while a sampler reads them
+	viewMu sync.Mutex
 }
 
 // member starts cloister_member on a BEAM node.
 func member(t *testing.T, n *erltest.Node, sentries []string) {
 	t.Helper()
-	expectEval(t, n, fmt.Sprintf(`{ok, _} = cloister_member:start(<<"%s">>, %s, #{consensus => 5}), ok`,
-		otpApp, erlList(sentries)), "ok")
+	expectEval(t, n, fmt.Sprintf(`{ok, _} = cloister_member:start(<<"%s">>, %s, #{consensus => 5%s}), ok`,
+		otpApp, erlList(sentries), beamTickOpts()), "ok")
+}
+
+// beamTickOpts: with CLOISTER_INTEROP_BEAM_TICK=ms the BEAM members
+// assemble as the original does, on that tick only (lazy), for measuring
+// the owner-disagreement windows with the original's 5 s tick.
+func beamTickOpts() string {
+	if v := os.Getenv("CLOISTER_INTEROP_BEAM_TICK"); v != "" {
+		if _, err := strconv.Atoi(v); err == nil {
+			return ", tick => " + v + ", lazy => true"
+		}
+	}
+	return ""
 }
 
 // goRing is a Go node's default-ring members (sorted) and state.
@@ -184,6 +199,7 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 	member(t, erlA, nil)
 	member(t, erlB, []string{erlA.Name})
 	w.beam = []*erltest.Node{erlA, erlB}
+	forming := w.startSampler(10 * time.Millisecond)
 
 	// Two Go node processes on the libring engine. go1 lists the BEAM node
 	// and this binary's node; go2 only the BEAM node.
@@ -198,14 +214,21 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 		return cloistertest.Spec{Name: n, Sentry: sentries, Consensus: 5, OTPApp: otpApp, Void: true,
 			Args: []string{"-config", cfg}}
 	}
-	if w.go1, err = h.Start(spec(name("go1"), erlA.Name, goIn)); err != nil {
+	go1, err := h.Start(spec(name("go1"), erlA.Name, goIn))
+	if err != nil {
+		forming.finish()
 		t.Fatal(err)
 	}
-	t.Cleanup(w.go1.Kill)
-	if w.go2, err = h.Start(spec(name("go2"), erlA.Name)); err != nil {
+	t.Cleanup(go1.Kill)
+	go2, err := h.Start(spec(name("go2"), erlA.Name))
+	if err != nil {
+		forming.finish()
 		t.Fatal(err)
 	}
-	t.Cleanup(w.go2.Kill)
+	t.Cleanup(go2.Kill)
+	w.viewMu.Lock()
+	w.go1, w.go2 = go1, go2
+	w.viewMu.Unlock()
 	w.goNames = []string{goIn, w.go1.Name, w.go2.Name}
 	all := slices.Sorted(slices.Values(append([]string{erlA.Name, erlB.Name}, w.goNames...)))
 	t.Logf("OTP %s: BEAM nodes up in %s; cluster %v", r.Release, ms(time.Since(setup)), all)
@@ -223,8 +246,17 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 		}
 		return ms(time.Since(goStart)) + " from the Go processes' start"
 	}) {
+		forming.finish()
 		t.Fatal("the mixed cluster did not form; the other checks need it")
 	}
+	formed := forming.finish()
+	check(t, rel, "owner disagreement while the cluster forms (1000 keys, any two members, samples every 10 ms)", func(t *testing.T) string {
+		all0 := describe(disagreement(formed, w.otp(), w.goNames, goStart, false, 0))
+		now := describe(disagreement(formed, w.otp(), w.goNames, goStart, false, 5))
+		strict := describe(disagreement(formed, w.otp(), w.goNames, goStart, true, 5))
+		t.Logf("forming: %d samples; all members: %s; ready members today: %s; listed-by-member rule: %s", len(formed), all0, now, strict)
+		return "from the Go processes' start, all members: " + all0 + "; among ready members (ring ≥ consensus) today: " + now + "; listed-by-member rule: " + strict
+	})
 
 	check(t, rel, "BEAM node as the only sentry: dialled, full mesh", func(t *testing.T) string {
 		s, err := w.go2.Status()
@@ -260,6 +292,7 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 	} else {
 		t.Logf("*** OTP %s: no elixir in this runtime: Elixir rows SKIPPED ***", rel)
 	}
+	w.freezeErl(t, all)
 	w.killErl(t, all)
 }
 

@@ -57,6 +57,7 @@
              consensus :: pos_integer(),
              sentries :: [node()],
              tick :: pos_integer(),
+             lazy = false :: boolean(),
              silence :: pos_integer(),
              members = #{} :: #{node() => integer()},     % member => last answer (ms)
              reported = #{} :: #{node() => [node()]},     % member => its ring members
@@ -68,7 +69,9 @@
 start(App, Sentries) -> start(App, Sentries, #{}).
 
 %% start(App, Sentries, Opts): App a binary, atom or string; Sentries node
-%% atoms; Opts: consensus (1), tick ms (250), silence ms (5000). Returns
+%% atoms; Opts: consensus (1), tick ms (250), silence ms (5000), lazy
+%% (false; true: members are probed on the tick only, not on nodeup or when
+%% a peer asks, as the original assembles on its 5 s tick). Returns
 %% {ok, MonitorPid}.
 start(App, Sentries, Opts) ->
     {ok, Sup} = supervisor:start_link({local, ?MANAGER}, ?MODULE, {manager, to_bin(App), Sentries, Opts}),
@@ -222,6 +225,7 @@ init({App, Sentries, Opts}) ->
             consensus = maps:get(consensus, Opts, 1),
             sentries = [N || N <- Sentries, N =/= node()],
             tick = maps:get(tick, Opts, 250),
+            lazy = maps:get(lazy, Opts, false),
             silence = maps:get(silence, Opts, 5000),
             ring = ring_of([node()])},
     self() ! tick,
@@ -238,7 +242,8 @@ handle_call(_, _From, void) ->
     {reply, ok, void};
 handle_call(state, {Pid, _}, S) ->
     Caller = node(Pid),
-    S1 = case Caller =/= node() andalso not maps:is_key(Caller, S#st.members) of
+    S1 = case Caller =/= node() andalso not maps:is_key(Caller, S#st.members)
+             andalso not S#st.lazy of
              true -> probe(Caller, S); % a peer asking may be a member
              false -> S
          end,
@@ -278,6 +283,8 @@ handle_info(tick, S) ->
     S1 = lists:foldl(fun probe/2, S, nodes()),
     S2 = expire(Now, S1),
     {noreply, rebuild(dial(S2))};
+handle_info({nodeup, _Node}, S = #st{lazy = true}) ->
+    {noreply, S}; % the original assembles on its tick only
 handle_info({nodeup, Node}, S) ->
     {noreply, probe(Node, S)};
 handle_info({nodedown, Node}, S) ->
