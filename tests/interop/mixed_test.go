@@ -697,13 +697,13 @@ func (w *row) plainNode(t *testing.T, all []string) {
 }
 
 // elixirMember: an Elixir node joins as a sixth member, calls Go nodes the
-// Elixir way, then sends a string-keyed map to a Go process (ERGO-NOTES
-// §8.3): the cluster must be whole again within 20 s.
+// Elixir way, then sends a string-keyed map to a Go process (Ergo's decoder
+// drops the link on it): the cluster must be whole again within 20 s.
 func (w *row) elixirMember(t *testing.T, all []string) {
 	var x *erltest.Node
 	six := slices.Sorted(slices.Values(all))
 	rowT := t
-	check(t, w.rel, "Elixir member: GenServer.call / multi_call → Go", func(t *testing.T) string {
+	check(t, w.rel, "Elixir member (the model of the original's tree): GenServer.call / multi_call → Go", func(t *testing.T) string {
 		n, err := env.StartNode("elixir", erltest.NodeOptions{Runtime: w.r, Paths: []string{w.dir, exDir(t, w.r)}, Elixir: true})
 		if err != nil {
 			t.Fatal(err)

@@ -295,12 +295,6 @@ func ctrlOp(ctrl []byte) int {
 	return -1
 }
 
-// withLength prefixes a frame with its length.
-func withLength(frame []byte) []byte {
-	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(frame)), uint32(len(frame)))
-	return append(b, frame...)
-}
-
 // distFrame builds the frame Ergo reads: DIST_HEADER with no atom cache
 // references, then the terms without version bytes.
 func distFrame(ctrl, payload []byte) []byte {

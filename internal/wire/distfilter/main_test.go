@@ -18,7 +18,7 @@ import (
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
-// One Ergo node for the whole test binary (ERGO-NOTES §10), filtered, with
+// One Ergo node for the whole test binary (Ergo has races of its own with several nodes in one process), filtered, with
 // the test processes below; erl/elixir nodes of each available OTP release
 // connect to it.
 var (

@@ -1,6 +1,6 @@
 %% cloister_member: an Erlang node that takes part in a cloister cluster the
-%% way an Elixir cloister 0.16 node does (SPEC §10), for the interop tests
-%% and examples/beam. Ours: written from the SPEC and from our own libring
+%% way an Elixir cloister 0.16 node does, for the interop tests
+%% and examples/beam. Ours: written from the documented behaviour and our own libring
 %% model (ring/libring/testdata/libring_ref.erl), no Elixir code.
 %%
 %% start(App, Sentries, Opts) starts, unlinked, the original's tree:
