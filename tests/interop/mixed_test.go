@@ -536,7 +536,7 @@ func (w *row) erlCallsGo(t *testing.T, all []string) {
 		}
 		took := time.Since(t0)
 		expectEval(t, e, "global:register_name(interop_g, whereis('Void'))", "yes")
-		expectEval(t, w.erlB, bounded("global:sync()")+", node(global:whereis_name(interop_g))", q(e.Name))
+		expectEval(t, w.erlB, "ok = begin "+bounded("global:sync()")+" end, node(global:whereis_name(interop_g))", q(e.Name))
 		expectEval(t, w.erlB, bounded("global:trans({interop_res, self()}, fun() -> in_trans end)"), "in_trans")
 		expectEval(t, e, "global:unregister_name(interop_g)", "ok")
 		for _, n := range w.beam {

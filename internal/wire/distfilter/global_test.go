@@ -48,11 +48,11 @@ func TestGlobalWithGoNode(t *testing.T) {
 		}
 		// names among the BEAM nodes, as without the Go node
 		expectEval(t, a, "P = spawn(fun() -> receive stop -> ok end end), erltest_ctl:set(gp, P), global:register_name(glob_a, P)", "yes")
-		expectEval(t, b, bounded("global:sync()", 10000)+", global:whereis_name(glob_a) =:= rpc:call("+q(a.Name)+", erltest_ctl, get, [gp])", "true")
+		expectEval(t, b, "ok = begin "+bounded("global:sync()", 10000)+" end, global:whereis_name(glob_a) =:= rpc:call("+q(a.Name)+", erltest_ctl, get, [gp])", "true")
 		expectEval(t, b, "global:register_name(glob_a, self())", "no")
 		// a Go process under a global name
 		expectEval(t, a, "GoPid = gen_server:call({go_echo, "+g+"}, new_linkee), global:register_name(glob_go, GoPid)", "yes")
-		expectEval(t, b, bounded("global:sync()", 10000)+", node(global:whereis_name(glob_go))", g)
+		expectEval(t, b, "ok = begin "+bounded("global:sync()", 10000)+" end, node(global:whereis_name(glob_go))", g)
 		// trans and set_lock over nodes(): the Go node is asked too
 		expectEval(t, a, bounded("global:trans({glob_res, self()}, fun() -> done end)", 10000), "done")
 		// a lock is held by a process (as on BEAM nodes, it goes with it)
@@ -78,6 +78,9 @@ func TestGlobalWithGoNode(t *testing.T) {
 			}
 			expectEval(t, n, bounded("global:sync()", 10000), "ok")
 		}
+		// b links to the Go node again: a new session, answered again
+		expectEval(t, b, "net_kernel:connect_node("+g+")", "true")
+		expectEval(t, b, "ok = begin "+bounded("global:sync()", 10000)+" end, lists:member("+g+", nodes())", "true")
 		expectEval(t, a, "whereis(global_name_server) =/= undefined", "true")
 	})
 }
