@@ -107,7 +107,12 @@ type RemoteError struct {
 	// Reason is the raw term (a Go string for an exit reason: Ergo flattens
 	// remote exit reasons to strings).
 	Reason etf.Term
-	msg    string
+	// Class is the Erlang exception class ("error", "exit" or "throw") when
+	// a BEAM function raised (Multiapply to a BEAM node, RPC); "" otherwise.
+	Class string
+	// Stack is the stack trace of a BEAM error (nil otherwise).
+	Stack etf.Term
+	msg   string
 }
 
 // Error describes the remote failure.

@@ -182,6 +182,12 @@ func Multicast(n node.Node, nodes []string, name string, message etf.Term) error
 // return value; a node whose function failed, or which has no function of
 // that name, has a KindRemote error (a *RemoteError naming the function).
 // Everything else is as for Multicall. args may be nil (no arguments).
+//
+// A BEAM (Erlang/Elixir) member runs the BEAM function fn = "Module:Function"
+// by rpc instead, as the Elixir original's multiapply does: its Reply is
+// the function's value, a raised exception a KindRemote *RemoteError with
+// Class, Reason and Stack, a name without a colon KindRefused (nothing is
+// sent). See RPC.
 func Multiapply(n node.Node, nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error) {
 	if fn == "" {
 		return nil, fmt.Errorf("cloister: multiapply: %w: empty function name", ErrInvalidArgument)
@@ -189,9 +195,24 @@ func Multiapply(n node.Node, nodes []string, fn string, args etf.List, timeout t
 	if args == nil {
 		args = etf.List{}
 	}
+	// BEAM members run fn as a BEAM function by rpc (beamapply.go); only Go
+	// members get the Node actor's request.
+	targets := dedupe(nodes)
+	beam := beamTargets(n, targets)
+	goTargets := targets
+	var withBEAM func([]Result) []Result
+	if len(beam) > 0 && timeout > 0 {
+		goTargets = make([]string, 0, len(targets)-len(beam))
+		for i, t := range targets {
+			if !beam[i] {
+				goTargets = append(goTargets, t)
+			}
+		}
+		withBEAM = applyBEAM(n, targets, beam, fn, args, timeout)
+	}
 	// A binary, not an atom: BEAM peers then need no atom for every name.
 	request := etf.Tuple{atomMultiapply, etf.String(fn), args}
-	results, err := multicall(fmt.Sprintf("multiapply %q", fn), n, nodes, NodeName, request, timeout)
+	results, err := multicall(fmt.Sprintf("multiapply %q", fn), n, goTargets, NodeName, request, timeout)
 	if err != nil {
 		return nil, err
 	}
@@ -212,6 +233,9 @@ func Multiapply(n node.Node, nodes []string, fn string, args etf.List, timeout t
 			r.Err = nodeErr(r.Node, KindRemote, &RemoteError{Reason: reply,
 				msg: fmt.Sprintf("function %q: unexpected answer %s", fn, termText(reply))})
 		}
+	}
+	if withBEAM != nil {
+		results = withBEAM(results)
 	}
 	observeFanout("multiapply", results)
 	return results, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/internal/discovery"
 	"github.com/cloister-go/cloister/internal/statem"
+	"github.com/cloister-go/cloister/internal/wire/distfilter"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -246,7 +247,7 @@ func (m *Monitor) call(e statem.Call) statem.Result[listener.State] {
 	switch msg := e.Msg.(type) {
 	case etf.Atom:
 		if msg == "state" {
-			reply := statem.Reply{From: e.From, Msg: m.stateTerm()}
+			reply := statem.Reply{From: e.From, Msg: m.stateTerm(string(e.From.Pid.Node))}
 			// A peer Monitor asking is a cloister node: probe it back,
 			// it may have asked before its own Monitor was registered.
 			if from := string(e.From.Pid.Node); from != "" && from != m.cluster.Self() {
@@ -336,9 +337,13 @@ func termString(t etf.Term) (string, bool) {
 	return "", false
 }
 
-// stateTerm is the answer to gen_server:call(Monitor, state), in the shape
-// an Elixir cloister 0.16 Monitor gives, plus a few keys of ours.
-func (m *Monitor) stateTerm() etf.Term {
+// stateTerm is the answer to gen_server:call(Monitor, state) from a process
+// on node caller: the shape an Elixir cloister 0.16 Monitor gives (fsm,
+// ring, groups), and for callers that are not BEAM nodes (this node, Go
+// peers) a few keys of ours besides. A BEAM caller gets exactly the three
+// keys, so Cloister.multicall(Cloister.Monitor, :state) returns maps of one
+// shape from Go and Elixir nodes alike.
+func (m *Monitor) stateTerm(caller string) etf.Term {
 	members := m.d.core.Members()
 	cluster := append([]string{m.cluster.Self()}, m.tr.Nodes()...)
 	st := etf.Map{
@@ -348,10 +353,13 @@ func (m *Monitor) stateTerm() etf.Term {
 			etf.Tuple{etf.Atom("ring"), atoms(members)},
 			etf.Tuple{etf.Atom("cluster"), atoms(cluster)},
 		},
-		etf.Atom("state"):     etf.Atom(m.State()),
-		etf.Atom("consensus"): m.opts.Consensus,
-		etf.Atom("otp_app"):   []byte(m.opts.OTPApp),
 	}
+	if caller != "" && distfilter.IsBEAM(m.cluster.Self(), caller) {
+		return st
+	}
+	st[etf.Atom("state")] = etf.Atom(m.State())
+	st[etf.Atom("consensus")] = m.opts.Consensus
+	st[etf.Atom("otp_app")] = []byte(m.opts.OTPApp)
 	if sn, err := m.cluster.Rings.Get(m.cluster.Ring); err == nil {
 		st[etf.Atom("epoch")] = int64(sn.Epoch())
 		st[etf.Atom("hash")] = []byte(fmt.Sprintf("%016x", sn.Hash()))

@@ -87,6 +87,10 @@ func (a *App) Start(process gen.Process, args ...etf.Term) {
 		if err := distfilter.InstallNetKernel(n); err != nil {
 			a.logf("cloister: net_kernel for ping: %v", err)
 		}
+		// global:sync/trans/set_lock on BEAM nodes must not hang on us
+		if err := distfilter.InstallGlobal(n); err != nil {
+			a.logf("cloister: global_name_server for BEAM nodes: %v", err)
+		}
 	}
 	if err := a.gate(); err != nil {
 		a.mu.Lock()

@@ -171,8 +171,8 @@ func (e *Env) Close() {
 	}
 }
 
-// Compile compiles the Erlang sources (host paths) with the runtime's erlc
-// into a fresh directory and returns that directory as the runtime sees it
+// Compile compiles the Erlang sources (host paths) with the runtime's erlc,
+// and Elixir sources (".ex") with its elixirc, into a fresh directory and returns that directory as the runtime sees it
 // (inside the chroot for a chroot runtime), ready for NodeOptions.Paths.
 func (e *Env) Compile(r Runtime, sources ...string) (string, error) {
 	// the control module rides along the first time: one erlc run less
@@ -228,16 +228,27 @@ func (e *Env) compile(r Runtime, sources []string, embedded map[string][]byte) (
 		}
 		names = append(names, name)
 	}
-	if len(names) == 0 {
-		return seen, nil
-	}
-	args := []string{"-o", seen}
+	// Erlang sources with erlc, Elixir ones (.ex) with elixirc
+	var erls, exs []string
 	for _, n := range names {
-		args = append(args, seen+"/"+n)
+		if strings.HasSuffix(n, ".ex") {
+			exs = append(exs, seen+"/"+n)
+		} else {
+			erls = append(erls, seen+"/"+n)
+		}
 	}
-	out, err := runBounded(r.command(nil, "erlc", args...), DefaultTimeout)
-	if err != nil {
-		return "", fmt.Errorf("erltest: erlc %v in %s: %v: %s", names, r, err, out)
+	for _, c := range []struct {
+		bin   string
+		files []string
+	}{{"erlc", erls}, {"elixirc", exs}} {
+		if len(c.files) == 0 {
+			continue
+		}
+		args := append([]string{"-o", seen}, c.files...)
+		out, err := runBounded(r.command(nil, c.bin, args...), 2*DefaultTimeout)
+		if err != nil {
+			return "", fmt.Errorf("erltest: %s %v in %s: %v: %s", c.bin, c.files, r, err, out)
+		}
 	}
 	return seen, nil
 }

@@ -1,5 +1,5 @@
 // Package interop tests cloister clusters that mix Go and BEAM nodes
-// (issue 4, SPEC §10): 3 Go nodes (this test binary's in-process node and
+// (Go and BEAM members in one ring): 3 Go nodes (this test binary's in-process node and
 // two `cloister node` processes, all on the libring engine) and 2 Erlang
 // nodes running testdata/cloister_member.erl, which answers like an Elixir
 // cloister 0.16 Monitor and computes owners the libring way. One row per
@@ -7,7 +7,7 @@
 // tests/otp/chroots.sh (27, 29), skipped loudly when missing; Elixir where
 // installed.
 //
-// One Ergo node per test binary (ERGO-NOTES §10): the in-process node
+// One Ergo node per test binary (Ergo has races of its own with several): the in-process node
 // lives for the whole run; every other node is a child process, stopped by
 // PID when its row ends, also on failure.
 package interop
@@ -309,6 +309,25 @@ func beamDir(t testing.TB, r erltest.Runtime) string {
 	beamDirs[r.Root] = d
 	return d
 }
+
+// exDir compiles the Elixir model (testdata/cloister_model.ex) for a
+// runtime, once.
+func exDir(t testing.TB, r erltest.Runtime) string {
+	t.Helper()
+	beamMu.Lock()
+	defer beamMu.Unlock()
+	if d, ok := exDirs[r.Root]; ok {
+		return d
+	}
+	d, err := env.Compile(r, "testdata/cloister_model.ex")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exDirs[r.Root] = d
+	return d
+}
+
+var exDirs = map[string]string{}
 
 // tailBuffer keeps the last lines written to it (node logs), printed when
 // something fails.

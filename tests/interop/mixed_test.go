@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -88,13 +89,27 @@ type row struct {
 	go1, go2   *cloistertest.Node
 	beam       []*erltest.Node // BEAM members now running
 	goNames    []string        // goIn, go1, go2
+	// viewMu guards go1, go2 and beam while a sampler reads them
+	viewMu sync.Mutex
 }
 
 // member starts cloister_member on a BEAM node.
 func member(t *testing.T, n *erltest.Node, sentries []string) {
 	t.Helper()
-	expectEval(t, n, fmt.Sprintf(`{ok, _} = cloister_member:start(<<"%s">>, %s, #{consensus => 5}), ok`,
-		otpApp, erlList(sentries)), "ok")
+	expectEval(t, n, fmt.Sprintf(`{ok, _} = cloister_member:start(<<"%s">>, %s, #{consensus => 5%s}), ok`,
+		otpApp, erlList(sentries), beamTickOpts()), "ok")
+}
+
+// beamTickOpts: with CLOISTER_INTEROP_BEAM_TICK=ms the BEAM members
+// assemble as the original does, on that tick only (lazy), for measuring
+// the owner-disagreement windows with the original's 5 s tick.
+func beamTickOpts() string {
+	if v := os.Getenv("CLOISTER_INTEROP_BEAM_TICK"); v != "" {
+		if ms, err := strconv.Atoi(v); err == nil && ms > 0 {
+			return fmt.Sprintf(", tick => %d, lazy => true, silence => %d", ms, 3*ms)
+		}
+	}
+	return ""
 }
 
 // goRing is a Go node's default-ring members (sorted) and state.
@@ -184,6 +199,7 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 	member(t, erlA, nil)
 	member(t, erlB, []string{erlA.Name})
 	w.beam = []*erltest.Node{erlA, erlB}
+	forming := w.startSampler(10 * time.Millisecond)
 
 	// Two Go node processes on the libring engine. go1 lists the BEAM node
 	// and this binary's node; go2 only the BEAM node.
@@ -198,14 +214,21 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 		return cloistertest.Spec{Name: n, Sentry: sentries, Consensus: 5, OTPApp: otpApp, Void: true,
 			Args: []string{"-config", cfg}}
 	}
-	if w.go1, err = h.Start(spec(name("go1"), erlA.Name, goIn)); err != nil {
+	go1, err := h.Start(spec(name("go1"), erlA.Name, goIn))
+	if err != nil {
+		forming.finish()
 		t.Fatal(err)
 	}
-	t.Cleanup(w.go1.Kill)
-	if w.go2, err = h.Start(spec(name("go2"), erlA.Name)); err != nil {
+	t.Cleanup(go1.Kill)
+	go2, err := h.Start(spec(name("go2"), erlA.Name))
+	if err != nil {
+		forming.finish()
 		t.Fatal(err)
 	}
-	t.Cleanup(w.go2.Kill)
+	t.Cleanup(go2.Kill)
+	w.viewMu.Lock()
+	w.go1, w.go2 = go1, go2
+	w.viewMu.Unlock()
 	w.goNames = []string{goIn, w.go1.Name, w.go2.Name}
 	all := slices.Sorted(slices.Values(append([]string{erlA.Name, erlB.Name}, w.goNames...)))
 	t.Logf("OTP %s: BEAM nodes up in %s; cluster %v", r.Release, ms(time.Since(setup)), all)
@@ -223,8 +246,18 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 		}
 		return ms(time.Since(goStart)) + " from the Go processes' start"
 	}) {
+		forming.finish()
 		t.Fatal("the mixed cluster did not form; the other checks need it")
 	}
+	formed := forming.finish()
+	check(t, rel, "owner disagreement while the cluster forms (1000 keys, any two members, samples every 10 ms)", func(t *testing.T) string {
+		all0 := describe(disagreement(formed, w.otp(), goStart, 0))
+		ready := describe(disagreement(formed, w.otp(), goStart, 5))
+		gap := ms(readyGap(formed, w.goNames, 5))
+		t.Logf("forming: %d samples; all members: %s; ready members: %s; a Go node ready while a BEAM member is not: %s", len(formed), all0, ready, gap)
+		return "from the Go processes' start, any two members: " + all0 + "; any two ready members (ring ≥ consensus): " + ready +
+			"; a Go node ready while a BEAM member is not: " + gap
+	})
 
 	check(t, rel, "BEAM node as the only sentry: dialled, full mesh", func(t *testing.T) string {
 		s, err := w.go2.Status()
@@ -260,6 +293,7 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 	} else {
 		t.Logf("*** OTP %s: no elixir in this runtime: Elixir rows SKIPPED ***", rel)
 	}
+	w.freezeErl(t, all)
 	w.killErl(t, all)
 }
 
@@ -415,12 +449,29 @@ func (w *row) erlCallsGo(t *testing.T, all []string) {
 			expectEval(t, e, fmt.Sprintf("R = gen_server:call({'Void', %s}, {ping, self()}), {R, interop_bench:pong_nodes(1, 5000)}", q(g)),
 				fmt.Sprintf("{ok,[%s]}", q(g)))
 			st := evalTerm(t, e, fmt.Sprintf("gen_server:call({'Elixir.Cloister.Monitor', %s}, state)", q(g))).(Map)
-			if st["fsm"] != Binary("monitor_"+otpApp) || st["state"] != Atom("ready") {
+			if st["fsm"] != Binary("monitor_"+otpApp) || st["ring"] != Atom(otpApp) {
 				t.Fatalf("%s state: %v", g, st)
 			}
 		}
 		v := evalTerm(t, e, fmt.Sprintf("{T, _} = timer:tc(fun() -> [ok = gen_server:call({'Void', %s}, x) || _ <- lists:seq(1, 500)] end), T div 500", q(goIn)))
 		return fmt.Sprintf("%d µs/call (erl-side, 500 calls)", v.(int64))
+	})
+	check(t, w.rel, "Monitor state to BEAM callers: exactly the original's keys fsm, ring, groups (call, multi_call, rpc); Go callers get ours too", func(t *testing.T) string {
+		want := "[fsm,groups,ring]"
+		for _, g := range w.goNames {
+			expectEval(t, e, fmt.Sprintf("lists:sort(maps:keys(gen_server:call({'Elixir.Cloister.Monitor', %s}, state)))", q(g)), want)
+			expectEval(t, e, fmt.Sprintf("lists:sort(maps:keys(rpc:call(%s, gen_server, call, ['Elixir.Cloister.Monitor', state])))", q(g)), want)
+		}
+		expectEval(t, e, fmt.Sprintf("{R, []} = gen_server:multi_call(%s, 'Elixir.Cloister.Monitor', state, 5000), lists:usort([lists:sort(maps:keys(S)) || {_, S} <- R])", erlList(all)),
+			"["+want+"]")
+		res, err := cloister.Of(goIn).Multicall([]string{w.go1.Name}, actors.MonitorName, etf.Atom("state"), 5*time.Second)
+		if err != nil || res[0].Err != nil {
+			t.Fatalf("Go Multicall state: %v %+v", err, res)
+		}
+		if st, _ := res[0].Reply.(etf.Map); st[etf.Atom("state")] != etf.Atom("ready") || st[etf.Atom("epoch")] == nil {
+			t.Fatalf("a Go caller lost the extra keys: %#v", res[0].Reply)
+		}
+		return ""
 	})
 	check(t, w.rel, "erl gen_server:multi_call → all 5 Monitors (whois and state)", func(t *testing.T) string {
 		owner, err := cloister.Of(goIn).Whois("", "key:42")
@@ -468,6 +519,35 @@ func (w *row) erlCallsGo(t *testing.T, all []string) {
 			}
 		}
 		return ms(took) + " (whois to 5, Eval round trip included)"
+	})
+	check(t, w.rel, "erl gen_server:multi_call → 5 Voids (a plain Go gen.Server: no multi_call code), no bad nodes", func(t *testing.T) string {
+		t0 := time.Now()
+		expectEval(t, e, fmt.Sprintf("{R, B} = gen_server:multi_call(%s, 'Void', {ping, self()}, 2000), {lists:sort([N || {N, ok} <- R]), B, interop_bench:pong_nodes(5, 5000)}", erlList(all)),
+			fmt.Sprintf("{%s,[],%s}", erlList(all), erlList(all)))
+		return ms(time.Since(t0)) + " for 5 (Eval included)"
+	})
+	check(t, w.rel, "erl global with 3 Go nodes connected: sync returns, register_name/whereis_name/trans as among BEAM nodes, no disconnects", func(t *testing.T) string {
+		bounded := func(expr string) string {
+			return "Self = self(), spawn(fun() -> Self ! {b, begin " + expr + " end} end), receive {b, R} -> R after 10000 -> timeout end"
+		}
+		t0 := time.Now()
+		for _, n := range w.beam {
+			expectEval(t, n, bounded("global:sync()"), "ok")
+		}
+		took := time.Since(t0)
+		expectEval(t, e, "global:register_name(interop_g, whereis('Void'))", "yes")
+		expectEval(t, w.erlB, "ok = begin "+bounded("global:sync()")+" end, node(global:whereis_name(interop_g))", q(e.Name))
+		expectEval(t, w.erlB, bounded("global:trans({interop_res, self()}, fun() -> in_trans end)"), "in_trans")
+		expectEval(t, e, "global:unregister_name(interop_g)", "ok")
+		for _, n := range w.beam {
+			for _, g := range w.goNames {
+				expectEval(t, n, fmt.Sprintf("lists:member(%s, nodes())", q(g)), "true")
+			}
+			if out := n.Output(); strings.Contains(out, "overlapping partitions") {
+				t.Errorf("%s: global disconnected a node:\n%s", n.Name, out)
+			}
+		}
+		return ms(took) + " for sync on both BEAM members"
 	})
 	check(t, w.rel, "erl gen_server:cast → Go Void", func(t *testing.T) string {
 		expectEval(t, e, fmt.Sprintf("[gen_server:cast({'Void', G}, {ping, self()}) || G <- %s], interop_bench:pong_nodes(3, 5000)", erlList(w.goNames)),
@@ -542,6 +622,26 @@ func (w *row) goCallsErl(t *testing.T, all []string) {
 		}
 		return ms(took) + " (2 Erlang nodes)"
 	})
+	check(t, w.rel, "Go Multiapply → BEAM members run Module:Function by rpc (Cloister.Node, inert as the original's, never called); Go members run the Go function", func(t *testing.T) string {
+		return w.multiapplyBEAM(t, all, []*erltest.Node{w.erlA, w.erlB}, "cloister_member")
+	})
+	check(t, w.rel, "Go RPC → a BEAM node (value, exception, Go node refused)", func(t *testing.T) string {
+		t0 := time.Now()
+		v, err := c.RPC(w.erlA.Name, "erlang", "node", nil, 5*time.Second)
+		took := time.Since(t0)
+		if err != nil || v != etf.Atom(w.erlA.Name) {
+			t.Fatalf("RPC erlang:node(): %#v, %v", v, err)
+		}
+		_, err = c.RPC(w.erlA.Name, "cloister_member", "raise", etf.List{etf.Atom("exit"), []byte("gone")}, 5*time.Second)
+		var re *actors.RemoteError
+		if !errors.Is(err, cloister.ErrRemote) || !errors.As(err, &re) || re.Class != "exit" || !strings.Contains(err.Error(), `exit: <<"gone">>`) {
+			t.Fatalf("RPC raise(exit, <<\"gone\">>): %v", err)
+		}
+		if _, err := c.RPC(w.go1.Name, "erlang", "node", nil, time.Second); !errors.Is(err, actors.ErrInvalidArgument) {
+			t.Fatalf("RPC to a Go node: %v, want an invalid-argument error", err)
+		}
+		return ms(took) + " for erlang:node()"
+	})
 	check(t, w.rel, "Go Multicast → Erlang processes", func(t *testing.T) string {
 		drainInbox()
 		if err := c.Multicast(erls, "Void", etf.Tuple{etf.Atom("ping"), inboxP.Self()}); err != nil {
@@ -597,20 +697,22 @@ func (w *row) plainNode(t *testing.T, all []string) {
 }
 
 // elixirMember: an Elixir node joins as a sixth member, calls Go nodes the
-// Elixir way, then sends a string-keyed map to a Go process (ERGO-NOTES
-// §8.3): the cluster must be whole again within 20 s.
+// Elixir way, then sends a string-keyed map to a Go process (Ergo's decoder
+// drops the link on it): the cluster must be whole again within 20 s.
 func (w *row) elixirMember(t *testing.T, all []string) {
 	var x *erltest.Node
 	six := slices.Sorted(slices.Values(all))
 	rowT := t
-	check(t, w.rel, "Elixir member: GenServer.call / multi_call → Go", func(t *testing.T) string {
-		n, err := env.StartNode("elixir", erltest.NodeOptions{Runtime: w.r, Paths: []string{w.dir}, Elixir: true})
+	check(t, w.rel, "Elixir member (the model of the original's tree): GenServer.call / multi_call → Go", func(t *testing.T) string {
+		n, err := env.StartNode("elixir", erltest.NodeOptions{Runtime: w.r, Paths: []string{w.dir, exDir(t, w.r)}, Elixir: true})
 		if err != nil {
 			t.Fatal(err)
 		}
 		rowT.Cleanup(n.Stop)
 		x = n
-		member(t, x, []string{w.erlA.Name})
+		// the model of the original's tree (testdata/cloister_model.ex)
+		expectEval(t, x, fmt.Sprintf(`{ok, _} = 'Elixir.CloisterModel':start(<<"%s">>, [%s], #{consensus => 5}), ok`,
+			otpApp, q(w.erlA.Name)), "ok")
 		w.beam = append(w.beam, x)
 		six = slices.Sorted(slices.Values(append(slices.Clone(all), x.Name)))
 		took := w.converge(t, six, 30*time.Second)
@@ -633,6 +735,29 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 	if x == nil {
 		return
 	}
+	check(t, w.rel, "Go Multiapply → the Elixir model: rpc of Module.function, exception text as text, its Cloister.Node never called", func(t *testing.T) string {
+		took := w.multiapplyBEAM(t, six, []*erltest.Node{x}, "Elixir.CloisterModel")
+		c := cloister.Of(goIn)
+		res, err := c.Multiapply([]string{x.Name}, "Elixir.CloisterModel:boom", etf.List{[]byte("bad thing")}, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var re *actors.RemoteError
+		if !errors.As(res[0].Err, &re) || re.Class != "error" || !strings.Contains(res[0].Err.Error(), "** (RuntimeError) bad thing") {
+			t.Fatalf("boom: %v", res[0].Err)
+		}
+		_, err = c.RPC(x.Name, "Elixir.CloisterModel", "missing_key", etf.List{etf.Atom("k")}, 5*time.Second)
+		if !errors.As(err, &re) || !strings.Contains(err.Error(), "** (KeyError) key :k not found") {
+			t.Fatalf("missing_key: %v", err)
+		}
+		// the original's own multiapply from the Elixir side reaches Go and BEAM alike
+		v := evalTerm(t, x, fmt.Sprintf("'Elixir.CloisterModel':multiapply(%s, erlang, node, [])", erlList(six))).(Tuple)
+		if got := atomsOf(v[0]); !slices.Equal(slices.Sorted(slices.Values(got)), six) || len(v[1].(List)) != 0 {
+			t.Fatalf("Elixir multiapply(erlang, node, []): %v", v)
+		}
+		t.Logf("Elixir exception as Go sees it: %v", res[0].Err)
+		return took
+	})
 	check(t, w.rel, `Elixir %{"k" => v} to a Go process: cluster whole again ≤ 20 s`, func(t *testing.T) string {
 		// Watched from the Elixir node with monitor_nodes: the drop and the
 		// relink can both be faster than any polling.
@@ -739,3 +864,98 @@ func (w *row) killErl(t *testing.T, all []string) {
 		return w.ownersAgree(t, four, []*erltest.Node{w.erlA}, []string{w.go1.Name})
 	})
 }
+
+// multiapplyBEAM: a Go Multiapply over the ring runs the BEAM function on
+// each BEAM member (mod:echo/1, mod:raise/2 or the Elixir model's) and the
+// Go function of the same name on this binary's node; the BEAM members'
+// Cloister.Node is never called: it is not restarted, nor is the Void after
+// it (rest_for_one).
+func (w *row) multiapplyBEAM(t *testing.T, ring []string, beam []*erltest.Node, mod string) string {
+	c := cloister.Of(goIn)
+	starts := func() []string {
+		var out []string
+		for _, e := range beam {
+			out = append(out, evalT(t, e, "{"+q(mod)+":node_starts(), whereis('Void'), whereis('Elixir.Cloister.Node')}"))
+		}
+		return out
+	}
+	before := starts()
+	echo := mod + ":echo"
+	if _, ok := goFuncs.LoadOrStore(echo, true); !ok {
+		if err := c.RegisterFunc(echo, func(args etf.List) (etf.Term, error) {
+			return etf.Tuple{etf.Atom("echoed"), etf.Atom(goIn), args[0]}, nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	res, err := c.Multiapply(nil, echo, etf.List{[]byte("hi")}, 5*time.Second)
+	took := time.Since(t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != len(ring) {
+		t.Fatalf("%d results for a ring of %d: %+v", len(res), len(ring), res)
+	}
+	isBEAM := map[string]bool{}
+	for _, e := range beam {
+		isBEAM[e.Name] = true
+	}
+	for _, r := range res {
+		want := etf.Tuple{etf.Atom("echoed"), etf.Atom(r.Node), []byte("hi")}
+		switch {
+		case isBEAM[r.Node] || r.Node == goIn:
+			if r.Err != nil || fmt.Sprintf("%#v", r.Reply) != fmt.Sprintf("%#v", want) {
+				t.Errorf("%s: %#v, %v; want %#v", r.Node, r.Reply, r.Err, want)
+			}
+		case slices.ContainsFunc(w.beam, func(e *erltest.Node) bool { return e.Name == r.Node }):
+			// another BEAM member, without that module
+			var re *actors.RemoteError
+			if !errors.As(r.Err, &re) || re.Class != "error" || re.Reason != etf.Atom("undef") {
+				t.Errorf("%s: %#v, %v; want error:undef", r.Node, r.Reply, r.Err)
+			}
+		default: // the Go node processes have no such Go function
+			if !errors.Is(r.Err, cloister.ErrRemote) || !strings.Contains(r.Err.Error(), "not registered") {
+				t.Errorf("%s: %#v, %v; want a remote 'not registered' error", r.Node, r.Reply, r.Err)
+			}
+		}
+	}
+	names := make([]string, len(beam))
+	for i, e := range beam {
+		names[i] = e.Name
+	}
+	for _, cls := range []string{"error", "exit", "throw"} {
+		res, err := c.Multiapply(names, mod+":raise", etf.List{etf.Atom(cls), etf.Tuple{etf.Atom("bad"), []byte("thing")}}, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			var re *actors.RemoteError
+			if !errors.Is(r.Err, cloister.ErrRemote) || !errors.As(r.Err, &re) || re.Class != cls ||
+				!strings.Contains(r.Err.Error(), cls+`: {bad, <<"thing">>}`) {
+				t.Errorf("%s raise(%s): %v", r.Node, cls, r.Err)
+			}
+			if cls == "error" && re != nil && re.Stack == nil {
+				t.Errorf("%s: error without a stack", r.Node)
+			}
+		}
+	}
+	// a Go function name (no Module:) is refused for BEAM members, not sent
+	res, err = c.Multiapply(names, "interop_add", nil, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if !errors.Is(r.Err, actors.ErrRefused) {
+			t.Errorf("%s: %v, want refused", r.Node, r.Err)
+		}
+	}
+	time.Sleep(200 * time.Millisecond) // a crash and its restart would show by now
+	if after := starts(); !slices.Equal(after, before) {
+		t.Fatalf("Cloister.Node restarted (starts, Void, Node before / after): %v / %v", before, after)
+	}
+	return ms(took) + fmt.Sprintf(" for %d nodes", len(ring))
+}
+
+// goFuncs are the Go functions registered on this binary's node by tests.
+var goFuncs sync.Map

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"net"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ergo-services/ergo/lib"
 )
@@ -58,6 +59,13 @@ type filterConn struct {
 	unlinkSeq uint64
 
 	rpc *rpcServer // nil unless the peer may send spawn requests
+
+	// multi_call requests rewritten into plain calls (multicall.go)
+	multi multiCalls
+
+	// rpc out of Go (origin.go), made on first use
+	originOnce sync.Once
+	orig       atomic.Pointer[rpcOrigin]
 }
 
 func newFilterConn(conn lib.NetReadWriter, peer *peerInfo, f *filter) *filterConn {
@@ -72,6 +80,9 @@ func newFilterConn(conn lib.NetReadWriter, peer *peerInfo, f *filter) *filterCon
 func (fc *filterConn) close() {
 	if fc.rpc != nil {
 		fc.rpc.close()
+	}
+	if o := fc.orig.Load(); o != nil {
+		o.close()
 	}
 }
 
@@ -168,7 +179,11 @@ func (fc *filterConn) incoming(lframe []byte) bool {
 	if payload != nil {
 		fc.f.refs.rememberAll(payload)
 	}
-	switch ctrlOp(ctrl) {
+	op := ctrlOp(ctrl)
+	if o := fc.orig.Load(); o != nil && toStandIn(op) && o.incoming(op, ctrl, payload) {
+		return false
+	}
+	switch op {
 	case opUnlinkID:
 		// {35, Id, From, To}: Ergo knows {4, From, To}; the peer waits
 		// for {36, Id, To, From}
@@ -183,6 +198,12 @@ func (fc *filterConn) incoming(lframe []byte) bool {
 	case opSpawnRequest, opSpawnRequestTT:
 		if fc.rpc != nil {
 			fc.rpc.spawnRequest(ctrl, payload)
+			return false
+		}
+	}
+	if op == opRegSend || op == opRegSendTT {
+		if p, ok := fc.rewriteMultiCall(payload); ok {
+			fc.toErgo(distFrame(ctrl, p))
 			return false
 		}
 	}
@@ -213,6 +234,17 @@ func (fc *filterConn) incoming(lframe []byte) bool {
 	// capped: appending to fc.out must not write over the frames after it
 	fc.toErgo(lframe[:len(lframe):len(lframe)])
 	return true
+}
+
+// toStandIn reports whether a control operation is addressed to the pid
+// in its third element (where the rpc origin's stand-ins are looked for).
+func toStandIn(op int) bool {
+	switch op {
+	case opSpawnReply, opMonitorPExit, opPayloadMonExit, opSend, opSendTT, opSendSender, opSendSenderTT,
+		opMonitor, opDemonitor, opLink, opExit, opExit2, opPayloadExit, opPayloadExt2:
+		return true
+	}
+	return false
 }
 
 // isEmptyTuple reports whether an encoded payload is {} (SMALL_TUPLE_EXT
@@ -261,12 +293,6 @@ func ctrlOp(ctrl []byte) int {
 		return int(ctrl[3])
 	}
 	return -1
-}
-
-// withLength prefixes a frame with its length.
-func withLength(frame []byte) []byte {
-	b := binary.BigEndian.AppendUint32(make([]byte, 0, 4+len(frame)), uint32(len(frame)))
-	return append(b, frame...)
 }
 
 // distFrame builds the frame Ergo reads: DIST_HEADER with no atom cache
@@ -384,6 +410,11 @@ func (fc *filterConn) outgoing(frame []byte) [][]byte {
 			}
 		}
 	case opSend, opMonitorPExit:
+		if ctrlOp(ctrl) == opSend {
+			if f := fc.multiCallReply(payload); f != nil {
+				return [][]byte{f}
+			}
+		}
 		if fc.rpc != nil && fc.rpc.intercept(ctrl, payload) {
 			return nil
 		}

@@ -20,7 +20,7 @@ import (
 )
 
 // The Ergo peer is this test binary run again with peerEnv set: a second
-// Ergo node in its own OS process (one node per process, ERGO-NOTES §10),
+// Ergo node in its own OS process (one node per process),
 // plain or filtered, driven by lines on stdin.
 const peerEnv = "DISTFILTER_ERGO_PEER" // "plain" or "filtered"
 

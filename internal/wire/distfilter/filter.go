@@ -1,7 +1,7 @@
 // Package distfilter is "the distribution filter": a layer of our own
 // between Ergo v2.2.4 and the socket of every connection to a BEAM node.
 // It lets Erlang/OTP 25, 27 and 29 and Elixir nodes talk to cloister's Go
-// nodes where stock Ergo would fail (ERGO-NOTES §7, §16, §17):
+// nodes where stock Ergo would fail:
 //
 //   - OTP 26+: the handshake announces DFLAG_UNLINK_ID, which OTP 26 made
 //     mandatory; UNLINK_ID from the peer becomes Ergo's UNLINK plus the
@@ -14,8 +14,13 @@
 //     are answered (gen_server/GenServer call and cast to local processes,
 //     erlang:node/0, and Go functions from Options.Funcs) with exactly the
 //     terms a BEAM node would return.
+//   - gen_server:multi_call from OTP 25 (middleman form) and 26+ (alias
+//     form) reaches every Go gen.Server as a plain call, and its reply
+//     goes back in the form the caller waits for.
+//   - RPC runs a BEAM function on a BEAM peer from Go, as erpc:call does.
 //
-// InstallNetKernel makes net_adm:ping(GoNode) answer pong.
+// InstallNetKernel makes net_adm:ping(GoNode) answer pong; InstallGlobal
+// keeps global:sync/trans/set_lock on BEAM nodes from hanging on a Go node.
 //
 // How: Options.Apply wraps Ergo's handshake and proto (hooks in package
 // ergonode). The handshake wrapper edits the flags field of the handshake
@@ -102,8 +107,12 @@ type filter struct {
 	unlinkIn          atomic.Uint64
 	unlinkOut         atomic.Uint64
 	rpcServed         atomic.Uint64
-	filtered          sync.Map // peer node name -> struct{}: links filtered so far
-	guard             guardStats
+	// rpcOut counts rpc requests sent by RPC.
+	rpcOut atomic.Uint64
+	// links holds the BEAM links up now: peer node name -> *filterConn.
+	links    sync.Map
+	filtered sync.Map // peer node name -> struct{}: links filtered so far
+	guard    guardStats
 }
 
 func newFilter(o Options) *filter {
@@ -153,6 +162,7 @@ func (p *proto) init(ctx context.Context, conn lib.NetReadWriter, nodename strin
 	}
 	p.f.filtered.Store(peer.name, struct{}{})
 	fc := newFilterConn(conn, peer, p.f)
+	p.f.links.Store(peer.name, fc)
 	if d.Buffer != nil {
 		// frames that arrived with the end of the handshake: filter them too
 		fc.in = append(fc.in, d.Buffer.B...)
@@ -161,6 +171,7 @@ func (p *proto) init(ctx context.Context, conn lib.NetReadWriter, nodename strin
 	}
 	ci, err := p.inner.Init(ctx, fc, nodename, d)
 	if err != nil {
+		p.f.links.CompareAndDelete(peer.name, fc)
 		fc.close()
 		return nil, err
 	}
@@ -178,8 +189,10 @@ func (p *proto) Serve(ci node.ConnectionInterface, router node.CoreRouter) {
 func (p *proto) Terminate(ci node.ConnectionInterface) {
 	p.inner.Terminate(ci)
 	p.peers.Delete(ci)
-	if fc, ok := p.conns.LoadAndDelete(ci); ok {
-		fc.(*filterConn).close()
+	if v, ok := p.conns.LoadAndDelete(ci); ok {
+		fc := v.(*filterConn)
+		p.f.links.CompareAndDelete(fc.peer.name, fc)
+		fc.close()
 	}
 }
 
@@ -190,7 +203,7 @@ func (p *proto) Terminate(ci node.ConnectionInterface) {
 // makes the caller see undef, as from a BEAM node lacking the function.
 //
 // The function runs on its own goroutine with the decoded arguments (Ergo's
-// etf mapping, ERGO-NOTES §8). Its result is encoded with Ergo's encoder.
+// etf mapping). Its result is encoded with Ergo's encoder.
 // An error becomes an Erlang exception: a *Raise as given, any other error
 // as error:{go_error, <<Message>>} with stack [{M, F, Args, []}].
 type Funcs interface {

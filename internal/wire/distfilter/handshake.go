@@ -49,6 +49,7 @@ func (h *handshake) Init(nodename string, creation uint32, flags node.Flags) err
 	h.f.mu.Lock()
 	h.f.name, h.f.creation = nodename, creation
 	h.f.mu.Unlock()
+	registry.Store(nodename, h.f)
 	return h.inner.Init(nodename, creation, flags)
 }
 

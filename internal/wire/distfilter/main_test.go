@@ -18,7 +18,7 @@ import (
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
-// One Ergo node for the whole test binary (ERGO-NOTES §10), filtered, with
+// One Ergo node for the whole test binary (Ergo has races of its own with several nodes in one process), filtered, with
 // the test processes below; erl/elixir nodes of each available OTP release
 // connect to it.
 var (
@@ -103,6 +103,12 @@ func run(m *testing.M) int {
 	if err := InstallNetKernel(goNode); err != nil {
 		fmt.Fprintln(os.Stderr, "distfilter tests:", err)
 		return 1
+	}
+	if os.Getenv("DISTFILTER_NO_GLOBAL") == "" { // set to see the tests fail on Ergo's stub
+		if err := InstallGlobal(goNode); err != nil {
+			fmt.Fprintln(os.Stderr, "distfilter tests:", err)
+			return 1
+		}
 	}
 	big := gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}
 	if _, err := goNode.Spawn("go_echo", big, &echoServer{}); err != nil {

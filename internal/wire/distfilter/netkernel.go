@@ -12,7 +12,7 @@ import (
 
 // netKernel stands in for Ergo's stub net_kernel, which answers every call
 // with nil: net_adm:ping (a gen call {is_auth, Node}) then returns pang and
-// disconnects (ERGO-NOTES §7.1).
+// disconnects.
 type netKernel struct{ gen.Server }
 
 // HandleCall answers is_auth with yes, like a BEAM net_kernel whose cookie

@@ -9,7 +9,7 @@ import (
 	"github.com/ergo-services/ergo/lib"
 )
 
-// Serving erpc (ERGO-NOTES §16). From OTP 23 every rpc:call/cast/multicall
+// Serving erpc. From OTP 23 every rpc:call/cast/multicall
 // and erpc:* is a distributed spawn request of erpc:execute_call(Ref, M, F,
 // A) (or execute_cast(M, F, A)) with a monitor; the caller reads the result
 // from the exit reason of the "process": {Ref, return, Value}, {Ref, throw,

@@ -1,15 +1,25 @@
 %% cloister_member: an Erlang node that takes part in a cloister cluster the
-%% way an Elixir cloister 0.16 node does (SPEC §10), for the interop tests
-%% and examples/beam. Ours: written from the SPEC and from our own libring
+%% way an Elixir cloister 0.16 node does, for the interop tests
+%% and examples/beam. Ours: written from the documented behaviour and our own libring
 %% model (ring/libring/testdata/libring_ref.erl), no Elixir code.
 %%
-%% start(App, Sentries, Opts) starts, unlinked:
+%% start(App, Sentries, Opts) starts, unlinked, the original's tree:
+%% 'Elixir.Cloister.Manager', a rest_for_one supervisor (3 restarts in 5 s,
+%% Elixir's default) with, in this order, the Monitor, 'Elixir.Cloister'
+%% (an empty supervisor), 'Elixir.Cloister.Node' and the Void (an
+%% "additional module"). Cloister.Node is as inert as the original's: a
+%% call or a cast crashes it (the message of Elixir's default handle_call),
+%% and rest_for_one restarts it and the Void; node_starts/0 counts its
+%% starts. The original's multiapply(M, F, A) is rpc:multicall(Nodes, M, F,
+%% A), the same as multiapply/4 here.
 %%
 %%  * the Monitor, registered as 'Elixir.Cloister.Monitor'. It answers
-%%    gen_server:call(_, state) (multi_call too) with
+%%    gen_server:call(_, state) (multi_call too) with exactly the
+%%    original's three keys:
 %%    #{fsm => <<"monitor_", App/binary>>, ring => AppAtom,
-%%      groups => [{ring, Members}, {cluster, [node() | nodes()]}],
-%%      state => ready | rehashing, consensus => N}.
+%%      groups => [{ring, Members}, {cluster, [node() | nodes()]}]};
+%%    state/0 adds the model's own view (state => ready | rehashing,
+%%    consensus => N).
 %%    Members are this node plus every connected node whose Monitor answers
 %%    `state` with the same fsm (Go cloister nodes and other members alike),
 %%    probed on nodeup and every tick with a plain '$gen_call' whose answer
@@ -32,10 +42,14 @@
 
 -export([start/2, start/3, stop/0, state/0, members/0, owner/1, owners/1]).
 -export([key/1, keys/1, owner_indices/1, check_whois/3, ring_of/1, owner_in/2]).
+-export([start_monitor/3, start_void/0, start_node/0, start_empty_sup/0, node_starts/0]).
+-export([multiapply/4, echo/1, raise/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
 
 -define(MONITOR, 'Elixir.Cloister.Monitor').
 -define(VOID, 'Void').
+-define(NODE, 'Elixir.Cloister.Node').
+-define(MANAGER, 'Elixir.Cloister.Manager').
 -define(HASH_RANGE, 4294967295). % libring's trunc(:math.pow(2, 32) - 1)
 -define(WEIGHT, 128).
 
@@ -43,6 +57,7 @@
              consensus :: pos_integer(),
              sentries :: [node()],
              tick :: pos_integer(),
+             lazy = false :: boolean(),
              silence :: pos_integer(),
              members = #{} :: #{node() => integer()},     % member => last answer (ms)
              reported = #{} :: #{node() => [node()]},     % member => its ring members
@@ -54,17 +69,44 @@
 start(App, Sentries) -> start(App, Sentries, #{}).
 
 %% start(App, Sentries, Opts): App a binary, atom or string; Sentries node
-%% atoms; Opts: consensus (1), tick ms (250), silence ms (5000). Returns
+%% atoms; Opts: consensus (1), tick ms (250), silence ms (5000), lazy
+%% (false; true: members are probed on the tick only, not on nodeup or when
+%% a peer asks, as the original assembles on its 5 s tick). Returns
 %% {ok, MonitorPid}.
 start(App, Sentries, Opts) ->
-    {ok, _} = gen_server:start({local, ?VOID}, ?MODULE, void, []),
-    gen_server:start({local, ?MONITOR}, ?MODULE, {to_bin(App), Sentries, Opts}, []).
+    {ok, Sup} = supervisor:start_link({local, ?MANAGER}, ?MODULE, {manager, to_bin(App), Sentries, Opts}),
+    unlink(Sup),
+    {ok, whereis(?MONITOR)}.
+
+%% Children of the Manager.
+start_monitor(App, Sentries, Opts) ->
+    gen_server:start_link({local, ?MONITOR}, ?MODULE, {App, Sentries, Opts}, []).
+start_void() -> gen_server:start_link({local, ?VOID}, ?MODULE, void, []).
+start_node() -> gen_server:start_link({local, ?NODE}, ?MODULE, inert, []).
+start_empty_sup() -> supervisor:start_link({local, 'Elixir.Cloister'}, ?MODULE, empty).
+
+%% node_starts/0: how often Cloister.Node was started (1 when never crashed).
+node_starts() ->
+    case ets:whereis(?MODULE) of
+        undefined -> 0;
+        _ -> ets:lookup_element(?MODULE, node_starts, 2)
+    end.
 
 stop() ->
-    catch gen_server:stop(?VOID),
-    gen_server:stop(?MONITOR).
+    case whereis(?MANAGER) of
+        undefined -> ok;
+        Sup -> exit(Sup, shutdown), ok
+    end.
 
-state() -> gen_server:call(?MONITOR, state).
+%% multiapply(Nodes, M, F, A): what the original's Cloister.multiapply does.
+multiapply(Nodes, M, F, A) -> rpc:multicall(Nodes, M, F, A).
+
+%% echo/1 and raise/2: BEAM functions a Go Multiapply runs.
+echo(X) -> {echoed, node(), X}.
+raise(Class, Reason) -> erlang:Class(Reason).
+
+%% state/0: the Monitor's answer plus the model's own view.
+state() -> gen_server:call(?MONITOR, status).
 
 %% members/0: the ring members, sorted.
 members() -> gen_server:call(?MONITOR, members).
@@ -159,6 +201,22 @@ owner_in(Ring, Key) ->
 %% ---------------------------------------------------------------------
 %% gen_server callbacks: the Monitor (state #st{}) and the Void (void)
 
+init({manager, App, Sentries, Opts}) ->
+    ets:new(?MODULE, [named_table, public]), % owned by the Manager: outlives Node restarts
+    ets:insert(?MODULE, {node_starts, 0}),
+    Child = fun(Id, F, A, Type) ->
+                    #{id => Id, start => {?MODULE, F, A}, type => Type}
+            end,
+    {ok, {#{strategy => rest_for_one, intensity => 3, period => 5},
+          [Child(?MONITOR, start_monitor, [App, Sentries, Opts], worker),
+           Child('Elixir.Cloister', start_empty_sup, [], supervisor),
+           Child(?NODE, start_node, [], worker),
+           Child(?VOID, start_void, [], worker)]}};
+init(empty) ->
+    {ok, {#{strategy => one_for_one}, []}};
+init(inert) ->
+    ets:update_counter(?MODULE, node_starts, 1),
+    {ok, inert};
 init(void) ->
     {ok, void};
 init({App, Sentries, Opts}) ->
@@ -167,11 +225,16 @@ init({App, Sentries, Opts}) ->
             consensus = maps:get(consensus, Opts, 1),
             sentries = [N || N <- Sentries, N =/= node()],
             tick = maps:get(tick, Opts, 250),
+            lazy = maps:get(lazy, Opts, false),
             silence = maps:get(silence, Opts, 5000),
             ring = ring_of([node()])},
     self() ! tick,
     {ok, S}.
 
+handle_call(_, _From, inert) ->
+    %% as Elixir's default handle_call/3 of a `use GenServer` module
+    erlang:error(#{'__struct__' => 'Elixir.RuntimeError', '__exception__' => true,
+                   message => <<"attempted to call GenServer Cloister.Node but no handle_call/3 clause was provided">>});
 handle_call({ping, From}, _From, void) when is_pid(From) ->
     From ! {pong, self()},
     {reply, ok, void};
@@ -179,11 +242,16 @@ handle_call(_, _From, void) ->
     {reply, ok, void};
 handle_call(state, {Pid, _}, S) ->
     Caller = node(Pid),
-    S1 = case Caller =/= node() andalso not maps:is_key(Caller, S#st.members) of
+    S1 = case Caller =/= node() andalso not maps:is_key(Caller, S#st.members)
+             andalso not S#st.lazy of
              true -> probe(Caller, S); % a peer asking may be a member
              false -> S
          end,
     {reply, state_map(S1), S1};
+handle_call(status, _From, S = #st{consensus = C, ring = {Members, _}}) ->
+    {reply, maps:merge(state_map(S),
+                       #{state => case length(Members) >= C of true -> ready; false -> rehashing end,
+                         consensus => C}), S};
 handle_call({whois, _Group, Key}, _From, S) ->
     case to_bin(Key) of
         error -> {reply, {error, badarg}, S};
@@ -198,6 +266,9 @@ handle_call(ring, _From, S) ->
 handle_call(_, _From, S) ->
     {reply, {error, unknown_call}, S}.
 
+handle_cast(_, inert) ->
+    erlang:error(#{'__struct__' => 'Elixir.RuntimeError', '__exception__' => true,
+                   message => <<"attempted to cast GenServer Cloister.Node but no handle_cast/2 clause was provided">>});
 handle_cast({ping, From}, void) when is_pid(From) ->
     From ! {pong, self()},
     {noreply, void};
@@ -212,6 +283,8 @@ handle_info(tick, S) ->
     S1 = lists:foldl(fun probe/2, S, nodes()),
     S2 = expire(Now, S1),
     {noreply, rebuild(dial(S2))};
+handle_info({nodeup, _Node}, S = #st{lazy = true}) ->
+    {noreply, S}; % the original assembles on its tick only
 handle_info({nodeup, Node}, S) ->
     {noreply, probe(Node, S)};
 handle_info({nodedown, Node}, S) ->
@@ -230,12 +303,10 @@ terminate(_, _) -> ok.
 
 %% ---------------------------------------------------------------------
 
-state_map(#st{app = App, consensus = C, ring = {Members, _}}) ->
+state_map(#st{app = App, ring = {Members, _}}) ->
     #{fsm => <<"monitor_", App/binary>>,
       ring => binary_to_atom(App, utf8),
-      groups => [{ring, Members}, {cluster, [node() | nodes()]}],
-      state => case length(Members) >= C of true -> ready; false -> rehashing end,
-      consensus => C}.
+      groups => [{ring, Members}, {cluster, [node() | nodes()]}]}.
 
 %% probe sends `state` as a gen_server call whose reply comes back as
 %% {Ref, Reply}; noconnect: a probe never dials.

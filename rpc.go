@@ -1,0 +1,37 @@
+package cloister
+
+import (
+	"time"
+
+	"github.com/ergo-services/ergo/etf"
+
+	"github.com/cloister-go/cloister/actors"
+)
+
+// RPC runs module:function(args...) on the Erlang or Elixir node named node
+// (connected to this one), as rpc:call does between BEAM nodes, and
+// returns its value. When the function raises, the error is a *NodeError of
+// kind remote (errors.Is(err, ErrRemote)) whose *actors.RemoteError holds
+// the exception's Class ("error", "exit", "throw"), Reason and Stack, and
+// an Elixir exception's message as text. A timeout is ErrTimeout (the
+// function may still be running there), a node not connected
+// ErrNoConnection; a Go node or this node is an invalid argument (use
+// Multicall or Multiapply). Nothing is dialled.
+//
+//	v, err := cloister.RPC("app@10.0.0.5", "Elixir.MyApp.Stats", "count", etf.List{[]byte("users")}, time.Second)
+func (c *Cluster) RPC(node, module, function string, args etf.List, timeout time.Duration) (etf.Term, error) {
+	n := c.c.Node()
+	if n == nil {
+		return nil, ErrNotStarted
+	}
+	return actors.RPC(n, node, module, function, args, timeout)
+}
+
+// RPC is Cluster.RPC on the local cluster.
+func RPC(node, module, function string, args etf.List, timeout time.Duration) (etf.Term, error) {
+	c, err := local()
+	if err != nil {
+		return nil, err
+	}
+	return c.RPC(node, module, function, args, timeout)
+}
