@@ -167,8 +167,8 @@ func loadConfig() (config, error) {
 		return c, err
 	}
 	c.nopts = cloister.NodeOptions{
-		Cookie:       env("CLOISTER_COOKIE", "cloister"),
-		EPMDPort:     uint16(epmd),
+		Cookie:   env("CLOISTER_COOKIE", "cloister"),
+		EPMDPort: uint16(epmd),
 		// One EPMD per container, nothing else to run. On every interface:
 		// peers in other containers look this node's port up there.
 		EmbeddedEPMD: true,
