@@ -35,10 +35,6 @@ const (
 	// dropped (its next failure is logged as a first one).
 	dialForget = 10 * time.Minute
 
-	// handshakeWindow: a handshake failure recorded this recently for a
-	// peer is taken as the cause of that peer's failed dial.
-	handshakeWindow = 10 * time.Second
-
 	// listenerSlow: a listener call slower than this is logged.
 	listenerSlow = time.Second
 

@@ -115,7 +115,7 @@ func (t *ergoTransport) Connect(ctx context.Context, peer string) (bool, error) 
 		a = &attempt{done: make(chan struct{})}
 		t.attempts[peer] = a
 		go func() {
-			a.err = t.node.Connect(peer)
+			a.err = ergonode.Connect(t.node, peer)
 			if a.err != nil {
 				a.gone = processGone(t.node, peer, t.timeout)
 			}
@@ -138,14 +138,13 @@ func (t *ergoTransport) Connect(ctx context.Context, peer string) (bool, error) 
 		return false, nil
 	}
 	// Ergo reports every failed connect as "no route to node"; a failed
-	// handshake's real cause (cookie, TLS, timeout) is recorded by
-	// ergonode.
-	if he := ergonode.LastHandshakeError(t.self, peer, handshakeWindow); he != nil {
-		return gone, &dialError{err: err,
-			// Not he.Error() as the cause: its address (a new port each
-			// time) and direction change with every attempt, its cause not.
-			text:  err.Error() + ": " + strings.TrimPrefix(he.Error(), "cloister: "),
-			cause: err.Error() + ": " + he.Cause.Error()}
+	// handshake's real cause (cookie, TLS, timeout) comes with the dial.
+	var ce *ergonode.ConnectError
+	if errors.As(err, &ce) {
+		return gone, &dialError{err: err, text: err.Error(),
+			// Not the handshake's text as the cause: its address (a new
+			// port each time) changes with every attempt, its cause not.
+			cause: ce.Err.Error() + ": " + ce.Handshake.Cause.Error()}
 	}
 	return gone, err
 }

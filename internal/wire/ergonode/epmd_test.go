@@ -5,15 +5,21 @@ import (
 
 	cepmd "github.com/cloister-go/cloister/internal/wire/epmd"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
+	"github.com/ergo-services/ergo/node"
 )
 
 // Every node speaks EPMD through cloister's own client, never Ergo's
 // registrar (whose server and client trust lengths from the network).
 func TestRegistrarIsOurs(t *testing.T) {
 	for _, o := range []ergonode.Options{{}, {EmbeddedEPMD: true}, {EPMDClientOnly: true, EPMDPort: 1234}} {
-		r, ok := ergonode.NodeOptions(o).Registrar.(*cepmd.Registrar)
+		reg := ergonode.NodeOptions(o).Registrar
+		// Under the gate's routes (dials named, TLS enforced).
+		if u, ok := reg.(interface{ Unwrap() node.Registrar }); ok {
+			reg = u.Unwrap()
+		}
+		r, ok := reg.(*cepmd.Registrar)
 		if !ok {
-			t.Fatalf("%+v: registrar %T, want *cepmd.Registrar", o, ergonode.NodeOptions(o).Registrar)
+			t.Fatalf("%+v: registrar %T, want *cepmd.Registrar", o, reg)
 		}
 		if o.EPMDClientOnly != (r.Mode == cepmd.ClientOnly) || o.EmbeddedEPMD != (r.ServeHost != nil && *r.ServeHost == "") {
 			t.Fatalf("%+v: registrar %+v", o, r)

@@ -15,6 +15,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"reflect"
 	"strings"
 	"time"
@@ -62,8 +63,17 @@ type Options struct {
 	ListenHost string
 	// TLS, when set, is used for the listener and outgoing connections.
 	TLS *tls.Config
-	// HandshakeTimeout bounds one handshake. Default 5 s.
+	// HandshakeTimeout bounds one outgoing handshake. Default 5 s.
 	HandshakeTimeout time.Duration
+	// AcceptTimeout bounds one incoming handshake, from the accepted
+	// connection to the peer's last handshake message. Incoming
+	// handshakes run concurrently, so a slow or silent peer delays no
+	// other. Default DefaultAcceptTimeout (2 s).
+	AcceptTimeout time.Duration
+	// MaxPendingHandshakes caps the incoming handshakes in progress; a new
+	// connection past it drops the oldest pending one. Default
+	// DefaultMaxPendingHandshakes (128).
+	MaxPendingHandshakes int
 	// Applications are started in order inside Start, after Ergo's own.
 	Applications []gen.ApplicationBehavior
 	// Env is the node environment inherited by every process.
@@ -77,7 +87,8 @@ type Options struct {
 	// Wrap hook is set.
 	PlainDistribution bool
 	// Logf receives the node's own diagnostics, such as the cause of a
-	// failed handshake (see Diagnose). Nil means log.Printf.
+	// failed handshake, each cause at most once per LogEvery with a count
+	// of the lines held back. Nil means log.Printf.
 	Logf func(format string, args ...interface{})
 }
 
@@ -113,13 +124,22 @@ func NodeOptions(o Options) node.Options {
 	proto = ReapUnserved(proto)
 	// Name the cause of a failed handshake (cookie, TLS, timeout): Ergo
 	// only says "no route to node".
-	hs = Diagnose(hs, o.Logf)
+	hs = Diagnose(hs)
 	if o.WrapHandshake != nil {
 		hs = o.WrapHandshake(hs)
 	}
 	if o.WrapProto != nil {
 		proto = o.WrapProto(proto)
 	}
+	// Outermost: concurrent incoming handshakes, TLS on every outgoing
+	// link when configured, failures logged throttled and kept for
+	// Connect (gate.go).
+	g := newGate(hs, proto, o, logfOrDefault(o.Logf))
+	env := make(map[gen.EnvKey]interface{}, len(o.Env)+1)
+	for k, v := range o.Env {
+		env[k] = v
+	}
+	env[envGate] = g
 
 	l := node.Listener{
 		Listen:      o.ListenPort,
@@ -129,13 +149,14 @@ func NodeOptions(o Options) node.Options {
 	}
 	return node.Options{
 		Applications: o.Applications,
-		Env:          o.Env,
+		Env:          env,
 		Flags:        flags,
 		TLS:          o.TLS,
-		Handshake:    hs,
+		Handshake:    g,
 		Proto:        proto,
-		Registrar:    registrar(o),
-		Listeners:    []node.Listener{l},
+		// Dials go through the gate (routes): named, and TLS when set.
+		Registrar: &routes{Registrar: registrar(o), g: g},
+		Listeners: []node.Listener{l},
 		// The call-home to metrics.ergo.services is on by default.
 		System: node.System{DisableAnonMetrics: true},
 	}
@@ -150,6 +171,10 @@ func Start(name string, o Options) (node.Node, error) {
 	if cookie == "" {
 		cookie = "cloister"
 	}
+	if err := checkTLS(o.TLS); err != nil {
+		return nil, err
+	}
+	captureErgoLog(o.Logf)
 	opts := NodeOptions(o)
 	// Ergo's StartNode prepends its "system" application, whose only
 	// process, system_metrics, gathers node and network statistics every
@@ -169,7 +194,30 @@ func Start(name string, o Options) (node.Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cloister: start node %s: %w", name, err)
 	}
+	if g, ok := opts.Env[envGate].(*gate); ok {
+		if err := g.attach(n); err != nil {
+			n.Stop()
+			return nil, fmt.Errorf("cloister: start node %s: %w", name, err)
+		}
+	}
 	return n, nil
+}
+
+// checkTLS refuses a TLS configuration Ergo would silently ignore: without
+// a certificate, Ergo's listener falls back to plain TCP.
+func checkTLS(c *tls.Config) error {
+	if c != nil && len(c.Certificates) == 0 && c.GetCertificate == nil {
+		return errors.New("cloister: TLS is configured without a certificate (set Certificates or GetCertificate): " +
+			"refusing to start, the distribution would run in plain TCP")
+	}
+	return nil
+}
+
+func logfOrDefault(logf func(string, ...interface{})) func(string, ...interface{}) {
+	if logf == nil {
+		return log.Printf
+	}
+	return logf
 }
 
 // ErrEmptyTerm is returned for a message Ergo cannot send safely: a

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -32,6 +32,12 @@ var (
 	// name. A TLS-only listener does that to a plain dialer; so does a
 	// port that is not a distribution listener, or a proxy that refuses.
 	ErrNoAnswer = errors.New("cloister: the peer closed the connection without answering")
+	// ErrTLSRequired: this node uses TLS and refused to send or accept a
+	// plaintext distribution link.
+	ErrTLSRequired = errors.New("cloister: TLS required")
+	// ErrTLSCertificate: the TLS handshake failed on a certificate (not
+	// signed by a trusted authority, wrong name, expired, or missing).
+	ErrTLSCertificate = errors.New("cloister: TLS certificate refused")
 )
 
 // HandshakeError is a failed distribution handshake: who, which way, and
@@ -70,85 +76,22 @@ func (e *HandshakeError) Error() string {
 // Unwrap gives the cause.
 func (e *HandshakeError) Unwrap() error { return e.Cause }
 
-// LastHandshakeError returns the latest failed handshake between node
-// local and peer (by node name) if it happened within the last window, else
-// nil. The Monitor adds it to its "cannot connect" lines.
-func LastHandshakeError(local, peer string, window time.Duration) *HandshakeError {
-	failures.mu.Lock()
-	defer failures.mu.Unlock()
-	e := failures.byPeer[local+"\x00"+peer]
-	if e == nil || time.Since(e.At) > window {
-		return nil
-	}
-	return e
-}
-
-// failures keeps the latest handshake failure per (local node, peer),
-// bounded: a flood of bad handshakes cannot grow it without limit.
-var failures = struct {
-	mu     sync.Mutex
-	byPeer map[string]*HandshakeError
-	logged map[string]time.Time // last log line per key, for throttling
-}{byPeer: map[string]*HandshakeError{}, logged: map[string]time.Time{}}
-
-const (
-	maxFailures = 1024
-	logEvery    = 30 * time.Second
-)
-
-func record(e *HandshakeError, logf func(string, ...interface{})) {
-	if e.At.IsZero() {
-		e.At = time.Now()
-	}
-	// By node name; before the peer said its name, by host: every retry
-	// comes from a new port.
-	key := e.Remote
-	if host, _, err := net.SplitHostPort(e.Remote); err == nil {
-		key = host
-	}
-	if e.Peer != "" {
-		key = e.Peer
-	}
-	key = e.Local + "\x00" + key
-	failures.mu.Lock()
-	if len(failures.byPeer) >= maxFailures {
-		failures.byPeer = map[string]*HandshakeError{}
-		failures.logged = map[string]time.Time{}
-	}
-	failures.byPeer[key] = e
-	// One line per peer, direction and cause every logEvery: a
-	// misconfigured peer retrying every second must not flood the log.
-	lkey := fmt.Sprintf("%s\x00%v\x00%s", key, e.Incoming, e.Cause)
-	last, seen := failures.logged[lkey]
-	log := !seen || e.At.Sub(last) >= logEvery
-	if log {
-		failures.logged[lkey] = e.At
-	}
-	failures.mu.Unlock()
-	if log {
-		logf("%s", e.Error())
-	}
-}
-
 // diagnosing wraps Ergo's handshake: it watches the bytes of the
-// handshake and, when it fails, tells the likely cause (cookie, TLS,
-// timeout), logs it once per peer and cause, and keeps it for
-// LastHandshakeError. Successful handshakes are untouched.
+// handshake and, when it fails, returns a *HandshakeError with the likely
+// cause (cookie, TLS, timeout) in place of Ergo's bare error. It logs
+// nothing: the gate above it names the peer and logs, throttled.
+// Successful handshakes are untouched.
 type diagnosing struct {
 	node.HandshakeInterface
-	logf  func(string, ...interface{})
 	mu    sync.Mutex
 	local string
 }
 
-// Diagnose wraps a handshake so that its failures are logged with their
-// likely cause through logf (nil: log.Printf). NodeOptions applies it to
-// every node.
-func Diagnose(h node.HandshakeInterface, logf func(string, ...interface{})) node.HandshakeInterface {
-	if logf == nil {
-		logf = log.Printf
-	}
-	return &diagnosing{HandshakeInterface: h, logf: logf}
+// Diagnose wraps a handshake so that its failures come back as
+// *HandshakeError (a connection closed before its first byte, a port
+// probe, keeps Ergo's io.EOF). NodeOptions applies it to every node.
+func Diagnose(h node.HandshakeInterface) node.HandshakeInterface {
+	return &diagnosing{HandshakeInterface: h}
 }
 
 // Init implements node.HandshakeInterface.
@@ -170,9 +113,9 @@ func (d *diagnosing) Start(remote net.Addr, conn lib.NetReadWriter, useTLS bool,
 	w := &watched{NetReadWriter: conn, tls: useTLS}
 	details, err := d.HandshakeInterface.Start(remote, w, useTLS, cookie)
 	if err != nil {
-		d.fail(remote, details.Name, false, useTLS, w, err)
+		return details, d.fail(remote, details.Name, false, useTLS, w, err)
 	}
-	return details, err
+	return details, nil
 }
 
 // Accept implements node.HandshakeInterface: the peer dialled us.
@@ -182,18 +125,18 @@ func (d *diagnosing) Accept(remote net.Addr, conn lib.NetReadWriter, useTLS bool
 	if err != nil && !(errors.Is(err, io.EOF) && w.received() == 0) {
 		// A connection closed before a single byte is a port probe, not
 		// a failed handshake.
-		d.fail(remote, details.Name, true, useTLS, w, err)
+		return details, d.fail(remote, details.Name, true, useTLS, w, err)
 	}
 	return details, err
 }
 
-func (d *diagnosing) fail(remote net.Addr, peer string, incoming, useTLS bool, w *watched, err error) {
+func (d *diagnosing) fail(remote net.Addr, peer string, incoming, useTLS bool, w *watched, err error) *HandshakeError {
 	e := &HandshakeError{Local: d.name(), Peer: peer, Incoming: incoming, At: time.Now()}
 	if remote != nil {
 		e.Remote = remote.String()
 	}
 	e.Cause, e.Detail = classify(incoming, useTLS, w, err)
-	record(e, d.logf)
+	return e
 }
 
 // classify tells the likely cause of a failed handshake from Ergo's error
@@ -203,12 +146,14 @@ func classify(incoming, useTLS bool, w *watched, err error) (error, string) {
 	first, got, sentReply := w.facts()
 	var rh tls.RecordHeaderError
 	switch {
-	case strings.Contains(msg, "handshake timeout"):
+	case strings.Contains(msg, "handshake timeout"), strings.Contains(msg, "handshake accept timeout"), errors.Is(err, os.ErrDeadlineExceeded):
 		return ErrHandshakeTimeout, "no handshake answer in time: the peer is frozen or overloaded, or the traffic is dropped"
 	case incoming && strings.Contains(msg, "'r' invalid reply"):
 		return ErrCookieMismatch, "its challenge reply does not match our cookie"
 	case !incoming && strings.Contains(msg, "'a' digest"):
 		return ErrCookieMismatch, "its challenge ack does not match our cookie"
+	case useTLS && isCertError(err):
+		return ErrTLSCertificate, msg
 	case useTLS && errors.As(err, &rh):
 		return ErrTLSMismatch, "the peer speaks plain TCP and this node TLS"
 	case !useTLS && got > 0 && (first == 0x16 || first == 0x15):
@@ -227,6 +172,22 @@ func classify(incoming, useTLS bool, w *watched, err error) (error, string) {
 		return ErrNoAnswer, "it may require TLS (this node speaks plain TCP), refuse this node, or not be a distribution port"
 	}
 	return err, ""
+}
+
+// isCertError tells a TLS handshake that failed on a certificate, ours
+// (the peer's alert) or the peer's (our verification).
+func isCertError(err error) bool {
+	var ve *tls.CertificateVerificationError
+	if errors.As(err, &ve) {
+		return true
+	}
+	s := err.Error()
+	for _, m := range []string{"bad certificate", "unknown certificate authority", "certificate required", "certificate expired", "x509:"} {
+		if strings.Contains(s, m) {
+			return true
+		}
+	}
+	return false
 }
 
 func isClosed(err error) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,6 +30,9 @@ func TestClassifyHandshakeFailures(t *testing.T) {
 		{"dialer: reset after our reply", false, false, 0, 30, true, errors.New("read tcp: connection reset by peer"), ErrCookieMismatch},
 		{"dialer: bad ack digest", false, false, 0, 50, true, errors.New("malformed handshake ('a' digest)"), ErrCookieMismatch},
 		{"timeout", false, false, 0, 0, false, errors.New("handshake timeout"), ErrHandshakeTimeout},
+		{"accept deadline", true, false, 0, 0, false, fmt.Errorf("read: %w", os.ErrDeadlineExceeded), ErrHandshakeTimeout},
+		{"tls listener, peer cert from another CA", true, true, 0, 0, false, errors.New("tls: failed to verify certificate: x509: certificate signed by unknown authority"), ErrTLSCertificate},
+		{"tls listener, peer refused our cert", true, true, 0, 0, false, errors.New("remote error: tls: bad certificate"), ErrTLSCertificate},
 		{"tls listener, plain peer", true, true, 0, 0, false, tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}, ErrTLSMismatch},
 		{"plain listener, TLS peer", true, false, 0x16, 200, false, errors.New("malformed handshake (wrong packet length)"), ErrTLSMismatch},
 		{"plain dialer, TLS answer", false, false, 0x15, 7, false, errors.New("malformed handshake (wrong packet length)"), ErrTLSMismatch},
@@ -55,29 +59,69 @@ func TestClassifyHandshakeFailures(t *testing.T) {
 	}
 }
 
-// A misconfigured peer retrying every second is logged once per cause, and
-// the record stays bounded.
-func TestHandshakeFailuresAreThrottledAndBounded(t *testing.T) {
+// A misconfigured peer retrying every second is logged once per cause and
+// window; the window's summary says how many lines it stands for, and a
+// flood of distinct causes stays bounded.
+func TestThrottleLogsOncePerCauseWithACount(t *testing.T) {
 	var lines []string
-	logf := func(f string, a ...interface{}) { lines = append(lines, fmt.Sprintf(f, a...)) }
-	// The record is process-wide: a name of its own per run (-count=N).
-	local := fmt.Sprintf("throttle%d@h", time.Now().UnixNano())
+	th := newThrottle(time.Minute, func(f string, a ...interface{}) { lines = append(lines, fmt.Sprintf(f, a...)) })
+	var timers []func()
+	th.after = func(_ time.Duration, fn func()) { timers = append(timers, fn) }
 	for i := 0; i < 100; i++ {
-		record(&HandshakeError{Local: local, Peer: "wrong@h", Remote: "127.0.0.1:2", Cause: ErrCookieMismatch}, logf)
+		th.log("cookie", fmt.Sprintf("cookie mismatch %d", i))
 	}
-	if len(lines) != 1 || !strings.Contains(lines[0], "cookie mismatch") {
+	th.log("tls", "tls mismatch")
+	if len(lines) != 2 || lines[0] != "cookie mismatch 0" || lines[1] != "tls mismatch" {
 		t.Fatalf("lines %q", lines)
 	}
-	if e := LastHandshakeError(local, "wrong@h", 1e9); e == nil || !errors.Is(e, ErrCookieMismatch) {
-		t.Fatalf("last %v", e)
+	if len(timers) != 1 {
+		t.Fatalf("%d summaries scheduled, want 1 (tls had nothing suppressed)", len(timers))
 	}
-	for i := 0; i < 3*maxFailures; i++ {
-		record(&HandshakeError{Local: "flood@h", Remote: fmt.Sprintf("127.0.0.1:%d", i), Cause: io.EOF}, func(string, ...interface{}) {})
+	timers[0]() // the window ends
+	if len(lines) != 3 || !strings.Contains(lines[2], "cookie mismatch 99") || !strings.Contains(lines[2], "[99 more like this") {
+		t.Fatalf("summary %q", lines[len(lines)-1])
 	}
-	failures.mu.Lock()
-	n := len(failures.byPeer)
-	failures.mu.Unlock()
-	if n > maxFailures {
-		t.Fatalf("%d records kept", n)
+	// A quiet window forgets the cause: the next occurrence is logged at once.
+	timers[1]()
+	th.log("cookie", "cookie mismatch again")
+	if len(lines) != 4 || lines[3] != "cookie mismatch again" {
+		t.Fatalf("lines %q", lines)
+	}
+	for i := 0; i < 3*maxCauses; i++ {
+		th.log(fmt.Sprintf("peer%d", i), "x")
+	}
+	th.mu.Lock()
+	n := len(th.causes)
+	th.mu.Unlock()
+	if n > maxCauses+1 {
+		t.Fatalf("%d causes kept", n)
+	}
+	if len(lines) > 4+maxCauses+1 {
+		t.Fatalf("%d lines for %d distinct causes", len(lines)-4, 3*maxCauses)
+	}
+}
+
+// Ergo's warnings that repeat cloister's own lines or say nothing
+// actionable are dropped; the others are kept by cause.
+func TestErgoWarningsByCause(t *testing.T) {
+	drop := []string{
+		"[a@h] Can't handshake with 127.0.0.1:5555: EOF",
+		"Handshake error: malformed handshake ('r' invalid reply)",
+		`Could not connect to "b@h" (127.0.0.1:1): dial tcp: connection refused`,
+		`initialization process failed <5A8.0.1011>["x"] &app.StartError{} at a.go[x:1]`,
+		"Erlang sent a etf.Tuple as a map key: etf.Tuple{} => 1. Ignored this item. Ergo doesn't support it.",
+	}
+	for _, m := range drop {
+		if k, _ := ergoCause(m); k != "" {
+			t.Errorf("%q kept as %q", m, k)
+		}
+	}
+	a, _ := ergoCause(`mailbox of <5A8.0.1011>["x"] is full. dropped message from <1.0.2>`)
+	b, line := ergoCause(`mailbox of <5A8.0.1012>["y"] is full. dropped message from <1.0.3>`)
+	if a != b || a == "" || !strings.HasPrefix(line, "cloister: ") {
+		t.Fatalf("mailbox causes %q %q, line %q", a, b, line)
+	}
+	if _, l := ergoCause(strings.Repeat("x", 5000)); len(l) > 400 {
+		t.Fatalf("a %d-byte line", len(l))
 	}
 }

@@ -1,0 +1,636 @@
+package ergonode
+
+import (
+	"container/list"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/lib"
+	"github.com/ergo-services/ergo/node"
+)
+
+// Defaults for incoming handshakes (Options.AcceptTimeout and
+// Options.MaxPendingHandshakes).
+const (
+	DefaultAcceptTimeout        = 2 * time.Second
+	DefaultMaxPendingHandshakes = 128
+)
+
+// envGate is the node environment key under which a node started by Start
+// keeps its gate, so that Connect finds the dial's handshake failure.
+const envGate gen.EnvKey = "cloister:wire-gate"
+
+// gate is the outermost handshake of every node: it is what Ergo calls.
+//
+// Incoming: Ergo's listener runs the handshake of each accepted connection
+// inline in its accept loop, so one peer that connects and says nothing
+// holds every later peer back for the whole handshake timeout. The gate
+// returns to Ergo at once: it takes its own descriptor of the socket (Ergo
+// then closes its copy without a word), runs the handshake on a goroutine
+// of its own under AcceptTimeout, with at most MaxPendingHandshakes in
+// progress (the oldest is dropped for a new one), and hands a finished
+// link back to Ergo through Ergo's own connect path: a dial of name, which
+// the registrar (routes) answers with a route whose handshake returns the
+// finished handshake and whose proto serves the accepted socket.
+//
+// Outgoing: with TLS configured, every link is TLS, whatever the peer's
+// EPMD entry says; the gate makes the TLS handshake itself (Ergo's own
+// dial would skip TLS for a peer registered without it, and would verify a
+// peer with its own empty configuration).
+//
+// Failures are logged through a per-cause throttle and, for a dial, kept
+// for Connect to return with the dial's result.
+type gate struct {
+	inner         node.HandshakeInterface
+	proto         node.ProtoInterface
+	tls           *tls.Config
+	acceptTimeout time.Duration
+	dialTimeout   time.Duration
+	maxPending    int
+	logs          *throttle
+
+	// evicted counts pending handshakes dropped for newer ones.
+	evicted atomic.Int64
+
+	mu       sync.Mutex
+	local    string
+	node     node.Node
+	closed   bool
+	pending  *list.List // of *pendingConn, oldest first
+	adopting map[string]*adoption
+	handover net.Listener
+	dialSeq  uint64
+	dials    map[string]dialFailure
+}
+
+type dialFailure struct {
+	seq uint64
+	err *HandshakeError
+}
+
+const maxDialFailures = 1024
+
+func newGate(inner node.HandshakeInterface, proto node.ProtoInterface, o Options, logf func(string, ...interface{})) *gate {
+	g := &gate{
+		inner:         inner,
+		proto:         proto,
+		tls:           o.TLS,
+		acceptTimeout: o.AcceptTimeout,
+		dialTimeout:   o.HandshakeTimeout,
+		maxPending:    o.MaxPendingHandshakes,
+		logs:          newThrottle(LogEvery, logf),
+		pending:       list.New(),
+		adopting:      map[string]*adoption{},
+		dials:         map[string]dialFailure{},
+	}
+	if g.acceptTimeout <= 0 {
+		g.acceptTimeout = DefaultAcceptTimeout
+	}
+	if g.dialTimeout <= 0 {
+		g.dialTimeout = 5 * time.Second
+	}
+	if g.maxPending <= 0 {
+		g.maxPending = DefaultMaxPendingHandshakes
+	}
+	return g
+}
+
+// Init implements node.HandshakeInterface.
+func (g *gate) Init(nodename string, creation uint32, flags node.Flags) error {
+	g.mu.Lock()
+	g.local = nodename
+	g.mu.Unlock()
+	return g.inner.Init(nodename, creation, flags)
+}
+
+// Version implements node.HandshakeInterface.
+func (g *gate) Version() node.HandshakeVersion { return g.inner.Version() }
+
+// attach gives the gate its started node: from then on incoming handshakes
+// run off Ergo's accept loop. It opens the loopback listener the handover
+// dials reach, and closes everything when the node stops.
+func (g *gate) attach(n node.Node) error {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return fmt.Errorf("cloister: handover listener: %w", err)
+	}
+	g.mu.Lock()
+	g.node, g.handover = n, l
+	g.mu.Unlock()
+	go serveHandover(l)
+	go func() {
+		n.Wait()
+		g.close()
+	}()
+	return nil
+}
+
+// serveHandover accepts the dials Ergo makes to adopt a connection and
+// holds each until Ergo closes it (the link is over then).
+func serveHandover(l net.Listener) {
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			_, _ = io.Copy(io.Discard, c)
+			c.Close()
+		}()
+	}
+}
+
+func (g *gate) close() {
+	g.mu.Lock()
+	g.closed = true
+	if g.handover != nil {
+		g.handover.Close()
+	}
+	for e := g.pending.Front(); e != nil; e = e.Next() {
+		e.Value.(*pendingConn).conn.Close()
+	}
+	g.mu.Unlock()
+}
+
+func (g *gate) attached() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.node != nil && !g.closed
+}
+
+// Accept implements node.HandshakeInterface; Ergo calls it in its accept
+// loop.
+func (g *gate) Accept(remote net.Addr, conn lib.NetReadWriter, useTLS bool, cookie string) (node.HandshakeDetails, error) {
+	c, isConn := conn.(net.Conn)
+	if isConn && g.attached() {
+		if own, err := detach(c, useTLS, g.tls); err == nil {
+			go g.accept(remote, own, useTLS, cookie)
+			// io.EOF: Ergo closes its descriptor and logs nothing.
+			return node.HandshakeDetails{}, io.EOF
+		}
+	}
+	// Before the node is up: inline, but bounded.
+	if isConn {
+		_ = c.SetDeadline(time.Now().Add(g.acceptTimeout))
+	}
+	d, err := g.inner.Accept(remote, conn, useTLS, cookie)
+	if err != nil {
+		g.incomingFailed(err)
+		return d, io.EOF
+	}
+	if isConn {
+		_ = c.SetDeadline(time.Time{})
+	}
+	return d, nil
+}
+
+// detach returns a connection on a descriptor of its own for the socket
+// under c, which Ergo is about to close; TLS is set up afresh on it (no
+// byte has been read yet, so the TLS handshake has not begun).
+func detach(c net.Conn, useTLS bool, cfg *tls.Config) (net.Conn, error) {
+	raw := c
+	if tc, ok := c.(*tls.Conn); ok {
+		raw = tc.NetConn()
+	}
+	tcp, ok := raw.(*net.TCPConn)
+	if !ok {
+		return nil, errors.New("not a TCP connection")
+	}
+	f, err := tcp.File()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	own, err := net.FileConn(f)
+	if err != nil {
+		return nil, err
+	}
+	if useTLS {
+		own = tls.Server(own, cfg)
+	}
+	return own, nil
+}
+
+type pendingConn struct {
+	conn    net.Conn
+	elem    *list.Element
+	evicted bool
+}
+
+// admit records a handshake in progress, dropping the oldest one when the
+// cap is reached: a crowd of silent sockets cannot keep a new peer out.
+func (g *gate) admit(c net.Conn) *pendingConn {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return nil
+	}
+	for g.pending.Len() >= g.maxPending {
+		old := g.pending.Remove(g.pending.Front()).(*pendingConn)
+		old.evicted = true
+		old.conn.Close()
+		g.evicted.Add(1)
+	}
+	p := &pendingConn{conn: c}
+	p.elem = g.pending.PushBack(p)
+	return p
+}
+
+// release ends a handshake in progress; it reports whether it was
+// dropped for a newer one meanwhile.
+func (g *gate) release(p *pendingConn) (evicted bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !p.evicted {
+		g.pending.Remove(p.elem)
+	}
+	return p.evicted
+}
+
+// accept runs one incoming handshake and hands the link to Ergo.
+func (g *gate) accept(remote net.Addr, c net.Conn, useTLS bool, cookie string) {
+	p := g.admit(c)
+	if p == nil {
+		c.Close()
+		return
+	}
+	_ = c.SetDeadline(time.Now().Add(g.acceptTimeout))
+	d, err := g.inner.Accept(remote, c, useTLS, cookie)
+	if g.release(p) {
+		c.Close()
+		return
+	}
+	if err != nil {
+		g.incomingFailed(err)
+		c.Close()
+		return
+	}
+	_ = c.SetDeadline(time.Time{})
+	if d.Name == "" || !g.adopt(d, c) {
+		c.Close()
+	}
+}
+
+func (g *gate) incomingFailed(err error) {
+	var he *HandshakeError
+	if errors.As(err, &he) {
+		he.Incoming = true
+		g.logFailure(he)
+	}
+}
+
+// adoption is an accepted, handshaken connection waiting for Ergo to take
+// it through its connect path.
+type adoption struct {
+	conn    net.Conn
+	details node.HandshakeDetails
+	taken   atomic.Bool
+}
+
+// adopt hands an accepted link to Ergo: Connect(name) makes Ergo resolve
+// name (routes.Resolve answers with the handover route while the adoption
+// is pending), dial the handover listener, run the adoption's handshake
+// and proto, and register and serve the link as its own. If Ergo already
+// has a link to name, nothing is taken, as Ergo's own listener drops the
+// second link of a simultaneous connect.
+func (g *gate) adopt(d node.HandshakeDetails, c net.Conn) bool {
+	a := &adoption{conn: c, details: d}
+	g.mu.Lock()
+	n := g.node
+	if n == nil || g.closed || g.adopting[d.Name] != nil {
+		g.mu.Unlock()
+		return false
+	}
+	g.adopting[d.Name] = a
+	g.mu.Unlock()
+	_ = n.Connect(d.Name)
+	g.mu.Lock()
+	if g.adopting[d.Name] == a {
+		delete(g.adopting, d.Name)
+	}
+	g.mu.Unlock()
+	return a.taken.Load()
+}
+
+// adoptRoute is the route to a pending adoption of name, if any.
+func (g *gate) adoptRoute(name string) (node.Route, bool) {
+	g.mu.Lock()
+	a := g.adopting[name]
+	l := g.handover
+	g.mu.Unlock()
+	if a == nil || l == nil {
+		return node.Route{}, false
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	r := node.Route{Node: strings.SplitN(name, "@", 2)[0], Host: "127.0.0.1", Port: uint16(port)}
+	r.Options = node.RouteOptions{IsErgo: true, Handshake: &adoptHandshake{a: a, version: g.inner.Version()},
+		Proto: &adoptProto{ProtoInterface: g.proto, a: a}}
+	return r, true
+}
+
+// adoptHandshake is the handshake of a handover dial: the real handshake
+// is done, it returns its result.
+type adoptHandshake struct {
+	a       *adoption
+	version node.HandshakeVersion
+}
+
+func (h *adoptHandshake) Init(string, uint32, node.Flags) error { return nil }
+func (h *adoptHandshake) Version() node.HandshakeVersion        { return h.version }
+func (h *adoptHandshake) Accept(net.Addr, lib.NetReadWriter, bool, string) (node.HandshakeDetails, error) {
+	return node.HandshakeDetails{}, errors.New("cloister: handover route used for an incoming connection")
+}
+
+// Start hands over the accepted link. The handover socket stands for it in
+// Ergo's bookkeeping: when Ergo closes that socket (Disconnect, the end of
+// the link), the accepted one is closed too.
+func (h *adoptHandshake) Start(_ net.Addr, conn lib.NetReadWriter, _ bool, _ string) (node.HandshakeDetails, error) {
+	if !h.a.taken.CompareAndSwap(false, true) {
+		return node.HandshakeDetails{}, errors.New("cloister: connection already handed over")
+	}
+	go func() {
+		var b [1]byte
+		_, _ = conn.Read(b[:])
+		h.a.conn.Close()
+	}()
+	return h.a.details, nil
+}
+
+// adoptProto serves the accepted socket in place of the handover one.
+type adoptProto struct {
+	node.ProtoInterface
+	a *adoption
+}
+
+// Init implements node.ProtoInterface.
+func (p *adoptProto) Init(ctx context.Context, _ lib.NetReadWriter, nodename string, d node.HandshakeDetails) (node.ConnectionInterface, error) {
+	return p.ProtoInterface.Init(ctx, p.a.conn, nodename, d)
+}
+
+// Terminate implements node.ProtoInterface.
+func (p *adoptProto) Terminate(ci node.ConnectionInterface) {
+	p.ProtoInterface.Terminate(ci)
+	p.a.conn.Close()
+}
+
+// Start implements node.HandshakeInterface for a dial Ergo makes without
+// the routes below (a static route).
+func (g *gate) Start(remote net.Addr, conn lib.NetReadWriter, useTLS bool, cookie string) (node.HandshakeDetails, error) {
+	return g.start(g.staticPeer(remote), remote, conn, useTLS, cookie)
+}
+
+// staticPeer names the node a static route to remote leads to, if one does.
+func (g *gate) staticPeer(remote net.Addr) string {
+	g.mu.Lock()
+	n := g.node
+	g.mu.Unlock()
+	ta, ok := remote.(*net.TCPAddr)
+	if n == nil || !ok {
+		return ""
+	}
+	for _, r := range n.StaticRoutes() {
+		if int(r.Port) == ta.Port {
+			return r.Node
+		}
+	}
+	return ""
+}
+
+func (g *gate) start(peer string, remote net.Addr, conn lib.NetReadWriter, useTLS bool, cookie string) (node.HandshakeDetails, error) {
+	if g.tls != nil && !useTLS {
+		he := &HandshakeError{Peer: peer, Cause: ErrTLSRequired, Detail: "this node uses TLS and does not send a plaintext link"}
+		return node.HandshakeDetails{}, g.dialFailed(peer, remote, he)
+	}
+	d, err := g.inner.Start(remote, conn, useTLS, cookie)
+	if err != nil {
+		var he *HandshakeError
+		if !errors.As(err, &he) {
+			he = &HandshakeError{Cause: err}
+		}
+		if he.Peer == "" {
+			he.Peer = peer
+		}
+		return d, g.dialFailed(peer, remote, he)
+	}
+	return d, nil
+}
+
+// dialFailed logs a failed dial and keeps it for Connect.
+func (g *gate) dialFailed(peer string, remote net.Addr, he *HandshakeError) *HandshakeError {
+	he.Incoming = false
+	if remote != nil && he.Remote == "" {
+		he.Remote = remote.String()
+	}
+	if he.At.IsZero() {
+		he.At = time.Now()
+	}
+	g.mu.Lock()
+	if he.Local == "" {
+		he.Local = g.local
+	}
+	if peer == "" {
+		peer = he.Peer
+	}
+	if peer != "" {
+		if len(g.dials) >= maxDialFailures {
+			clear(g.dials)
+		}
+		g.dialSeq++
+		g.dials[peer] = dialFailure{seq: g.dialSeq, err: he}
+	}
+	g.mu.Unlock()
+	g.logFailure(he)
+	return he
+}
+
+// logFailure writes a failed handshake once per peer (by name, else by
+// host: every retry comes from a new port), direction and cause per
+// window.
+func (g *gate) logFailure(he *HandshakeError) {
+	who := he.Peer
+	if who == "" {
+		who = he.Remote
+		if host, _, err := net.SplitHostPort(he.Remote); err == nil {
+			who = host
+		}
+	}
+	if he.Local == "" {
+		g.mu.Lock()
+		he.Local = g.local
+		g.mu.Unlock()
+	}
+	g.logs.log(fmt.Sprintf("handshake\x00%s\x00%v\x00%v", who, he.Incoming, he.Cause), he.Error())
+}
+
+// seq is the current dial-failure sequence number.
+func (g *gate) seq() uint64 {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.dialSeq
+}
+
+// failureSince is the latest failed handshake with peer after seq.
+func (g *gate) failureSince(peer string, seq uint64) *HandshakeError {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if f, ok := g.dials[peer]; ok && f.seq > seq {
+		return f.err
+	}
+	return nil
+}
+
+// named is the handshake of one dial to peer (set on the route by
+// routes.Resolve): it knows whom it dials, and with TLS configured it makes
+// the TLS handshake itself. The proto of the same route (namedProto) then
+// serves the TLS connection in place of Ergo's plain socket.
+type named struct {
+	g    *gate
+	peer string
+	host string
+	// epmdTLS: the peer's EPMD entry says it uses TLS.
+	epmdTLS bool
+	mu      sync.Mutex
+	tconn   *tls.Conn
+}
+
+func (h *named) Init(string, uint32, node.Flags) error { return nil }
+func (h *named) Version() node.HandshakeVersion        { return h.g.inner.Version() }
+func (h *named) Accept(remote net.Addr, conn lib.NetReadWriter, useTLS bool, cookie string) (node.HandshakeDetails, error) {
+	return h.g.Accept(remote, conn, useTLS, cookie)
+}
+
+// Start implements node.HandshakeInterface.
+func (h *named) Start(remote net.Addr, conn lib.NetReadWriter, useTLS bool, cookie string) (node.HandshakeDetails, error) {
+	c, ok := conn.(net.Conn)
+	if h.g.tls == nil || useTLS || !ok {
+		d, err := h.g.start(h.peer, remote, conn, useTLS, cookie)
+		var he *HandshakeError
+		if err != nil && h.epmdTLS && errors.As(err, &he) && he.Detail != "" {
+			he.Detail += "; its EPMD entry says it uses TLS and this node does not"
+		}
+		return d, err
+	}
+	cfg := h.g.tls.Clone()
+	if cfg.ServerName == "" {
+		cfg.ServerName = h.host
+	}
+	tc := tls.Client(c, cfg)
+	_ = tc.SetDeadline(time.Now().Add(h.g.dialTimeout))
+	if err := tc.Handshake(); err != nil {
+		he := &HandshakeError{Peer: h.peer, Cause: ErrTLSMismatch, Detail: "TLS handshake failed: " + err.Error()}
+		switch {
+		case isCertError(err):
+			he.Cause, he.Detail = ErrTLSCertificate, err.Error()
+		case isTimeout(err):
+			he.Cause, he.Detail = ErrHandshakeTimeout, "no TLS handshake answer in time"
+		case !h.epmdTLS:
+			he.Detail += "; its EPMD entry says it does not use TLS"
+		}
+		return node.HandshakeDetails{}, h.g.dialFailed(h.peer, remote, he)
+	}
+	_ = tc.SetDeadline(time.Time{})
+	h.mu.Lock()
+	h.tconn = tc
+	h.mu.Unlock()
+	return h.g.start(h.peer, remote, tc, true, cookie)
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// namedProto serves the TLS connection a named handshake made.
+type namedProto struct {
+	node.ProtoInterface
+	h *named
+}
+
+// Init implements node.ProtoInterface.
+func (p *namedProto) Init(ctx context.Context, conn lib.NetReadWriter, nodename string, d node.HandshakeDetails) (node.ConnectionInterface, error) {
+	p.h.mu.Lock()
+	tc := p.h.tconn
+	p.h.mu.Unlock()
+	if tc != nil {
+		conn = tc
+	}
+	return p.ProtoInterface.Init(ctx, conn, nodename, d)
+}
+
+// routes wraps the node's registrar: a resolved peer is dialled through
+// the gate (named, with TLS made by the gate when configured), and a
+// pending handover is resolved to the handover listener.
+type routes struct {
+	node.Registrar
+	g *gate
+}
+
+// Unwrap returns the registrar that speaks EPMD.
+func (r *routes) Unwrap() node.Registrar { return r.Registrar }
+
+// Resolve implements node.Registrar.
+func (r *routes) Resolve(name string) (node.Route, error) {
+	if rt, ok := r.g.adoptRoute(name); ok {
+		return rt, nil
+	}
+	rt, err := r.Registrar.Resolve(name)
+	if err != nil {
+		return rt, err
+	}
+	h := &named{g: r.g, peer: name, host: rt.Host, epmdTLS: rt.Options.TLS != nil}
+	if h.host == "" {
+		h.host = strings.SplitN(name, "@", 2)[1]
+	}
+	// Ergo dials in plain TCP; the gate makes TLS itself when this node
+	// has it, and never when it has not.
+	rt.Options.TLS = nil
+	rt.Options.IsErgo = true
+	rt.Options.Handshake = h
+	rt.Options.Proto = &namedProto{ProtoInterface: r.g.proto, h: h}
+	return rt, nil
+}
+
+// ConnectError is a failed Connect whose handshake failed: Ergo's own
+// error (always "no route to node") and the handshake's cause.
+type ConnectError struct {
+	Peer      string
+	Err       error
+	Handshake *HandshakeError
+}
+
+func (e *ConnectError) Error() string {
+	return fmt.Sprintf("cloister: connect to %s: %v: %s", e.Peer, e.Err, strings.TrimPrefix(e.Handshake.Error(), "cloister: "))
+}
+
+// Unwrap gives Ergo's error and the handshake failure, so errors.Is finds
+// both lib.ErrNoRoute and the cause (ErrCookieMismatch, ...).
+func (e *ConnectError) Unwrap() []error { return []error{e.Err, e.Handshake} }
+
+// Connect connects n to peer, as n.Connect does, but a failed handshake
+// comes back with its cause: a *ConnectError wrapping the *HandshakeError
+// of this dial (errors.As). Ergo reports every failed connect as "no route
+// to node".
+func Connect(n node.Node, peer string) error {
+	g, _ := n.Env(envGate).(*gate)
+	var seq uint64
+	if g != nil {
+		seq = g.seq()
+	}
+	err := n.Connect(peer)
+	if err == nil || g == nil {
+		return err
+	}
+	if he := g.failureSince(peer, seq); he != nil {
+		return &ConnectError{Peer: peer, Err: err, Handshake: he}
+	}
+	return err
+}
