@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Ergo writes its warnings with the standard logger ("WARNING! ..."),
@@ -30,12 +31,13 @@ var ergoLog struct {
 	f    *ergoFilter
 }
 
-// captureErgoLog installs the filter (once) and makes logf, when not nil,
-// the destination of the lines it keeps.
-func captureErgoLog(logf func(string, ...interface{})) {
+// captureErgoLog installs the filter (once, with the first node's
+// window) and makes logf, when not nil, the destination of the lines it
+// keeps.
+func captureErgoLog(logf func(string, ...interface{}), window time.Duration) {
 	ergoLog.once.Do(func() {
 		f := &ergoFilter{next: log.Writer()}
-		f.throttle = newThrottle(LogEvery, f.emit)
+		f.throttle = newThrottle(every(window), f.emit)
 		ergoLog.f = f
 		log.SetOutput(f)
 	})

@@ -86,6 +86,10 @@ type Options struct {
 	// distribution filter (package distfilter) it adds by default when no
 	// Wrap hook is set.
 	PlainDistribution bool
+	// LogEvery is the throttle window of the log lines a peer can
+	// trigger: each cause is written at once, then at most once per window
+	// with the count of lines held back. Default LogEvery (30 s).
+	LogEvery time.Duration
 	// Logf receives the node's own diagnostics, such as the cause of a
 	// failed handshake, each cause at most once per LogEvery with a count
 	// of the lines held back. Nil means log.Printf.
@@ -174,7 +178,7 @@ func Start(name string, o Options) (node.Node, error) {
 	if err := checkTLS(o.TLS); err != nil {
 		return nil, err
 	}
-	captureErgoLog(o.Logf)
+	captureErgoLog(o.Logf, o.LogEvery)
 	opts := NodeOptions(o)
 	// Ergo's StartNode prepends its "system" application, whose only
 	// process, system_metrics, gathers node and network statistics every

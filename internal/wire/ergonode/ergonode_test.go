@@ -12,6 +12,9 @@ import (
 var epmd *testenv.EPMD
 
 func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) != "" {
+		os.Exit(runChild())
+	}
 	var err error
 	if epmd, err = testenv.StartEPMD(); err != nil {
 		panic(err)

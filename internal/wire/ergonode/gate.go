@@ -79,6 +79,13 @@ type dialFailure struct {
 
 const maxDialFailures = 1024
 
+func every(d time.Duration) time.Duration {
+	if d <= 0 {
+		return LogEvery
+	}
+	return d
+}
+
 func newGate(inner node.HandshakeInterface, proto node.ProtoInterface, o Options, logf func(string, ...interface{})) *gate {
 	g := &gate{
 		inner:         inner,
@@ -87,7 +94,7 @@ func newGate(inner node.HandshakeInterface, proto node.ProtoInterface, o Options
 		acceptTimeout: o.AcceptTimeout,
 		dialTimeout:   o.HandshakeTimeout,
 		maxPending:    o.MaxPendingHandshakes,
-		logs:          newThrottle(LogEvery, logf),
+		logs:          newThrottle(every(o.LogEvery), logf),
 		pending:       list.New(),
 		adopting:      map[string]*adoption{},
 		dials:         map[string]dialFailure{},
