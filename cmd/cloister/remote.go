@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -14,6 +15,7 @@ import (
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/lib"
 )
 
 // remoteFlags are shared by the commands that talk to a running node.
@@ -23,6 +25,7 @@ type remoteFlags struct {
 	self     *string
 	monitor  *string
 	timeout  *time.Duration
+	tls      *bool
 }
 
 func addRemoteFlags(fs *flag.FlagSet) remoteFlags {
@@ -32,6 +35,7 @@ func addRemoteFlags(fs *flag.FlagSet) remoteFlags {
 		self:     fs.String("cli-name", fmt.Sprintf("cloister_cli_%d@127.0.0.1", os.Getpid()), "name of the CLI's own (non-member) node"),
 		monitor:  fs.String("monitor", actors.MonitorName, "registered name of the Monitor"),
 		timeout:  fs.Duration("timeout", 5*time.Second, "how long to wait for the node"),
+		tls:      fs.Bool("tls", false, "reach a node started with -tls (a TLS node refuses plain TCP)"),
 	}
 }
 
@@ -41,13 +45,25 @@ func (r remoteFlags) callMonitor(target string, req etf.Term) (etf.Term, error) 
 	if err := ergonode.ValidateName(target); err != nil {
 		return nil, err
 	}
-	n, err := ergonode.Start(*r.self, ergonode.Options{Cookie: *r.cookie, EPMDPort: uint16(*r.epmdPort), EPMDClientOnly: true})
+	// The CLI reports the cause of a failure in its error: no log lines.
+	o := ergonode.Options{Cookie: *r.cookie, EPMDPort: uint16(*r.epmdPort), EPMDClientOnly: true, Logf: func(string, ...interface{}) {}}
+	if *r.tls {
+		// As `cloister node -tls`: a self-signed certificate, the cookie
+		// authenticates.
+		cert, err := lib.GenerateSelfSignedCert("cloister")
+		if err != nil {
+			return nil, fmt.Errorf("-tls: %w", err)
+		}
+		o.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, InsecureSkipVerify: true}
+	}
+	n, err := ergonode.Start(*r.self, o)
 	if err != nil {
 		return nil, err
 	}
 	defer n.Stop()
 	done := make(chan error, 1)
-	go func() { done <- n.Connect(target) }()
+	// ergonode.Connect: a failed handshake says why (cookie, TLS).
+	go func() { done <- ergonode.Connect(n, target) }()
 	select {
 	case err := <-done:
 		if err != nil {
