@@ -135,43 +135,43 @@ func (d *diagnosing) fail(remote net.Addr, peer string, incoming, useTLS bool, w
 	if remote != nil {
 		e.Remote = remote.String()
 	}
-	e.Cause, e.Detail = classify(incoming, useTLS, w, err)
+	e.Detail, e.Cause = classify(incoming, useTLS, w, err)
 	return e
 }
 
 // classify tells the likely cause of a failed handshake from Ergo's error
 // and what went over the wire.
-func classify(incoming, useTLS bool, w *watched, err error) (error, string) {
+func classify(incoming, useTLS bool, w *watched, err error) (detail string, cause error) {
 	msg := err.Error()
 	first, got, sentReply := w.facts()
 	var rh tls.RecordHeaderError
 	switch {
 	case strings.Contains(msg, "handshake timeout"), strings.Contains(msg, "handshake accept timeout"), errors.Is(err, os.ErrDeadlineExceeded):
-		return ErrHandshakeTimeout, "no handshake answer in time: the peer is frozen or overloaded, or the traffic is dropped"
+		return "no handshake answer in time: the peer is frozen or overloaded, or the traffic is dropped", ErrHandshakeTimeout
 	case incoming && strings.Contains(msg, "'r' invalid reply"):
-		return ErrCookieMismatch, "its challenge reply does not match our cookie"
+		return "its challenge reply does not match our cookie", ErrCookieMismatch
 	case !incoming && strings.Contains(msg, "'a' digest"):
-		return ErrCookieMismatch, "its challenge ack does not match our cookie"
+		return "its challenge ack does not match our cookie", ErrCookieMismatch
 	case useTLS && isCertError(err):
-		return ErrTLSCertificate, msg
+		return msg, ErrTLSCertificate
 	case useTLS && errors.As(err, &rh):
-		return ErrTLSMismatch, "the peer speaks plain TCP and this node TLS"
+		return "the peer speaks plain TCP and this node TLS", ErrTLSMismatch
 	case !useTLS && got > 0 && (first == 0x16 || first == 0x15):
 		// A TLS record (handshake 0x16 or alert 0x15) where a 2-byte
 		// distribution length was expected.
 		if incoming {
-			return ErrTLSMismatch, "the peer speaks TLS and this node plain TCP"
+			return "the peer speaks TLS and this node plain TCP", ErrTLSMismatch
 		}
-		return ErrTLSMismatch, "the peer answered in TLS and this node speaks plain TCP"
+		return "the peer answered in TLS and this node speaks plain TCP", ErrTLSMismatch
 	case useTLS && got == 0 && !sentReply:
-		return ErrTLSMismatch, "TLS handshake failed: " + msg + "; is TLS enabled on both nodes?"
+		return "TLS handshake failed: " + msg + "; is TLS enabled on both nodes?", ErrTLSMismatch
 	case !incoming && sentReply && isClosed(err):
 		// Erlang and Ergo both close the link on a bad challenge reply.
-		return ErrCookieMismatch, "the peer closed the link after our challenge reply"
+		return "the peer closed the link after our challenge reply", ErrCookieMismatch
 	case !incoming && !useTLS && got == 0 && isClosed(err):
-		return ErrNoAnswer, "it may require TLS (this node speaks plain TCP), refuse this node, or not be a distribution port"
+		return "it may require TLS (this node speaks plain TCP), refuse this node, or not be a distribution port", ErrNoAnswer
 	}
-	return err, ""
+	return "", err
 }
 
 // isCertError tells a TLS handshake that failed on a certificate, ours

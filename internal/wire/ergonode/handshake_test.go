@@ -42,7 +42,7 @@ func TestClassifyHandshakeFailures(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			w := &watched{first: c.first, got: c.got, sentReply: c.sentReply}
-			cause, detail := classify(c.incoming, c.tls, w, c.err)
+			detail, cause := classify(c.incoming, c.tls, w, c.err)
 			if !errors.Is(cause, c.want) {
 				t.Fatalf("cause %v (%s), want %v", cause, detail, c.want)
 			}
@@ -54,7 +54,7 @@ func TestClassifyHandshakeFailures(t *testing.T) {
 	}
 	// Anything else keeps Ergo's error as the cause.
 	other := errors.New("handshake negotiation failed")
-	if cause, _ := classify(false, false, &watched{got: 10}, other); cause != other {
+	if _, cause := classify(false, false, &watched{got: 10}, other); cause != other {
 		t.Fatalf("cause %v", cause)
 	}
 }
