@@ -61,7 +61,11 @@ type Options struct {
 	ListenBegin, ListenEnd uint16
 	// ListenHost is the interface to listen on; default: the node name's host.
 	ListenHost string
-	// TLS, when set, is used for the listener and outgoing connections.
+	// TLS, when set, is used for the listener and every outgoing
+	// connection: the node then neither accepts nor sends a plaintext
+	// distribution link, whatever a peer's EPMD entry says. It must hold
+	// a certificate (Start fails otherwise). Peers are verified with its
+	// RootCAs (outgoing) and, with ClientAuth set, ClientCAs (incoming).
 	TLS *tls.Config
 	// HandshakeTimeout bounds one outgoing handshake. Default 5 s.
 	HandshakeTimeout time.Duration
@@ -120,7 +124,7 @@ func NodeOptions(o Options) node.Options {
 
 	hs := dist.CreateHandshake(dist.HandshakeOptions{
 		Version: dist.HandshakeVersion6, // v5 cannot dial OTP 25.0–25.2
-		Timeout: o.HandshakeTimeout,
+		Timeout: innerTimeout(o),
 	})
 	proto := dist.CreateProto(po)
 	// Terminate the connections Ergo sets up and drops without serving (a
@@ -205,6 +209,15 @@ func Start(name string, o Options) (node.Node, error) {
 		}
 	}
 	return n, nil
+}
+
+// innerTimeout is the timer of Ergo's own handshake, set past the
+// deadlines the gate puts on the socket: a deadline ends the handshake
+// with a read error, while Ergo's timer would leave its reader goroutine
+// blocked on the socket.
+func innerTimeout(o Options) time.Duration {
+	d := max(o.HandshakeTimeout, o.AcceptTimeout, DefaultAcceptTimeout, defaultHandshakeTimeout)
+	return d + time.Second
 }
 
 // checkTLS refuses a TLS configuration Ergo would silently ignore: without

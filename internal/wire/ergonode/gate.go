@@ -29,6 +29,9 @@ const (
 // keeps its gate, so that Connect finds the dial's handshake failure.
 const envGate gen.EnvKey = "cloister:wire-gate"
 
+// defaultHandshakeTimeout bounds an outgoing handshake (Ergo's default).
+const defaultHandshakeTimeout = 5 * time.Second
+
 // gate is the outermost handshake of every node: it is what Ergo calls.
 //
 // Incoming: Ergo's listener runs the handshake of each accepted connection
@@ -103,7 +106,7 @@ func newGate(inner node.HandshakeInterface, proto node.ProtoInterface, o Options
 		g.acceptTimeout = DefaultAcceptTimeout
 	}
 	if g.dialTimeout <= 0 {
-		g.dialTimeout = 5 * time.Second
+		g.dialTimeout = defaultHandshakeTimeout
 	}
 	if g.maxPending <= 0 {
 		g.maxPending = DefaultMaxPendingHandshakes
@@ -417,7 +420,14 @@ func (g *gate) start(peer string, remote net.Addr, conn lib.NetReadWriter, useTL
 		he := &HandshakeError{Peer: peer, Cause: ErrTLSRequired, Detail: "this node uses TLS and does not send a plaintext link"}
 		return node.HandshakeDetails{}, g.dialFailed(peer, remote, he)
 	}
+	c, isConn := conn.(net.Conn)
+	if isConn {
+		_ = c.SetDeadline(time.Now().Add(g.dialTimeout))
+	}
 	d, err := g.inner.Start(remote, conn, useTLS, cookie)
+	if isConn {
+		_ = c.SetDeadline(time.Time{})
+	}
 	if err != nil {
 		var he *HandshakeError
 		if !errors.As(err, &he) {
