@@ -1,7 +1,7 @@
 // Package ergonode is the one place where cloister configures Ergo nodes.
 //
 // Ergo v2.2.4 (module v1.999.224) ships defaults that are wrong for a cluster
-// that talks to BEAM nodes (ERGO-NOTES §0): handshake v5 cannot initiate a
+// that talks to BEAM nodes: handshake v5 cannot initiate a
 // connection to OTP 25.0–25.2, several proto handlers reorder messages on a
 // link, the node calls home with anonymous metrics (and gathers racy statistics
 // every minute), a remote spawn request
@@ -113,13 +113,13 @@ func ValidateName(name string) error {
 // NodeOptions returns Ergo options with every safe setting applied.
 func NodeOptions(o Options) node.Options {
 	po := node.DefaultProtoOptions()
-	// One handler per link: several reorder messages (ERGO-NOTES §9.1).
+	// One handler per link: several reorder messages.
 	po.NumHandlers = 1
 
 	flags := node.DefaultFlags()
 	// A BEAM rpc arrives as a spawn request that stock Ergo answers by
 	// dropping the link half-open; without the flag OTP answers
-	// {badrpc, notsup} locally and the link survives (ERGO-NOTES §16).
+	// {badrpc, notsup} locally and the link survives.
 	flags.EnableRemoteSpawn = false
 
 	hs := dist.CreateHandshake(dist.HandshakeOptions{
@@ -187,7 +187,7 @@ func Start(name string, o Options) (node.Node, error) {
 	// Ergo's StartNode prepends its "system" application, whose only
 	// process, system_metrics, gathers node and network statistics every
 	// minute by reading the links' counters without synchronisation (a
-	// data race under -race, ERGO-NOTES §10) and hosts the anonymous
+	// data race under -race) and hosts the anonymous
 	// call-home. cloister has its own metrics, so the node is started
 	// without it: Ergo's "erlang" application (net_kernel, global
 	// name server) first, then the caller's.
@@ -239,7 +239,7 @@ func logfOrDefault(logf func(string, ...interface{})) func(string, ...interface{
 
 // ErrEmptyTerm is returned for a message Ergo cannot send safely: a
 // top-level nil or empty list sends Ergo's encoder into an endless loop or
-// makes the peer drop the link (ERGO-NOTES §16).
+// makes the peer drop the link.
 var ErrEmptyTerm = errors.New("cloister: refusing to send a top-level nil or empty list (Ergo cannot encode it safely)")
 
 // CheckSendable reports ErrEmptyTerm for a term that must never be sent:
