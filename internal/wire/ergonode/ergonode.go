@@ -6,8 +6,13 @@
 // link, the node calls home with anonymous metrics (and gathers racy statistics
 // every minute), a remote spawn request
 // from an Erlang rpc breaks the link, and the default registrar embeds an EPMD
-// listening on every interface. Every node that cloister starts, or helps a
-// user start, goes through Options here so none of these can be forgotten.
+// listening on every interface. Its edges need guarding too: it handshakes
+// incoming connections one at a time (one silent socket holds every peer
+// back), dials a peer in plain TCP when the peer's EPMD entry says so even
+// with TLS configured, and writes a log line for every bad packet a
+// stranger sends (gate.go, ergolog.go). Every node that cloister starts, or
+// helps a user start, goes through Options here so none of these can be
+// forgotten.
 package ergonode
 
 import (
