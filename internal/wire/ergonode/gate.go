@@ -183,7 +183,13 @@ func (g *gate) Accept(remote net.Addr, conn lib.NetReadWriter, useTLS bool, cook
 	c, isConn := conn.(net.Conn)
 	if isConn && g.attached() {
 		if own, err := detach(c, useTLS, g.tls); err == nil {
-			go g.accept(remote, own, useTLS, cookie)
+			// Admitted here, in accept order: the oldest is dropped first.
+			p := g.admit(own)
+			if p == nil {
+				own.Close()
+				return node.HandshakeDetails{}, io.EOF
+			}
+			go g.accept(remote, own, p, useTLS, cookie)
 			// io.EOF: Ergo closes its descriptor and logs nothing.
 			return node.HandshakeDetails{}, io.EOF
 		}
@@ -267,12 +273,7 @@ func (g *gate) release(p *pendingConn) (evicted bool) {
 }
 
 // accept runs one incoming handshake and hands the link to Ergo.
-func (g *gate) accept(remote net.Addr, c net.Conn, useTLS bool, cookie string) {
-	p := g.admit(c)
-	if p == nil {
-		c.Close()
-		return
-	}
+func (g *gate) accept(remote net.Addr, c net.Conn, p *pendingConn, useTLS bool, cookie string) {
 	_ = c.SetDeadline(time.Now().Add(g.acceptTimeout))
 	d, err := g.inner.Accept(remote, c, useTLS, cookie)
 	if g.release(p) {

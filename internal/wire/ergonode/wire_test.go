@@ -528,3 +528,67 @@ func (c *ca) issue(t *testing.T, dir string) {
 		}
 	}
 }
+
+// An incoming handshake is bounded: a silent socket is closed by the node
+// once AcceptTimeout has passed, never before; and past
+// MaxPendingHandshakes the oldest pending sockets are dropped for new
+// ones, so a peer still gets in.
+func TestIncomingHandshakeDeadlineAndCap(t *testing.T) {
+	const accept, capN, idle = 500 * time.Millisecond, 8, 40
+	target := startChild(t, "bounded_target@127.0.0.1", "c", "ERGONODE_TEST_ACCEPT="+accept.String())
+	// A deadline far away: what closes a socket there is the cap.
+	capped := startChild(t, "capped_target@127.0.0.1", "c", "ERGONODE_TEST_ACCEPT=60s", fmt.Sprintf("ERGONODE_TEST_PENDING=%d", capN))
+	peer := startChild(t, "bounded_peer@127.0.0.1", "c")
+
+	// The deadline.
+	s, err := net.DialTimeout("tcp", target.addr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	_ = s.SetReadDeadline(t0.Add(30 * time.Second))
+	var b [1]byte
+	_, err = s.Read(b[:])
+	held := time.Since(t0)
+	s.Close()
+	if err != io.EOF || held < accept-50*time.Millisecond {
+		t.Fatalf("silent socket: %v after %s, want EOF after %s", err, held, accept)
+	}
+
+	// The cap: of idle silent sockets, only the newest capN stay pending.
+	socks := make([]net.Conn, 0, idle)
+	defer func() {
+		for _, s := range socks {
+			s.Close()
+		}
+	}()
+	for i := 0; i < idle; i++ {
+		s, err := net.DialTimeout("tcp", capped.addr(), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		socks = append(socks, s)
+	}
+	dropped := 0
+	for _, s := range socks[:idle-capN] {
+		_ = s.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := s.Read(b[:]); err == io.EOF {
+			dropped++
+		}
+	}
+	if dropped != idle-capN {
+		t.Fatalf("%d of the oldest %d sockets dropped, want all (cap %d)", dropped, idle-capN, capN)
+	}
+	// The newest stay pending.
+	for _, s := range socks[idle-capN:] {
+		_ = s.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
+		if _, err := s.Read(b[:]); !isTimeout(err) {
+			t.Fatalf("a socket within the cap: %v, want it still open", err)
+		}
+	}
+	if ok, _, msg := peer.connect(t, capped.name); !ok {
+		t.Fatalf("connect past the cap: %s", msg)
+	}
+	t.Logf("silent socket closed after %s (deadline %s); %d of %d idle sockets dropped at once (cap %d)",
+		held.Round(time.Millisecond), accept, dropped, idle, capN)
+}
