@@ -125,3 +125,27 @@ func TestErgoWarningsByCause(t *testing.T) {
 		t.Fatalf("a %d-byte line", len(l))
 	}
 }
+
+// The filter on the standard logger's output: Ergo's lines are taken out
+// and kept per cause, once per window; every other line passes untouched.
+func TestErgoLogFilter(t *testing.T) {
+	var out strings.Builder
+	f := &ergoFilter{next: &out}
+	f.throttle = newThrottle(time.Minute, f.emit)
+	f.throttle.after = func(time.Duration, func()) {}
+	write := func(s string) {
+		if n, err := f.Write([]byte(s)); err != nil || n != len(s) {
+			t.Fatalf("write: %d %v", n, err)
+		}
+	}
+	for i := 0; i < 100; i++ {
+		write(fmt.Sprintf("2026/12/03 08:00:00 WARNING! mailbox of <5A8.0.%d>[\"x\"] is full. dropped message from <1.0.2>\n", i))
+		write("2026/12/03 08:00:00 WARNING! [a@h] Can't handshake with 127.0.0.1:1: malformed handshake\n")
+	}
+	write("2026/12/03 08:00:01 the program's own line\n")
+	want := "2026/12/03 08:00:00 cloister: ergo: a process mailbox is full, a message was dropped: mailbox of <5A8.0.0>[\"x\"] is full. dropped message from <1.0.2>\n" +
+		"2026/12/03 08:00:01 the program's own line\n"
+	if out.String() != want {
+		t.Fatalf("output:\n%s\nwant:\n%s", out.String(), want)
+	}
+}
