@@ -138,3 +138,29 @@ func TestCLIReachesTLSNodes(t *testing.T) {
 		t.Fatalf("whois -tls: %v\n%s", err, wout)
 	}
 }
+
+// A node that cannot start says why in one line of cloister's, not with
+// Ergo's dump of the start error (a source path and a Go struct).
+func TestFailedStartSaysWhyOnce(t *testing.T) {
+	hc := cloistertest.NewT(t)
+	name := "nostart_0@127.0.0.1"
+	// Two of two needed, the other never comes: the start times out.
+	n, err := hc.Start(cloistertest.Spec{Name: name, Sentry: []string{name, "nostart_1@127.0.0.1"}, Consensus: 2,
+		StartTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := n.WaitFor(30*time.Second, "an error event", func(e cloistertest.Event) bool { return e.Event == "error" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for n.Running() && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	tail := n.LogTail()
+	t.Logf("error event: %s; log:\n%s", e.Error, tail)
+	if strings.Contains(tail, "WARNING!") || strings.Contains(tail, "StartError") {
+		t.Fatalf("Ergo's dump in the log:\n%s", tail)
+	}
+}
