@@ -166,7 +166,7 @@ func NodeOptions(o Options) node.Options {
 		Flags:        flags,
 		TLS:          o.TLS,
 		Handshake:    g,
-		Proto:        proto,
+		Proto:        &gateProto{ProtoInterface: proto, g: g},
 		// Dials go through the gate (routes): named, and TLS when set.
 		Registrar: &routes{Registrar: registrar(o), g: g},
 		Listeners: []node.Listener{l},
@@ -208,10 +208,7 @@ func Start(name string, o Options) (node.Node, error) {
 		return nil, fmt.Errorf("cloister: start node %s: %w", name, err)
 	}
 	if g, ok := opts.Env[envGate].(*gate); ok {
-		if err := g.attach(n); err != nil {
-			n.Stop()
-			return nil, fmt.Errorf("cloister: start node %s: %w", name, err)
-		}
+		g.attach(n)
 	}
 	return n, nil
 }

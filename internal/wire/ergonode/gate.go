@@ -41,9 +41,12 @@ const defaultHandshakeTimeout = 5 * time.Second
 // then closes its copy without a word), runs the handshake on a goroutine
 // of its own under AcceptTimeout, with at most MaxPendingHandshakes in
 // progress (the oldest is dropped for a new one), and hands a finished
-// link back to Ergo through Ergo's own connect path: a dial of name, which
-// the registrar (routes) answers with a route whose handshake returns the
-// finished handshake and whose proto serves the accepted socket.
+// link back to Ergo through Ergo's own listener: it dials that listener
+// from loopback, and when Ergo accepts this stand-in connection the gate
+// answers at once with the finished handshake, and the proto (gateProto)
+// serves the accepted socket in its place. The stand-in stays open while
+// the link lives: Ergo closing it (a disconnect, the end of the link)
+// closes the link's socket.
 //
 // Outgoing: with TLS configured, every link is TLS, whatever the peer's
 // EPMD entry says; the gate makes the TLS handshake itself (Ergo's own
@@ -64,15 +67,20 @@ type gate struct {
 	// evicted counts pending handshakes dropped for newer ones.
 	evicted atomic.Int64
 
-	mu       sync.Mutex
-	local    string
-	node     node.Node
-	closed   bool
-	pending  *list.List // of *pendingConn, oldest first
-	adopting map[string]*adoption
-	handover net.Listener
-	dialSeq  uint64
-	dials    map[string]dialFailure
+	mu      sync.Mutex
+	local   string
+	node    node.Node
+	closed  bool
+	pending *list.List // of *pendingConn, oldest first
+	// handovers: finished links by the local address of their stand-in
+	// dial, until Ergo accepts it; standIns: by Ergo's side of the
+	// stand-in, until the proto takes it; dialling: stand-in dials not
+	// yet in handovers.
+	handovers map[string]*adoption
+	standIns  map[lib.NetReadWriter]*adoption
+	dialling  int
+	dialSeq   uint64
+	dials     map[string]dialFailure
 }
 
 type dialFailure struct {
@@ -99,7 +107,8 @@ func newGate(inner node.HandshakeInterface, proto node.ProtoInterface, o Options
 		maxPending:    o.MaxPendingHandshakes,
 		logs:          newThrottle(every(o.LogEvery), logf),
 		pending:       list.New(),
-		adopting:      map[string]*adoption{},
+		handovers:     map[string]*adoption{},
+		standIns:      map[lib.NetReadWriter]*adoption{},
 		dials:         map[string]dialFailure{},
 	}
 	if g.acceptTimeout <= 0 {
@@ -125,63 +134,46 @@ func (g *gate) Init(nodename string, creation uint32, flags node.Flags) error {
 // Version implements node.HandshakeInterface.
 func (g *gate) Version() node.HandshakeVersion { return g.inner.Version() }
 
-// attach gives the gate its started node: from then on incoming handshakes
-// run off Ergo's accept loop. It opens the loopback listener the handover
-// dials reach, and closes everything when the node stops.
-func (g *gate) attach(n node.Node) error {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return fmt.Errorf("cloister: handover listener: %w", err)
-	}
+// attach gives the gate its started node (to name the peers of static
+// routes), and closes the pending handshakes when the node stops.
+func (g *gate) attach(n node.Node) {
 	g.mu.Lock()
-	g.node, g.handover = n, l
+	g.node = n
 	g.mu.Unlock()
-	go serveHandover(l)
 	go func() {
 		n.Wait()
 		g.close()
 	}()
-	return nil
-}
-
-// serveHandover accepts the dials Ergo makes to adopt a connection and
-// holds each until Ergo closes it (the link is over then).
-func serveHandover(l net.Listener) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		go func() {
-			_, _ = io.Copy(io.Discard, c)
-			c.Close()
-		}()
-	}
 }
 
 func (g *gate) close() {
 	g.mu.Lock()
 	g.closed = true
-	if g.handover != nil {
-		g.handover.Close()
-	}
 	for e := g.pending.Front(); e != nil; e = e.Next() {
 		e.Value.(*pendingConn).conn.Close()
 	}
+	for _, a := range g.handovers {
+		a.conn.Close()
+	}
+	for _, a := range g.standIns {
+		a.conn.Close()
+	}
+	clear(g.handovers)
+	clear(g.standIns)
 	g.mu.Unlock()
 }
 
-func (g *gate) attached() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.node != nil && !g.closed
-}
-
 // Accept implements node.HandshakeInterface; Ergo calls it in its accept
-// loop.
+// loop, so it never waits on a peer.
 func (g *gate) Accept(remote net.Addr, conn lib.NetReadWriter, useTLS bool, cookie string) (node.HandshakeDetails, error) {
+	if a := g.handover(remote, conn); a != nil {
+		g.mu.Lock()
+		g.standIns[conn] = a
+		g.mu.Unlock()
+		return a.details, nil
+	}
 	c, isConn := conn.(net.Conn)
-	if isConn && g.attached() {
+	if isConn {
 		if own, err := detach(c, useTLS, g.tls); err == nil {
 			// Admitted here, in accept order: the oldest is dropped first.
 			p := g.admit(own)
@@ -189,12 +181,12 @@ func (g *gate) Accept(remote net.Addr, conn lib.NetReadWriter, useTLS bool, cook
 				own.Close()
 				return node.HandshakeDetails{}, io.EOF
 			}
-			go g.accept(remote, own, p, useTLS, cookie)
+			go g.accept(remote, c.LocalAddr(), own, p, useTLS, cookie)
 			// io.EOF: Ergo closes its descriptor and logs nothing.
 			return node.HandshakeDetails{}, io.EOF
 		}
 	}
-	// Before the node is up: inline, but bounded.
+	// A socket that cannot be detached: inline, but bounded.
 	if isConn {
 		_ = c.SetDeadline(time.Now().Add(g.acceptTimeout))
 	}
@@ -207,6 +199,32 @@ func (g *gate) Accept(remote net.Addr, conn lib.NetReadWriter, useTLS bool, cook
 		_ = c.SetDeadline(time.Time{})
 	}
 	return d, nil
+}
+
+// handover returns the finished link a stand-in connection from remote
+// stands for, if it is one. Ergo may accept a stand-in a moment before
+// its dial has returned and been recorded: while a stand-in dial is under
+// way, a connection from this host waits for it briefly.
+func (g *gate) handover(remote net.Addr, conn lib.NetReadWriter) *adoption {
+	ta, ok := remote.(*net.TCPAddr)
+	if !ok {
+		return nil
+	}
+	if c, ok := conn.(net.Conn); !ok || !ta.IP.IsLoopback() && !sameIP(ta, c.LocalAddr()) {
+		return nil
+	}
+	key := remote.String()
+	for end := time.Now().Add(time.Second); ; {
+		g.mu.Lock()
+		a := g.handovers[key]
+		delete(g.handovers, key)
+		waiting := a == nil && g.dialling > 0 && !g.closed
+		g.mu.Unlock()
+		if !waiting || time.Now().After(end) {
+			return a
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
 }
 
 // detach returns a connection on a descriptor of its own for the socket
@@ -272,8 +290,9 @@ func (g *gate) release(p *pendingConn) (evicted bool) {
 	return p.evicted
 }
 
-// accept runs one incoming handshake and hands the link to Ergo.
-func (g *gate) accept(remote net.Addr, c net.Conn, p *pendingConn, useTLS bool, cookie string) {
+// accept runs one incoming handshake and hands the link to Ergo through
+// its listener at listen.
+func (g *gate) accept(remote, listen net.Addr, c net.Conn, p *pendingConn, useTLS bool, cookie string) {
 	_ = c.SetDeadline(time.Now().Add(g.acceptTimeout))
 	d, err := g.inner.Accept(remote, c, useTLS, cookie)
 	if g.release(p) {
@@ -286,7 +305,7 @@ func (g *gate) accept(remote net.Addr, c net.Conn, p *pendingConn, useTLS bool, 
 		return
 	}
 	_ = c.SetDeadline(time.Time{})
-	if d.Name == "" || !g.adopt(d, c) {
+	if d.Name == "" || !g.handOver(listen, &adoption{conn: c, details: d}) {
 		c.Close()
 	}
 }
@@ -299,98 +318,68 @@ func (g *gate) incomingFailed(err error) {
 	}
 }
 
-// adoption is an accepted, handshaken connection waiting for Ergo to take
-// it through its connect path.
+// adoption is an accepted, handshaken connection on its way to Ergo.
 type adoption struct {
 	conn    net.Conn
 	details node.HandshakeDetails
-	taken   atomic.Bool
 }
 
-// adopt hands an accepted link to Ergo: Connect(name) makes Ergo resolve
-// name (routes.Resolve answers with the handover route while the adoption
-// is pending), dial the handover listener, run the adoption's handshake
-// and proto, and register and serve the link as its own. If Ergo already
-// has a link to name, nothing is taken, as Ergo's own listener drops the
-// second link of a simultaneous connect.
-func (g *gate) adopt(d node.HandshakeDetails, c net.Conn) bool {
-	a := &adoption{conn: c, details: d}
+// handOver dials Ergo's listener at listen with a stand-in connection for
+// a: Ergo accepts it, Accept answers with a's handshake, gateProto serves
+// a's socket. The stand-in is held open until Ergo closes it; then a's
+// socket is closed too.
+func (g *gate) handOver(listen net.Addr, a *adoption) bool {
 	g.mu.Lock()
-	n := g.node
-	if n == nil || g.closed || g.adopting[d.Name] != nil {
+	if g.closed {
 		g.mu.Unlock()
 		return false
 	}
-	g.adopting[d.Name] = a
+	g.dialling++
 	g.mu.Unlock()
-	_ = n.Connect(d.Name)
+	sc, err := net.DialTimeout("tcp", listen.String(), g.acceptTimeout)
 	g.mu.Lock()
-	if g.adopting[d.Name] == a {
-		delete(g.adopting, d.Name)
+	g.dialling--
+	if err == nil && !g.closed {
+		g.handovers[sc.LocalAddr().String()] = a
 	}
 	g.mu.Unlock()
-	return a.taken.Load()
-}
-
-// adoptRoute is the route to a pending adoption of name, if any.
-func (g *gate) adoptRoute(name string) (node.Route, bool) {
-	g.mu.Lock()
-	a := g.adopting[name]
-	l := g.handover
-	g.mu.Unlock()
-	if a == nil || l == nil {
-		return node.Route{}, false
-	}
-	port := l.Addr().(*net.TCPAddr).Port
-	r := node.Route{Node: strings.SplitN(name, "@", 2)[0], Host: "127.0.0.1", Port: uint16(port)}
-	r.Options = node.RouteOptions{IsErgo: true, Handshake: &adoptHandshake{a: a, version: g.inner.Version()},
-		Proto: &adoptProto{ProtoInterface: g.proto, a: a}}
-	return r, true
-}
-
-// adoptHandshake is the handshake of a handover dial: the real handshake
-// is done, it returns its result.
-type adoptHandshake struct {
-	a       *adoption
-	version node.HandshakeVersion
-}
-
-func (h *adoptHandshake) Init(string, uint32, node.Flags) error { return nil }
-func (h *adoptHandshake) Version() node.HandshakeVersion        { return h.version }
-func (h *adoptHandshake) Accept(net.Addr, lib.NetReadWriter, bool, string) (node.HandshakeDetails, error) {
-	return node.HandshakeDetails{}, errors.New("cloister: handover route used for an incoming connection")
-}
-
-// Start hands over the accepted link. The handover socket stands for it in
-// Ergo's bookkeeping: when Ergo closes that socket (Disconnect, the end of
-// the link), the accepted one is closed too.
-func (h *adoptHandshake) Start(_ net.Addr, conn lib.NetReadWriter, _ bool, _ string) (node.HandshakeDetails, error) {
-	if !h.a.taken.CompareAndSwap(false, true) {
-		return node.HandshakeDetails{}, errors.New("cloister: connection already handed over")
+	if err != nil {
+		return false
 	}
 	go func() {
-		var b [1]byte
-		_, _ = conn.Read(b[:])
-		h.a.conn.Close()
+		_, _ = io.Copy(io.Discard, sc)
+		sc.Close()
+		a.conn.Close()
+		// Never accepted (the node stopped): forget it.
+		g.mu.Lock()
+		delete(g.handovers, sc.LocalAddr().String())
+		g.mu.Unlock()
 	}()
-	return h.a.details, nil
+	return true
 }
 
-// adoptProto serves the accepted socket in place of the handover one.
-type adoptProto struct {
+func sameIP(a *net.TCPAddr, b net.Addr) bool {
+	tb, ok := b.(*net.TCPAddr)
+	return ok && a.IP.Equal(tb.IP)
+}
+
+// gateProto is the node's proto: it serves a handed-over link's socket in
+// place of its stand-in.
+type gateProto struct {
 	node.ProtoInterface
-	a *adoption
+	g *gate
 }
 
 // Init implements node.ProtoInterface.
-func (p *adoptProto) Init(ctx context.Context, _ lib.NetReadWriter, nodename string, d node.HandshakeDetails) (node.ConnectionInterface, error) {
-	return p.ProtoInterface.Init(ctx, p.a.conn, nodename, d)
-}
-
-// Terminate implements node.ProtoInterface.
-func (p *adoptProto) Terminate(ci node.ConnectionInterface) {
-	p.ProtoInterface.Terminate(ci)
-	p.a.conn.Close()
+func (p *gateProto) Init(ctx context.Context, conn lib.NetReadWriter, nodename string, d node.HandshakeDetails) (node.ConnectionInterface, error) {
+	p.g.mu.Lock()
+	a := p.g.standIns[conn]
+	delete(p.g.standIns, conn)
+	p.g.mu.Unlock()
+	if a != nil {
+		conn = a.conn
+	}
+	return p.ProtoInterface.Init(ctx, conn, nodename, d)
 }
 
 // Start implements node.HandshakeInterface for a dial Ergo makes without
@@ -585,8 +574,7 @@ func (p *namedProto) Init(ctx context.Context, conn lib.NetReadWriter, nodename 
 }
 
 // routes wraps the node's registrar: a resolved peer is dialled through
-// the gate (named, with TLS made by the gate when configured), and a
-// pending handover is resolved to the handover listener.
+// the gate (named, with TLS made by the gate when configured).
 type routes struct {
 	node.Registrar
 	g *gate
@@ -597,9 +585,6 @@ func (r *routes) Unwrap() node.Registrar { return r.Registrar }
 
 // Resolve implements node.Registrar.
 func (r *routes) Resolve(name string) (node.Route, error) {
-	if rt, ok := r.g.adoptRoute(name); ok {
-		return rt, nil
-	}
 	rt, err := r.Registrar.Resolve(name)
 	if err != nil {
 		return rt, err
