@@ -10,7 +10,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ergo-services/ergo/gen"
@@ -42,7 +41,7 @@ const defaultHandshakeTimeout = 5 * time.Second
 // of its own under AcceptTimeout, with at most MaxPendingHandshakes in
 // progress (the oldest is dropped for a new one), and hands a finished
 // link back to Ergo through Ergo's own listener: it dials that listener
-// from loopback, and when Ergo accepts this stand-in connection the gate
+// from this host, and when Ergo accepts this stand-in connection the gate
 // answers at once with the finished handshake, and the proto (gateProto)
 // serves the accepted socket in its place. The stand-in stays open while
 // the link lives: Ergo closing it (a disconnect, the end of the link)
@@ -63,9 +62,6 @@ type gate struct {
 	dialTimeout   time.Duration
 	maxPending    int
 	logs          *throttle
-
-	// evicted counts pending handshakes dropped for newer ones.
-	evicted atomic.Int64
 
 	mu      sync.Mutex
 	local   string
@@ -272,7 +268,6 @@ func (g *gate) admit(c net.Conn) *pendingConn {
 		old := g.pending.Remove(g.pending.Front()).(*pendingConn)
 		old.evicted = true
 		old.conn.Close()
-		g.evicted.Add(1)
 	}
 	p := &pendingConn{conn: c}
 	p.elem = g.pending.PushBack(p)
