@@ -1,7 +1,8 @@
 package actors
 
-// The test binary runs one Ergo node per OS process (ERGO-NOTES §10: -race
-// flags Ergo's globals when one process starts several nodes). TestMain
+// The test binary runs one Ergo node per OS process (-race flags
+// Ergo's package globals when one process starts several nodes; see
+// docs/design.md). TestMain
 // starts the shared local node, testNode, and peer nodes as child processes:
 // the test binary itself, re-executed with ACTORS_TEST_PEER set, runs
 // runPeer instead of the tests. Peers exit when their stdin closes (the

@@ -1,6 +1,6 @@
 // Package discovery finds cluster peers behind a DNS service name (Docker compose
 // service, Kubernetes headless service) and names this node before Ergo starts
-// (SPEC §8). It knows nothing about Ergo: it deals in IPv4 addresses and node name
+// (the original's "Docker friendly" mode). It knows nothing about Ergo: it deals in IPv4 addresses and node name
 // strings of the form "otpapp@<ip>".
 package discovery
 

@@ -1,4 +1,5 @@
-// Package docker runs the container scenario (issue 3, SPEC §8) on a real
+// Package docker runs the container scenario (a compose service
+// scaled to 3 replicas that find each other by the service name) on a real
 // Docker engine: the example image under examples/docker, scaled with
 // compose, killed, restarted under a new address, scaled out, cut off the
 // network and reconnected. It reads each node's /status and prints how long

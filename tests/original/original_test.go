@@ -1,4 +1,4 @@
-// Package original ports the Elixir cloister's own test suite (SPEC §11):
+// Package original ports the Elixir cloister's own test suite (its test/cloister_test.exs):
 // five nodes cloister_0..4@127.0.0.1, each running cloister with the same
 // sentries and consensus 1 and the Void server. This test process is
 // cloister_0; the other four are separate OS processes.

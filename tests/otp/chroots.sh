@@ -1,6 +1,7 @@
 #!/bin/sh
 # Build the Debian chroots that give tests OTP 27 (trixie) and OTP 29 (forky)
-# next to the host's OTP 25 (ERGO-NOTES §17). Idempotent: a chroot that is
+# next to the host's OTP 25 (docs/interop.md: OTP 26+ needs the distribution
+# filter). Idempotent: a chroot that is
 # already complete is skipped.
 #
 # usage: tests/otp/chroots.sh [27] [29]        (default: both)

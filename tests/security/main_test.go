@@ -4,7 +4,7 @@
 // this test process runs one Ergo node of its own, the attacker (one node
 // per test binary, so -race holds). ergonode starts nodes without Ergo's
 // system application, whose minute statistics job races under -race
-// (ERGO-NOTES §10), so the suite may run past a minute. That Ergo's
+// (docs/design.md), so the suite may run past a minute. That Ergo's
 // anonymous metrics stay off is checked at run time by the chaos soak.
 package security
 
