@@ -126,6 +126,10 @@ func (fc *filterConn) toErgo(frame []byte) {
 	fc.omu.Unlock()
 }
 
+// maxPrealloc bounds the buffer allocated ahead for a frame from its
+// announced length: four bytes from a peer must not cost gigabytes.
+const maxPrealloc = 16 << 20
+
 // bigFrame is the size from which frames are rewritten in place and
 // written in pieces instead of being copied.
 const bigFrame = 64 * 1024
@@ -138,8 +142,10 @@ func (fc *filterConn) frameIn() bool {
 	for len(fc.in)-off >= 4 {
 		l := int(binary.BigEndian.Uint32(fc.in[off:]))
 		if len(fc.in)-off-4 < l {
-			if off == 0 && cap(fc.in) < 4+l {
+			if off == 0 && cap(fc.in) < 4+l && l <= maxPrealloc {
 				// a large frame is coming: one allocation, not doublings
+				// (only up to maxPrealloc: the length is the peer's word,
+				// and a larger frame grows as its bytes really arrive)
 				fc.in = append(make([]byte, 0, 4+l), fc.in...)
 			}
 			break

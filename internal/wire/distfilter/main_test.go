@@ -63,7 +63,21 @@ func TestMain(m *testing.M) {
 	if os.Getenv(peerEnv) != "" {
 		os.Exit(runErgoPeer())
 	}
+	if fuzzing() {
+		os.Exit(m.Run()) // fuzz targets need no epmd, erl or peers
+	}
 	os.Exit(run(m))
+}
+
+// fuzzing reports whether this binary runs a fuzz target (the parent or
+// one of its workers), which needs none of the suite's environment.
+func fuzzing() bool {
+	for _, name := range []string{"test.fuzz", "test.fuzzworker"} {
+		if fl := flag.Lookup(name); fl != nil && fl.Value.String() != "" && fl.Value.String() != "false" {
+			return true
+		}
+	}
+	return false
 }
 
 func run(m *testing.M) int {

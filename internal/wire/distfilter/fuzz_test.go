@@ -1,0 +1,83 @@
+package distfilter
+
+import (
+	"encoding/binary"
+	"io"
+	"runtime"
+	"testing"
+)
+
+// FuzzIncomingStream feeds any byte stream a connected peer could send
+// through the filter's read side, as Ergo's read loop would pull it: the
+// filter must never panic, never allocate from a length it has not
+// received, and hand Ergo only whole, length-prefixed frames.
+func FuzzIncomingStream(f *testing.F) {
+	frame := func(b []byte) []byte {
+		return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
+	}
+	pass := func(ctrl, payload []byte) []byte {
+		b := []byte{'p', 131}
+		b = append(b, ctrl...)
+		if payload != nil {
+			b = append(b, 131)
+			b = append(b, payload...)
+		}
+		return frame(b)
+	}
+	f.Add([]byte{0, 0, 0, 0})                                                            // tick
+	f.Add(pass(tuple(integer(opRegSend), erlPidT, atom(""), atom("x")), []byte{tagNil})) // top-level []
+	f.Add(pass(tuple(integer(opSend), atom(""), goPidT), tuple()))                       // {}
+	f.Add(pass(tuple(integer(opUnlinkID), integer(7), erlPidT, goPidT), nil))
+	f.Add(pass(tuple(integer(opLink), erlPidT, goPidT), nil))
+	f.Add([]byte{0xff, 0xff, 0xff, 0xf0, 'p', 131})       // a 4 GB frame announced
+	f.Add(pass([]byte{108, 0xff, 0xff, 0xff, 0xff}, nil)) // a list header of 4 G elements
+	f.Fuzz(func(t *testing.T, stream []byte) {
+		fc, _ := newTestConn(stream, true, true)
+		defer fc.close()
+		buf := make([]byte, 4096)
+		var out []byte
+		for i := 0; ; i++ {
+			if i > 1<<16 {
+				t.Fatal("read did not end")
+			}
+			n, err := fc.Read(buf)
+			out = append(out, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		for len(out) > 0 {
+			if len(out) < 4 {
+				t.Fatalf("Ergo got a torn length: %x", out)
+			}
+			l := int(binary.BigEndian.Uint32(out))
+			if len(out)-4 < l {
+				t.Fatalf("Ergo got a frame of %d bytes announced as %d", len(out)-4, l)
+			}
+			out = out[4+l:]
+		}
+	})
+}
+
+// TestAnnouncedLengthIsNotAllocated: a peer that announces a 4 GB frame
+// and sends a few bytes of it costs the node those bytes, not 4 GB.
+func TestAnnouncedLengthIsNotAllocated(t *testing.T) {
+	stream := append([]byte{0xff, 0xff, 0xff, 0xf0, 'p', 131}, make([]byte, 1000)...)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	fc, _ := newTestConn(stream, true, true)
+	defer fc.close()
+	buf := make([]byte, 4096)
+	for i := 0; i < 100; i++ {
+		if _, err := fc.Read(buf); err != nil {
+			break
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 64<<20 {
+		t.Fatalf("reading 1 KB of a frame announced as 4 GB allocated %d MB", grew>>20)
+	}
+}
