@@ -2,6 +2,7 @@ package distfilter
 
 import (
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -179,6 +180,13 @@ func (fc *filterConn) incoming(lframe []byte) bool {
 	if !ok {
 		fc.f.logOnce("in-frame", "unexpected frame type %d from %s passed to Ergo unchanged", frame[0], fc.peer.name)
 		fc.toErgo(append([]byte(nil), lframe...))
+		return false
+	}
+	if implausible(ctrl) || implausible(payload) {
+		// Ergo would allocate from the claimed lengths and then fail to
+		// decode the frame anyway: drop it before it costs memory
+		fc.f.droppedImplausible.Add(1)
+		fc.f.logOnce("implausible", "a frame from %s claiming more elements than it holds was dropped (it would make Ergo's decoder allocate from the claim); further ones are dropped silently", fc.peer.name)
 		return false
 	}
 	fc.f.refs.rememberAll(ctrl)
@@ -434,4 +442,14 @@ func (fc *filterConn) outgoing(frame []byte) [][]byte {
 	head := passThroughFrame(ctrl, []byte{})
 	binary.BigEndian.PutUint32(head, uint32(len(head)-4+len(payload)))
 	return [][]byte{head, payload}
+}
+
+// implausible reports whether t (nil for none) claims more elements than
+// it holds.
+func implausible(t []byte) bool {
+	if t == nil {
+		return false
+	}
+	_, err := skipTerm(t, nil)
+	return errors.Is(err, errImplausible)
 }

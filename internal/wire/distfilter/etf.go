@@ -44,6 +44,12 @@ const (
 // errTerm is returned for bytes that are not a term we can walk.
 var errTerm = errors.New("distfilter: malformed or unsupported external term")
 
+// errImplausible is returned for a term whose headers claim more elements
+// than bytes follow (every element takes at least one). Ergo's decoder
+// allocates a tuple, list or map from the claimed length before reading an
+// element, so five bytes could make it ask for tens of gigabytes.
+var errImplausible = fmt.Errorf("%w: more elements claimed than bytes follow", errTerm)
+
 // termVisitor is called for every reference term found while walking, with
 // its byte range in the walked slice.
 type termVisitor func(start, end int)
@@ -186,6 +192,9 @@ func skipTerm(b []byte, visit termVisitor) (int, error) {
 		}
 		if pos > len(b) {
 			return 0, errTerm
+		}
+		if pending > len(b)-pos {
+			return 0, errImplausible
 		}
 	}
 	return pos, nil

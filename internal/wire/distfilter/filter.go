@@ -104,9 +104,12 @@ type filter struct {
 	repairedNil atomic.Uint64
 	// droppedEmptyTuple counts {} messages dropped.
 	droppedEmptyTuple atomic.Uint64
-	unlinkIn          atomic.Uint64
-	unlinkOut         atomic.Uint64
-	rpcServed         atomic.Uint64
+	// droppedImplausible counts frames dropped for claiming more
+	// elements than they hold.
+	droppedImplausible atomic.Uint64
+	unlinkIn           atomic.Uint64
+	unlinkOut          atomic.Uint64
+	rpcServed          atomic.Uint64
 	// rpcOut counts rpc requests sent by RPC.
 	rpcOut atomic.Uint64
 	// links holds the BEAM links up now: peer node name -> *filterConn.

@@ -81,3 +81,29 @@ func TestAnnouncedLengthIsNotAllocated(t *testing.T) {
 		t.Fatalf("reading 1 KB of a frame announced as 4 GB allocated %d MB", grew>>20)
 	}
 }
+
+// TestImplausibleTermDropped: a message whose list header claims 4 G
+// elements in five bytes never reaches Ergo's decoder, which would
+// allocate from the claim; the frames around it still do.
+func TestImplausibleTermDropped(t *testing.T) {
+	pass := func(ctrl, payload []byte) []byte {
+		b := append([]byte{'p', 131}, ctrl...)
+		b = append(append(b, 131), payload...)
+		return append(binary.BigEndian.AppendUint32(nil, uint32(len(b))), b...)
+	}
+	ctrl := tuple(integer(opSend), atom(""), goPidT)
+	var in []byte
+	in = append(in, pass(ctrl, atom("before"))...)
+	in = append(in, pass(ctrl, []byte{tagList, 0xff, 0xff, 0xff, 0xff, tagNil})...)
+	in = append(in, pass(ctrl, tuple(atom("a"), atom("b"), atom("c")))...)
+	in = append(in, pass(ctrl, atom("after"))...)
+	fc, _ := newTestConn(in, true, true)
+	defer fc.close()
+	got := frames(t, readAll(t, fc))
+	if len(got) != 3 {
+		t.Fatalf("Ergo got %d frames, want 3 (the implausible one dropped)", len(got))
+	}
+	if n := fc.f.droppedImplausible.Load(); n != 1 {
+		t.Fatalf("dropped %d implausible frames, want 1", n)
+	}
+}
