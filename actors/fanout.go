@@ -17,11 +17,11 @@ import (
 
 // Fan-out never dials. A node that is neither this node nor in n.Nodes() is
 // answered KindNoConnection at once: an Ergo send to an unconnected node
-// makes a synchronous connect attempt in the sender's goroutine
-// (ERGO-NOTES §4.5), which could stall every caller for as long as an EPMD
-// dial to a dead host takes. Connecting is the Monitor's job. (A node that
-// drops in the microseconds between that check and the send still triggers
-// Ergo's own re-dial; that runs in the fan-out process, never in the
+// makes a synchronous connect attempt in the sender's goroutine, which
+// could stall every caller for as long as an EPMD dial to a dead host
+// takes. Connecting is the Monitor's job. (A node that drops in the
+// microseconds between that check and the send still triggers Ergo's own
+// re-dial; that runs in the Node actor or the fan-out process, never in the
 // caller, whose deadline holds regardless — see backstopGrace.)
 
 // Result is the answer of one node to a fan-out.
@@ -55,13 +55,15 @@ var errNotConnected = errors.New("not connected (fan-out never dials)")
 // non-nil only for bad arguments: a nil node, an empty name, a timeout ≤ 0,
 // or a request that is nil or an empty list (an error wrapping
 // ergonode.ErrEmptyTerm; such a term sent on its own wedges an Ergo link,
-// ERGO-NOTES §16, and arrives as [] remotely but nil locally). An empty
+// and arrives as [] remotely but nil locally). An empty
 // node list gives an empty result.
 //
-// Each call runs in a short-lived unnamed process of its own, so any number
-// of goroutines may call at once (no shared mailbox or Direct queue).
+// A call runs inside the calling node's Node actor, with the others in
+// flight (no process per call; see fanout_actor.go); on a node without the
+// Node actor, or beyond fanActorMax calls at once, in a short-lived unnamed
+// process of its own. Any number of goroutines may call at once.
 func Multicall(n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
-	results, err := multicall("multicall", n, nodes, name, request, timeout)
+	results, err := multicallWith(true, "multicall", n, nodes, name, request, timeout)
 	observeFanout("multicall", results)
 	return results, err
 }
@@ -78,8 +80,15 @@ func observeFanout(op string, results []Result) {
 	}
 }
 
-// multicall is Multicall; op names the operation in errors.
+// multicall is Multicall through a process of its own; op names the
+// operation in errors.
 func multicall(op string, n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
+	return multicallWith(false, op, n, nodes, name, request, timeout)
+}
+
+// multicallWith is multicall; inActor runs the call in n's Node actor when
+// n has one (fanout_actor.go).
+func multicallWith(inActor bool, op string, n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
 	start := time.Now()
 	if err := checkArgs(n, name, request); err != nil {
 		return nil, fmt.Errorf("cloister: %s: %w", op, err)
@@ -111,6 +120,19 @@ func multicall(op string, n node.Node, nodes []string, name string, request etf.
 	}
 
 	deadline := start.Add(timeout)
+	if e := engineOf(n); inActor && e != nil && e.enter() {
+		defer e.inflight.Add(-1)
+		if e.submit(&fanCall{st: st, call: call, name: name, request: request, deadline: deadline}) {
+			backstop := time.NewTimer(time.Until(deadline) + backstopGrace)
+			defer backstop.Stop()
+			select {
+			case <-st.done:
+			case <-backstop.C:
+				st.finish(KindTimeout, nil)
+			}
+			return st.snapshot(), nil
+		}
+	}
 	c := &caller{st: st, call: call, name: name, request: request, deadline: deadline, node: n}
 	p, err := n.Spawn("", gen.ProcessOptions{MailboxSize: callerMailbox(len(call))}, c)
 	if err != nil {
@@ -157,6 +179,20 @@ func Multicast(n node.Node, nodes []string, name string, message etf.Term) error
 			send = append(send, t)
 		} else {
 			errs = append(errs, nodeErr(t, KindNoConnection, errNotConnected))
+		}
+	}
+	if e := engineOf(n); len(send) > 0 && e != nil {
+		m := &fanCast{targets: send, name: name, message: message, errs: make(chan []error, 1)}
+		if e.submit(m) {
+			t := time.NewTimer(castWait)
+			defer t.Stop()
+			select {
+			case es := <-m.errs:
+				errs = append(errs, es...)
+			case <-t.C:
+				errs = append(errs, fmt.Errorf("cloister: multicast: the Node actor did not take the message in %s", castWait))
+			}
+			return errors.Join(errs...)
 		}
 	}
 	if len(send) > 0 {

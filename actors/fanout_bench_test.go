@@ -2,6 +2,7 @@ package actors
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -70,12 +71,20 @@ func BenchmarkMulticallVsRawCalls(b *testing.B) {
 	b.ReportMetric(float64(mcTotal)/float64(rawTotal), "multicall/raw")
 }
 
-// BenchmarkFanoutParallel is the same two, each from many goroutines at once
-// (the raw loop from one process per goroutine, as Call blocks its process).
+// fanoutCallers is how many goroutines call at once in
+// BenchmarkFanoutParallel (SetParallelism multiplies GOMAXPROCS).
+const fanoutCallers = 32
+
+// BenchmarkFanoutParallel is the same, each from fanoutCallers goroutines
+// at once (the raw loop from one process per goroutine, as Call blocks its
+// process); multicall-process is Multicall's fallback for a node without
+// the Node actor, a process per call (how every Multicall ran before).
 func BenchmarkFanoutParallel(b *testing.B) {
 	nodes := benchNodes()
+	par := max(1, fanoutCallers/runtime.GOMAXPROCS(0))
 	b.Run("multicall", func(b *testing.B) {
-		b.SetParallelism(4)
+		b.ReportAllocs()
+		b.SetParallelism(par)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
@@ -83,10 +92,21 @@ func BenchmarkFanoutParallel(b *testing.B) {
 			}
 		})
 	})
+	b.Run("multicall-process", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetParallelism(par)
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				rs, err := multicall("multicall", testNode, nodes, echoName, benchRequest, 5*time.Second)
+				checkBench(b, rs, err)
+			}
+		})
+	})
 	b.Run("raw", func(b *testing.B) {
 		raw := rawCalls(nodes)
 		var failed atomic.Value
-		b.SetParallelism(4)
+		b.ReportAllocs()
+		b.SetParallelism(par)
 		b.RunParallel(func(pb *testing.PB) {
 			p, err := testNode.Spawn("", gen.ProcessOptions{}, &inbox{ch: make(chan etf.Term, 1)})
 			if err != nil {
@@ -123,4 +143,24 @@ func BenchmarkCallerSpawn(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkMulticallSerial: one caller, Multicall (in the Node actor) and
+// its process-per-call fallback, to three peers.
+func BenchmarkMulticallSerial(b *testing.B) {
+	nodes := benchNodes()
+	b.Run("multicall", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
+			checkBench(b, rs, err)
+		}
+	})
+	b.Run("multicall-process", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			rs, err := multicall("multicall", testNode, nodes, echoName, benchRequest, 5*time.Second)
+			checkBench(b, rs, err)
+		}
+	})
 }

@@ -178,14 +178,26 @@ func (m *Monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 			return result(m.d.step(core.NodeDown{Now: time.Now(), Node: msg.PeerName}))
 		case dialDoneMsg:
 			return result(m.d.dialDone(msg))
+		case rebuildMsg:
+			m.d.rebuilt()
+			return result(nil)
 		case discoveredMsg:
 			return result(m.d.step(core.Discovered{Now: time.Now(), Peers: msg.peers}))
 		case etf.Tuple:
 			if len(msg) == 2 {
 				if ref, ok := msg[0].(etf.Ref); ok {
-					if peer, ok := m.tr.answered(ref); ok {
-						if app, members, ok := ParseState(msg[1]); ok {
-							return result(m.d.step(core.ProbeReply{Now: time.Now(), Node: peer, OTPApp: app, Members: members}))
+					if peer, ping, ok := m.tr.answered(ref); ok {
+						if ping {
+							if t, ok := msg[1].(etf.Tuple); ok && len(t) == 2 && t[0] == atomPong {
+								if h, ok := hashOf(t[1]); ok {
+									return result(m.d.step(core.Pong{Now: time.Now(), Node: peer, Hash: h}))
+								}
+							}
+							return result(nil)
+						}
+						if st, ok := parseState(msg[1]); ok {
+							return result(m.d.step(core.ProbeReply{Now: time.Now(), Node: peer, OTPApp: st.otpApp,
+								Members: st.members, Hash: st.hash, HasHash: st.hasHash}))
 						}
 					}
 				}
@@ -256,6 +268,14 @@ func (m *Monitor) call(e statem.Call) statem.Result[listener.State] {
 			return result(nil, reply)
 		}
 	case etf.Tuple:
+		if len(msg) == 2 && msg[0] == atomPing {
+			reply := statem.Reply{From: e.From, Msg: etf.Tuple{atomPong, hashBytes(m.d.core.MembersHash())}}
+			h, ok := hashOf(msg[1])
+			if from := string(e.From.Pid.Node); ok && from != "" && from != m.cluster.Self() {
+				return result(m.d.step(core.PingedBy{Now: time.Now(), Node: from, Hash: h}), reply)
+			}
+			return result(nil, reply)
+		}
 		if len(msg) == 3 && msg[0] == etf.Atom("whois") {
 			return result(nil, statem.Reply{From: e.From, Msg: m.whois(msg[1], msg[2])})
 		}
@@ -364,16 +384,37 @@ func (m *Monitor) stateTerm(caller string) etf.Term {
 		st[etf.Atom("epoch")] = int64(sn.Epoch())
 		st[etf.Atom("hash")] = []byte(fmt.Sprintf("%016x", sn.Hash()))
 	}
+	// The members' hash as a ping carries it: a peer that reads it pings us.
+	st[etf.Atom("members_hash")] = hashBytes(m.d.core.MembersHash())
 	return st
 }
 
 // ParseState reads a Monitor's state reply (ours or Elixir cloister's):
 // the OTP application from fsm "monitor_<app>" and the ring members.
 func ParseState(t etf.Term) (otpApp string, members []string, ok bool) {
+	st, ok := parseState(t)
+	return st.otpApp, st.members, ok
+}
+
+// peerState is a peer Monitor's state answer as the core takes it.
+type peerState struct {
+	otpApp  string
+	members []string
+	hash    uint64
+	hasHash bool // the answer carried members_hash: the peer answers pings
+}
+
+func parseState(t etf.Term) (st peerState, ok bool) {
 	mp, isMap := t.(etf.Map)
 	if !isMap {
-		return "", nil, false
+		return st, false
 	}
+	st.hash, st.hasHash = hashOf(mp[etf.Atom("members_hash")])
+	st.otpApp, st.members, ok = parseStateMap(mp)
+	return st, ok
+}
+
+func parseStateMap(mp etf.Map) (otpApp string, members []string, ok bool) {
 	var fsm string
 	switch v := mp[etf.Atom("fsm")].(type) {
 	case []byte:

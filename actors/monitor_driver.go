@@ -44,7 +44,15 @@ type driver struct {
 	// unhandled counts effects the driver has no case for (a bug; a test
 	// feeds every effect type and expects none).
 	unhandled int
+	// pending is a member list published by the core whose rings are not
+	// built yet; rebuildQueued: a rebuildMsg is on its way (see step).
+	pending       []string
+	rebuildQueued bool
 }
+
+// rebuildMsg asks the driver, through the Monitor's mailbox, to build the
+// rings of the pending member list.
+type rebuildMsg struct{}
 
 type dialFailure struct {
 	reason   string // the error without addresses, to tell a change of cause
@@ -135,6 +143,30 @@ func (d *driver) step(ev core.Event) []core.Transition {
 		}
 		published = published || pub
 	}
+	if d.pending != nil {
+		// A transition is told to the listener with the rings as they are
+		// now, so they are built at once. Without one (a member joined
+		// while consensus is still short), the build waits for a message
+		// to self: the joins of a burst already queued behind this one
+		// are then built once, not once each.
+		if len(changes) > 0 {
+			d.rebuild()
+		} else if !d.rebuildQueued {
+			d.rebuildQueued = true
+			d.post(rebuildMsg{})
+		}
+	}
+	switch ev.(type) {
+	case core.Pong, core.PingedBy:
+		// A heartbeat: without an effect the only thing it can change on
+		// /status is a suspect cleared.
+		if !published && len(changes) == 0 {
+			if sus := d.cluster.Snapshot().Suspects; len(sus) > 0 && !slices.Equal(d.core.Suspects(), sus) {
+				d.publish(d.core.State())
+			}
+			return changes
+		}
+	}
 	if len(changes) > 0 {
 		// One snapshot per state entered, in order, each told to the
 		// listener with that snapshot; the rings are already rebuilt.
@@ -161,15 +193,14 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 		d.dial(e.Node)
 	case core.Probe:
 		d.tr.Probe(e.Node)
+	case core.Ping:
+		d.tr.Ping(e.Node, d.core.MembersHash())
 	case core.Disconnect:
 		d.logf("cloister: %s silent for %s: removed and disconnected", e.Node, d.opts.RemoveAfter)
 		d.disconnect(e.Node)
 	case core.Publish:
-		for _, name := range d.cluster.Rings.Names() {
-			if _, _, err := d.cluster.Rings.Update(name, e.Members); err != nil {
-				d.logf("cloister: ring %s: %v", name, err)
-			}
-		}
+		// Built at the end of the step, or coalesced (see step).
+		d.pending = e.Members
 		return nil, true
 	case core.Suspect:
 		d.logf("cloister: %s suspected: no heartbeat answer for %s", e.Node, e.Silence.Round(time.Millisecond))
@@ -193,8 +224,27 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 	return nil, false
 }
 
-// observed is the public event for an effect (none for a probe: too
-// frequent, and not a decision).
+// rebuild builds every ring from the pending member list.
+func (d *driver) rebuild() {
+	for _, name := range d.cluster.Rings.Names() {
+		if _, _, err := d.cluster.Rings.Update(name, d.pending); err != nil {
+			d.logf("cloister: ring %s: %v", name, err)
+		}
+	}
+	d.pending = nil
+}
+
+// rebuilt handles a rebuildMsg: the coalesced build, then a snapshot.
+func (d *driver) rebuilt() {
+	d.rebuildQueued = false
+	if d.pending != nil {
+		d.rebuild()
+		d.publish(d.core.State())
+	}
+}
+
+// observed is the public event for an effect (none for a probe or a ping:
+// too frequent, and not a decision).
 func observed(f core.Effect) (listener.Event, bool) {
 	switch e := f.(type) {
 	case core.Transition:

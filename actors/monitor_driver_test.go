@@ -101,6 +101,17 @@ func (f *fakeNet) Probe(peer string) {
 	}
 }
 
+// Ping answers like Probe, with a Pong carrying the same hash (the fake
+// peers agree with us).
+func (f *fakeNet) Ping(peer string, hash uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.probes = append(f.probes, peer)
+	if f.connected[peer] && f.answers[peer] {
+		f.events = append(f.events, core.Pong{Node: peer, Hash: hash})
+	}
+}
+
 // drop cuts the connection to peer from the peer's side (a kill, a flap).
 func (f *fakeNet) drop(peer string) {
 	f.mu.Lock()
@@ -230,11 +241,19 @@ func (r *rig) settle() {
 			r.d.step(stamp(ev, r.now))
 		}
 		// Dials finish in any order; feed them sorted, for determinism.
-		sort.Slice(posted, func(i, j int) bool {
-			return posted[i].(dialDoneMsg).node < posted[j].(dialDoneMsg).node
-		})
+		// A coalesced ring build (rebuildMsg) runs as the Monitor runs it.
+		var dials []dialDoneMsg
 		for _, m := range posted {
-			r.d.dialDone(m.(dialDoneMsg))
+			switch m := m.(type) {
+			case dialDoneMsg:
+				dials = append(dials, m)
+			case rebuildMsg:
+				r.d.rebuilt()
+			}
+		}
+		sort.Slice(dials, func(i, j int) bool { return dials[i].node < dials[j].node })
+		for _, m := range dials {
+			r.d.dialDone(m)
 		}
 	}
 	r.t.Fatal("the driver never settled")
@@ -272,6 +291,9 @@ func stamp(ev core.Event, now time.Time) core.Event {
 		e.Now = now
 		return e
 	case core.ProbeReply:
+		e.Now = now
+		return e
+	case core.Pong:
 		e.Now = now
 		return e
 	}
@@ -328,17 +350,18 @@ func (r *rig) listenerHeard() []string {
 }
 
 // Every effect the core can emit has a case in the driver, and every one
-// but Probe is observable as a public event; a new effect type fails here
-// until the driver handles it.
+// but Probe and Ping is observable as a public event; a new effect type
+// fails here until the driver handles it.
 func TestDriverHandlesEveryEffect(t *testing.T) {
 	r := newRig(t, testMonitorOptions())
 	kinds := map[string]bool{}
 	for _, f := range core.Effects() {
 		r.d.apply(f)
 		e, ok := observed(f)
-		if _, probe := f.(core.Probe); probe {
+		switch f.(type) {
+		case core.Probe, core.Ping:
 			if ok {
-				t.Errorf("a probe is observed as %T", e)
+				t.Errorf("%T is observed as %T", f, e)
 			}
 			continue
 		}
@@ -352,8 +375,8 @@ func TestDriverHandlesEveryEffect(t *testing.T) {
 	if r.d.unhandled != 0 {
 		t.Fatalf("%d effects not handled by the driver: %q", r.d.unhandled, r.logs)
 	}
-	if len(kinds) != len(core.Effects())-1 {
-		t.Fatalf("effects map to %d distinct public events, want %d: %v", len(kinds), len(core.Effects())-1, kinds)
+	if len(kinds) != len(core.Effects())-2 {
+		t.Fatalf("effects map to %d distinct public events, want %d: %v", len(kinds), len(core.Effects())-2, kinds)
 	}
 }
 
@@ -653,5 +676,25 @@ func TestDriverReconcileFindsAMissedNodeDown(t *testing.T) {
 	}
 	if got := r.c.Snapshot().Members; !reflect.DeepEqual(got, []string{"a@h", "c@h"}) {
 		t.Fatalf("members %v", got)
+	}
+}
+
+// Joins that arrive together while consensus is still short are built into
+// the rings once, not once each: a ring build hashes and merges every
+// member's points, and an assembly of N nodes saw N-1 joins on every node.
+func TestDriverCoalescesTheRingBuildsOfABurstOfJoins(t *testing.T) {
+	o := testMonitorOptions()
+	o.Consensus = 6
+	o.Sentries = []string{"a@h", "b@h", "c@h", "d@h", "e@h", "f@h"}
+	r := newRig(t, o, "b@h", "c@h", "d@h", "e@h", "f@h")
+	r.begin()
+	s := r.c.Snapshot()
+	if !s.Ready() || !reflect.DeepEqual(s.Rings["cloister"].Members, o.Sentries) {
+		t.Fatalf("snapshot %s, ring %v", s.State, s.Rings["cloister"].Members)
+	}
+	// Epoch 1: the ring of this node alone (entering rehashing); then the
+	// five joins, answered in one batch, in one build.
+	if e := s.Rings["cloister"].Epoch; e != 2 {
+		t.Fatalf("ring epoch %d after five joins in one burst, want 2 (one build for the burst)", e)
 	}
 }

@@ -2,10 +2,10 @@ package actors
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,6 +38,10 @@ type transport interface {
 	// Probe asks peer's Monitor for its state, without waiting: the answer
 	// comes back to the Monitor as a message (see Monitor.HandleEvent).
 	Probe(peer string)
+	// Ping sends peer's Monitor the heartbeat {cloister_ping, Hash}, hash
+	// being this node's core.MembersHash, without waiting; the answer
+	// comes back as a message too.
+	Ping(peer string, hash uint64)
 }
 
 // dialError is a failed dial with its cause: Error is the full text
@@ -78,6 +82,7 @@ type ergoTransport struct {
 type probe struct {
 	node string
 	at   time.Time
+	ping bool // a Ping (answered {cloister_pong, Hash}), not a state probe
 }
 
 // attempt is one Ergo connect (and, when it fails, the diagnosis of the
@@ -154,28 +159,57 @@ func (t *ergoTransport) Disconnect(peer string) { _ = t.node.Disconnect(peer) }
 // Probe asks a peer's Monitor for its state with a plain $gen_call that
 // Ergo, Erlang and Elixir servers all answer, without blocking: the reply
 // arrives as an info message {Ref, State}.
-func (t *ergoTransport) Probe(peer string) {
+func (t *ergoTransport) Probe(peer string) { t.call(peer, etf.Atom("state"), false) }
+
+// Ping sends the heartbeat as a $gen_call too: the answer arrives as an
+// info message {Ref, {cloister_pong, Hash}}.
+func (t *ergoTransport) Ping(peer string, hash uint64) {
+	t.call(peer, etf.Tuple{atomPing, hashBytes(hash)}, true)
+}
+
+func (t *ergoTransport) call(peer string, req etf.Term, ping bool) {
 	// Sending to a node that is not connected would make Ergo dial
 	// synchronously on this goroutine: never do that.
-	if !slices.Contains(t.node.Nodes(), peer) {
+	if !linked(t.node, peer) {
 		return
 	}
 	ref := t.proc.MakeRef()
-	t.probes[ref] = probe{node: peer, at: time.Now()}
-	msg := etf.Tuple{etf.Atom("$gen_call"), etf.Tuple{t.proc.Self(), ref}, etf.Atom("state")}
+	t.probes[ref] = probe{node: peer, at: time.Now(), ping: ping}
+	msg := etf.Tuple{etf.Atom("$gen_call"), etf.Tuple{t.proc.Self(), ref}, req}
 	if err := t.proc.Send(gen.ProcessID{Name: t.monitor, Node: peer}, msg); err != nil {
 		delete(t.probes, ref)
 	}
 }
 
-// answered returns the peer a probe reply with this ref comes from, and
-// forgets the probe.
-func (t *ergoTransport) answered(ref etf.Ref) (string, bool) {
+// answered returns the peer a probe or ping reply with this ref comes
+// from, and whether it was a ping, and forgets it.
+func (t *ergoTransport) answered(ref etf.Ref) (string, bool, bool) {
 	pr, ok := t.probes[ref]
 	if ok {
 		delete(t.probes, ref)
 	}
-	return pr.node, ok
+	return pr.node, pr.ping, ok
+}
+
+// The heartbeat between cloister Monitors that agree on the member list:
+// {cloister_ping, Hash} answered {cloister_pong, Hash}, Hash being the
+// 8-byte big-endian core.MembersHash of the sender's members. Only a peer
+// whose state answer carried members_hash is pinged; any other (an Elixir
+// Monitor) is asked for its state as before.
+const (
+	atomPing = etf.Atom("cloister_ping")
+	atomPong = etf.Atom("cloister_pong")
+)
+
+func hashBytes(h uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), h) }
+
+// hashOf reads an 8-byte hash binary.
+func hashOf(t etf.Term) (uint64, bool) {
+	b, ok := t.([]byte)
+	if !ok || len(b) != 8 {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(b), true
 }
 
 // expire forgets probes unanswered for probeForget.

@@ -5,6 +5,7 @@ import (
 
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/node"
 
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
@@ -42,6 +43,7 @@ func NodeProcessOptions() gen.ProcessOptions {
 // nodeServer is the Node actor (the original's Cloister.Node, fan-out part).
 type nodeServer struct {
 	gen.Server
+	fan   *fanEngine // the Multicall and Multicast of this node (fanout_actor.go)
 	funcs *Funcs
 	slots chan struct{} // one token per running Multiapply function
 	// connected, when set, tells whether this node is connected to a
@@ -65,7 +67,7 @@ func NewNode(funcs *Funcs) gen.ServerBehavior {
 	if funcs == nil {
 		funcs = NewFuncs()
 	}
-	return &nodeServer{funcs: funcs, slots: make(chan struct{}, MaxApplyConcurrency)}
+	return &nodeServer{funcs: funcs, slots: make(chan struct{}, MaxApplyConcurrency), fan: newFanEngine()}
 }
 
 // newClusterNode is NewNode for the Manager's tree: answers to callers on
@@ -83,7 +85,22 @@ func (s *nodeServer) reachable(node etf.Atom) bool {
 
 // ProcessLoop runs gen.Server's loop behind guardedLoop's filter.
 func (s *nodeServer) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
-	return guardedLoop(&s.Server, ps, started)
+	return guardedLoopWith(&s.Server, ps, started, s.fan.in)
+}
+
+// Init makes this actor the one that runs Multicall and Multicast for its
+// node, when it is registered as NodeName (not another instance a test or
+// an application runs under another name).
+func (s *nodeServer) Init(p *gen.ServerProcess, args ...etf.Term) error {
+	if n, ok := p.Env(node.EnvKeyNode).(node.Node); ok && p.Name() == NodeName {
+		s.fan.register(n, p.Self())
+	}
+	return nil
+}
+
+// Terminate ends the fan-outs in flight.
+func (s *nodeServer) Terminate(p *gen.ServerProcess, reason string) {
+	s.fan.unregister(p)
 }
 
 // guardedLoop runs gen.Server's process loop on a filtered copy of the
@@ -95,6 +112,13 @@ func (s *nodeServer) ProcessLoop(ps gen.ProcessState, started chan<- bool) strin
 // of deferred messages. Exit signals from other processes are dropped too
 // (ownExits): a linked peer cannot kill the process.
 func guardedLoop(srv *gen.Server, ps gen.ProcessState, started chan<- bool) string {
+	return guardedLoopWith(srv, ps, started, nil)
+}
+
+// guardedLoopWith is guardedLoop that also forwards into the mailbox what
+// Go code puts in inject (nil: nothing): how Multicall hands the Node
+// actor a request without a process of its own.
+func guardedLoopWith(srv *gen.Server, ps gen.ProcessState, started chan<- bool, inject <-chan gen.ProcessMailboxMessage) string {
 	orig := ps.ProcessChannels()
 	mailbox := make(chan gen.ProcessMailboxMessage, cap(orig.Mailbox))
 	ctx := ps.Context()
@@ -105,6 +129,12 @@ func guardedLoop(srv *gen.Server, ps gen.ProcessState, started chan<- bool) stri
 				if t, ok := m.Message.(etf.Tuple); ok && len(t) == 0 {
 					continue
 				}
+				select {
+				case mailbox <- m:
+				case <-ctx.Done():
+					return
+				}
+			case m := <-inject:
 				select {
 				case mailbox <- m:
 				case <-ctx.Done():
@@ -152,6 +182,9 @@ func (s *nodeServer) HandleCast(p *gen.ServerProcess, message etf.Term) gen.Serv
 // HandleInfo answers the gen_server:multi_call form of a call and ignores
 // everything else.
 func (s *nodeServer) HandleInfo(p *gen.ServerProcess, message etf.Term) gen.ServerStatus {
+	if s.fan.handle(p, message) {
+		return gen.ServerStatusOK
+	}
 	m, ok := message.(etf.Tuple)
 	if !ok || len(m) != 3 || m[0] != atomGenCall {
 		return gen.ServerStatusOK

@@ -841,3 +841,45 @@ func TestFuncsRegistry(t *testing.T) {
 		}
 	}
 }
+
+// Multicall and Multicast run inside the calling node's Node actor, up to
+// fanActorMax Multicalls at once: no process is spawned for them (each used
+// to spawn one).
+func TestFanoutSpawnsNoProcess(t *testing.T) {
+	nodes := threeNodes()
+	before := testNode.Stats().TotalProcesses
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	callers := int(fanActorMax)
+	for i := 0; i < callers; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < 5; j++ {
+				rs, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), i}, 10*time.Second)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for _, r := range rs {
+					if r.Err != nil {
+						errs <- r.Err
+						return
+					}
+				}
+				if err := Multicast(testNode, nodes, echoName, etf.Atom("noise")); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if after := testNode.Stats().TotalProcesses; after != before {
+		t.Fatalf("%d processes spawned by %d Multicalls and as many Multicasts, want 0", after-before, 5*callers)
+	}
+}

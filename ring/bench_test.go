@@ -148,13 +148,37 @@ func BenchmarkOwnerWhileUpdating(b *testing.B) {
 }
 
 // BenchmarkBuild: rebuilding a ring on a member change (Engine.Build).
+// cold: an engine that has seen none of the members (every point hashed);
+// join: N-1 members seen before and a newcomer, as on a join; same: the
+// same members again (every member's points cached, merge only).
 func BenchmarkBuild(b *testing.B) {
 	for _, n := range benchSizes {
 		members := ipMembers(n)
-		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
+		b.Run(fmt.Sprintf("N=%d/cold", n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				sinkBuild = defaultEngine.Build(members)
+				e := &circleEngine{name: defaultEngine.name, scheme: defaultEngine.scheme}
+				sinkBuild = e.Build(members)
+			}
+		})
+		b.Run(fmt.Sprintf("N=%d/join", n), func(b *testing.B) {
+			e := &circleEngine{name: defaultEngine.name, scheme: defaultEngine.scheme}
+			e.Build(members[1:])
+			ms := slices.Clone(members)
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				i++
+				ms[0] = fmt.Sprintf("app@1.%d.%d", i>>8&255, i&255) // sorts first, as members[0] did
+				sinkBuild = e.Build(ms)
+			}
+		})
+		b.Run(fmt.Sprintf("N=%d/same", n), func(b *testing.B) {
+			e := &circleEngine{name: defaultEngine.name, scheme: defaultEngine.scheme}
+			e.Build(members)
+			b.ReportAllocs()
+			for b.Loop() {
+				sinkBuild = e.Build(members)
 			}
 		})
 	}

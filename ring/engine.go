@@ -4,8 +4,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"hash/crc32"
+	"maps"
 	"slices"
 	"strconv"
+	"sync"
 	"unsafe"
 )
 
@@ -101,37 +103,126 @@ func nativeScheme(n int) scheme {
 type circleEngine struct {
 	name   string
 	scheme scheme
+
+	// A member's points depend only on its name, so each member's sorted
+	// points are computed once and kept: a rebuild after a join hashes only
+	// the newcomer and merges (sha256 of every label of every member was
+	// most of a rebuild's cost). Guarded by mu; bounded by pointCacheMax.
+	mu    sync.Mutex
+	cache map[string][]uint32
 }
+
+// pointCacheMax bounds the members whose points an engine keeps (2 KiB each
+// with Replicas points): beyond it, the entries of members not in the ring
+// being built are dropped.
+const pointCacheMax = 1024
 
 func (e *circleEngine) Name() string { return e.name }
 
-func (e *circleEngine) Build(members []string) Lookup {
-	perMember := e.scheme.count * e.scheme.replicas
-	// Each point packed as hash<<32 | seq, seq its position in Add order:
-	// sorting orders by hash, then by insertion, and owner = seq / perMember.
-	pts := make([]uint64, 0, len(members)*perMember)
-	var key, elt []byte
-	for _, member := range members {
-		for j := 0; j < e.scheme.count; j++ {
-			elt = e.scheme.appendElt(elt[:0], member, j)
-			for i := 0; i < e.scheme.replicas; i++ {
-				key = strconv.AppendInt(key[:0], int64(i), 10) // consistent's eltKey
-				key = append(key, elt...)
-				pts = append(pts, uint64(crc32.ChecksumIEEE(key))<<32|uint64(len(pts)))
-			}
+// points returns member's point hashes, sorted and distinct (two of its own
+// points on one hash are one point, owned by it either way).
+func (e *circleEngine) points(member string, key, elt []byte) ([]uint32, []byte, []byte) {
+	if pts, ok := e.cache[member]; ok {
+		return pts, key, elt
+	}
+	pts := make([]uint32, 0, e.scheme.count*e.scheme.replicas)
+	for j := 0; j < e.scheme.count; j++ {
+		elt = e.scheme.appendElt(elt[:0], member, j)
+		for i := 0; i < e.scheme.replicas; i++ {
+			key = strconv.AppendInt(key[:0], int64(i), 10) // consistent's eltKey
+			key = append(key, elt...)
+			pts = append(pts, crc32.ChecksumIEEE(key))
 		}
 	}
 	slices.Sort(pts)
-	c := &circle{members: members, hashes: make([]uint32, 0, len(pts)), owners: make([]int32, 0, len(pts))}
-	for i, p := range pts {
-		if i+1 < len(pts) && pts[i+1]>>32 == p>>32 {
-			continue // consistent's circle is a map: the later Add overwrote this point
+	pts = slices.Clip(slices.Compact(pts))
+	if e.cache == nil {
+		e.cache = make(map[string][]uint32)
+	}
+	e.cache[member] = pts
+	return pts, key, elt
+}
+
+func (e *circleEngine) Build(members []string) Lookup {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.cache)+len(members) > pointCacheMax {
+		keep := make(map[string]bool, len(members))
+		for _, m := range members {
+			keep[m] = true
+		}
+		maps.DeleteFunc(e.cache, func(m string, _ []uint32) bool { return !keep[m] })
+	}
+	// Each point packed as hash<<32 | member index: merging the members'
+	// sorted lists orders by hash, then by member. consistent's circle is a
+	// map filled in sorted member order, so on a hash shared by two members
+	// the later Add (the higher index) overwrote the earlier.
+	all := make([][]uint32, len(members))
+	total := 0
+	var key, elt []byte
+	for m, member := range members {
+		all[m], key, elt = e.points(member, key, elt)
+		total += len(all[m])
+	}
+	src := make([]uint64, 0, total)
+	ends := make([]int, len(members)) // run m is src[ends[m-1]:ends[m]]
+	for m, pts := range all {
+		for _, h := range pts {
+			src = append(src, uint64(h)<<32|uint64(m))
+		}
+		ends[m] = len(src)
+	}
+	merged := mergeRuns(src, ends)
+	c := &circle{members: members, hashes: make([]uint32, 0, len(merged)), owners: make([]int32, 0, len(merged))}
+	for i, p := range merged {
+		if i+1 < len(merged) && merged[i+1]>>32 == p>>32 {
+			continue // a later member's point on the same hash overwrote this one
 		}
 		c.hashes = append(c.hashes, uint32(p>>32))
-		c.owners = append(c.owners, int32(uint32(p)/uint32(perMember)))
+		c.owners = append(c.owners, int32(uint32(p)))
 	}
 	c.buildIndex()
 	return c
+}
+
+// mergeRuns sorts src, made of sorted runs ending at ends, by merging the
+// runs pairwise: log2(len(ends)) linear passes between two buffers.
+func mergeRuns(src []uint64, ends []int) []uint64 {
+	if len(ends) <= 1 {
+		return src
+	}
+	dst := make([]uint64, len(src))
+	next := make([]int, 0, (len(ends)+1)/2)
+	for len(ends) > 1 {
+		next = next[:0]
+		start := 0
+		for i := 0; i < len(ends); i += 2 {
+			if i+1 == len(ends) { // a lone last run moves over as it is
+				copy(dst[start:ends[i]], src[start:ends[i]])
+				next = append(next, ends[i])
+				continue
+			}
+			a, b := src[start:ends[i]], src[ends[i]:ends[i+1]]
+			k, x, y := start, 0, 0
+			for x < len(a) && y < len(b) {
+				if a[x] <= b[y] {
+					dst[k] = a[x]
+					x++
+				} else {
+					dst[k] = b[y]
+					y++
+				}
+				k++
+			}
+			k += copy(dst[k:], a[x:])
+			copy(dst[k:], b[y:])
+			start = ends[i+1]
+			next = append(next, ends[i+1])
+		}
+		src, dst = dst, src
+		ends = append(ends[:0], next...)
+	}
+	return src
 }
 
 // circle is a flat, sorted copy of a consistent.Consistent circle.

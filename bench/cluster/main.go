@@ -1,17 +1,28 @@
-// Command cluster measures cluster formation and failure detection with
-// real node processes on 127.0.0.1 (the `cloister node` binary):
+// Command cluster measures a cloister cluster of real node processes on
+// 127.0.0.1 (the `cloister node` binary) side by side with the floor: raw
+// Ergo nodes started with the same options that only connect to each other
+// (a full mesh, see raw.go). Variants are interleaved round by round, so
+// load from other jobs falls on both alike; every figure is printed next
+// to its target with ✔ or ✘.
 //
 //   - assembly: from the moment the last of N processes is started to the
-//     moment every node is ready with N members (node-side timestamps);
-//   - kill: from kill -9 of one node to the listener call on every survivor.
+//     moment every node is ready with N members (raw: connected to all);
+//   - steady state: CPU and RSS per node over a window with nothing
+//     happening, and the membership changes seen in it (target 0);
+//   - kill: from kill -9 of one node to the listener call on every survivor
+//     (raw: Ergo's link-down event on every survivor);
+//   - fan-out: Multicall vs a loop of raw Ergo calls from a plain node.
 //
-// It prints a Markdown table. Usage: go run ./bench/cluster -n 3,5,10,25 -rounds 3
+// Usage: go run ./bench/cluster -n 3,10,25,50 -rounds 3 -steady 25=20s,50=60s
 package main
 
 import (
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,83 +35,270 @@ import (
 	"github.com/ergo-services/ergo/gen"
 )
 
+// settle is the pause between "all ready" and a steady window.
+const settle = 2 * time.Second
+
+type roundResult struct {
+	assembly, kill time.Duration
+	idle           idle
+	mc, raw        time.Duration // fan-out means (cloister rounds with calls)
+}
+
 func main() {
 	ns := flag.String("n", "3,5,10", "cluster sizes")
 	rounds := flag.Int("rounds", 3, "rounds per size (the median is reported)")
-	calls := flag.Int("calls", 200, "fan-outs per size for the Multicall measurement")
+	bigRounds := flag.Int("big-rounds", 1, "rounds for sizes of 50 and more")
+	steadyFlag := flag.String("steady", "", "steady windows per size, N=duration,... (e.g. 25=20s,50=60s)")
+	calls := flag.Int("calls", 200, "fan-outs per size for the Multicall measurement (0: none)")
+	profile := flag.String("profile", "", "write CPU profiles of one cloister node (assembly, steady) into this directory")
+	rawName := flag.String("raw-node", "", "internal: run as a raw Ergo node of the baseline")
+	rawPeers := flag.String("raw-peers", "", "internal: the raw node's peers")
+	rawCookie := flag.String("raw-cookie", "", "internal: the raw node's cookie")
+	rawEPMD := flag.Int("raw-epmd-port", 0, "internal: the raw node's EPMD port")
 	flag.Parse()
-	bin, err := cloistertest.Binary()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
+	if *rawName != "" {
+		os.Exit(rawNodeMain(*rawName, *rawPeers, *rawCookie, uint16(*rawEPMD)))
 	}
-	fmt.Println("| N | assembly: last process started → all ready (median, min–max) | kill -9 → listener on every survivor (median, max) | Multicall to N nodes | raw loop of N Ergo calls | Multicall / raw |")
-	fmt.Println("|---|---|---|---|---|---|")
+	steady := map[int]time.Duration{}
+	for _, f := range strings.Split(*steadyFlag, ",") {
+		if f == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(f, "=")
+		n, err1 := strconv.Atoi(k)
+		d, err2 := time.ParseDuration(v)
+		if !ok || err1 != nil || err2 != nil {
+			fatalf(2, "bad -steady entry %q (want N=duration)", f)
+		}
+		steady[n] = d
+	}
+	var sizes []int
 	for _, f := range strings.Split(*ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil || n < 2 {
-			fmt.Fprintln(os.Stderr, "bad -n:", f)
-			os.Exit(2)
+			fatalf(2, "bad -n entry %q (want a size ≥ 2)", f)
 		}
-		var asm, kill []time.Duration
-		var mc, raw time.Duration
-		for r := 0; r < *rounds; r++ {
+		sizes = append(sizes, n)
+	}
+	bin, err := cloistertest.Binary()
+	if err != nil {
+		fatalf(1, "%v", err)
+	}
+	type sizeResult struct {
+		n          int
+		clo, raw   []roundResult
+		cIdle, rId idle
+		mc, rawMC  time.Duration
+	}
+	var all []sizeResult
+	for _, n := range sizes {
+		sr := sizeResult{n: n}
+		rs := *rounds
+		if n >= 50 {
+			rs = *bigRounds
+		}
+		for r := 0; r < rs; r++ {
+			var st time.Duration
 			c := 0
 			if r == 0 {
-				c = *calls
+				st, c = steady[n], *calls
 			}
-			a, k, m, w, err := round(bin, n, r, c)
+			prof := ""
+			if *profile != "" && r == 0 {
+				prof = *profile
+			}
+			h, err := cloistertest.NewWithBinary(bin)
 			if err != nil {
-				fmt.Fprintf(os.Stderr, "N=%d round %d: %v\n", n, r, err)
-				os.Exit(1)
+				fatalf(1, "%v", err)
 			}
-			asm = append(asm, a)
-			kill = append(kill, k)
+			cr, err := cloisterRound(h, n, r, st, c, prof)
+			if err != nil {
+				h.Close()
+				fatalf(1, "cloister N=%d round %d: %v", n, r, err)
+			}
+			rr, err := rawRound(h.EPMD.Port, h.Cookie, n, r, st)
+			h.Close()
+			if err != nil {
+				fatalf(1, "raw N=%d round %d: %v", n, r, err)
+			}
+			sr.clo, sr.raw = append(sr.clo, cr), append(sr.raw, rr)
+			if st > 0 {
+				sr.cIdle, sr.rId = cr.idle, rr.idle
+			}
 			if c > 0 {
-				mc, raw = m, w
+				sr.mc, sr.rawMC = cr.mc, cr.raw
 			}
+			fmt.Fprintf(os.Stderr, "bench/cluster: N=%d round %d: assembly %s (raw %s), kill %s (raw %s)\n",
+				n, r, cr.assembly.Round(time.Millisecond), rr.assembly.Round(time.Millisecond),
+				cr.kill.Round(time.Millisecond), rr.kill.Round(time.Millisecond))
 		}
-		fmt.Printf("| %d | %s (%s–%s) | %s (max %s) | %s | %s | %.2f |\n", n, med(asm), min(asm), max(asm), med(kill), max(kill),
-			mc.Round(time.Microsecond), raw.Round(time.Microsecond), float64(mc)/float64(raw))
+		all = append(all, sr)
+	}
+
+	fmt.Println("**Assembly**: last of N processes started → every node ready with N members; raw: every node connected to all. Target ≤ 1.5× raw at every N.")
+	fmt.Println()
+	fmt.Println("| N | rounds | cloister, median [min–max] | raw Ergo full mesh, median [min–max] | ratio of medians | target |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for _, s := range all {
+		c, r := pick(s.clo, func(x roundResult) time.Duration { return x.assembly }), pick(s.raw, func(x roundResult) time.Duration { return x.assembly })
+		ratio := float64(med(c)) / float64(med(r))
+		fmt.Printf("| %d | %d | %s [%s–%s] | %s [%s–%s] | %.1f× | ≤ 1.5× %s |\n", s.n, len(c), ms(med(c)), ms(lo(c)), ms(hi(c)),
+			ms(med(r)), ms(lo(r)), ms(hi(r)), ratio, mark(ratio <= 1.5))
+	}
+	fmt.Println()
+	fmt.Println("**Steady state** (nothing happening, window after all ready + 2 s): CPU per node (mean, % of one core), RSS per node (median), membership changes on all nodes together (raw: links dropped). Targets: CPU ≤ 2× raw at N = 50, RSS ≤ 1.5× raw, 0 changes.")
+	fmt.Println()
+	fmt.Println("| N | window | CPU/node cloister | raw | ratio | RSS/node cloister | raw | ratio | changes | raw link drops |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	for _, s := range all {
+		if s.cIdle.window == 0 {
+			continue
+		}
+		cr := s.cIdle.cpuPct / max(s.rId.cpuPct, 0.01)
+		rr := s.cIdle.rssMiB / s.rId.rssMiB
+		cpuTarget := ""
+		if s.n >= 50 {
+			cpuTarget = " (≤ 2×) " + mark(cr <= 2)
+		}
+		fmt.Printf("| %d | %s | %.2f %% | %.2f %% | %.1f×%s | %.1f MiB | %.1f MiB | %.2f× %s | %d %s | %d |\n", s.n,
+			s.cIdle.window.Round(time.Second), s.cIdle.cpuPct, s.rId.cpuPct, cr, cpuTarget,
+			s.cIdle.rssMiB, s.rId.rssMiB, rr, mark(rr <= 1.5), s.cIdle.changes, mark(s.cIdle.changes == 0), s.rId.changes)
+	}
+	fmt.Println()
+	fmt.Println("**Failure notice**: kill -9 of one node → the listener called on every survivor (worst survivor per round); raw: Ergo's link-down event on every survivor. Target ≤ 100 ms at N = 25 and ≤ 2× raw.")
+	fmt.Println()
+	fmt.Println("| N | cloister, median [max] | raw link-down floor, median [max] | ratio of medians | target |")
+	fmt.Println("|---|---|---|---|---|")
+	for _, s := range all {
+		c, r := pick(s.clo, func(x roundResult) time.Duration { return x.kill }), pick(s.raw, func(x roundResult) time.Duration { return x.kill })
+		ratio := float64(med(c)) / float64(max(med(r), time.Millisecond))
+		target := fmt.Sprintf("≤ 2× %s", mark(ratio <= 2))
+		if s.n == 25 {
+			target = fmt.Sprintf("≤ 100 ms %s, ≤ 2× %s", mark(med(c) <= 100*time.Millisecond), mark(ratio <= 2))
+		}
+		fmt.Printf("| %d | %s [%s] | %s [%s] | %.1f× | %s |\n", s.n, ms(med(c)), ms(hi(c)), ms(med(r)), ms(hi(r)), ratio, target)
+	}
+	if *calls > 0 {
+		fmt.Println()
+		fmt.Println("**Fan-out** from a plain Ergo node connected to the N nodes: `Multicall` of `{whois, <<>>, <<\"user:42\">>}` to every Monitor vs a loop of Ergo's `CallWithTimeout` to the same nodes in one process, interleaved (mean per fan-out).")
+		fmt.Println()
+		fmt.Println("| N | Multicall to N nodes | raw loop of N calls | Multicall / raw |")
+		fmt.Println("|---|---|---|---|")
+		for _, s := range all {
+			if s.mc == 0 {
+				continue
+			}
+			fmt.Printf("| %d | %s | %s | %.2f |\n", s.n, s.mc.Round(time.Microsecond), s.rawMC.Round(time.Microsecond), float64(s.mc)/float64(s.rawMC))
+		}
 	}
 }
 
-func round(bin string, n, r, calls int) (asm, kill, mc, raw time.Duration, err error) {
-	h, err := cloistertest.NewWithBinary(bin)
-	if err != nil {
-		return 0, 0, 0, 0, err
+func fatalf(code int, format string, args ...interface{}) {
+	fmt.Fprintf(os.Stderr, "bench/cluster: "+format+"\n", args...)
+	os.Exit(code)
+}
+
+func mark(ok bool) string {
+	if ok {
+		return "✔"
 	}
-	defer h.Close()
-	var names []string
-	for i := 0; i < n; i++ {
-		names = append(names, fmt.Sprintf("bench%d_%d_%d@127.0.0.1", n, r, i))
+	return "✘"
+}
+
+func pick(rs []roundResult, f func(roundResult) time.Duration) []time.Duration {
+	out := make([]time.Duration, len(rs))
+	for i, r := range rs {
+		out[i] = f(r)
+	}
+	return out
+}
+
+func ms(d time.Duration) string {
+	if d >= 10*time.Second {
+		return d.Round(100 * time.Millisecond).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// cloisterRound starts n cloister nodes and measures assembly, an optional
+// steady window, a Multicall fan-out (calls > 0) and a kill -9.
+func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, calls int, profDir string) (res roundResult, err error) {
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("bench%d_%d_%d@127.0.0.1", n, r, i)
+	}
+	var env []string
+	if profDir != "" {
+		env = []string{"CLOISTER_PPROF=1"}
 	}
 	var nodes []*cloistertest.Node
 	var lastStart time.Time
-	for _, name := range names {
-		node, err := h.Start(cloistertest.Spec{Name: name, Sentry: names, Consensus: n})
+	profDone := make(chan struct{})
+	close(profDone)
+	for i, name := range names {
+		node, err := h.Start(cloistertest.Spec{Name: name, Sentry: names, Consensus: n, Env: env})
 		if err != nil {
-			return 0, 0, 0, 0, err
+			return res, err
 		}
 		lastStart = time.Now()
 		nodes = append(nodes, node)
+		if i == 0 && profDir != "" {
+			// Profile the first node through the whole assembly.
+			secs := 5 + n/5
+			if _, err := node.WaitFor(30*time.Second, "listening", func(e cloistertest.Event) bool { return e.Event == "listening" }); err != nil {
+				return res, err
+			}
+			profDone = make(chan struct{})
+			go func() {
+				defer close(profDone)
+				fetchProfile(node, secs, filepath.Join(profDir, fmt.Sprintf("assembly-N%d.pprof", n)))
+			}()
+		}
 	}
 	var readyAt time.Time
 	for _, node := range nodes {
-		e, err := node.WaitFor(60*time.Second, "ready with all", func(e cloistertest.Event) bool {
+		e, err := node.WaitFor(180*time.Second, "ready with all", func(e cloistertest.Event) bool {
 			return e.Event == "state" && e.To == "ready" && len(e.Snapshot.Members) == n
 		})
 		if err != nil {
-			return 0, 0, 0, 0, err
+			return res, err
 		}
 		if at := time.Unix(0, e.At); at.After(readyAt) {
 			readyAt = at
 		}
 	}
-	assembly := readyAt.Sub(lastStart)
+	res.assembly = readyAt.Sub(lastStart)
+	<-profDone
+	if steady > 0 {
+		time.Sleep(settle)
+		changes := func() int {
+			c := 0
+			for _, nd := range nodes {
+				for _, e := range nd.Events() {
+					if e.Event == "state" && e.To == "rehashing" {
+						c++
+					}
+				}
+			}
+			return c
+		}
+		before := changes()
+		pids := make([]int, len(nodes))
+		for i, nd := range nodes {
+			pids[i] = nd.Pid()
+		}
+		if profDir != "" {
+			secs := int(min(steady, 20*time.Second) / time.Second)
+			go fetchProfile(nodes[0], secs, filepath.Join(profDir, fmt.Sprintf("steady-N%d.pprof", n)))
+		}
+		if res.idle, err = measureIdle(pids, steady); err != nil {
+			return res, err
+		}
+		res.idle.changes = changes() - before
+	}
 	if calls > 0 {
-		if mc, raw, err = fanout(h, names, calls); err != nil {
-			return 0, 0, 0, 0, err
+		if res.mc, res.raw, err = fanout(h, names, calls); err != nil {
+			return res, err
 		}
 	}
 
@@ -117,13 +315,33 @@ func round(bin string, n, r, calls int) (asm, kill, mc, raw time.Duration, err e
 			return e.Event == "state" && e.From == "ready" && e.To == "rehashing" && time.Unix(0, e.At).After(killed)
 		})
 		if err != nil {
-			return 0, 0, 0, 0, err
+			return res, err
 		}
 		if d := time.Unix(0, e.At).Sub(killed); d > worst {
 			worst = d
 		}
 	}
-	return assembly, worst, mc, raw, nil
+	res.kill = worst
+	return res, nil
+}
+
+// fetchProfile saves a CPU profile of secs seconds from a node started
+// with CLOISTER_PPROF=1.
+func fetchProfile(n *cloistertest.Node, secs int, path string) {
+	c := http.Client{Timeout: time.Duration(secs+30) * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", n.HTTPAddr(), secs))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/cluster: profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/cluster: profile:", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
 }
 
 // fanout times, from a plain Ergo node connected to the cluster (it runs no
@@ -194,8 +412,6 @@ func sorted(ds []time.Duration) []time.Duration {
 	return s
 }
 
-func med(ds []time.Duration) time.Duration { return sorted(ds)[len(ds)/2].Round(time.Millisecond) }
-func min(ds []time.Duration) time.Duration { return sorted(ds)[0].Round(time.Millisecond) }
-func max(ds []time.Duration) time.Duration {
-	return sorted(ds)[len(ds)-1].Round(time.Millisecond)
-}
+func med(ds []time.Duration) time.Duration { return sorted(ds)[len(ds)/2] }
+func lo(ds []time.Duration) time.Duration  { return sorted(ds)[0] }
+func hi(ds []time.Duration) time.Duration  { return sorted(ds)[len(ds)-1] }

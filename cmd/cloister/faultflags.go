@@ -6,9 +6,10 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime"
-	"runtime/pprof"
+	rpprof "runtime/pprof"
 	"time"
 
 	"github.com/cloister-go/cloister"
@@ -100,8 +101,14 @@ func (x *nodeExtras) handle(mux *http.ServeMux) {
 	// The goroutines, grouped by stack: what a leak is made of.
 	mux.HandleFunc("/debug/goroutines", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_ = pprof.Lookup("goroutine").WriteTo(w, 1)
+		_ = rpprof.Lookup("goroutine").WriteTo(w, 1)
 	})
+	// CPU and heap profiles for the benchmarks (bench/cluster -profile);
+	// only when asked for, as profiles show the node's internals.
+	if os.Getenv("CLOISTER_PPROF") == "1" {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 }
 
 func countFDs() int {

@@ -7,6 +7,7 @@
 package core
 
 import (
+	"encoding/binary"
 	"hash/fnv"
 	"slices"
 	"sort"
@@ -123,12 +124,31 @@ type (
 		Gone bool
 	}
 	// ProbeReply is a peer Monitor's answer to a probe. Members are the
-	// peer's ring members (gossip: we dial the ones we lack).
+	// peer's ring members (gossip: we dial the ones we lack). HasHash: the
+	// answer carried Hash, the MembersHash of the peer's members, so the
+	// peer is a cloister of ours that answers Ping.
 	ProbeReply struct {
 		Now     time.Time
 		Node    string
 		OTPApp  string
 		Members []string
+		Hash    uint64
+		HasHash bool
+	}
+	// Pong is a peer's answer to a Ping: it is alive, and Hash is the
+	// MembersHash of its members.
+	Pong struct {
+		Now  time.Time
+		Node string
+		Hash uint64
+	}
+	// PingedBy: a peer's Monitor pinged us, carrying the MembersHash of its
+	// members. A member's ping is a heartbeat of its own: it proves the
+	// member alive, so this node need not ping it in the same interval.
+	PingedBy struct {
+		Now  time.Time
+		Node string
+		Hash uint64
 	}
 	// ProbedBy: a peer's Monitor asked us; it is a cloister, so probe it
 	// back (it may have asked before its own Monitor was registered).
@@ -152,6 +172,8 @@ func (NodeDown) isEvent()   {}
 func (DialDone) isEvent()   {}
 func (ProbeReply) isEvent() {}
 func (ProbedBy) isEvent()   {}
+func (Pong) isEvent()       {}
+func (PingedBy) isEvent()   {}
 func (Discovered) isEvent() {}
 func (Stop) isEvent()       {}
 
@@ -171,6 +193,11 @@ type (
 	// Probe asks the node's Monitor for its state; the answer comes back as
 	// ProbeReply (no answer: nothing comes back).
 	Probe struct{ Node string }
+	// Ping is the heartbeat of a member that answers pings (a cloister of
+	// ours whose state answer carried a members hash): a small request
+	// carrying MembersHash, answered with the peer's; the answer comes back
+	// as Pong. A different hash is followed by a Probe for the peer's list.
+	Ping struct{ Node string }
 	// Disconnect drops the link to a member the heartbeat found silent for
 	// RemoveAfter, so that a thawed peer rejoins through the normal path.
 	Disconnect struct{ Node string }
@@ -208,6 +235,7 @@ type (
 func (Transition) isEffect() {}
 func (Dial) isEffect()       {}
 func (Probe) isEffect()      {}
+func (Ping) isEffect()       {}
 func (Disconnect) isEffect() {}
 func (Publish) isEffect()    {}
 func (Suspect) isEffect()    {}
@@ -219,7 +247,7 @@ func (Stalled) isEffect()    {}
 // Effects returns a zero value of every effect type (for tests that prove
 // a driver or observer handles each one).
 func Effects() []Effect {
-	return []Effect{Transition{}, Dial{}, Probe{}, Disconnect{}, Publish{}, Suspect{}, Grace{}, Recovered{}, Removed{}, Stalled{}}
+	return []Effect{Transition{}, Dial{}, Probe{}, Ping{}, Disconnect{}, Publish{}, Suspect{}, Grace{}, Recovered{}, Removed{}, Stalled{}}
 }
 
 type peer struct {
@@ -236,6 +264,10 @@ type peer struct {
 	probeSent time.Time // outstanding probe (zero: none)
 	suspect   bool
 	reported  []string
+	// pings: the peer answers Ping (its state answer carried a hash);
+	// hash is the last MembersHash it sent.
+	pings bool
+	hash  uint64
 	// awaySince: a member whose connection dropped, kept in the rings
 	// under the flap guard since then (zero: not away).
 	awaySince time.Time
@@ -250,6 +282,7 @@ type Core struct {
 	state         State
 	peers         map[string]*peer
 	members       []string // sorted, includes self
+	hash          uint64   // MembersHash of members
 	lastHeartbeat time.Time
 	lastReconcile time.Time
 	lastTick      time.Time
@@ -265,8 +298,25 @@ func New(cfg Config) *Core {
 		}
 	}
 	c.members = []string{cfg.Self}
+	c.hash = MembersHash(c.members)
 	return c
 }
+
+// MembersHash is the 64-bit FNV-1a hash of a sorted member list, each name
+// length-prefixed (the hash a ring snapshot of these members reports).
+// Peers compare it to tell, from one number, whether their lists agree.
+func MembersHash(members []string) uint64 {
+	h := fnv.New64a()
+	var n [binary.MaxVarintLen64]byte
+	for _, m := range members {
+		h.Write(n[:binary.PutUvarint(n[:], uint64(len(m)))])
+		h.Write([]byte(m))
+	}
+	return h.Sum64()
+}
+
+// MembersHash is the hash of Members (see the function MembersHash).
+func (c *Core) MembersHash() uint64 { return c.hash }
 
 // State is the current state.
 func (c *Core) State() State { return c.state }
@@ -364,16 +414,11 @@ func (c *Core) Step(ev Event) []Effect {
 		if e.Node == c.cfg.Self {
 			return nil
 		}
-		p := c.peer(e.Node)
-		if !p.member || !p.awaySince.IsZero() {
-			p.connected = true
-			// One probe back at a time: a peer calling in a loop must not
-			// make us send a probe per call.
-			if p.probeSent.IsZero() || e.Now.Sub(p.probeSent) >= c.cfg.ProbeTimeout {
-				fx = append(fx, Probe{e.Node})
-				p.probeSent = e.Now
-			}
-		}
+		fx = c.probedBy(fx, e.Node, e.Now)
+	case Pong:
+		fx = c.pong(fx, e)
+	case PingedBy:
+		fx = c.pinged(fx, e)
 	case Discovered:
 		fx = c.discover(fx, e)
 	case Stop:
@@ -453,6 +498,7 @@ func (c *Core) setMembers(fx []Effect) []Effect {
 		return fx
 	}
 	c.members = ms
+	c.hash = MembersHash(ms)
 	switch c.state {
 	case listener.StateReady:
 		fx = c.to(fx, listener.StateRehashing)
@@ -537,17 +583,97 @@ func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {
 		}
 		return fx
 	}
+	p.pings, p.hash = e.HasHash, e.Hash
+	reported := sanitize(nil, e.Members, c.cfg.Self)
+	if p.member && p.connected && p.awaySince.IsZero() && slices.Equal(reported, p.reported) {
+		return fx // nothing new: the tick's dialDue covers backoffs that ran out
+	}
 	p.connected = true
 	if !p.awaySince.IsZero() {
 		fx = append(fx, Recovered{Node: e.Node, After: e.Now.Sub(p.awaySince)})
 		p.awaySince = time.Time{}
 	}
 	p.member = true
-	p.reported = sanitize(p.reported[:0], e.Members, c.cfg.Self)
+	p.reported = reported
 	fx = c.setMembers(fx)
 	c.refreshGossip()
 	// Full mesh: dial every member the peer knows and we lack.
 	return c.dialDue(fx, e.Now)
+}
+
+// probedBy: a peer's Monitor asked us for our state. Unless it is a member
+// in good standing, it is a cloister to probe back (it may have asked
+// before its own Monitor was registered).
+func (c *Core) probedBy(fx []Effect, n string, now time.Time) []Effect {
+	p := c.peer(n)
+	if p.member && p.awaySince.IsZero() {
+		return fx
+	}
+	p.connected = true
+	// A probe back even when ours is outstanding: ours may have reached
+	// the peer before its Monitor was registered, and is then lost
+	// (waiting for ProbeTimeout or Reprobe held up every assembly that
+	// raced so). At most one per probeBackEvery: a peer calling in a loop
+	// must not make us send one per call.
+	if p.probeSent.IsZero() || now.Sub(p.probeSent) >= c.probeBackEvery() {
+		fx = append(fx, Probe{n})
+		p.probeSent = now
+	}
+	return fx
+}
+
+// probeBackEvery bounds how often a peer that asks us is probed back.
+func (c *Core) probeBackEvery() time.Duration { return c.cfg.Heartbeat / 5 }
+
+// steady reports whether p is a member in good standing that answers
+// pings: its liveness is all a ping or pong can tell about it.
+func (p *peer) steady() bool {
+	return p.member && p.connected && p.awaySince.IsZero() && p.pings
+}
+
+// probeFor asks a peer whose hash differs from ours for its list, one
+// probe at a time.
+func (c *Core) probeFor(fx []Effect, n string, p *peer, now time.Time) []Effect {
+	if p.probeSent.IsZero() || now.Sub(p.probeSent) >= c.cfg.ProbeTimeout {
+		fx = append(fx, Probe{n})
+		p.probeSent = now
+	}
+	return fx
+}
+
+// pong: a member answered a ping. Alive; a different list is fetched.
+func (c *Core) pong(fx []Effect, e Pong) []Effect {
+	p := c.peers[e.Node]
+	if p == nil || e.Node == c.cfg.Self {
+		return fx
+	}
+	p.probeSent = time.Time{}
+	if !p.steady() {
+		// Away, removed or foreign since the ping: the full answer decides.
+		return c.probeFor(fx, e.Node, p, e.Now)
+	}
+	p.lastSeen, p.suspect, p.hash = e.Now, false, e.Hash
+	if e.Hash != c.hash {
+		fx = c.probeFor(fx, e.Node, p, e.Now)
+	}
+	return fx
+}
+
+// pinged: a peer's heartbeat. From a member in good standing it counts as
+// an answer (alive); from anyone else it is a cloister asking, as ProbedBy.
+func (c *Core) pinged(fx []Effect, e PingedBy) []Effect {
+	if e.Node == c.cfg.Self {
+		return fx
+	}
+	p := c.peer(e.Node)
+	if !p.steady() {
+		return c.probedBy(fx, e.Node, e.Now)
+	}
+	p.lastSeen, p.suspect, p.hash = e.Now, false, e.Hash
+	if e.Hash != c.hash {
+		fx = c.probeFor(fx, e.Node, p, e.Now)
+	}
+	return fx
 }
 
 // sanitize appends to dst the well-formed, distinct names of src (self
@@ -638,27 +764,19 @@ func (c *Core) dialDue(fx []Effect, now time.Time) []Effect {
 	if !c.active() {
 		return fx
 	}
-	names := make([]string, 0, len(c.peers))
-	for n := range c.peers {
-		names = append(names, n)
-	}
-	sort.Strings(names) // deterministic effect order
 	dialing := 0
 	for _, p := range c.peers {
 		if p.dialing {
 			dialing++
 		}
 	}
-	for _, n := range names {
+	// Sorted: a deterministic effect order.
+	for _, n := range c.due(func(p *peer) bool {
+		return !p.connected && !p.dialing && (p.sentry || p.gossip || !p.awaySince.IsZero()) && !now.Before(p.nextDial)
+	}) {
 		p := c.peers[n]
-		if p.connected || p.dialing || !(p.sentry || p.gossip || !p.awaySince.IsZero()) {
-			continue
-		}
 		if dialing >= MaxDialing {
 			break
-		}
-		if now.Before(p.nextDial) {
-			continue
 		}
 		p.dialing = true
 		dialing++
@@ -690,6 +808,18 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 				continue
 			}
 			switch {
+			case p.steady() && p.hash == c.hash:
+				// Lists agree: a small ping, and none at all to a member
+				// heard from within the interval (its own ping or our
+				// last pong), so a pair exchanges about one ping per
+				// interval, not two.
+				if now.Sub(p.lastSeen) < c.cfg.Heartbeat {
+					continue
+				}
+				fx = append(fx, Ping{n})
+				if p.probeSent.IsZero() {
+					p.probeSent = now
+				}
 			case p.member:
 				fx = append(fx, Probe{n})
 				if p.probeSent.IsZero() {
@@ -702,7 +832,10 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 		}
 	}
 	// Silence of members: suspect, then remove and disconnect.
-	for _, n := range c.sortedMembers() {
+	for _, n := range c.due(func(p *peer) bool {
+		return p.member && p.connected && (now.Sub(p.lastSeen) >= c.cfg.RemoveAfter ||
+			now.Sub(p.lastSeen) >= c.cfg.SuspectAfter && !p.suspect)
+	}) {
 		p := c.peers[n]
 		silent := now.Sub(p.lastSeen)
 		if silent >= c.cfg.RemoveAfter {
@@ -717,11 +850,10 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 	}
 	// Flap grace over: a member not reconnected leaves the rings; one
 	// reconnected but not yet answering is the heartbeat's to judge.
-	for _, n := range sortedKeys(c.peers) {
+	for _, n := range c.due(func(p *peer) bool {
+		return !p.awaySince.IsZero() && now.Sub(p.awaySince) >= c.cfg.FlapGrace
+	}) {
 		p := c.peers[n]
-		if p.awaySince.IsZero() || now.Sub(p.awaySince) < c.cfg.FlapGrace {
-			continue
-		}
 		if p.connected {
 			p.awaySince = time.Time{}
 			p.suspect = false
@@ -771,10 +903,13 @@ func (c *Core) collect() {
 	}
 }
 
-func (c *Core) sortedMembers() []string {
+// due returns, sorted, the peers for which f holds: the tick runs every
+// few tens of milliseconds and usually finds none, so it neither sorts nor
+// allocates then.
+func (c *Core) due(f func(*peer) bool) []string {
 	var out []string
 	for n, p := range c.peers {
-		if p.member && p.connected {
+		if f(p) {
 			out = append(out, n)
 		}
 	}

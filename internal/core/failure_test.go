@@ -397,7 +397,7 @@ func TestPeerInputIsBounded(t *testing.T) {
 		check func(t *testing.T, s *sim)
 	}{
 		{
-			name: "a peer calling state in a loop gets one probe back per ProbeTimeout",
+			name: "a peer calling state in a loop gets one probe back per Heartbeat/5",
 			feed: func(s *sim) {
 				for i := 0; i < 1000; i++ {
 					s.now = s.now.Add(time.Millisecond)
@@ -405,8 +405,9 @@ func TestPeerInputIsBounded(t *testing.T) {
 				}
 			},
 			check: func(t *testing.T, s *sim) {
-				if n := s.count("probe x"); n != 1 {
-					t.Fatalf("%d probes back in 1s, want 1", n)
+				// 1000 calls in 1 s, Heartbeat 500 ms: one per 100 ms.
+				if n := s.count("probe x"); n != 10 {
+					t.Fatalf("%d probes back in 1s, want 10", n)
 				}
 			},
 		},

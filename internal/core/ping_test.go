@@ -1,0 +1,145 @@
+package core
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/cloister-go/cloister/listener"
+)
+
+// steadyPair: a is ready with member b, whose state reply carried the same
+// members hash (b answers pings).
+func steadyPair(t *testing.T) *Core {
+	t.Helper()
+	c := New(cfg("a", 1, "a", "b"))
+	run(c, Start{Now: t0})
+	run(c, NodeUp{Now: t0, Node: "b"})
+	h := MembersHash([]string{"a", "b"})
+	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister", Members: []string{"a", "b"}, Hash: h, HasHash: true})
+	if c.MembersHash() != h || c.State() != listener.StateReady {
+		t.Fatalf("state %s hash %x, want ready %x", c.State(), c.MembersHash(), h)
+	}
+	return c
+}
+
+func TestMembersHashIsTheRingSnapshotHash(t *testing.T) {
+	// The same length-prefixed FNV-1a as ring.Snapshot.Hash; fixed values
+	// so that a change of either side is noticed (peers compare them).
+	if got := MembersHash([]string{"a@h", "b@h"}); got != 0xe50ffbeaebfa718c {
+		t.Fatalf("MembersHash = %#x", got)
+	}
+	if MembersHash([]string{"ab", "c"}) == MembersHash([]string{"a", "bc"}) {
+		t.Fatal("length prefix missing")
+	}
+}
+
+func TestAgreeingMemberGetsPingsNotProbes(t *testing.T) {
+	c := steadyPair(t)
+	fx := run(c, Tick{Now: t0.Add(600 * time.Millisecond)})
+	if p, pr := kinds[Ping](fx), kinds[Probe](fx); !reflect.DeepEqual(p, []Ping{{"b"}}) || len(pr) != 0 {
+		t.Fatalf("pings %v probes %v, want one ping and no probe", p, pr)
+	}
+}
+
+func TestPeerWithoutHashIsProbedAsBefore(t *testing.T) {
+	c := New(cfg("a", 1, "a", "b"))
+	run(c, Start{Now: t0})
+	run(c, NodeUp{Now: t0, Node: "b"})
+	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister", Members: []string{"a", "b"}}) // an Elixir peer
+	for ms := 500; ms <= 3000; ms += 500 {
+		now := t0.Add(time.Duration(ms) * time.Millisecond)
+		fx := run(c, Tick{Now: now})
+		if len(kinds[Ping](fx)) != 0 || len(kinds[Probe](fx)) != 1 {
+			t.Fatalf("at %dms: %v, want one probe and no ping", ms, fx)
+		}
+		run(c, ProbeReply{Now: now, Node: "b", OTPApp: "cloister", Members: []string{"a", "b"}})
+	}
+}
+
+func TestPingFromMemberCountsAsHeartbeat(t *testing.T) {
+	c := steadyPair(t)
+	h := c.MembersHash()
+	// b pings us every interval, just before our tick: we never ping b and
+	// never suspect it.
+	for ms := 500; ms <= 20000; ms += 500 {
+		now := t0.Add(time.Duration(ms) * time.Millisecond)
+		if fx := run(c, PingedBy{Now: now.Add(-100 * time.Millisecond), Node: "b", Hash: h}); len(fx) != 0 {
+			t.Fatalf("ping from an agreeing member gave %v", fx)
+		}
+		fx := run(c, Tick{Now: now})
+		if len(kinds[Ping](fx))+len(kinds[Probe](fx))+len(kinds[Suspect](fx)) != 0 {
+			t.Fatalf("at %dms: %v, want nothing", ms, fx)
+		}
+	}
+}
+
+func TestHashMismatchFetchesTheList(t *testing.T) {
+	c := steadyPair(t)
+	now := t0.Add(600 * time.Millisecond)
+	run(c, Tick{Now: now})
+	fx := run(c, Pong{Now: now, Node: "b", Hash: MembersHash([]string{"a", "b", "c"})})
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b"}}) {
+		t.Fatalf("after a pong with another hash: %v, want a probe of b", fx)
+	}
+	// Its list names c: dialled, as with every probe answer.
+	fx = run(c, ProbeReply{Now: now, Node: "b", OTPApp: "cloister", Members: []string{"a", "b", "c"},
+		Hash: MembersHash([]string{"a", "b", "c"}), HasHash: true})
+	if d := kinds[Dial](fx); !reflect.DeepEqual(d, []Dial{{"c"}}) {
+		t.Fatalf("dials %v, want c", d)
+	}
+	// A ping with another hash does the same, one probe at a time.
+	c = steadyPair(t)
+	other := MembersHash([]string{"a", "b", "d"})
+	fx = run(c, PingedBy{Now: now, Node: "b", Hash: other})
+	fx = append(fx, run(c, PingedBy{Now: now.Add(10 * time.Millisecond), Node: "b", Hash: other})...)
+	if p := kinds[Probe](fx); len(p) != 1 {
+		t.Fatalf("two pings with another hash: %v, want one probe", fx)
+	}
+}
+
+// A frozen member answers no ping and sends none: suspected at
+// SuspectAfter and removed at RemoveAfter, as with probes.
+func TestSilentPingedMemberIsSuspectedThenRemoved(t *testing.T) {
+	c := steadyPair(t)
+	var suspected, removed time.Duration
+	for ms := 50; ms <= 6000 && removed == 0; ms += 50 {
+		d := time.Duration(ms) * time.Millisecond
+		fx := run(c, Tick{Now: t0.Add(d)})
+		if len(kinds[Suspect](fx)) > 0 && suspected == 0 {
+			suspected = d
+		}
+		if len(kinds[Removed](fx)) > 0 {
+			removed = d
+		}
+	}
+	if suspected != 3*time.Second || removed != 5*time.Second {
+		t.Fatalf("suspected at %v, removed at %v; want 3s and 5s", suspected, removed)
+	}
+}
+
+// A ping from a peer that is not a member in good standing is a cloister
+// asking: it is probed back (it may be joining), as for ProbedBy.
+func TestPingFromNonMemberIsProbedBack(t *testing.T) {
+	c := New(cfg("a", 1, "a"))
+	run(c, Start{Now: t0})
+	fx := run(c, PingedBy{Now: t0, Node: "x", Hash: 42})
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"x"}}) {
+		t.Fatalf("%v, want a probe of x", fx)
+	}
+}
+
+// A peer whose Monitor was not registered yet when our probe reached it
+// never answers that probe; when its Monitor asks us, we probe it back
+// at once rather than after ProbeTimeout (assembly waited for it).
+func TestProbedByWhileOurProbeIsOutstandingProbesBack(t *testing.T) {
+	c := New(cfg("a", 2, "a", "b"))
+	run(c, Start{Now: t0})
+	if p := kinds[Probe](run(c, NodeUp{Now: t0, Node: "b"})); len(p) != 1 {
+		t.Fatalf("probes on NodeUp %v", p)
+	}
+	fx := run(c, ProbedBy{Now: t0.Add(150 * time.Millisecond), Node: "b"})
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b"}}) {
+		t.Fatalf("%v, want a probe back of b", fx)
+	}
+}
