@@ -115,7 +115,8 @@ func (c *Cluster) Changed() <-chan struct{} {
 	return c.changed
 }
 
-// AwaitReady returns nil once the Monitor is ready, or ctx's error.
+// AwaitReady returns nil once the Monitor is ready, the cluster's Err once
+// it has ended (Stopped), or ctx's error.
 func (c *Cluster) AwaitReady(ctx context.Context) error {
 	for {
 		ch := c.Changed()
@@ -124,6 +125,8 @@ func (c *Cluster) AwaitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ch:
+		case <-c.Stopped():
+			return c.Err()
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -46,6 +46,8 @@ type lifecycle struct {
 	err  error
 	// own holds the pids of the Manager and its running children.
 	own atomic.Pointer[[]etf.Pid]
+	// halted mirrors err != nil for readers that take no lock (Halted).
+	halted atomic.Bool
 }
 
 func (l *lifecycle) channel() chan struct{} {
@@ -82,6 +84,7 @@ func (c *Cluster) running() {
 	if c.life.err != nil {
 		c.life.err = nil
 		c.life.done = nil // a new channel for the new run
+		c.life.halted.Store(false)
 	}
 }
 
@@ -89,12 +92,18 @@ func (c *Cluster) running() {
 // Whois fails and Mine is false instead of answering from a view nobody
 // maintains any more), the snapshot says "stopped", and Stopped() closes.
 func (c *Cluster) stopped(reason, detail string) {
+	c.stopWith(&StoppedError{Reason: reason, Detail: detail, At: time.Now()})
+}
+
+// stopWith is stopped with the error Err reports; the first call wins.
+func (c *Cluster) stopWith(err error) {
 	c.life.mu.Lock()
 	if c.life.err != nil {
 		c.life.mu.Unlock()
 		return
 	}
-	c.life.err = &StoppedError{Reason: reason, Detail: detail, At: time.Now()}
+	c.life.err = err
+	c.life.halted.Store(true)
 	done := c.life.channel()
 	c.life.mu.Unlock()
 	for _, name := range c.Rings.Names() {

@@ -95,10 +95,14 @@ type Options struct {
 // connection drops.
 const NoFlapGrace time.Duration = -1
 
-// DefaultOptions returns options with every default filled in.
+// DefaultOptions returns options with every default filled in, except
+// the ones derived from other options: Ring (OTPApp) and FlapGrace
+// (from RemoveAfter) stay zero, so setting OTPApp or RemoveAfter later
+// carries them along; Validate fills them in.
 func DefaultOptions() Options {
 	o := Options{OTPApp: "cloister", Consensus: 1, Magic: true}
 	o.applyDefaults()
+	o.Ring, o.FlapGrace = "", 0
 	return o
 }
 

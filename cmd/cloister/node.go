@@ -124,7 +124,7 @@ func runNode(args []string) int {
 	if *httpAddr != "" {
 		var err error
 		mux := health.Handler(func() listener.Snapshot {
-			if c := cloister.Local(); c != nil {
+			if c := cloister.Default(); c != nil {
 				return c.State()
 			}
 			return listener.Snapshot{Node: *name, State: "down"}
@@ -133,7 +133,7 @@ func runNode(args []string) int {
 		extras.handle(mux)
 		if col != nil {
 			col.SetSource(func() listener.Snapshot {
-				if c := cloister.Local(); c != nil {
+				if c := cloister.Default(); c != nil {
 					return c.State()
 				}
 				return listener.Snapshot{Node: *name, State: "down"}

@@ -72,7 +72,7 @@ func run() int {
 		return 1
 	}
 	defer func() { _ = cloister.StopNode(n) }()
-	c := cloister.Of(n.Name())
+	c := n
 	fmt.Printf("ready in %s: members %s\n", time.Since(start).Round(time.Millisecond), strings.Join(c.Siblings(), " "))
 
 	// rpc:call(GoNode, shop, price, [Item]) runs this ("shop:price").

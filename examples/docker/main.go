@@ -191,7 +191,7 @@ func run() int {
 	// 503 while the start below waits for consensus.
 	if c.httpAddr != "off" {
 		mux := health.Handler(func() listener.Snapshot {
-			if cl := cloister.Local(); cl != nil {
+			if cl := cloister.Default(); cl != nil {
 				return cl.State()
 			}
 			return listener.Snapshot{Node: c.name, OTPApp: c.opts.OTPApp, State: "down", Consensus: c.opts.Consensus}

@@ -143,8 +143,10 @@ func run(m *testing.M) (int, error) {
 
 	startGoNode()
 	defer func() {
-		if goNode != nil {
-			_ = cloister.StopNode(goNode)
+		if c := cloister.Default(); c != nil {
+			_ = c.Stop()
+		} else if goNode != nil {
+			goNode.Stop()
 		}
 	}()
 	code := m.Run()
@@ -182,10 +184,10 @@ func startGoNode() {
 		fmt.Fprintln(os.Stderr, "interop: the in-process node did not start")
 	}
 	// Go functions BEAM callers reach by rpc:call(goin, interop, add, [A, B]).
-	for i := 0; i < 100 && cloister.Of(goIn) == nil; i++ {
+	for i := 0; i < 100 && cloister.Default() == nil; i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if c := cloister.Of(goIn); c != nil {
+	if c := cloister.Default(); c != nil {
 		_ = c.RegisterFunc("interop:add", func(args etf.List) (etf.Term, error) {
 			var sum int64
 			for _, a := range args {
@@ -213,7 +215,7 @@ func awaitGoNode(t *testing.T, d time.Duration) {
 			t.Fatalf("in-process node: %v", goErr)
 		}
 	case <-time.After(d):
-		t.Fatalf("in-process node not ready within %s: %+v", d, cloister.Of(goIn).State())
+		t.Fatalf("in-process node not ready within %s: %+v", d, cloister.State())
 	}
 }
 
