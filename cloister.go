@@ -37,9 +37,10 @@ import (
 	"github.com/ergo-services/ergo/node"
 )
 
-// Options configure cloister; see app.Options for every field and its
-// default.
-type Options = app.Options
+// Options configure cloister: every field, with its default, is documented
+// on actors.Options, the one options struct (the configuration file's keys
+// and the command line's flags are derived from it).
+type Options = actors.Options
 
 // NodeOptions configure the Ergo node StartNode starts (cookie, EPMD,
 // listen port).
@@ -66,6 +67,14 @@ const (
 	KindRemote        = actors.KindRemote        // the process exited or answered an error
 	KindRefused       = actors.KindRefused       // this node did not send it (e.g. a full local mailbox)
 )
+
+// OptionError is Options.Validate's error: the option, its value and what
+// is allowed.
+type OptionError = actors.OptionError
+
+// NoFlapGrace as Options.FlapGrace removes a member as soon as its
+// connection drops.
+const NoFlapGrace = actors.NoFlapGrace
 
 // Child is an additional module for the Manager (Options.AdditionalModules).
 type Child = actors.Child
@@ -101,7 +110,7 @@ var (
 )
 
 // DefaultOptions returns options with every default filled in.
-func DefaultOptions() Options { return app.DefaultOptions() }
+func DefaultOptions() Options { return actors.DefaultOptions() }
 
 // StartNode is New and Cluster.Start in one: it starts an Ergo node named
 // name with cloister on it and returns once the cluster is ready, or fails

@@ -32,9 +32,10 @@ type Manager struct {
 	additional []Child
 }
 
-// NewManager builds the Manager for cluster c.
-func NewManager(c *Cluster, mo MonitorOptions, additional []Child) *Manager {
-	return &Manager{cluster: c, monitor: NewMonitor(c, mo), nodeActor: newClusterNode(c), additional: additional}
+// NewManager builds the Manager for cluster c; o must be validated
+// (Options.Validate).
+func NewManager(c *Cluster, o Options) *Manager {
+	return &Manager{cluster: c, monitor: NewMonitor(c, o), nodeActor: newClusterNode(c), additional: o.AdditionalModules}
 }
 
 // ProcessLoop runs the Manager's own supervisor loop (see manager_sup.go)
@@ -58,7 +59,7 @@ func (m *Manager) Monitor() *Monitor { return m.monitor }
 
 // Init declares the children.
 func (m *Manager) Init(args ...etf.Term) (gen.SupervisorSpec, error) {
-	name := m.monitor.opts.Name
+	name := m.monitor.opts.MonitorName
 	children := []gen.SupervisorChildSpec{
 		{Name: name, Child: m.monitor, Options: gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}},
 		{Name: DynamicSupName, Child: &dynamicSup{}},

@@ -303,13 +303,13 @@ func TestMonitorStopsBehindAStuckListener(t *testing.T) {
 		}
 		<-release
 	})
-	m := NewMonitor(c, MonitorOptions{
-		Name: fmt.Sprintf("t_monitor_%d", time.Now().UnixNano()), OTPApp: "stuck", Consensus: 1,
-		Sentries: []string{testNode.Name()}, Listener: l, Logf: logf,
+	m := NewMonitor(c, Options{
+		MonitorName: fmt.Sprintf("t_monitor_%d", time.Now().UnixNano()), OTPApp: "stuck", Consensus: 1,
+		Sentry: []string{testNode.Name()}, Listener: l, Logf: logf,
 		Heartbeat: 500 * time.Millisecond, SuspectAfter: 3 * time.Second, RemoveAfter: 5 * time.Second,
 		Reconcile: time.Second, DialTimeout: 5 * time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second,
 	})
-	p, err := testNode.Spawn(m.opts.Name, gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}, m)
+	p, err := testNode.Spawn(m.opts.MonitorName, gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}, m)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 // starts (dials, disconnects, discovery) are counted in wg and watch ctx,
 // which stop cancels.
 type driver struct {
-	opts    MonitorOptions
+	opts    Options
 	core    *core.Core
 	tr      transport
 	cluster *Cluster
@@ -60,12 +60,8 @@ type dialDoneMsg struct {
 	gone bool
 }
 
-func newDriver(parent context.Context, o MonitorOptions, c *Cluster, self string, tr transport,
+func newDriver(parent context.Context, o Options, c *Cluster, self string, tr transport,
 	now func() time.Time, post func(interface{}), logf func(string, ...interface{})) *driver {
-	sentries := o.Sentries
-	if o.Service == "" && len(sentries) == 0 {
-		sentries = []string{self}
-	}
 	l := o.Listener
 	if l == nil {
 		l = listener.Logger{Logf: logf}
@@ -75,13 +71,7 @@ func newDriver(parent context.Context, o MonitorOptions, c *Cluster, self string
 		opts: o, tr: tr, cluster: c, self: self, logf: logf, now: now, post: post,
 		ctx: ctx, cancel: cancel, failing: map[string]*dialFailure{},
 		disp: listener.NewDispatcher(l, logf, listenerSlow),
-		core: core.New(core.Config{
-			Self: self, OTPApp: o.OTPApp, Consensus: o.Consensus,
-			Sentries: sentries, Service: o.Service != "",
-			Heartbeat: o.Heartbeat, SuspectAfter: o.SuspectAfter, RemoveAfter: o.RemoveAfter,
-			ProbeTimeout: probeTimeoutHeartbeats * o.Heartbeat, Reprobe: reprobeEvery, Reconcile: o.Reconcile,
-			BackoffMin: o.BackoffMin, BackoffMax: o.BackoffMax, FlapGrace: o.FlapGrace,
-		}),
+		core: core.New(o.coreConfig(self)),
 	}
 }
 

@@ -53,12 +53,12 @@ func New(opts Options) (*App, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := actors.NewCluster(opts.OTPApp, opts.rings(), opts.Engine)
+	c, err := actors.NewCluster(opts.OTPApp, opts.Rings(), opts.Engine)
 	if err != nil {
 		return nil, err
 	}
 	a := &App{opts: opts, cluster: c}
-	a.manager = actors.NewManager(c, opts.monitorOptions(), opts.AdditionalModules)
+	a.manager = actors.NewManager(c, opts)
 	return a, nil
 }
 

@@ -39,8 +39,21 @@ func Check(name string) error {
 	if why == "" {
 		return nil
 	}
+	return &Error{Name: name, Why: why}
+}
+
+// Error is Check's error: the name and what is wrong with it.
+type Error struct {
+	Name, Why string
+}
+
+func (e *Error) Error() string {
+	name := e.Name
 	if len(name) > 64 {
 		name = name[:61] + "..."
 	}
-	return fmt.Errorf("%w %q: %s", ErrInvalid, name, why)
+	return fmt.Sprintf("%s %q: %s", ErrInvalid, name, e.Why)
 }
+
+// Unwrap returns ErrInvalid.
+func (e *Error) Unwrap() error { return ErrInvalid }

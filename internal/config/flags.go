@@ -1,0 +1,98 @@
+package config
+
+import (
+	"flag"
+	"fmt"
+	"reflect"
+	"strings"
+
+	"github.com/cloister-go/cloister/app"
+)
+
+// Flags are the command-line flags of every cluster option, one per key of
+// the file (otp_app is -otp-app), registered by BindFlags.
+type Flags struct {
+	fs  *flag.FlagSet
+	set app.Options // what the flags parsed into
+}
+
+// BindFlags registers a flag for every cluster option on fs. Its default
+// is the option's default; a list takes comma-separated names; a duration
+// Go's syntax (500ms); flap-grace also "off".
+func BindFlags(fs *flag.FlagSet) *Flags {
+	f := &Flags{fs: fs, set: app.DefaultOptions()}
+	v := reflect.ValueOf(&f.set).Elem()
+	for _, fl := range optionFields {
+		fv := &flagValue{v: v.Field(fl.index), fl: fl}
+		help := fl.Help
+		if fl.typ == durationType || fl.typ.Kind() == reflect.Slice || fl.typ.Kind() == reflect.Int {
+			help = fmt.Sprintf("%s (%s)", help, describe(fl.typ))
+		}
+		fs.Var(fv, fl.Flag, help)
+	}
+	return f
+}
+
+// Apply copies into dst every option whose flag was given on the command
+// line (after fs.Parse), so flags override the file or the defaults.
+func (f *Flags) Apply(dst *app.Options) {
+	src := reflect.ValueOf(&f.set).Elem()
+	d := reflect.ValueOf(dst).Elem()
+	byFlag := map[string]field{}
+	for _, fl := range optionFields {
+		byFlag[fl.Flag] = fl
+	}
+	f.fs.Visit(func(x *flag.Flag) {
+		if fl, ok := byFlag[x.Name]; ok {
+			d.Field(fl.index).Set(src.Field(fl.index))
+		}
+	})
+}
+
+type flagValue struct {
+	v  reflect.Value
+	fl field
+}
+
+func (f *flagValue) String() string {
+	if f == nil || !f.v.IsValid() || f.v.IsZero() {
+		return "" // flag's help shows no default for it
+	}
+	return format(f.v)
+}
+
+func (f *flagValue) Set(s string) error {
+	val, err := parseScalar(f.fl.typ, f.fl.Name, s)
+	if err != nil {
+		return err
+	}
+	f.v.Set(val)
+	return nil
+}
+
+// IsBoolFlag lets a boolean flag stand alone (-loopback).
+func (f *flagValue) IsBoolFlag() bool { return f.fl.typ.Kind() == reflect.Bool }
+
+// EnvPrefix starts the environment variable of every option: CLOISTER_
+// and the key in capitals (CLOISTER_OTP_APP, CLOISTER_CONSENSUS).
+const EnvPrefix = "CLOISTER_"
+
+// ApplyEnv sets in dst every option whose environment variable getenv
+// returns non-empty (lists comma-separated); the error names the variable
+// and what is allowed.
+func ApplyEnv(dst *app.Options, getenv func(string) string) error {
+	d := reflect.ValueOf(dst).Elem()
+	for _, fl := range optionFields {
+		name := EnvPrefix + strings.ToUpper(fl.Key)
+		s := getenv(name)
+		if s == "" {
+			continue
+		}
+		val, err := parseScalar(fl.typ, fl.Name, s)
+		if err != nil {
+			return fmt.Errorf("cloister: $%s: %w", name, err)
+		}
+		d.Field(fl.index).Set(val)
+	}
+	return nil
+}
