@@ -190,6 +190,20 @@ func (c *Cluster) start(ctx context.Context, name string, opts Options, nopts No
 	return n, nil
 }
 
+// StartErgoNode starts an Ergo node with the settings cloister needs (one
+// handler per link, so messages keep their order; remote spawn off; no
+// call-home) and the BEAM interop filter, running nopts.Applications but
+// not cloister: for an Ergo application that runs cloister in its own tree
+// (New, Cluster.ApplicationChildSpec). BEAM nodes' rpc into the Go
+// functions of RegisterFunc and the pong to net_adm:ping are StartNode's
+// only.
+func StartErgoNode(name string, nopts NodeOptions) (node.Node, error) {
+	if !nopts.PlainDistribution && nopts.WrapHandshake == nil && nopts.WrapProto == nil {
+		distfilter.Options{Logf: nopts.Logf}.Apply(&nopts)
+	}
+	return ergonode.Start(name, nopts)
+}
+
 // StopNode is c.Stop(); a nil c is ErrNotStarted.
 func StopNode(c *Cluster) error { return c.Stop() }
 
