@@ -126,8 +126,9 @@ func StartNode(name string, opts Options, nopts NodeOptions) (*Cluster, error) {
 	return c, nil
 }
 
-// Start starts an Ergo node with the safe options and the cluster on it,
-// and returns once the cluster is ready, or fails with the reason (a
+// Start starts an Ergo node with the safe options and the cluster on it
+// (registered with the EPMD on nopts.EPMDPort, else $ERL_EPMD_PORT, else
+// 4369; see NodeOptions), and returns once the cluster is ready, or fails with the reason (a
 // *StartError after StartTimeout, ctx's error when ctx ends first). The
 // cluster becomes the default of the package-level functions from the
 // moment Start begins (so AwaitReady in another goroutine waits for it)
