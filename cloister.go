@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -164,18 +165,22 @@ func (c *Cluster) start(ctx context.Context, name string, opts Options, nopts No
 		}
 		n, err := discovery.NodeName(nctx, discovery.NameOptions{
 			OTPApp: opts.OTPApp, Service: opts.Service, Loopback: opts.Loopback, Magic: true,
-			Given: name, Resolver: &discovery.Resolver{Server: opts.DNSServer, SRV: opts.SRV}, Logf: opts.Logf,
+			Given: name, Resolver: &discovery.Resolver{Server: opts.DNSServer, SRV: opts.SRV}, Logf: opts.Logf(slog.LevelInfo),
 		})
 		if err != nil {
 			return nil, err
 		}
 		name = n
 	}
+	if nopts.Logf == nil {
+		// The node's diagnostics (why a handshake failed) are warnings.
+		nopts.Logf = opts.Logf(slog.LevelWarn)
+	}
 	if !nopts.PlainDistribution && nopts.WrapHandshake == nil && nopts.WrapProto == nil {
 		// BEAM interop: OTP 26+ links, the top-level [] guard, rpc from
 		// Erlang/Elixir answered (Multiapply functions included), and
 		// net_adm:ping answered pong.
-		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{c.c.Funcs}, Logf: opts.Logf,
+		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{c.c.Funcs}, Logf: opts.Logf(slog.LevelWarn),
 			AcceptLink: c.c.AcceptLink}.Apply(&nopts)
 		c.a.NetKernel = true
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"testing"
@@ -31,7 +32,7 @@ func TestMain(m *testing.M) {
 	}
 	changes := make(chan string, 16)
 	opts := cloister.DefaultOptions()
-	opts.Logf = func(string, ...interface{}) {}
+	opts.Logger = slog.New(slog.DiscardHandler)
 	opts.Groups = []string{"sessions"}
 	opts.AdditionalModules = []cloister.Child{{Name: "echo", Child: &echo{}}}
 	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"slices"
@@ -69,7 +70,7 @@ func TestFailedStartClearsDefault(t *testing.T) { runChild(t, "failed-start") }
 // A node stopped behind cloister's back also ends the default.
 func TestNodeStoppedClearsDefault(t *testing.T) { runChild(t, "node-stopped") }
 
-func quiet(string, ...interface{}) {}
+var quiet = slog.New(slog.DiscardHandler)
 
 func scenarioLifecycle(epmd uint16) error {
 	if _, err := cloister.Whois("", "k"); !errors.Is(err, cloister.ErrNotStarted) {
@@ -96,7 +97,7 @@ func scenarioLifecycle(epmd uint16) error {
 
 	opts := cloister.DefaultOptions()
 	opts.OTPApp = "shop" // the default ring is named after the application
-	opts.Logf = quiet
+	opts.Logger = quiet
 	c, err := cloister.StartNode("life@127.0.0.1", opts, cloister.NodeOptions{EPMDPort: epmd})
 	if err != nil {
 		return fmt.Errorf("start: %v", err)
@@ -164,7 +165,7 @@ func scenarioFailedStart(epmd uint16) error {
 	opts.Consensus = 2
 	opts.Sentry = []string{"fail@127.0.0.1", "ghost@127.0.0.1"}
 	opts.StartTimeout = 1500 * time.Millisecond
-	opts.Logf = quiet
+	opts.Logger = quiet
 	_, err := cloister.StartNode("fail@127.0.0.1", opts, cloister.NodeOptions{EPMDPort: epmd})
 	var se *cloister.StartError
 	if !errors.As(err, &se) || !slices.Equal(se.Missing, []string{"ghost@127.0.0.1"}) {
@@ -187,7 +188,7 @@ func scenarioFailedStart(epmd uint16) error {
 
 func scenarioNodeStopped(epmd uint16) error {
 	opts := cloister.DefaultOptions()
-	opts.Logf = quiet
+	opts.Logger = quiet
 	c, err := cloister.StartNode("gone@127.0.0.1", opts, cloister.NodeOptions{EPMDPort: epmd})
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
+	"log/slog"
 )
 
 // Child is an additional module: an extra child of the Manager, started
@@ -46,7 +47,7 @@ func (m *Manager) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 		started <- true
 		return "ProcessLoop: not a SupervisorSpec"
 	}
-	s := newSupervisor(ps, spec, m.monitor.opts.Logf)
+	s := newSupervisor(ps, spec, m.monitor.opts.Logf(slog.LevelWarn))
 	s.connected = m.cluster.ConnectedTo
 	s.onStop = m.cluster.stopped
 	s.own = m.cluster.setOwn

@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -305,7 +307,7 @@ func TestMonitorStopsBehindAStuckListener(t *testing.T) {
 	})
 	m := NewMonitor(c, Options{
 		MonitorName: fmt.Sprintf("t_monitor_%d", time.Now().UnixNano()), OTPApp: "stuck", Consensus: 1,
-		Sentry: []string{testNode.Name()}, Listener: l, Logf: logf,
+		Sentry: []string{testNode.Name()}, Listener: l, Logger: slog.New(logfHandler(logf)),
 		Heartbeat: 500 * time.Millisecond, SuspectAfter: 3 * time.Second, RemoveAfter: 5 * time.Second,
 		Reconcile: time.Second, DialTimeout: 5 * time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second,
 	})
@@ -327,3 +329,14 @@ func TestMonitorStopsBehindAStuckListener(t *testing.T) {
 	}
 	t.Logf("stopped %s after the Exit", time.Since(start).Round(time.Millisecond))
 }
+
+// logfHandler hands every log record's message to a Printf-style function.
+type logfHandler func(string, ...interface{})
+
+func (h logfHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h logfHandler) Handle(_ context.Context, r slog.Record) error {
+	h("%s", r.Message)
+	return nil
+}
+func (h logfHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h logfHandler) WithGroup(string) slog.Handler      { return h }

@@ -3,7 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
-	"log"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -85,16 +85,14 @@ func (m *Monitor) Connected(node string) bool { return m.cluster.ConnectedTo(nod
 // failing child Init hangs an Ergo supervisor), so all fallible work comes
 // after, as messages to itself.
 func (m *Monitor) InitStateMachine(p *statem.Process) error {
-	m.logf = m.opts.Logf
-	if m.logf == nil {
-		m.logf = log.Printf
-	}
+	m.logf = m.opts.Logf(slog.LevelInfo)
 	n, _ := p.Env(node.EnvKeyNode).(node.Node)
 	m.cluster.SetNode(n)
 	m.tr = newErgoTransport(n, p, m.opts.MonitorName, m.opts.DialTimeout)
 	self := p.Self()
 	m.d = newDriver(p.Context(), m.opts, m.cluster, n.Name(), m.tr, time.Now,
 		func(msg interface{}) { _ = p.Send(self, msg) }, m.logf)
+	m.d.warnf = m.opts.Logf(slog.LevelWarn)
 	if err := p.MonitorEvent(node.EventNetwork); err != nil {
 		m.logf("cloister: monitor: cannot subscribe to network events (%v); relying on reconcile", err)
 	}

@@ -28,6 +28,7 @@ type driver struct {
 	self    string
 	disp    *listener.Dispatcher
 	logf    func(string, ...interface{})
+	warnf   func(string, ...interface{}) // trouble; logf unless set
 	now     func() time.Time
 	// post hands a message back to the Monitor's goroutine (the result of
 	// a dial); it must not block.
@@ -68,7 +69,7 @@ func newDriver(parent context.Context, o Options, c *Cluster, self string, tr tr
 	}
 	ctx, cancel := context.WithCancel(parent)
 	return &driver{
-		opts: o, tr: tr, cluster: c, self: self, logf: logf, now: now, post: post,
+		opts: o, tr: tr, cluster: c, self: self, logf: logf, warnf: logf, now: now, post: post,
 		ctx: ctx, cancel: cancel, failing: map[string]*dialFailure{},
 		disp: listener.NewDispatcher(l, logf, listenerSlow),
 		core: core.New(o.coreConfig(self)),
@@ -152,33 +153,33 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 	case core.Probe:
 		d.tr.Probe(e.Node)
 	case core.Disconnect:
-		d.logf("cloister: %s silent for %s: removed and disconnected", e.Node, d.opts.RemoveAfter)
+		d.warnf("cloister: %s silent for %s: removed and disconnected", e.Node, d.opts.RemoveAfter)
 		d.disconnect(e.Node)
 	case core.Publish:
 		for _, name := range d.cluster.Rings.Names() {
 			if _, _, err := d.cluster.Rings.Update(name, e.Members); err != nil {
-				d.logf("cloister: ring %s: %v", name, err)
+				d.warnf("cloister: ring %s: %v", name, err)
 			}
 		}
 		return nil, true
 	case core.Suspect:
-		d.logf("cloister: %s suspected: no heartbeat answer for %s", e.Node, e.Silence.Round(time.Millisecond))
+		d.warnf("cloister: %s suspected: no heartbeat answer for %s", e.Node, e.Silence.Round(time.Millisecond))
 		return nil, true
 	case core.Grace:
-		d.logf("cloister: lost the connection to member %s; it stays in the rings for %s (flap grace) while it is re-dialled", e.Node, e.For)
+		d.warnf("cloister: lost the connection to member %s; it stays in the rings for %s (flap grace) while it is re-dialled", e.Node, e.For)
 		return nil, true
 	case core.Recovered:
 		d.logf("cloister: %s is back after %s, within the flap grace: rings unchanged", e.Node, e.After.Round(time.Millisecond))
 		return nil, true
 	case core.Removed:
 		if e.Reason != listener.RemovedSilent { // the Disconnect line says it
-			d.logf("cloister: %s removed from the rings: %s", e.Node, e.Reason.Describe())
+			d.warnf("cloister: %s removed from the rings: %s", e.Node, e.Reason.Describe())
 		}
 	case core.Stalled:
-		d.logf("cloister: this node did not run for %s (frozen, suspended or starved): members get a fresh heartbeat window", e.For.Round(time.Millisecond))
+		d.warnf("cloister: this node did not run for %s (frozen, suspended or starved): members get a fresh heartbeat window", e.For.Round(time.Millisecond))
 	default:
 		d.unhandled++
-		d.logf("cloister: monitor: BUG: effect %T not handled", f)
+		d.warnf("cloister: monitor: BUG: effect %T not handled", f)
 	}
 	return nil, false
 }
@@ -278,7 +279,7 @@ func (d *driver) noteDial(peer string, err error, now time.Time) {
 	}
 	f.attempts++
 	if reason != f.reason || now.Sub(f.logged) >= dialLogEvery {
-		d.logf("cloister: cannot connect to %s (attempt %d, failing for %s, retrying with backoff): %s",
+		d.warnf("cloister: cannot connect to %s (attempt %d, failing for %s, retrying with backoff): %s",
 			peer, f.attempts, now.Sub(f.since).Round(time.Millisecond), err.Error())
 		f.reason, f.logged = reason, now
 	}

@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -108,7 +109,7 @@ func TestMonitorDialsAreBoundedAndEndWithIt(t *testing.T) {
 	for i := 0; i < 8; i++ {
 		o.Sentry = append(o.Sentry, fmt.Sprintf("ghost%d_%d@127.0.0.1", i, time.Now().UnixNano()%1000))
 	}
-	o.Logf = func(f string, a ...interface{}) { mu.Lock(); logs = append(logs, fmt.Sprintf(f, a...)); mu.Unlock() }
+	o.Logger = slog.New(logfHandler(func(f string, a ...interface{}) { mu.Lock(); logs = append(logs, fmt.Sprintf(f, a...)); mu.Unlock() }))
 	o.Observe = func(e listener.Event) {
 		if _, ok := e.(listener.DialStarted); ok {
 			mu.Lock()

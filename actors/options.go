@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"time"
@@ -113,8 +115,12 @@ type Options struct {
 	// Debug logs every core event with its effects (verbose). Default
 	// false.
 	Debug bool `yaml:"debug" help:"log every event of the Monitor's core with its effects (verbose)"`
-	// Logf logs. Default log.Printf.
-	Logf func(format string, args ...interface{}) `yaml:"-"`
+	// Logger receives cloister's log lines, at slog levels: Info for
+	// state changes, progress and recoveries, Warn for a peer that cannot
+	// be reached, a suspected or removed member and a start that keeps
+	// waiting (every 10th progress line), Error every 100th. Default
+	// slog.Default().
+	Logger *slog.Logger `yaml:"-"`
 	// Observe, when set, sees every decision of the Monitor as a typed
 	// event (listener.Transition, RingsRebuilt, DialStarted, Suspected,
 	// Disconnected, Removed with its RemovalReason, GraceStarted,
@@ -297,6 +303,20 @@ func validAtom(s string) bool {
 		}
 	}
 	return true
+}
+
+// Logf is Printf-style logging into Logger at level (slog.Default() while
+// Logger is nil), for code that takes a Logf function.
+func (o *Options) Logf(level slog.Level) func(format string, args ...interface{}) {
+	l := o.Logger
+	return func(format string, args ...interface{}) {
+		if l == nil {
+			l = slog.Default()
+		}
+		if l.Enabled(context.Background(), level) {
+			l.Log(context.Background(), level, fmt.Sprintf(format, args...))
+		}
+	}
 }
 
 // Rings lists the ring names, the default first.

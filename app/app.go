@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -122,17 +122,14 @@ func (a *App) Start(process gen.Process, args ...etf.Term) {
 }
 
 func (a *App) logf(format string, args ...interface{}) {
-	if a.opts.Logf != nil {
-		a.opts.Logf(format, args...)
-		return
-	}
-	log.Printf(format, args...)
+	a.opts.Logf(slog.LevelWarn)(format, args...)
 }
 
 // Gate blocks until the cluster is ready: the start gate, for App.Start
 // and for your own application's Start when the Manager runs in your tree.
-// It logs progress as the original did ("retries: [n], nodes: [...]": info
-// for the first 10, a warning every 10th, an error every 100th). After
+// It logs progress as the original did ("retries: [n], nodes: [...]": Info
+// for the first 10, Warn every 10th, Error every 100th, into
+// Options.Logger). After
 // StartTimeout it fails with a *StartError naming the missing nodes; when
 // ctx ends, with ctx's error; when the cluster ends (its node stopped),
 // with the cluster's Err.
@@ -157,16 +154,18 @@ func (a *App) Gate(ctx context.Context) error {
 			return a.cluster.Err()
 		case <-tick.C:
 			retries++
-			line := fmt.Sprintf("cloister: waiting for consensus %d: retries: [%d], nodes: [%s]",
-				s.Consensus, retries, strings.Join(s.Members, ", "))
+			level := slog.LevelInfo
 			switch {
 			case retries <= 10:
-				a.logf("[info] %s", line)
 			case retries%100 == 0:
-				a.logf("[error] %s", line)
+				level = slog.LevelError
 			case retries%10 == 0:
-				a.logf("[warning] %s", line)
+				level = slog.LevelWarn
+			default:
+				continue
 			}
+			a.opts.Logf(level)("cloister: waiting for consensus %d: retries: [%d], nodes: [%s]",
+				s.Consensus, retries, strings.Join(s.Members, ", "))
 		case <-ctx.Done():
 			if errors.Is(context.Cause(ctx), errStartTimeout) {
 				return a.timeoutError(s)

@@ -21,6 +21,7 @@ package metrics
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sort"
@@ -170,7 +171,7 @@ func (c *Collector) Instrument(opts *app.Options) {
 	}
 	next := opts.Listener
 	if next == nil {
-		next = listener.Logger{Logf: opts.Logf}
+		next = listener.Logger{Logf: opts.Logf(slog.LevelInfo)}
 	}
 	opts.Listener = c.Listener(next)
 	hook := c.ObserveFanout

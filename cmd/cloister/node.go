@@ -83,7 +83,8 @@ func runNode(args []string) int {
 		return 0
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
-	opts.Logf = logger.Printf
+	// cloister logs through slog.Default, that is through package log.
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	ls := listener.Multi{
 		listener.Logger{Logf: logger.Printf},
 		listener.Func(func(from, to listener.State, s listener.Snapshot) {

@@ -184,7 +184,6 @@ func run() int {
 		log.Print(err)
 		return 2
 	}
-	c.opts.Logf = log.Printf
 	c.opts.Listener = listener.Func(logChange)
 
 	// The health endpoint comes first: /healthz answers and /readyz says

@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"os"
 	"os/signal"
 	"strings"
@@ -53,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	opts.StartTimeout = *startTimeout
 	opts.StartLogEvery = 200 * time.Millisecond
-	opts.Logf = logger.Printf
+	opts.Logger = slog.New(slog.NewTextHandler(stderr, nil))
 	cluster, err := cloister.New(opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "embedded:", err)

@@ -109,7 +109,8 @@ func runWorker(args []string) int {
 	if *sentry != "" {
 		opts.Sentry = strings.Split(*sentry, ",")
 	}
-	opts.Logf = logger.Printf
+	// cloister logs through slog.Default, that is through package log.
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	// The printer first, so the harness sees a change at once; then the
 	// handover, which may take a while (the Monitor is not held up by it:
 	// listeners run on their own goroutine).

@@ -17,6 +17,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,7 +166,7 @@ func startGoNode() {
 	opts.Consensus = 5
 	opts.Engine = libring.Engine()
 	opts.AdditionalModules = []cloister.Child{cloistertest.Child()} // Void, as on the node processes
-	opts.Logf = logs.Logf
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		transMu.Lock()
 		goInTrans = append(goInTrans, transition{from.String(), to.String(), time.Now(), s.Members})

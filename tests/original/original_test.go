@@ -6,6 +6,7 @@ package original
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"testing"
@@ -62,7 +63,7 @@ func run(m *testing.M) (int, error) {
 	opts := cloister.DefaultOptions()
 	opts.Sentry = names
 	opts.AdditionalModules = []cloister.Child{cloistertest.Child()}
-	opts.Logf = func(string, ...interface{}) {}
+	opts.Logger = slog.New(slog.DiscardHandler)
 	c, err := cloister.StartNode(names[0], opts, cloister.NodeOptions{Cookie: h.Cookie, EPMDPort: h.EPMD.Port})
 	if err != nil {
 		return 1, err
