@@ -26,6 +26,7 @@ var scenarios = map[string]func(epmd uint16) error{
 	"lifecycle":    scenarioLifecycle,
 	"failed-start": scenarioFailedStart,
 	"node-stopped": scenarioNodeStopped,
+	"cancelled":    scenarioCancelled,
 }
 
 func runScenario(name string) int {
@@ -66,6 +67,10 @@ func TestLifecycle(t *testing.T) { runChild(t, "lifecycle") }
 
 // A failed start leaves nothing behind, and a waiter hears why it failed.
 func TestFailedStartClearsDefault(t *testing.T) { runChild(t, "failed-start") }
+
+// A start waiting for consensus ends when its context does (a program
+// stopping on SIGINT cancels it).
+func TestCancelledStart(t *testing.T) { runChild(t, "cancelled") }
 
 // A node stopped behind cloister's back also ends the default.
 func TestNodeStoppedClearsDefault(t *testing.T) { runChild(t, "node-stopped") }
@@ -182,6 +187,27 @@ func scenarioFailedStart(epmd uint16) error {
 	}
 	if cloister.Siblings() != nil {
 		return fmt.Errorf("Siblings after a failed start: %v", cloister.Siblings())
+	}
+	return nil
+}
+
+func scenarioCancelled(epmd uint16) error {
+	opts := cloister.DefaultOptions()
+	opts.Consensus = 2
+	opts.Sentry = []string{"cancel@127.0.0.1", "ghost@127.0.0.1"}
+	opts.Logger = quiet
+	c, err := cloister.New(opts)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(300*time.Millisecond, cancel)
+	err = c.Start(ctx, "cancel@127.0.0.1", cloister.NodeOptions{EPMDPort: epmd})
+	if !errors.Is(err, context.Canceled) {
+		return fmt.Errorf("cancelled start: %v, want context.Canceled", err)
+	}
+	if cloister.Default() != nil || !errors.Is(c.Err(), context.Canceled) {
+		return fmt.Errorf("after a cancelled start: default %v, Err %v", cloister.Default(), c.Err())
 	}
 	return nil
 }
