@@ -189,6 +189,7 @@ type OptionError struct {
 	Why   string
 }
 
+// Error reads "cloister: invalid option Sentry[1] = \"x\": why".
 func (e *OptionError) Error() string {
 	f := e.Field
 	if e.Index >= 0 {

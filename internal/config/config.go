@@ -64,6 +64,7 @@ type Error struct {
 	Err  error // the underlying error, for errors.Is (app.ErrInvalidOption)
 }
 
+// Error reads "cloister: config: FILE: line N: KEY: what is wrong".
 func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString("cloister: config: ")

@@ -54,6 +54,7 @@ type flagValue struct {
 	fl field
 }
 
+// String is the value as the file writes it ("" for the zero value).
 func (f *flagValue) String() string {
 	if f == nil || !f.v.IsValid() || f.v.IsZero() {
 		return "" // flag's help shows no default for it
@@ -61,6 +62,7 @@ func (f *flagValue) String() string {
 	return format(f.v)
 }
 
+// Set parses s as the file would.
 func (f *flagValue) Set(s string) error {
 	val, err := parseScalar(f.fl.typ, f.fl.Name, s)
 	if err != nil {

@@ -47,6 +47,7 @@ type Error struct {
 	Name, Why string
 }
 
+// Error names the name (cut to 64 bytes) and what is wrong with it.
 func (e *Error) Error() string {
 	name := e.Name
 	if len(name) > 64 {
