@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -56,10 +57,24 @@ func runChild(t *testing.T, name string) {
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), scenarioEnv+"="+name)
 	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "scenario ok") {
+	if !strings.Contains(string(out), "scenario ok") {
+		t.Fatalf("scenario %s: %v\n%s", name, err, out)
+	}
+	// Built with -race, a child that saw a data race exits 66. Ergo has
+	// races of its own at node stop; one with a frame of this package
+	// fails the test.
+	for _, report := range strings.Split(string(out), "WARNING: DATA RACE")[1:] {
+		if ourFrame.MatchString(report) {
+			t.Errorf("scenario %s: data race in package cloister:\n%s", name, report)
+		}
+	}
+	if err != nil && cmd.ProcessState.ExitCode() != 66 {
 		t.Fatalf("scenario %s: %v\n%s", name, err, out)
 	}
 }
+
+// ourFrame matches a stack frame of the root package (not a subpackage).
+var ourFrame = regexp.MustCompile(`github\.com/cloister-go/cloister\.`)
 
 // A start, the default cluster's life, a stop: the package-level functions
 // answer for the running cluster only.
