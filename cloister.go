@@ -107,7 +107,7 @@ var (
 	// ErrFuncRegistered: RegisterFunc with a name already taken.
 	ErrFuncRegistered = actors.ErrFuncRegistered
 	// ErrInvalidOption: Options.Validate's errors name the option.
-	ErrInvalidOption = app.ErrInvalidOption
+	ErrInvalidOption = actors.ErrInvalidOption
 )
 
 // DefaultOptions returns options with every default filled in.

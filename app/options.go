@@ -11,13 +11,6 @@ import "github.com/cloister-go/cloister/actors"
 // field's default) in package actors and re-exported as cloister.Options.
 type Options = actors.Options
 
-// NoFlapGrace as Options.FlapGrace removes a member as soon as its
-// connection drops.
-const NoFlapGrace = actors.NoFlapGrace
-
 // DefaultOptions returns options with every default filled in (see
 // actors.DefaultOptions).
 func DefaultOptions() Options { return actors.DefaultOptions() }
-
-// ErrInvalidOption is wrapped by every validation error.
-var ErrInvalidOption = actors.ErrInvalidOption

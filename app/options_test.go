@@ -77,7 +77,7 @@ func TestBadOptionsNameTheOption(t *testing.T) {
 			if err == nil {
 				t.Fatal("want an error")
 			}
-			if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
+			if !errors.Is(err, actors.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %q does not name %q", err, c.want)
 			}
 			if _, err := New(o); err == nil {

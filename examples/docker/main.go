@@ -51,7 +51,6 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister"
-	"github.com/cloister-go/cloister/app"
 	"github.com/cloister-go/cloister/health"
 	"github.com/cloister-go/cloister/listener"
 )
@@ -134,7 +133,7 @@ func loadConfig() (config, error) {
 	switch s := os.Getenv("CLOISTER_FLAP_GRACE"); s {
 	case "":
 	case "off":
-		o.FlapGrace = app.NoFlapGrace
+		o.FlapGrace = cloister.NoFlapGrace
 	default:
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {

@@ -18,7 +18,6 @@ import (
 	"strings"
 
 	"github.com/cloister-go/cloister/actors"
-	"github.com/cloister-go/cloister/app"
 	"github.com/cloister-go/cloister/internal/nodename"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/ring"
@@ -41,7 +40,7 @@ type Node struct {
 // what the file does not set) and the node section.
 type File struct {
 	Node Node
-	opts app.Options
+	opts actors.Options
 	// lines: where each key was given (the node section's as node.<key>);
 	// items: the lines of a list's entries. Errors point at them.
 	lines map[string]int
@@ -49,7 +48,7 @@ type File struct {
 }
 
 // Options returns the cluster options the file sets, over the defaults.
-func (f *File) Options() app.Options { return f.opts }
+func (f *File) Options() actors.Options { return f.opts }
 
 // Line is where key ("consensus", "node.name") was given, or 0.
 func (f *File) Line(key string) int { return f.lines[key] }
@@ -61,7 +60,7 @@ type Error struct {
 	Line int
 	Key  string
 	Msg  string
-	Err  error // the underlying error, for errors.Is (app.ErrInvalidOption)
+	Err  error // the underlying error, for errors.Is (actors.ErrInvalidOption)
 }
 
 // Error reads "cloister: config: FILE: line N: KEY: what is wrong".
@@ -107,7 +106,7 @@ func Parse(r io.Reader) (*File, error) {
 	if top.Kind != yaml.MappingNode {
 		return nil, &Error{Line: top.Line, Msg: "want keys and values (key: value), one per line"}
 	}
-	f := &File{opts: app.DefaultOptions(), lines: map[string]int{}, items: map[string][]int{}}
+	f := &File{opts: actors.DefaultOptions(), lines: map[string]int{}, items: map[string][]int{}}
 	err := f.decode(top, "", reflect.ValueOf(&f.opts).Elem(), optionFields, func(k, v *yaml.Node) (bool, error) {
 		if k.Value != "node" {
 			return false, nil
@@ -250,7 +249,7 @@ func Load(path string) (*File, error) {
 	return f, nil
 }
 
-// Validate checks the options together (app.Options.Validate) and the node
+// Validate checks the options together (actors.Options.Validate) and the node
 // name; the error is an *Error naming the key and the line.
 func (f *File) Validate() error {
 	o := f.opts

@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-go/cloister/app"
+	"github.com/cloister-go/cloister/actors"
 )
 
 func TestTemplateLoadsAndValidates(t *testing.T) {
@@ -44,10 +44,10 @@ func TestTemplateShowsEveryKey(t *testing.T) {
 	}
 }
 
-// The options set from code only are these; a new field of app.Options
+// The options set from code only are these; a new field of actors.Options
 // gets a yaml key (and so a flag) or is added here on purpose.
 func TestCodeOnlyOptions(t *testing.T) {
-	typ := reflect.TypeOf(app.Options{})
+	typ := reflect.TypeOf(actors.Options{})
 	var codeOnly []string
 	for i := 0; i < typ.NumField(); i++ {
 		if typ.Field(i).Tag.Get("yaml") == "-" {
@@ -72,7 +72,7 @@ func sample(fl field) string {
 	}
 	switch fl.typ.Kind() {
 	case reflect.Bool:
-		if reflect.ValueOf(app.DefaultOptions()).Field(fl.index).Bool() {
+		if reflect.ValueOf(actors.DefaultOptions()).Field(fl.index).Bool() {
 			return "false"
 		}
 		return "true"
@@ -89,7 +89,7 @@ func sample(fl field) string {
 // Every option is settable in the file and as a flag, and both set the
 // same value.
 func TestEveryOptionSettableInFileAndFlag(t *testing.T) {
-	def := reflect.ValueOf(app.DefaultOptions())
+	def := reflect.ValueOf(actors.DefaultOptions())
 	for _, fl := range optionFields {
 		text := sample(fl)
 		yamlText := fl.Key + ": " + text + "\n"
@@ -113,7 +113,7 @@ func TestEveryOptionSettableInFileAndFlag(t *testing.T) {
 			t.Errorf("-%s: %v", fl.Flag, err)
 			continue
 		}
-		o := app.DefaultOptions()
+		o := actors.DefaultOptions()
 		flags.Apply(&o)
 		fromFlag := reflect.ValueOf(o).Field(fl.index)
 		if format(fromFlag) != format(fromFile) {
@@ -188,7 +188,7 @@ func TestBadValuesNamed(t *testing.T) {
 		if goTypeNames.MatchString(err.Error()) {
 			t.Errorf("%q: error shows Go or YAML internals: %v", body, err)
 		}
-		if strings.HasPrefix(body, "consensus: 0") && !errors.Is(err, app.ErrInvalidOption) {
+		if strings.HasPrefix(body, "consensus: 0") && !errors.Is(err, actors.ErrInvalidOption) {
 			t.Errorf("not an ErrInvalidOption: %v", err)
 		}
 	}
@@ -204,7 +204,7 @@ func TestFlapGraceStartLogEveryAndRing(t *testing.T) {
 	if err := o.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	if o.FlapGrace != app.NoFlapGrace || o.StartLogEvery != 5*time.Second || o.Ring != "shop" {
+	if o.FlapGrace != actors.NoFlapGrace || o.StartLogEvery != 5*time.Second || o.Ring != "shop" {
 		t.Fatalf("flap_grace %s start_log_every %s ring %q", o.FlapGrace, o.StartLogEvery, o.Ring)
 	}
 }
@@ -243,11 +243,11 @@ func TestEngineByName(t *testing.T) {
 
 func TestEnvironment(t *testing.T) {
 	env := map[string]string{"CLOISTER_CONSENSUS": "3", "CLOISTER_SENTRY": "a@h,b@h", "CLOISTER_FLAP_GRACE": "off"}
-	o := app.DefaultOptions()
+	o := actors.DefaultOptions()
 	if err := ApplyEnv(&o, func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
 	}
-	if o.Consensus != 3 || !slices.Equal(o.Sentry, []string{"a@h", "b@h"}) || o.FlapGrace != app.NoFlapGrace {
+	if o.Consensus != 3 || !slices.Equal(o.Sentry, []string{"a@h", "b@h"}) || o.FlapGrace != actors.NoFlapGrace {
 		t.Fatalf("%d %v %s", o.Consensus, o.Sentry, o.FlapGrace)
 	}
 	env["CLOISTER_CONSENSUS"] = "many"

@@ -7,12 +7,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cloister-go/cloister/app"
+	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/ring"
 )
 
 // field is one option settable from the file and the command line, found
-// by reflection on the `yaml` and `help` tags of a struct (app.Options or
+// by reflection on the `yaml` and `help` tags of a struct (actors.Options or
 // Node), so a new tagged field is settable everywhere at once.
 type field struct {
 	Key   string // the file's key: otp_app
@@ -52,12 +52,12 @@ func fieldsOf(t reflect.Type) []field {
 }
 
 var (
-	optionFields = fieldsOf(reflect.TypeOf(app.Options{}))
+	optionFields = fieldsOf(reflect.TypeOf(actors.Options{}))
 	nodeFields   = fieldsOf(reflect.TypeOf(Node{}))
 )
 
 // OptionKeys lists the file's keys of the cluster options, in the order of
-// app.Options.
+// actors.Options.
 func OptionKeys() []string {
 	keys := make([]string, len(optionFields))
 	for i, f := range optionFields {
@@ -101,7 +101,7 @@ func parseScalar(t reflect.Type, name, text string) (reflect.Value, error) {
 	switch {
 	case t == durationType:
 		if name == "FlapGrace" && text == "off" {
-			return reflect.ValueOf(app.NoFlapGrace), nil
+			return reflect.ValueOf(actors.NoFlapGrace), nil
 		}
 		if text == "0" {
 			return reflect.ValueOf(time.Duration(0)), nil
@@ -158,7 +158,7 @@ func parseScalar(t reflect.Type, name, text string) (reflect.Value, error) {
 func format(v reflect.Value) string {
 	switch x := v.Interface().(type) {
 	case time.Duration:
-		if x == app.NoFlapGrace {
+		if x == actors.NoFlapGrace {
 			return "off"
 		}
 		return x.String()

@@ -6,21 +6,21 @@ import (
 	"reflect"
 	"strings"
 
-	"github.com/cloister-go/cloister/app"
+	"github.com/cloister-go/cloister/actors"
 )
 
 // Flags are the command-line flags of every cluster option, one per key of
 // the file (otp_app is -otp-app), registered by BindFlags.
 type Flags struct {
 	fs  *flag.FlagSet
-	set app.Options // what the flags parsed into
+	set actors.Options // what the flags parsed into
 }
 
 // BindFlags registers a flag for every cluster option on fs. Its default
 // is the option's default; a list takes comma-separated names; a duration
 // Go's syntax (500ms); flap-grace also "off".
 func BindFlags(fs *flag.FlagSet) *Flags {
-	f := &Flags{fs: fs, set: app.DefaultOptions()}
+	f := &Flags{fs: fs, set: actors.DefaultOptions()}
 	v := reflect.ValueOf(&f.set).Elem()
 	for _, fl := range optionFields {
 		fv := &flagValue{v: v.Field(fl.index), fl: fl}
@@ -35,7 +35,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 
 // Apply copies into dst every option whose flag was given on the command
 // line (after fs.Parse), so flags override the file or the defaults.
-func (f *Flags) Apply(dst *app.Options) {
+func (f *Flags) Apply(dst *actors.Options) {
 	src := reflect.ValueOf(&f.set).Elem()
 	d := reflect.ValueOf(dst).Elem()
 	byFlag := map[string]field{}
@@ -82,7 +82,7 @@ const EnvPrefix = "CLOISTER_"
 // ApplyEnv sets in dst every option whose environment variable getenv
 // returns non-empty (lists comma-separated); the error names the variable
 // and what is allowed.
-func ApplyEnv(dst *app.Options, getenv func(string) string) error {
+func ApplyEnv(dst *actors.Options, getenv func(string) string) error {
 	d := reflect.ValueOf(dst).Elem()
 	for _, fl := range optionFields {
 		name := EnvPrefix + strings.ToUpper(fl.Key)
