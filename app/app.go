@@ -117,7 +117,9 @@ func (a *App) Start(process gen.Process, args ...etf.Term) {
 		a.err = err
 		a.mu.Unlock()
 		a.cluster.MarkStopped(err)
-		panic(err)
+		// Ergo prints the panic value with %#v: a string reads as our
+		// message, not as a struct dump.
+		panic(err.Error())
 	}
 }
 

@@ -138,7 +138,7 @@ func (a *shopApp) Load(args ...etf.Term) (gen.ApplicationSpec, error) {
 func (a *shopApp) Start(p gen.Process, args ...etf.Term) {
 	if err := a.cluster.AwaitReady(context.Background()); err != nil {
 		a.err = err
-		panic(err)
+		panic(err.Error()) // Ergo prints it with %#v: a string reads best
 	}
 	members := a.cluster.Siblings()
 	if _, err := p.Spawn("shop_workers", gen.ProcessOptions{}, &workers{cluster: a.cluster}); err != nil {
