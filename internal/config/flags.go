@@ -24,11 +24,7 @@ func BindFlags(fs *flag.FlagSet) *Flags {
 	v := reflect.ValueOf(&f.set).Elem()
 	for _, fl := range optionFields {
 		fv := &flagValue{v: v.Field(fl.index), fl: fl}
-		help := fl.Help
-		if fl.typ == durationType || fl.typ.Kind() == reflect.Slice || fl.typ.Kind() == reflect.Int {
-			help = fmt.Sprintf("%s (%s)", help, describe(fl.typ))
-		}
-		fs.Var(fv, fl.Flag, help)
+		fs.Var(fv, fl.Flag, fl.Help+placeholder(fl.typ))
 	}
 	return f
 }
@@ -47,6 +43,26 @@ func (f *Flags) Apply(dst *actors.Options) {
 			d.Field(fl.index).Set(src.Field(fl.index))
 		}
 	})
+}
+
+// placeholder ends a flag's help with what it takes; the word in
+// backquotes is what the flag package shows after the flag's name.
+func placeholder(t reflect.Type) string {
+	switch {
+	case t == durationType:
+		return " (a `duration` such as 500ms, 3s or 1m)"
+	case t == engineType:
+		return " (an `engine` name)"
+	}
+	switch t.Kind() {
+	case reflect.Int:
+		return " (a whole `number`)"
+	case reflect.Slice:
+		return " (comma-separated `names`)"
+	case reflect.String:
+		return " (a `string`)"
+	}
+	return ""
 }
 
 type flagValue struct {
