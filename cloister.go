@@ -235,7 +235,7 @@ func (r rpcFuncs) Lookup(name string) (func(args etf.List) (etf.Term, error), bo
 // tree.
 type Cluster struct {
 	a *app.App
-	c *actors.Cluster
+	c *actors.Shared
 
 	started   atomic.Bool // Start or ChildSpec: a cluster runs once
 	watchOnce sync.Once
@@ -249,7 +249,7 @@ func New(opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{a: a, c: a.Cluster()}, nil
+	return &Cluster{a: a, c: a.Shared()}, nil
 }
 
 // Node is the Ergo node the cluster runs on (nil before its Monitor

@@ -22,12 +22,12 @@ type Child struct {
 // additional modules, in that order. If the Monitor restarts, everything
 // after it restarts too, as in the original. At most 10 restarts in 5 s;
 // beyond that the Manager stops and so does cloister on this node, which
-// the Cluster then says (Cluster.Stopped, Cluster.Err, empty rings, state
+// the cluster then says (Shared.Stopped, Shared.Err, empty rings, state
 // stopped). Its loop is our own (manager_sup.go): it ignores exit signals
 // from other processes and answers OTP supervisor calls.
 type Manager struct {
 	gen.Supervisor
-	cluster    *Cluster
+	cluster    *Shared
 	monitor    *Monitor
 	nodeActor  gen.ServerBehavior
 	additional []Child
@@ -35,7 +35,7 @@ type Manager struct {
 
 // NewManager builds the Manager for cluster c; o must be validated
 // (Options.Validate).
-func NewManager(c *Cluster, o Options) *Manager {
+func NewManager(c *Shared, o Options) *Manager {
 	return &Manager{cluster: c, monitor: NewMonitor(c, o), nodeActor: newClusterNode(c), additional: o.AdditionalModules}
 }
 

@@ -26,7 +26,7 @@ import (
 type Monitor struct {
 	statem.StateMachine[listener.State]
 	opts    Options
-	cluster *Cluster
+	cluster *Shared
 
 	// Per process run (set up again by every InitStateMachine: the
 	// Manager restarts the same value).
@@ -45,7 +45,7 @@ type (
 
 // NewMonitor returns the Monitor behaviour for cluster c; o is validated
 // (Options.Validate) or at least names the Monitor.
-func NewMonitor(c *Cluster, o Options) *Monitor {
+func NewMonitor(c *Shared, o Options) *Monitor {
 	if o.MonitorName == "" {
 		o.MonitorName = MonitorName
 	}
@@ -203,7 +203,7 @@ func (m *Monitor) kickResolver() {
 type StopRequest struct{}
 
 // SnapshotRequest asks the Monitor (through process Direct) for a fresh
-// snapshot. Code outside the Monitor normally reads Cluster.Snapshot.
+// snapshot. Code outside the Monitor normally reads Shared.Snapshot.
 type SnapshotRequest struct{}
 
 func (m *Monitor) call(e statem.Call) statem.Result[listener.State] {

@@ -24,7 +24,7 @@ type driver struct {
 	opts    Options
 	core    *core.Core
 	tr      transport
-	cluster *Cluster
+	cluster *Shared
 	self    string
 	disp    *listener.Dispatcher
 	logf    func(string, ...interface{})
@@ -61,7 +61,7 @@ type dialDoneMsg struct {
 	gone bool
 }
 
-func newDriver(parent context.Context, o Options, c *Cluster, self string, tr transport,
+func newDriver(parent context.Context, o Options, c *Shared, self string, tr transport,
 	now func() time.Time, post func(interface{}), logf func(string, ...interface{})) *driver {
 	l := o.Listener
 	if l == nil {
@@ -293,7 +293,7 @@ func (d *driver) expireFailures(now time.Time) {
 	}
 }
 
-// publish refreshes the Cluster's snapshot, in state s.
+// publish refreshes the shared snapshot, in state s.
 func (d *driver) publish(s core.State) { d.cluster.publish(d.build(s)) }
 
 // publishIfChanged publishes when the connected set or the suspects differ

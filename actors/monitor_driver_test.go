@@ -130,7 +130,7 @@ type rig struct {
 	t     *testing.T
 	d     *driver
 	net   *fakeNet
-	c     *Cluster
+	c     *Shared
 	now   time.Time
 	start time.Time
 
@@ -153,7 +153,7 @@ func testOptions() Options {
 
 func newRig(t *testing.T, o Options, peers ...string) *rig {
 	t.Helper()
-	c, err := NewCluster("cloister", []string{"cloister"}, nil)
+	c, err := NewShared("cloister", []string{"cloister"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ type App struct {
 	Context context.Context
 
 	opts    Options
-	cluster *actors.Cluster
+	cluster *actors.Shared
 	manager *actors.Manager
 
 	mu  sync.Mutex
@@ -53,7 +53,7 @@ func New(opts Options) (*App, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := actors.NewCluster(opts.OTPApp, opts.Rings(), opts.Engine)
+	c, err := actors.NewShared(opts.OTPApp, opts.Rings(), opts.Engine)
 	if err != nil {
 		return nil, err
 	}
@@ -62,8 +62,8 @@ func New(opts Options) (*App, error) {
 	return a, nil
 }
 
-// Cluster is the running cluster's shared view (rings, snapshot).
-func (a *App) Cluster() *actors.Cluster { return a.cluster }
+// Shared is the cluster's shared view (rings, snapshot, readiness).
+func (a *App) Shared() *actors.Shared { return a.cluster }
 
 // Manager is the supervisor (Cloister.Manager) to run as a child of your
 // own supervisor or application, registered as Options().ManagerName.
