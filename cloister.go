@@ -80,6 +80,11 @@ const NoFlapGrace = actors.NoFlapGrace
 // Child is an additional module for the Manager (Options.AdditionalModules).
 type Child = actors.Child
 
+// StoppedError is a stopped cluster's Err: why it stopped (its program
+// stopped it, its node stopped, its Manager gave up after too many
+// restarts).
+type StoppedError = actors.StoppedError
+
 // StartError is the start gate's failure: consensus not reached within
 // StartTimeout. It names the members and the missing sentries.
 type StartError = app.StartError
@@ -92,7 +97,7 @@ var (
 	// ErrAlreadyStarted: StartNode or SetDefault while another cluster of
 	// this process runs.
 	ErrAlreadyStarted = errors.New("cloister: already started")
-	// ErrStopped is a cluster's Err after Stop (or after its node stopped).
+	// ErrStopped matches a stopped cluster's Err (a *StoppedError).
 	ErrStopped       = actors.ErrStopped
 	ErrNoSuchRing    = ring.ErrNoSuchRing
 	ErrEmptyRing     = ring.ErrEmptyRing
@@ -263,8 +268,13 @@ func (c *Cluster) Name() string { return c.c.Self() }
 func (c *Cluster) Options() Options { return c.a.Options() }
 
 // Err is why the cluster ended: nil while it runs, the start's error after
-// a failed start, ErrStopped after Stop or once its node stopped.
+// a failed start, a *StoppedError (matching ErrStopped) after Stop, once
+// its node stopped or when its Manager gave up.
 func (c *Cluster) Err() error { return c.c.Err() }
+
+// Stopped is closed when the cluster ends for good (see Err). A program
+// that cannot work without it selects on it and exits.
+func (c *Cluster) Stopped() <-chan struct{} { return c.c.Stopped() }
 
 // Stop shuts the node down in order: the Monitor runs stopping → stopped
 // and the listener hears both, then the node stops (Ergo's Stop alone does
