@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -109,24 +110,30 @@ func runNode(args []string) int {
 		col.Instrument(&opts)
 	}
 
+	nopts := cloister.NodeOptions{
+		Cookie: *cookie, EPMDPort: uint16(*epmdPort), EmbeddedEPMD: *embedded, ListenPort: uint16(*listen),
+	}
+	if err := extras.apply(&opts, &nopts, logger.Printf); err != nil {
+		fmt.Fprintf(os.Stderr, "cloister node: %v\n", err)
+		return 2
+	}
+	// The cluster exists before its start, so the HTTP endpoints report it
+	// while the start waits for consensus, and after it stops.
+	c, err := cloister.New(opts)
+	if err != nil {
+		out.Print(map[string]interface{}{"event": "error", "node": *name, "error": err.Error()})
+		fmt.Fprintln(os.Stderr, "cloister node:", err)
+		return 1
+	}
+
 	var hs *health.Server
 	if *httpAddr != "" {
 		var err error
-		mux := health.Handler(func() listener.Snapshot {
-			if c := cloister.Default(); c != nil {
-				return c.State()
-			}
-			return listener.Snapshot{Node: *name, State: "down"}
-		})
-		mux.HandleFunc("/whois", whoisHandler)
+		mux := health.Handler(c.State)
+		mux.HandleFunc("/whois", whoisHandler(c))
 		extras.handle(mux)
 		if col != nil {
-			col.SetSource(func() listener.Snapshot {
-				if c := cloister.Default(); c != nil {
-					return c.State()
-				}
-				return listener.Snapshot{Node: *name, State: "down"}
-			})
+			col.SetSource(c.State)
 			mux.Handle("/metrics", col.Handler())
 		}
 		hs, err = health.Start(*httpAddr, mux)
@@ -145,15 +152,8 @@ func runNode(args []string) int {
 		return runPlain(*name, *cookie, uint16(*epmdPort), opts.Sentry, out, sigs)
 	}
 	start := time.Now()
-	nopts := cloister.NodeOptions{
-		Cookie: *cookie, EPMDPort: uint16(*epmdPort), EmbeddedEPMD: *embedded, ListenPort: uint16(*listen),
-	}
-	if err := extras.apply(&opts, &nopts, logger.Printf); err != nil {
-		fmt.Fprintf(os.Stderr, "cloister node: %v\n", err)
-		return 2
-	}
-	n, err := cloister.StartNode(*name, opts, nopts)
-	if err != nil {
+	n := c
+	if err := c.Start(context.Background(), *name, nopts); err != nil {
 		out.Print(map[string]interface{}{"event": "error", "node": *name, "error": err.Error()})
 		fmt.Fprintf(os.Stderr, "cloister node: %v\n", err)
 		return 1
@@ -210,11 +210,15 @@ func runPlain(name, cookie string, epmdPort uint16, peers []string, out *cloiste
 }
 
 // whoisHandler answers /whois?key=K[&group=G] with the owner as JSON.
-func whoisHandler(w http.ResponseWriter, r *http.Request) {
+func whoisHandler(c *cloister.Cluster) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { whois(c, w, r) }
+}
+
+func whois(c *cloister.Cluster, w http.ResponseWriter, r *http.Request) {
 	key, group := r.URL.Query().Get("key"), r.URL.Query().Get("group")
 	res := map[string]string{"key": key, "group": group}
 	code := http.StatusOK
-	owner, err := cloister.Whois(group, key)
+	owner, err := c.Whois(group, key)
 	if err != nil {
 		res["error"] = err.Error()
 		code = http.StatusNotFound

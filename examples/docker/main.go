@@ -184,16 +184,16 @@ func run() int {
 		return 2
 	}
 	c.opts.Listener = listener.Func(logChange)
+	cl, err := cloister.New(c.opts)
+	if err != nil {
+		log.Printf("cloister-example: %v", err)
+		return 2
+	}
 
 	// The health endpoint comes first: /healthz answers and /readyz says
 	// 503 while the start below waits for consensus.
 	if c.httpAddr != "off" {
-		mux := health.Handler(func() listener.Snapshot {
-			if cl := cloister.Default(); cl != nil {
-				return cl.State()
-			}
-			return listener.Snapshot{Node: c.name, OTPApp: c.opts.OTPApp, State: "down", Consensus: c.opts.Consensus}
-		})
+		mux := health.Handler(cl.State)
 		hs, err := health.Start(c.httpAddr, mux)
 		if err != nil {
 			log.Printf("cloister-example: health endpoint on CLOISTER_HTTP = %q: %v", c.httpAddr, err)
@@ -215,12 +215,11 @@ func run() int {
 	// StartNode blocks until consensus; a SIGTERM meanwhile must still stop
 	// the container at once.
 	done := make(chan error, 1)
-	var stop func() error
+	stop := cl.Stop
 	go func() {
-		n, err := cloister.StartNode(c.name, c.opts, c.nopts)
+		err := cl.Start(context.Background(), c.name, c.nopts)
 		if err == nil {
-			stop = func() error { return cloister.StopNode(n) }
-			log.Printf("cloister-example: %s ready in %s", n.Name(), time.Since(start).Round(time.Millisecond))
+			log.Printf("cloister-example: %s ready in %s", cl.Name(), time.Since(start).Round(time.Millisecond))
 		}
 		done <- err
 	}()
