@@ -1,24 +1,29 @@
 // Package cloister turns Ergo nodes into a managed cluster: a Go port of
 // the Elixir library cloister.
 //
-// Add the application to a node with StartNode (or app.New and your own
-// node), list the peers (Sentry) or a DNS service name (Service), and the
-// node's start returns once Consensus members are connected. Then:
+// StartNode starts an Ergo node with cloister on it and returns the
+// *Cluster once Consensus members are connected (Sentry lists the peers,
+// or Service names a DNS service whose addresses are the peers). Then:
 //
-//	owner, err := cloister.Whois("", "user:42") // the default ring
-//	if cloister.Mine("user:42") { ... }
-//	results, err := cloister.Multicall(nil, "my_server", req, 500*time.Millisecond)
+//	owner, err := c.Whois("", "user:42") // "" is the default ring
+//	if c.Mine("user:42") { ... }
+//	results, err := c.Multicall(nil, "my_server", req, 500*time.Millisecond)
 //
-// The package-level functions act on the cluster started last in this
-// process (one Ergo node per process is the rule); Of(nodeName) reaches a
-// given one.
+// The package-level functions (Whois, Mine, Multicall, ...) act on the
+// default cluster, in the style of http.DefaultClient: the one StartNode
+// started (or SetDefault named), until it stops; before and after, they
+// answer ErrNotStarted. An Ergo application that runs cloister inside its
+// own supervision tree uses New and Cluster.ChildSpec instead of StartNode.
 package cloister
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloister-go/cloister/actors"
@@ -29,13 +34,17 @@ import (
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
 )
 
-// Options configure cloister; see app.Options for every field.
-type Options = app.Options
+// Options configure cloister: every field, with its default, is documented
+// on actors.Options, the one options struct (the configuration file's keys
+// and the command line's flags are derived from it).
+type Options = actors.Options
 
-// NodeOptions configure the Ergo node StartNode starts; see ergonode.Options.
+// NodeOptions configure the Ergo node StartNode starts (cookie, EPMD,
+// listen port).
 type NodeOptions = ergonode.Options
 
 // Snapshot is the Monitor's view; see listener.Snapshot.
@@ -44,66 +53,147 @@ type Snapshot = listener.Snapshot
 // Result is one node's answer to a fan-out; Err is a *NodeError or nil.
 type Result = actors.Result
 
-// NodeError says why one node of a fan-out has no reply.
+// NodeError says why one node of a fan-out has no reply; its Kind is one
+// of the Kind constants.
 type NodeError = actors.NodeError
 
-// Child is an additional module for the Manager.
+// ErrorKind classifies a NodeError.
+type ErrorKind = actors.ErrorKind
+
+// The kinds of NodeError; each matches its Err sentinel with errors.Is.
+const (
+	KindTimeout       = actors.KindTimeout       // no reply before the deadline
+	KindNoConnection  = actors.KindNoConnection  // not connected (fan-out never dials)
+	KindNoSuchProcess = actors.KindNoSuchProcess // nothing registered under the name there
+	KindRemote        = actors.KindRemote        // the process exited or answered an error
+	KindRefused       = actors.KindRefused       // this node did not send it (e.g. a full local mailbox)
+)
+
+// OptionError is Options.Validate's error: the option, its value and what
+// is allowed.
+type OptionError = actors.OptionError
+
+// NoFlapGrace as Options.FlapGrace removes a member as soon as its
+// connection drops.
+const NoFlapGrace = actors.NoFlapGrace
+
+// Child is an additional module for the Manager (Options.AdditionalModules).
 type Child = actors.Child
+
+// StoppedError is a stopped cluster's Err: why it stopped (its program
+// stopped it, its node stopped, its Manager gave up after too many
+// restarts).
+type StoppedError = actors.StoppedError
+
+// StartError is the start gate's failure: consensus not reached within
+// StartTimeout. It names the members and the missing sentries.
+type StartError = app.StartError
 
 // Errors to branch on with errors.Is.
 var (
+	// ErrNotStarted: no cluster runs (never started, stopped, or its start
+	// failed).
+	ErrNotStarted = errors.New("cloister: not started")
+	// ErrAlreadyStarted: StartNode or SetDefault while another cluster of
+	// this process runs.
+	ErrAlreadyStarted = errors.New("cloister: already started")
+	// ErrStopped matches a stopped cluster's Err (a *StoppedError).
+	ErrStopped       = actors.ErrStopped
 	ErrNoSuchRing    = ring.ErrNoSuchRing
 	ErrEmptyRing     = ring.ErrEmptyRing
-	ErrNotStarted    = errors.New("cloister: not started on this node")
 	ErrTimeout       = actors.ErrTimeout
 	ErrNoConnection  = actors.ErrNoConnection
 	ErrNoSuchProcess = actors.ErrNoSuchProcess
 	ErrRemote        = actors.ErrRemote
-	ErrInvalidOption = app.ErrInvalidOption
+	ErrRefused       = actors.ErrRefused
+	// ErrInvalidArgument: a fan-out or RegisterFunc argument is wrong
+	// (empty name, non-positive timeout, nil function, ...).
+	ErrInvalidArgument = actors.ErrInvalidArgument
+	// ErrFuncRegistered: RegisterFunc with a name already taken.
+	ErrFuncRegistered = actors.ErrFuncRegistered
+	// ErrInvalidOption: Options.Validate's errors name the option.
+	ErrInvalidOption = actors.ErrInvalidOption
 )
 
 // DefaultOptions returns options with every default filled in.
-func DefaultOptions() Options { return app.DefaultOptions() }
+func DefaultOptions() Options { return actors.DefaultOptions() }
 
-// StartNode starts an Ergo node with the safe options and cloister on it,
-// and returns once the cluster is ready (or fails with the reason). In
+// StartNode is New and Cluster.Start in one: it starts an Ergo node named
+// name with cloister on it and returns once the cluster is ready, or fails
+// with the reason (see Cluster.Start).
+func StartNode(name string, opts Options, nopts NodeOptions) (*Cluster, error) {
+	c, err := New(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.Start(context.Background(), name, nopts); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Start starts an Ergo node with the safe options and the cluster on it
+// (registered with the EPMD on nopts.EPMDPort, else $ERL_EPMD_PORT, else
+// 4369; see NodeOptions), and returns once the cluster is ready, or fails with the reason (a
+// *StartError after StartTimeout, ctx's error when ctx ends first). The
+// cluster becomes the default of the package-level functions from the
+// moment Start begins (so AwaitReady in another goroutine waits for it)
+// until it stops or its start fails; a start while another cluster of this
+// process runs fails with ErrAlreadyStarted, and a cluster starts once. In
 // service mode with Magic set, name may be empty: the node is named
 // OTPApp@<own address in the service's DNS answer> (or @127.0.0.1 with
 // Loopback).
-func StartNode(name string, opts Options, nopts NodeOptions) (node.Node, error) {
-	if err := opts.Validate(); err != nil {
-		return nil, err
+func (c *Cluster) Start(ctx context.Context, name string, nopts NodeOptions) error {
+	if !c.started.CompareAndSwap(false, true) {
+		return fmt.Errorf("%w: this cluster was started before (New makes another)", ErrAlreadyStarted)
 	}
+	if err := SetDefault(c); err != nil {
+		return err
+	}
+	n, err := c.start(ctx, name, c.a.Options(), nopts)
+	if err != nil {
+		c.c.MarkStopped(err)
+		clearDefault(c)
+		return err
+	}
+	c.watch(n)
+	return nil
+}
+
+func (c *Cluster) start(ctx context.Context, name string, opts Options, nopts NodeOptions) (node.Node, error) {
 	if opts.Service != "" && opts.Magic {
-		ctx := context.Background()
+		nctx := ctx
 		if opts.StartTimeout > 0 {
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithTimeout(ctx, opts.StartTimeout)
+			nctx, cancel = context.WithTimeout(ctx, opts.StartTimeout)
 			defer cancel()
 		}
-		n, err := discovery.NodeName(ctx, discovery.NameOptions{
+		n, err := discovery.NodeName(nctx, discovery.NameOptions{
 			OTPApp: opts.OTPApp, Service: opts.Service, Loopback: opts.Loopback, Magic: true,
-			Given: name, Resolver: &discovery.Resolver{Server: opts.DNSServer, SRV: opts.SRV}, Logf: opts.Logf,
+			Given: name, Resolver: &discovery.Resolver{Server: opts.DNSServer, SRV: opts.SRV}, Logf: opts.Logf(slog.LevelInfo),
 		})
 		if err != nil {
 			return nil, err
 		}
 		name = n
 	}
-	a, err := app.New(opts)
-	if err != nil {
-		return nil, err
+	if nopts.Logf == nil {
+		// The node's diagnostics (why a handshake failed) are warnings.
+		nopts.Logf = opts.Logf(slog.LevelWarn)
 	}
 	if !nopts.PlainDistribution && nopts.WrapHandshake == nil && nopts.WrapProto == nil {
-		// BEAM interop: OTP 26+ links, the top-level [] guard, and rpc
-		// from Erlang/Elixir answered (Multiapply functions included).
-		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{a.Cluster().Funcs}, Logf: opts.Logf,
-			AcceptLink: a.Cluster().AcceptLink}.Apply(&nopts)
+		// BEAM interop: OTP 26+ links, the top-level [] guard, rpc from
+		// Erlang/Elixir answered (Multiapply functions included), and
+		// net_adm:ping answered pong.
+		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{c.c.Funcs}, Logf: opts.Logf(slog.LevelWarn),
+			AcceptLink: c.c.AcceptLink}.Apply(&nopts)
+		c.a.NetKernel = true
 	}
-	nopts.Applications = append(nopts.Applications, a)
+	c.a.Context = ctx
+	nopts.Applications = append(nopts.Applications, c.a)
 	n, err := ergonode.Start(name, nopts)
 	if err != nil {
-		if aerr := a.Err(); aerr != nil {
+		if aerr := c.a.Err(); aerr != nil {
 			return nil, aerr
 		}
 		return nil, err
@@ -111,23 +201,22 @@ func StartNode(name string, opts Options, nopts NodeOptions) (node.Node, error) 
 	return n, nil
 }
 
-// StopNode shuts a node down in order: the Monitor runs stopping →
-// stopped and the listener hears both, then the node stops (Ergo's Stop
-// alone does not wait for processes to finish, so the listener would miss
-// them). Ergo's ApplicationStop is not used: it races with the
-// application's own goroutine inside Ergo v2.2.4.
-func StopNode(n node.Node) error {
-	var err error
-	if c := Of(n.Name()); c != nil {
-		if p := n.ProcessByName(c.monitorName()); p != nil {
-			if _, e := p.DirectWithTimeout(actors.StopRequest{}, 5); e != nil {
-				err = fmt.Errorf("cloister: stop monitor: %w", e)
-			}
-		}
+// StartErgoNode starts an Ergo node with the settings cloister needs (one
+// handler per link, so messages keep their order; remote spawn off; no
+// call-home) and the BEAM interop filter, running nopts.Applications but
+// not cloister: for an Ergo application that runs cloister in its own tree
+// (New, Cluster.ApplicationChildSpec). BEAM nodes' rpc into the Go
+// functions of RegisterFunc and the pong to net_adm:ping are StartNode's
+// only.
+func StartErgoNode(name string, nopts NodeOptions) (node.Node, error) {
+	if !nopts.PlainDistribution && nopts.WrapHandshake == nil && nopts.WrapProto == nil {
+		distfilter.Options{Logf: nopts.Logf}.Apply(&nopts)
 	}
-	n.Stop()
-	return err
+	return ergonode.Start(name, nopts)
 }
+
+// StopNode is c.Stop(); a nil c is ErrNotStarted.
+func StopNode(c *Cluster) error { return c.Stop() }
 
 // rpcFuncs lets BEAM callers rpc the functions registered for Multiapply:
 // rpc:call(GoNode, M, F, Args) runs the function registered as "M:F", or
@@ -146,34 +235,128 @@ func (r rpcFuncs) Lookup(name string) (func(args etf.List) (etf.Term, error), bo
 	return nil, false
 }
 
-// Cluster is the API on one node's cluster.
-type Cluster struct{ c *actors.Cluster }
+// Cluster is one node's cluster: its rings, its Monitor's view and its
+// fan-out. StartNode returns one; New builds one for your own supervision
+// tree.
+type Cluster struct {
+	a *app.App
+	c *actors.Shared
 
-func (c *Cluster) monitorName() string {
-	if c.c.MonitorName != "" {
-		return c.c.MonitorName
-	}
-	return actors.MonitorName
+	started   atomic.Bool // Start or ChildSpec: a cluster runs once
+	watchOnce sync.Once
 }
 
-// Local returns the cluster started last in this process, or nil.
-func Local() *Cluster {
-	if c := app.Default(); c != nil {
-		return &Cluster{c}
+// New validates opts and returns a cluster that is not started: run
+// ChildSpec (or ApplicationChildSpec) in your own supervisor or Ergo
+// application, and block your application's Start on AwaitReady.
+func New(opts Options) (*Cluster, error) {
+	a, err := app.New(opts)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return &Cluster{a: a, c: a.Shared()}, nil
 }
 
-// Of returns the cluster running on the named node, or nil.
-func Of(node string) *Cluster {
-	if c := app.Lookup(node); c != nil {
-		return &Cluster{c}
+// Node is the Ergo node the cluster runs on (nil before its Monitor
+// started).
+func (c *Cluster) Node() node.Node { return c.c.Node() }
+
+// Name is this node's name ("" before its Monitor started).
+func (c *Cluster) Name() string { return c.c.Self() }
+
+// Options are the cluster's validated options, defaults filled in.
+func (c *Cluster) Options() Options { return c.a.Options() }
+
+// Err is why the cluster ended: nil while it runs, the start's error after
+// a failed start, a *StoppedError (matching ErrStopped) after Stop, once
+// its node stopped or when its Manager gave up.
+func (c *Cluster) Err() error { return c.c.Err() }
+
+// Stopped is closed when the cluster ends for good (see Err). A program
+// that cannot work without it selects on it and exits.
+func (c *Cluster) Stopped() <-chan struct{} { return c.c.Stopped() }
+
+// Stop shuts the node down in order: the Monitor runs stopping → stopped
+// and the listener hears both, then the node stops (Ergo's Stop alone does
+// not wait for processes to finish, so the listener would miss them), and
+// the cluster stops being the default. Ergo's ApplicationStop is not used:
+// it races with the application's own goroutine inside Ergo v2.2.4. A nil
+// or stopped cluster is ErrNotStarted.
+func (c *Cluster) Stop() error {
+	if c == nil || c.c.Halted() {
+		return ErrNotStarted
 	}
-	return nil
+	var err error
+	n := c.c.Node()
+	if n != nil {
+		if p := n.ProcessByName(c.a.Options().MonitorName); p != nil {
+			if _, e := p.DirectWithTimeout(actors.StopRequest{}, 5); e != nil {
+				err = fmt.Errorf("cloister: stop monitor: %w", e)
+			}
+		}
+	}
+	c.c.MarkStopped(nil)
+	clearDefault(c)
+	if n != nil {
+		n.Stop()
+	}
+	return err
 }
 
-// Wrap gives the API of a cluster the caller holds (app.App.Cluster()).
-func Wrap(c *actors.Cluster) *Cluster { return &Cluster{c} }
+// watch marks the cluster stopped when its node stops, however it stops.
+// The goroutine ends with the node (or at once if the cluster has ended).
+func (c *Cluster) watch(n node.Node) {
+	c.watchOnce.Do(func() {
+		go func() {
+			for n == nil {
+				ch := c.c.Changed()
+				if n = c.c.Node(); n != nil {
+					break
+				}
+				select {
+				case <-ch:
+				case <-c.c.Stopped():
+					return
+				}
+			}
+			n.Wait()
+			c.c.MarkStopped(nil)
+			clearDefault(c)
+		}()
+	})
+}
+
+// Ring is the current snapshot of ring group ("" = the default ring): its
+// members, hash and owners, consistent with each other.
+func (c *Cluster) Ring(group string) (*ring.Snapshot, error) {
+	if group == "" {
+		group = c.c.Ring
+	}
+	return c.c.Rings.Get(group)
+}
+
+// ChildSpec is the Manager (Cloister.Manager, with the Monitor, the Node
+// actor and the additional modules under it) as a child of your own
+// supervisor. Block your application's Start on AwaitReady to start your
+// workers in a formed cluster. Call it once per cluster.
+func (c *Cluster) ChildSpec() gen.SupervisorChildSpec {
+	c.watch(nil)
+	return gen.SupervisorChildSpec{Name: c.a.Options().ManagerName, Child: c.a.Manager()}
+}
+
+// ApplicationChildSpec is ChildSpec for the Children of your own Ergo
+// application's spec.
+func (c *Cluster) ApplicationChildSpec() gen.ApplicationChildSpec {
+	c.started.Store(true)
+	c.watch(nil)
+	return gen.ApplicationChildSpec{Name: c.a.Options().ManagerName, Child: c.a.Manager()}
+}
+
+// AwaitReady is the start gate: it blocks until the cluster is ready,
+// logging progress while it waits. It fails with a *StartError after
+// StartTimeout, with ctx's error when ctx ends, and with the cluster's Err
+// when the cluster ends first.
+func (c *Cluster) AwaitReady(ctx context.Context) error { return c.a.Gate(ctx) }
 
 // Whois returns the node that owns key in ring group ("" = the default
 // ring). It never blocks: an unknown group or an empty ring is an error at
@@ -223,9 +406,6 @@ func (c *Cluster) Siblings() []string {
 // State is the Monitor's latest snapshot.
 func (c *Cluster) State() Snapshot { return c.c.Snapshot() }
 
-// AwaitReady blocks until the Monitor is ready or ctx ends.
-func (c *Cluster) AwaitReady(ctx context.Context) error { return c.c.AwaitReady(ctx) }
-
 func (c *Cluster) targets(nodes []string) []string {
 	if nodes == nil {
 		return c.Siblings()
@@ -233,15 +413,25 @@ func (c *Cluster) targets(nodes []string) []string {
 	return nodes
 }
 
+func (c *Cluster) running() (node.Node, error) {
+	if c.c.Halted() {
+		return nil, ErrNotStarted
+	}
+	if n := c.c.Node(); n != nil {
+		return n, nil
+	}
+	return nil, ErrNotStarted
+}
+
 // Multicall calls the process registered as name on each node (nil: the
 // default ring's members) and returns one Result per node, in order: the
 // reply, or a *NodeError (timeout, no connection, no such process, remote
-// error). timeout may be sub-second. Fan-out never dials: an unconnected
-// node is a no-connection result.
+// error, refused). timeout may be sub-second. Fan-out never dials: an
+// unconnected node is a no-connection result.
 func (c *Cluster) Multicall(nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
-	n := c.c.Node()
-	if n == nil {
-		return nil, ErrNotStarted
+	n, err := c.running()
+	if err != nil {
+		return nil, err
 	}
 	return actors.Multicall(n, c.targets(nodes), name, request, timeout)
 }
@@ -249,9 +439,9 @@ func (c *Cluster) Multicall(nodes []string, name string, request etf.Term, timeo
 // Multicast sends message to the process registered as name on each node
 // (nil: the ring members), fire and forget.
 func (c *Cluster) Multicast(nodes []string, name string, message etf.Term) error {
-	n := c.c.Node()
-	if n == nil {
-		return ErrNotStarted
+	n, err := c.running()
+	if err != nil {
+		return err
 	}
 	return actors.Multicast(n, c.targets(nodes), name, message)
 }
@@ -259,114 +449,16 @@ func (c *Cluster) Multicast(nodes []string, name string, message etf.Term) error
 // Multiapply runs the function registered as fn (RegisterFunc) on each
 // node (nil: the ring members) with args; one Result per node.
 func (c *Cluster) Multiapply(nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error) {
-	n := c.c.Node()
-	if n == nil {
-		return nil, ErrNotStarted
+	n, err := c.running()
+	if err != nil {
+		return nil, err
 	}
 	return actors.Multiapply(n, c.targets(nodes), fn, args, timeout)
 }
 
-// RegisterFunc makes fn callable by Multiapply on this node.
+// RegisterFunc makes fn callable by Multiapply on this node (and by
+// rpc:call from BEAM nodes). An empty name or nil fn wraps
+// ErrInvalidArgument, a taken name ErrFuncRegistered.
 func (c *Cluster) RegisterFunc(name string, fn func(args etf.List) (etf.Term, error)) error {
 	return c.c.Funcs.Register(name, fn)
-}
-
-func local() (*Cluster, error) {
-	c := Local()
-	if c == nil {
-		return nil, ErrNotStarted
-	}
-	return c, nil
-}
-
-// Whois returns the owner of key in ring group ("" = the default ring) on
-// the local cluster.
-func Whois(group, key string) (string, error) {
-	c, err := local()
-	if err != nil {
-		return "", err
-	}
-	return c.Whois(group, key)
-}
-
-// WhoisTerm is Whois for any term (see Cluster.WhoisTerm).
-func WhoisTerm(group string, key etf.Term) (string, error) {
-	c, err := local()
-	if err != nil {
-		return "", err
-	}
-	return c.WhoisTerm(group, key)
-}
-
-// Mine reports whether this node owns key in the default ring.
-func Mine(key string) bool {
-	c := Local()
-	return c != nil && c.Mine(key)
-}
-
-// MineTerm is Mine for any term (see Cluster.MineTerm).
-func MineTerm(key etf.Term) bool {
-	c := Local()
-	return c != nil && c.MineTerm(key)
-}
-
-// Siblings lists the members of the default ring.
-func Siblings() []string {
-	if c := Local(); c != nil {
-		return c.Siblings()
-	}
-	return nil
-}
-
-// State is the local Monitor's latest snapshot (State "down" before start).
-func State() Snapshot {
-	if c := Local(); c != nil {
-		return c.State()
-	}
-	return Snapshot{State: "down"}
-}
-
-// AwaitReady blocks until the local cluster is ready or ctx ends.
-func AwaitReady(ctx context.Context) error {
-	c, err := local()
-	if err != nil {
-		return err
-	}
-	return c.AwaitReady(ctx)
-}
-
-// Multicall is Cluster.Multicall on the local cluster.
-func Multicall(nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
-	c, err := local()
-	if err != nil {
-		return nil, err
-	}
-	return c.Multicall(nodes, name, request, timeout)
-}
-
-// Multicast is Cluster.Multicast on the local cluster.
-func Multicast(nodes []string, name string, message etf.Term) error {
-	c, err := local()
-	if err != nil {
-		return err
-	}
-	return c.Multicast(nodes, name, message)
-}
-
-// Multiapply is Cluster.Multiapply on the local cluster.
-func Multiapply(nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error) {
-	c, err := local()
-	if err != nil {
-		return nil, err
-	}
-	return c.Multiapply(nodes, fn, args, timeout)
-}
-
-// RegisterFunc registers fn for Multiapply on the local cluster.
-func RegisterFunc(name string, fn func(args etf.List) (etf.Term, error)) error {
-	c, err := local()
-	if err != nil {
-		return err
-	}
-	return c.RegisterFunc(name, fn)
 }

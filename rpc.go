@@ -20,16 +20,16 @@ import (
 //
 //	v, err := cloister.RPC("app@10.0.0.5", "Elixir.MyApp.Stats", "count", etf.List{[]byte("users")}, time.Second)
 func (c *Cluster) RPC(node, module, function string, args etf.List, timeout time.Duration) (etf.Term, error) {
-	n := c.c.Node()
-	if n == nil {
-		return nil, ErrNotStarted
+	n, err := c.running()
+	if err != nil {
+		return nil, err
 	}
 	return actors.RPC(n, node, module, function, args, timeout)
 }
 
-// RPC is Cluster.RPC on the local cluster.
+// RPC is Cluster.RPC on the default cluster.
 func RPC(node, module, function string, args etf.List, timeout time.Duration) (etf.Term, error) {
-	c, err := local()
+	c, err := defaultOrErr()
 	if err != nil {
 		return nil, err
 	}

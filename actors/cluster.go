@@ -19,10 +19,10 @@ const (
 	DynamicSupName = "Elixir.Cloister"
 )
 
-// Cluster is what the Monitor publishes for everyone else to read without
+// Shared is what the Monitor publishes for everyone else to read without
 // going through an actor: the rings, the latest snapshot, readiness. One
-// Cluster belongs to one node.
-type Cluster struct {
+// Shared belongs to one node.
+type Shared struct {
 	// OTPApp is the application, Ring the default ring's name.
 	OTPApp, Ring string
 	// MonitorName is the Monitor's registered name (set by NewMonitor).
@@ -41,10 +41,10 @@ type Cluster struct {
 	life lifecycle // stopped for good, or running (manager_stopped.go)
 }
 
-// NewCluster returns an empty Cluster with the given rings defined (the
+// NewShared returns an empty Shared with the given rings defined (the
 // first is the default ring). It belongs to a node once the Monitor starts.
-func NewCluster(otpApp string, rings []string, engine ring.Engine) (*Cluster, error) {
-	c := &Cluster{OTPApp: otpApp, Rings: ring.NewSet(), Funcs: NewFuncs(), changed: make(chan struct{})}
+func NewShared(otpApp string, rings []string, engine ring.Engine) (*Shared, error) {
+	c := &Shared{OTPApp: otpApp, Rings: ring.NewSet(), Funcs: NewFuncs(), changed: make(chan struct{})}
 	for i, r := range rings {
 		if i == 0 {
 			c.Ring = r
@@ -58,13 +58,13 @@ func NewCluster(otpApp string, rings []string, engine ring.Engine) (*Cluster, er
 }
 
 // Node is the Ergo node the cluster runs on (nil before start).
-func (c *Cluster) Node() node.Node {
+func (c *Shared) Node() node.Node {
 	n, _ := c.node.Load().(node.Node)
 	return n
 }
 
 // SetNode records the node; the Monitor calls it at start.
-func (c *Cluster) SetNode(n node.Node) {
+func (c *Shared) SetNode(n node.Node) {
 	if n != nil {
 		c.node.Store(n)
 	}
@@ -73,7 +73,7 @@ func (c *Cluster) SetNode(n node.Node) {
 // ConnectedTo reports whether a message to a process on peer can be sent
 // without Ergo dialling peer on the sending goroutine: peer is this node or
 // a connected one. Before start (no node yet) it reports true.
-func (c *Cluster) ConnectedTo(peer string) bool {
+func (c *Shared) ConnectedTo(peer string) bool {
 	n := c.Node()
 	return n == nil || linked(n, peer)
 }
@@ -88,7 +88,7 @@ func linked(n node.Node, peer string) bool {
 }
 
 // Self is this node's name ("" before start).
-func (c *Cluster) Self() string {
+func (c *Shared) Self() string {
 	if n := c.Node(); n != nil {
 		return n.Name()
 	}
@@ -96,10 +96,10 @@ func (c *Cluster) Self() string {
 }
 
 // Snapshot is the latest published view.
-func (c *Cluster) Snapshot() listener.Snapshot { return *c.snap.Load() }
+func (c *Shared) Snapshot() listener.Snapshot { return *c.snap.Load() }
 
 // publish stores a new view and wakes everyone waiting for a change.
-func (c *Cluster) publish(s listener.Snapshot) {
+func (c *Shared) publish(s listener.Snapshot) {
 	if c.Err() != nil {
 		s = stoppedView(s) // a Monitor dying after its Manager says no more
 	}
@@ -111,14 +111,15 @@ func (c *Cluster) publish(s listener.Snapshot) {
 }
 
 // Changed returns a channel closed at the next published snapshot.
-func (c *Cluster) Changed() <-chan struct{} {
+func (c *Shared) Changed() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.changed
 }
 
-// AwaitReady returns nil once the Monitor is ready, or ctx's error.
-func (c *Cluster) AwaitReady(ctx context.Context) error {
+// AwaitReady returns nil once the Monitor is ready, the cluster's Err once
+// it has ended (Stopped), or ctx's error.
+func (c *Shared) AwaitReady(ctx context.Context) error {
 	for {
 		ch := c.Changed()
 		if c.Snapshot().Ready() {
@@ -126,6 +127,8 @@ func (c *Cluster) AwaitReady(ctx context.Context) error {
 		}
 		select {
 		case <-ch:
+		case <-c.Stopped():
+			return c.Err()
 		case <-ctx.Done():
 			return ctx.Err()
 		}

@@ -4,6 +4,7 @@ import (
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
+	"log/slog"
 )
 
 // Child is an additional module: an extra child of the Manager, started
@@ -21,20 +22,21 @@ type Child struct {
 // additional modules, in that order. If the Monitor restarts, everything
 // after it restarts too, as in the original. At most 10 restarts in 5 s;
 // beyond that the Manager stops and so does cloister on this node, which
-// the Cluster then says (Cluster.Stopped, Cluster.Err, empty rings, state
+// the cluster then says (Shared.Stopped, Shared.Err, empty rings, state
 // stopped). Its loop is our own (manager_sup.go): it ignores exit signals
 // from other processes and answers OTP supervisor calls.
 type Manager struct {
 	gen.Supervisor
-	cluster    *Cluster
+	cluster    *Shared
 	monitor    *Monitor
 	nodeActor  gen.ServerBehavior
 	additional []Child
 }
 
-// NewManager builds the Manager for cluster c.
-func NewManager(c *Cluster, mo MonitorOptions, additional []Child) *Manager {
-	return &Manager{cluster: c, monitor: NewMonitor(c, mo), nodeActor: newClusterNode(c), additional: additional}
+// NewManager builds the Manager for cluster c; o must be validated
+// (Options.Validate).
+func NewManager(c *Shared, o Options) *Manager {
+	return &Manager{cluster: c, monitor: NewMonitor(c, o), nodeActor: newClusterNode(c), additional: o.AdditionalModules}
 }
 
 // ProcessLoop runs the Manager's own supervisor loop (see manager_sup.go)
@@ -45,7 +47,7 @@ func (m *Manager) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 		started <- true
 		return "ProcessLoop: not a SupervisorSpec"
 	}
-	s := newSupervisor(ps, spec, m.monitor.opts.Logf)
+	s := newSupervisor(ps, spec, m.monitor.opts.Logf(slog.LevelWarn))
 	s.connected = m.cluster.ConnectedTo
 	s.onStop = m.cluster.stopped
 	s.own = m.cluster.setOwn
@@ -58,7 +60,7 @@ func (m *Manager) Monitor() *Monitor { return m.monitor }
 
 // Init declares the children.
 func (m *Manager) Init(args ...etf.Term) (gen.SupervisorSpec, error) {
-	name := m.monitor.opts.Name
+	name := m.monitor.opts.MonitorName
 	children := []gen.SupervisorChildSpec{
 		{Name: name, Child: m.monitor, Options: gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}},
 		{Name: DynamicSupName, Child: &dynamicSup{}},

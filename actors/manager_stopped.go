@@ -38,7 +38,7 @@ func (e *StoppedError) Error() string {
 // Is makes errors.Is(err, ErrStopped) hold.
 func (e *StoppedError) Is(target error) bool { return target == ErrStopped }
 
-// lifecycle records whether the Manager of a Cluster runs. The zero value
+// lifecycle records whether the Manager of a cluster runs. The zero value
 // is "never started"; the channel is made on first use.
 type lifecycle struct {
 	mu   sync.Mutex
@@ -46,6 +46,8 @@ type lifecycle struct {
 	err  error
 	// own holds the pids of the Manager and its running children.
 	own atomic.Pointer[[]etf.Pid]
+	// halted mirrors err != nil for readers that take no lock (Halted).
+	halted atomic.Bool
 }
 
 func (l *lifecycle) channel() chan struct{} {
@@ -60,8 +62,8 @@ func (l *lifecycle) channel() chan struct{} {
 // intensity allows, or was shut down (the node or the application
 // stopped). An embedding program that cannot work without the cluster
 // selects on it and exits, as a permanent OTP application would stop the
-// node. A Manager started again on the same Cluster gives a new channel.
-func (c *Cluster) Stopped() <-chan struct{} {
+// node. A Manager started again on the same Shared view gives a new channel.
+func (c *Shared) Stopped() <-chan struct{} {
 	c.life.mu.Lock()
 	defer c.life.mu.Unlock()
 	return c.life.channel()
@@ -69,32 +71,39 @@ func (c *Cluster) Stopped() <-chan struct{} {
 
 // Err is nil while cloister runs (or before it starts) and a
 // *StoppedError, matching ErrStopped, once it has stopped.
-func (c *Cluster) Err() error {
+func (c *Shared) Err() error {
 	c.life.mu.Lock()
 	defer c.life.mu.Unlock()
 	return c.life.err
 }
 
 // running marks the cluster's Manager as started.
-func (c *Cluster) running() {
+func (c *Shared) running() {
 	c.life.mu.Lock()
 	defer c.life.mu.Unlock()
 	if c.life.err != nil {
 		c.life.err = nil
 		c.life.done = nil // a new channel for the new run
+		c.life.halted.Store(false)
 	}
 }
 
 // stopped marks cloister stopped on this node: every ring is emptied (so
 // Whois fails and Mine is false instead of answering from a view nobody
 // maintains any more), the snapshot says "stopped", and Stopped() closes.
-func (c *Cluster) stopped(reason, detail string) {
+func (c *Shared) stopped(reason, detail string) {
+	c.stopWith(&StoppedError{Reason: reason, Detail: detail, At: time.Now()})
+}
+
+// stopWith is stopped with the error Err reports; the first call wins.
+func (c *Shared) stopWith(err error) {
 	c.life.mu.Lock()
 	if c.life.err != nil {
 		c.life.mu.Unlock()
 		return
 	}
-	c.life.err = &StoppedError{Reason: reason, Detail: detail, At: time.Now()}
+	c.life.err = err
+	c.life.halted.Store(true)
 	done := c.life.channel()
 	c.life.mu.Unlock()
 	for _, name := range c.Rings.Names() {
@@ -117,7 +126,7 @@ func stoppedView(s listener.Snapshot) listener.Snapshot {
 }
 
 // setOwn records the pids of cloister's processes on this node.
-func (c *Cluster) setOwn(pids []etf.Pid) { c.life.own.Store(&pids) }
+func (c *Shared) setOwn(pids []etf.Pid) { c.life.own.Store(&pids) }
 
 // AcceptLink reports whether a process on node peer may link to process to
 // of this node: not to one of cloister's own (the Manager and its
@@ -127,7 +136,7 @@ func (c *Cluster) setOwn(pids []etf.Pid) { c.life.own.Store(&pids) }
 // peer killing one again and again would exhaust the Manager's restart
 // intensity. The distribution filter asks this for every incoming link
 // (distfilter.Options.AcceptLink).
-func (c *Cluster) AcceptLink(peer string, to etf.Pid) bool {
+func (c *Shared) AcceptLink(peer string, to etf.Pid) bool {
 	own := c.life.own.Load()
 	if own == nil || !slices.Contains(*own, to) {
 		return true

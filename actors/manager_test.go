@@ -1,8 +1,10 @@
 package actors
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -232,7 +234,7 @@ func TestSupervisorAnswers(t *testing.T) {
 // A stopped cluster says so everywhere: Err and Stopped, empty rings (so
 // Whois fails), state stopped; a late publish by a dying Monitor keeps it.
 func TestClusterStopped(t *testing.T) {
-	c, err := NewCluster("app", []string{"app"}, ring.Consistent())
+	c, err := NewShared("app", []string{"app"}, ring.Consistent())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,7 +284,7 @@ func TestClusterStopped(t *testing.T) {
 // A listener that never returns cannot keep a stopping Monitor alive (its
 // goroutine leaked before: the listener's Close waited without bound).
 func TestMonitorStopsBehindAStuckListener(t *testing.T) {
-	c, err := NewCluster("stuck", []string{"stuck"}, ring.Consistent())
+	c, err := NewShared("stuck", []string{"stuck"}, ring.Consistent())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,13 +305,13 @@ func TestMonitorStopsBehindAStuckListener(t *testing.T) {
 		}
 		<-release
 	})
-	m := NewMonitor(c, MonitorOptions{
-		Name: fmt.Sprintf("t_monitor_%d", time.Now().UnixNano()), OTPApp: "stuck", Consensus: 1,
-		Sentries: []string{testNode.Name()}, Listener: l, Logf: logf,
+	m := NewMonitor(c, Options{
+		MonitorName: fmt.Sprintf("t_monitor_%d", time.Now().UnixNano()), OTPApp: "stuck", Consensus: 1,
+		Sentry: []string{testNode.Name()}, Listener: l, Logger: slog.New(logfHandler(logf)),
 		Heartbeat: 500 * time.Millisecond, SuspectAfter: 3 * time.Second, RemoveAfter: 5 * time.Second,
 		Reconcile: time.Second, DialTimeout: 5 * time.Second, BackoffMin: 50 * time.Millisecond, BackoffMax: time.Second,
 	})
-	p, err := testNode.Spawn(m.opts.Name, gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}, m)
+	p, err := testNode.Spawn(m.opts.MonitorName, gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -327,3 +329,14 @@ func TestMonitorStopsBehindAStuckListener(t *testing.T) {
 	}
 	t.Logf("stopped %s after the Exit", time.Since(start).Round(time.Millisecond))
 }
+
+// logfHandler hands every log record's message to a Printf-style function.
+type logfHandler func(string, ...interface{})
+
+func (h logfHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h logfHandler) Handle(_ context.Context, r slog.Record) error {
+	h("%s", r.Message)
+	return nil
+}
+func (h logfHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h logfHandler) WithGroup(string) slog.Handler      { return h }

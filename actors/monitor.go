@@ -3,7 +3,7 @@ package actors
 import (
 	"context"
 	"fmt"
-	"log"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -17,42 +17,6 @@ import (
 	"github.com/ergo-services/ergo/node"
 )
 
-// MonitorOptions configure the Monitor. The app package validates and
-// defaults them; every duration here is already positive.
-type MonitorOptions struct {
-	// Name is the Monitor's registered name, and the name it asks for on
-	// peers (default MonitorName).
-	Name      string
-	OTPApp    string
-	Consensus int
-	// Sentries: a static node list. Service: a DNS name instead (peers are
-	// OTPApp@<ip>), re-resolved every DiscoveryInterval by Resolver.
-	Sentries          []string
-	Service           string
-	Resolver          *discovery.Resolver
-	DiscoveryInterval time.Duration
-	Listener          listener.Listener
-	Heartbeat         time.Duration
-	SuspectAfter      time.Duration
-	RemoveAfter       time.Duration
-	Reconcile         time.Duration
-	DialTimeout       time.Duration
-	BackoffMin        time.Duration
-	BackoffMax        time.Duration
-	// FlapGrace keeps a member whose connection dropped in the rings this
-	// long while it is re-dialled (core.Config.FlapGrace); 0: none.
-	FlapGrace time.Duration
-	// Logf logs; nil means log.Printf.
-	Logf func(format string, args ...interface{})
-	// Observe, when set, sees every decision of the Monitor as a typed
-	// event (listener.Event): transitions, ring rebuilds, dials,
-	// suspicions, removals and their reasons, flap graces, stalls. It runs
-	// on the Monitor's goroutine and must not block.
-	Observe func(listener.Event)
-	// Debug logs every core event with its effects (verbose).
-	Debug bool
-}
-
 // Monitor is the cluster state machine (Cloister.Monitor): a gen_statem-
 // style process whose state and transition table are the pure core's
 // (internal/core), around a driver that carries out the core's effects. It
@@ -61,8 +25,8 @@ type MonitorOptions struct {
 // deadline).
 type Monitor struct {
 	statem.StateMachine[listener.State]
-	opts    MonitorOptions
-	cluster *Cluster
+	opts    Options
+	cluster *Shared
 
 	// Per process run (set up again by every InitStateMachine: the
 	// Manager restarts the same value).
@@ -79,12 +43,13 @@ type (
 	discoveredMsg struct{ peers []string }
 )
 
-// NewMonitor returns the Monitor behaviour for cluster c.
-func NewMonitor(c *Cluster, o MonitorOptions) *Monitor {
-	if o.Name == "" {
-		o.Name = MonitorName
+// NewMonitor returns the Monitor behaviour for cluster c; o is validated
+// (Options.Validate) or at least names the Monitor.
+func NewMonitor(c *Shared, o Options) *Monitor {
+	if o.MonitorName == "" {
+		o.MonitorName = MonitorName
 	}
-	c.MonitorName = o.Name
+	c.MonitorName = o.MonitorName
 	return &Monitor{opts: o, cluster: c}
 }
 
@@ -120,16 +85,14 @@ func (m *Monitor) Connected(node string) bool { return m.cluster.ConnectedTo(nod
 // failing child Init hangs an Ergo supervisor), so all fallible work comes
 // after, as messages to itself.
 func (m *Monitor) InitStateMachine(p *statem.Process) error {
-	m.logf = m.opts.Logf
-	if m.logf == nil {
-		m.logf = log.Printf
-	}
+	m.logf = m.opts.Logf(slog.LevelInfo)
 	n, _ := p.Env(node.EnvKeyNode).(node.Node)
 	m.cluster.SetNode(n)
-	m.tr = newErgoTransport(n, p, m.opts.Name, m.opts.DialTimeout)
+	m.tr = newErgoTransport(n, p, m.opts.MonitorName, m.opts.DialTimeout)
 	self := p.Self()
 	m.d = newDriver(p.Context(), m.opts, m.cluster, n.Name(), m.tr, time.Now,
 		func(msg interface{}) { _ = p.Send(self, msg) }, m.logf)
+	m.d.warnf = m.opts.Logf(slog.LevelWarn)
 	if err := p.MonitorEvent(node.EventNetwork); err != nil {
 		m.logf("cloister: monitor: cannot subscribe to network events (%v); relying on reconcile", err)
 	}
@@ -137,7 +100,7 @@ func (m *Monitor) InitStateMachine(p *statem.Process) error {
 	if m.opts.Service != "" {
 		m.kick = make(chan struct{}, 1)
 		w := &discovery.Watcher{
-			Resolver: m.opts.Resolver, Service: m.opts.Service, OTPApp: m.opts.OTPApp,
+			Resolver: m.opts.resolver(), Service: m.opts.Service, OTPApp: m.opts.OTPApp,
 			Interval: m.opts.DiscoveryInterval, Connected: m.tr.Nodes, Logf: m.logf,
 			Kick: m.kick,
 		}
@@ -252,7 +215,7 @@ func (m *Monitor) kickResolver() {
 type StopRequest struct{}
 
 // SnapshotRequest asks the Monitor (through process Direct) for a fresh
-// snapshot. Code outside the Monitor normally reads Cluster.Snapshot.
+// snapshot. Code outside the Monitor normally reads Shared.Snapshot.
 type SnapshotRequest struct{}
 
 func (m *Monitor) call(e statem.Call) statem.Result[listener.State] {

@@ -21,13 +21,14 @@ import (
 // starts (dials, disconnects, discovery) are counted in wg and watch ctx,
 // which stop cancels.
 type driver struct {
-	opts    MonitorOptions
+	opts    Options
 	core    *core.Core
 	tr      transport
-	cluster *Cluster
+	cluster *Shared
 	self    string
 	disp    *listener.Dispatcher
 	logf    func(string, ...interface{})
+	warnf   func(string, ...interface{}) // trouble; logf unless set
 	now     func() time.Time
 	// post hands a message back to the Monitor's goroutine (the result of
 	// a dial); it must not block.
@@ -68,28 +69,18 @@ type dialDoneMsg struct {
 	gone bool
 }
 
-func newDriver(parent context.Context, o MonitorOptions, c *Cluster, self string, tr transport,
+func newDriver(parent context.Context, o Options, c *Shared, self string, tr transport,
 	now func() time.Time, post func(interface{}), logf func(string, ...interface{})) *driver {
-	sentries := o.Sentries
-	if o.Service == "" && len(sentries) == 0 {
-		sentries = []string{self}
-	}
 	l := o.Listener
 	if l == nil {
 		l = listener.Logger{Logf: logf}
 	}
 	ctx, cancel := context.WithCancel(parent)
 	return &driver{
-		opts: o, tr: tr, cluster: c, self: self, logf: logf, now: now, post: post,
+		opts: o, tr: tr, cluster: c, self: self, logf: logf, warnf: logf, now: now, post: post,
 		ctx: ctx, cancel: cancel, failing: map[string]*dialFailure{},
 		disp: listener.NewDispatcher(l, logf, listenerSlow),
-		core: core.New(core.Config{
-			Self: self, OTPApp: o.OTPApp, Consensus: o.Consensus,
-			Sentries: sentries, Service: o.Service != "",
-			Heartbeat: o.Heartbeat, SuspectAfter: o.SuspectAfter, RemoveAfter: o.RemoveAfter,
-			ProbeTimeout: probeTimeoutHeartbeats * o.Heartbeat, Reprobe: reprobeEvery, Reconcile: o.Reconcile,
-			BackoffMin: o.BackoffMin, BackoffMax: o.BackoffMax, FlapGrace: o.FlapGrace,
-		}),
+		core: core.New(o.coreConfig(self)),
 	}
 }
 
@@ -196,30 +187,30 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 	case core.Ping:
 		d.tr.Ping(e.Node, d.core.MembersHash())
 	case core.Disconnect:
-		d.logf("cloister: %s silent for %s: removed and disconnected", e.Node, d.opts.RemoveAfter)
+		d.warnf("cloister: %s silent for %s: removed and disconnected", e.Node, d.opts.RemoveAfter)
 		d.disconnect(e.Node)
 	case core.Publish:
 		// Built at the end of the step, or coalesced (see step).
 		d.pending = e.Members
 		return nil, true
 	case core.Suspect:
-		d.logf("cloister: %s suspected: no heartbeat answer for %s", e.Node, e.Silence.Round(time.Millisecond))
+		d.warnf("cloister: %s suspected: no heartbeat answer for %s", e.Node, e.Silence.Round(time.Millisecond))
 		return nil, true
 	case core.Grace:
-		d.logf("cloister: lost the connection to member %s; it stays in the rings for %s (flap grace) while it is re-dialled", e.Node, e.For)
+		d.warnf("cloister: lost the connection to member %s; it stays in the rings for %s (flap grace) while it is re-dialled", e.Node, e.For)
 		return nil, true
 	case core.Recovered:
 		d.logf("cloister: %s is back after %s, within the flap grace: rings unchanged", e.Node, e.After.Round(time.Millisecond))
 		return nil, true
 	case core.Removed:
 		if e.Reason != listener.RemovedSilent { // the Disconnect line says it
-			d.logf("cloister: %s removed from the rings: %s", e.Node, e.Reason.Describe())
+			d.warnf("cloister: %s removed from the rings: %s", e.Node, e.Reason.Describe())
 		}
 	case core.Stalled:
-		d.logf("cloister: this node did not run for %s (frozen, suspended or starved): members get a fresh heartbeat window", e.For.Round(time.Millisecond))
+		d.warnf("cloister: this node did not run for %s (frozen, suspended or starved): members get a fresh heartbeat window", e.For.Round(time.Millisecond))
 	default:
 		d.unhandled++
-		d.logf("cloister: monitor: BUG: effect %T not handled", f)
+		d.warnf("cloister: monitor: BUG: effect %T not handled", f)
 	}
 	return nil, false
 }
@@ -228,7 +219,7 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 func (d *driver) rebuild() {
 	for _, name := range d.cluster.Rings.Names() {
 		if _, _, err := d.cluster.Rings.Update(name, d.pending); err != nil {
-			d.logf("cloister: ring %s: %v", name, err)
+			d.warnf("cloister: ring %s: %v", name, err)
 		}
 	}
 	d.pending = nil
@@ -338,7 +329,7 @@ func (d *driver) noteDial(peer string, err error, now time.Time) {
 	}
 	f.attempts++
 	if reason != f.reason || now.Sub(f.logged) >= dialLogEvery {
-		d.logf("cloister: cannot connect to %s (attempt %d, failing for %s, retrying with backoff): %s",
+		d.warnf("cloister: cannot connect to %s (attempt %d, failing for %s, retrying with backoff): %s",
 			peer, f.attempts, now.Sub(f.since).Round(time.Millisecond), err.Error())
 		f.reason, f.logged = reason, now
 	}
@@ -352,7 +343,7 @@ func (d *driver) expireFailures(now time.Time) {
 	}
 }
 
-// publish refreshes the Cluster's snapshot, in state s.
+// publish refreshes the shared snapshot, in state s.
 func (d *driver) publish(s core.State) { d.cluster.publish(d.build(s)) }
 
 // publishIfChanged publishes when the connected set or the suspects differ

@@ -141,7 +141,7 @@ type rig struct {
 	t     *testing.T
 	d     *driver
 	net   *fakeNet
-	c     *Cluster
+	c     *Shared
 	now   time.Time
 	start time.Time
 
@@ -153,8 +153,8 @@ type rig struct {
 	logs      []string
 }
 
-func testMonitorOptions() MonitorOptions {
-	return MonitorOptions{
+func testOptions() Options {
+	return Options{
 		OTPApp: "cloister", Consensus: 1,
 		Heartbeat: 500 * time.Millisecond, SuspectAfter: 3 * time.Second, RemoveAfter: 5 * time.Second,
 		Reconcile: time.Second, DialTimeout: 5 * time.Second,
@@ -162,9 +162,9 @@ func testMonitorOptions() MonitorOptions {
 	}
 }
 
-func newRig(t *testing.T, o MonitorOptions, peers ...string) *rig {
+func newRig(t *testing.T, o Options, peers ...string) *rig {
 	t.Helper()
-	c, err := NewCluster("cloister", []string{"cloister"}, nil)
+	c, err := NewShared("cloister", []string{"cloister"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +353,7 @@ func (r *rig) listenerHeard() []string {
 // but Probe and Ping is observable as a public event; a new effect type
 // fails here until the driver handles it.
 func TestDriverHandlesEveryEffect(t *testing.T) {
-	r := newRig(t, testMonitorOptions())
+	r := newRig(t, testOptions())
 	kinds := map[string]bool{}
 	for _, f := range core.Effects() {
 		r.d.apply(f)
@@ -381,9 +381,9 @@ func TestDriverHandlesEveryEffect(t *testing.T) {
 }
 
 func TestDriverAssemblesAndTellsEveryStateWithItsSnapshot(t *testing.T) {
-	o := testMonitorOptions()
+	o := testOptions()
 	o.Consensus = 3
-	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	o.Sentry = []string{"a@h", "b@h", "c@h"}
 	r := newRig(t, o, "b@h", "c@h")
 	r.begin()
 	s := r.c.Snapshot()
@@ -405,8 +405,8 @@ func TestDriverAssemblesAndTellsEveryStateWithItsSnapshot(t *testing.T) {
 // While every member answers, ten seconds pass with no transition, no
 // suspicion, no dial and no ring rebuild (was a fixed sleep on real nodes).
 func TestDriverQuietClusterStaysQuiet(t *testing.T) {
-	o := testMonitorOptions()
-	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	o := testOptions()
+	o.Sentry = []string{"a@h", "b@h", "c@h"}
 	r := newRig(t, o, "b@h", "c@h")
 	r.begin()
 	epoch := r.c.Snapshot().Rings["cloister"].Epoch
@@ -427,8 +427,8 @@ func TestDriverQuietClusterStaysQuiet(t *testing.T) {
 // removed and disconnected at RemoveAfter after its last answer, never
 // before, within a few heartbeats after; the other member stays.
 func TestDriverRemovesAFrozenPeerAtRemoveAfter(t *testing.T) {
-	o := testMonitorOptions()
-	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	o := testOptions()
+	o.Sentry = []string{"a@h", "b@h", "c@h"}
 	r := newRig(t, o, "b@h", "c@h")
 	r.begin()
 	r.until(time.Second)
@@ -458,8 +458,8 @@ func TestDriverRemovesAFrozenPeerAtRemoveAfter(t *testing.T) {
 // A killed member (connection lost, its re-dial proves it gone) leaves at
 // once with reason gone, not after the flap grace.
 func TestDriverKilledMemberLeavesAsGone(t *testing.T) {
-	o := testMonitorOptions()
-	o.Sentries = []string{"a@h", "b@h"}
+	o := testOptions()
+	o.Sentry = []string{"a@h", "b@h"}
 	o.FlapGrace = 3 * time.Second
 	r := newRig(t, o, "b@h")
 	r.begin()
@@ -479,8 +479,8 @@ func TestDriverKilledMemberLeavesAsGone(t *testing.T) {
 // A member whose link flaps back within the flap grace never leaves the
 // rings: no rebuild, no transition.
 func TestDriverFlapWithinGraceKeepsTheRings(t *testing.T) {
-	o := testMonitorOptions()
-	o.Sentries = []string{"a@h", "b@h"}
+	o := testOptions()
+	o.Sentry = []string{"a@h", "b@h"}
 	o.FlapGrace = 3 * time.Second
 	r := newRig(t, o, "b@h")
 	r.begin()
@@ -502,7 +502,7 @@ func TestDriverFlapWithinGraceKeepsTheRings(t *testing.T) {
 // Ten seconds of heartbeats and re-probes (was a fixed sleep on real
 // nodes).
 func TestDriverPlainAndForeignNodesNeverJoin(t *testing.T) {
-	o := testMonitorOptions()
+	o := testOptions()
 	r := newRig(t, o)
 	r.begin()
 	r.net.mu.Lock()
@@ -535,9 +535,9 @@ func TestDriverPlainAndForeignNodesNeverJoin(t *testing.T) {
 // Below consensus the Monitor stays in rehashing, whatever the time (was
 // a fixed sleep on real nodes); the missing node's arrival makes it ready.
 func TestDriverBelowConsensusStaysRehashing(t *testing.T) {
-	o := testMonitorOptions()
+	o := testOptions()
 	o.Consensus = 3
-	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	o.Sentry = []string{"a@h", "b@h", "c@h"}
 	r := newRig(t, o, "b@h")
 	r.begin()
 	r.until(10 * time.Second)
@@ -556,8 +556,8 @@ func TestDriverBelowConsensusStaysRehashing(t *testing.T) {
 // A member silent for less than SuspectAfter (a short cut: its answers
 // are held, then flow) is never suspected and the rings never change.
 func TestDriverShortSilenceIsInvisible(t *testing.T) {
-	o := testMonitorOptions()
-	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	o := testOptions()
+	o.Sentry = []string{"a@h", "b@h", "c@h"}
 	r := newRig(t, o, "b@h", "c@h")
 	r.begin()
 	r.until(time.Second)
@@ -574,8 +574,8 @@ func TestDriverShortSilenceIsInvisible(t *testing.T) {
 // Three link resets in a row, each back within the flap grace: the rings
 // never change (was three flaps and fixed sleeps on real nodes).
 func TestDriverRepeatedFlapsKeepTheRings(t *testing.T) {
-	o := testMonitorOptions()
-	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	o := testOptions()
+	o.Sentry = []string{"a@h", "b@h", "c@h"}
 	o.FlapGrace = time.Second
 	r := newRig(t, o, "b@h", "c@h")
 	r.begin()
@@ -602,13 +602,13 @@ func TestDriverRepeatedFlapsKeepTheRings(t *testing.T) {
 // for ever are cancelled by the stop, and the listener's dispatcher ends.
 func TestDriverStopLeavesNoGoroutines(t *testing.T) {
 	base := runtime.NumGoroutine()
-	o := testMonitorOptions()
+	o := testOptions()
 	o.DialTimeout = time.Hour
 	var peers []string
 	for i := 0; i < 20; i++ {
 		peers = append(peers, fmt.Sprintf("p%d@h", i))
 	}
-	o.Sentries = append([]string{"a@h"}, peers...)
+	o.Sentry = append([]string{"a@h"}, peers...)
 	r := newRig(t, o)
 	for _, p := range peers {
 		r.net.hang[p] = true
@@ -655,8 +655,8 @@ func TestDriverStopLeavesNoGoroutines(t *testing.T) {
 // the reconciliation with the transport's connection list within
 // Reconcile, and the member leaves after its flap grace.
 func TestDriverReconcileFindsAMissedNodeDown(t *testing.T) {
-	o := testMonitorOptions()
-	o.Sentries = []string{"a@h", "b@h", "c@h"}
+	o := testOptions()
+	o.Sentry = []string{"a@h", "b@h", "c@h"}
 	o.FlapGrace = 500 * time.Millisecond
 	r := newRig(t, o, "b@h", "c@h")
 	r.begin()
@@ -683,13 +683,13 @@ func TestDriverReconcileFindsAMissedNodeDown(t *testing.T) {
 // the rings once, not once each: a ring build hashes and merges every
 // member's points, and an assembly of N nodes saw N-1 joins on every node.
 func TestDriverCoalescesTheRingBuildsOfABurstOfJoins(t *testing.T) {
-	o := testMonitorOptions()
+	o := testOptions()
 	o.Consensus = 6
-	o.Sentries = []string{"a@h", "b@h", "c@h", "d@h", "e@h", "f@h"}
+	o.Sentry = []string{"a@h", "b@h", "c@h", "d@h", "e@h", "f@h"}
 	r := newRig(t, o, "b@h", "c@h", "d@h", "e@h", "f@h")
 	r.begin()
 	s := r.c.Snapshot()
-	if !s.Ready() || !reflect.DeepEqual(s.Rings["cloister"].Members, o.Sentries) {
+	if !s.Ready() || !reflect.DeepEqual(s.Rings["cloister"].Members, o.Sentry) {
 		t.Fatalf("snapshot %s, ring %v", s.State, s.Rings["cloister"].Members)
 	}
 	// Epoch 1: the ring of this node alone (entering rehashing); then the

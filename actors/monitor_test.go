@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"runtime"
@@ -92,23 +93,23 @@ func TestMonitorDialsAreBoundedAndEndWithIt(t *testing.T) {
 		silentPeer(t, silent[i])
 	}
 	base := runtime.NumGoroutine()
-	c, err := NewCluster("leaktest", []string{"leaktest"}, nil)
+	c, err := NewShared("leaktest", []string{"leaktest"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var mu sync.Mutex
 	var logs []string
 	var dials int
-	o := testMonitorOptions()
-	o.Name = "leak_test_monitor"
+	o := testOptions()
+	o.MonitorName = "leak_test_monitor"
 	o.OTPApp = "leaktest"
 	o.DialTimeout = 100 * time.Millisecond
 	o.BackoffMin, o.BackoffMax = 50*time.Millisecond, 200*time.Millisecond
-	o.Sentries = append([]string{testNode.Name()}, silent...)
+	o.Sentry = append([]string{testNode.Name()}, silent...)
 	for i := 0; i < 8; i++ {
-		o.Sentries = append(o.Sentries, fmt.Sprintf("ghost%d_%d@127.0.0.1", i, time.Now().UnixNano()%1000))
+		o.Sentry = append(o.Sentry, fmt.Sprintf("ghost%d_%d@127.0.0.1", i, time.Now().UnixNano()%1000))
 	}
-	o.Logf = func(f string, a ...interface{}) { mu.Lock(); logs = append(logs, fmt.Sprintf(f, a...)); mu.Unlock() }
+	o.Logger = slog.New(logfHandler(func(f string, a ...interface{}) { mu.Lock(); logs = append(logs, fmt.Sprintf(f, a...)); mu.Unlock() }))
 	o.Observe = func(e listener.Event) {
 		if _, ok := e.(listener.DialStarted); ok {
 			mu.Lock()
@@ -116,7 +117,7 @@ func TestMonitorDialsAreBoundedAndEndWithIt(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	proc, err := testNode.Spawn(o.Name, gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}, NewMonitor(c, o))
+	proc, err := testNode.Spawn(o.MonitorName, gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}, NewMonitor(c, o))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func TestMonitorDialsAreBoundedAndEndWithIt(t *testing.T) {
 		mu.Lock()
 		n := dials
 		mu.Unlock()
-		if c.Snapshot().Ready() && n >= 2*(len(o.Sentries)-1) {
+		if c.Snapshot().Ready() && n >= 2*(len(o.Sentry)-1) {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -2,7 +2,7 @@ package actors
 
 import "time"
 
-// The Monitor's timing that is not an option (MonitorOptions holds the
+// The Monitor's timing that is not an option (Options holds the
 // rest: heartbeat, suspicion, removal, reconcile, dial and backoff, flap
 // grace, discovery interval). Every fixed duration the Monitor uses is
 // here; none is written inline elsewhere.

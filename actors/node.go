@@ -72,7 +72,7 @@ func NewNode(funcs *Funcs) gen.ServerBehavior {
 
 // newClusterNode is NewNode for the Manager's tree: answers to callers on
 // nodes the cluster's node is not connected to are dropped.
-func newClusterNode(c *Cluster) gen.ServerBehavior {
+func newClusterNode(c *Shared) gen.ServerBehavior {
 	s := NewNode(c.Funcs).(*nodeServer)
 	s.connected = c.ConnectedTo
 	return s

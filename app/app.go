@@ -2,8 +2,9 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"log"
+	"log/slog"
 	"strings"
 	"sync"
 	"time"
@@ -22,11 +23,25 @@ const Name = "cloister"
 // App is cloister as an Ergo application. Add it to a node's
 // Applications (after validating with New) or start it with
 // node.ApplicationLoad/ApplicationStart; its Start returns only once the
-// cluster is ready (or StartTimeout passed).
+// cluster is ready (or StartTimeout passed). To put cloister inside your
+// own supervision tree instead, use Manager as a child and Gate in your
+// application's Start.
 type App struct {
 	gen.Application
+	// NetKernel, when set, makes Start replace two processes of the node
+	// for BEAM peers: net_kernel, with one that answers net_adm:ping with
+	// pong (Ergo's own answers pang), and global_name_server, with one
+	// that keeps global:sync, trans and set_lock on BEAM nodes from
+	// hanging on this node. It replaces processes the node already runs,
+	// so it is off unless asked for; cloister.StartNode sets it for the
+	// nodes it starts (unless NodeOptions.PlainDistribution).
+	NetKernel bool
+	// Context, when set, bounds the start gate besides StartTimeout: its
+	// end fails the start with its error.
+	Context context.Context
+
 	opts    Options
-	cluster *actors.Cluster
+	cluster *actors.Shared
 	manager *actors.Manager
 
 	mu  sync.Mutex
@@ -38,17 +53,21 @@ func New(opts Options) (*App, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := actors.NewCluster(opts.OTPApp, opts.rings(), opts.Engine)
+	c, err := actors.NewShared(opts.OTPApp, opts.Rings(), opts.Engine)
 	if err != nil {
 		return nil, err
 	}
 	a := &App{opts: opts, cluster: c}
-	a.manager = actors.NewManager(c, opts.monitorOptions(), opts.AdditionalModules)
+	a.manager = actors.NewManager(c, opts)
 	return a, nil
 }
 
-// Cluster is the running cluster's shared view (rings, snapshot).
-func (a *App) Cluster() *actors.Cluster { return a.cluster }
+// Shared is the cluster's shared view (rings, snapshot, readiness).
+func (a *App) Shared() *actors.Shared { return a.cluster }
+
+// Manager is the supervisor (Cloister.Manager) to run as a child of your
+// own supervisor or application, registered as Options().ManagerName.
+func (a *App) Manager() gen.SupervisorBehavior { return a.manager }
 
 // Options returns the validated options.
 func (a *App) Options() Options { return a.opts }
@@ -73,46 +92,53 @@ func (a *App) Load(args ...etf.Term) (gen.ApplicationSpec, error) {
 	}, nil
 }
 
-// Start is the start gate: it blocks until the Monitor is ready, logging
-// progress as the original did ("retries: [n], nodes: [...]": info for the
-// first 10, a warning every 10th, an error every 100th). With StartTimeout
-// it gives up with an error naming the missing nodes; Ergo's Start cannot
-// return an error, so it panics with it (Ergo turns that into a failed
-// ApplicationStart; Err holds the reason).
+// Start is the start gate (see Gate). Ergo's Start cannot return an error,
+// so a failed gate panics with it (Ergo turns that into a failed
+// ApplicationStart; Err holds the reason) and marks the cluster stopped.
 func (a *App) Start(process gen.Process, args ...etf.Term) {
-	register(a.cluster)
-	// net_adm:ping from BEAM nodes answers pong (Ergo's stub says pang),
-	// before the gate so BEAM members can ping while we assemble.
-	if n, ok := process.Env(node.EnvKeyNode).(node.Node); ok {
-		if err := distfilter.InstallNetKernel(n); err != nil {
-			a.logf("cloister: net_kernel for ping: %v", err)
-		}
-		// global:sync/trans/set_lock on BEAM nodes must not hang on us
-		if err := distfilter.InstallGlobal(n); err != nil {
-			a.logf("cloister: global_name_server for BEAM nodes: %v", err)
+	if a.NetKernel {
+		// Before the gate, so BEAM members can ping while we assemble.
+		if n, ok := process.Env(node.EnvKeyNode).(node.Node); ok {
+			if err := distfilter.InstallNetKernel(n); err != nil {
+				a.logf("cloister: net_kernel for ping: %v", err)
+			}
+			// global:sync/trans/set_lock on BEAM nodes must not hang on us
+			if err := distfilter.InstallGlobal(n); err != nil {
+				a.logf("cloister: global_name_server for BEAM nodes: %v", err)
+			}
 		}
 	}
-	if err := a.gate(); err != nil {
+	ctx := a.Context
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if err := a.Gate(ctx); err != nil {
 		a.mu.Lock()
 		a.err = err
 		a.mu.Unlock()
-		panic(err)
+		a.cluster.MarkStopped(err)
+		// Ergo prints the panic value with %#v: a string reads as our
+		// message, not as a struct dump.
+		panic(err.Error())
 	}
 }
 
 func (a *App) logf(format string, args ...interface{}) {
-	if a.opts.Logf != nil {
-		a.opts.Logf(format, args...)
-		return
-	}
-	log.Printf(format, args...)
+	a.opts.Logf(slog.LevelWarn)(format, args...)
 }
 
-func (a *App) gate() error {
-	ctx := context.Background()
+// Gate blocks until the cluster is ready: the start gate, for App.Start
+// and for your own application's Start when the Manager runs in your tree.
+// It logs progress as the original did ("retries: [n], nodes: [...]": Info
+// for the first 10, Warn every 10th, Error every 100th, into
+// Options.Logger). After
+// StartTimeout it fails with a *StartError naming the missing nodes; when
+// ctx ends, with ctx's error; when the cluster ends (its node stopped),
+// with the cluster's Err.
+func (a *App) Gate(ctx context.Context) error {
 	if a.opts.StartTimeout > 0 {
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, a.opts.StartTimeout)
+		ctx, cancel = context.WithTimeoutCause(ctx, a.opts.StartTimeout, errStartTimeout)
 		defer cancel()
 	}
 	tick := time.NewTicker(a.opts.StartLogEvery)
@@ -126,23 +152,34 @@ func (a *App) gate() error {
 		}
 		select {
 		case <-ch:
+		case <-a.cluster.Stopped():
+			return a.cluster.Err()
 		case <-tick.C:
 			retries++
-			line := fmt.Sprintf("cloister: waiting for consensus %d: retries: [%d], nodes: [%s]",
-				s.Consensus, retries, strings.Join(s.Members, ", "))
+			level := slog.LevelInfo
 			switch {
 			case retries <= 10:
-				a.logf("[info] %s", line)
 			case retries%100 == 0:
-				a.logf("[error] %s", line)
+				level = slog.LevelError
 			case retries%10 == 0:
-				a.logf("[warning] %s", line)
+				level = slog.LevelWarn
+			default:
+				continue
 			}
+			a.opts.Logf(level)("cloister: waiting for consensus %d: retries: [%d], nodes: [%s]",
+				s.Consensus, retries, strings.Join(s.Members, ", "))
 		case <-ctx.Done():
-			return a.timeoutError(s)
+			if errors.Is(context.Cause(ctx), errStartTimeout) {
+				return a.timeoutError(s)
+			}
+			return fmt.Errorf("cloister: start gate: %w", ctx.Err())
 		}
 	}
 }
+
+// errStartTimeout is the cause of the gate's own deadline, told apart from
+// the caller's.
+var errStartTimeout = errors.New("start timeout")
 
 // StartError is the start gate's failure: consensus not reached in time.
 type StartError struct {
@@ -175,36 +212,4 @@ func (a *App) timeoutError(s listener.Snapshot) error {
 	}
 	return &StartError{Timeout: a.opts.StartTimeout, Consensus: a.opts.Consensus,
 		Members: s.Members, Missing: missing, State: s.State.String()}
-}
-
-// AwaitReady blocks until the cluster is ready or ctx ends: the
-// non-blocking start for code that embeds the Manager in its own tree.
-func (a *App) AwaitReady(ctx context.Context) error { return a.cluster.AwaitReady(ctx) }
-
-var (
-	regMu   sync.Mutex
-	byNode  = map[string]*actors.Cluster{}
-	lastOne *actors.Cluster
-)
-
-func register(c *actors.Cluster) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	byNode[c.Self()] = c
-	lastOne = c
-}
-
-// Default returns the cluster of the application started last in this
-// process (one node per process is the rule), or nil.
-func Default() *actors.Cluster {
-	regMu.Lock()
-	defer regMu.Unlock()
-	return lastOne
-}
-
-// Lookup returns the cluster running on the named node, or nil.
-func Lookup(node string) *actors.Cluster {
-	regMu.Lock()
-	defer regMu.Unlock()
-	return byNode[node]
 }

@@ -24,6 +24,23 @@ func TestDefaultsApplied(t *testing.T) {
 	}
 }
 
+// Derived defaults follow what they derive from when set after
+// DefaultOptions: the ring is named after OTPApp, the flap grace fits
+// a shorter RemoveAfter.
+func TestDerivedDefaultsFollow(t *testing.T) {
+	o := DefaultOptions()
+	o.OTPApp = "shop"
+	o.RemoveAfter = time.Second
+	o.SuspectAfter = 800 * time.Millisecond
+	o.Heartbeat = 200 * time.Millisecond
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if o.Ring != "shop" || o.FlapGrace != 500*time.Millisecond {
+		t.Fatalf("ring %q flap grace %s", o.Ring, o.FlapGrace)
+	}
+}
+
 func TestBadOptionsNameTheOption(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -36,6 +53,10 @@ func TestBadOptionsNameTheOption(t *testing.T) {
 		{"empty sentry entry", func(o *Options) { o.Sentry = []string{"a@127.0.0.1", ""} }, "Sentry[1]"},
 		{"malformed node name", func(o *Options) { o.Sentry = []string{"no-at-sign"} }, `Sentry[0] = "no-at-sign"`},
 		{"two at signs", func(o *Options) { o.Sentry = []string{"a@b@c"} }, "Sentry[0]"},
+		{"space in a name", func(o *Options) { o.Sentry = []string{"a b@h"} }, "Sentry[0]"},
+		{"name over 255 bytes", func(o *Options) { o.Sentry = []string{"a@" + strings.Repeat("h", 254)} }, "at most 255"},
+		{"duplicate sentry", func(o *Options) { o.Sentry = []string{"a@h", "b@h", "a@h"} }, `Sentry[2] = "a@h": listed twice (also Sentry[0])`},
+		{"bad monitor name", func(o *Options) { o.MonitorName = "a b" }, "MonitorName"},
 		{"both sentry and service", func(o *Options) { o.Sentry = []string{"a@h"}; o.Service = "svc.local" }, "not both"},
 		{"bad service", func(o *Options) { o.Service = "a b" }, "Service"},
 		{"bad otp app", func(o *Options) { o.OTPApp = "my app" }, "OTPApp"},
@@ -56,7 +77,7 @@ func TestBadOptionsNameTheOption(t *testing.T) {
 			if err == nil {
 				t.Fatal("want an error")
 			}
-			if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
+			if !errors.Is(err, actors.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %q does not name %q", err, c.want)
 			}
 			if _, err := New(o); err == nil {

@@ -47,7 +47,7 @@ func (v *Void) ping(p *gen.ServerProcess, msg etf.Term) {
 	switch t[0] {
 	case etf.Atom("ping"):
 	case etf.Atom("ping_one"):
-		c := cloister.Of(p.NodeName())
+		c := cloister.Default()
 		if c == nil || !c.MineTerm(t) {
 			return
 		}

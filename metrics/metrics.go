@@ -6,9 +6,9 @@
 //
 //	col := metrics.New()
 //	col.Instrument(&opts)                // Observe, Listener, fan-out hook
-//	n, err := cloister.StartNode(name, opts, nopts)
-//	col.SetSource(cloister.Of(n.Name()).State)
-//	mux := health.Handler(cloister.Of(n.Name()).State)
+//	c, err := cloister.StartNode(name, opts, nopts)
+//	col.SetSource(c.State)
+//	mux := health.Handler(c.State)
 //	mux.Handle("/metrics", col.Handler())
 //
 // Gauges (members, state, ring epochs, ...) are read from the cluster's
@@ -21,6 +21,7 @@ package metrics
 
 import (
 	"errors"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sort"
@@ -170,7 +171,7 @@ func (c *Collector) Instrument(opts *app.Options) {
 	}
 	next := opts.Listener
 	if next == nil {
-		next = listener.Logger{Logf: opts.Logf}
+		next = listener.Logger{Logf: opts.Logf(slog.LevelInfo)}
 	}
 	opts.Listener = c.Listener(next)
 	hook := c.ObserveFanout

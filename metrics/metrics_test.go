@@ -1,11 +1,13 @@
 package metrics
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -311,7 +313,7 @@ func TestInstrumentChainsObserveWrapsTheListenerAndHooksFanout(t *testing.T) {
 	// A nil Listener becomes the default logger, wrapped.
 	var logged []string
 	o2 := app.DefaultOptions()
-	o2.Logf = func(format string, args ...interface{}) { logged = append(logged, fmt.Sprintf(format, args...)) }
+	o2.Logger = slog.New(recordHandler{&logged})
 	New().Instrument(&o2)
 	o2.Listener.OnStateChange("rehashing", "ready", listener.Snapshot{Node: "a@h", Members: []string{"a@h"}})
 	if len(logged) != 1 || !strings.Contains(logged[0], "rehashing -> ready") {
@@ -390,3 +392,14 @@ func total(m map[string]float64) float64 {
 	}
 	return s
 }
+
+// recordHandler keeps every message logged.
+type recordHandler struct{ msgs *[]string }
+
+func (h recordHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h recordHandler) Handle(_ context.Context, r slog.Record) error {
+	*h.msgs = append(*h.msgs, r.Message)
+	return nil
+}
+func (h recordHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h recordHandler) WithGroup(string) slog.Handler      { return h }

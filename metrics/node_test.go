@@ -112,7 +112,7 @@ func startLocal(t *testing.T) (*cloister.Cluster, string) {
 			local.err = err
 			return
 		}
-		local.c = cloister.Of(n.Name())
+		local.c = n
 		col.SetSource(local.c.State)
 		mux := health.Handler(local.c.State)
 		mux.Handle("/metrics", col.Handler())

@@ -62,7 +62,7 @@ func TestInitWritesAFileThatLoads(t *testing.T) {
 	if err := os.WriteFile(p, []byte("consensus: 0\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, e, code := cli(t, "node", "-config", p, "-check"); code != 1 || !strings.Contains(e, "Consensus = 0") {
+	if _, e, code := cli(t, "node", "-config", p, "-check"); code != 1 || !strings.Contains(e, "line 1: consensus: 0 is not allowed") {
 		t.Fatalf("bad config: %d %q", code, e)
 	}
 	if err := os.WriteFile(p, []byte("consensuss: 2\n"), 0o644); err != nil {

@@ -13,18 +13,16 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister"
-	"github.com/cloister-go/cloister/app"
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/lib"
 )
 
-// nodeExtras are the `cloister node` flags for failure handling, fault
-// injection and security: the flap grace, static routes (how tests route a
+// nodeExtras are the `cloister node` flags for fault injection and
+// security: static routes (how tests route a
 // node through cuttable proxies), TLS, and the /debug/runtime endpoint that
 // tests read goroutines, memory and DNS lookups from.
 type nodeExtras struct {
-	flapGrace *time.Duration
 	routes    []cloistertest.Route
 	tls       *bool
 	recordDNS *bool
@@ -34,7 +32,6 @@ type nodeExtras struct {
 
 func addExtraFlags(fs *flag.FlagSet) *nodeExtras {
 	x := &nodeExtras{started: time.Now()}
-	x.flapGrace = fs.Duration("flap-grace", 0, "keep a member whose connection dropped in the rings this long while re-dialling it (default 1s; negative: none)")
 	fs.Func("route", "reach a node at an address instead of asking EPMD, name@host=host:port (repeatable; tests route nodes through cuttable proxies)", func(s string) error {
 		r, err := cloistertest.ParseRoute(s)
 		if err == nil {
@@ -52,12 +49,6 @@ func (x *nodeExtras) apply(opts *cloister.Options, nopts *cloister.NodeOptions, 
 	if *x.recordDNS {
 		// Before any node starts: Ergo's call-home would look its host up.
 		x.dns = cloistertest.RecordDNS(cloistertest.MetricsHost)
-	}
-	switch {
-	case *x.flapGrace < 0:
-		opts.FlapGrace = app.NoFlapGrace
-	case *x.flapGrace > 0:
-		opts.FlapGrace = *x.flapGrace
 	}
 	if len(x.routes) > 0 {
 		// Installed by an application started before cloister, so they

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -36,20 +36,13 @@ func runNode(args []string) int {
 	epmdPort := fs.Int("epmd-port", atoiOr(os.Getenv("ERL_EPMD_PORT"), 4369), "EPMD port (default $ERL_EPMD_PORT or 4369)")
 	embedded := fs.Bool("embedded-epmd", false, "when no EPMD runs, serve one on every interface (one per container); without it a node serves one on 127.0.0.1 for a loopback name")
 	listen := fs.Int("listen-port", 0, "distribution port (0: first free from 15000)")
-	sentry := fs.String("sentry", envOr("CLOISTER_SENTRY", ""), "comma-separated peer nodes")
-	service := fs.String("service", envOr("CLOISTER_SERVICE", ""), "DNS service name whose addresses are the peers")
-	dnsServer := fs.String("dns-server", "", "DNS server host:port (default: the system resolver)")
-	consensus := fs.Int("consensus", atoiOr(os.Getenv("CLOISTER_CONSENSUS"), 1), "members needed before ready")
-	otpApp := fs.String("otp-app", envOr("CLOISTER_OTP_APP", "cloister"), "application name (ring name, node-name prefix)")
-	loopback := fs.Bool("loopback", false, "service mode: name this node otpapp@127.0.0.1")
+	// Every cluster option is a flag, derived from the options (and an
+	// environment variable, CLOISTER_<KEY>).
+	optFlags := config.BindFlags(fs)
 	httpAddr := fs.String("http", envOr("CLOISTER_HTTP", ""), "serve /healthz, /readyz, /status on this address")
 	events := fs.Bool("events", false, "print events as JSON lines on stdout")
 	void := fs.Bool("void", false, "run the test suite's Void server")
 	panicListener := fs.Bool("panic-listener", false, "add a listener that panics on every change (tests)")
-	startTimeout := fs.Duration("start-timeout", 0, "fail the start if consensus is not reached in this time (0: wait forever)")
-	heartbeat := fs.Duration("heartbeat", 0, "member heartbeat period (default 500ms)")
-	suspect := fs.Duration("suspect-after", 0, "silence before a member is suspected (default 3s)")
-	remove := fs.Duration("remove-after", 0, "silence before a member is removed (default 5s)")
 	configPath := fs.String("config", "", "YAML config file (cloister init writes one); flags given explicitly override it")
 	check := fs.Bool("check", false, "only load and validate the configuration, then exit")
 	plain := fs.Bool("plain", false, "start a plain Ergo node without cloister that connects to -sentry (tests)")
@@ -64,24 +57,20 @@ func runNode(args []string) int {
 	}
 
 	out := cloistertest.NewPrinter(os.Stdout, *events)
+	// The options: defaults, then the file, then the environment, then the
+	// flags given.
 	opts := cloister.DefaultOptions()
-	opts.OTPApp = *otpApp
-	opts.Ring = ""
-	opts.Consensus = *consensus
-	opts.Service = *service
-	opts.DNSServer = *dnsServer
-	opts.Loopback = *loopback
-	opts.StartTimeout = *startTimeout
-	opts.Heartbeat, opts.SuspectAfter, opts.RemoveAfter = *heartbeat, *suspect, *remove
-	if *sentry != "" {
-		opts.Sentry = strings.Split(*sentry, ",")
-	}
 	if *configPath != "" {
 		if err := applyConfig(fs, *configPath, &opts, name, cookie, epmdPort, embedded, listen, httpAddr); err != nil {
 			fmt.Fprintln(os.Stderr, "cloister node:", err)
 			return 1
 		}
 	}
+	if err := config.ApplyEnv(&opts, os.Getenv); err != nil {
+		fmt.Fprintln(os.Stderr, "cloister node:", err)
+		return 2
+	}
+	optFlags.Apply(&opts)
 	if *withMetrics && *httpAddr == "" {
 		fmt.Fprintln(os.Stderr, "cloister node: -metrics needs -http or an http address in -config (metrics are served on its /metrics)")
 		return 2
@@ -95,7 +84,8 @@ func runNode(args []string) int {
 		return 0
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
-	opts.Logf = logger.Printf
+	// cloister logs through slog.Default, that is through package log.
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	ls := listener.Multi{
 		listener.Logger{Logf: logger.Printf},
 		listener.Func(func(from, to listener.State, s listener.Snapshot) {
@@ -120,24 +110,30 @@ func runNode(args []string) int {
 		col.Instrument(&opts)
 	}
 
+	nopts := cloister.NodeOptions{
+		Cookie: *cookie, EPMDPort: uint16(*epmdPort), EmbeddedEPMD: *embedded, ListenPort: uint16(*listen),
+	}
+	if err := extras.apply(&opts, &nopts, logger.Printf); err != nil {
+		fmt.Fprintf(os.Stderr, "cloister node: %v\n", err)
+		return 2
+	}
+	// The cluster exists before its start, so the HTTP endpoints report it
+	// while the start waits for consensus, and after it stops.
+	c, err := cloister.New(opts)
+	if err != nil {
+		out.Print(map[string]interface{}{"event": "error", "node": *name, "error": err.Error()})
+		fmt.Fprintln(os.Stderr, "cloister node:", err)
+		return 1
+	}
+
 	var hs *health.Server
 	if *httpAddr != "" {
 		var err error
-		mux := health.Handler(func() listener.Snapshot {
-			if c := cloister.Local(); c != nil {
-				return c.State()
-			}
-			return listener.Snapshot{Node: *name, State: "down"}
-		})
-		mux.HandleFunc("/whois", whoisHandler)
+		mux := health.Handler(c.State)
+		mux.HandleFunc("/whois", whoisHandler(c))
 		extras.handle(mux)
 		if col != nil {
-			col.SetSource(func() listener.Snapshot {
-				if c := cloister.Local(); c != nil {
-					return c.State()
-				}
-				return listener.Snapshot{Node: *name, State: "down"}
-			})
+			col.SetSource(c.State)
 			mux.Handle("/metrics", col.Handler())
 		}
 		hs, err = health.Start(*httpAddr, mux)
@@ -156,15 +152,8 @@ func runNode(args []string) int {
 		return runPlain(*name, *cookie, uint16(*epmdPort), opts.Sentry, out, sigs)
 	}
 	start := time.Now()
-	nopts := cloister.NodeOptions{
-		Cookie: *cookie, EPMDPort: uint16(*epmdPort), EmbeddedEPMD: *embedded, ListenPort: uint16(*listen),
-	}
-	if err := extras.apply(&opts, &nopts, logger.Printf); err != nil {
-		fmt.Fprintf(os.Stderr, "cloister node: %v\n", err)
-		return 2
-	}
-	n, err := cloister.StartNode(*name, opts, nopts)
-	if err != nil {
+	n := c
+	if err := c.Start(context.Background(), *name, nopts); err != nil {
 		out.Print(map[string]interface{}{"event": "error", "node": *name, "error": err.Error()})
 		fmt.Fprintf(os.Stderr, "cloister node: %v\n", err)
 		return 1
@@ -221,11 +210,15 @@ func runPlain(name, cookie string, epmdPort uint16, peers []string, out *cloiste
 }
 
 // whoisHandler answers /whois?key=K[&group=G] with the owner as JSON.
-func whoisHandler(w http.ResponseWriter, r *http.Request) {
+func whoisHandler(c *cloister.Cluster) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) { whois(c, w, r) }
+}
+
+func whois(c *cloister.Cluster, w http.ResponseWriter, r *http.Request) {
 	key, group := r.URL.Query().Get("key"), r.URL.Query().Get("group")
 	res := map[string]string{"key": key, "group": group}
 	code := http.StatusOK
-	owner, err := cloister.Whois(group, key)
+	owner, err := c.Whois(group, key)
 	if err != nil {
 		res["error"] = err.Error()
 		code = http.StatusNotFound
@@ -237,21 +230,6 @@ func whoisHandler(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(res)
 }
 
-// flagFields are the cluster options a flag overrides the file with: each
-// copies its field from the flag-built options.
-var flagFields = map[string]func(dst, flags *cloister.Options){
-	"otp-app":       func(d, f *cloister.Options) { d.OTPApp, d.Ring = f.OTPApp, f.Ring },
-	"consensus":     func(d, f *cloister.Options) { d.Consensus = f.Consensus },
-	"sentry":        func(d, f *cloister.Options) { d.Sentry = f.Sentry },
-	"service":       func(d, f *cloister.Options) { d.Service = f.Service },
-	"dns-server":    func(d, f *cloister.Options) { d.DNSServer = f.DNSServer },
-	"loopback":      func(d, f *cloister.Options) { d.Loopback = f.Loopback },
-	"start-timeout": func(d, f *cloister.Options) { d.StartTimeout = f.StartTimeout },
-	"heartbeat":     func(d, f *cloister.Options) { d.Heartbeat = f.Heartbeat },
-	"suspect-after": func(d, f *cloister.Options) { d.SuspectAfter = f.SuspectAfter },
-	"remove-after":  func(d, f *cloister.Options) { d.RemoveAfter = f.RemoveAfter },
-}
-
 // fromFile sets *dst to the file's value v unless the flag was given or v
 // is unset (zero).
 func fromFile[T comparable](set map[string]bool, flagName string, dst *T, v T) {
@@ -261,8 +239,8 @@ func fromFile[T comparable](set map[string]bool, flagName string, dst *T, v T) {
 	}
 }
 
-// applyConfig makes the file the base of the options; flags given
-// explicitly on the command line win.
+// applyConfig makes the file the base of the options (the caller applies
+// the option flags given over it) and of the node settings no flag gave.
 func applyConfig(fs *flag.FlagSet, path string, opts *cloister.Options, name, cookie *string, epmdPort *int, embedded *bool, listen *int, httpAddr *string) error {
 	f, err := config.Load(path)
 	if err != nil {
@@ -270,15 +248,7 @@ func applyConfig(fs *flag.FlagSet, path string, opts *cloister.Options, name, co
 	}
 	set := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	base := f.Options()
-	keep := *opts
-	*opts = base
-	opts.Logf, opts.Listener, opts.AdditionalModules = keep.Logf, keep.Listener, keep.AdditionalModules
-	for flagName, copyField := range flagFields {
-		if set[flagName] {
-			copyField(opts, &keep)
-		}
-	}
+	*opts = f.Options()
 	fromFile(set, "name", name, f.Node.Name)
 	fromFile(set, "cookie", cookie, f.Node.Cookie)
 	fromFile(set, "epmd-port", epmdPort, int(f.Node.EPMDPort))

@@ -19,7 +19,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"log"
 	"os"
 	"os/signal"
 	"strconv"
@@ -54,7 +53,6 @@ func run() int {
 	startTimeout := flag.Duration("start-timeout", time.Minute, "give up when consensus is not reached in this time")
 	flag.Parse()
 
-	logger := log.New(os.Stderr, "", log.LstdFlags)
 	opts := cloister.DefaultOptions()
 	opts.OTPApp = *otpApp
 	opts.Ring = "" // the default ring is named after OTPApp, as in Elixir cloister
@@ -62,7 +60,6 @@ func run() int {
 	opts.Consensus = *consensus
 	opts.Engine = libring.Engine() // owners as Elixir's libring computes them
 	opts.StartTimeout = *startTimeout
-	opts.Logf = logger.Printf
 	opts.AdditionalModules = []cloister.Child{{Name: "greeter", Child: &greeter{}}}
 
 	start := time.Now()
@@ -72,7 +69,7 @@ func run() int {
 		return 1
 	}
 	defer func() { _ = cloister.StopNode(n) }()
-	c := cloister.Of(n.Name())
+	c := n
 	fmt.Printf("ready in %s: members %s\n", time.Since(start).Round(time.Millisecond), strings.Join(c.Siblings(), " "))
 
 	// rpc:call(GoNode, shop, price, [Item]) runs this ("shop:price").

@@ -51,7 +51,6 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister"
-	"github.com/cloister-go/cloister/app"
 	"github.com/cloister-go/cloister/health"
 	"github.com/cloister-go/cloister/listener"
 )
@@ -134,7 +133,7 @@ func loadConfig() (config, error) {
 	switch s := os.Getenv("CLOISTER_FLAP_GRACE"); s {
 	case "":
 	case "off":
-		o.FlapGrace = app.NoFlapGrace
+		o.FlapGrace = cloister.NoFlapGrace
 	default:
 		d, err := time.ParseDuration(s)
 		if err != nil || d <= 0 {
@@ -184,18 +183,17 @@ func run() int {
 		log.Print(err)
 		return 2
 	}
-	c.opts.Logf = log.Printf
 	c.opts.Listener = listener.Func(logChange)
+	cl, err := cloister.New(c.opts)
+	if err != nil {
+		log.Printf("cloister-example: %v", err)
+		return 2
+	}
 
 	// The health endpoint comes first: /healthz answers and /readyz says
 	// 503 while the start below waits for consensus.
 	if c.httpAddr != "off" {
-		mux := health.Handler(func() listener.Snapshot {
-			if cl := cloister.Local(); cl != nil {
-				return cl.State()
-			}
-			return listener.Snapshot{Node: c.name, OTPApp: c.opts.OTPApp, State: "down", Consensus: c.opts.Consensus}
-		})
+		mux := health.Handler(cl.State)
 		hs, err := health.Start(c.httpAddr, mux)
 		if err != nil {
 			log.Printf("cloister-example: health endpoint on CLOISTER_HTTP = %q: %v", c.httpAddr, err)
@@ -217,12 +215,11 @@ func run() int {
 	// StartNode blocks until consensus; a SIGTERM meanwhile must still stop
 	// the container at once.
 	done := make(chan error, 1)
-	var stop func() error
+	stop := cl.Stop
 	go func() {
-		n, err := cloister.StartNode(c.name, c.opts, c.nopts)
+		err := cl.Start(context.Background(), c.name, c.nopts)
 		if err == nil {
-			stop = func() error { return cloister.StopNode(n) }
-			log.Printf("cloister-example: %s ready in %s", n.Name(), time.Since(start).Round(time.Millisecond))
+			log.Printf("cloister-example: %s ready in %s", cl.Name(), time.Since(start).Round(time.Millisecond))
 		}
 		done <- err
 	}()

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloister-go/cloister/app"
+	"github.com/cloister-go/cloister"
 )
 
 // clearEnv unsets every variable the example reads, for the test's duration.
@@ -35,7 +35,7 @@ func TestServiceModeFromEnvironment(t *testing.T) {
 	if !o.Magic || c.name != "" {
 		t.Errorf("service mode must derive the name: magic %v, given name %q", o.Magic, c.name)
 	}
-	if o.FlapGrace != app.NoFlapGrace {
+	if o.FlapGrace != cloister.NoFlapGrace {
 		t.Errorf("CLOISTER_FLAP_GRACE=off gave %v", o.FlapGrace)
 	}
 	if !c.nopts.EmbeddedEPMD || c.nopts.EPMDPort != 4369 || c.nopts.Cookie != "secret" {

@@ -1,5 +1,5 @@
 // Command zerocost is cloister's showcase (the original's "zero-cost
-// distribution" guide, SPEC §9), run for real: a million keyed entities
+// distribution" guide), run for real: a million keyed entities
 // spread over a local cluster of node processes, each node working only on
 // the keys it owns (Mine), and entities handed over when the topology
 // changes.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -24,8 +25,6 @@ import (
 	"github.com/ergo-services/ergo/gen"
 
 	"github.com/cloister-go/cloister"
-	"github.com/cloister-go/cloister/actors"
-	"github.com/cloister-go/cloister/app"
 	"github.com/cloister-go/cloister/health"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
@@ -35,13 +34,12 @@ import (
 // worker is one node of the example: the entities it holds, and the
 // handover that keeps them with their owner as the ring changes.
 type worker struct {
-	keys    []string
-	seed    bool
-	batch   int
-	cluster *actors.Cluster // the rings and the node
-	api     *cloister.Cluster
-	st      *store
-	logf    func(string, ...interface{})
+	keys  []string
+	seed  bool
+	batch int
+	api   *cloister.Cluster // the rings, the node, the fan-out
+	st    *store
+	logf  func(string, ...interface{})
 
 	// hmu serializes handovers: the listener's and the drain.
 	hmu      sync.Mutex
@@ -111,7 +109,8 @@ func runWorker(args []string) int {
 	if *sentry != "" {
 		opts.Sentry = strings.Split(*sentry, ",")
 	}
-	opts.Logf = logger.Printf
+	// cloister logs through slog.Default, that is through package log.
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	// The printer first, so the harness sees a change at once; then the
 	// handover, which may take a while (the Monitor is not held up by it:
 	// listeners run on their own goroutine).
@@ -129,15 +128,13 @@ func runWorker(args []string) int {
 		Name: storeName, Child: &storeServer{st: w.st},
 		Options: gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox},
 	}}
-	a, err := app.New(opts)
-	if err != nil {
+	var err error
+	if w.api, err = cloister.New(opts); err != nil {
 		fmt.Fprintln(os.Stderr, "zerocost node:", err)
 		return 2
 	}
-	w.cluster = a.Cluster()
-	w.api = cloister.Wrap(w.cluster)
 
-	mux := health.Handler(w.cluster.Snapshot)
+	mux := health.Handler(w.api.State)
 	mux.HandleFunc("/zc/state", w.serveState)
 	mux.HandleFunc("/zc/report", w.serveReport)
 	mux.HandleFunc("/zc/work", w.serveWork)
@@ -153,19 +150,13 @@ func runWorker(args []string) int {
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
-	n, err := ergonode.Start(*name, ergonode.Options{
-		Cookie: *cookie, EPMDPort: uint16(*epmdPort),
-		Applications: []gen.ApplicationBehavior{a},
-	})
+	err = w.api.Start(context.Background(), *name, cloister.NodeOptions{Cookie: *cookie, EPMDPort: uint16(*epmdPort)})
 	if err != nil {
-		if aerr := a.Err(); aerr != nil {
-			err = aerr
-		}
 		out.Print(map[string]interface{}{"event": "error", "node": *name, "error": err.Error()})
 		fmt.Fprintln(os.Stderr, "zerocost node:", err)
 		return 1
 	}
-	out.Print(map[string]interface{}{"event": "started", "node": n.Name()})
+	out.Print(map[string]interface{}{"event": "started", "node": w.api.Name()})
 
 	<-sigs
 	// Leaving: hand every entity over before the node goes (the
@@ -173,10 +164,11 @@ func runWorker(args []string) int {
 	if rep, err := w.drain(); err != nil {
 		logger.Printf("zerocost: drain: %v (%d entities could not be handed over)", err, rep.Failed)
 	}
-	if err := cloister.StopNode(n); err != nil {
+	self := w.api.Name()
+	if err := w.api.Stop(); err != nil {
 		logger.Printf("zerocost: %v", err)
 	}
-	out.Print(map[string]interface{}{"event": "stopped", "node": n.Name()})
+	out.Print(map[string]interface{}{"event": "stopped", "node": self})
 	return 0
 }
 
@@ -188,13 +180,13 @@ func (w *worker) handover() {
 	if w.drained {
 		return
 	}
-	cur, err := w.cluster.Rings.Get(w.cluster.Ring)
+	cur, err := w.api.Ring("")
 	if err != nil || cur.Len() == 0 || (w.last != nil && cur.Hash() == w.last.Hash()) {
 		return
 	}
 	w.busy.Store(true)
 	defer w.busy.Store(false)
-	self := w.cluster.Self()
+	self := w.api.Name()
 	rep := handover{Epoch: cur.Epoch(), Members: cur.Members()}
 
 	t0 := time.Now()
@@ -241,11 +233,11 @@ func (w *worker) drain() (handover, error) {
 	w.busy.Store(true)
 	defer w.busy.Store(false)
 	w.drained = true
-	cur, err := w.cluster.Rings.Get(w.cluster.Ring)
+	cur, err := w.api.Ring("")
 	if err != nil {
 		return handover{Drain: true}, err
 	}
-	self := w.cluster.Self()
+	self := w.api.Name()
 	others := slices.DeleteFunc(cur.Members(), func(m string) bool { return m == self })
 	rep := handover{Drain: true, Members: others}
 	if len(others) == 0 {
@@ -276,7 +268,7 @@ func (w *worker) drain() (handover, error) {
 // push hands the held entities among keys to their owners in to, in
 // batches, one goroutine per destination. The caller holds hmu.
 func (w *worker) push(to *ring.Snapshot, keys []string, rep *handover) {
-	self := w.cluster.Self()
+	self := w.api.Name()
 	byOwner := map[string][]string{}
 	for _, k := range keys {
 		if o, err := to.Owner(k); err == nil && o != self {
@@ -384,10 +376,10 @@ type nodeState struct {
 }
 
 func (w *worker) state() nodeState {
-	s := w.cluster.Snapshot()
+	s := w.api.State()
 	ns := nodeState{Node: s.Node, State: s.State.String(), Members: s.Members, HandedHash: w.lastHash.Load(),
 		Busy: w.busy.Load(), Pending: w.pendingCount(), Held: w.st.len(), Pushed: w.pushed.Load()}
-	if r, err := w.cluster.Rings.Get(w.cluster.Ring); err == nil {
+	if r, err := w.api.Ring(""); err == nil {
 		ns.RingHash = r.Hash()
 	}
 	w.st.mu.Lock()
@@ -481,7 +473,7 @@ type workResult struct {
 // serveWork runs one round: walk the whole key space, work on the keys
 // this node owns. No coordination: Mine is a lock-free ring lookup.
 func (w *worker) serveWork(rw http.ResponseWriter, r *http.Request) {
-	res := workResult{Node: w.cluster.Self(), Checked: len(w.keys)}
+	res := workResult{Node: w.api.Name(), Checked: len(w.keys)}
 	t0 := time.Now()
 	w.st.mu.Lock()
 	for _, k := range w.keys {

@@ -77,7 +77,7 @@ func TestZeroCostSmall(t *testing.T) {
 		t.Errorf("%d moved-key ratios reported, want 2", n)
 	}
 	// Workers built with -race report races in our code on stderr. (Ergo's
-	// own races at node stop, ERGO-NOTES §10, are not ours to fail on.)
+	// own data races when a node stops are not ours to fail on.)
 	for _, report := range strings.Split(logs.String(), "WARNING: DATA RACE")[1:] {
 		if end := strings.Index(report, "=================="); end > 0 {
 			report = report[:end]

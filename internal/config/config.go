@@ -1,6 +1,9 @@
-// Package config reads and writes cloister's configuration file (YAML):
-// the cluster options and the node settings, with unknown keys rejected so
-// a typo is an error, not a silent default.
+// Package config reads cloister's configuration file (YAML): the cluster
+// options and the node settings. The keys are derived from the options'
+// struct tags, as are the command line's flags (see BindFlags), so every
+// option is settable in both; unknown keys are rejected, so a typo is an
+// error, not a silent default. Every error names the key, the line and
+// what is allowed.
 package config
 
 import (
@@ -9,148 +12,299 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"time"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
 
-	"github.com/cloister-go/cloister/app"
+	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/internal/nodename"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/cloister-go/cloister/ring/libring"
 	"gopkg.in/yaml.v3"
 )
 
-// Node holds the node settings of the file.
+// Node holds the node settings of the file (the "node:" section).
 type Node struct {
-	Name         string `yaml:"name"`
-	Cookie       string `yaml:"cookie"`
-	EPMDPort     uint16 `yaml:"epmd_port"`
-	EmbeddedEPMD bool   `yaml:"embedded_epmd"`
-	ListenPort   uint16 `yaml:"listen_port"`
+	Name         string `yaml:"name" help:"node name, name@host"`
+	Cookie       string `yaml:"cookie" help:"distribution cookie"`
+	EPMDPort     uint16 `yaml:"epmd_port" help:"EPMD port"`
+	EmbeddedEPMD bool   `yaml:"embedded_epmd" help:"serve EPMD in this process when the port is free"`
+	ListenPort   uint16 `yaml:"listen_port" help:"distribution port (0: first free from 15000)"`
 	// HTTP is the health endpoint address ("" = off).
-	HTTP string `yaml:"http"`
+	HTTP string `yaml:"http" help:"serve /healthz, /readyz, /status on this address"`
 }
 
-// File is the whole configuration file.
+// File is a configuration file read: the cluster options (defaults for
+// what the file does not set) and the node section.
 type File struct {
-	OTPApp            string   `yaml:"otp_app"`
-	Sentry            []string `yaml:"sentry"`
-	Service           string   `yaml:"service"`
-	DNSServer         string   `yaml:"dns_server"`
-	SRV               bool     `yaml:"srv"`
-	Consensus         *int     `yaml:"consensus"`
-	Ring              string   `yaml:"ring"`
-	Groups            []string `yaml:"groups"`
-	Engine            string   `yaml:"engine"`
-	Loopback          bool     `yaml:"loopback"`
-	Magic             *bool    `yaml:"magic"`
-	StartTimeout      Duration `yaml:"start_timeout"`
-	Reconcile         Duration `yaml:"reconcile"`
-	Heartbeat         Duration `yaml:"heartbeat"`
-	SuspectAfter      Duration `yaml:"suspect_after"`
-	RemoveAfter       Duration `yaml:"remove_after"`
-	DialTimeout       Duration `yaml:"dial_timeout"`
-	BackoffMin        Duration `yaml:"backoff_min"`
-	BackoffMax        Duration `yaml:"backoff_max"`
-	DiscoveryInterval Duration `yaml:"discovery_interval"`
-	Node              Node     `yaml:"node"`
+	Node Node
+	opts actors.Options
+	// lines: where each key was given (the node section's as node.<key>);
+	// items: the lines of a list's entries. Errors point at them.
+	lines map[string]int
+	items map[string][]int
 }
 
-// Duration is a time.Duration written as "500ms", "3s".
-type Duration time.Duration
+// Options returns the cluster options the file sets, over the defaults.
+func (f *File) Options() actors.Options { return f.opts }
 
-// UnmarshalYAML parses a Go duration string.
-func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
-	var s string
-	if err := n.Decode(&s); err != nil {
-		return err
+// Line is where key ("consensus", "node.name") was given, or 0.
+func (f *File) Line(key string) int { return f.lines[key] }
+
+// Error is a configuration error: the key, the line (0 when the key is not
+// in the file) and what is wrong, including what is allowed.
+type Error struct {
+	Path string // the file, when read by Load
+	Line int
+	Key  string
+	Msg  string
+	Err  error // the underlying error, for errors.Is (actors.ErrInvalidOption)
+}
+
+// Error reads "cloister: config: FILE: line N: KEY: what is wrong".
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString("cloister: config: ")
+	if e.Path != "" {
+		b.WriteString(e.Path)
+		b.WriteString(": ")
 	}
-	v, err := time.ParseDuration(s)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, "line %d: ", e.Line)
+	}
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Unwrap returns the underlying error.
+func (e *Error) Unwrap() error { return e.Err }
+
+const emptyFile = "the file is empty: set at least sentry (or service) and consensus; `cloister init` writes a commented file"
+
+// Parse reads a configuration. Every key is checked as it is read: an
+// unknown key, a value of the wrong kind, a key given twice and an empty
+// file are an *Error naming the key and the line. Parse does not check the
+// options together (Load and Validate do).
+func Parse(r io.Reader) (*File, error) {
+	var doc yaml.Node
+	if err := yaml.NewDecoder(r).Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, &Error{Msg: emptyFile}
+		}
+		return nil, &Error{Line: yamlErrLine(err), Msg: "not valid YAML: " + yamlErrMsg(err)}
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind == yaml.ScalarNode && doc.Content[0].Tag == "!!null" {
+		return nil, &Error{Msg: emptyFile}
+	}
+	top := doc.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return nil, &Error{Line: top.Line, Msg: "want keys and values (key: value), one per line"}
+	}
+	f := &File{opts: actors.DefaultOptions(), lines: map[string]int{}, items: map[string][]int{}}
+	err := f.decode(top, "", reflect.ValueOf(&f.opts).Elem(), optionFields, func(k, v *yaml.Node) (bool, error) {
+		if k.Value != "node" {
+			return false, nil
+		}
+		if v.Kind != yaml.MappingNode {
+			return true, &Error{Line: v.Line, Key: "node", Msg: "want the node settings (name, cookie, ...), indented under node:"}
+		}
+		return true, f.decode(v, "node.", reflect.ValueOf(&f.Node).Elem(), nodeFields, nil)
+	})
 	if err != nil {
-		return fmt.Errorf("line %d: %q is not a duration (want e.g. 500ms, 3s)", n.Line, s)
+		return nil, err
 	}
-	*d = Duration(v)
+	return f, nil
+}
+
+// decode sets the fields of dst from the mapping m; extra handles a key
+// that is not a field (the node section).
+func (f *File) decode(m *yaml.Node, prefix string, dst reflect.Value, fields []field,
+	extra func(k, v *yaml.Node) (bool, error)) error {
+	byKey := map[string]field{}
+	for _, fl := range fields {
+		byKey[fl.Key] = fl
+	}
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		key := prefix + k.Value
+		if first, ok := f.lines[key]; ok {
+			return &Error{Line: k.Line, Key: key, Msg: fmt.Sprintf("given twice (first on line %d)", first)}
+		}
+		f.lines[key] = k.Line
+		if extra != nil {
+			if handled, err := extra(k, v); handled || err != nil {
+				return err
+			}
+		}
+		fl, ok := byKey[k.Value]
+		if !ok {
+			return &Error{Line: k.Line, Key: key, Msg: "unknown key" + suggest(k.Value, fields, prefix == "")}
+		}
+		if v.Kind == yaml.ScalarNode && v.Tag == "!!null" {
+			continue // "key:" with no value keeps the default
+		}
+		val, err := f.value(fl, key, v)
+		if err != nil {
+			return err
+		}
+		dst.Field(fl.index).Set(val)
+	}
 	return nil
 }
 
-// MarshalYAML writes the duration as text.
-func (d Duration) MarshalYAML() (interface{}, error) { return time.Duration(d).String(), nil }
-
-// Parse reads a configuration; unknown keys are an error naming the key.
-func Parse(r io.Reader) (*File, error) {
-	dec := yaml.NewDecoder(r)
-	dec.KnownFields(true)
-	var f File
-	if err := dec.Decode(&f); err != nil {
-		if errors.Is(err, io.EOF) {
-			return &f, nil
+func (f *File) value(fl field, key string, v *yaml.Node) (reflect.Value, error) {
+	if fl.typ.Kind() == reflect.Slice {
+		if v.Kind != yaml.SequenceNode {
+			return reflect.Value{}, &Error{Line: v.Line, Key: key, Msg: "want a list: one entry per line (  - name) or [a, b]"}
 		}
-		return nil, fmt.Errorf("cloister: config: %w", err)
+		items := make([]string, 0, len(v.Content))
+		for _, it := range v.Content {
+			if it.Kind != yaml.ScalarNode {
+				return reflect.Value{}, &Error{Line: it.Line, Key: key, Msg: "want a list of names"}
+			}
+			items = append(items, it.Value)
+			f.items[key] = append(f.items[key], it.Line)
+		}
+		return reflect.ValueOf(items), nil
 	}
-	return &f, nil
+	if v.Kind != yaml.ScalarNode {
+		return reflect.Value{}, &Error{Line: v.Line, Key: key, Msg: "want " + describe(fl.typ) + ", not a list or a map"}
+	}
+	val, err := parseScalar(fl.typ, fl.Name, v.Value)
+	if err != nil {
+		return reflect.Value{}, &Error{Line: v.Line, Key: key, Msg: err.Error()}
+	}
+	return val, nil
 }
 
-// Load reads and validates the file at path.
+// suggest names the key meant, or the known keys.
+func suggest(got string, fields []field, top bool) string {
+	var keys []string
+	for _, fl := range fields {
+		if closeEnough(got, fl.Key) {
+			return fmt.Sprintf(" (did you mean %s?)", fl.Key)
+		}
+		keys = append(keys, fl.Key)
+	}
+	if top {
+		keys = append(keys, "node")
+	}
+	return " (known keys: " + strings.Join(keys, ", ") + ")"
+}
+
+// closeEnough: at most one byte inserted, deleted or changed (a typo).
+func closeEnough(a, b string) bool {
+	if len(a)-len(b) > 1 || len(b)-len(a) > 1 {
+		return false
+	}
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	j, k := len(a), len(b)
+	for j > i && k > i && a[j-1] == b[k-1] {
+		j--
+		k--
+	}
+	return j-i <= 1 && k-i <= 1
+}
+
+var yamlLine = regexp.MustCompile(`line (\d+): ?`)
+
+func yamlErrLine(err error) int {
+	if m := yamlLine.FindStringSubmatch(err.Error()); m != nil {
+		n, _ := strconv.Atoi(m[1])
+		return n
+	}
+	return 0
+}
+
+func yamlErrMsg(err error) string {
+	return yamlLine.ReplaceAllString(strings.TrimPrefix(err.Error(), "yaml: "), "")
+}
+
+// Load reads the file at path and validates it; every error is an *Error
+// naming the file, the line and the key.
 func Load(path string) (*File, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("cloister: config: %w", err)
 	}
 	f, err := Parse(bytes.NewReader(b))
+	if err == nil {
+		err = f.Validate()
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if f.Engine != "" && EngineByName(f.Engine) == nil {
-		return nil, fmt.Errorf("%s: engine %q: want consistent, libring or libring-otp26", path, f.Engine)
-	}
-	o := f.Options()
-	if err := o.Validate(); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if f.Node.Name != "" {
-		if err := ergonode.ValidateName(f.Node.Name); err != nil {
-			return nil, fmt.Errorf("%s: node.name: %w", path, err)
+		if ce, ok := err.(*Error); ok {
+			ce.Path = path
 		}
+		return nil, err
 	}
 	return f, nil
 }
 
-// Options turns the file into cloister options (defaults for what is unset).
-func (f *File) Options() app.Options {
-	o := app.DefaultOptions()
-	if f.OTPApp != "" {
-		o.OTPApp = f.OTPApp
-		o.Ring = ""
+// Validate checks the options together (actors.Options.Validate) and the node
+// name; the error is an *Error naming the key and the line.
+func (f *File) Validate() error {
+	o := f.opts
+	if err := o.Validate(); err != nil {
+		var oe *actors.OptionError
+		if !errors.As(err, &oe) {
+			return &Error{Msg: err.Error(), Err: err}
+		}
+		key, value := oe.Field, shown(oe.Value)
+		for _, fl := range optionFields {
+			if fl.Name == oe.Field {
+				key = fl.Key
+				if fl.typ == durationType {
+					value = fmt.Sprint(oe.Value)
+				}
+			}
+		}
+		line := f.lines[key]
+		if oe.Index >= 0 && oe.Index < len(f.items[key]) {
+			line = f.items[key][oe.Index]
+		}
+		msg := fmt.Sprintf("%s is not allowed: %s", value, keysFor(oe.Why))
+		if oe.Index >= 0 {
+			msg = fmt.Sprintf("entry %d, %s", oe.Index+1, msg)
+		}
+		if line == 0 {
+			msg += " (set it in the file)"
+		}
+		return &Error{Line: line, Key: key, Msg: msg, Err: err}
 	}
-	o.Sentry = f.Sentry
-	o.Service, o.DNSServer, o.SRV = f.Service, f.DNSServer, f.SRV
-	if f.Consensus != nil {
-		o.Consensus = *f.Consensus
-	}
-	if f.Ring != "" {
-		o.Ring = f.Ring
-	}
-	o.Groups = f.Groups
-	if e := EngineByName(f.Engine); e != nil {
-		o.Engine = e
-	}
-	o.Loopback = f.Loopback
-	if f.Magic != nil {
-		o.Magic = *f.Magic
-	}
-	set := func(dst *time.Duration, v Duration) {
-		if v != 0 {
-			*dst = time.Duration(v)
+	if f.Node.Name != "" {
+		if err := nodename.Check(f.Node.Name); err != nil {
+			return &Error{Line: f.lines["node.name"], Key: "node.name", Msg: err.Error(), Err: err}
 		}
 	}
-	set(&o.StartTimeout, f.StartTimeout)
-	set(&o.Reconcile, f.Reconcile)
-	set(&o.Heartbeat, f.Heartbeat)
-	set(&o.SuspectAfter, f.SuspectAfter)
-	set(&o.RemoveAfter, f.RemoveAfter)
-	set(&o.DialTimeout, f.DialTimeout)
-	set(&o.BackoffMin, f.BackoffMin)
-	set(&o.BackoffMax, f.BackoffMax)
-	set(&o.DiscoveryInterval, f.DiscoveryInterval)
-	return o
+	return nil
+}
+
+func shown(v interface{}) string {
+	switch x := v.(type) {
+	case string:
+		return strconv.Quote(x)
+	case []string:
+		return "[" + strings.Join(x, ", ") + "]"
+	}
+	return fmt.Sprint(v)
+}
+
+// keysFor rewrites the Go names in a validation message as the file's.
+func keysFor(why string) string {
+	why = strings.ReplaceAll(why, "NoFlapGrace", "off")
+	for _, fl := range optionFields {
+		why = regexp.MustCompile(`\b`+fl.Name+`\b`).ReplaceAllString(why, fl.Key)
+	}
+	return why
 }
 
 // EngineByName returns the ring engine called name ("consistent", the
@@ -168,6 +322,9 @@ func EngineByName(name string) ring.Engine {
 	}
 	return nil
 }
+
+// engineNames are the names EngineByName knows, as the file writes them.
+var engineNames = []string{"consistent", "libring", "libring-otp26"}
 
 // NodeOptions turns the node section into Ergo node options.
 func (f *File) NodeOptions() ergonode.Options {
@@ -202,18 +359,24 @@ consensus: 2
 # groups: []            # extra named rings, same members
 # engine: consistent    # or libring: owners as Elixir's libring computes them (mixed clusters);
 #                       # libring-otp26 when the Elixir nodes run OTP 26+ (atom keys hash differently)
+# manager_name: Elixir.Cloister.Manager   # registered names, as on an Elixir node
+# monitor_name: Elixir.Cloister.Monitor
 # loopback: false       # service mode: name this node otp_app@127.0.0.1
 # magic: true           # false: never derive the node name in service mode
 
 start_timeout: 0s       # 0s = wait forever for consensus
+start_log_every: 2s     # progress line interval while the start waits
 reconcile: 1s           # safety-net check of the node's connections
 heartbeat: 500ms        # member heartbeat period
 suspect_after: 3s       # silence before a member is suspected
 remove_after: 5s        # silence before a member is removed and disconnected
+# flap_grace: 1s        # a dropped member stays this long while re-dialled
+#                       # (default 1s or remove_after/2; off: removed at once)
 dial_timeout: 5s        # one connection attempt
 backoff_min: 50ms       # re-dial backoff, doubling ...
 backoff_max: 1s         # ... up to this, forever
 discovery_interval: 1s  # DNS re-resolution period
+# debug: false          # log every event of the Monitor's core (verbose)
 
 node:
   name: cloister_0@127.0.0.1

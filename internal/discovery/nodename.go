@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/cloister-go/cloister/internal/nodename"
 )
 
 // Backoff bounds of NodeName's wait for this host's address to appear in DNS.
@@ -20,7 +22,7 @@ const (
 
 // ErrInvalidNodeName reports a node name that is not "name@host", or an OTP app
 // name that cannot prefix one. Test with errors.Is.
-var ErrInvalidNodeName = errors.New("discovery: invalid node name")
+var ErrInvalidNodeName = nodename.ErrInvalid
 
 // NameOptions says how NodeName names this node.
 type NameOptions struct {
@@ -71,15 +73,9 @@ func (e *NameError) Unwrap() []error {
 	return []error{e.Err, e.LastLookup}
 }
 
-// ValidateNodeName checks that name is "name@host": exactly one '@' between two
-// non-empty parts.
-func ValidateNodeName(name string) error {
-	n, h, ok := strings.Cut(name, "@")
-	if !ok || n == "" || h == "" || strings.Contains(h, "@") {
-		return fmt.Errorf("%w %q: want exactly one '@' between a non-empty name and host", ErrInvalidNodeName, name)
-	}
-	return nil
-}
+// ValidateNodeName checks name by the project's one rule (package
+// nodename).
+func ValidateNodeName(name string) error { return nodename.Check(name) }
 
 // NodeName computes this node's name before Ergo starts.
 //

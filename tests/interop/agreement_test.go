@@ -74,7 +74,7 @@ func (w *row) viewsQuiet() map[string][]string {
 	beam := slices.Clone(w.beam)
 	w.viewMu.Unlock()
 	v := map[string][]string{}
-	if c := cloister.Of(goIn); c != nil {
+	if c := cloister.Default(); c != nil {
 		v[goIn] = goRing(c.State())
 	}
 	for _, g := range gos {

@@ -114,7 +114,7 @@ func erlLoop(b *testing.B, expr string) {
 func BenchmarkMulticall4(b *testing.B) {
 	benchSetup(b)
 	targets := targetNames()
-	c := cloister.Of(goIn)
+	c := cloister.Default()
 	b.Run("go-Multicall", func(b *testing.B) {
 		for b.Loop() {
 			res, err := c.Multicall(targets, "Void", etf.Atom("hello"), 5*time.Second)

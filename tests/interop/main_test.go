@@ -17,6 +17,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -143,8 +144,10 @@ func run(m *testing.M) (int, error) {
 
 	startGoNode()
 	defer func() {
-		if goNode != nil {
-			_ = cloister.StopNode(goNode)
+		if c := cloister.Default(); c != nil {
+			_ = c.Stop()
+		} else if goNode != nil {
+			goNode.Stop()
 		}
 	}()
 	code := m.Run()
@@ -163,7 +166,7 @@ func startGoNode() {
 	opts.Consensus = 5
 	opts.Engine = libring.Engine()
 	opts.AdditionalModules = []cloister.Child{cloistertest.Child()} // Void, as on the node processes
-	opts.Logf = logs.Logf
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		transMu.Lock()
 		goInTrans = append(goInTrans, transition{from.String(), to.String(), time.Now(), s.Members})
@@ -182,10 +185,10 @@ func startGoNode() {
 		fmt.Fprintln(os.Stderr, "interop: the in-process node did not start")
 	}
 	// Go functions BEAM callers reach by rpc:call(goin, interop, add, [A, B]).
-	for i := 0; i < 100 && cloister.Of(goIn) == nil; i++ {
+	for i := 0; i < 100 && cloister.Default() == nil; i++ {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if c := cloister.Of(goIn); c != nil {
+	if c := cloister.Default(); c != nil {
 		_ = c.RegisterFunc("interop:add", func(args etf.List) (etf.Term, error) {
 			var sum int64
 			for _, a := range args {
@@ -213,7 +216,7 @@ func awaitGoNode(t *testing.T, d time.Duration) {
 			t.Fatalf("in-process node: %v", goErr)
 		}
 	case <-time.After(d):
-		t.Fatalf("in-process node not ready within %s: %+v", d, cloister.Of(goIn).State())
+		t.Fatalf("in-process node not ready within %s: %+v", d, cloister.State())
 	}
 }
 

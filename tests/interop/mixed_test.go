@@ -118,7 +118,7 @@ func goRing(s listener.Snapshot) []string { return s.Rings[otpApp].Members }
 // views returns every member's view of the ring: node -> members.
 func (w *row) views(t *testing.T) map[string][]string {
 	t.Helper()
-	v := map[string][]string{goIn: goRing(cloister.Of(goIn).State())}
+	v := map[string][]string{goIn: goRing(cloister.State())}
 	for _, g := range []*cloistertest.Node{w.go1, w.go2} {
 		s, err := g.Status()
 		if err == nil {
@@ -152,7 +152,7 @@ func (w *row) converge(t *testing.T, want []string, d time.Duration) time.Durati
 				return false
 			}
 		}
-		if len(want) >= 5 && !cloister.Of(goIn).State().Ready() {
+		if len(want) >= 5 && !cloister.State().Ready() {
 			return false
 		}
 		return true
@@ -301,7 +301,7 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 // against each BEAM node's libring ring, and each BEAM-side owner against
 // the Go node processes' answers to {whois, <<>>, Key} (asked from erl).
 func (w *row) ownersAgree(t *testing.T, members []string, beam []*erltest.Node, goProcs []string) string {
-	c := cloister.Of(goIn)
+	c := cloister.Default()
 	mine := make([]string, keyCount)
 	t0 := time.Now()
 	for i := range mine {
@@ -389,7 +389,7 @@ func (w *row) termOwnersAgree(t *testing.T, e *erltest.Node, members, goProcs []
 	// This binary's node runs the OTP 25 engine (libring.Engine), so its
 	// WhoisTerm is compared on the OTP 25 row; on every row the engine of
 	// the row's release is compared, and the Go processes run it.
-	c := cloister.Of(goIn)
+	c := cloister.Default()
 	if got := c.Siblings(); !slices.Equal(got, members) {
 		t.Fatalf("ring members %v, want %v", got, members)
 	}
@@ -464,7 +464,7 @@ func (w *row) erlCallsGo(t *testing.T, all []string) {
 		}
 		expectEval(t, e, fmt.Sprintf("{R, []} = gen_server:multi_call(%s, 'Elixir.Cloister.Monitor', state, 5000), lists:usort([lists:sort(maps:keys(S)) || {_, S} <- R])", erlList(all)),
 			"["+want+"]")
-		res, err := cloister.Of(goIn).Multicall([]string{w.go1.Name}, actors.MonitorName, etf.Atom("state"), 5*time.Second)
+		res, err := cloister.Default().Multicall([]string{w.go1.Name}, actors.MonitorName, etf.Atom("state"), 5*time.Second)
 		if err != nil || res[0].Err != nil {
 			t.Fatalf("Go Multicall state: %v %+v", err, res)
 		}
@@ -474,7 +474,7 @@ func (w *row) erlCallsGo(t *testing.T, all []string) {
 		return ""
 	})
 	check(t, w.rel, "erl gen_server:multi_call → all 5 Monitors (whois and state)", func(t *testing.T) string {
-		owner, err := cloister.Of(goIn).Whois("", "key:42")
+		owner, err := cloister.Default().Whois("", "key:42")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -586,7 +586,7 @@ func (w *row) erlCallsGo(t *testing.T, all []string) {
 // goCallsErl: Multicall and Multicast from this binary's node to the BEAM
 // members, with one result per node.
 func (w *row) goCallsErl(t *testing.T, all []string) {
-	c := cloister.Of(goIn)
+	c := cloister.Default()
 	erls := []string{w.erlA.Name, w.erlB.Name}
 	check(t, w.rel, "Go Multicall → Erlang processes (per-node results)", func(t *testing.T) string {
 		drainInbox()
@@ -672,7 +672,7 @@ func (w *row) plainNode(t *testing.T, all []string) {
 		// Long enough for every Monitor to probe it more than once (Go:
 		// heartbeat 500 ms, re-probe of non-members 2 s; erl: 250 ms).
 		time.Sleep(3 * time.Second)
-		if s := cloister.Of(goIn).State(); !slices.Contains(s.Connected, p.Name) {
+		if s := cloister.State(); !slices.Contains(s.Connected, p.Name) {
 			t.Errorf("in-process node not connected to the plain node: %v", s.Connected)
 		}
 		for n, m := range w.views(t) {
@@ -683,7 +683,7 @@ func (w *row) plainNode(t *testing.T, all []string) {
 				t.Errorf("%s ring %v, want %v", n, m, all)
 			}
 		}
-		res, err := cloister.Of(goIn).Multicall([]string{w.erlA.Name, p.Name}, "Void", etf.Atom("x"), 2*time.Second)
+		res, err := cloister.Default().Multicall([]string{w.erlA.Name, p.Name}, "Void", etf.Atom("x"), 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -720,7 +720,7 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 			expectEval(t, x, fmt.Sprintf("R = 'Elixir.GenServer':call({'Void', %s}, {ping, self()}), {R, interop_bench:pong_nodes(1, 5000)}", q(g)),
 				fmt.Sprintf("{ok,[%s]}", q(g)))
 		}
-		owner, _ := cloister.Of(goIn).Whois("", "key:7")
+		owner, _ := cloister.Default().Whois("", "key:7")
 		v := evalTerm(t, x, fmt.Sprintf(`'Elixir.GenServer':multi_call(%s, 'Elixir.Cloister.Monitor', {whois, <<>>, <<"key:7">>}, 5000)`, erlList(w.goNames))).(Tuple)
 		if len(v[0].(List)) != 3 || len(v[1].(List)) != 0 {
 			t.Fatalf("Elixir multi_call: %v", v)
@@ -737,7 +737,7 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 	}
 	check(t, w.rel, "Go Multiapply → the Elixir model: rpc of Module.function, exception text as text, its Cloister.Node never called", func(t *testing.T) string {
 		took := w.multiapplyBEAM(t, six, []*erltest.Node{x}, "Elixir.CloisterModel")
-		c := cloister.Of(goIn)
+		c := cloister.Default()
 		res, err := c.Multiapply([]string{x.Name}, "Elixir.CloisterModel:boom", etf.List{[]byte("bad thing")}, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
@@ -841,7 +841,7 @@ func (w *row) killErl(t *testing.T, all []string) {
 		w.beam = []*erltest.Node{w.erlA}
 		w.converge(t, four, 20*time.Second)
 		took := time.Since(t0) // from the kill, its wait for the exit included
-		if s := cloister.Of(goIn).State(); s.State != "rehashing" {
+		if s := cloister.State(); s.State != "rehashing" {
 			t.Errorf("in-process node state %s, want rehashing", s.State)
 		}
 		for _, g := range []*cloistertest.Node{w.go1, w.go2} {
@@ -871,7 +871,7 @@ func (w *row) killErl(t *testing.T, all []string) {
 // Cloister.Node is never called: it is not restarted, nor is the Void after
 // it (rest_for_one).
 func (w *row) multiapplyBEAM(t *testing.T, ring []string, beam []*erltest.Node, mod string) string {
-	c := cloister.Of(goIn)
+	c := cloister.Default()
 	starts := func() []string {
 		var out []string
 		for _, e := range beam {

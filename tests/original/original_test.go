@@ -6,6 +6,7 @@ package original
 
 import (
 	"fmt"
+	"log/slog"
 	"os"
 	"sort"
 	"testing"
@@ -62,12 +63,13 @@ func run(m *testing.M) (int, error) {
 	opts := cloister.DefaultOptions()
 	opts.Sentry = names
 	opts.AdditionalModules = []cloister.Child{cloistertest.Child()}
-	opts.Logf = func(string, ...interface{}) {}
-	local, err = cloister.StartNode(names[0], opts, cloister.NodeOptions{Cookie: h.Cookie, EPMDPort: h.EPMD.Port})
+	opts.Logger = slog.New(slog.DiscardHandler)
+	c, err := cloister.StartNode(names[0], opts, cloister.NodeOptions{Cookie: h.Cookie, EPMDPort: h.EPMD.Port})
 	if err != nil {
 		return 1, err
 	}
-	defer local.Stop()
+	defer c.Stop()
+	local = c.Node()
 	me = &collector{got: make(chan etf.Term, 100)}
 	if meP, err = local.Spawn("", gen.ProcessOptions{MailboxSize: 1000}, me); err != nil {
 		return 1, err

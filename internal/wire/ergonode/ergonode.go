@@ -22,7 +22,6 @@ import (
 	"fmt"
 	"log"
 	"reflect"
-	"strings"
 	"time"
 
 	"github.com/ergo-services/ergo"
@@ -31,6 +30,8 @@ import (
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
 	"github.com/ergo-services/ergo/proto/dist"
+
+	"github.com/cloister-go/cloister/internal/nodename"
 )
 
 // DefaultEPMDPort is the EPMD port used when Options.EPMDPort is zero.
@@ -105,12 +106,11 @@ type Options struct {
 	Logf func(format string, args ...interface{})
 }
 
-// ValidateName checks a node name the way Ergo and BEAM both accept it:
-// exactly one '@' with a non-empty name and host.
+// ValidateName checks a node name by the project's one rule (package
+// nodename): name@host, at most 255 bytes, no spaces.
 func ValidateName(name string) error {
-	parts := strings.Split(name, "@")
-	if len(parts) != 2 || parts[0] == "" || parts[1] == "" {
-		return fmt.Errorf("cloister: malformed node name %q: want name@host", name)
+	if err := nodename.Check(name); err != nil {
+		return fmt.Errorf("cloister: %w", err)
 	}
 	return nil
 }
