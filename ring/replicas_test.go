@@ -147,7 +147,7 @@ func TestOwnersNEdgeCases(t *testing.T) {
 
 type ownerOnly struct{}
 
-func (ownerOnly) Name() string                 { return "owner-only" }
+func (ownerOnly) Name() string                  { return "owner-only" }
 func (ownerOnly) Build(members []string) Lookup { return ownerOnlyLookup(members[0]) }
 
 type ownerOnlyLookup string
