@@ -39,6 +39,8 @@ type Shared struct {
 	changed chan struct{} // closed and replaced on every published snapshot
 
 	life lifecycle // stopped for good, or running (manager_stopped.go)
+
+	extras viewExtras // transitions and ring shares in published views (view.go)
 }
 
 // NewShared returns an empty Shared with the given rings defined (the
@@ -103,6 +105,7 @@ func (c *Shared) publish(s listener.Snapshot) {
 	if c.Err() != nil {
 		s = stoppedView(s) // a Monitor dying after its Manager says no more
 	}
+	s = c.extras.annotate(s, c.Rings)
 	c.snap.Store(&s)
 	c.mu.Lock()
 	close(c.changed)

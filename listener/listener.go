@@ -37,6 +37,8 @@ type Ring struct {
 	Epoch uint64 `json:"epoch"`
 	// Hash identifies the member set; equal on every node with equal members.
 	Hash uint64 `json:"hash"`
+	// Shares is each member's fraction (0..1) of the key-hash space.
+	Shares map[string]float64 `json:"shares,omitempty"`
 }
 
 // Snapshot is the Monitor's view at one moment. It is a value: listeners may
@@ -52,6 +54,9 @@ type Snapshot struct {
 	Suspects  []string        `json:"suspects,omitempty"`
 	Flags     Flags           `json:"flags"`
 	At        time.Time       `json:"at"`
+	// Transitions are this node's latest state changes, oldest first, at
+	// most RecentChanges of them.
+	Transitions []Change `json:"transitions,omitempty"`
 }
 
 // Ready reports whether the snapshot's state is StateReady.

@@ -1,0 +1,13 @@
+package listener
+
+import "time"
+
+// Change is one change of the Monitor's state, as published.
+type Change struct {
+	From string    `json:"from"`
+	To   string    `json:"to"`
+	At   time.Time `json:"at"`
+}
+
+// RecentChanges is how many state changes a published view keeps.
+const RecentChanges = 32

@@ -1,0 +1,45 @@
+package ring
+
+// Sharer is a Lookup that can tell how much of the key-hash space each
+// member owns. Both engines of this module implement it.
+type Sharer interface {
+	Lookup
+	// Shares maps each member to the fraction (0..1) of the key hashes it
+	// owns; the fractions add up to 1. A member that owns no point is
+	// absent.
+	Shares() map[string]float64
+}
+
+var _ Sharer = (*circle)(nil)
+
+// Shares is each member's share of the 2^32 CRC-32 key hashes: point i owns
+// the hashes from the previous point up to just below it, the first point
+// also those from the last point to the top (a key goes to the first point
+// strictly above its hash, wrapping).
+func (c *circle) Shares() map[string]float64 {
+	out := make(map[string]float64, len(c.members))
+	if len(c.hashes) == 0 {
+		return out
+	}
+	const space = 1 << 32
+	last := len(c.hashes) - 1
+	for i, h := range c.hashes {
+		var width uint64
+		if i == 0 {
+			width = uint64(h) + space - uint64(c.hashes[last]) // wraps; all of it when one point
+		} else {
+			width = uint64(h) - uint64(c.hashes[i-1])
+		}
+		out[c.members[c.owners[i]]] += float64(width) / space
+	}
+	return out
+}
+
+// Shares returns each member's share of the key-hash space (see Sharer):
+// nil for a ring without members or an engine that cannot tell.
+func (s *Snapshot) Shares() map[string]float64 {
+	if sh, ok := s.lookup.(Sharer); ok {
+		return sh.Shares()
+	}
+	return nil
+}
