@@ -1,8 +1,9 @@
 // Package health serves a node's cluster state over HTTP, for container
 // probes and humans: /healthz (200 while cloister runs; 503 once it has
 // stopped — a Kubernetes liveness probe), /readyz (200 only when the
-// Monitor is ready — a readiness probe) and /status (the snapshot as
-// JSON). Standard library only.
+// Monitor is ready — a readiness probe), /status (the snapshot as JSON)
+// and / (the operator's page, a live view of /status; page.go). Standard
+// library only.
 package health
 
 import (
@@ -24,8 +25,8 @@ type Source func() listener.Snapshot
 // (A Monitor restarted by its Manager passes through it for a moment.)
 const Stopped = "stopped"
 
-// Handler returns the mux with the three endpoints. Extra handlers (for
-// example /metrics) may be added by the caller.
+// Handler returns the mux with the three endpoints and the operator's page
+// at /. Extra handlers (for example /metrics) may be added by the caller.
 func Handler(src Source) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -55,6 +56,7 @@ func Handler(src Source) *http.ServeMux {
 		enc.SetIndent("", "  ")
 		_ = enc.Encode(src())
 	})
+	handlePage(mux)
 	return mux
 }
 
