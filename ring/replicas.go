@@ -50,6 +50,9 @@ func (c *circle) AppendOwners(dst []string, key string, n int) []string {
 	if n <= 0 || len(c.hashes) == 0 {
 		return dst
 	}
+	if n == 1 {
+		return append(dst, c.Owner(key))
+	}
 	var stack [replicaStack]int32
 	taken := stack[:0]
 	if n > replicaStack {

@@ -74,6 +74,9 @@ func (l *Lookup) appendOwnersOfHash(dst []string, h uint32, n int) []string {
 	if n <= 0 || len(l.points) == 0 {
 		return dst
 	}
+	if n == 1 {
+		return append(dst, l.ownerOfHash(h)) // the walk's first node, wrapping as key_to_nodes does
+	}
 	i := l.firstAtOrAbove(h)
 	if i == len(l.points) {
 		// Past the largest point: libring answers the smallest point's node.
