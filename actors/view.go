@@ -13,7 +13,7 @@ import (
 type viewExtras struct {
 	mu      sync.Mutex
 	started bool
-	prev    string
+	prev    listener.State
 	changes []listener.Change // immutable once published: replaced, never appended to in place
 	shares  map[string]ringShares
 }
@@ -29,9 +29,9 @@ type ringShares struct {
 func (v *viewExtras) annotate(s listener.Snapshot, rings *ring.Set) listener.Snapshot {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	state := string(s.State)
+	state := s.State
 	if !v.started {
-		v.started, v.prev = true, "down"
+		v.started, v.prev = true, listener.StateDown
 	}
 	if state != v.prev {
 		next := make([]listener.Change, 0, listener.RecentChanges)

@@ -20,7 +20,7 @@ func TestViewExtras(t *testing.T) {
 	}
 	snap, _, _ := set.Update("r", []string{"a@h", "b@h", "c@h"})
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	view := func(state string, i int) listener.Snapshot {
+	view := func(state listener.State, i int) listener.Snapshot {
 		return v.annotate(listener.Snapshot{State: state, At: t0.Add(time.Duration(i) * time.Second),
 			Rings: map[string]listener.Ring{"r": {Members: snap.Members(), Hash: snap.Hash()}}}, set)
 	}
@@ -31,7 +31,7 @@ func TestViewExtras(t *testing.T) {
 	if again := view("assembling", 1); len(again.Transitions) != 1 {
 		t.Fatalf("no change, still one transition: %+v", again.Transitions)
 	}
-	states := []string{"rehashing", "ready"}
+	states := []listener.State{"rehashing", "ready"}
 	for i := 2; i < 100; i++ {
 		view(states[i%2], i)
 	}

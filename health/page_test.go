@@ -189,7 +189,7 @@ func parsePage(t *testing.T, dom string) page {
 // (as 16 hex digits) and shares, and the transitions.
 func checkPage(t *testing.T, n *cloistertest.Node, p page, st listener.Snapshot) {
 	t.Helper()
-	if p.node != n.Name || p.state != st.State {
+	if p.node != n.Name || p.state != string(st.State) {
 		t.Fatalf("%s page: node %q state %q, /status says %q", n.Name, p.node, p.state, st.State)
 	}
 	want := map[string]string{}
@@ -229,7 +229,7 @@ func checkPage(t *testing.T, n *cloistertest.Node, p page, st listener.Snapshot)
 	}
 	var wantT [][2]string
 	for i := len(st.Transitions) - 1; i >= 0; i-- {
-		wantT = append(wantT, [2]string{st.Transitions[i].From, st.Transitions[i].To})
+		wantT = append(wantT, [2]string{string(st.Transitions[i].From), string(st.Transitions[i].To)})
 	}
 	if !slices.Equal(p.transitions, wantT) {
 		t.Fatalf("%s page transitions %v, /status %v", n.Name, p.transitions, wantT)

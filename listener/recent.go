@@ -4,8 +4,8 @@ import "time"
 
 // Change is one change of the Monitor's state, as published.
 type Change struct {
-	From string    `json:"from"`
-	To   string    `json:"to"`
+	From State     `json:"from"`
+	To   State     `json:"to"`
 	At   time.Time `json:"at"`
 }
 
