@@ -243,8 +243,11 @@ func checkPage(t *testing.T, n *cloistertest.Node, p page, st listener.Snapshot)
 // shares adding up to 100%, and its transitions down → assembling →
 // rehashing → ready. After kill -9 of one node, the survivors' pages show
 // two members, ready again, a new ring hash (the same on both) and the
-// ready → rehashing → ready of the removal. Screenshots before and after
-// are kept in the test's temporary directory (paths logged).
+// ready → rehashing → ready of the removal. A survivor frozen with SIGSTOP
+// shows as suspected on the other's page, and as connected again once
+// thawed. Screenshots (before and after the kill, with a suspect) are kept
+// in the test's temporary directory, or in $CLOISTER_PAGE_ARTIFACTS (paths
+// logged).
 func TestOperatorPageInBrowser(t *testing.T) {
 	bin := chromium(t)
 	dir := t.TempDir()
@@ -258,7 +261,11 @@ func TestOperatorPageInBrowser(t *testing.T) {
 	var nodes []*cloistertest.Node
 	for _, name := range ns {
 		// Consensus 2: the two survivors of the kill are a cluster again.
-		n, err := h.Start(cloistertest.Spec{Name: name, Sentry: ns, Consensus: 2})
+		// Suspected after 1 s of silence, removed after 60 s: a frozen
+		// node stays suspected long enough to be seen (a killed one is
+		// removed at once, its connection dropping).
+		n, err := h.Start(cloistertest.Spec{Name: name, Sentry: ns, Consensus: 2,
+			Args: []string{"-heartbeat", "200ms", "-suspect-after", "1s", "-remove-after", "60s"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -336,4 +343,42 @@ func TestOperatorPageInBrowser(t *testing.T) {
 		t.Fatalf("ring hashes after the kill %v (before %s): want one new hash", after, hashes[0])
 	}
 	t.Logf("screenshot after the kill: %s", b.screenshot(nodes[1].HTTPAddr(), "after-kill.png"))
+
+	// A frozen member is suspected, not removed: its row says so.
+	if err := nodes[2].Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	defer func() {
+		if !thawed {
+			_ = nodes[2].Thaw()
+		}
+	}()
+	if _, err := nodes[1].WaitStatus(wait, "the frozen node suspected", func(s listener.Snapshot) bool {
+		return slices.Contains(s.Suspects, ns[2])
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p := parsePage(t, b.dom(nodes[1].HTTPAddr()))
+	st, err := nodes[1].Status()
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkPage(t, nodes[1], p, st)
+	if p.members[ns[2]] != "suspect" || len(p.members) != 2 {
+		t.Fatalf("%s page with %s frozen: members %v", ns[1], ns[2], p.members)
+	}
+	t.Logf("screenshot with a suspect: %s", b.screenshot(nodes[1].HTTPAddr(), "suspect.png"))
+	if err := nodes[2].Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	thawed = true
+	if _, err := nodes[1].WaitStatus(wait, "no suspects after the thaw", func(s listener.Snapshot) bool {
+		return len(s.Suspects) == 0 && len(s.Members) == 2
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if p := parsePage(t, b.dom(nodes[1].HTTPAddr())); p.members[ns[2]] != "connected" {
+		t.Fatalf("%s page after the thaw: members %v", ns[1], p.members)
+	}
 }
