@@ -26,9 +26,10 @@ import (
 //
 // The last two are libring's open issue #39 (a key past the end gets one
 // node); AppendOwners reproduces them so that Go and Elixir nodes name the
-// same replicas for every key. They touch only keys within the last few
-// points of the ring: with 128 points per node, about count/(128*nodes) of
-// the keys.
+// same replicas for every key. They touch only the keys that hash beyond
+// the last few points of the ring, but the gap above the last point is as
+// random as any other: measured over 1M keys, 0.4% to 2.1% of the answers
+// were short for rings of 2 to 10 nodes and counts 2 and 3.
 
 var (
 	_ ring.ReplicaLookup     = (*Lookup)(nil)
