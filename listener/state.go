@@ -80,6 +80,21 @@ type Recovered struct {
 // frozen, suspended or starved); every member got a fresh heartbeat window.
 type Stalled struct{ For time.Duration }
 
+// LeaveSent: this node, leaving, told member Node so and awaits its
+// acknowledgement.
+type LeaveSent struct{ Node string }
+
+// LeaveAcked: member Node left gracefully; this node's listener heard the
+// change and Node was told.
+type LeaveAcked struct{ Node string }
+
+// LeaveDone: this node's leave is over; every member told acknowledged it
+// except Missing, which went away first.
+type LeaveDone struct{ Missing []string }
+
+func (LeaveSent) isEvent()    {}
+func (LeaveAcked) isEvent()   {}
+func (LeaveDone) isEvent()    {}
 func (Transition) isEvent()   {}
 func (RingsRebuilt) isEvent() {}
 func (DialStarted) isEvent()  {}
@@ -110,11 +125,14 @@ const (
 	// RemovedGone: in its flap grace, a re-dial or the service's DNS answer
 	// proved its process gone (a killed node), so it did not wait.
 	RemovedGone RemovalReason = "gone"
+	// RemovedLeft: it left gracefully (Leave): dropped at once, with no
+	// flap grace and no suspicion.
+	RemovedLeft RemovalReason = "left"
 )
 
 // RemovalReasons returns every removal reason (a new slice on each call).
 func RemovalReasons() []RemovalReason {
-	return []RemovalReason{RemovedSilent, RemovedConnectionLost, RemovedGraceExpired, RemovedForeign, RemovedGone}
+	return []RemovalReason{RemovedSilent, RemovedConnectionLost, RemovedGraceExpired, RemovedForeign, RemovedGone, RemovedLeft}
 }
 
 // Describe is the reason as a phrase for log lines.
@@ -130,6 +148,8 @@ func (r RemovalReason) Describe() string {
 		return "answers for another application"
 	case RemovedGone:
 		return "gone (its process no longer exists)"
+	case RemovedLeft:
+		return "left gracefully"
 	}
 	return string(r)
 }

@@ -17,4 +17,7 @@ var (
 	ErrRingDefined = errors.New("cloister: ring already defined")
 	// ErrBadName is returned for an empty ring name or an empty member name.
 	ErrBadName = errors.New("cloister: empty name")
+	// ErrNoRanges is returned by Snapshot.KeyHash for a ring whose engine
+	// cannot list hash ranges (its Lookup is not a Ranger).
+	ErrNoRanges = errors.New("cloister: ring engine cannot list hash ranges")
 )

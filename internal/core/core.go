@@ -134,6 +134,14 @@ type (
 		Members []string
 		Hash    uint64
 		HasHash bool
+		// Leaves: the peer takes leave notices (a Go cloister that says so
+		// in its answer). Only such peers are sent one: an Elixir cloister
+		// would not know the message.
+		Leaves bool
+		// Leaving: the peer is leaving gracefully (Leave). It is dropped
+		// from the rings at once, with reason left, and not admitted again
+		// until it answers without the mark (a new run of it).
+		Leaving bool
 	}
 	// Pong is a peer's answer to a Ping: it is alive, and Hash is the
 	// MembersHash of its members.
@@ -163,19 +171,48 @@ type (
 	}
 	// Stop runs the orderly shutdown: stopping, then stopped.
 	Stop struct{ Now time.Time }
+	// Leave starts this node's graceful leave: every member that takes
+	// leave notices is sent one (SendLeave) and awaited; this node drops
+	// itself from its own rings. LeaveDone follows once every one of them
+	// acknowledged, or went away.
+	Leave struct{ Now time.Time }
+	// LeaveNotice: Node says it is leaving. The notice is only a hint,
+	// since anyone connected could send one: the core probes Node, and its
+	// own answer (ProbeReply.Leaving) decides; then the leave is
+	// acknowledged (AckLeave).
+	LeaveNotice struct {
+		Now  time.Time
+		Node string
+	}
+	// LeaveAck: Node acknowledged this node's leave (its listener heard
+	// the change).
+	LeaveAck struct {
+		Now  time.Time
+		Node string
+	}
+	// Join adds Node as a peer at run time: dialled, re-dialled and kept
+	// like a listed sentry.
+	Join struct {
+		Now  time.Time
+		Node string
+	}
 )
 
-func (Start) isEvent()      {}
-func (Tick) isEvent()       {}
-func (NodeUp) isEvent()     {}
-func (NodeDown) isEvent()   {}
-func (DialDone) isEvent()   {}
-func (ProbeReply) isEvent() {}
-func (ProbedBy) isEvent()   {}
-func (Pong) isEvent()       {}
-func (PingedBy) isEvent()   {}
-func (Discovered) isEvent() {}
-func (Stop) isEvent()       {}
+func (Start) isEvent()       {}
+func (Tick) isEvent()        {}
+func (NodeUp) isEvent()      {}
+func (NodeDown) isEvent()    {}
+func (DialDone) isEvent()    {}
+func (ProbeReply) isEvent()  {}
+func (ProbedBy) isEvent()    {}
+func (Pong) isEvent()        {}
+func (PingedBy) isEvent()    {}
+func (Discovered) isEvent()  {}
+func (Stop) isEvent()        {}
+func (Leave) isEvent()       {}
+func (LeaveNotice) isEvent() {}
+func (LeaveAck) isEvent()    {}
+func (Join) isEvent()        {}
 
 // Effect is an output of the core: one of the effect types below, carried
 // out by the driver in order. Effects lists one value of every type, so a
@@ -230,6 +267,15 @@ type (
 	// time says nothing about them, so every member gets a fresh heartbeat
 	// window instead of being removed at once.
 	Stalled struct{ For time.Duration }
+	// SendLeave tells member Node that this node is leaving; its
+	// acknowledgement comes back as LeaveAck.
+	SendLeave struct{ Node string }
+	// AckLeave acknowledges Node's leave, once this node's listener has
+	// heard the change (the driver waits for that).
+	AckLeave struct{ Node string }
+	// LeaveDone: this node's leave is over: every member sent a notice
+	// acknowledged it or went away (Missing lists the latter).
+	LeaveDone struct{ Missing []string }
 )
 
 func (Transition) isEffect() {}
@@ -243,11 +289,14 @@ func (Grace) isEffect()      {}
 func (Recovered) isEffect()  {}
 func (Removed) isEffect()    {}
 func (Stalled) isEffect()    {}
+func (SendLeave) isEffect()  {}
+func (AckLeave) isEffect()   {}
+func (LeaveDone) isEffect()  {}
 
 // Effects returns a zero value of every effect type (for tests that prove
 // a driver or observer handles each one).
 func Effects() []Effect {
-	return []Effect{Transition{}, Dial{}, Probe{}, Ping{}, Disconnect{}, Publish{}, Suspect{}, Grace{}, Recovered{}, Removed{}, Stalled{}}
+	return []Effect{Transition{}, Dial{}, Probe{}, Ping{}, Disconnect{}, Publish{}, Suspect{}, Grace{}, Recovered{}, Removed{}, Stalled{}, SendLeave{}, AckLeave{}, LeaveDone{}}
 }
 
 type peer struct {
@@ -271,6 +320,17 @@ type peer struct {
 	// awaySince: a member whose connection dropped, kept in the rings
 	// under the flap guard since then (zero: not away).
 	awaySince time.Time
+
+	// leaves: its answers say it takes leave notices.
+	leaves bool
+	// left: it left gracefully; not admitted again, and not dialled unless
+	// listed, until it answers without the leaving mark.
+	left bool
+	// ackLeave: it sent a leave notice; acknowledge once its answer
+	// confirms it.
+	ackLeave bool
+	// joined: added at run time (Join); stays a sentry whatever DNS says.
+	joined bool
 }
 
 // inRing: a member that is connected, or away within its flap grace.
@@ -287,6 +347,13 @@ type Core struct {
 	lastReconcile time.Time
 	lastTick      time.Time
 	discovered    bool
+
+	// leaving: Leave was asked; awaiting lists the members whose
+	// acknowledgement is still due, missing those that went away first.
+	leaving   bool
+	leaveDone bool
+	awaiting  map[string]bool
+	missing   []string
 }
 
 // New returns a core in state Down.
@@ -426,7 +493,18 @@ func (c *Core) Step(ev Event) []Effect {
 			return nil
 		}
 		fx = c.to(fx, listener.StateStopping)
+	case Leave:
+		fx = c.leave(fx)
+	case LeaveNotice:
+		fx = c.leaveNotice(fx, e)
+	case LeaveAck:
+		if c.awaiting[e.Node] {
+			delete(c.awaiting, e.Node)
+		}
+	case Join:
+		fx = c.join(fx, e)
 	}
+	fx = c.leaveProgress(fx)
 	return c.settle(fx)
 }
 
@@ -488,6 +566,9 @@ func (c *Core) assembled() bool {
 // ready, re-enters rehashing.
 func (c *Core) setMembers(fx []Effect) []Effect {
 	ms := []string{c.cfg.Self}
+	if c.leaving {
+		ms = ms[:0] // a leaving node hands all its keys over
+	}
 	for n, p := range c.peers {
 		if p.inRing() {
 			ms = append(ms, n)
@@ -569,7 +650,12 @@ func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {
 	p.probeSent = time.Time{}
 	p.lastSeen = e.Now
 	p.suspect = false
-	if !c.active() {
+	p.leaves = e.Leaves
+	if e.Leaving {
+		return c.peerLeaving(fx, e.Node, p)
+	}
+	p.left = false
+	if !c.active() || (c.leaving && !p.member) {
 		// Before the start or while stopping nobody joins: Start probes
 		// again whoever is connected.
 		p.connected = true
@@ -742,7 +828,7 @@ func (c *Core) discover(fx []Effect, e Discovered) []Effect {
 		in[n] = true
 	}
 	for n, p := range c.peers {
-		p.sentry = in[n] && n != c.cfg.Self
+		p.sentry = (in[n] && n != c.cfg.Self) || p.joined
 	}
 	for n := range in {
 		if n != c.cfg.Self {
@@ -761,7 +847,7 @@ func (c *Core) discover(fx []Effect, e Discovered) []Effect {
 
 // dialDue emits Dial for every wanted, unconnected peer whose backoff ran out.
 func (c *Core) dialDue(fx []Effect, now time.Time) []Effect {
-	if !c.active() {
+	if !c.active() || c.leaving {
 		return fx
 	}
 	dialing := 0
@@ -775,6 +861,9 @@ func (c *Core) dialDue(fx []Effect, now time.Time) []Effect {
 		return !p.connected && !p.dialing && (p.sentry || p.gossip || !p.awaySince.IsZero()) && !now.Before(p.nextDial)
 	}) {
 		p := c.peers[n]
+		if p.left && !p.sentry {
+			continue // it left: not a lost member to chase
+		}
 		if dialing >= MaxDialing {
 			break
 		}
@@ -981,4 +1070,89 @@ func sortedKeys(m map[string]*peer) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// Leaving reports whether this node is leaving (Leave was stepped).
+func (c *Core) Leaving() bool { return c.leaving }
+
+// leave starts this node's graceful leave (see Leave).
+func (c *Core) leave(fx []Effect) []Effect {
+	if c.leaving || !c.active() {
+		return fx
+	}
+	c.leaving = true
+	c.awaiting = map[string]bool{}
+	for _, n := range sortedKeys(c.peers) {
+		p := c.peers[n]
+		if p.member && p.connected && p.leaves {
+			c.awaiting[n] = true
+			fx = append(fx, SendLeave{Node: n})
+		}
+	}
+	return c.setMembers(fx)
+}
+
+// leaveProgress ends the leave once no acknowledgement is due: members
+// that went away (link down, removed) are not waited for.
+func (c *Core) leaveProgress(fx []Effect) []Effect {
+	if !c.leaving || c.leaveDone {
+		return fx
+	}
+	for _, n := range sortedKeys(c.peers) {
+		if p := c.peers[n]; c.awaiting[n] && !(p.connected && p.member) {
+			delete(c.awaiting, n)
+			c.missing = append(c.missing, n)
+		}
+	}
+	for n := range c.awaiting {
+		if c.peers[n] == nil {
+			delete(c.awaiting, n)
+			c.missing = append(c.missing, n)
+		}
+	}
+	if len(c.awaiting) > 0 {
+		return fx
+	}
+	c.leaveDone = true
+	sort.Strings(c.missing)
+	return append(fx, LeaveDone{Missing: c.missing})
+}
+
+// leaveNotice probes the node that says it leaves: its own answer decides.
+func (c *Core) leaveNotice(fx []Effect, e LeaveNotice) []Effect {
+	p := c.peers[e.Node]
+	if p == nil || e.Node == c.cfg.Self || !p.connected {
+		return fx
+	}
+	p.ackLeave = true
+	p.probeSent = e.Now
+	return append(fx, Probe{e.Node})
+}
+
+// peerLeaving handles an answer carrying the leaving mark: out of the
+// rings at once (no grace, no suspicion), not admitted again, and the
+// leave acknowledged if the peer asked.
+func (c *Core) peerLeaving(fx []Effect, n string, p *peer) []Effect {
+	p.connected = true
+	p.left = true
+	p.awaySince = time.Time{}
+	if p.member {
+		fx = c.remove(fx, n, listener.RemovedLeft)
+	}
+	if p.ackLeave {
+		p.ackLeave = false
+		fx = append(fx, AckLeave{Node: n})
+	}
+	return fx
+}
+
+// join adds a peer at run time, kept like a listed sentry.
+func (c *Core) join(fx []Effect, e Join) []Effect {
+	if e.Node == c.cfg.Self || !ValidName(e.Node) {
+		return fx
+	}
+	p := c.peer(e.Node)
+	p.sentry, p.joined, p.left = true, true, false
+	p.nextDial = time.Time{}
+	return c.dialDue(fx, e.Now)
 }

@@ -165,6 +165,16 @@ func (l *Lookup) Owner(key string) string {
 // values stand for Erlang terms); atom keys are hashed as their
 // term_to_binary, as libring does. It fails only for a key phash2 cannot hash.
 func (l *Lookup) OwnerTerm(key etf.Term) (string, error) {
+	h, err := l.KeyHashTerm(key)
+	if err != nil {
+		return "", err
+	}
+	return l.ownerOfHash(h), nil
+}
+
+// KeyHashTerm is the hash libring places a key term at: phash2 of the term,
+// of its term_to_binary for an atom.
+func (l *Lookup) KeyHashTerm(key etf.Term) (uint32, error) {
 	var h uint32
 	switch k := key.(type) {
 	case etf.Atom:
@@ -178,10 +188,10 @@ func (l *Lookup) OwnerTerm(key etf.Term) (string, error) {
 	default:
 		var err error
 		if h, err = phash2.Hash(key, HashRange); err != nil {
-			return "", err
+			return 0, err
 		}
 	}
-	return l.ownerOfHash(h), nil
+	return h, nil
 }
 
 // Members returns the members, in the order they were added.
