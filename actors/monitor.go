@@ -146,7 +146,20 @@ func (m *Monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 			return result(nil)
 		case discoveredMsg:
 			return result(m.d.step(core.Discovered{Now: time.Now(), Peers: msg.peers}))
+		case ackReadyMsg:
+			m.tr.AckLeave(msg.node)
+			return result(nil)
 		case etf.Tuple:
+			if len(msg) == 2 && (msg[0] == LeaveTag || msg[0] == LeaveAckTag) {
+				peer, ok := msg[1].(etf.Atom)
+				if !ok || peer == "" {
+					return result(nil)
+				}
+				if msg[0] == LeaveTag {
+					return result(m.d.step(core.LeaveNotice{Now: time.Now(), Node: string(peer)}))
+				}
+				return result(m.d.step(core.LeaveAck{Now: time.Now(), Node: string(peer)}))
+			}
 			if len(msg) == 2 {
 				if ref, ok := msg[0].(etf.Ref); ok {
 					if peer, ping, ok := m.tr.answered(ref); ok {
@@ -159,8 +172,9 @@ func (m *Monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 							return result(nil)
 						}
 						if st, ok := parseState(msg[1]); ok {
+							leaves, leaving := parseLeave(msg[1])
 							return result(m.d.step(core.ProbeReply{Now: time.Now(), Node: peer, OTPApp: st.otpApp,
-								Members: st.members, Hash: st.hash, HasHash: st.hasHash}))
+								Members: st.members, Hash: st.hash, HasHash: st.hasHash, Leaves: leaves, Leaving: leaving}))
 						}
 					}
 				}
@@ -177,6 +191,12 @@ func (m *Monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 		switch e.Msg.(type) {
 		case SnapshotRequest:
 			return result(nil, statem.DirectReply{Ref: e.Ref, Msg: m.cluster.Snapshot()})
+		case LeaveRequest:
+			done, ts := m.d.leave()
+			return result(ts, statem.DirectReply{Ref: e.Ref, Msg: done})
+		case JoinRequest:
+			req := e.Msg.(JoinRequest)
+			return result(m.d.step(core.Join{Now: time.Now(), Node: req.Node}), statem.DirectReply{Ref: e.Ref, Msg: "ok"})
 		case StopRequest:
 			if m.State() == listener.StateStopped {
 				return result(nil, statem.DirectReply{Ref: e.Ref, Msg: "stopped"})
@@ -213,6 +233,17 @@ func (m *Monitor) kickResolver() {
 // shutdown, stopping → stopped, and answers once the listener has been told.
 // The node can then be stopped without losing those notifications.
 type StopRequest struct{}
+
+// LeaveRequest asks the Monitor (through process Direct) to start this
+// node's graceful leave. The reply is a <-chan struct{} closed when every
+// member told has acknowledged (its listener heard the change) or went
+// away; the caller then stops the node.
+type LeaveRequest struct{}
+
+// JoinRequest asks the Monitor (through process Direct) to add Node as a
+// peer, dialled and kept like a listed sentry. Node must be a valid name
+// (core.ValidName) other than this node's.
+type JoinRequest struct{ Node string }
 
 // SnapshotRequest asks the Monitor (through process Direct) for a fresh
 // snapshot. Code outside the Monitor normally reads Shared.Snapshot.
@@ -343,6 +374,10 @@ func (m *Monitor) stateTerm(caller string) etf.Term {
 	st[etf.Atom("state")] = etf.Atom(m.State())
 	st[etf.Atom("consensus")] = m.opts.Consensus
 	st[etf.Atom("otp_app")] = []byte(m.opts.OTPApp)
+	// Go cloister peers only: this node takes leave notices, and whether
+	// it is leaving (an Elixir cloister would not know the notice).
+	st[etf.Atom("leaves")] = true
+	st[etf.Atom("leaving")] = m.d.core.Leaving()
 	if sn, err := m.cluster.Rings.Get(m.cluster.Ring); err == nil {
 		st[etf.Atom("epoch")] = int64(sn.Epoch())
 		st[etf.Atom("hash")] = []byte(fmt.Sprintf("%016x", sn.Hash()))
@@ -416,6 +451,16 @@ func parseStateMap(mp etf.Map) (otpApp string, members []string, ok bool) {
 		}
 	}
 	return otpApp, members, true
+}
+
+// parseLeave reads the leave keys of a Go cloister's state answer: whether
+// it takes leave notices and whether it is leaving. Anything else (an
+// Elixir cloister's answer) takes none and is not leaving.
+func parseLeave(t etf.Term) (leaves, leaving bool) {
+	mp, _ := t.(etf.Map)
+	leaves, _ = mp[etf.Atom("leaves")].(bool)
+	leaving, _ = mp[etf.Atom("leaving")].(bool)
+	return leaves, leaving
 }
 
 // TerminateStateMachine runs the orderly shutdown if it has not run

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/listener"
+	"github.com/cloister-go/cloister/ring"
 )
 
 // driver carries out the core's decisions: it feeds the core events, runs
@@ -49,11 +50,25 @@ type driver struct {
 	// built yet; rebuildQueued: a rebuildMsg is on its way (see step).
 	pending       []string
 	rebuildQueued bool
+
+	// heard is each ring as the listener last heard it, to tell it the
+	// ranges gained and lost since (listener.Snapshot.RingChanges).
+	heard map[string]*ring.Snapshot
+	// acks are the leaves to acknowledge once the listener heard this
+	// step's changes.
+	acks []string
+	// left is closed when this node's leave is over (LeaveRequest).
+	left chan struct{}
+	// leaveMissing: the members that went away before acknowledging.
+	leaveMissing []string
 }
 
 // rebuildMsg asks the driver, through the Monitor's mailbox, to build the
 // rings of the pending member list.
 type rebuildMsg struct{}
+
+// ackReadyMsg: the listener heard the change a leave made; acknowledge it.
+type ackReadyMsg struct{ node string }
 
 type dialFailure struct {
 	reason   string // the error without addresses, to tell a change of cause
@@ -79,6 +94,7 @@ func newDriver(parent context.Context, o Options, c *Shared, self string, tr tra
 	return &driver{
 		opts: o, tr: tr, cluster: c, self: self, logf: logf, warnf: logf, now: now, post: post,
 		ctx: ctx, cancel: cancel, failing: map[string]*dialFailure{},
+		heard: map[string]*ring.Snapshot{},
 		disp: listener.NewDispatcher(l, logf, listenerSlow),
 		core: core.New(o.coreConfig(self)),
 	}
@@ -163,7 +179,9 @@ func (d *driver) step(ev core.Event) []core.Transition {
 		// listener with that snapshot; the rings are already rebuilt.
 		for _, t := range changes {
 			d.publish(t.To)
-			d.disp.Notify(t.From, t.To, d.cluster.Snapshot())
+			snap := d.cluster.Snapshot()
+			snap.RingChanges = d.ringChanges()
+			d.disp.Notify(t.From, t.To, snap)
 		}
 	} else if published {
 		d.publish(d.core.State())
@@ -171,7 +189,59 @@ func (d *driver) step(ev core.Event) []core.Transition {
 		// Connections of non-members change what /status shows too.
 		d.publishIfChanged()
 	}
+	// A leave is acknowledged once the listener heard what it changed.
+	for _, n := range d.acks {
+		d.disp.After(func() { d.post(ackReadyMsg{node: n}) })
+	}
+	d.acks = d.acks[:0]
 	return changes
+}
+
+// ringChanges lists, per ring changed since the listener last heard it,
+// the hash ranges this node gained and lost (sorted by ring name).
+func (d *driver) ringChanges() []listener.RingChange {
+	var out []listener.RingChange
+	snaps := d.cluster.Rings.Snapshots()
+	for _, name := range d.cluster.Rings.Names() {
+		cur, old := snaps[name], d.heard[name]
+		if cur == old || (old != nil && cur.Hash() == old.Hash()) {
+			continue
+		}
+		d.heard[name] = cur
+		gained, lost := ring.DiffRanges(old, cur, d.self)
+		if len(gained) == 0 && len(lost) == 0 {
+			continue
+		}
+		out = append(out, listener.RingChange{Ring: name, Epoch: cur.Epoch(), Gained: gained, Lost: lost})
+	}
+	return out
+}
+
+// leave starts this node's graceful leave; the channel is closed when it
+// is over (every member told acknowledged, or went away). Asked again, it
+// returns the same channel.
+func (d *driver) leave() (<-chan struct{}, []core.Transition) {
+	if d.left != nil {
+		return d.left, nil
+	}
+	d.left = make(chan struct{})
+	ts := d.step(core.Leave{Now: d.now()})
+	if !d.core.Leaving() {
+		// Not running (down, stopping, stopped): nobody to tell.
+		d.closeLeft()
+	}
+	return d.left, ts
+}
+
+func (d *driver) closeLeft() {
+	if d.left == nil {
+		d.left = make(chan struct{})
+	}
+	select {
+	case <-d.left:
+	default:
+		close(d.left)
+	}
 }
 
 // apply carries out one effect. It returns the transition if f is one,
@@ -208,6 +278,18 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 		}
 	case core.Stalled:
 		d.warnf("cloister: this node did not run for %s (frozen, suspended or starved): members get a fresh heartbeat window", e.For.Round(time.Millisecond))
+	case core.SendLeave:
+		d.tr.Leave(e.Node)
+	case core.AckLeave:
+		d.logf("cloister: %s is leaving: acknowledged once the listener has heard", e.Node)
+		d.acks = append(d.acks, e.Node)
+	case core.LeaveDone:
+		if len(e.Missing) > 0 {
+			d.logf("cloister: leave: %d members went away before acknowledging: %v", len(e.Missing), e.Missing)
+		}
+		d.leaveMissing = slices.Clone(e.Missing)
+		d.closeLeft()
+		return nil, true
 	default:
 		d.unhandled++
 		d.warnf("cloister: monitor: BUG: effect %T not handled", f)
@@ -256,6 +338,12 @@ func observed(f core.Effect) (listener.Event, bool) {
 		return listener.Removed{Node: e.Node, Reason: e.Reason}, true
 	case core.Stalled:
 		return listener.Stalled{For: e.For}, true
+	case core.SendLeave:
+		return listener.LeaveSent{Node: e.Node}, true
+	case core.AckLeave:
+		return listener.LeaveAcked{Node: e.Node}, true
+	case core.LeaveDone:
+		return listener.LeaveDone{Missing: slices.Clone(e.Missing)}, true
 	}
 	return nil, false
 }
@@ -372,6 +460,7 @@ func (d *driver) build(s core.State) listener.Snapshot {
 	return listener.Snapshot{
 		Node: d.self, OTPApp: d.opts.OTPApp, State: s, Consensus: d.opts.Consensus,
 		Members: members, Rings: rings, Connected: d.connected(), Suspects: d.core.Suspects(),
+		Leaving: d.core.Leaving(),
 		Flags: listener.Flags{
 			Alive:     s != listener.StateStopping && s != listener.StateStopped,
 			Clustered: len(members) > 1,

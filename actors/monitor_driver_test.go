@@ -31,6 +31,10 @@ type fakeNet struct {
 	// (a dial proves it); hang: a dial to it never ends by itself (only
 	// when the driver cancels it).
 	up, answers, gone, hang map[string]bool
+	// leaves: the peer's answers say it takes leave notices (a Go
+	// cloister); leaving: they say it is leaving.
+	leaves, leaving         map[string]bool
+	leaveSent, acked        []string
 	otpApp                  map[string]string
 	probes                  []string
 	disconnects             []string
@@ -40,7 +44,8 @@ type fakeNet struct {
 
 func newFakeNet() *fakeNet {
 	return &fakeNet{connected: map[string]bool{}, up: map[string]bool{}, answers: map[string]bool{},
-		gone: map[string]bool{}, hang: map[string]bool{}, otpApp: map[string]string{}}
+		gone: map[string]bool{}, hang: map[string]bool{}, otpApp: map[string]string{},
+		leaves: map[string]bool{}, leaving: map[string]bool{}}
 }
 
 func (f *fakeNet) Nodes() []string {
@@ -97,7 +102,24 @@ func (f *fakeNet) Probe(peer string) {
 		if app == "" {
 			app = "cloister"
 		}
-		f.events = append(f.events, core.ProbeReply{Node: peer, OTPApp: app})
+		f.events = append(f.events, core.ProbeReply{Node: peer, OTPApp: app,
+			Leaves: f.leaves[peer], Leaving: f.leaving[peer]})
+	}
+}
+
+func (f *fakeNet) Leave(peer string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.connected[peer] {
+		f.leaveSent = append(f.leaveSent, peer)
+	}
+}
+
+func (f *fakeNet) AckLeave(peer string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.connected[peer] {
+		f.acked = append(f.acked, peer)
 	}
 }
 
@@ -150,6 +172,9 @@ type rig struct {
 	posted    []interface{}
 	events    []string // observed, as "at=1.250s removed b@h gone"
 	changes   []string // told to the listener: "from>to state=<snapshot state>"
+	snaps     []listener.Snapshot
+	// hold, when set, blocks the listener until it is closed.
+	hold chan struct{}
 	logs      []string
 }
 
@@ -176,7 +201,12 @@ func newRig(t *testing.T, o Options, peers ...string) *rig {
 	o.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		r.mu.Lock()
 		r.changes = append(r.changes, fmt.Sprintf("%s>%s state=%s", from, to, s.State))
+		r.snaps = append(r.snaps, s)
+		hold := r.hold
 		r.mu.Unlock()
+		if hold != nil {
+			<-hold
+		}
 	})
 	o.Observe = func(e listener.Event) {
 		r.mu.Lock()
@@ -214,6 +244,12 @@ func describeEvent(e listener.Event) string {
 		return "recovered " + e.Node
 	case listener.Stalled:
 		return "stalled"
+	case listener.LeaveSent:
+		return "leave-sent " + e.Node
+	case listener.LeaveAcked:
+		return "leave-acked " + e.Node
+	case listener.LeaveDone:
+		return "leave-done " + strings.Join(e.Missing, ",")
 	}
 	return fmt.Sprintf("%T", e)
 }
@@ -249,6 +285,8 @@ func (r *rig) settle() {
 				dials = append(dials, m)
 			case rebuildMsg:
 				r.d.rebuilt()
+			case ackReadyMsg:
+				r.d.tr.AckLeave(m.node) // as the Monitor does
 			}
 		}
 		sort.Slice(dials, func(i, j int) bool { return dials[i].node < dials[j].node })

@@ -42,7 +42,19 @@ type transport interface {
 	// being this node's core.MembersHash, without waiting; the answer
 	// comes back as a message too.
 	Ping(peer string, hash uint64)
+	// Leave tells peer's Monitor that this node is leaving; AckLeave tells
+	// a leaving peer's Monitor that its leave was heard. Neither waits.
+	Leave(peer string)
+	AckLeave(peer string)
 }
+
+// The leave messages, sent only to Go cloister Monitors whose state answer
+// says they take them: {LeaveTag, Node} and {LeaveAckTag, Node}, Node the
+// sender's name.
+const (
+	LeaveTag    = etf.Atom("$cloister_leave")
+	LeaveAckTag = etf.Atom("$cloister_leave_ack")
+)
 
 // dialError is a failed dial with its cause: Error is the full text
 // logged, Cause what stays the same from one attempt to the next (no
@@ -179,6 +191,19 @@ func (t *ergoTransport) call(peer string, req etf.Term, ping bool) {
 	if err := t.proc.Send(gen.ProcessID{Name: t.monitor, Node: peer}, msg); err != nil {
 		delete(t.probes, ref)
 	}
+}
+
+// Leave sends {LeaveTag, Self} to peer's Monitor (only when connected).
+func (t *ergoTransport) Leave(peer string) { t.notify(peer, LeaveTag) }
+
+// AckLeave sends {LeaveAckTag, Self} to peer's Monitor.
+func (t *ergoTransport) AckLeave(peer string) { t.notify(peer, LeaveAckTag) }
+
+func (t *ergoTransport) notify(peer string, tag etf.Atom) {
+	if !linked(t.node, peer) {
+		return // sending would dial on this goroutine
+	}
+	_ = t.proc.Send(gen.ProcessID{Name: t.monitor, Node: peer}, etf.Tuple{tag, etf.Atom(t.node.Name())})
 }
 
 // answered returns the peer a probe or ping reply with this ref comes

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cloister-go/cloister/ring"
 )
 
 // Flags describe this node at the moment of a snapshot.
@@ -57,6 +59,24 @@ type Snapshot struct {
 	// Transitions are this node's latest state changes, oldest first, at
 	// most RecentChanges of them.
 	Transitions []Change `json:"transitions,omitempty"`
+	// RingChanges, in a snapshot handed to a Listener, lists for each ring
+	// whose members changed since the previous snapshot handed to it the
+	// key-hash ranges this node gained and lost: the state to fetch and to
+	// hand over, without looking at every key. Published snapshots
+	// (Cluster.Snapshot, /status) leave it empty.
+	RingChanges []RingChange `json:"ring_changes,omitempty"`
+	// Leaving: this node is leaving the cluster (Leave).
+	Leaving bool `json:"leaving,omitempty"`
+}
+
+// RingChange is what this node gained and lost in one ring: the key-hash
+// ranges (see ring.Snapshot.KeyHash) it owns now and did not own before,
+// and those it owned and no longer does. Epoch is the ring's epoch now.
+type RingChange struct {
+	Ring   string           `json:"ring"`
+	Epoch  uint64           `json:"epoch"`
+	Gained []ring.HashRange `json:"gained,omitempty"`
+	Lost   []ring.HashRange `json:"lost,omitempty"`
 }
 
 // Ready reports whether the snapshot's state is StateReady.
@@ -114,6 +134,9 @@ func (m Multi) OnStateChange(from, to State, s Snapshot) {
 type change struct {
 	from, to State
 	snap     Snapshot
+	// then, when set, is no change but a call to make once every change
+	// queued before it has been delivered (After).
+	then func()
 }
 
 // DefaultQueue bounds the changes a stuck listener may have pending.
@@ -163,12 +186,40 @@ func (d *Dispatcher) Notify(from, to State, snap Snapshot) {
 		d.mu.Unlock()
 		return
 	}
+	var run []func()
 	if len(d.queue) >= d.max {
+		if f := d.queue[0].then; f != nil {
+			run = append(run, f) // its changes were delivered or dropped
+		} else {
+			d.dropped++
+		}
 		d.queue = d.queue[1:]
-		d.dropped++
 	}
-	d.queue = append(d.queue, change{from, to, snap})
+	d.queue = append(d.queue, change{from: from, to: to, snap: snap})
+	defer func() {
+		for _, f := range run {
+			f()
+		}
+	}()
 	// Under the lock, so Close cannot close wake between the check and the send.
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+	d.mu.Unlock()
+}
+
+// After arranges for f to be called, on the Dispatcher's goroutine, once
+// every change queued so far has been delivered (the listener returned).
+// f must not block. After a Close, f is called at once.
+func (d *Dispatcher) After(f func()) {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		f()
+		return
+	}
+	d.queue = append(d.queue, change{then: f})
 	select {
 	case d.wake <- struct{}{}:
 	default:
@@ -224,7 +275,16 @@ func (d *Dispatcher) Close(timeout time.Duration) {
 	}
 	d.closed = true
 	d.wakeFlushers()
+	var run []func()
+	for _, c := range d.queue {
+		if c.then != nil {
+			run = append(run, c.then)
+		}
+	}
 	d.mu.Unlock()
+	for _, f := range run {
+		f() // what is left will not be delivered: do not keep f waiting
+	}
 	close(d.wake)
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()
@@ -258,6 +318,10 @@ func (d *Dispatcher) loop() {
 			d.mu.Unlock()
 			if dropped > 0 {
 				d.logf("cloister: listener too slow: %d state changes dropped", dropped)
+			}
+			if c.then != nil {
+				c.then()
+				continue
 			}
 			d.deliver(c)
 		}
