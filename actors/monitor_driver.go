@@ -95,8 +95,8 @@ func newDriver(parent context.Context, o Options, c *Shared, self string, tr tra
 		opts: o, tr: tr, cluster: c, self: self, logf: logf, warnf: logf, now: now, post: post,
 		ctx: ctx, cancel: cancel, failing: map[string]*dialFailure{},
 		heard: map[string]*ring.Snapshot{},
-		disp: listener.NewDispatcher(l, logf, listenerSlow),
-		core: core.New(o.coreConfig(self)),
+		disp:  listener.NewDispatcher(l, logf, listenerSlow),
+		core:  core.New(o.coreConfig(self)),
 	}
 }
 

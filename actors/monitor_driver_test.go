@@ -33,13 +33,13 @@ type fakeNet struct {
 	up, answers, gone, hang map[string]bool
 	// leaves: the peer's answers say it takes leave notices (a Go
 	// cloister); leaving: they say it is leaving.
-	leaves, leaving         map[string]bool
-	leaveSent, acked        []string
-	otpApp                  map[string]string
-	probes                  []string
-	disconnects             []string
-	events                  []core.Event // node events the driver will hear
-	connecting              int          // Connect calls in flight
+	leaves, leaving  map[string]bool
+	leaveSent, acked []string
+	otpApp           map[string]string
+	probes           []string
+	disconnects      []string
+	events           []core.Event // node events the driver will hear
+	connecting       int          // Connect calls in flight
 }
 
 func newFakeNet() *fakeNet {
@@ -175,7 +175,7 @@ type rig struct {
 	snaps     []listener.Snapshot
 	// hold, when set, blocks the listener until it is closed.
 	hold chan struct{}
-	logs      []string
+	logs []string
 }
 
 func testOptions() Options {
