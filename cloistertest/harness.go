@@ -34,8 +34,12 @@ import (
 
 // Event is one line a node process prints.
 type Event struct {
-	// Event is "listening", "started", "state", "error" or "stopped".
-	Event    string            `json:"event"`
+	// Event is "listening", "started", "state", "removed", "leaving",
+	// "error" or "stopped".
+	Event string `json:"event"`
+	// Member and Reason: a "removed" event's member and removal reason.
+	Member   string            `json:"member,omitempty"`
+	Reason   string            `json:"reason,omitempty"`
 	Node     string            `json:"node,omitempty"`
 	From     string            `json:"from,omitempty"`
 	To       string            `json:"to,omitempty"`
@@ -353,6 +357,24 @@ func (n *Node) Stop() error {
 	case <-time.After(10 * time.Second):
 		n.Kill()
 		return errors.New("cloistertest: " + n.Name + " did not stop on SIGTERM in 10s")
+	}
+}
+
+// Leave sends SIGUSR1, on which the node leaves the cluster gracefully
+// (cloister.Leave) and stops, and waits for the process to exit.
+func (n *Node) Leave() error {
+	n.mu.Lock()
+	exited := n.exited
+	n.mu.Unlock()
+	if err := n.signal(syscall.SIGUSR1); err != nil {
+		return err
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(30 * time.Second):
+		n.Kill()
+		return errors.New("cloistertest: " + n.Name + " did not leave and stop in 30s")
 	}
 }
 

@@ -110,6 +110,18 @@ func runNode(args []string) int {
 		col.Instrument(&opts)
 	}
 
+	// Removals with their reason, for tests and operators (a graceful
+	// leave shows as reason "left").
+	prevObserve := opts.Observe
+	opts.Observe = func(e listener.Event) {
+		if r, ok := e.(listener.Removed); ok {
+			out.Print(map[string]interface{}{"event": "removed", "node": *name, "member": r.Node, "reason": string(r.Reason)})
+		}
+		if prevObserve != nil {
+			prevObserve(e)
+		}
+	}
+
 	nopts := cloister.NodeOptions{
 		Cookie: *cookie, EPMDPort: uint16(*epmdPort), EmbeddedEPMD: *embedded, ListenPort: uint16(*listen),
 	}
@@ -146,7 +158,7 @@ func runNode(args []string) int {
 	}
 
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 
 	if *plain {
 		return runPlain(*name, *cookie, uint16(*epmdPort), opts.Sentry, out, sigs)
@@ -161,7 +173,19 @@ func runNode(args []string) int {
 	out.Print(map[string]interface{}{"event": "started", "node": n.Name(), "ms": time.Since(start).Milliseconds()})
 	logger.Printf("cloister: %s started in %s", n.Name(), time.Since(start).Round(time.Millisecond))
 
-	<-sigs
+	if sig := <-sigs; sig == syscall.SIGUSR1 {
+		// SIGUSR1: leave gracefully (every Go member drops this node at
+		// once and acknowledges), then stop.
+		out.Print(map[string]interface{}{"event": "leaving", "node": n.Name()})
+		ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+		err := c.Leave(ctx)
+		cancel()
+		if err != nil {
+			logger.Printf("cloister: %v", err)
+		}
+		out.Print(map[string]interface{}{"event": "stopped", "node": n.Name()})
+		return 0
+	}
 	// Orderly: stop the application first so the Monitor runs stopping →
 	// stopped and the listener hears it, then the node.
 	if err := cloister.StopNode(n); err != nil {
@@ -170,6 +194,9 @@ func runNode(args []string) int {
 	out.Print(map[string]interface{}{"event": "stopped", "node": n.Name()})
 	return 0
 }
+
+// leaveTimeout bounds a leave asked with SIGUSR1.
+const leaveTimeout = 15 * time.Second
 
 func atoiOr(s string, def int) int {
 	if v, err := strconv.Atoi(s); err == nil {

@@ -1,0 +1,144 @@
+package cluster
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/listener"
+	"github.com/cloister-go/cloister/ring"
+)
+
+// leaveGrace is a flap grace far longer than a leave may take: a leave
+// that waited for it (or for the heartbeat) would show.
+const leaveGrace = 10 * time.Second
+
+// gainedAfter merges the ranges n's listener was told it gained in ring
+// after since, up to the first snapshot without member gone.
+func gainedAfter(n *cloistertest.Node, since time.Time, gone string) []ring.HashRange {
+	var all []ring.HashRange
+	for _, e := range n.Events() {
+		if e.Event != "state" || time.Unix(0, e.At).Before(since) {
+			continue
+		}
+		for _, c := range e.Snapshot.Changes {
+			all = append(all, c.Gained...)
+		}
+		if !slices.Contains(e.Snapshot.Members, gone) && len(e.Snapshot.Members) > 0 {
+			break
+		}
+	}
+	return ring.MergeRanges(all)
+}
+
+func hashes(rs []ring.HashRange) uint64 {
+	var n uint64
+	for _, r := range rs {
+		n += r.Size()
+	}
+	return n
+}
+
+// Leave on one of three node processes: each survivor removes it with
+// reason left, its listener hears the change before the leaver stops, and
+// long before the flap grace; the ranges the survivors gain are the ones
+// they gain when the same node is killed instead.
+func TestLeaveTellsEverySurvivorBeforeItStops(t *testing.T) {
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("leave", 3)
+	args := []string{"-flap-grace", leaveGrace.String(), "-suspect-after", "15s", "-remove-after", "20s"}
+	var nodes []*cloistertest.Node
+	for _, name := range ns {
+		nodes = append(nodes, start(t, h, cloistertest.Spec{Name: name, Sentry: ns, Consensus: 1, Args: args}))
+	}
+	all3 := func() {
+		t.Helper()
+		for _, n := range nodes {
+			if _, err := n.WaitStatus(wait, "3 members", func(s listener.Snapshot) bool { return len(s.Members) == 3 && s.Ready() }); err != nil {
+				t.Fatal(err)
+			}
+			if err := n.CaughtUp(wait); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	all3()
+	leaver, survivors := nodes[2], nodes[:2]
+
+	asked := time.Now()
+	if err := leaver.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	stopped, err := leaver.WaitFor(wait, "stopped", func(e cloistertest.Event) bool { return e.Event == "stopped" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	stoppedAt := time.Unix(0, stopped.At)
+	leaveGained := map[string][]ring.HashRange{}
+	for _, s := range survivors {
+		rm, err := s.WaitFor(wait, "removed "+leaver.Name, func(e cloistertest.Event) bool {
+			return e.Event == "removed" && e.Member == leaver.Name
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rm.Reason != string(listener.RemovedLeft) {
+			t.Fatalf("%s removed %s with reason %q, want left", s.Name, leaver.Name, rm.Reason)
+		}
+		heard, err := s.WaitFor(wait, "listener without the leaver", func(e cloistertest.Event) bool {
+			return e.Event == "state" && time.Unix(0, e.At).After(asked) && !slices.Contains(e.Snapshot.Members, leaver.Name)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		heardAt := time.Unix(0, heard.At)
+		if !heardAt.Before(stoppedAt) {
+			t.Fatalf("%s's listener heard the leave at %s, after the leaver stopped at %s", s.Name, heardAt.Format(time.StampMicro), stoppedAt.Format(time.StampMicro))
+		}
+		if took := heardAt.Sub(asked); took >= leaveGrace/2 {
+			t.Fatalf("%s's listener heard the leave %s after it was asked: not well before the flap grace (%s)", s.Name, took, leaveGrace)
+		}
+		t.Logf("%s: listener heard the leave %s after it was asked, %s before the leaver stopped",
+			s.Name, heardAt.Sub(asked).Round(time.Microsecond), stoppedAt.Sub(heardAt).Round(time.Microsecond))
+		leaveGained[s.Name] = gainedAfter(s, asked, leaver.Name)
+		if len(leaveGained[s.Name]) == 0 {
+			t.Fatalf("%s was told no ranges gained", s.Name)
+		}
+	}
+	// The leaver's own listener was told everything it handed over.
+	var lost int
+	for _, e := range leaver.Events() {
+		if e.Event == "state" && time.Unix(0, e.At).After(asked) {
+			for _, c := range e.Snapshot.Changes {
+				lost += len(c.Lost)
+			}
+		}
+	}
+	if lost == 0 {
+		t.Fatal("the leaver's listener was not told the ranges it hands over")
+	}
+
+	// The same node back, then killed: the same ranges move.
+	if err := leaver.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	all3()
+	killed := time.Now()
+	leaver.Kill()
+	for _, s := range survivors {
+		if _, err := s.WaitFor(wait, "listener without the killed node", func(e cloistertest.Event) bool {
+			return e.Event == "state" && time.Unix(0, e.At).After(killed) && !slices.Contains(e.Snapshot.Members, leaver.Name)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		killGained := gainedAfter(s, killed, leaver.Name)
+		if fmt.Sprint(killGained) != fmt.Sprint(leaveGained[s.Name]) {
+			t.Fatalf("%s gained %d ranges (%d hashes) on the leave, %d (%d hashes) on the kill", s.Name,
+				len(leaveGained[s.Name]), hashes(leaveGained[s.Name]), len(killGained), hashes(killGained))
+		}
+		t.Logf("%s: gained the same %d ranges (%.2f%% of the hash space) on leave and kill", s.Name,
+			len(killGained), 100*float64(hashes(killGained))/(1<<32))
+	}
+}
