@@ -168,9 +168,13 @@ func runWorker(args []string) int {
 		logger.Printf("zerocost: drain: %v (%d entities could not be handed over)", err, rep.Failed)
 	}
 	self := w.api.Name()
-	if err := w.api.Stop(); err != nil {
+	// Then leave gracefully: the others drop this node from their rings at
+	// once (no flap grace) and their listeners hear it before it stops.
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	if err := w.api.Leave(ctx); err != nil {
 		logger.Printf("zerocost: %v", err)
 	}
+	cancel()
 	out.Print(map[string]interface{}{"event": "stopped", "node": self})
 	return 0
 }
