@@ -71,6 +71,7 @@ type Collector struct {
 	graces       prometheus.Counter
 	recoveries   prometheus.Counter
 	stalls       prometheus.Counter
+	leaves       *prometheus.CounterVec
 	listenerLat  prometheus.Histogram
 	listenerTime prometheus.Histogram
 	fanout       *prometheus.CounterVec
@@ -120,6 +121,9 @@ func New() *Collector {
 			Help: "Members back within their flap grace (the rings did not change)."}),
 		stalls: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "stalls_total",
 			Help: "Times this node's own ticks stopped (frozen or starved process)."}),
+		leaves: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "leave_steps_total",
+			Help: "Graceful leaves: notices this node sent (sent), leaves of others it acknowledged (acked), its own leaves over (done)."},
+			[]string{"step"}),
 		listenerLat: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "listener_latency_seconds",
 			Help:    "From a state change to the listener starting to handle it (queueing in the dispatcher).",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10)}),
@@ -213,6 +217,12 @@ func (c *Collector) Observe(ev listener.Event) {
 		c.recoveries.Inc()
 	case listener.Stalled:
 		c.stalls.Inc()
+	case listener.LeaveSent:
+		c.leaves.WithLabelValues("sent").Inc()
+	case listener.LeaveAcked:
+		c.leaves.WithLabelValues("acked").Inc()
+	case listener.LeaveDone:
+		c.leaves.WithLabelValues("done").Inc()
 	}
 }
 
@@ -278,7 +288,7 @@ func Outcome(err error) string {
 
 func (c *Collector) counters() []prometheus.Collector {
 	return []prometheus.Collector{c.rehashes, c.rehashTime, c.transitions, c.suspicions, c.removals,
-		c.dials, c.removed, c.graces, c.recoveries, c.stalls, c.listenerLat, c.listenerTime, c.fanout}
+		c.dials, c.removed, c.graces, c.recoveries, c.stalls, c.leaves, c.listenerLat, c.listenerTime, c.fanout}
 }
 
 // Describe sends every metric's description.

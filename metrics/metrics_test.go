@@ -355,6 +355,9 @@ func TestObserveCountsEveryEventType(t *testing.T) {
 		"GraceStarted": listener.GraceStarted{Node: "b@h"},
 		"Recovered":    listener.Recovered{Node: "b@h"},
 		"Stalled":      listener.Stalled{},
+		"LeaveSent":    listener.LeaveSent{Node: "b@h"},
+		"LeaveAcked":   listener.LeaveAcked{Node: "b@h"},
+		"LeaveDone":    listener.LeaveDone{},
 	}
 	found := 0
 	for _, d := range f.Decls {
