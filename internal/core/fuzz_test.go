@@ -26,6 +26,8 @@ func FuzzSteps(f *testing.F) {
 	// Events before Start: a member admitted in state down, then away, then
 	// the start (found by fuzzing: it was away past its grace after Start).
 	f.Add([]byte("021920000000700"))
+	// Members, one leaving (its answer says so), this node leaving, acks.
+	f.Add([]byte{0, 0, 0, 1, 1, 0, 4, 1, 1, 1, 2, 0, 4, 2, 1, 252, 2, 0, 4, 2, 7, 240, 0, 0, 242, 1, 0, 5, 0, 10, 2, 2, 0, 243, 3, 0, 5, 0, 50})
 	nodes := []string{"a", "b", "c", "d", "e", "x@h", "", "bad name"}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if len(data) > 3000 {
@@ -36,8 +38,12 @@ func FuzzSteps(f *testing.F) {
 		c := New(cf)
 		now := t0
 		state := c.State()
+		leaveDone := false
 		for i := 0; i+2 < len(data); i += 3 {
 			kind, n, arg := data[i]%11, nodes[int(data[i+1])%len(nodes)], data[i+2]
+			if data[i] >= 240 {
+				kind = 11 + data[i]%4 // leave and join; lower bytes keep the seeds' meaning
+			}
 			now = now.Add(time.Duration(arg) * 20 * time.Millisecond)
 			var ev Event
 			switch kind {
@@ -62,7 +68,7 @@ func FuzzSteps(f *testing.F) {
 				for j := 0; j < int(arg%8); j++ {
 					ms = append(ms, nodes[(int(arg)+j)%len(nodes)])
 				}
-				ev = ProbeReply{Now: now, Node: n, OTPApp: app, Members: ms}
+				ev = ProbeReply{Now: now, Node: n, OTPApp: app, Members: ms, Leaves: arg%5 != 0, Leaving: arg%11 == 7}
 			case 5:
 				ev = Tick{Now: now}
 			case 6:
@@ -77,22 +83,42 @@ func FuzzSteps(f *testing.F) {
 					conn = append(conn, n)
 				}
 				ev = Tick{Now: now, Connected: conn}
+			case 11:
+				ev = Leave{Now: now}
+			case 12:
+				ev = LeaveNotice{Now: now, Node: n}
+			case 13:
+				ev = LeaveAck{Now: now, Node: n}
+			case 14:
+				ev = Join{Now: now, Node: n}
 			default:
 				ev = Discovered{Now: now}
 			}
 			fx := c.Step(ev)
+			for _, f := range fx {
+				if _, ok := f.(LeaveDone); ok {
+					if leaveDone {
+						t.Fatalf("event %d: a second LeaveDone", i/3)
+					}
+					leaveDone = true
+				}
+				if sl, ok := f.(SendLeave); ok && !c.Leaving() {
+					t.Fatalf("event %d: %v while not leaving", i/3, sl)
+				}
+			}
 			if err := chain(state, fx); err != nil {
 				t.Fatalf("event %d (%T): %v", i/3, ev, err)
 			}
 			state = c.State()
 			ms := c.Members()
-			if !sort.StringsAreSorted(ms) || !contains(ms, "a") || hasDup(ms) {
+			// A leaving node hands all its keys over: it is not in its rings.
+			if !sort.StringsAreSorted(ms) || contains(ms, "a") == c.Leaving() || hasDup(ms) {
 				t.Fatalf("event %d: members %v", i/3, ms)
 			}
 			if state == listener.StateReady && len(ms) < cf.Consensus {
 				t.Fatalf("event %d: ready with %d < %d", i/3, len(ms), cf.Consensus)
 			}
-			if state == listener.StateDown && len(ms) != 1 {
+			if state == listener.StateDown && (len(ms) != 1 || c.Leaving()) {
 				t.Fatalf("event %d: members %v before the start", i/3, ms)
 			}
 			for _, m := range ms {
