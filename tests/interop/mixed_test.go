@@ -295,6 +295,45 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 	}
 	w.freezeErl(t, all)
 	w.killErl(t, all)
+	w.leaveGo(t)
+}
+
+// leaveGo: a Go member leaves gracefully. The Go members drop it with
+// reason left; the Erlang member's Monitor is sent no leave message (its
+// state answer does not say it takes them), which a receive trace on it
+// shows.
+func (w *row) leaveGo(t *testing.T) {
+	check(t, w.rel, "a Go member leaves: Go members drop it as left, the Erlang member is sent no leave message", func(t *testing.T) string {
+		if err := w.go1.CaughtUp(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		expectEval(t, w.erlA, `T = spawn(fun() -> (fun L(Acc) -> receive {trace, _, 'receive', M} -> L([M | Acc]); {get, F} -> F ! {got, Acc}, L(Acc); stop -> ok end end)([]) end),
+			true = register(leave_tracer, T),
+			erlang:trace(whereis('Elixir.Cloister.Monitor'), true, ['receive', {tracer, T}])`, "1")
+		defer evalT(t, w.erlA, `erlang:trace(whereis('Elixir.Cloister.Monitor'), false, ['receive']), leave_tracer ! stop, ok`)
+		t0 := time.Now()
+		if err := w.go2.Leave(); err != nil {
+			t.Fatal(err)
+		}
+		rm, err := w.go1.WaitFor(20*time.Second, "go2 removed", func(e cloistertest.Event) bool {
+			return e.Event == "removed" && e.Member == w.go2.Name
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rm.Reason != string(listener.RemovedLeft) {
+			t.Errorf("go1 removed go2 with reason %q, want left", rm.Reason)
+		}
+		took := time.Unix(0, rm.At).Sub(t0)
+		got := evalT(t, w.erlA, `leave_tracer ! {get, self()},
+			receive {got, Ms} -> {length(Ms) > 0, [M || M <- Ms, is_tuple(M), tuple_size(M) > 0,
+				lists:member(element(1, M), ['$cloister_leave', '$cloister_leave_ack'])]}
+			after 5000 -> timeout end`)
+		if got != "{true,[]}" {
+			t.Fatalf("the Erlang member's Monitor received (traced any, leave messages): %s", got)
+		}
+		return ms(took) + " from the leave to go1's removal (reason left)"
+	})
 }
 
 // ownersAgree compares the owners of keyCount keys: this binary's Whois
