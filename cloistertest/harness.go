@@ -523,6 +523,27 @@ func (n *Node) Status() (listener.Snapshot, error) {
 	return s, json.NewDecoder(r.Body).Decode(&s)
 }
 
+// Join asks the node to add peer at run time (POST /join).
+func (n *Node) Join(peer string) error {
+	n.mu.Lock()
+	addr := n.http
+	n.mu.Unlock()
+	if addr == "" {
+		return errors.New("cloistertest: " + n.Name + " has no http endpoint yet")
+	}
+	c := http.Client{Timeout: 5 * time.Second}
+	r, err := c.Post("http://"+addr+"/join?node="+url.QueryEscape(peer), "text/plain", nil)
+	if err != nil {
+		return err
+	}
+	defer r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(r.Body)
+		return fmt.Errorf("cloistertest: join %s on %s: %s: %s", peer, n.Name, r.Status, strings.TrimSpace(string(b)))
+	}
+	return nil
+}
+
 // WaitStatus polls /status until ok holds.
 func (n *Node) WaitStatus(timeout time.Duration, what string, ok func(listener.Snapshot) bool) (listener.Snapshot, error) {
 	deadline := time.Now().Add(timeout)

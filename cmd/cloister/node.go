@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"log"
@@ -143,6 +144,7 @@ func runNode(args []string) int {
 		var err error
 		mux := health.Handler(c.State)
 		mux.HandleFunc("/whois", whoisHandler(c))
+		mux.HandleFunc("/join", joinHandler(c))
 		extras.handle(mux)
 		if col != nil {
 			col.SetSource(c.State)
@@ -237,6 +239,26 @@ func runPlain(name, cookie string, epmdPort uint16, peers []string, out *cloiste
 }
 
 // whoisHandler answers /whois?key=K[&group=G] with the owner as JSON.
+// joinHandler adds a peer at run time: POST /join?node=name@host.
+func joinHandler(c *cloister.Cluster) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST /join?node=name@host", http.StatusMethodNotAllowed)
+			return
+		}
+		node := r.URL.Query().Get("node")
+		if err := c.Join(node); err != nil {
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, cloister.ErrBadNode) {
+				code = http.StatusBadRequest
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		fmt.Fprintf(w, "joining %s\n", node)
+	}
+}
+
 func whoisHandler(c *cloister.Cluster) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) { whois(c, w, r) }
 }

@@ -142,3 +142,44 @@ func TestLeaveTellsEverySurvivorBeforeItStops(t *testing.T) {
 			len(killGained), 100*float64(hashes(killGained))/(1<<32))
 	}
 }
+
+// Join at run time: two single-node clusters become one when the first is
+// told to join the second; the joined peer is kept like a listed sentry,
+// so after a kill -9 and a restart it is dialled again by the node that
+// joined it (the restarted node lists only itself).
+func TestJoinAddsAPeerAndKeepsIt(t *testing.T) {
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("join", 2)
+	// No flap grace: a lost member is not re-dialled as one, so only the
+	// joined peer's standing as a sentry brings it back.
+	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns[:1], Consensus: 1, Args: []string{"-flap-grace", "-1s"}})
+	b := start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns[1:], Consensus: 1})
+	for _, n := range []*cloistertest.Node{a, b} {
+		if _, err := n.WaitStatus(wait, "ready alone", func(s listener.Snapshot) bool { return s.Ready() && len(s.Members) == 1 }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Join("bad name"); err == nil {
+		t.Fatal("join of a malformed name accepted")
+	}
+	if err := a.Join(b.Name); err != nil {
+		t.Fatal(err)
+	}
+	both := func(what string) {
+		t.Helper()
+		for _, n := range []*cloistertest.Node{a, b} {
+			if _, err := n.WaitStatus(wait, what, func(s listener.Snapshot) bool { return s.Ready() && len(s.Members) == 2 }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	both("2 members after the join")
+	b.Kill()
+	if _, err := a.WaitStatus(wait, "alone after the kill", func(s listener.Snapshot) bool { return len(s.Members) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	both("2 members after the joined peer came back")
+}
