@@ -152,7 +152,7 @@ func TestJoinAddsAPeerAndKeepsIt(t *testing.T) {
 	ns := cloistertest.Names("join", 2)
 	// No flap grace: a lost member is not re-dialled as one, so only the
 	// joined peer's standing as a sentry brings it back.
-	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns[:1], Consensus: 1, Args: []string{"-flap-grace", "-1s"}})
+	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns[:1], Consensus: 1, Args: []string{"-flap-grace", "off"}})
 	b := start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns[1:], Consensus: 1})
 	for _, n := range []*cloistertest.Node{a, b} {
 		if _, err := n.WaitStatus(wait, "ready alone", func(s listener.Snapshot) bool { return s.Ready() && len(s.Members) == 1 }); err != nil {
