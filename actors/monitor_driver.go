@@ -59,8 +59,6 @@ type driver struct {
 	acks []string
 	// left is closed when this node's leave is over (LeaveRequest).
 	left chan struct{}
-	// leaveMissing: the members that went away before acknowledging.
-	leaveMissing []string
 }
 
 // rebuildMsg asks the driver, through the Monitor's mailbox, to build the
@@ -287,7 +285,6 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 		if len(e.Missing) > 0 {
 			d.logf("cloister: leave: %d members went away before acknowledging: %v", len(e.Missing), e.Missing)
 		}
-		d.leaveMissing = slices.Clone(e.Missing)
 		d.closeLeft()
 		return nil, true
 	default:
