@@ -24,7 +24,7 @@ const leaveAsk = 5 // seconds, as Ergo's Direct takes them
 // it from its rings at once (no flap grace, no suspicion; reason
 // listener.RemovedLeft) and acknowledges once its listener has returned
 // from that change. This node's own listener first hears every range it
-// hands over (Snapshot.Changes, all lost). Leave returns when every member
+// hands over (Snapshot.RingChanges, all lost). Leave returns when every member
 // told has acknowledged or gone away, or ctx ends, after stopping the node
 // as Stop does; the error then wraps ctx's. Members that are Elixir
 // cloister nodes are not told (they do not know the message): they see the

@@ -10,7 +10,7 @@ import (
 // hashIndex is the key space sorted by the ring engine's key hash
 // (ring.Snapshot.KeyHash). With it, the keys a ring change moves are read
 // straight out of the hash ranges the change gave or took
-// (ring.DiffRanges, or listener.Snapshot.Changes in a listener): a binary
+// (ring.DiffRanges, or listener.Snapshot.RingChanges in a listener): a binary
 // search per range, instead of asking the owner of every key twice
 // (ring.Diff, the scan this replaces).
 type hashIndex struct {

@@ -23,7 +23,7 @@ func gainedAfter(n *cloistertest.Node, since time.Time, gone string) []ring.Hash
 		if e.Event != "state" || time.Unix(0, e.At).Before(since) {
 			continue
 		}
-		for _, c := range e.Snapshot.Changes {
+		for _, c := range e.Snapshot.RingChanges {
 			all = append(all, c.Gained...)
 		}
 		if !slices.Contains(e.Snapshot.Members, gone) && len(e.Snapshot.Members) > 0 {
@@ -111,7 +111,7 @@ func TestLeaveTellsEverySurvivorBeforeItStops(t *testing.T) {
 	var lost int
 	for _, e := range leaver.Events() {
 		if e.Event == "state" && time.Unix(0, e.At).After(asked) {
-			for _, c := range e.Snapshot.Changes {
+			for _, c := range e.Snapshot.RingChanges {
 				lost += len(c.Lost)
 			}
 		}
