@@ -11,7 +11,7 @@ import (
 
 // RuntimeStats is what a node process reports on /debug/runtime: the Go
 // runtime's goroutines and memory, its open file descriptors, and (with
-// `cloister node -record-dns`) every DNS name it looked up, including the
+// the test node's -record-dns) every DNS name it looked up, including the
 // blocked ones that never left the process.
 type RuntimeStats struct {
 	Goroutines  int      `json:"goroutines"`
@@ -30,9 +30,7 @@ type RuntimeStats struct {
 // Runtime asks the node's /debug/runtime; gc runs a collection first, so
 // HeapAlloc is the live heap.
 func (n *Node) Runtime(gc bool) (RuntimeStats, error) {
-	n.mu.Lock()
-	addr := n.http
-	n.mu.Unlock()
+	addr := n.HTTPAddr()
 	if addr == "" {
 		return RuntimeStats{}, errors.New("cloistertest: " + n.Name + " has no HTTP endpoint yet")
 	}
@@ -55,9 +53,7 @@ func (n *Node) Runtime(gc bool) (RuntimeStats, error) {
 
 // Goroutines returns the node's goroutines grouped by stack (pprof text).
 func (n *Node) Goroutines() (string, error) {
-	n.mu.Lock()
-	addr := n.http
-	n.mu.Unlock()
+	addr := n.HTTPAddr()
 	if addr == "" {
 		return "", errors.New("cloistertest: " + n.Name + " has no HTTP endpoint yet")
 	}

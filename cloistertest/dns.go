@@ -16,7 +16,7 @@ import (
 // Ergo's anonymous metrics (a TXT lookup of metrics.ergo.services, then
 // UDP to it, 60 s after start) stay off: the lookup is the first thing the
 // call-home does, and with this in place it would be both recorded and
-// stopped. `cloister node -record-dns` installs it and reports on
+// stopped. The test node's -record-dns flag installs it and reports on
 // /debug/runtime.
 type DNSRecorder struct {
 	mu      sync.Mutex

@@ -19,8 +19,8 @@ import (
 
 // Network cuts are made with TCP proxies on 127.0.0.1, one per directed
 // pair of nodes: node A reaches node B only through proxy A→B, because A
-// gets a static route "B = 127.0.0.1:<port of proxy A→B>" (`cloister node
-// -route`), which Ergo consults before EPMD. Every connection between A and
+// gets a static route "B = 127.0.0.1:<port of proxy A→B>" (the test
+// node's -route), which Ergo consults before EPMD. Every connection between A and
 // B, whichever side dials, therefore crosses proxy A→B or B→A, and cutting
 // the pair {A, B} acts on both. A proxy finds B's real port through the
 // harness's epmd on every new connection, so a restarted B is reached at

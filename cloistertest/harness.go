@@ -1,56 +1,45 @@
 // Package cloistertest runs real cloister clusters for tests: node
 // processes on 127.0.0.1 against a private epmd, which a test can kill -9,
-// freeze (SIGSTOP), thaw and restart, and whose state changes it can wait
-// for. It also has the original suite's Void server.
+// freeze (SIGSTOP), thaw and restart, whose state changes it can wait for,
+// and whose connections it can cut (Network). It also has the original
+// suite's Void server.
 //
-// Each node is a separate OS process running `cloister node` (package
-// cmd/cloister), built once per test binary, or the binary named by the
-// CLOISTER_BIN environment variable. A node prints its events as JSON lines
-// on stdout and serves /status over HTTP.
+// Each node is a separate OS process running the test node program
+// (cloistertest/internal/testnode: `cloister node` plus test-only flags),
+// built once per test binary, or the binary named by the CLOISTER_BIN
+// environment variable. A node prints its events as JSON lines on stdout
+// and serves /status over HTTP.
 package cloistertest
 
 import (
-	"bufio"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/cloister-go/cloister/internal/testenv"
-	"github.com/cloister-go/cloister/listener"
+	"github.com/cloister-go/cloister/internal/localcluster"
 )
 
 // Event is one line a node process prints.
-type Event struct {
-	// Event is "listening", "started", "state", "removed", "leaving",
-	// "error" or "stopped".
-	Event string `json:"event"`
-	// Member and Reason: a "removed" event's member and removal reason.
-	Member   string            `json:"member,omitempty"`
-	Reason   string            `json:"reason,omitempty"`
-	Node     string            `json:"node,omitempty"`
-	From     string            `json:"from,omitempty"`
-	To       string            `json:"to,omitempty"`
-	HTTP     string            `json:"http,omitempty"`
-	Error    string            `json:"error,omitempty"`
-	Snapshot listener.Snapshot `json:"snapshot,omitempty"`
-	// At is when the node printed it (Unix nanoseconds).
-	At int64 `json:"at"`
-	// Seen is when the harness read it.
-	Seen time.Time `json:"-"`
-}
+type Event = localcluster.Event
+
+// Printer writes the events a node program prints, one JSON line each.
+type Printer = localcluster.Printer
+
+// NewPrinter prints to w when on.
+func NewPrinter(w io.Writer, on bool) *Printer { return localcluster.NewPrinter(w, on) }
+
+// EPMDMain is the `epmd -port P` subcommand of a node program: it serves
+// EPMD on 127.0.0.1:P until SIGTERM or SIGINT. prog names the program in
+// messages; the result is the exit code.
+func EPMDMain(prog string, args []string) int { return localcluster.EPMDMain(prog, args) }
+
+// Names returns n node names prefix_0@127.0.0.1 … prefix_<n-1>@127.0.0.1.
+func Names(prefix string, n int) []string { return localcluster.Names(prefix, n) }
 
 // Spec describes one node process.
 type Spec struct {
@@ -66,19 +55,14 @@ type Spec struct {
 	// events are still printed by the other listener).
 	PanicListener bool
 	StartTimeout  time.Duration
-	// Args are extra flags for `cloister node`.
+	// Args are extra flags for the node program.
 	Args []string
 	Env  []string
 }
 
 // Harness owns a private epmd and the node processes of one test.
 type Harness struct {
-	Bin    string
-	EPMD   *testenv.EPMD
-	Cookie string
-	// Logs receives every line a node writes to stderr (nil: discarded
-	// unless CLOISTER_TEST_LOGS=1, then os.Stderr).
-	Logs io.Writer
+	*localcluster.Harness
 
 	mu    sync.Mutex
 	nodes map[string]*Node
@@ -87,14 +71,20 @@ type Harness struct {
 	net *Network
 }
 
+// Node is one node process.
+type Node struct {
+	*localcluster.Node
+}
+
 var (
 	buildOnce sync.Once
 	buildBin  string
 	buildErr  error
 )
 
-// Binary returns the `cloister` binary: $CLOISTER_BIN, or one built once
-// per process from github.com/cloister-go/cloister/cmd/cloister.
+// Binary returns the node program: $CLOISTER_BIN, or the test node built
+// once per process from
+// github.com/cloister-go/cloister/cloistertest/internal/testnode.
 func Binary() (string, error) {
 	if b := os.Getenv("CLOISTER_BIN"); b != "" {
 		return b, nil
@@ -105,11 +95,11 @@ func Binary() (string, error) {
 			buildErr = err
 			return
 		}
-		buildBin = filepath.Join(dir, "cloister")
-		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/cloister-go/cloister/cmd/cloister")
+		buildBin = filepath.Join(dir, "testnode")
+		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/cloister-go/cloister/cloistertest/internal/testnode")
 		out, err := cmd.CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("cloistertest: build cloister: %v\n%s", err, out)
+			buildErr = fmt.Errorf("cloistertest: build the test node: %v\n%s", err, out)
 		}
 	})
 	return buildBin, buildErr
@@ -136,49 +126,40 @@ func NewT(t testing.TB) *Harness {
 	return h
 }
 
-// Names returns n node names prefix_0@127.0.0.1 … prefix_<n-1>@127.0.0.1.
-func Names(prefix string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("%s_%d@127.0.0.1", prefix, i)
-	}
-	return out
-}
-
-// NewWithBinary is New with a given `cloister` binary. The epmd is the
-// system's when installed, else `cloister epmd` (cloister's own EPMD).
+// NewWithBinary is New with a given node program (one that answers `node`
+// and `epmd` as the test node does). The epmd is the system's when
+// installed, else `bin epmd` (cloister's own EPMD). The cookie is "cloistertest".
 func NewWithBinary(bin string) (*Harness, error) {
-	e, err := testenv.StartEPMD()
+	lh, err := localcluster.New(bin, localcluster.Options{Cookie: "cloistertest"})
 	if err != nil {
-		if e, err = testenv.StartEPMDWith(bin, "epmd"); err != nil {
-			return nil, err
-		}
+		return nil, err
 	}
-	h := &Harness{Bin: bin, EPMD: e, Cookie: "cloistertest", nodes: map[string]*Node{}}
-	if os.Getenv("CLOISTER_TEST_LOGS") == "1" {
-		h.Logs = os.Stderr
-	}
+	h := &Harness{Harness: lh, nodes: map[string]*Node{}}
+	lh.ExtraArgs = h.routes
 	return h, nil
 }
 
-// Close kills every node process and the epmd.
-func (h *Harness) Close() {
+// routes are the -route flags of node name when the harness has a Network.
+func (h *Harness) routes(name string) []string {
 	h.mu.Lock()
-	nodes := make([]*Node, 0, len(h.nodes))
-	for _, n := range h.nodes {
-		nodes = append(nodes, n)
-	}
+	net := h.net
 	h.mu.Unlock()
-	for _, n := range nodes {
-		n.Kill()
+	if net == nil {
+		return nil
 	}
+	return net.routes(name)
+}
+
+// Close kills every node process, the network's proxies and the epmd.
+func (h *Harness) Close() {
+	h.KillAll()
 	h.mu.Lock()
 	net := h.net
 	h.mu.Unlock()
 	if net != nil {
 		net.Close()
 	}
-	h.EPMD.Stop()
+	h.Harness.Close()
 }
 
 // Node returns the node process of that name, or nil.
@@ -191,468 +172,26 @@ func (h *Harness) Node(name string) *Node {
 // Start launches a node process. It returns at once; use WaitStarted or
 // WaitState to wait for the node.
 func (h *Harness) Start(s Spec) (*Node, error) {
-	n := &Node{h: h, spec: s, Name: s.Name}
-	if err := n.launch(); err != nil {
+	ls := localcluster.Spec{Name: s.Name, Sentry: s.Sentry, Service: s.Service, DNSServer: s.DNSServer,
+		Consensus: s.Consensus, OTPApp: s.OTPApp, StartTimeout: s.StartTimeout, Env: s.Env}
+	if s.Void {
+		ls.Args = append(ls.Args, "-void")
+	}
+	if s.PanicListener {
+		ls.Args = append(ls.Args, "-panic-listener")
+	}
+	ls.Args = append(ls.Args, s.Args...)
+	ln, err := h.Harness.Start(ls)
+	if err != nil {
 		return nil, err
 	}
+	n := &Node{ln}
 	h.mu.Lock()
 	h.nodes[s.Name] = n
 	h.mu.Unlock()
 	return n, nil
 }
 
-// Node is one node process.
-type Node struct {
-	Name string
-	h    *Harness
-	spec Spec
-
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	events  []Event
-	changed chan struct{}
-	http    string
-	exited  chan struct{}
-	tail    tailBuffer // the end of stderr, over every launch
-}
-
-func (s Spec) args(h *Harness) []string {
-	a := []string{"node", "-name", s.Name, "-cookie", h.Cookie, "-epmd-port", strconv.Itoa(int(h.EPMD.Port)),
-		"-http", "127.0.0.1:0", "-events"}
-	if len(s.Sentry) > 0 {
-		a = append(a, "-sentry", strings.Join(s.Sentry, ","))
-	}
-	if s.Service != "" {
-		a = append(a, "-service", s.Service)
-	}
-	if s.DNSServer != "" {
-		a = append(a, "-dns-server", s.DNSServer)
-	}
-	if s.Consensus > 0 {
-		a = append(a, "-consensus", strconv.Itoa(s.Consensus))
-	}
-	if s.OTPApp != "" {
-		a = append(a, "-otp-app", s.OTPApp)
-	}
-	if s.Void {
-		a = append(a, "-void")
-	}
-	if s.PanicListener {
-		a = append(a, "-panic-listener")
-	}
-	if s.StartTimeout > 0 {
-		a = append(a, "-start-timeout", s.StartTimeout.String())
-	}
-	h.mu.Lock()
-	net := h.net
-	h.mu.Unlock()
-	if net != nil {
-		a = append(a, net.routes(s.Name)...)
-	}
-	return append(a, s.Args...)
-}
-
-func (n *Node) launch() error {
-	cmd := exec.Command(n.h.Bin, n.spec.args(n.h)...)
-	cmd.Env = append(os.Environ(), n.spec.Env...)
-	// Own process group, and killed if the test process dies.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return err
-	}
-	// The end of stderr is always kept (LogTail), so a failing test can
-	// show what a node said even when logs are not streamed.
-	cmd.Stderr = &n.tail
-	if n.h.Logs != nil {
-		cmd.Stderr = io.MultiWriter(&n.tail, prefixWriter{n.Name, n.h.Logs})
-	}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("cloistertest: start %s: %w", n.Name, err)
-	}
-	n.mu.Lock()
-	n.cmd = cmd
-	n.events = nil
-	n.http = ""
-	n.changed = make(chan struct{})
-	n.exited = make(chan struct{})
-	exited := n.exited
-	n.mu.Unlock()
-	go n.read(out, cmd, exited)
-	return nil
-}
-
-func (n *Node) read(r io.Reader, cmd *exec.Cmd, exited chan struct{}) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 1<<20), 16<<20)
-	for sc.Scan() {
-		var e Event
-		if json.Unmarshal(sc.Bytes(), &e) != nil {
-			continue
-		}
-		e.Seen = time.Now()
-		n.mu.Lock()
-		if n.cmd != cmd {
-			n.mu.Unlock()
-			continue
-		}
-		n.events = append(n.events, e)
-		if e.Event == "listening" {
-			n.http = e.HTTP
-		}
-		close(n.changed)
-		n.changed = make(chan struct{})
-		n.mu.Unlock()
-	}
-	_ = cmd.Wait()
-	close(exited)
-	n.mu.Lock()
-	if n.cmd == cmd {
-		close(n.changed)
-		n.changed = make(chan struct{})
-	}
-	n.mu.Unlock()
-}
-
-// Pid is the OS process id of the running node (0 when none).
-func (n *Node) Pid() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.cmd == nil || n.cmd.Process == nil {
-		return 0
-	}
-	return n.cmd.Process.Pid
-}
-
-func (n *Node) signal(sig syscall.Signal) error {
-	pid := n.Pid()
-	// Never signal a pid that was reaped: the number may be reused.
-	if pid == 0 || !n.Running() {
-		return errors.New("cloistertest: " + n.Name + " is not running")
-	}
-	return syscall.Kill(pid, sig)
-}
-
-// Kill sends SIGKILL (kill -9) and waits for the process to be gone.
-func (n *Node) Kill() {
-	n.mu.Lock()
-	exited := n.exited
-	n.mu.Unlock()
-	if n.signal(syscall.SIGKILL) == nil && exited != nil {
-		<-exited
-	}
-}
-
-// Stop asks for an orderly shutdown (SIGTERM) and waits up to 10 s.
-func (n *Node) Stop() error {
-	n.mu.Lock()
-	exited := n.exited
-	n.mu.Unlock()
-	if err := n.signal(syscall.SIGTERM); err != nil {
-		return err
-	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(10 * time.Second):
-		n.Kill()
-		return errors.New("cloistertest: " + n.Name + " did not stop on SIGTERM in 10s")
-	}
-}
-
-// Leave sends SIGUSR1, on which the node leaves the cluster gracefully
-// (cloister.Leave) and stops, and waits for the process to exit.
-func (n *Node) Leave() error {
-	n.mu.Lock()
-	exited := n.exited
-	n.mu.Unlock()
-	if err := n.signal(syscall.SIGUSR1); err != nil {
-		return err
-	}
-	select {
-	case <-exited:
-		return nil
-	case <-time.After(30 * time.Second):
-		n.Kill()
-		return errors.New("cloistertest: " + n.Name + " did not leave and stop in 30s")
-	}
-}
-
-// Freeze stops the process (SIGSTOP); Thaw resumes it (SIGCONT).
-func (n *Node) Freeze() error { return n.signal(syscall.SIGSTOP) }
-
-// Thaw resumes a frozen process.
-func (n *Node) Thaw() error { return n.signal(syscall.SIGCONT) }
-
-// Restart starts the node again with the same spec (after Kill or Stop).
-func (n *Node) Restart() error {
-	if n.Pid() != 0 && n.Running() {
-		n.Kill()
-	}
-	return n.launch()
-}
-
-// Running reports whether the process has not exited.
-func (n *Node) Running() bool {
-	n.mu.Lock()
-	ex := n.exited
-	n.mu.Unlock()
-	if ex == nil {
-		return false
-	}
-	select {
-	case <-ex:
-		return false
-	default:
-		return true
-	}
-}
-
-// Events returns the events printed by the current process so far.
-func (n *Node) Events() []Event {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return append([]Event(nil), n.events...)
-}
-
-// Transitions lists "from>to" for every state event so far.
-func (n *Node) Transitions() []string {
-	var out []string
-	for _, e := range n.Events() {
-		if e.Event == "state" {
-			out = append(out, e.From+">"+e.To)
-		}
-	}
-	return out
-}
-
-// WaitFor waits until an event of the current process (one already seen
-// included) satisfies ok, and returns it.
-func (n *Node) WaitFor(timeout time.Duration, what string, ok func(Event) bool) (Event, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	seen := 0
-	for {
-		n.mu.Lock()
-		evs := n.events
-		ch := n.changed
-		ex := n.exited
-		n.mu.Unlock()
-		for ; seen < len(evs); seen++ {
-			if ok(evs[seen]) {
-				return evs[seen], nil
-			}
-		}
-		select {
-		case <-ch:
-		case <-ex:
-			n.mu.Lock()
-			more := len(n.events) > seen
-			n.mu.Unlock()
-			if !more {
-				return Event{}, fmt.Errorf("cloistertest: %s exited while waiting for %s", n.Name, what)
-			}
-		case <-deadline.C:
-			return Event{}, fmt.Errorf("cloistertest: %s: no %s within %s (transitions %v)", n.Name, what, timeout, n.Transitions())
-		}
-	}
-}
-
-// WaitStarted waits until the node's start returned (the gate opened).
-func (n *Node) WaitStarted(timeout time.Duration) (Event, error) {
-	return n.WaitFor(timeout, "start", func(e Event) bool { return e.Event == "started" || e.Event == "error" })
-}
-
-// WaitTransition waits for a state change into to (from "" = any), counting
-// only events after the first skip state events.
-func (n *Node) WaitTransition(timeout time.Duration, from, to string, after time.Time) (Event, error) {
-	return n.WaitFor(timeout, from+">"+to, func(e Event) bool {
-		return e.Event == "state" && e.To == to && (from == "" || e.From == from) && !e.Seen.Before(after)
-	})
-}
-
-// CaughtUp waits until the node's last state event read so far shows the
-// state and members its /status shows now. /status changes with the
-// Monitor, events come later (the listener runs apart from it, and the
-// harness reads them from a pipe), so a test that takes "now" right after a
-// WaitStatus may still receive an older transition after it; waiting here
-// first makes WaitTransition(…, after) see only newer ones.
-func (n *Node) CaughtUp(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		s, err := n.Status()
-		if err == nil {
-			evs := n.Events()
-			i := len(evs) - 1
-			for i >= 0 && evs[i].Event != "state" {
-				i--
-			}
-			if i >= 0 && evs[i].To == s.State.String() && slices.Equal(evs[i].Snapshot.Members, s.Members) {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("cloistertest: %s: events did not catch up with /status in %s (err %v)", n.Name, timeout, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// HTTPAddr is the node's health/status endpoint address ("" until known).
-func (n *Node) HTTPAddr() string {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.http
-}
-
-// Status asks the node's /status endpoint.
-func (n *Node) Status() (listener.Snapshot, error) {
-	n.mu.Lock()
-	addr := n.http
-	n.mu.Unlock()
-	if addr == "" {
-		return listener.Snapshot{}, errors.New("cloistertest: " + n.Name + " has no status endpoint yet")
-	}
-	c := http.Client{Timeout: 2 * time.Second}
-	r, err := c.Get("http://" + addr + "/status")
-	if err != nil {
-		return listener.Snapshot{}, err
-	}
-	defer r.Body.Close()
-	var s listener.Snapshot
-	return s, json.NewDecoder(r.Body).Decode(&s)
-}
-
-// Join asks the node to add peer at run time (POST /join).
-func (n *Node) Join(peer string) error {
-	n.mu.Lock()
-	addr := n.http
-	n.mu.Unlock()
-	if addr == "" {
-		return errors.New("cloistertest: " + n.Name + " has no http endpoint yet")
-	}
-	c := http.Client{Timeout: 5 * time.Second}
-	r, err := c.Post("http://"+addr+"/join?node="+url.QueryEscape(peer), "text/plain", nil)
-	if err != nil {
-		return err
-	}
-	defer r.Body.Close()
-	if r.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(r.Body)
-		return fmt.Errorf("cloistertest: join %s on %s: %s: %s", peer, n.Name, r.Status, strings.TrimSpace(string(b)))
-	}
-	return nil
-}
-
-// WaitStatus polls /status until ok holds.
-func (n *Node) WaitStatus(timeout time.Duration, what string, ok func(listener.Snapshot) bool) (listener.Snapshot, error) {
-	deadline := time.Now().Add(timeout)
-	var last listener.Snapshot
-	var lastErr error
-	for time.Now().Before(deadline) {
-		s, err := n.Status()
-		if err == nil && ok(s) {
-			return s, nil
-		}
-		last, lastErr = s, err
-		time.Sleep(20 * time.Millisecond)
-	}
-	return last, fmt.Errorf("cloistertest: %s: %s not reached in %s (last: %v, err %v)", n.Name, what, timeout, last, lastErr)
-}
-
-// tailKeep is how much of a node's stderr LogTail keeps.
-const tailKeep = 256 << 10
-
-// tailBuffer keeps the last tailKeep bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	buf []byte
-}
-
-func (t *tailBuffer) Write(b []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, b...)
-	if over := len(t.buf) - tailKeep; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(b), nil
-}
-
-// LogTail returns the last lines the node's processes wrote to stderr (up
-// to 256 KiB, across restarts), for a failing test to print.
-func (n *Node) LogTail() string {
-	n.tail.mu.Lock()
-	defer n.tail.mu.Unlock()
-	s := string(n.tail.buf)
-	if i := strings.IndexByte(s, '\n'); i >= 0 && len(n.tail.buf) == tailKeep {
-		s = s[i+1:] // drop the partial first line
-	}
-	return s
-}
-
 // LastLines returns the last n lines of s (a LogTail or DumpStacks
 // output), for a failing test to print a bounded amount.
-func LastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// DumpStacks makes a running node print every goroutine's stack to stderr
-// (SIGQUIT: the Go runtime dumps them and the process exits), waits for it
-// to exit, and returns LogTail. For diagnosing a stuck node in a failing
-// test; the node is gone afterwards.
-func (n *Node) DumpStacks(timeout time.Duration) string {
-	n.mu.Lock()
-	ex := n.exited
-	n.mu.Unlock()
-	if n.signal(syscall.SIGQUIT) == nil && ex != nil {
-		select {
-		case <-ex:
-		case <-time.After(timeout):
-		}
-	}
-	return n.LogTail()
-}
-
-type prefixWriter struct {
-	name string
-	w    io.Writer
-}
-
-func (p prefixWriter) Write(b []byte) (int, error) {
-	for _, line := range strings.SplitAfter(string(b), "\n") {
-		if line != "" {
-			fmt.Fprintf(p.w, "[%s] %s", p.name, line)
-		}
-	}
-	return len(b), nil
-}
-
-// Whois asks the node's /whois endpoint for the owner of key in group
-// ("" = the default ring).
-func (n *Node) Whois(group, key string) (string, error) {
-	n.mu.Lock()
-	addr := n.http
-	n.mu.Unlock()
-	if addr == "" {
-		return "", errors.New("cloistertest: " + n.Name + " has no HTTP endpoint yet")
-	}
-	c := http.Client{Timeout: 2 * time.Second}
-	r, err := c.Get("http://" + addr + "/whois?" + url.Values{"key": {key}, "group": {group}}.Encode())
-	if err != nil {
-		return "", err
-	}
-	defer r.Body.Close()
-	var res struct{ Owner, Error string }
-	if err := json.NewDecoder(r.Body).Decode(&res); err != nil {
-		return "", err
-	}
-	if res.Error != "" {
-		return "", errors.New(res.Error)
-	}
-	return res.Owner, nil
-}
+func LastLines(s string, n int) string { return localcluster.LastLines(s, n) }

@@ -216,3 +216,29 @@ func TestEPMDFallbackServesNodes(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// The product binary links no test harness and offers no test-only flags:
+// tests run their own node program (cloistertest/internal/testnode).
+func TestBinaryCarriesNoTestHooks(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if dep == "testing" || strings.Contains(dep, "cloistertest") || strings.HasSuffix(dep, "/testnode") {
+			t.Errorf("cmd/cloister links %s", dep)
+		}
+	}
+	help, _, code := cli(t, "node", "-h")
+	if code != 0 {
+		t.Fatalf("node -h: exit %d", code)
+	}
+	for _, f := range []string{"-void", "-panic-listener", "-plain", "-route", "-record-dns"} {
+		if strings.Contains(help, "  "+f+" ") || strings.Contains(help, "  "+f+"\n") {
+			t.Errorf("node -h lists the test-only flag %s", f)
+		}
+		if _, e, code := cli(t, "node", f); code != 2 || !strings.Contains(e, "not defined") {
+			t.Errorf("node %s: exit %d, stderr %q; want a usage error", f, code, e)
+		}
+	}
+}

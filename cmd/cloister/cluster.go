@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/internal/config"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -56,8 +56,8 @@ func runInit(args []string) int {
 
 // localCluster is N node processes on 127.0.0.1 with a private epmd.
 type localCluster struct {
-	h     *cloistertest.Harness
-	nodes []*cloistertest.Node
+	h     *localcluster.Harness
+	nodes []*localcluster.Node
 	names []string
 }
 
@@ -66,13 +66,13 @@ func startLocal(n, consensus int, prefix string, extra []string) (*localCluster,
 	if err != nil {
 		return nil, err
 	}
-	h, err := cloistertest.NewWithBinary(bin)
+	h, err := localcluster.New(bin, localcluster.Options{})
 	if err != nil {
 		return nil, err
 	}
-	lc := &localCluster{h: h, names: cloistertest.Names(prefix, n)}
+	lc := &localCluster{h: h, names: localcluster.Names(prefix, n)}
 	for _, name := range lc.names {
-		node, err := h.Start(cloistertest.Spec{Name: name, Sentry: lc.names, Consensus: consensus, Args: extra})
+		node, err := h.Start(localcluster.Spec{Name: name, Sentry: lc.names, Consensus: consensus, Args: extra})
 		if err != nil {
 			h.Close()
 			return nil, err
@@ -93,7 +93,7 @@ func (lc *localCluster) waitReady(timeout time.Duration) error {
 		}
 		// The listener reports states off the Monitor's goroutine, so
 		// "started" can be read before the change to ready that caused it.
-		if _, err := n.WaitFor(timeout, "its listener told of ready", func(e cloistertest.Event) bool {
+		if _, err := n.WaitFor(timeout, "its listener told of ready", func(e localcluster.Event) bool {
 			return e.Event == "state" && e.To == "ready"
 		}); err != nil {
 			return err
@@ -211,12 +211,12 @@ prefixed with its node name. Ctrl-C stops everything.`)
 // each node reported them.
 type eventStream struct {
 	mu    sync.Mutex
-	nodes []*cloistertest.Node
-	seen  map[*cloistertest.Node]int
+	nodes []*localcluster.Node
+	seen  map[*localcluster.Node]int
 }
 
-func newEventStream(nodes []*cloistertest.Node) *eventStream {
-	return &eventStream{nodes: nodes, seen: map[*cloistertest.Node]int{}}
+func newEventStream(nodes []*localcluster.Node) *eventStream {
+	return &eventStream{nodes: nodes, seen: map[*localcluster.Node]int{}}
 }
 
 // flush prints what arrived since the last flush.
@@ -257,13 +257,13 @@ func runProgram(argv []string, cf clusterFlags, sigs chan os.Signal) int {
 		fmt.Fprintln(os.Stderr, "cloister run:", err)
 		return 1
 	}
-	h, err := cloistertest.NewWithBinary(bin)
+	h, err := localcluster.New(bin, localcluster.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cloister run:", err)
 		return 1
 	}
 	defer h.Close()
-	names := cloistertest.Names(*cf.prefix, *cf.n)
+	names := localcluster.Names(*cf.prefix, *cf.n)
 	var cmds []*exec.Cmd
 	var wg sync.WaitGroup
 	exits := make(chan struct{}, len(names))

@@ -8,7 +8,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -32,7 +32,7 @@ func runDemo(args []string) int {
 		fmt.Fprintln(os.Stderr, "cloister demo:", err)
 		return 1
 	}
-	h, err := cloistertest.NewWithBinary(bin)
+	h, err := localcluster.New(bin, localcluster.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cloister demo:", err)
 		return 1
@@ -40,9 +40,9 @@ func runDemo(args []string) int {
 	defer h.Close()
 	d := &demo{h: h, stop: make(chan struct{})}
 	fmt.Printf("== starting %d nodes (consensus %d, epmd on 127.0.0.1:%d)\n", *n, *consensus, h.EPMD.Port)
-	names := cloistertest.Names("demo", *n)
+	names := localcluster.Names("demo", *n)
 	for _, name := range names {
-		node, err := h.Start(cloistertest.Spec{Name: name, Sentry: names, Consensus: *consensus})
+		node, err := h.Start(localcluster.Spec{Name: name, Sentry: names, Consensus: *consensus})
 		if err != nil {
 			return d.fail(err)
 		}
@@ -67,7 +67,7 @@ func runDemo(args []string) int {
 	fmt.Printf("== kill -9 %s\n", victim.Name)
 	killed := time.Now()
 	victim.Kill()
-	survivors := append([]*cloistertest.Node{d.nodes[0]}, d.nodes[2:]...)
+	survivors := append([]*localcluster.Node{d.nodes[0]}, d.nodes[2:]...)
 	if err := d.waitMembers(survivors, *n-1); err != nil {
 		return d.fail(err)
 	}
@@ -118,8 +118,8 @@ func runDemo(args []string) int {
 }
 
 type demo struct {
-	h     *cloistertest.Harness
-	nodes []*cloistertest.Node
+	h     *localcluster.Harness
+	nodes []*localcluster.Node
 	stop  chan struct{}
 	mu    sync.Mutex
 }
@@ -131,8 +131,8 @@ func (d *demo) fail(err error) int {
 
 // printEvents prints every state change of every node as it happens.
 func (d *demo) printEvents() {
-	seen := map[*cloistertest.Node]int{}
-	pids := map[*cloistertest.Node]int{}
+	seen := map[*localcluster.Node]int{}
+	pids := map[*localcluster.Node]int{}
 	for {
 		select {
 		case <-d.stop:
@@ -155,7 +155,7 @@ func (d *demo) printEvents() {
 	}
 }
 
-func (d *demo) waitMembers(nodes []*cloistertest.Node, want int) error {
+func (d *demo) waitMembers(nodes []*localcluster.Node, want int) error {
 	for _, n := range nodes {
 		if _, err := n.WaitStatus(30*time.Second, fmt.Sprintf("ready with %d members", want), func(s listener.Snapshot) bool {
 			return s.Ready() && len(s.Members) == want
@@ -168,7 +168,7 @@ func (d *demo) waitMembers(nodes []*cloistertest.Node, want int) error {
 
 // whois asks every node for every key, prints the owners, and checks that
 // all nodes agree.
-func (d *demo) whois(nodes []*cloistertest.Node, keys []string) (map[string]string, error) {
+func (d *demo) whois(nodes []*localcluster.Node, keys []string) (map[string]string, error) {
 	owners := map[string]string{}
 	for _, k := range keys {
 		for _, n := range nodes {

@@ -10,20 +10,25 @@
 //	cloister epmd    serve EPMD (cloister's own) where Erlang's epmd is not installed
 //	cloister version print the version
 //
-// Run `cloister <command> -h` for a command's flags. Exit codes: 0 ok,
-// 1 failure, 2 bad usage.
+// Run `cloister <command> -h` for a command's flags. Every command that
+// talks to nodes uses the same defaults: cookie $CLOISTER_COOKIE or
+// "cloister", epmd port $ERL_EPMD_PORT or 4369. Exit codes: 0 ok, 1
+// failure, 2 bad usage.
 package main
 
 import (
 	"fmt"
-	"github.com/cloister-go/cloister/cloistertest"
+	"io"
 	"os"
+
+	"github.com/cloister-go/cloister/internal/localcluster"
+	"github.com/cloister-go/cloister/internal/nodecmd"
 )
 
 const version = "v0.1.0"
 
-func usage() {
-	fmt.Fprintf(os.Stderr, `usage: cloister <command> [flags]
+func usage(w io.Writer) {
+	fmt.Fprintf(w, `usage: cloister <command> [flags]
 
 commands:
   init      write a commented config file (cloister.yaml)
@@ -35,18 +40,22 @@ commands:
   whois     print the owner of a key as a node sees it
   epmd      serve EPMD (cloister's own) where Erlang's is not installed
   version   print the version
-`)
+
+Every command that talks to nodes uses the same defaults: cookie
+$CLOISTER_COOKIE or %q, epmd port $ERL_EPMD_PORT or %d.
+Run 'cloister <command> -h' for a command's flags.
+`, nodecmd.DefaultCookie, nodecmd.DefaultEPMDPort)
 }
 
 func main() {
 	if len(os.Args) < 2 {
-		usage()
+		usage(os.Stderr)
 		os.Exit(2)
 	}
 	var code int
 	switch os.Args[1] {
 	case "node":
-		code = runNode(os.Args[2:])
+		code = nodecmd.Main("cloister node", os.Args[2:], nil)
 	case "init":
 		code = runInit(os.Args[2:])
 	case "run":
@@ -58,16 +67,16 @@ func main() {
 	case "whois":
 		code = runWhois(os.Args[2:])
 	case "epmd":
-		code = cloistertest.EPMDMain("cloister", os.Args[2:])
+		code = localcluster.EPMDMain("cloister", os.Args[2:])
 	case "demo":
 		code = runDemo(os.Args[2:])
-	case "version":
+	case "version", "-version", "--version":
 		fmt.Println("cloister", version)
-	case "-h", "--help", "help":
-		usage()
+	case "-h", "-help", "--help", "help":
+		usage(os.Stdout)
 	default:
 		fmt.Fprintf(os.Stderr, "cloister: unknown command %q\n", os.Args[1])
-		usage()
+		usage(os.Stderr)
 		code = 2
 	}
 	os.Exit(code)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/internal/nodecmd"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -30,8 +31,8 @@ type remoteFlags struct {
 
 func addRemoteFlags(fs *flag.FlagSet) remoteFlags {
 	return remoteFlags{
-		cookie:   fs.String("cookie", envOr("CLOISTER_COOKIE", "cloister"), "distribution cookie of the cluster"),
-		epmdPort: fs.Int("epmd-port", atoiOr(os.Getenv("ERL_EPMD_PORT"), 4369), "EPMD port (default $ERL_EPMD_PORT or 4369)"),
+		cookie:   fs.String("cookie", nodecmd.EnvOr("CLOISTER_COOKIE", "cloister"), "distribution cookie of the cluster"),
+		epmdPort: fs.Int("epmd-port", nodecmd.AtoiOr(os.Getenv("ERL_EPMD_PORT"), 4369), "EPMD port (default $ERL_EPMD_PORT or 4369)"),
 		self:     fs.String("cli-name", fmt.Sprintf("cloister_cli_%d@127.0.0.1", os.Getpid()), "name of the CLI's own (non-member) node"),
 		monitor:  fs.String("monitor", actors.MonitorName, "registered name of the Monitor"),
 		timeout:  fs.Duration("timeout", 5*time.Second, "how long to wait for the node"),

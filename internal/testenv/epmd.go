@@ -66,6 +66,33 @@ func StartEPMDWith(path string, args ...string) (*EPMD, error) {
 	return nil, fmt.Errorf("testenv: epmd did not start")
 }
 
+// StartEPMDOn runs `path args... -port port` (path "": the system epmd,
+// $CLOISTER_EPMD or "epmd") and waits until it accepts.
+func StartEPMDOn(port uint16, path string, args ...string) (*EPMD, error) {
+	if path == "" {
+		bin := os.Getenv("CLOISTER_EPMD")
+		if bin == "" {
+			bin = "epmd"
+		}
+		p, err := exec.LookPath(bin)
+		if err != nil {
+			return nil, fmt.Errorf("testenv: epmd not found: %w", err)
+		}
+		path = p
+	}
+	cmd := exec.Command(path, append(append([]string(nil), args...), "-port", strconv.Itoa(int(port)))...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	e := &EPMD{Port: port, cmd: cmd}
+	if waitListening(port, 5*time.Second) {
+		return e, nil
+	}
+	e.Stop()
+	return nil, fmt.Errorf("testenv: epmd did not start on port %d", port)
+}
+
 // Addr is "127.0.0.1:port".
 func (e *EPMD) Addr() string { return fmt.Sprintf("127.0.0.1:%d", e.Port) }
 

@@ -1,4 +1,4 @@
-package cloistertest
+package localcluster
 
 import (
 	"context"
@@ -15,9 +15,9 @@ import (
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
-// The node side of the harness's protocol: a program the harness runs as a
-// node prints its events with a Printer, and answers `epmd -port P` with
-// EPMDMain (the fallback when Erlang's epmd is not installed).
+// The node side of the protocol: a program run as a node prints its events
+// with a Printer, and answers `epmd -port P` with EPMDMain (the fallback
+// when Erlang's epmd is not installed).
 
 // Printer writes one JSON event line per call (the Event the harness reads),
 // stamped with "at"; safe for concurrent use. A nil or disabled Printer
@@ -44,10 +44,10 @@ func (p *Printer) Print(fields map[string]interface{}) {
 	_ = p.enc.Encode(fields)
 }
 
-// EPMDMain is the `epmd -port P` subcommand of a program run by the
-// harness: it serves cloister's EPMD (package internal/wire/epmd, never
-// Ergo's) on 127.0.0.1:P, or on -address, until SIGTERM or SIGINT. prog
-// names the program in messages; the result is the exit code.
+// EPMDMain is the `epmd -port P` subcommand of a node program: it serves
+// cloister's EPMD (package internal/wire/epmd, never Ergo's) on
+// 127.0.0.1:P, or on -address, until SIGTERM or SIGINT. prog names the
+// program in messages; the result is the exit code.
 func EPMDMain(prog string, args []string) int {
 	fs := flag.NewFlagSet(prog+" epmd", flag.ContinueOnError)
 	port := fs.Int("port", 4369, "port to serve EPMD on")

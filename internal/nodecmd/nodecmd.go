@@ -1,0 +1,287 @@
+// Package nodecmd is `cloister node`: one node with cloister, configured
+// by flags, a YAML file and CLOISTER_* variables, printing its state
+// changes, serving /healthz, /readyz, /status, /whois (and /metrics), and
+// stopping in order on SIGINT or SIGTERM in every phase, the start gate
+// included. The `cloister` command runs it as is; the test suite's node
+// program adds its own flags through an Extension, so the product binary
+// carries no test hooks.
+package nodecmd
+
+import (
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/cloister-go/cloister"
+	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/app"
+	"github.com/cloister-go/cloister/health"
+	"github.com/cloister-go/cloister/internal/localcluster"
+	"github.com/cloister-go/cloister/listener"
+	"github.com/cloister-go/cloister/metrics"
+	"github.com/ergo-services/ergo/node"
+)
+
+// Extension adds flags and behaviour to the node command (the test
+// suite's node program uses it; `cloister` has none).
+type Extension interface {
+	// Flags adds the extension's flags.
+	Flags(fs *flag.FlagSet)
+	// Apply runs once the options are built, before the node starts: it
+	// may change them, wrap s.Options.Listener, or take over by setting
+	// s.Run.
+	Apply(s *Setup) error
+	// Handle adds HTTP handlers to the -http endpoint.
+	Handle(mux *http.ServeMux)
+}
+
+// Setup is what an Extension may look at and change before the start.
+type Setup struct {
+	Name     string
+	Cookie   string
+	EPMDPort uint16
+	Options  *cloister.Options
+	Node     *cloister.NodeOptions
+	Out      *localcluster.Printer
+	Logf     func(format string, args ...interface{})
+	// Run, when an extension sets it, replaces the cloister node: it runs
+	// until stop is closed (SIGINT or SIGTERM) and returns the exit code.
+	Run func(stop <-chan struct{}) int
+}
+
+// Main runs the node command with args (the words after `node`) and
+// returns the exit code: 0 stopped on a signal, 1 failed, 2 bad usage.
+// prog names the command in messages ("cloister node"); ext may be nil.
+func Main(prog string, args []string, ext Extension) int {
+	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
+	f := addFlags(fs)
+	if ext != nil {
+		ext.Flags(fs)
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: %s [flags]\n\nRuns one node with cloister until SIGINT or SIGTERM, printing its state changes.\nFlags given explicitly override -config; CLOISTER_* variables set their defaults.\n\n", prog)
+		fs.PrintDefaults()
+	}
+	if code, done := ParseFlags(fs, args); done {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "%s: unexpected arguments %q (flags only)\n", prog, fs.Args())
+		return 2
+	}
+	out := localcluster.NewPrinter(os.Stdout, *f.events)
+	opts, nopts, err := f.options(fs)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+		return 1
+	}
+	if *f.withMetrics && *f.httpAddr == "" {
+		fmt.Fprintf(os.Stderr, "%s: -metrics needs -http or an http address in -config (metrics are served on its /metrics)\n", prog)
+		return 2
+	}
+	if *f.check {
+		if err := opts.Validate(); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+			return 1
+		}
+		fmt.Println("configuration ok")
+		return 0
+	}
+	// Signals are ours from here on, whatever phase the node is in.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
+	opts.Logf = logger.Printf
+	opts.Listener = listener.Multi{
+		listener.Logger{Logf: logger.Printf},
+		listener.Func(func(from, to listener.State, s listener.Snapshot) {
+			out.Print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
+		}),
+	}
+	nopts.Logf = logger.Printf
+	var col *metrics.Collector
+	if *f.withMetrics {
+		col = metrics.New()
+		col.Instrument(&opts)
+	}
+	setup := &Setup{Name: *f.name, Cookie: nopts.Cookie, EPMDPort: nopts.EPMDPort, Options: &opts, Node: &nopts, Out: out, Logf: logger.Printf}
+	if ext != nil {
+		if err := ext.Apply(setup); err != nil {
+			fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+			return 2
+		}
+	}
+
+	if *f.httpAddr != "" {
+		source := func() listener.Snapshot {
+			if c := cloister.Local(); c != nil {
+				return c.State()
+			}
+			return listener.Snapshot{Node: *f.name, State: "down"}
+		}
+		mux := health.Handler(source)
+		mux.HandleFunc("/whois", whoisHandler)
+		if ext != nil {
+			ext.Handle(mux)
+		}
+		if col != nil {
+			col.SetSource(source)
+			mux.Handle("/metrics", col.Handler())
+		}
+		hs, err := health.Start(*f.httpAddr, mux)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "%s: -http %s: %v\n", prog, *f.httpAddr, err)
+			return 1
+		}
+		defer hs.Close()
+		out.Print(map[string]interface{}{"event": "listening", "http": hs.Addr()})
+	}
+
+	if setup.Run != nil {
+		stop := make(chan struct{})
+		go func() { <-sigs; close(stop) }()
+		return setup.Run(stop)
+	}
+	return run(prog, *f.name, opts, nopts, out, logger, sigs)
+}
+
+// run starts the node and waits for a signal. The start (the gate that
+// waits for consensus) runs aside, so a signal during it is heard at once.
+func run(prog, name string, opts cloister.Options, nopts cloister.NodeOptions, out *localcluster.Printer, logger *log.Logger, sigs chan os.Signal) int {
+	type started struct {
+		n   node.Node
+		err error
+	}
+	begin := time.Now()
+	res := make(chan started, 1)
+	go func() {
+		n, err := cloister.StartNode(name, opts, nopts)
+		res <- started{n, err}
+	}()
+	var n node.Node
+	select {
+	case r := <-res:
+		if r.err != nil {
+			out.Print(map[string]interface{}{"event": "error", "node": name, "error": r.err.Error()})
+			fmt.Fprintf(os.Stderr, "%s: %v\n", prog, r.err)
+			return 1
+		}
+		n = r.n
+	case sig := <-sigs:
+		logger.Printf("cloister: %s during the start: stopping", sig)
+		stopStarting(logger)
+		out.Print(map[string]interface{}{"event": "stopped", "node": name, "during": "start"})
+		return 0
+	}
+	out.Print(map[string]interface{}{"event": "started", "node": n.Name(), "ms": time.Since(begin).Milliseconds()})
+	logger.Printf("cloister: %s started in %s", n.Name(), time.Since(begin).Round(time.Millisecond))
+
+	sig := <-sigs
+	logger.Printf("cloister: %s: stopping", sig)
+	// A second signal while stopping: do not wait any longer.
+	go func() {
+		<-sigs
+		logger.Printf("cloister: second signal: exiting now")
+		os.Exit(1)
+	}()
+	// Orderly: stop the application first so the Monitor runs stopping →
+	// stopped and the listener hears it, then the node.
+	if err := cloister.StopNode(n); err != nil {
+		logger.Printf("cloister: %v", err)
+	}
+	out.Print(map[string]interface{}{"event": "stopped", "node": n.Name()})
+	return 0
+}
+
+// stopStarting stops a node still in its start gate: the Monitor runs
+// stopping → stopped (so the listener hears it), bounded to a second, and
+// the node is left to the process exit (its start is still running and
+// cannot be interrupted from outside).
+func stopStarting(logger *log.Logger) {
+	c := app.Default()
+	if c == nil {
+		return
+	}
+	n := c.Node()
+	if n == nil {
+		return
+	}
+	name := c.MonitorName
+	if name == "" {
+		name = actors.MonitorName
+	}
+	p := n.ProcessByName(name)
+	if p == nil {
+		return
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.DirectWithTimeout(actors.StopRequest{}, 1)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			logger.Printf("cloister: stop monitor: %v", err)
+		}
+	case <-time.After(time.Second):
+		logger.Printf("cloister: the Monitor did not stop within 1s")
+	}
+}
+
+// ParseFlags parses args into fs. --help and -h print the usage on stdout
+// and end with 0; a bad flag ends with 2 (the flag package has said why).
+func ParseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if err == flag.ErrHelp {
+		fs.SetOutput(os.Stdout)
+		fs.Usage()
+		return 0, true
+	}
+	fs.SetOutput(os.Stderr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", fs.Name(), err)
+		fmt.Fprintf(os.Stderr, "run `%s -h` for the flags\n", fs.Name())
+		return 2, true
+	}
+	return 0, false
+}
+
+// whoisHandler answers /whois?key=K[&group=G] with the owner as JSON.
+func whoisHandler(w http.ResponseWriter, r *http.Request) {
+	key, group := r.URL.Query().Get("key"), r.URL.Query().Get("group")
+	res := map[string]string{"key": key, "group": group}
+	code := http.StatusOK
+	owner, err := cloister.Whois(group, key)
+	if err != nil {
+		res["error"] = err.Error()
+		code = http.StatusNotFound
+	} else {
+		res["owner"] = owner
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(res)
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
