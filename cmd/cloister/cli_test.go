@@ -74,7 +74,7 @@ func TestInitWritesAFileThatLoads(t *testing.T) {
 }
 
 func TestBadUsageExitsTwo(t *testing.T) {
-	for _, args := range [][]string{{}, {"nosuchcommand"}, {"node", "-nosuchflag"}, {"status"}, {"status", "not-a-node"},
+	for _, args := range [][]string{{}, {"nosuchcommand"}, {"node", "-nosuchflag"}, {"status"}, {"status", "not-a-node"}, {"status", "a@b", "c@d"},
 		{"whois", "a@b"}, {"run", "-n", "0"}, {"test", "-n", "2"}, {"run", "-n", "2", "-consensus", "3"}} {
 		if _, _, code := cli(t, args...); code != 2 {
 			t.Errorf("%q: exit %d, want 2", args, code)

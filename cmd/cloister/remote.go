@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -31,8 +32,8 @@ type remoteFlags struct {
 
 func addRemoteFlags(fs *flag.FlagSet) remoteFlags {
 	return remoteFlags{
-		cookie:   fs.String("cookie", nodecmd.EnvOr("CLOISTER_COOKIE", "cloister"), "distribution cookie of the cluster"),
-		epmdPort: fs.Int("epmd-port", nodecmd.AtoiOr(os.Getenv("ERL_EPMD_PORT"), 4369), "EPMD port (default $ERL_EPMD_PORT or 4369)"),
+		cookie:   fs.String("cookie", nodecmd.Cookie(), "distribution cookie of the cluster ($CLOISTER_COOKIE sets the default)"),
+		epmdPort: fs.Int("epmd-port", nodecmd.EPMDPort(), "EPMD port ($ERL_EPMD_PORT sets the default)"),
 		self:     fs.String("cli-name", fmt.Sprintf("cloister_cli_%d@127.0.0.1", os.Getpid()), "name of the CLI's own (non-member) node"),
 		monitor:  fs.String("monitor", actors.MonitorName, "registered name of the Monitor"),
 		timeout:  fs.Duration("timeout", 5*time.Second, "how long to wait for the node"),
@@ -68,7 +69,7 @@ func (r remoteFlags) callMonitor(target string, req etf.Term) (etf.Term, error) 
 	select {
 	case err := <-done:
 		if err != nil {
-			return nil, fmt.Errorf("cannot reach %s (is it running, with this cookie and epmd port %d?): %w", target, *r.epmdPort, err)
+			return nil, fmt.Errorf("cannot reach %s with cookie %q through epmd port %d (is it running? set -cookie and -epmd-port, or $CLOISTER_COOKIE and $ERL_EPMD_PORT, as the cluster has them): %w", target, *r.cookie, *r.epmdPort, err)
 		}
 	case <-time.After(*r.timeout):
 		return nil, fmt.Errorf("cannot reach %s: no answer in %s", target, *r.timeout)
@@ -105,6 +106,26 @@ func (c *caller) HandleDirect(p *gen.ServerProcess, ref etf.Ref, m interface{}) 
 		return nil, err
 	}
 	return v, gen.DirectStatusOK
+}
+
+// parseInterspersed parses flags wherever they stand among the arguments
+// (`status NODE -json` as `status -json NODE`); after "--" every word is an
+// argument. It returns the arguments, or the exit code when done.
+func parseInterspersed(fs *flag.FlagSet, args []string) (pos []string, code int, done bool) {
+	for {
+		if code, done := nodecmd.ParseFlags(fs, args); done {
+			return nil, code, true
+		}
+		rest := fs.Args()
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			return append(pos, rest...), 0, false
+		}
+		if len(rest) == 0 {
+			return pos, 0, false
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
 }
 
 // status is `cloister status NODE`.
@@ -177,14 +198,15 @@ func runStatus(args []string) int {
 		fmt.Fprintln(fs.Output(), "usage: cloister status [flags] NODE\n\nExit status: 0 ready, 3 reachable but not ready, 1 unreachable, 2 usage.")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	pos, code, done := parseInterspersed(fs, args)
+	if done {
+		return code
+	}
+	if len(pos) != 1 {
+		fmt.Fprintf(os.Stderr, "cloister status: want one node name, got %d arguments %q (cloister status [flags] NODE [flags])\n", len(pos), pos)
 		return 2
 	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return 2
-	}
-	target := fs.Arg(0)
+	target := pos[0]
 	if err := ergonode.ValidateName(target); err != nil {
 		fmt.Fprintln(os.Stderr, "cloister status:", err)
 		return 2
@@ -195,6 +217,9 @@ func runStatus(args []string) int {
 		return 1
 	}
 	s, err := parseStatus(target, t)
+	// The CLI's own node is connected to the target while it asks: it is
+	// no part of the cluster.
+	s.Cluster = slices.DeleteFunc(s.Cluster, func(n string) bool { return n == *rf.self })
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cloister status:", err)
 		return 1
@@ -222,14 +247,19 @@ func runWhois(args []string) int {
 		fmt.Fprintln(fs.Output(), "usage: cloister whois [flags] NODE KEY")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
+	pos, code, done := parseInterspersed(fs, args)
+	if done {
+		return code
+	}
+	if len(pos) != 2 {
+		fmt.Fprintf(os.Stderr, "cloister whois: want a node name and a key, got %d arguments %q (cloister whois [flags] NODE KEY [flags])\n", len(pos), pos)
 		return 2
 	}
-	if fs.NArg() != 2 {
-		fs.Usage()
+	if err := ergonode.ValidateName(pos[0]); err != nil {
+		fmt.Fprintln(os.Stderr, "cloister whois:", err)
 		return 2
 	}
-	t, err := rf.callMonitor(fs.Arg(0), etf.Tuple{etf.Atom("whois"), []byte(*group), []byte(fs.Arg(1))})
+	t, err := rf.callMonitor(pos[0], etf.Tuple{etf.Atom("whois"), []byte(*group), []byte(pos[1])})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cloister whois:", err)
 		return 1
