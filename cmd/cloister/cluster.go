@@ -54,6 +54,10 @@ func runInit(args []string) int {
 	fs := flag.NewFlagSet("cloister init", flag.ContinueOnError)
 	out := fs.String("o", "cloister.yaml", "file to write")
 	force := fs.Bool("f", false, "overwrite an existing file")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: cloister init [-o FILE] [-f]\n\nWrites a commented configuration file for `cloister node -config`.")
+		fs.PrintDefaults()
+	}
 	if code, done := nodecmd.ParseFlags(fs, args); done {
 		return code
 	}
@@ -96,8 +100,8 @@ func addClusterFlags(fs *flag.FlagSet, n, consensus int, prefix string) clusterF
 		consensus: fs.Int("consensus", consensus, "members needed for ready (0: n)"),
 		prefix:    fs.String("prefix", prefix, "node names are PREFIX_i@127.0.0.1"),
 		wait:      fs.Duration("wait", time.Minute, "how long to wait for the cluster to be ready"),
-		cookie:    fs.String("cookie", nodecmd.Cookie(), "distribution cookie ($CLOISTER_COOKIE sets the default)"),
-		epmdPort:  fs.Int("epmd-port", nodecmd.EPMDPort(), "EPMD port: a running epmd is used, else one is started for the run ($ERL_EPMD_PORT sets the default)"),
+		cookie:    fs.String("cookie", nodecmd.Cookie(), "distribution cookie, from $CLOISTER_COOKIE when set"),
+		epmdPort:  fs.Int("epmd-port", nodecmd.EPMDPort(), "EPMD port, from $ERL_EPMD_PORT when set (a running epmd is used, else one is started)"),
 	}
 }
 

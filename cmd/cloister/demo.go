@@ -23,6 +23,14 @@ var errInterrupted = errors.New("interrupted")
 func runDemo(args []string) int {
 	fs := flag.NewFlagSet("cloister demo", flag.ContinueOnError)
 	cf := addClusterFlags(fs, 3, 2, "demo")
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), `usage: cloister demo [flags]
+
+Runs a local cluster that forms, answers whois the same on every node,
+survives a node killed with SIGKILL, takes it back and stops in order;
+each step is checked. Ctrl-C stops the nodes in order.`)
+		fs.PrintDefaults()
+	}
 	if code, done := nodecmd.ParseFlags(fs, args); done {
 		return code
 	}

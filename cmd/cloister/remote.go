@@ -32,8 +32,8 @@ type remoteFlags struct {
 
 func addRemoteFlags(fs *flag.FlagSet) remoteFlags {
 	return remoteFlags{
-		cookie:   fs.String("cookie", nodecmd.Cookie(), "distribution cookie of the cluster ($CLOISTER_COOKIE sets the default)"),
-		epmdPort: fs.Int("epmd-port", nodecmd.EPMDPort(), "EPMD port ($ERL_EPMD_PORT sets the default)"),
+		cookie:   fs.String("cookie", nodecmd.Cookie(), "distribution cookie of the cluster, from $CLOISTER_COOKIE when set"),
+		epmdPort: fs.Int("epmd-port", nodecmd.EPMDPort(), "EPMD port, from $ERL_EPMD_PORT when set"),
 		self:     fs.String("cli-name", fmt.Sprintf("cloister_cli_%d@127.0.0.1", os.Getpid()), "name of the CLI's own (non-member) node"),
 		monitor:  fs.String("monitor", actors.MonitorName, "registered name of the Monitor"),
 		timeout:  fs.Duration("timeout", 5*time.Second, "how long to wait for the node"),

@@ -52,7 +52,15 @@ func EPMDMain(prog string, args []string) int {
 	fs := flag.NewFlagSet(prog+" epmd", flag.ContinueOnError)
 	port := fs.Int("port", 4369, "port to serve EPMD on")
 	addr := fs.String("address", "127.0.0.1", `interface to listen on ("" for every interface, as Erlang's epmd); registrations are accepted from the local host only`)
+	fs.SetOutput(io.Discard)
 	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			fs.SetOutput(os.Stdout)
+			fmt.Fprintf(os.Stdout, "usage: %s epmd [-port P] [-address A]\n\nServes EPMD until SIGINT or SIGTERM.\n\n", prog)
+			fs.PrintDefaults()
+			return 0
+		}
+		fmt.Fprintf(os.Stderr, "%s epmd: %v\n", prog, err)
 		return 2
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -56,8 +56,8 @@ type flags struct {
 func addFlags(fs *flag.FlagSet) *flags {
 	return &flags{
 		name:         fs.String("name", EnvOr("CLOISTER_NODE", ""), "node name, name@host ($CLOISTER_NODE; empty in service mode: derived)"),
-		cookie:       fs.String("cookie", Cookie(), "distribution cookie ($CLOISTER_COOKIE sets the default)"),
-		epmdPort:     fs.Int("epmd-port", EPMDPort(), "EPMD port ($ERL_EPMD_PORT sets the default)"),
+		cookie:       fs.String("cookie", Cookie(), "distribution cookie, from $CLOISTER_COOKIE when set"),
+		epmdPort:     fs.Int("epmd-port", EPMDPort(), "EPMD port, from $ERL_EPMD_PORT when set"),
 		embedded:     fs.Bool("embedded-epmd", false, "serve EPMD in this process when the port is free (one per container)"),
 		listen:       fs.Int("listen-port", 0, "distribution port (0: first free from 15000)"),
 		sentry:       fs.String("sentry", EnvOr("CLOISTER_SENTRY", ""), "comma-separated peer nodes ($CLOISTER_SENTRY)"),
