@@ -539,3 +539,31 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("interrupted demo did not stop the nodes in order:\n%s", out)
 	}
 }
+
+// A failed start says why once, in cloister's words: no Ergo warning dump
+// before it unless -log-level debug asks for Ergo's own lines.
+func TestFailedStartSaysWhyOnce(t *testing.T) {
+	port := privateEPMD(t)
+	start := func(name string, extra ...string) (string, int) {
+		args := append([]string{"node", "-name", name, "-epmd-port", port, "-consensus", "2", "-start-timeout", "1s",
+			"-sentry", name + ",missing_peer@127.0.0.1"}, extra...)
+		_, e, code := cli(t, args...)
+		return e, code
+	}
+	e, code := start("failstart_0@127.0.0.1")
+	if code != 1 || !strings.Contains(e, "missing_peer@127.0.0.1") {
+		t.Fatalf("exit %d; stderr does not name the missing node:\n%s", code, e)
+	}
+	if strings.Contains(e, "WARNING!") || strings.Contains(e, "initialization process failed") || strings.Contains(e, "StartError{") {
+		t.Fatalf("Ergo's dump precedes our message:\n%s", e)
+	}
+	if e, _ = start("failstart_1@127.0.0.1", "-log-level", "debug"); !strings.Contains(e, "WARNING!") {
+		t.Errorf("-log-level debug hides Ergo's warnings:\n%s", e)
+	}
+	if e, _ = start("failstart_2@127.0.0.1", "-log-level", "error"); strings.Contains(e, "waiting for consensus") {
+		t.Errorf("-log-level error shows info lines:\n%s", e)
+	}
+	if _, e, code := cli(t, "node", "-log-level", "loud", "-name", "x@127.0.0.1"); code != 2 || !strings.Contains(e, "want error, warning, info or debug") {
+		t.Errorf("bad level: %d %q", code, e)
+	}
+}

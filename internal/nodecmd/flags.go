@@ -47,10 +47,10 @@ func AtoiOr(s string, def int) int {
 
 // flags are the node command's own flags, all defined here.
 type flags struct {
-	name, cookie, sentry, service, dnsServer, otpApp, httpAddr, configPath *string
-	epmdPort, listen, consensus                                            *int
-	embedded, loopback, events, check, withMetrics, tls                    *bool
-	startTimeout, heartbeat, suspect, remove, flapGrace                    *time.Duration
+	name, cookie, sentry, service, dnsServer, otpApp, httpAddr, configPath, logLevel *string
+	epmdPort, listen, consensus                                                      *int
+	embedded, loopback, events, check, withMetrics, tls                              *bool
+	startTimeout, heartbeat, suspect, remove, flapGrace                              *time.Duration
 }
 
 func addFlags(fs *flag.FlagSet) *flags {
@@ -76,6 +76,7 @@ func addFlags(fs *flag.FlagSet) *flags {
 		configPath:   fs.String("config", "", "YAML config file (cloister init writes one); flags given explicitly override it"),
 		check:        fs.Bool("check", false, "only load and validate the configuration, then exit"),
 		withMetrics:  fs.Bool("metrics", false, "serve Prometheus metrics on /metrics of the -http endpoint"),
+		logLevel:     fs.String("log-level", EnvOr("CLOISTER_LOG_LEVEL", "info"), "least severe log line shown: error, warning, info or debug (debug adds Ergo's own warnings), from $CLOISTER_LOG_LEVEL when set"),
 		tls:          fs.Bool("tls", false, "distribution over TLS with a self-signed certificate (encrypts; peers are authenticated by the cookie)"),
 	}
 }

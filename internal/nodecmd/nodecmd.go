@@ -77,6 +77,11 @@ func Main(prog string, args []string, ext Extension) int {
 		fmt.Fprintf(os.Stderr, "%s: unexpected arguments %q (flags only)\n", prog, fs.Args())
 		return 2
 	}
+	minLevel, err := parseLevel(*f.logLevel)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+		return 2
+	}
 	out := localcluster.NewPrinter(os.Stdout, *f.events)
 	opts, nopts, err := f.options(fs)
 	if err != nil {
@@ -101,20 +106,21 @@ func Main(prog string, args []string, ext Extension) int {
 	defer signal.Stop(sigs)
 
 	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
-	opts.Logf = logger.Printf
+	logf := leveledLogf(logger, minLevel)
+	opts.Logf = logf
 	opts.Listener = listener.Multi{
-		listener.Logger{Logf: logger.Printf},
+		listener.Logger{Logf: logf},
 		listener.Func(func(from, to listener.State, s listener.Snapshot) {
 			out.Print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
 		}),
 	}
-	nopts.Logf = logger.Printf
+	nopts.Logf = logf
 	var col *metrics.Collector
 	if *f.withMetrics {
 		col = metrics.New()
 		col.Instrument(&opts)
 	}
-	setup := &Setup{Name: *f.name, Cookie: nopts.Cookie, EPMDPort: nopts.EPMDPort, Options: &opts, Node: &nopts, Out: out, Logf: logger.Printf}
+	setup := &Setup{Name: *f.name, Cookie: nopts.Cookie, EPMDPort: nopts.EPMDPort, Options: &opts, Node: &nopts, Out: out, Logf: logf}
 	if ext != nil {
 		if err := ext.Apply(setup); err != nil {
 			fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
@@ -152,12 +158,12 @@ func Main(prog string, args []string, ext Extension) int {
 		go func() { <-sigs; close(stop) }()
 		return setup.Run(stop)
 	}
-	return run(prog, *f.name, opts, nopts, out, logger, sigs)
+	return run(prog, *f.name, opts, nopts, out, logf, sigs)
 }
 
 // run starts the node and waits for a signal. The start (the gate that
 // waits for consensus) runs aside, so a signal during it is heard at once.
-func run(prog, name string, opts cloister.Options, nopts cloister.NodeOptions, out *localcluster.Printer, logger *log.Logger, sigs chan os.Signal) int {
+func run(prog, name string, opts cloister.Options, nopts cloister.NodeOptions, out *localcluster.Printer, logf func(string, ...interface{}), sigs chan os.Signal) int {
 	type started struct {
 		n   node.Node
 		err error
@@ -178,26 +184,26 @@ func run(prog, name string, opts cloister.Options, nopts cloister.NodeOptions, o
 		}
 		n = r.n
 	case sig := <-sigs:
-		logger.Printf("cloister: %s during the start: stopping", sig)
-		stopStarting(logger)
+		logf("cloister: %s during the start: stopping", sig)
+		stopStarting(logf)
 		out.Print(map[string]interface{}{"event": "stopped", "node": name, "during": "start"})
 		return 0
 	}
 	out.Print(map[string]interface{}{"event": "started", "node": n.Name(), "ms": time.Since(begin).Milliseconds()})
-	logger.Printf("cloister: %s started in %s", n.Name(), time.Since(begin).Round(time.Millisecond))
+	logf("cloister: %s started in %s", n.Name(), time.Since(begin).Round(time.Millisecond))
 
 	sig := <-sigs
-	logger.Printf("cloister: %s: stopping", sig)
+	logf("cloister: %s: stopping", sig)
 	// A second signal while stopping: do not wait any longer.
 	go func() {
 		<-sigs
-		logger.Printf("cloister: second signal: exiting now")
+		logf("cloister: second signal: exiting now")
 		os.Exit(1)
 	}()
 	// Orderly: stop the application first so the Monitor runs stopping →
 	// stopped and the listener hears it, then the node.
 	if err := cloister.StopNode(n); err != nil {
-		logger.Printf("cloister: %v", err)
+		logf("cloister: %v", err)
 	}
 	out.Print(map[string]interface{}{"event": "stopped", "node": n.Name()})
 	return 0
@@ -207,7 +213,7 @@ func run(prog, name string, opts cloister.Options, nopts cloister.NodeOptions, o
 // stopping → stopped (so the listener hears it), bounded to a second, and
 // the node is left to the process exit (its start is still running and
 // cannot be interrupted from outside).
-func stopStarting(logger *log.Logger) {
+func stopStarting(logf func(string, ...interface{})) {
 	c := app.Default()
 	if c == nil {
 		return
@@ -232,10 +238,10 @@ func stopStarting(logger *log.Logger) {
 	select {
 	case err := <-done:
 		if err != nil {
-			logger.Printf("cloister: stop monitor: %v", err)
+			logf("cloister: stop monitor: %v", err)
 		}
 	case <-time.After(time.Second):
-		logger.Printf("cloister: the Monitor did not stop within 1s")
+		logf("cloister: the Monitor did not stop within 1s")
 	}
 }
 
