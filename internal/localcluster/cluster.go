@@ -83,8 +83,8 @@ type Options struct {
 type Harness struct {
 	// Bin is the node program.
 	Bin string
-	// EPMD is the epmd the nodes use; nil Stop when it was already
-	// running (not ours to stop).
+	// EPMD is the epmd the nodes use; its Stop does nothing when it was
+	// already running (not ours to stop).
 	EPMD   *testenv.EPMD
 	Cookie string
 	// Logs receives every line a node writes to stderr (nil: discarded
