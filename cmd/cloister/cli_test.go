@@ -567,3 +567,20 @@ func TestFailedStartSaysWhyOnce(t *testing.T) {
 		t.Errorf("bad level: %d %q", code, e)
 	}
 }
+
+// SIGTERM to `cloister test` while its command runs passes the signal on,
+// then stops the cluster; the exit code says it was interrupted.
+func TestTestCommandStopsOnSIGTERM(t *testing.T) {
+	env := []string{"ERL_EPMD_PORT=" + freePort(t)}
+	p := startProc(t, env, "test", "-n", "1", "-prefix", "clisig", "--", "sh", "-c", "echo command running; exec sleep 60")
+	p.waitLine(t, 60*time.Second, "the command", func(l string) bool { return l == "command running" })
+	sent := time.Now()
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	code := p.wait(t, 20*time.Second)
+	t.Logf("exit %d after %s", code, time.Since(sent).Round(time.Millisecond))
+	if code != 130 {
+		t.Fatalf("exit %d, want 130\n%s", code, p.errb)
+	}
+}
