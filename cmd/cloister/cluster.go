@@ -30,12 +30,13 @@ const exitInterrupted = 130
 // a second one while stopping exits at once.
 func interrupts() (context.Context, func()) {
 	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		select {
 		case <-sigs:
-		case <-ctx.Done():
+		case <-done:
 			return
 		}
 		cancel()
@@ -43,10 +44,10 @@ func interrupts() (context.Context, func()) {
 		case <-sigs:
 			fmt.Fprintln(os.Stderr, "cloister: second signal: exiting now")
 			os.Exit(exitInterrupted)
-		case <-time.After(time.Hour):
+		case <-done:
 		}
 	}()
-	return ctx, func() { signal.Stop(sigs); cancel() }
+	return ctx, func() { signal.Stop(sigs); close(done); cancel() }
 }
 
 // runInit writes the commented configuration file.
