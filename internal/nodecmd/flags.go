@@ -58,7 +58,7 @@ func addFlags(fs *flag.FlagSet) *flags {
 		name:         fs.String("name", EnvOr("CLOISTER_NODE", ""), "node name, name@host ($CLOISTER_NODE; empty in service mode: derived)"),
 		cookie:       fs.String("cookie", Cookie(), "distribution cookie, from $CLOISTER_COOKIE when set"),
 		epmdPort:     fs.Int("epmd-port", EPMDPort(), "EPMD port, from $ERL_EPMD_PORT when set"),
-		embedded:     fs.Bool("embedded-epmd", false, "serve EPMD in this process when the port is free (one per container)"),
+		embedded:     fs.Bool("embedded-epmd", false, "when no EPMD runs, serve one on every interface (one per container); without it a node serves one on 127.0.0.1 for a loopback name"),
 		listen:       fs.Int("listen-port", 0, "distribution port (0: first free from 15000)"),
 		sentry:       fs.String("sentry", EnvOr("CLOISTER_SENTRY", ""), "comma-separated peer nodes ($CLOISTER_SENTRY)"),
 		service:      fs.String("service", EnvOr("CLOISTER_SERVICE", ""), "DNS service name whose addresses are the peers ($CLOISTER_SERVICE)"),
