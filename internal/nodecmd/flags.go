@@ -6,10 +6,8 @@ import (
 	"fmt"
 	"os"
 	"strconv"
-	"time"
 
 	"github.com/cloister-go/cloister"
-	"github.com/cloister-go/cloister/app"
 	"github.com/cloister-go/cloister/internal/config"
 	"github.com/ergo-services/ergo/lib"
 )
@@ -45,66 +43,48 @@ func AtoiOr(s string, def int) int {
 	return def
 }
 
-// flags are the node command's own flags, all defined here.
+// flags are the node command's own flags (the node's settings and the
+// command's); the cluster options' flags come from config.BindFlags.
 type flags struct {
-	name, cookie, sentry, service, dnsServer, otpApp, httpAddr, configPath, logLevel *string
-	epmdPort, listen, consensus                                                      *int
-	embedded, loopback, events, check, withMetrics, tls                              *bool
-	startTimeout, heartbeat, suspect, remove, flapGrace                              *time.Duration
+	name, cookie, httpAddr, configPath, logLevel *string
+	epmdPort, listen                             *int
+	embedded, events, check, withMetrics, tls    *bool
+	opts                                         *config.Flags
 }
 
 func addFlags(fs *flag.FlagSet) *flags {
 	return &flags{
-		name:         fs.String("name", EnvOr("CLOISTER_NODE", ""), "node name, name@host ($CLOISTER_NODE; empty in service mode: derived)"),
-		cookie:       fs.String("cookie", Cookie(), "distribution cookie, from $CLOISTER_COOKIE when set"),
-		epmdPort:     fs.Int("epmd-port", EPMDPort(), "EPMD port, from $ERL_EPMD_PORT when set"),
-		embedded:     fs.Bool("embedded-epmd", false, "when no EPMD runs, serve one on every interface (one per container); without it a node serves one on 127.0.0.1 for a loopback name"),
-		listen:       fs.Int("listen-port", 0, "distribution port (0: first free from 15000)"),
-		sentry:       fs.String("sentry", EnvOr("CLOISTER_SENTRY", ""), "comma-separated peer nodes ($CLOISTER_SENTRY)"),
-		service:      fs.String("service", EnvOr("CLOISTER_SERVICE", ""), "DNS service name whose addresses are the peers ($CLOISTER_SERVICE)"),
-		dnsServer:    fs.String("dns-server", "", "DNS server host:port (default: the system resolver)"),
-		consensus:    fs.Int("consensus", AtoiOr(os.Getenv("CLOISTER_CONSENSUS"), 1), "members needed before ready ($CLOISTER_CONSENSUS)"),
-		otpApp:       fs.String("otp-app", EnvOr("CLOISTER_OTP_APP", "cloister"), "application name: ring name, node-name prefix ($CLOISTER_OTP_APP)"),
-		loopback:     fs.Bool("loopback", false, "service mode: name this node otpapp@127.0.0.1"),
-		httpAddr:     fs.String("http", EnvOr("CLOISTER_HTTP", ""), "serve /healthz, /readyz, /status, /whois on this address ($CLOISTER_HTTP)"),
-		events:       fs.Bool("events", false, "print events as JSON lines on stdout"),
-		startTimeout: fs.Duration("start-timeout", 0, "fail the start if consensus is not reached in this time (0: wait forever)"),
-		heartbeat:    fs.Duration("heartbeat", 0, "member heartbeat period (default 500ms)"),
-		suspect:      fs.Duration("suspect-after", 0, "silence before a member is suspected (default 3s)"),
-		remove:       fs.Duration("remove-after", 0, "silence before a member is removed (default 5s)"),
-		flapGrace:    fs.Duration("flap-grace", 0, "keep a member whose connection dropped in the rings this long while re-dialling it (default 1s; negative: none)"),
-		configPath:   fs.String("config", "", "YAML config file (cloister init writes one); flags given explicitly override it"),
-		check:        fs.Bool("check", false, "only load and validate the configuration, then exit"),
-		withMetrics:  fs.Bool("metrics", false, "serve Prometheus metrics on /metrics of the -http endpoint"),
-		logLevel:     fs.String("log-level", EnvOr("CLOISTER_LOG_LEVEL", "info"), "least severe log line shown: error, warning, info or debug (debug adds Ergo's own warnings), from $CLOISTER_LOG_LEVEL when set"),
-		tls:          fs.Bool("tls", false, "distribution over TLS with a self-signed certificate (encrypts; peers are authenticated by the cookie)"),
+		name:        fs.String("name", EnvOr("CLOISTER_NODE", ""), "node name, name@host ($CLOISTER_NODE; empty in service mode: derived)"),
+		cookie:      fs.String("cookie", Cookie(), "distribution cookie, from $CLOISTER_COOKIE when set"),
+		epmdPort:    fs.Int("epmd-port", EPMDPort(), "EPMD port, from $ERL_EPMD_PORT when set"),
+		embedded:    fs.Bool("embedded-epmd", false, "when no EPMD runs, serve one on every interface (one per container); without it a node serves one on 127.0.0.1 for a loopback name"),
+		listen:      fs.Int("listen-port", 0, "distribution port (0: first free from 15000)"),
+		httpAddr:    fs.String("http", EnvOr("CLOISTER_HTTP", ""), "serve /healthz, /readyz, /status, /whois on this address ($CLOISTER_HTTP)"),
+		events:      fs.Bool("events", false, "print events as JSON lines on stdout"),
+		configPath:  fs.String("config", "", "YAML config file (cloister init writes one); flags given explicitly override it"),
+		check:       fs.Bool("check", false, "only load and validate the configuration, then exit"),
+		withMetrics: fs.Bool("metrics", false, "serve Prometheus metrics on /metrics of the -http endpoint"),
+		tls:         fs.Bool("tls", false, "distribution over TLS with a self-signed certificate (encrypts; peers are authenticated by the cookie)"),
+		logLevel:    fs.String("log-level", EnvOr("CLOISTER_LOG_LEVEL", "info"), "least severe log line shown: error, warning, info or debug, from $CLOISTER_LOG_LEVEL when set"),
+		// Every cluster option is a flag, derived from the options (and an
+		// environment variable, CLOISTER_<KEY>).
+		opts: config.BindFlags(fs),
 	}
 }
 
-// options builds the cloister and node options: the file (-config) as the
-// base, flags given explicitly on top.
+// options builds the cloister and node options: defaults, then the file
+// (-config), then the environment, then the flags given.
 func (f *flags) options(fs *flag.FlagSet) (cloister.Options, cloister.NodeOptions, error) {
 	opts := cloister.DefaultOptions()
-	opts.OTPApp = *f.otpApp
-	opts.Ring = ""
-	opts.Consensus = *f.consensus
-	opts.Service = *f.service
-	opts.DNSServer = *f.dnsServer
-	opts.Loopback = *f.loopback
-	opts.StartTimeout = *f.startTimeout
-	opts.Heartbeat, opts.SuspectAfter, opts.RemoveAfter = *f.heartbeat, *f.suspect, *f.remove
-	opts.Sentry = splitList(*f.sentry)
-	switch {
-	case *f.flapGrace < 0:
-		opts.FlapGrace = app.NoFlapGrace
-	case *f.flapGrace > 0:
-		opts.FlapGrace = *f.flapGrace
-	}
 	if *f.configPath != "" {
 		if err := f.applyConfig(fs, &opts); err != nil {
 			return opts, cloister.NodeOptions{}, err
 		}
 	}
+	if err := config.ApplyEnv(&opts, os.Getenv); err != nil {
+		return opts, cloister.NodeOptions{}, err
+	}
+	f.opts.Apply(&opts)
 	if *f.epmdPort < 0 || *f.epmdPort > 65535 {
 		return opts, cloister.NodeOptions{}, fmt.Errorf("-epmd-port %d: want 0-65535", *f.epmdPort)
 	}
@@ -126,22 +106,6 @@ func (f *flags) options(fs *flag.FlagSet) (cloister.Options, cloister.NodeOption
 	return opts, nopts, nil
 }
 
-// flagFields are the cluster options a flag overrides the file with: each
-// copies its field from the flag-built options.
-var flagFields = map[string]func(dst, flags *cloister.Options){
-	"otp-app":       func(d, f *cloister.Options) { d.OTPApp, d.Ring = f.OTPApp, f.Ring },
-	"consensus":     func(d, f *cloister.Options) { d.Consensus = f.Consensus },
-	"sentry":        func(d, f *cloister.Options) { d.Sentry = f.Sentry },
-	"service":       func(d, f *cloister.Options) { d.Service = f.Service },
-	"dns-server":    func(d, f *cloister.Options) { d.DNSServer = f.DNSServer },
-	"loopback":      func(d, f *cloister.Options) { d.Loopback = f.Loopback },
-	"start-timeout": func(d, f *cloister.Options) { d.StartTimeout = f.StartTimeout },
-	"heartbeat":     func(d, f *cloister.Options) { d.Heartbeat = f.Heartbeat },
-	"suspect-after": func(d, f *cloister.Options) { d.SuspectAfter = f.SuspectAfter },
-	"remove-after":  func(d, f *cloister.Options) { d.RemoveAfter = f.RemoveAfter },
-	"flap-grace":    func(d, f *cloister.Options) { d.FlapGrace = f.FlapGrace },
-}
-
 // fromFile sets *dst to the file's value v unless the flag was given or v
 // is unset (zero).
 func fromFile[T comparable](set map[string]bool, flagName string, dst *T, v T) {
@@ -151,8 +115,8 @@ func fromFile[T comparable](set map[string]bool, flagName string, dst *T, v T) {
 	}
 }
 
-// applyConfig makes the file the base of the options; flags given
-// explicitly on the command line win.
+// applyConfig makes the file the base of the options (the option flags
+// given are applied over it) and of the node settings no flag gave.
 func (f *flags) applyConfig(fs *flag.FlagSet, opts *cloister.Options) error {
 	file, err := config.Load(*f.configPath)
 	if err != nil {
@@ -160,13 +124,7 @@ func (f *flags) applyConfig(fs *flag.FlagSet, opts *cloister.Options) error {
 	}
 	set := map[string]bool{}
 	fs.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
-	keep := *opts
 	*opts = file.Options()
-	for flagName, copyField := range flagFields {
-		if set[flagName] {
-			copyField(opts, &keep)
-		}
-	}
 	fromFile(set, "name", f.name, file.Node.Name)
 	fromFile(set, "cookie", f.cookie, file.Node.Cookie)
 	fromFile(set, "epmd-port", f.epmdPort, int(file.Node.EPMDPort))

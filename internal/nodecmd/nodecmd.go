@@ -8,26 +8,25 @@
 package nodecmd
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/cloister-go/cloister"
-	"github.com/cloister-go/cloister/actors"
-	"github.com/cloister-go/cloister/app"
 	"github.com/cloister-go/cloister/health"
 	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/metrics"
-	"github.com/ergo-services/ergo/node"
 )
 
 // Extension adds flags and behaviour to the node command (the test
@@ -105,16 +104,17 @@ func Main(prog string, args []string, ext Extension) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 
-	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
-	logf := leveledLogf(logger, minLevel)
-	opts.Logf = logf
+	// cloister logs through slog.Default, that is through package log,
+	// at the level asked for.
+	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
+	slog.SetLogLoggerLevel(minLevel)
+	logf := opts.Logf(slog.LevelInfo)
 	opts.Listener = listener.Multi{
 		listener.Logger{Logf: logf},
 		listener.Func(func(from, to listener.State, s listener.Snapshot) {
 			out.Print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
 		}),
 	}
-	nopts.Logf = logf
 	var col *metrics.Collector
 	if *f.withMetrics {
 		col = metrics.New()
@@ -127,21 +127,23 @@ func Main(prog string, args []string, ext Extension) int {
 			return 2
 		}
 	}
+	// The cluster exists before its start, so the HTTP endpoints report it
+	// while the start waits for consensus, and after it stops.
+	c, err := cloister.New(opts)
+	if err != nil {
+		out.Print(map[string]interface{}{"event": "error", "node": *f.name, "error": err.Error()})
+		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
+		return 1
+	}
 
 	if *f.httpAddr != "" {
-		source := func() listener.Snapshot {
-			if c := cloister.Local(); c != nil {
-				return c.State()
-			}
-			return listener.Snapshot{Node: *f.name, State: "down"}
-		}
-		mux := health.Handler(source)
-		mux.HandleFunc("/whois", whoisHandler)
+		mux := health.Handler(c.State)
+		mux.HandleFunc("/whois", whoisHandler(c))
 		if ext != nil {
 			ext.Handle(mux)
 		}
 		if col != nil {
-			col.SetSource(source)
+			col.SetSource(c.State)
 			mux.Handle("/metrics", col.Handler())
 		}
 		hs, err := health.Start(*f.httpAddr, mux)
@@ -158,90 +160,76 @@ func Main(prog string, args []string, ext Extension) int {
 		go func() { <-sigs; close(stop) }()
 		return setup.Run(stop)
 	}
-	return run(prog, *f.name, opts, nopts, out, logf, sigs)
+	return run(prog, *f.name, c, nopts, out, logf, sigs)
 }
 
 // run starts the node and waits for a signal. The start (the gate that
 // waits for consensus) runs aside, so a signal during it is heard at once.
-func run(prog, name string, opts cloister.Options, nopts cloister.NodeOptions, out *localcluster.Printer, logf func(string, ...interface{}), sigs chan os.Signal) int {
-	type started struct {
-		n   node.Node
-		err error
-	}
+func run(prog, name string, c *cloister.Cluster, nopts cloister.NodeOptions, out *localcluster.Printer, logf func(string, ...interface{}), sigs chan os.Signal) int {
 	begin := time.Now()
-	res := make(chan started, 1)
-	go func() {
-		n, err := cloister.StartNode(name, opts, nopts)
-		res <- started{n, err}
-	}()
-	var n node.Node
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- c.Start(ctx, name, nopts) }()
 	select {
-	case r := <-res:
-		if r.err != nil {
-			out.Print(map[string]interface{}{"event": "error", "node": name, "error": r.err.Error()})
-			fmt.Fprintf(os.Stderr, "%s: %v\n", prog, r.err)
+	case err := <-res:
+		if err != nil {
+			out.Print(map[string]interface{}{"event": "error", "node": name, "error": err.Error()})
+			fmt.Fprintf(os.Stderr, "%s: %v\n", prog, err)
 			return 1
 		}
-		n = r.n
 	case sig := <-sigs:
 		logf("cloister: %s during the start: stopping", sig)
-		stopStarting(logf)
+		stopStarting(c, cancel, res, logf)
 		out.Print(map[string]interface{}{"event": "stopped", "node": name, "during": "start"})
 		return 0
 	}
-	out.Print(map[string]interface{}{"event": "started", "node": n.Name(), "ms": time.Since(begin).Milliseconds()})
-	logf("cloister: %s started in %s", n.Name(), time.Since(begin).Round(time.Millisecond))
+	out.Print(map[string]interface{}{"event": "started", "node": c.Name(), "ms": time.Since(begin).Milliseconds()})
+	logf("cloister: %s started in %s", c.Name(), time.Since(begin).Round(time.Millisecond))
 
-	sig := <-sigs
-	logf("cloister: %s: stopping", sig)
+	select {
+	case sig := <-sigs:
+		logf("cloister: %s: stopping", sig)
+	case <-c.Stopped():
+		// Ended from inside (its Manager gave up): nothing to wait for.
+		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, c.Err())
+		out.Print(map[string]interface{}{"event": "stopped", "node": c.Name()})
+		return 1
+	}
 	// A second signal while stopping: do not wait any longer.
 	go func() {
 		<-sigs
 		logf("cloister: second signal: exiting now")
 		os.Exit(1)
 	}()
-	// Orderly: stop the application first so the Monitor runs stopping →
-	// stopped and the listener hears it, then the node.
-	if err := cloister.StopNode(n); err != nil {
+	// Orderly: the Monitor runs stopping → stopped and the listener hears
+	// it, then the node stops.
+	if err := c.Stop(); err != nil {
 		logf("cloister: %v", err)
 	}
-	out.Print(map[string]interface{}{"event": "stopped", "node": n.Name()})
+	out.Print(map[string]interface{}{"event": "stopped", "node": c.Name()})
 	return 0
 }
 
-// stopStarting stops a node still in its start gate: the Monitor runs
-// stopping → stopped (so the listener hears it), bounded to a second, and
-// the node is left to the process exit (its start is still running and
-// cannot be interrupted from outside).
-func stopStarting(logf func(string, ...interface{})) {
-	c := app.Default()
-	if c == nil {
-		return
-	}
-	n := c.Node()
-	if n == nil {
-		return
-	}
-	name := c.MonitorName
-	if name == "" {
-		name = actors.MonitorName
-	}
-	p := n.ProcessByName(name)
-	if p == nil {
-		return
-	}
-	done := make(chan error, 1)
-	go func() {
-		_, err := p.DirectWithTimeout(actors.StopRequest{}, 1)
-		done <- err
-	}()
+// stopStarting stops a node still in its start gate, in order when it
+// can: the Monitor runs stopping → stopped (the listener hears it), then
+// the start is cancelled; each step is bounded to a second.
+func stopStarting(c *cloister.Cluster, cancel context.CancelFunc, res chan error, logf func(string, ...interface{})) {
+	stopped := make(chan error, 1)
+	go func() { stopped <- c.Stop() }()
 	select {
-	case err := <-done:
-		if err != nil {
-			logf("cloister: stop monitor: %v", err)
+	case err := <-stopped:
+		if err != nil && !errors.Is(err, cloister.ErrNotStarted) {
+			logf("cloister: %v", err)
 		}
 	case <-time.After(time.Second):
 		logf("cloister: the Monitor did not stop within 1s")
+	}
+	cancel()
+	select {
+	case <-res:
+	case <-time.After(time.Second):
+		logf("cloister: the start did not end within 1s of its cancellation")
 	}
 }
 
@@ -265,29 +253,20 @@ func ParseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 }
 
 // whoisHandler answers /whois?key=K[&group=G] with the owner as JSON.
-func whoisHandler(w http.ResponseWriter, r *http.Request) {
-	key, group := r.URL.Query().Get("key"), r.URL.Query().Get("group")
-	res := map[string]string{"key": key, "group": group}
-	code := http.StatusOK
-	owner, err := cloister.Whois(group, key)
-	if err != nil {
-		res["error"] = err.Error()
-		code = http.StatusNotFound
-	} else {
-		res["owner"] = owner
-	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(res)
-}
-
-// splitList splits a comma-separated flag value, dropping empty items.
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
+func whoisHandler(c *cloister.Cluster) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		key, group := r.URL.Query().Get("key"), r.URL.Query().Get("group")
+		res := map[string]string{"key": key, "group": group}
+		code := http.StatusOK
+		owner, err := c.Whois(group, key)
+		if err != nil {
+			res["error"] = err.Error()
+			code = http.StatusNotFound
+		} else {
+			res["owner"] = owner
 		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(res)
 	}
-	return out
 }

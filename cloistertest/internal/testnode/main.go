@@ -12,7 +12,8 @@
 //	-record-dns      resolve names with Go's resolver and list every lookup
 //
 // and the endpoints /debug/runtime (goroutines, memory, file descriptors,
-// DNS lookups) and /debug/goroutines on the -http address.
+// DNS lookups), /debug/goroutines and, with CLOISTER_PPROF=1, /debug/pprof
+// on the -http address.
 package main
 
 import (
@@ -20,9 +21,10 @@ import (
 	"flag"
 	"fmt"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"runtime"
-	"runtime/pprof"
+	rpprof "runtime/pprof"
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
@@ -153,8 +155,14 @@ func (x *extras) Handle(mux *http.ServeMux) {
 	})
 	mux.HandleFunc("/debug/goroutines", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_ = pprof.Lookup("goroutine").WriteTo(w, 1)
+		_ = rpprof.Lookup("goroutine").WriteTo(w, 1)
 	})
+	// CPU and heap profiles for the benchmarks (bench/cluster -profile);
+	// only when asked for, as profiles show the node's internals.
+	if os.Getenv("CLOISTER_PPROF") == "1" {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	}
 }
 
 func countFDs() int {
