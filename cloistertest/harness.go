@@ -105,6 +105,31 @@ func Binary() (string, error) {
 	return buildBin, buildErr
 }
 
+var (
+	cliOnce sync.Once
+	cliBin  string
+	cliErr  error
+)
+
+// CLI returns the `cloister` command (cmd/cloister), built once per
+// process, for tests of what a user runs (status, whois, run); node
+// processes run the test node (Binary).
+func CLI() (string, error) {
+	cliOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "cloistertest-cli-")
+		if err != nil {
+			cliErr = err
+			return
+		}
+		cliBin = filepath.Join(dir, "cloister")
+		out, err := exec.Command("go", "build", "-o", cliBin, "github.com/cloister-go/cloister/cmd/cloister").CombinedOutput()
+		if err != nil {
+			cliErr = fmt.Errorf("cloistertest: build cloister: %v\n%s", err, out)
+		}
+	})
+	return cliBin, cliErr
+}
+
 // New starts a private epmd and returns an empty harness.
 func New() (*Harness, error) {
 	bin, err := Binary()

@@ -67,7 +67,11 @@ func TestClusterFormsPastIdleSockets(t *testing.T) {
 	ready(n0, ns)
 
 	// The CLI reaches the member through the crowd.
-	cli := exec.Command(hc.Bin, "status", "-cookie", hc.Cookie, "-epmd-port", strconv.Itoa(int(hc.EPMD.Port)), ns[0])
+	bin, err := cloistertest.CLI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cli := exec.Command(bin, "status", "-cookie", hc.Cookie, "-epmd-port", strconv.Itoa(int(hc.EPMD.Port)), ns[0])
 	out, err := cli.CombinedOutput()
 	if err != nil {
 		t.Fatalf("cloister status with %d idle sockets open: %v\n%s", idle, err, out)
@@ -118,9 +122,13 @@ func TestCLIReachesTLSNodes(t *testing.T) {
 	if _, err := n.WaitStatus(30*time.Second, "ready", func(s listener.Snapshot) bool { return s.Ready() }); err != nil {
 		t.Fatal(err)
 	}
+	cli, err := cloistertest.CLI()
+	if err != nil {
+		t.Fatal(err)
+	}
 	run := func(args ...string) (string, error) {
 		a := append([]string{"status", "-cookie", hc.Cookie, "-epmd-port", strconv.Itoa(int(hc.EPMD.Port))}, args...)
-		out, err := exec.Command(hc.Bin, a...).CombinedOutput()
+		out, err := exec.Command(cli, a...).CombinedOutput()
 		return string(out), err
 	}
 	out, err := run("-tls", name)
@@ -133,7 +141,7 @@ func TestCLIReachesTLSNodes(t *testing.T) {
 	}
 	t.Logf("without -tls: %s", strings.TrimSpace(out))
 	// whois too
-	wout, err := exec.Command(hc.Bin, "whois", "-tls", "-cookie", hc.Cookie, "-epmd-port", strconv.Itoa(int(hc.EPMD.Port)), name, "some-key").CombinedOutput()
+	wout, err := exec.Command(cli, "whois", "-tls", "-cookie", hc.Cookie, "-epmd-port", strconv.Itoa(int(hc.EPMD.Port)), name, "some-key").CombinedOutput()
 	if err != nil || !strings.Contains(string(wout), name) {
 		t.Fatalf("whois -tls: %v\n%s", err, wout)
 	}
