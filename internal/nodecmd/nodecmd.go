@@ -191,8 +191,11 @@ func run(prog, name string, c *cloister.Cluster, nopts cloister.NodeOptions, out
 	case sig := <-sigs:
 		logf("cloister: %s: stopping", sig)
 	case <-c.Stopped():
-		// Ended from inside (its Manager gave up): nothing to wait for.
+		// Ended from inside (its Manager gave up): the process stays, so
+		// /status and /healthz say so, until a signal.
 		fmt.Fprintf(os.Stderr, "%s: %v\n", prog, c.Err())
+		sig := <-sigs
+		logf("cloister: %s: exiting", sig)
 		out.Print(map[string]interface{}{"event": "stopped", "node": c.Name()})
 		return 1
 	}
