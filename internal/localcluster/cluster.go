@@ -35,8 +35,12 @@ import (
 
 // Event is one line a node process prints.
 type Event struct {
-	// Event is "listening", "started", "state", "error" or "stopped".
-	Event    string            `json:"event"`
+	// Event is "listening", "started", "state", "removed", "leaving",
+	// "error" or "stopped".
+	Event string `json:"event"`
+	// Member and Reason: a "removed" event's member and removal reason.
+	Member   string            `json:"member,omitempty"`
+	Reason   string            `json:"reason,omitempty"`
 	Node     string            `json:"node,omitempty"`
 	From     string            `json:"from,omitempty"`
 	To       string            `json:"to,omitempty"`
@@ -340,6 +344,24 @@ func (n *Node) Stop() error {
 	}
 }
 
+// Leave sends SIGUSR1, on which the node leaves the cluster gracefully
+// (cloister's Leave) and stops, and waits for the process to exit.
+func (n *Node) Leave() error {
+	n.mu.Lock()
+	exited := n.exited
+	n.mu.Unlock()
+	if err := n.signal(syscall.SIGUSR1); err != nil {
+		return err
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(30 * time.Second):
+		n.Kill()
+		return errors.New("localcluster: " + n.Name + " did not leave and stop in 30s")
+	}
+}
+
 // Freeze stops the process (SIGSTOP); Thaw resumes it (SIGCONT).
 func (n *Node) Freeze() error { return n.signal(syscall.SIGSTOP) }
 
@@ -483,6 +505,25 @@ func (n *Node) Status() (listener.Snapshot, error) {
 	defer r.Body.Close()
 	var s listener.Snapshot
 	return s, json.NewDecoder(r.Body).Decode(&s)
+}
+
+// Join asks the node to add peer at run time (POST /join).
+func (n *Node) Join(peer string) error {
+	addr := n.HTTPAddr()
+	if addr == "" {
+		return errors.New("localcluster: " + n.Name + " has no http endpoint yet")
+	}
+	c := http.Client{Timeout: 5 * time.Second}
+	r, err := c.Post("http://"+addr+"/join?node="+url.QueryEscape(peer), "text/plain", nil)
+	if err != nil {
+		return err
+	}
+	defer r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(r.Body)
+		return fmt.Errorf("localcluster: join %s on %s: %s: %s", peer, n.Name, r.Status, strings.TrimSpace(string(b)))
+	}
+	return nil
 }
 
 // WaitStatus polls /status until ok holds.

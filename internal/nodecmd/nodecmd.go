@@ -101,7 +101,8 @@ func Main(prog string, args []string, ext Extension) int {
 	}
 	// Signals are ours from here on, whatever phase the node is in.
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	// SIGUSR1 once started: leave the cluster gracefully, then stop.
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1)
 	defer signal.Stop(sigs)
 
 	// cloister logs through slog.Default, that is through package log,
@@ -119,6 +120,17 @@ func Main(prog string, args []string, ext Extension) int {
 	if *f.withMetrics {
 		col = metrics.New()
 		col.Instrument(&opts)
+	}
+	// Removals with their reason, for tests and operators (a graceful
+	// leave shows as reason "left").
+	prevObserve := opts.Observe
+	opts.Observe = func(e listener.Event) {
+		if r, ok := e.(listener.Removed); ok {
+			out.Print(map[string]interface{}{"event": "removed", "node": *f.name, "member": r.Node, "reason": string(r.Reason)})
+		}
+		if prevObserve != nil {
+			prevObserve(e)
+		}
 	}
 	setup := &Setup{Name: *f.name, Cookie: nopts.Cookie, EPMDPort: nopts.EPMDPort, Options: &opts, Node: &nopts, Out: out, Logf: logf}
 	if ext != nil {
@@ -139,6 +151,7 @@ func Main(prog string, args []string, ext Extension) int {
 	if *f.httpAddr != "" {
 		mux := health.Handler(c.State)
 		mux.HandleFunc("/whois", whoisHandler(c))
+		mux.HandleFunc("/join", joinHandler(c))
 		if ext != nil {
 			ext.Handle(mux)
 		}
@@ -189,6 +202,18 @@ func run(prog, name string, c *cloister.Cluster, nopts cloister.NodeOptions, out
 
 	select {
 	case sig := <-sigs:
+		if sig == syscall.SIGUSR1 {
+			// Every Go member drops this node at once and acknowledges.
+			out.Print(map[string]interface{}{"event": "leaving", "node": c.Name()})
+			ctx, cancel := context.WithTimeout(context.Background(), leaveTimeout)
+			err := c.Leave(ctx)
+			cancel()
+			if err != nil {
+				logf("cloister: %v", err)
+			}
+			out.Print(map[string]interface{}{"event": "stopped", "node": c.Name()})
+			return 0
+		}
 		logf("cloister: %s: stopping", sig)
 	case <-c.Stopped():
 		// Ended from inside (its Manager gave up): the process stays, so
@@ -213,6 +238,9 @@ func run(prog, name string, c *cloister.Cluster, nopts cloister.NodeOptions, out
 	out.Print(map[string]interface{}{"event": "stopped", "node": c.Name()})
 	return 0
 }
+
+// leaveTimeout bounds a leave asked with SIGUSR1.
+const leaveTimeout = 15 * time.Second
 
 // stopStarting stops a node still in its start gate, in order when it
 // can: the Monitor runs stopping → stopped (the listener hears it), then
@@ -253,6 +281,26 @@ func ParseFlags(fs *flag.FlagSet, args []string) (code int, done bool) {
 		return 2, true
 	}
 	return 0, false
+}
+
+// joinHandler adds a peer at run time: POST /join?node=name@host.
+func joinHandler(c *cloister.Cluster) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST /join?node=name@host", http.StatusMethodNotAllowed)
+			return
+		}
+		node := r.URL.Query().Get("node")
+		if err := c.Join(node); err != nil {
+			code := http.StatusServiceUnavailable
+			if errors.Is(err, cloister.ErrBadNode) {
+				code = http.StatusBadRequest
+			}
+			http.Error(w, err.Error(), code)
+			return
+		}
+		fmt.Fprintf(w, "joining %s\n", node)
+	}
 }
 
 // whoisHandler answers /whois?key=K[&group=G] with the owner as JSON.
