@@ -13,6 +13,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/cloister-go/cloister/internal/nodename"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -779,26 +780,10 @@ func sanitize(dst, src []string, self string) []string {
 	return dst
 }
 
-// ValidName reports whether n may be a node name: 1 to 255 bytes, no
-// spaces or control characters, at most one '@'. It is a sanity bound on
-// what peers report, not Ergo's full rule (a malformed name only fails its
-// dial).
-func ValidName(n string) bool {
-	if len(n) == 0 || len(n) > 255 {
-		return false
-	}
-	ats := 0
-	for i := 0; i < len(n); i++ {
-		b := n[i]
-		if b <= ' ' || b == 0x7f {
-			return false
-		}
-		if b == '@' {
-			ats++
-		}
-	}
-	return ats <= 1
-}
+// ValidName reports whether n may be a node name under the one rule
+// every part of cloister uses (nodename.Check): a peer that reports a
+// malformed name has it dropped here rather than failing a dial later.
+func ValidName(n string) bool { return nodename.Check(n) == nil }
 
 // refreshGossip marks as dial targets the nodes our members report.
 func (c *Core) refreshGossip() {

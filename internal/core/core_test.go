@@ -72,83 +72,83 @@ func chain(from State, fx []Effect) error {
 }
 
 func TestStartWithSelfListedReachesReadyAtOnce(t *testing.T) {
-	c := New(cfg("a", 1, "a", "b", "c"))
+	c := New(cfg("a@h", 1, "a@h", "b@h", "c@h"))
 	fx := run(c, Start{Now: t0})
 	if got := transitions(fx); !reflect.DeepEqual(got, []string{"down>assembling", "assembling>rehashing", "rehashing>ready"}) {
 		t.Fatalf("transitions %v", got)
 	}
-	if d := kinds[Dial](fx); !reflect.DeepEqual(d, []Dial{{"b"}, {"c"}}) {
+	if d := kinds[Dial](fx); !reflect.DeepEqual(d, []Dial{{"b@h"}, {"c@h"}}) {
 		t.Fatalf("dials %v", d)
 	}
-	if p := kinds[Publish](fx); len(p) != 1 || !reflect.DeepEqual(p[0].Members, []string{"a"}) {
+	if p := kinds[Publish](fx); len(p) != 1 || !reflect.DeepEqual(p[0].Members, []string{"a@h"}) {
 		t.Fatalf("publish %v", p)
 	}
 }
 
 func TestAssemblingWaitsForAReachableSentry(t *testing.T) {
-	c := New(cfg("x", 1, "a", "b"))
+	c := New(cfg("x@h", 1, "a@h", "b@h"))
 	fx := run(c, Start{Now: t0})
 	if got := transitions(fx); !reflect.DeepEqual(got, []string{"down>assembling"}) {
 		t.Fatalf("transitions %v", got)
 	}
-	fx = run(c, DialDone{Now: t0, Node: "a", Err: errors.New("refused")})
+	fx = run(c, DialDone{Now: t0, Node: "a@h", Err: errors.New("refused")})
 	if c.State() != listener.StateAssembling || len(fx) != 0 {
 		t.Fatalf("state %s fx %v", c.State(), fx)
 	}
-	fx = run(c, NodeUp{Now: t0, Node: "b"})
+	fx = run(c, NodeUp{Now: t0, Node: "b@h"})
 	if got := transitions(fx); !reflect.DeepEqual(got, []string{"assembling>rehashing", "rehashing>ready"}) {
 		t.Fatalf("transitions %v", got)
 	}
-	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b"}}) {
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b@h"}}) {
 		t.Fatalf("probe %v", p)
 	}
 }
 
 func TestConsensusGatesReady(t *testing.T) {
-	c := New(cfg("a", 3, "a", "b", "c"))
+	c := New(cfg("a@h", 3, "a@h", "b@h", "c@h"))
 	run(c, Start{Now: t0})
-	run(c, NodeUp{Now: t0, Node: "b"})
-	fx := run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister", Members: []string{"a", "b"}})
+	run(c, NodeUp{Now: t0, Node: "b@h"})
+	fx := run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister", Members: []string{"a@h", "b@h"}})
 	if c.State() != listener.StateRehashing {
 		t.Fatalf("state %s with 2 of 3", c.State())
 	}
-	if p := kinds[Publish](fx); len(p) != 1 || !reflect.DeepEqual(p[0].Members, []string{"a", "b"}) {
+	if p := kinds[Publish](fx); len(p) != 1 || !reflect.DeepEqual(p[0].Members, []string{"a@h", "b@h"}) {
 		t.Fatalf("publish %v", p)
 	}
-	run(c, NodeUp{Now: t0, Node: "c"})
-	fx = run(c, ProbeReply{Now: t0, Node: "c", OTPApp: "cloister", Members: []string{"a", "c"}})
+	run(c, NodeUp{Now: t0, Node: "c@h"})
+	fx = run(c, ProbeReply{Now: t0, Node: "c@h", OTPApp: "cloister", Members: []string{"a@h", "c@h"}})
 	if got := transitions(fx); !reflect.DeepEqual(got, []string{"rehashing>ready"}) {
 		t.Fatalf("transitions %v", got)
 	}
 	// Losing one below consensus: ready → rehashing, and stays there.
-	fx = run(c, NodeDown{Now: t0, Node: "c"})
+	fx = run(c, NodeDown{Now: t0, Node: "c@h"})
 	if got := transitions(fx); !reflect.DeepEqual(got, []string{"ready>rehashing"}) {
 		t.Fatalf("transitions %v", got)
 	}
-	if !reflect.DeepEqual(c.Members(), []string{"a", "b"}) {
+	if !reflect.DeepEqual(c.Members(), []string{"a@h", "b@h"}) {
 		t.Fatalf("members %v", c.Members())
 	}
-	if d := kinds[Dial](run(c, Tick{Now: t0.Add(100 * time.Millisecond)})); !reflect.DeepEqual(d, []Dial{{"c"}}) {
+	if d := kinds[Dial](run(c, Tick{Now: t0.Add(100 * time.Millisecond)})); !reflect.DeepEqual(d, []Dial{{"c@h"}}) {
 		t.Fatalf("lost sentry must be re-dialled: %v", d)
 	}
 }
 
 func TestMembershipChangeInReadyRehashesAndReturns(t *testing.T) {
-	c := New(cfg("a", 1, "a", "b"))
+	c := New(cfg("a@h", 1, "a@h", "b@h"))
 	run(c, Start{Now: t0})
-	run(c, NodeUp{Now: t0, Node: "b"})
-	fx := run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister"})
+	run(c, NodeUp{Now: t0, Node: "b@h"})
+	fx := run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister"})
 	if got := transitions(fx); !reflect.DeepEqual(got, []string{"ready>rehashing", "rehashing>ready"}) {
 		t.Fatalf("transitions %v", got)
 	}
 }
 
 func TestForeignNodesNeverJoin(t *testing.T) {
-	c := New(cfg("a", 1, "a"))
+	c := New(cfg("a@h", 1, "a@h"))
 	run(c, Start{Now: t0})
 	run(c, NodeUp{Now: t0, Node: "observer"})
 	fx := run(c, ProbeReply{Now: t0, Node: "other_app", OTPApp: "billing"})
-	if len(kinds[Publish](fx)) != 0 || !reflect.DeepEqual(c.Members(), []string{"a"}) {
+	if len(kinds[Publish](fx)) != 0 || !reflect.DeepEqual(c.Members(), []string{"a@h"}) {
 		t.Fatalf("foreign node joined: %v", c.Members())
 	}
 	// A plain node that never answers is re-probed, never added.
@@ -156,23 +156,23 @@ func TestForeignNodesNeverJoin(t *testing.T) {
 	if p := kinds[Probe](fx); len(p) == 0 {
 		t.Fatal("silent non-member not re-probed")
 	}
-	if !reflect.DeepEqual(c.Members(), []string{"a"}) {
+	if !reflect.DeepEqual(c.Members(), []string{"a@h"}) {
 		t.Fatalf("members %v", c.Members())
 	}
 }
 
 func TestGossipBuildsFullMesh(t *testing.T) {
-	c := New(cfg("a", 1, "a", "b"))
+	c := New(cfg("a@h", 1, "a@h", "b@h"))
 	run(c, Start{Now: t0})
-	run(c, NodeUp{Now: t0, Node: "b"})
-	fx := run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister", Members: []string{"a", "b", "c", "d"}})
-	if d := kinds[Dial](fx); !reflect.DeepEqual(d, []Dial{{"c"}, {"d"}}) {
+	run(c, NodeUp{Now: t0, Node: "b@h"})
+	fx := run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister", Members: []string{"a@h", "b@h", "c@h", "d@h"}})
+	if d := kinds[Dial](fx); !reflect.DeepEqual(d, []Dial{{"c@h"}, {"d@h"}}) {
 		t.Fatalf("dials %v", d)
 	}
 	// Once c is gone from every member's report, we stop dialling it.
-	run(c, DialDone{Now: t0, Node: "c", Err: errors.New("down")})
-	run(c, DialDone{Now: t0, Node: "d", Err: errors.New("down")})
-	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister", Members: []string{"a", "b"}})
+	run(c, DialDone{Now: t0, Node: "c@h", Err: errors.New("down")})
+	run(c, DialDone{Now: t0, Node: "d@h", Err: errors.New("down")})
+	run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister", Members: []string{"a@h", "b@h"}})
 	fx = run(c, Tick{Now: t0.Add(10 * time.Second)})
 	if d := kinds[Dial](fx); len(d) != 0 {
 		t.Fatalf("still dialling forgotten gossip: %v", d)
@@ -180,19 +180,19 @@ func TestGossipBuildsFullMesh(t *testing.T) {
 }
 
 func TestProbedByTriggersProbeBack(t *testing.T) {
-	c := New(cfg("a", 1, "a"))
+	c := New(cfg("a@h", 1, "a@h"))
 	run(c, Start{Now: t0})
-	fx := run(c, ProbedBy{Now: t0, Node: "b"})
-	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b"}}) {
+	fx := run(c, ProbedBy{Now: t0, Node: "b@h"})
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b@h"}}) {
 		t.Fatalf("probe %v", p)
 	}
 }
 
 func TestSilentMemberIsSuspectedThenRemoved(t *testing.T) {
-	c := New(cfg("a", 1, "a", "b"))
+	c := New(cfg("a@h", 1, "a@h", "b@h"))
 	run(c, Start{Now: t0})
-	run(c, NodeUp{Now: t0, Node: "b"})
-	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister"})
+	run(c, NodeUp{Now: t0, Node: "b@h"})
+	run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister"})
 	var suspected, removed time.Duration
 	for ms := 100; ms <= 8000; ms += 100 {
 		now := t0.Add(time.Duration(ms) * time.Millisecond)
@@ -202,7 +202,7 @@ func TestSilentMemberIsSuspectedThenRemoved(t *testing.T) {
 		}
 		if d := kinds[Disconnect](fx); len(d) > 0 && removed == 0 {
 			removed = now.Sub(t0)
-			if d[0].Node != "b" {
+			if d[0].Node != "b@h" {
 				t.Fatalf("disconnected %v", d)
 			}
 			if got := transitions(fx); !reflect.DeepEqual(got, []string{"ready>rehashing", "rehashing>ready"}) {
@@ -213,21 +213,21 @@ func TestSilentMemberIsSuspectedThenRemoved(t *testing.T) {
 	if suspected != 3*time.Second || removed != 5*time.Second {
 		t.Fatalf("suspected at %v, removed at %v", suspected, removed)
 	}
-	if !reflect.DeepEqual(c.Members(), []string{"a"}) {
+	if !reflect.DeepEqual(c.Members(), []string{"a@h"}) {
 		t.Fatalf("members %v", c.Members())
 	}
 }
 
 func TestAnsweringMemberIsNeverSuspected(t *testing.T) {
-	c := New(cfg("a", 1, "a", "b"))
+	c := New(cfg("a@h", 1, "a@h", "b@h"))
 	run(c, Start{Now: t0})
-	run(c, NodeUp{Now: t0, Node: "b"})
-	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister"})
+	run(c, NodeUp{Now: t0, Node: "b@h"})
+	run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister"})
 	for ms := 100; ms <= 20000; ms += 100 {
 		now := t0.Add(time.Duration(ms) * time.Millisecond)
 		fx := run(c, Tick{Now: now})
 		for range kinds[Probe](fx) {
-			run(c, ProbeReply{Now: now, Node: "b", OTPApp: "cloister"})
+			run(c, ProbeReply{Now: now, Node: "b@h", OTPApp: "cloister"})
 		}
 		if len(kinds[Suspect](fx)) > 0 || len(kinds[Disconnect](fx)) > 0 {
 			t.Fatalf("answering member suspected at %dms", ms)
@@ -236,13 +236,13 @@ func TestAnsweringMemberIsNeverSuspected(t *testing.T) {
 }
 
 func TestDialBackoffGrowsAndCaps(t *testing.T) {
-	c := New(cfg("a", 1, "a", "b"))
+	c := New(cfg("a@h", 1, "a@h", "b@h"))
 	run(c, Start{Now: t0})
 	now := t0
 	var gaps []time.Duration
 	last := now
 	for i := 0; i < 12; i++ {
-		run(c, DialDone{Now: now, Node: "b", Err: errors.New("refused")})
+		run(c, DialDone{Now: now, Node: "b@h", Err: errors.New("refused")})
 		for {
 			now = now.Add(10 * time.Millisecond)
 			if d := kinds[Dial](run(c, Tick{Now: now})); len(d) > 0 {
@@ -268,14 +268,14 @@ func TestDialBackoffGrowsAndCaps(t *testing.T) {
 // lockstep: Ergo has no simultaneous-connect rule, so dials that cross
 // kill both links.
 func TestDialBackoffDiffersBetweenPeers(t *testing.T) {
-	c := New(cfg("a", 1, "a", "b"))
-	d := New(cfg("b", 1, "a", "b"))
+	c := New(cfg("a@h", 1, "a@h", "b@h"))
+	d := New(cfg("b@h", 1, "a@h", "b@h"))
 	same := 0
 	for f := 1; f <= 20; f++ {
-		if c.backoff("b", f) == d.backoff("a", f) {
+		if c.backoff("b@h", f) == d.backoff("a@h", f) {
 			same++
 		}
-		for _, x := range []time.Duration{c.backoff("b", f), d.backoff("a", f)} {
+		for _, x := range []time.Duration{c.backoff("b@h", f), d.backoff("a@h", f)} {
 			if x <= 0 || x > time.Second {
 				t.Fatalf("backoff %v out of range", x)
 			}
@@ -286,12 +286,12 @@ func TestDialBackoffDiffersBetweenPeers(t *testing.T) {
 	}
 	// A pure function of (self, peer, failures): a second core with the
 	// same configuration, whatever it went through, waits the same.
-	c2 := New(cfg("a", 1, "a", "b"))
+	c2 := New(cfg("a@h", 1, "a@h", "b@h"))
 	run(c2, Start{Now: t0})
-	run(c2, DialDone{Now: t0, Node: "b", Err: errors.New("refused")})
+	run(c2, DialDone{Now: t0, Node: "b@h", Err: errors.New("refused")})
 	for f := 1; f <= 20; f++ {
-		if c.backoff("b", f) != c2.backoff("b", f) {
-			t.Fatalf("failure %d: backoff %v and %v for the same (self, peer, failures)", f, c.backoff("b", f), c2.backoff("b", f))
+		if c.backoff("b@h", f) != c2.backoff("b@h", f) {
+			t.Fatalf("failure %d: backoff %v and %v for the same (self, peer, failures)", f, c.backoff("b@h", f), c2.backoff("b@h", f))
 		}
 	}
 }
@@ -314,28 +314,28 @@ func TestServiceModeAssemblesOnFirstAnswer(t *testing.T) {
 }
 
 func TestStopRunsStoppingThenStopped(t *testing.T) {
-	c := New(cfg("a", 1, "a"))
+	c := New(cfg("a@h", 1, "a@h"))
 	run(c, Start{Now: t0})
 	fx := run(c, Stop{Now: t0})
 	if got := transitions(fx); !reflect.DeepEqual(got, []string{"ready>stopping", "stopping>stopped"}) {
 		t.Fatalf("transitions %v", got)
 	}
-	if fx := run(c, NodeUp{Now: t0, Node: "b"}); len(transitions(fx)) != 0 {
+	if fx := run(c, NodeUp{Now: t0, Node: "b@h"}); len(transitions(fx)) != 0 {
 		t.Fatalf("stopped machine moved: %v", fx)
 	}
 }
 
 func TestReconcileRepairsMissedEvents(t *testing.T) {
-	c := New(cfg("a", 1, "a", "b"))
+	c := New(cfg("a@h", 1, "a@h", "b@h"))
 	run(c, Start{Now: t0})
-	run(c, NodeUp{Now: t0, Node: "b"})
-	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister"})
+	run(c, NodeUp{Now: t0, Node: "b@h"})
+	run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister"})
 	// b vanished without a NodeDown; c appeared without a NodeUp.
-	fx := run(c, Tick{Now: t0.Add(time.Second), Connected: []string{"c"}})
-	if !reflect.DeepEqual(c.Members(), []string{"a"}) {
+	fx := run(c, Tick{Now: t0.Add(time.Second), Connected: []string{"c@h"}})
+	if !reflect.DeepEqual(c.Members(), []string{"a@h"}) {
 		t.Fatalf("members %v", c.Members())
 	}
-	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"c"}}) {
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"c@h"}}) {
 		t.Fatalf("probe %v", p)
 	}
 }
@@ -344,10 +344,10 @@ func TestReconcileRepairsMissedEvents(t *testing.T) {
 // member list is sorted, unique and contains self, and the state only
 // reaches ready with consensus.
 func TestRandomEventsKeepInvariants(t *testing.T) {
-	nodes := []string{"a", "b", "c", "d", "e"}
+	nodes := []string{"a@h", "b@h", "c@h", "d@h", "e@h"}
 	for seed := int64(1); seed <= 200; seed++ {
 		r := rand.New(rand.NewSource(seed))
-		c := New(cfg("a", 1+r.Intn(4), "a", "b", "c"))
+		c := New(cfg("a@h", 1+r.Intn(4), "a@h", "b@h", "c@h"))
 		now := t0
 		state := c.State()
 		for i := 0; i < 300; i++ {
@@ -389,7 +389,7 @@ func TestRandomEventsKeepInvariants(t *testing.T) {
 			}
 			state = c.State()
 			ms := c.Members()
-			if !sort.StringsAreSorted(ms) || !contains(ms, "a") || hasDup(ms) {
+			if !sort.StringsAreSorted(ms) || !contains(ms, "a@h") || hasDup(ms) {
 				t.Fatalf("seed %d: members %v", seed, ms)
 			}
 			if c.State() == listener.StateReady && len(ms) < c.cfg.Consensus {

@@ -12,11 +12,11 @@ import (
 // members hash (b answers pings).
 func steadyPair(t *testing.T) *Core {
 	t.Helper()
-	c := New(cfg("a", 1, "a", "b"))
+	c := New(cfg("a@h", 1, "a@h", "b@h"))
 	run(c, Start{Now: t0})
-	run(c, NodeUp{Now: t0, Node: "b"})
-	h := MembersHash([]string{"a", "b"})
-	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister", Members: []string{"a", "b"}, Hash: h, HasHash: true})
+	run(c, NodeUp{Now: t0, Node: "b@h"})
+	h := MembersHash([]string{"a@h", "b@h"})
+	run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister", Members: []string{"a@h", "b@h"}, Hash: h, HasHash: true})
 	if c.MembersHash() != h || c.State() != listener.StateReady {
 		t.Fatalf("state %s hash %x, want ready %x", c.State(), c.MembersHash(), h)
 	}
@@ -29,7 +29,7 @@ func TestMembersHashIsTheRingSnapshotHash(t *testing.T) {
 	if got := MembersHash([]string{"a@h", "b@h"}); got != 0xe50ffbeaebfa718c {
 		t.Fatalf("MembersHash = %#x", got)
 	}
-	if MembersHash([]string{"ab", "c"}) == MembersHash([]string{"a", "bc"}) {
+	if MembersHash([]string{"ab", "c@h"}) == MembersHash([]string{"a@h", "bc"}) {
 		t.Fatal("length prefix missing")
 	}
 }
@@ -37,23 +37,23 @@ func TestMembersHashIsTheRingSnapshotHash(t *testing.T) {
 func TestAgreeingMemberGetsPingsNotProbes(t *testing.T) {
 	c := steadyPair(t)
 	fx := run(c, Tick{Now: t0.Add(600 * time.Millisecond)})
-	if p, pr := kinds[Ping](fx), kinds[Probe](fx); !reflect.DeepEqual(p, []Ping{{"b"}}) || len(pr) != 0 {
+	if p, pr := kinds[Ping](fx), kinds[Probe](fx); !reflect.DeepEqual(p, []Ping{{"b@h"}}) || len(pr) != 0 {
 		t.Fatalf("pings %v probes %v, want one ping and no probe", p, pr)
 	}
 }
 
 func TestPeerWithoutHashIsProbedAsBefore(t *testing.T) {
-	c := New(cfg("a", 1, "a", "b"))
+	c := New(cfg("a@h", 1, "a@h", "b@h"))
 	run(c, Start{Now: t0})
-	run(c, NodeUp{Now: t0, Node: "b"})
-	run(c, ProbeReply{Now: t0, Node: "b", OTPApp: "cloister", Members: []string{"a", "b"}}) // an Elixir peer
+	run(c, NodeUp{Now: t0, Node: "b@h"})
+	run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister", Members: []string{"a@h", "b@h"}}) // an Elixir peer
 	for ms := 500; ms <= 3000; ms += 500 {
 		now := t0.Add(time.Duration(ms) * time.Millisecond)
 		fx := run(c, Tick{Now: now})
 		if len(kinds[Ping](fx)) != 0 || len(kinds[Probe](fx)) != 1 {
 			t.Fatalf("at %dms: %v, want one probe and no ping", ms, fx)
 		}
-		run(c, ProbeReply{Now: now, Node: "b", OTPApp: "cloister", Members: []string{"a", "b"}})
+		run(c, ProbeReply{Now: now, Node: "b@h", OTPApp: "cloister", Members: []string{"a@h", "b@h"}})
 	}
 }
 
@@ -64,7 +64,7 @@ func TestPingFromMemberCountsAsHeartbeat(t *testing.T) {
 	// never suspect it.
 	for ms := 500; ms <= 20000; ms += 500 {
 		now := t0.Add(time.Duration(ms) * time.Millisecond)
-		if fx := run(c, PingedBy{Now: now.Add(-100 * time.Millisecond), Node: "b", Hash: h}); len(fx) != 0 {
+		if fx := run(c, PingedBy{Now: now.Add(-100 * time.Millisecond), Node: "b@h", Hash: h}); len(fx) != 0 {
 			t.Fatalf("ping from an agreeing member gave %v", fx)
 		}
 		fx := run(c, Tick{Now: now})
@@ -78,21 +78,21 @@ func TestHashMismatchFetchesTheList(t *testing.T) {
 	c := steadyPair(t)
 	now := t0.Add(600 * time.Millisecond)
 	run(c, Tick{Now: now})
-	fx := run(c, Pong{Now: now, Node: "b", Hash: MembersHash([]string{"a", "b", "c"})})
-	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b"}}) {
+	fx := run(c, Pong{Now: now, Node: "b@h", Hash: MembersHash([]string{"a@h", "b@h", "c@h"})})
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b@h"}}) {
 		t.Fatalf("after a pong with another hash: %v, want a probe of b", fx)
 	}
 	// Its list names c: dialled, as with every probe answer.
-	fx = run(c, ProbeReply{Now: now, Node: "b", OTPApp: "cloister", Members: []string{"a", "b", "c"},
-		Hash: MembersHash([]string{"a", "b", "c"}), HasHash: true})
-	if d := kinds[Dial](fx); !reflect.DeepEqual(d, []Dial{{"c"}}) {
+	fx = run(c, ProbeReply{Now: now, Node: "b@h", OTPApp: "cloister", Members: []string{"a@h", "b@h", "c@h"},
+		Hash: MembersHash([]string{"a@h", "b@h", "c@h"}), HasHash: true})
+	if d := kinds[Dial](fx); !reflect.DeepEqual(d, []Dial{{"c@h"}}) {
 		t.Fatalf("dials %v, want c", d)
 	}
 	// A ping with another hash does the same, one probe at a time.
 	c = steadyPair(t)
-	other := MembersHash([]string{"a", "b", "d"})
-	fx = run(c, PingedBy{Now: now, Node: "b", Hash: other})
-	fx = append(fx, run(c, PingedBy{Now: now.Add(10 * time.Millisecond), Node: "b", Hash: other})...)
+	other := MembersHash([]string{"a@h", "b@h", "d@h"})
+	fx = run(c, PingedBy{Now: now, Node: "b@h", Hash: other})
+	fx = append(fx, run(c, PingedBy{Now: now.Add(10 * time.Millisecond), Node: "b@h", Hash: other})...)
 	if p := kinds[Probe](fx); len(p) != 1 {
 		t.Fatalf("two pings with another hash: %v, want one probe", fx)
 	}
@@ -121,10 +121,10 @@ func TestSilentPingedMemberIsSuspectedThenRemoved(t *testing.T) {
 // A ping from a peer that is not a member in good standing is a cloister
 // asking: it is probed back (it may be joining), as for ProbedBy.
 func TestPingFromNonMemberIsProbedBack(t *testing.T) {
-	c := New(cfg("a", 1, "a"))
+	c := New(cfg("a@h", 1, "a@h"))
 	run(c, Start{Now: t0})
-	fx := run(c, PingedBy{Now: t0, Node: "x", Hash: 42})
-	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"x"}}) {
+	fx := run(c, PingedBy{Now: t0, Node: "x@h", Hash: 42})
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"x@h"}}) {
 		t.Fatalf("%v, want a probe of x", fx)
 	}
 }
@@ -133,13 +133,13 @@ func TestPingFromNonMemberIsProbedBack(t *testing.T) {
 // never answers that probe; when its Monitor asks us, we probe it back
 // at once rather than after ProbeTimeout (assembly waited for it).
 func TestProbedByWhileOurProbeIsOutstandingProbesBack(t *testing.T) {
-	c := New(cfg("a", 2, "a", "b"))
+	c := New(cfg("a@h", 2, "a@h", "b@h"))
 	run(c, Start{Now: t0})
-	if p := kinds[Probe](run(c, NodeUp{Now: t0, Node: "b"})); len(p) != 1 {
+	if p := kinds[Probe](run(c, NodeUp{Now: t0, Node: "b@h"})); len(p) != 1 {
 		t.Fatalf("probes on NodeUp %v", p)
 	}
-	fx := run(c, ProbedBy{Now: t0.Add(150 * time.Millisecond), Node: "b"})
-	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b"}}) {
+	fx := run(c, ProbedBy{Now: t0.Add(150 * time.Millisecond), Node: "b@h"})
+	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b@h"}}) {
 		t.Fatalf("%v, want a probe back of b", fx)
 	}
 }
