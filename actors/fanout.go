@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/ergo-services/ergo/etf"
@@ -64,19 +63,20 @@ var errNotConnected = errors.New("not connected (fan-out never dials)")
 // process of its own. Any number of goroutines may call at once.
 func Multicall(n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
 	results, err := multicallWith(true, "multicall", n, nodes, name, request, timeout)
-	observeFanout("multicall", results)
+	observeFanout(n, "multicall", results)
 	return results, err
 }
 
-// FanoutObserver, when it holds a function, is called after every Multicall
-// and Multiapply with the operation ("multicall", "multiapply") and the
-// per-node results, on the caller's goroutine. It must not block or keep
-// the slice. Package metrics installs one to count outcomes per error kind.
-var FanoutObserver atomic.Pointer[func(op string, results []Result)]
-
-func observeFanout(op string, results []Result) {
-	if f := FanoutObserver.Load(); f != nil && results != nil {
-		(*f)(op, results)
+// observeFanout hands results to the ObserveFanout option of the cluster
+// that runs on n (none on a node without cloister's Node actor).
+func observeFanout(n node.Node, op string, results []Result) {
+	if results == nil || n == nil {
+		return
+	}
+	if v, ok := engines.Load(n.Name()); ok {
+		if f := v.(*fanEngine).observe; f != nil {
+			f(op, results)
+		}
 	}
 }
 
@@ -273,7 +273,7 @@ func Multiapply(n node.Node, nodes []string, fn string, args etf.List, timeout t
 	if withBEAM != nil {
 		results = withBEAM(results)
 	}
-	observeFanout("multiapply", results)
+	observeFanout(n, "multiapply", results)
 	return results, nil
 }
 

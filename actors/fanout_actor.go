@@ -41,6 +41,10 @@ type fanEngine struct {
 
 	// inflight counts the Multicalls in the actor (callers' side).
 	inflight atomic.Int32
+
+	// observe is the cluster's Options.ObserveFanout (set before the
+	// actor starts, read only afterwards).
+	observe func(op string, results []Result)
 }
 
 // fanActorMax is how many Multicalls run in the Node actor at once; the

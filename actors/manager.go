@@ -36,7 +36,7 @@ type Manager struct {
 // NewManager builds the Manager for cluster c; o must be validated
 // (Options.Validate).
 func NewManager(c *Shared, o Options) *Manager {
-	return &Manager{cluster: c, monitor: NewMonitor(c, o), nodeActor: newClusterNode(c), additional: o.AdditionalModules}
+	return &Manager{cluster: c, monitor: NewMonitor(c, o), nodeActor: newClusterNode(c, o.ObserveFanout), additional: o.AdditionalModules}
 }
 
 // ProcessLoop runs the Manager's own supervisor loop (see manager_sup.go)

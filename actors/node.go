@@ -72,9 +72,10 @@ func NewNode(funcs *Funcs) gen.ServerBehavior {
 
 // newClusterNode is NewNode for the Manager's tree: answers to callers on
 // nodes the cluster's node is not connected to are dropped.
-func newClusterNode(c *Shared) gen.ServerBehavior {
+func newClusterNode(c *Shared, observe func(op string, results []Result)) gen.ServerBehavior {
 	s := NewNode(c.Funcs).(*nodeServer)
 	s.connected = c.ConnectedTo
+	s.fan.observe = observe
 	return s
 }
 

@@ -127,6 +127,12 @@ type Options struct {
 	// Recovered, Stalled), on the Monitor's goroutine: it must not block.
 	// metrics.Collector.Observe is one (see package metrics). Default nil.
 	Observe func(listener.Event) `yaml:"-"`
+	// ObserveFanout, when set, is called after every Multicall and
+	// Multiapply made on this cluster's node, with the operation
+	// ("multicall", "multiapply") and the per-node results, on the
+	// caller's goroutine: it must not block or keep the slice.
+	// metrics.Collector.ObserveFanout is one. Default nil.
+	ObserveFanout func(op string, results []Result) `yaml:"-"`
 }
 
 // NoFlapGrace as Options.FlapGrace removes a member as soon as its

@@ -15,7 +15,7 @@
 // snapshot when Prometheus scrapes; counters and histograms are fed by the
 // Monitor's typed events (Options.Observe, listener.Event), by the listener
 // wrapper and by the
-// fan-out hook (actors.FanoutObserver). Every update is an atomic add: none
+// fan-out hook (Options.ObserveFanout). Every update is an atomic add: none
 // blocks the Monitor.
 package metrics
 
@@ -161,9 +161,9 @@ func (c *Collector) snapshot() listener.Snapshot {
 
 // Instrument wires the collector into opts before the node starts: it
 // chains Observe (an Observe already set still runs, first), wraps the
-// Listener (nil: the default logger, as cloister would use) and installs
-// the process-wide fan-out hook (actors.FanoutObserver; one node per
-// process is the rule, so the last Instrument wins).
+// Listener (nil: the default logger, as cloister would use) and chains
+// ObserveFanout the same way, so fan-outs of this cluster's node are
+// counted (and only those).
 func (c *Collector) Instrument(opts *app.Options) {
 	if prev := opts.Observe; prev != nil {
 		opts.Observe = func(e listener.Event) {
@@ -178,8 +178,14 @@ func (c *Collector) Instrument(opts *app.Options) {
 		next = listener.Logger{Logf: opts.Logf(slog.LevelInfo)}
 	}
 	opts.Listener = c.Listener(next)
-	hook := c.ObserveFanout
-	actors.FanoutObserver.Store(&hook)
+	if prev := opts.ObserveFanout; prev != nil {
+		opts.ObserveFanout = func(op string, results []actors.Result) {
+			prev(op, results)
+			c.ObserveFanout(op, results)
+		}
+	} else {
+		opts.ObserveFanout = c.ObserveFanout
+	}
 }
 
 // Observe counts one event of the Monitor (app.Options.Observe): state

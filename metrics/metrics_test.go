@@ -282,12 +282,12 @@ func TestObserveFanoutCountsPerNodeOutcomes(t *testing.T) {
 }
 
 func TestInstrumentChainsObserveWrapsTheListenerAndHooksFanout(t *testing.T) {
-	prev := actors.FanoutObserver.Load() // the in-process node's, with -count
-	t.Cleanup(func() { actors.FanoutObserver.Store(prev) })
 	c, _ := newWithClock()
 	opts := app.DefaultOptions()
 	var seen []listener.Event
 	opts.Observe = func(e listener.Event) { seen = append(seen, e) }
+	var fanned int
+	opts.ObserveFanout = func(string, []actors.Result) { fanned++ }
 	var heard int
 	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) { heard++ })
 	c.Instrument(&opts)
@@ -300,11 +300,13 @@ func TestInstrumentChainsObserveWrapsTheListenerAndHooksFanout(t *testing.T) {
 	if heard != 1 {
 		t.Errorf("the user's listener heard %d changes, want 1", heard)
 	}
-	f := actors.FanoutObserver.Load()
-	if f == nil {
+	if opts.ObserveFanout == nil {
 		t.Fatal("Instrument did not install the fan-out hook")
 	}
-	(*f)("multicall", []actors.Result{{Node: "a@h"}})
+	opts.ObserveFanout("multicall", []actors.Result{{Node: "a@h"}})
+	if fanned != 1 {
+		t.Errorf("the ObserveFanout set before Instrument saw %d fan-outs, want 1", fanned)
+	}
 	got := gather(t, c)
 	want(t, got, "cloister_rehashes_total", 1)
 	want(t, got, "cloister_listener_duration_seconds_count", 1)

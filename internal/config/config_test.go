@@ -54,7 +54,7 @@ func TestCodeOnlyOptions(t *testing.T) {
 			codeOnly = append(codeOnly, typ.Field(i).Name)
 		}
 	}
-	if want := []string{"Listener", "AdditionalModules", "Logger", "Observe"}; !slices.Equal(codeOnly, want) {
+	if want := []string{"Listener", "AdditionalModules", "Logger", "Observe", "ObserveFanout"}; !slices.Equal(codeOnly, want) {
 		t.Fatalf("options without a key: %v, want %v", codeOnly, want)
 	}
 	if len(optionFields)+len(codeOnly) != typ.NumField() {
