@@ -235,6 +235,9 @@ func (r rpcFuncs) Lookup(name string) (func(args etf.List) (etf.Term, error), bo
 	return nil, false
 }
 
+// TryGo shares the registry's cap with Multiapply (actors.MaxApplyConcurrency).
+func (r rpcFuncs) TryGo(run func()) bool { return r.f.TryGo(run) }
+
 // Cluster is one node's cluster: its rings, its Monitor's view and its
 // fan-out. StartNode returns one; New builds one for your own supervision
 // tree.

@@ -22,6 +22,12 @@ type Func func(args etf.List) (etf.Term, error)
 type Funcs struct {
 	mu sync.RWMutex
 	m  map[string]Func
+
+	// slots holds one token per function running for a peer (Multiapply
+	// through the Node actor, or rpc from a BEAM node): one cap,
+	// MaxApplyConcurrency, for both ways in.
+	slotsOnce sync.Once
+	slots     chan struct{}
 }
 
 // ErrFuncRegistered is wrapped by Register for a name already taken.
@@ -30,6 +36,25 @@ var ErrFuncRegistered = errors.New("cloister: function already registered")
 // NewFuncs returns an empty registry.
 func NewFuncs() *Funcs {
 	return &Funcs{m: make(map[string]Func)}
+}
+
+// TryGo runs run on a goroutine of its own when fewer than
+// MaxApplyConcurrency functions of this registry are running for peers,
+// and reports whether it did. The Node actor (Multiapply) and the rpc
+// service for BEAM callers both go through it, so a node flooded both
+// ways still runs at most MaxApplyConcurrency functions.
+func (f *Funcs) TryGo(run func()) bool {
+	f.slotsOnce.Do(func() { f.slots = make(chan struct{}, MaxApplyConcurrency) })
+	select {
+	case f.slots <- struct{}{}:
+	default:
+		return false
+	}
+	go func() {
+		defer func() { <-f.slots }()
+		run()
+	}()
+	return true
 }
 
 // Register adds fn under name. An empty name or a nil fn is an error

@@ -15,9 +15,11 @@ import (
 // Go node as it addresses an Elixir one.
 const NodeName = "Elixir.Cloister.Node"
 
-// MaxApplyConcurrency bounds the Multiapply functions one Node actor runs at
-// once; a request beyond it is answered {error, busy} instead of piling up
-// goroutines on a node flooded by its peers.
+// MaxApplyConcurrency bounds the functions of one Funcs registry (one
+// cluster's) that run at once for peers, Multiapply and BEAM rpc together;
+// a request beyond it is answered {error, busy} (Multiapply) or raises
+// error:busy (rpc) instead of piling up goroutines on a node flooded by
+// its peers.
 const MaxApplyConcurrency = 1024
 
 // The atoms of the Node actor's protocol.
@@ -44,8 +46,7 @@ func NodeProcessOptions() gen.ProcessOptions {
 type nodeServer struct {
 	gen.Server
 	fan   *fanEngine // the Multicall and Multicast of this node (fanout_actor.go)
-	funcs *Funcs
-	slots chan struct{} // one token per running Multiapply function
+	funcs *Funcs     // also caps the functions running at once (TryGo)
 	// connected, when set, tells whether this node is connected to a
 	// caller's node: an answer to one that is not is dropped, because Ergo
 	// would dial it on the sending goroutine (seconds for a frozen peer).
@@ -67,7 +68,7 @@ func NewNode(funcs *Funcs) gen.ServerBehavior {
 	if funcs == nil {
 		funcs = NewFuncs()
 	}
-	return &nodeServer{funcs: funcs, slots: make(chan struct{}, MaxApplyConcurrency), fan: newFanEngine()}
+	return &nodeServer{funcs: funcs, fan: newFanEngine()}
 }
 
 // newClusterNode is NewNode for the Manager's tree: answers to callers on
@@ -225,16 +226,9 @@ func (s *nodeServer) serve(request etf.Term, reply func(etf.Term)) {
 		reply(etf.Tuple{atomError, etf.Tuple{atomUndef, t[1]}})
 		return
 	}
-	select {
-	case s.slots <- struct{}{}:
-	default:
+	if !s.funcs.TryGo(func() { reply(runFunc(fn, args)) }) {
 		reply(etf.Tuple{atomError, atomBusy})
-		return
 	}
-	go func() {
-		defer func() { <-s.slots }()
-		reply(runFunc(fn, args))
-	}()
 }
 
 // runFunc calls fn and turns its outcome, panic included, into the answer.

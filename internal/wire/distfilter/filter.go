@@ -213,6 +213,15 @@ type Funcs interface {
 	Lookup(name string) (func(args etf.List) (etf.Term, error), bool)
 }
 
+// Limited is a Funcs that also caps how many of its functions run at once:
+// TryGo runs run on a goroutine of its own and reports true, or reports
+// false when the cap is reached, and the rpc caller gets error:busy.
+// A Funcs without it runs each call on a fresh goroutine.
+type Limited interface {
+	Funcs
+	TryGo(run func()) bool
+}
+
 // FuncMap is a ready Funcs: a map from "Module:Function".
 type FuncMap map[string]func(args etf.List) (etf.Term, error)
 

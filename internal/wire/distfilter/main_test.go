@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,6 +58,24 @@ var rpcFuncs = FuncMap{
 	},
 }
 
+// limited is a Limited Funcs whose cap a test can declare reached.
+type limited struct {
+	FuncMap
+	full atomic.Bool
+	runs atomic.Int64
+}
+
+func (l *limited) TryGo(run func()) bool {
+	if l.full.Load() {
+		return false
+	}
+	l.runs.Add(1)
+	go run()
+	return true
+}
+
+var limitedFuncs = &limited{FuncMap: rpcFuncs}
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	_ = flag.Set("ergo.warning", "false")
@@ -106,7 +125,7 @@ func run(m *testing.M) int {
 	}
 
 	eo := ergonode.Options{Cookie: env.Cookie, EPMDPort: env.EPMD.Port, HandshakeTimeout: 5 * time.Second}
-	theF = Options{ServeRPC: true, Funcs: rpcFuncs}.apply(&eo)
+	theF = Options{ServeRPC: true, Funcs: limitedFuncs}.apply(&eo)
 	goName = fmt.Sprintf("dfgo_%d@127.0.0.1", os.Getpid())
 	goNode, err = ergonode.Start(goName, eo)
 	if err != nil {

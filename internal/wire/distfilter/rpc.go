@@ -214,6 +214,12 @@ func (r *spawnReq) run(resRef []byte, finish func([]byte)) {
 		raise("error", atom("undef"), undefStack)
 		return
 	}
+	if l, ok := r.s.fc.f.opts.Funcs.(Limited); ok {
+		if !l.TryGo(func() { r.runGo(fn, ret, raise, undefStack) }) {
+			raise("error", atom("busy"), undefStack)
+		}
+		return
+	}
 	go r.runGo(fn, ret, raise, undefStack)
 }
 

@@ -89,6 +89,26 @@ func TestRPCGoFuncs(t *testing.T) {
 	})
 }
 
+// A Go function runs through the Funcs' cap: beyond it the caller gets
+// error:busy and nothing runs.
+func TestRPCGoFuncsShareTheCap(t *testing.T) {
+	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
+		e := sharedErl(t, r, false)
+		g := q(goName)
+		before := limitedFuncs.runs.Load()
+		expectEval(t, e, "rpc:call("+g+", dft_go, add, [1])", "1")
+		if got := limitedFuncs.runs.Load() - before; got != 1 {
+			t.Fatalf("the function ran %d times through TryGo, want 1", got)
+		}
+		limitedFuncs.full.Store(true)
+		defer limitedFuncs.full.Store(false)
+		expectEval(t, e, "rpc:call("+g+", dft_go, add, [1])", "{badrpc,{'EXIT',{busy,[{dft_go,add,[1],[]}]}}}")
+		if got := limitedFuncs.runs.Load() - before; got != 1 {
+			t.Fatalf("a call beyond the cap ran (%d runs)", got)
+		}
+	})
+}
+
 func TestRPCConcurrentAndTimed(t *testing.T) {
 	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
 		e := sharedErl(t, r, false)
