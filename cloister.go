@@ -307,25 +307,22 @@ func (c *Cluster) Stop() error {
 }
 
 // watch marks the cluster stopped when its node stops, however it stops.
-// The goroutine ends with the node (or at once if the cluster has ended).
+// Its goroutine starts with the node (n, or the one the Monitor gets when
+// n is nil: a child spec never started holds none) and ends with it.
 func (c *Cluster) watch(n node.Node) {
 	c.watchOnce.Do(func() {
-		go func() {
-			for n == nil {
-				ch := c.c.Changed()
-				if n = c.c.Node(); n != nil {
-					break
-				}
-				select {
-				case <-ch:
-				case <-c.c.Stopped():
-					return
-				}
-			}
-			n.Wait()
-			c.c.MarkStopped(nil)
-			clearDefault(c)
-		}()
+		wait := func(n node.Node) {
+			go func() {
+				n.Wait()
+				c.c.MarkStopped(nil)
+				clearDefault(c)
+			}()
+		}
+		if n != nil {
+			wait(n)
+			return
+		}
+		c.c.WhenNode(wait)
 	})
 }
 

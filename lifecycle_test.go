@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -319,4 +320,37 @@ func BenchmarkRingOwner(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// A child spec built but never started holds no goroutine: the watcher of
+// its node starts with the node.
+func TestUnstartedChildSpecHoldsNoGoroutine(t *testing.T) {
+	const specs = 50
+	before := runtime.NumGoroutine()
+	keep := make([]*cloister.Cluster, 0, specs)
+	for i := 0; i < specs; i++ {
+		c, err := cloister.New(cloister.DefaultOptions())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%2 == 0 {
+			_ = c.ChildSpec()
+		} else {
+			_ = c.ApplicationChildSpec()
+		}
+		keep = append(keep, c)
+	}
+	// The running example node's goroutines come and go: wait for a
+	// count well below one per spec.
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for runtime.NumGoroutine()-before >= specs/2 {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("%d unstarted child specs hold %d more goroutines", specs, runtime.NumGoroutine()-before)
+		}
+	}
+	runtime.KeepAlive(keep)
 }

@@ -36,7 +36,8 @@ type Shared struct {
 	snap atomic.Pointer[listener.Snapshot]
 
 	mu      sync.Mutex
-	changed chan struct{} // closed and replaced on every published snapshot
+	changed chan struct{}   // closed and replaced on every published snapshot
+	onNode  func(node.Node) // WhenNode's function, until SetNode runs it
 
 	life lifecycle // stopped for good, or running (manager_stopped.go)
 
@@ -65,10 +66,34 @@ func (c *Shared) Node() node.Node {
 	return n
 }
 
-// SetNode records the node; the Monitor calls it at start.
+// SetNode records the node; the Monitor calls it at start. The first time,
+// it runs the function WhenNode was given.
 func (c *Shared) SetNode(n node.Node) {
+	if n == nil {
+		return
+	}
+	c.node.Store(n)
+	c.mu.Lock()
+	f := c.onNode
+	c.onNode = nil
+	c.mu.Unlock()
+	if f != nil {
+		f(n)
+	}
+}
+
+// WhenNode runs f with the cluster's node once it has one: now if it has,
+// else in SetNode. Nothing waits meanwhile, so a cluster that never starts
+// holds no goroutine for it. Only the last f given before the node is kept.
+func (c *Shared) WhenNode(f func(node.Node)) {
+	c.mu.Lock()
+	n := c.Node()
+	if n == nil {
+		c.onNode = f
+	}
+	c.mu.Unlock()
 	if n != nil {
-		c.node.Store(n)
+		f(n)
 	}
 }
 
