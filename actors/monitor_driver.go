@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/internal/core"
+	"github.com/cloister-go/cloister/internal/dispatcher"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 )
@@ -27,7 +28,7 @@ type driver struct {
 	tr      transport
 	cluster *Shared
 	self    string
-	disp    *listener.Dispatcher
+	disp    *dispatcher.Dispatcher
 	logf    func(string, ...interface{})
 	warnf   func(string, ...interface{}) // trouble; logf unless set
 	now     func() time.Time
@@ -93,7 +94,7 @@ func newDriver(parent context.Context, o Options, c *Shared, self string, tr tra
 		opts: o, tr: tr, cluster: c, self: self, logf: logf, warnf: logf, now: now, post: post,
 		ctx: ctx, cancel: cancel, failing: map[string]*dialFailure{},
 		heard: map[string]*ring.Snapshot{},
-		disp:  listener.NewDispatcher(l, logf, listenerSlow),
+		disp:  dispatcher.New(l, logf, listenerSlow),
 		core:  core.New(o.coreConfig(self)),
 	}
 }
