@@ -25,7 +25,7 @@ const (
 type Shared struct {
 	// OTPApp is the application, Ring the default ring's name.
 	OTPApp, Ring string
-	// MonitorName is the Monitor's registered name (set by NewMonitor).
+	// MonitorName is the Monitor's registered name (set by newMonitor).
 	MonitorName string
 	// Rings holds every named ring; lookups are lock-free.
 	Rings *ring.Set

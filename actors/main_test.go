@@ -220,7 +220,7 @@ func startServices(n node.Node, mode string) error {
 			return err
 		}
 	}
-	if _, err := n.Spawn(NodeName, NodeProcessOptions(), NewNode(funcs)); err != nil {
+	if _, err := n.Spawn(NodeName, nodeProcessOptions(), newNode(funcs)); err != nil {
 		return fmt.Errorf("spawn the Node actor: %w", err)
 	}
 	if mode == modeBare {

@@ -28,7 +28,7 @@ type Child struct {
 type Manager struct {
 	gen.Supervisor
 	cluster    *Shared
-	monitor    *Monitor
+	monitor    *monitor
 	nodeActor  gen.ServerBehavior
 	additional []Child
 }
@@ -36,7 +36,7 @@ type Manager struct {
 // NewManager builds the Manager for cluster c; o must be validated
 // (Options.Validate).
 func NewManager(c *Shared, o Options) *Manager {
-	return &Manager{cluster: c, monitor: NewMonitor(c, o), nodeActor: newClusterNode(c, o.ObserveFanout), additional: o.AdditionalModules}
+	return &Manager{cluster: c, monitor: newMonitor(c, o), nodeActor: newClusterNode(c, o.ObserveFanout), additional: o.AdditionalModules}
 }
 
 // ProcessLoop runs the Manager's own supervisor loop (see manager_sup.go)
@@ -54,9 +54,6 @@ func (m *Manager) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 	m.cluster.running()
 	return s.loop(ps, started)
 }
-
-// Monitor returns the Monitor behaviour the Manager runs.
-func (m *Manager) Monitor() *Monitor { return m.monitor }
 
 // Init declares the children.
 func (m *Manager) Init(args ...etf.Term) (gen.SupervisorSpec, error) {

@@ -106,7 +106,7 @@ func startTestSup(t *testing.T, intensity uint16) (*testSup, gen.Process, string
 	guarded := fmt.Sprintf("t_guarded_%d", time.Now().UnixNano())
 	plain := guarded + "_plain"
 	s := &testSup{intensity: intensity, stopped: make(chan string, 1), logf: t.Logf, children: []gen.SupervisorChildSpec{
-		{Name: guarded, Child: NewNode(nil), Options: NodeProcessOptions()},
+		{Name: guarded, Child: newNode(nil), Options: nodeProcessOptions()},
 		{Name: plain, Child: &testEcho{}, Options: gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}},
 	}}
 	p, err := testNode.Spawn("", gen.ProcessOptions{}, s)
@@ -305,7 +305,7 @@ func TestMonitorStopsBehindAStuckListener(t *testing.T) {
 		}
 		<-release
 	})
-	m := NewMonitor(c, Options{
+	m := newMonitor(c, Options{
 		MonitorName: fmt.Sprintf("t_monitor_%d", time.Now().UnixNano()), OTPApp: "stuck", Consensus: 1,
 		Sentry: []string{testNode.Name()}, Listener: l, Logger: slog.New(logfHandler(logf)),
 		Heartbeat: 500 * time.Millisecond, SuspectAfter: 3 * time.Second, RemoveAfter: 5 * time.Second,

@@ -23,7 +23,7 @@ import (
 // turns node events, timers and peer answers into core events; it never
 // blocks on the network (dials run on the driver's goroutines with a
 // deadline).
-type Monitor struct {
+type monitor struct {
 	statem.StateMachine[listener.State]
 	opts    Options
 	cluster *Shared
@@ -43,27 +43,27 @@ type (
 	discoveredMsg struct{ peers []string }
 )
 
-// NewMonitor returns the Monitor behaviour for cluster c; o is validated
+// newMonitor returns the Monitor behaviour for cluster c; o is validated
 // (Options.Validate) or at least names the Monitor.
-func NewMonitor(c *Shared, o Options) *Monitor {
+func newMonitor(c *Shared, o Options) *monitor {
 	if o.MonitorName == "" {
 		o.MonitorName = MonitorName
 	}
 	c.MonitorName = o.MonitorName
-	return &Monitor{opts: o, cluster: c}
+	return &monitor{opts: o, cluster: c}
 }
 
-var _ statem.Behavior[listener.State] = (*Monitor)(nil)
+var _ statem.Behavior[listener.State] = (*monitor)(nil)
 
 // ProcessLoop runs the state machine behind guardedLoop: a bare {} from
 // any peer would otherwise kill the Monitor inside Ergo's own loop.
-func (m *Monitor) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
+func (m *monitor) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 	return guardedLoop(&m.StateMachine.Server, ps, started)
 }
 
 // State is the core's state (statem.Behavior); down before the first
 // InitStateMachine.
-func (m *Monitor) State() listener.State {
+func (m *monitor) State() listener.State {
 	if m.d == nil {
 		return listener.StateDown
 	}
@@ -71,20 +71,20 @@ func (m *Monitor) State() listener.State {
 }
 
 // Allowed is the core's transition table (statem.Behavior).
-func (m *Monitor) Allowed(from, to listener.State) bool { return core.Allowed(from, to) }
+func (m *monitor) Allowed(from, to listener.State) bool { return core.Allowed(from, to) }
 
 // Logf logs through the Monitor's logger (statem.Behavior).
-func (m *Monitor) Logf(format string, args ...interface{}) { m.logf(format, args...) }
+func (m *monitor) Logf(format string, args ...interface{}) { m.logf(format, args...) }
 
 // Connected implements statem.Behavior: a reply to a caller whose node is
 // no longer connected is dropped, because Ergo would dial that node on the
 // Monitor's goroutine to send it (seconds for a frozen peer).
-func (m *Monitor) Connected(node string) bool { return m.cluster.ConnectedTo(node) }
+func (m *monitor) Connected(node string) bool { return m.cluster.ConnectedTo(node) }
 
 // InitStateMachine sets the Monitor up in state down; it must not fail (a
 // failing child Init hangs an Ergo supervisor), so all fallible work comes
 // after, as messages to itself.
-func (m *Monitor) InitStateMachine(p *statem.Process) error {
+func (m *monitor) InitStateMachine(p *statem.Process) error {
 	m.logf = m.opts.Logf(slog.LevelInfo)
 	n, _ := p.Env(node.EnvKeyNode).(node.Node)
 	m.cluster.SetNode(n)
@@ -123,7 +123,7 @@ func result(ts []core.Transition, actions ...statem.Action) statem.Result[listen
 }
 
 // HandleEvent turns one Ergo event into a core event through the driver.
-func (m *Monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[listener.State] {
+func (m *monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[listener.State] {
 	switch e := ev.(type) {
 	case statem.Info:
 		switch msg := e.Msg.(type) {
@@ -189,7 +189,7 @@ func (m *Monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 		return m.call(e)
 	case statem.Direct:
 		switch e.Msg.(type) {
-		case SnapshotRequest:
+		case snapshotRequest:
 			return result(nil, statem.DirectReply{Ref: e.Ref, Msg: m.cluster.Snapshot()})
 		case LeaveRequest:
 			done, ts := m.d.leave()
@@ -214,7 +214,7 @@ func (m *Monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 // kickResolver re-resolves the service now and shortly after (service
 // mode): a killed container's address leaves the answer within moments,
 // which ends its flap grace (core) well before the grace runs out.
-func (m *Monitor) kickResolver() {
+func (m *monitor) kickResolver() {
 	if m.kick == nil {
 		return
 	}
@@ -245,11 +245,11 @@ type LeaveRequest struct{}
 // (core.ValidName) other than this node's.
 type JoinRequest struct{ Node string }
 
-// SnapshotRequest asks the Monitor (through process Direct) for a fresh
+// snapshotRequest asks the Monitor (through process Direct) for a fresh
 // snapshot. Code outside the Monitor normally reads Shared.Snapshot.
-type SnapshotRequest struct{}
+type snapshotRequest struct{}
 
-func (m *Monitor) call(e statem.Call) statem.Result[listener.State] {
+func (m *monitor) call(e statem.Call) statem.Result[listener.State] {
 	switch msg := e.Msg.(type) {
 	case etf.Atom:
 		if msg == "state" {
@@ -280,7 +280,7 @@ func (m *Monitor) call(e statem.Call) statem.Result[listener.State] {
 // multiCall answers Erlang's gen_server:multi_call, whose request
 // {'$gen_call', From, Req} Ergo does not recognise as a call (it lands in
 // HandleInfo); multiCallFrom reads both forms of From (OTP 25, OTP 27+).
-func (m *Monitor) multiCall(p *statem.Process, msg etf.Tuple) (statem.Result[listener.State], bool) {
+func (m *monitor) multiCall(p *statem.Process, msg etf.Tuple) (statem.Result[listener.State], bool) {
 	if len(msg) != 3 || msg[0] != etf.Atom("$gen_call") {
 		return result(nil), false
 	}
@@ -308,7 +308,7 @@ func (m *Monitor) multiCall(p *statem.Process, msg etf.Tuple) (statem.Result[lis
 // atom; Group ” or 'default' is the default ring) with {ok, Owner} or
 // {error, Reason}: the CLI and BEAM code ask a node this way. On a libring
 // ring the owner is libring's for that term (an atom key hashes as an atom).
-func (m *Monitor) whois(group, key etf.Term) etf.Term {
+func (m *monitor) whois(group, key etf.Term) etf.Term {
 	g, ok1 := termString(group)
 	k, ok2 := termString(key)
 	if !ok1 || !ok2 {
@@ -357,7 +357,7 @@ func termString(t etf.Term) (string, bool) {
 // peers) a few keys of ours besides. A BEAM caller gets exactly the three
 // keys, so Cloister.multicall(Cloister.Monitor, :state) returns maps of one
 // shape from Go and Elixir nodes alike.
-func (m *Monitor) stateTerm(caller string) etf.Term {
+func (m *monitor) stateTerm(caller string) etf.Term {
 	members := m.d.core.Members()
 	cluster := append([]string{m.cluster.Self()}, m.tr.Nodes()...)
 	st := etf.Map{
@@ -466,7 +466,7 @@ func parseLeave(t etf.Term) (leaves, leaving bool) {
 // TerminateStateMachine runs the orderly shutdown if it has not run
 // (stopping → stopped, each change told to the listener, which gets a
 // moment to finish) and stops the goroutines the Monitor started.
-func (m *Monitor) TerminateStateMachine(p *statem.Process, state listener.State, reason string) {
+func (m *monitor) TerminateStateMachine(p *statem.Process, state listener.State, reason string) {
 	if m.d == nil {
 		return
 	}

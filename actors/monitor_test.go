@@ -117,7 +117,7 @@ func TestMonitorDialsAreBoundedAndEndWithIt(t *testing.T) {
 			mu.Unlock()
 		}
 	}
-	proc, err := testNode.Spawn(o.MonitorName, gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}, NewMonitor(c, o))
+	proc, err := testNode.Spawn(o.MonitorName, gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}, newMonitor(c, o))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,9 +36,9 @@ const (
 	atomGenCast     = etf.Atom("$gen_cast")
 )
 
-// NodeProcessOptions are the options to spawn the Node actor with: peers
+// nodeProcessOptions are the options to spawn the Node actor with: peers
 // write to it, and Ergo silently drops network messages to a full mailbox.
-func NodeProcessOptions() gen.ProcessOptions {
+func nodeProcessOptions() gen.ProcessOptions {
 	return gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}
 }
 
@@ -53,8 +53,8 @@ type nodeServer struct {
 	connected func(node string) bool
 }
 
-// NewNode returns the Node actor: a gen.Server to register as NodeName
-// (spawn it with NodeProcessOptions). It serves Multiapply requests from
+// newNode returns the Node actor: a gen.Server to register as NodeName
+// (spawn it with nodeProcessOptions). It serves Multiapply requests from
 // peers — a call {multiapply, Fn, Args} with Fn a binary, atom or charlist
 // and Args a list is answered {ok, Result} or {error, Reason}, Reason being
 // {undef, Fn} for a function not in funcs, badarg for a malformed request,
@@ -64,17 +64,17 @@ type nodeServer struct {
 // casts and infos of any shape are ignored. Erlang's gen_server:multi_call
 // form ({'$gen_call', {Pid, {Ref, Node}}, Req}, which Ergo hands to
 // HandleInfo) is answered like a call. A nil funcs means an empty registry.
-func NewNode(funcs *Funcs) gen.ServerBehavior {
+func newNode(funcs *Funcs) gen.ServerBehavior {
 	if funcs == nil {
 		funcs = NewFuncs()
 	}
 	return &nodeServer{funcs: funcs, fan: newFanEngine()}
 }
 
-// newClusterNode is NewNode for the Manager's tree: answers to callers on
+// newClusterNode is newNode for the Manager's tree: answers to callers on
 // nodes the cluster's node is not connected to are dropped.
 func newClusterNode(c *Shared, observe func(op string, results []Result)) gen.ServerBehavior {
-	s := NewNode(c.Funcs).(*nodeServer)
+	s := newNode(c.Funcs).(*nodeServer)
 	s.connected = c.ConnectedTo
 	s.fan.observe = observe
 	return s

@@ -12,7 +12,7 @@ import (
 )
 
 // sim plays the driver and the peers around one core: it ticks every 50 ms
-// like actors.Monitor, answers
+// like the Monitor in package actors, answers
 // the probes of the peers that are "up" and connected, and records every
 // effect as a short line ("grace b", "removed b silent", ...).
 type sim struct {
