@@ -384,6 +384,16 @@ func newInbox(tb testing.TB) (gen.Process, chan etf.Term) {
 	if err != nil {
 		tb.Fatalf("spawn inbox: %v", err)
 	}
-	tb.Cleanup(p.Kill)
+	tb.Cleanup(func() { killIfAlive(p) })
 	return p, b.ch
+}
+
+// killIfAlive kills p unless it already ended: Ergo's Kill reads the
+// process's behaviour without the lock its exit writes it under (a data
+// race under -race when a test's supervisor has given up by itself);
+// IsAlive takes that lock, and a process that is ending reads as dead.
+func killIfAlive(p gen.Process) {
+	if p.IsAlive() {
+		p.Kill()
+	}
 }

@@ -113,7 +113,7 @@ func startTestSup(t *testing.T, intensity uint16) (*testSup, gen.Process, string
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(p.Kill)
+	t.Cleanup(func() { killIfAlive(p) })
 	return s, p, guarded, plain
 }
 
