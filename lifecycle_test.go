@@ -301,6 +301,20 @@ func BenchmarkWhois(b *testing.B) {
 	}
 }
 
+// BenchmarkWhoisParallel is Whois from every P at once: no lock, so the
+// rate per call holds as goroutines are added.
+func BenchmarkWhoisParallel(b *testing.B) {
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := cloister.Whois("", "user:42"); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
 func BenchmarkMine(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
