@@ -117,12 +117,22 @@ func guardedLoop(srv *gen.Server, ps gen.ProcessState, started chan<- bool) stri
 	return guardedLoopWith(srv, ps, started, nil)
 }
 
+// handoffQueue is the length of the filtered mailbox between the forwarder
+// and gen.Server's loop.
+const handoffQueue = 64
+
 // guardedLoopWith is guardedLoop that also forwards into the mailbox what
 // Go code puts in inject (nil: nothing): how Multicall hands the Node
 // actor a request without a process of its own.
 func guardedLoopWith(srv *gen.Server, ps gen.ProcessState, started chan<- bool, inject <-chan gen.ProcessMailboxMessage) string {
 	orig := ps.ProcessChannels()
-	mailbox := make(chan gen.ProcessMailboxMessage, cap(orig.Mailbox))
+	// Ergo's own mailbox (orig) absorbs bursts and is what Ergo drops
+	// from when full; the forwarder drains it into this short hand-off
+	// queue. gen.Server also sizes its deferred queue (only used while a
+	// handler waits in a Call, which these actors never do) from it: a
+	// full-size copy cost two more 384 KB buffers per actor at 8192 slots,
+	// and a channel's ring buffer is touched end to end over time.
+	mailbox := make(chan gen.ProcessMailboxMessage, handoffQueue)
 	ctx := ps.Context()
 	go func() {
 		for {
