@@ -50,6 +50,7 @@ func main() {
 	bigRounds := flag.Int("big-rounds", 1, "rounds for sizes of 50 and more")
 	steadyFlag := flag.String("steady", "", "steady windows per size, N=duration,... (e.g. 25=20s,50=60s)")
 	calls := flag.Int("calls", 200, "fan-outs per size for the Multicall measurement (0: none)")
+	flag.BoolVar(&traceAssembly, "trace", false, "print, per round, when each node was ready and the last node's events (stderr), from the last start")
 	profile := flag.String("profile", "", "write CPU profiles of one cloister node (assembly, steady) into this directory")
 	rawName := flag.String("raw-node", "", "internal: run as a raw Ergo node of the baseline")
 	rawPeers := flag.String("raw-peers", "", "internal: the raw node's peers")
@@ -222,6 +223,9 @@ func ms(d time.Duration) string {
 
 // cloisterRound starts n cloister nodes and measures assembly, an optional
 // steady window, a Multicall fan-out (calls > 0) and a kill -9.
+// traceAssembly is -trace: where an assembly's time went.
+var traceAssembly bool
+
 func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, calls int, profDir string) (res roundResult, err error) {
 	names := make([]string, n)
 	for i := range names {
@@ -268,6 +272,18 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 		}
 	}
 	res.assembly = readyAt.Sub(lastStart)
+	if traceAssembly {
+		for i, nd := range nodes[:len(nodes)-1] {
+			for _, e := range nd.Events() {
+				if e.Event == "state" && e.To == "ready" && len(e.Snapshot.Members) == n {
+					fmt.Fprintf(os.Stderr, "TRACE node %d ready %6.1fms\n", i, float64(time.Unix(0, e.At).Sub(lastStart).Microseconds())/1000)
+				}
+			}
+		}
+		for _, e := range nodes[len(nodes)-1].Events() {
+			fmt.Fprintf(os.Stderr, "TRACE %6.1fms %s %s->%s %d\n", float64(time.Unix(0, e.At).Sub(lastStart).Microseconds())/1000, e.Event, e.From, e.To, len(e.Snapshot.Members))
+		}
+	}
 	<-profDone
 	if steady > 0 {
 		time.Sleep(settle)
