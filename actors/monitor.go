@@ -174,7 +174,8 @@ func (m *monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 						if st, ok := parseState(msg[1]); ok {
 							leaves, leaving := parseLeave(msg[1])
 							return result(m.d.step(core.ProbeReply{Now: time.Now(), Node: peer, OTPApp: st.otpApp,
-								Members: st.members, Hash: st.hash, HasHash: st.hasHash, Leaves: leaves, Leaving: leaving}))
+								Members: st.members, Hash: st.hash, HasHash: st.hasHash, Leaves: leaves, Leaving: leaving,
+								Roles: st.roles, Meta: st.meta}))
 						}
 					}
 				}
@@ -384,6 +385,19 @@ func (m *monitor) stateTerm(caller string) etf.Term {
 	}
 	// The members' hash as a ping carries it: a peer that reads it pings us.
 	st[etf.Atom("members_hash")] = hashBytes(m.d.core.MembersHash())
+	// What this node announces about itself: its roles, which restrict
+	// rings, travel with its membership (see core.ProbeReply).
+	if len(m.opts.Roles) > 0 || len(m.opts.Meta) > 0 {
+		roles := etf.List{}
+		for _, r := range m.opts.roles() {
+			roles = append(roles, []byte(r))
+		}
+		meta := etf.Map{}
+		for k, v := range m.opts.meta() {
+			meta[[]byte(k)] = []byte(v)
+		}
+		st[etf.Atom("roles")], st[etf.Atom("meta")] = roles, meta
+	}
 	return st
 }
 
@@ -400,6 +414,8 @@ type peerState struct {
 	members []string
 	hash    uint64
 	hasHash bool // the answer carried members_hash: the peer answers pings
+	roles   []string
+	meta    map[string]string
 }
 
 func parseState(t etf.Term) (st peerState, ok bool) {
@@ -408,8 +424,49 @@ func parseState(t etf.Term) (st peerState, ok bool) {
 		return st, false
 	}
 	st.hash, st.hasHash = hashOf(mp[etf.Atom("members_hash")])
+	st.roles, st.meta = parseRoles(mp)
 	st.otpApp, st.members, ok = parseStateMap(mp)
 	return st, ok
+}
+
+// parseRoles reads the roles and meta of a state answer, reading no
+// further than the bounds (the core drops what is not valid).
+func parseRoles(mp etf.Map) (roles []string, meta map[string]string) {
+	text := func(t etf.Term) (string, bool) {
+		switch v := t.(type) {
+		case []byte:
+			return string(v), true
+		case string:
+			return v, true
+		case etf.Atom:
+			return string(v), true
+		}
+		return "", false
+	}
+	list, _ := mp[etf.Atom("roles")].(etf.List)
+	for i, r := range list {
+		if i == 4*core.MaxRoles {
+			break
+		}
+		if s, ok := text(r); ok {
+			roles = append(roles, s)
+		}
+	}
+	mm, _ := mp[etf.Atom("meta")].(etf.Map)
+	if len(mm) > 4*core.MaxMeta {
+		return roles, nil // over the bound: ignored whole, so every node keeps the same
+	}
+	for k, v := range mm {
+		ks, ok1 := text(k)
+		vs, ok2 := text(v)
+		if ok1 && ok2 {
+			if meta == nil {
+				meta = map[string]string{}
+			}
+			meta[ks] = vs
+		}
+	}
+	return roles, meta
 }
 
 func parseStateMap(mp etf.Map) (otpApp string, members []string, ok bool) {

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -50,6 +51,7 @@ type driver struct {
 	// pending is a member list published by the core whose rings are not
 	// built yet; rebuildQueued: a rebuildMsg is on its way (see step).
 	pending       []string
+	pendingRoles  map[string][]string
 	rebuildQueued bool
 
 	// heard is each ring as the listener last heard it, to tell it the
@@ -60,6 +62,8 @@ type driver struct {
 	acks []string
 	// left is closed when this node's leave is over (LeaveRequest).
 	left chan struct{}
+	// ringRole: the role a restricted ring's members need (Options.RingRoles).
+	ringRole map[string]string
 }
 
 // rebuildMsg asks the driver, through the Monitor's mailbox, to build the
@@ -95,7 +99,7 @@ func newDriver(parent context.Context, o Options, c *Shared, self string, tr tra
 		ctx: ctx, cancel: cancel, failing: map[string]*dialFailure{},
 		heard: map[string]*ring.Snapshot{},
 		disp:  dispatcher.New(l, logf, listenerSlow),
-		core:  core.New(o.coreConfig(self)),
+		core:  core.New(o.coreConfig(self)), ringRole: o.ringRoles(),
 	}
 }
 
@@ -260,7 +264,7 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 		d.disconnect(e.Node)
 	case core.Publish:
 		// Built at the end of the step, or coalesced (see step).
-		d.pending = e.Members
+		d.pending, d.pendingRoles = e.Members, e.Roles
 		return nil, true
 	case core.Suspect:
 		d.warnf("cloister: %s suspected: no heartbeat answer for %s", e.Node, e.Silence.Round(time.Millisecond))
@@ -298,11 +302,12 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 // rebuild builds every ring from the pending member list.
 func (d *driver) rebuild() {
 	for _, name := range d.cluster.Rings.Names() {
-		if _, _, err := d.cluster.Rings.Update(name, d.pending); err != nil {
+		members := core.WithRole(d.pending, d.pendingRoles, d.ringRole[name])
+		if _, _, err := d.cluster.Rings.Update(name, members); err != nil {
 			d.warnf("cloister: ring %s: %v", name, err)
 		}
 	}
-	d.pending = nil
+	d.pending, d.pendingRoles = nil, nil
 }
 
 // rebuilt handles a rebuildMsg: the coalesced build, then a snapshot.
@@ -459,6 +464,7 @@ func (d *driver) build(s core.State) listener.Snapshot {
 		Node: d.self, OTPApp: d.opts.OTPApp, State: s, Consensus: d.opts.Consensus,
 		Members: members, Rings: rings, Connected: d.connected(), Suspects: d.core.Suspects(),
 		Leaving: d.core.Leaving(),
+		Roles:   maps.Clone(d.core.Roles()), Meta: d.core.Meta(),
 		Flags: listener.Flags{
 			Alive:     s != listener.StateStopping && s != listener.StateStopped,
 			Clustered: len(members) > 1,

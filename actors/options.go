@@ -57,6 +57,24 @@ type Options struct {
 	// Groups are extra named rings, built from the same members. Default
 	// none.
 	Groups []string `yaml:"groups" help:"extra named rings, same members"`
+	// Roles are what this node announces it does ("worker", "api"): at
+	// most 16, each 1 to 64 letters, digits, '_', '-' or '.'. They travel
+	// in the state answer to Go peers (a BEAM caller gets the original's
+	// answer; a BEAM member has no roles) and restrict rings (RingRoles).
+	// Default none.
+	Roles []string `yaml:"roles" help:"roles this node announces (at most 16), e.g. worker"`
+	// Meta is small metadata this node announces with its roles, as
+	// "key=value" entries: at most 32, keys as roles, values up to 256
+	// bytes of printable text. Shown in State, /status and cloister status.
+	// Default none.
+	Meta []string `yaml:"meta" help:"metadata this node announces, key=value entries (at most 32)"`
+	// RingRoles restricts rings to members with a role, as "ring=role"
+	// entries (ring being Ring or one of Groups): "jobs=worker" builds ring
+	// jobs only from the members announcing role worker, so only workers
+	// own its keys while every node, whatever its roles, routes with it. A
+	// member's roles arrive with its membership, so the ring is the same
+	// on every node. Default none: every ring has every member.
+	RingRoles []string `yaml:"ring_roles" help:"restrict a ring to members with a role, ring=role entries, e.g. jobs=worker"`
 	// Engine builds the rings. Default ring.Consistent(); in the file and
 	// on the command line by name: consistent, libring (owners as Elixir's
 	// libring computes them, for mixed clusters), libring-otp26 (the same
@@ -259,6 +277,9 @@ func (o *Options) Validate() error {
 		}
 		seen[g] = true
 	}
+	if err := o.validateRoles(seen); err != nil {
+		return err
+	}
 	for _, n := range []struct{ field, v string }{{"ManagerName", o.ManagerName}, {"MonitorName", o.MonitorName}} {
 		if !validAtom(n.v) {
 			return invalid(n.field, n.v, "want a non-empty name of letters, digits, '_', '-' or '.'")
@@ -343,6 +364,7 @@ func (o *Options) coreConfig(self string) core.Config {
 		Heartbeat: o.Heartbeat, SuspectAfter: o.SuspectAfter, RemoveAfter: o.RemoveAfter,
 		ProbeTimeout: probeTimeoutHeartbeats * o.Heartbeat, Reprobe: reprobeEvery, Reconcile: o.Reconcile,
 		BackoffMin: o.BackoffMin, BackoffMax: o.BackoffMax, FlapGrace: max(o.FlapGrace, 0),
+		Roles: o.roles(), Meta: o.meta(),
 	}
 }
 

@@ -52,8 +52,13 @@ type Snapshot struct {
 	Rings     map[string]Ring `json:"rings"`
 	Connected []string        `json:"connected"`
 	Suspects  []string        `json:"suspects,omitempty"`
-	Flags     Flags           `json:"flags"`
-	At        time.Time       `json:"at"`
+	// Roles maps each member that announced roles to them (sorted); a
+	// member absent has none (a BEAM node, or a node without roles).
+	Roles map[string][]string `json:"roles,omitempty"`
+	// Meta maps each member that announced metadata to it.
+	Meta  map[string]map[string]string `json:"meta,omitempty"`
+	Flags Flags                        `json:"flags"`
+	At    time.Time                    `json:"at"`
 	// Transitions are this node's latest state changes, oldest first, at
 	// most RecentChanges of them.
 	Transitions []Change `json:"transitions,omitempty"`

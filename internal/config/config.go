@@ -357,6 +357,9 @@ consensus: 2
 
 # ring: cloister        # default ring name (default: otp_app)
 # groups: []            # extra named rings, same members
+# roles: []             # roles this node announces, e.g. [worker] (at most 16)
+# meta: []              # metadata it announces, key=value, e.g. [zone=eu-1] (at most 32)
+# ring_roles: []        # restrict a ring to members with a role: [jobs=worker]
 # engine: consistent    # or libring: owners as Elixir's libring computes them (mixed clusters);
 #                       # libring-otp26 when the Elixir nodes run OTP 26+ (atom keys hash differently)
 # manager_name: Elixir.Cloister.Manager   # registered names, as on an Elixir node

@@ -9,6 +9,7 @@ package core
 import (
 	"encoding/binary"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"sort"
 	"time"
@@ -70,6 +71,11 @@ type Config struct {
 	// grace ends. Zero removes at once. The heartbeat's removal of a silent
 	// member never gets a grace: it already waited RemoveAfter.
 	FlapGrace time.Duration
+	// Roles and Meta are what this node announces about itself (checked
+	// by the caller: CheckRole, CheckMetaValue, MaxRoles, MaxMeta). Roles
+	// sorted.
+	Roles []string
+	Meta  map[string]string
 }
 
 // MaxReported bounds how many member names one peer's reply may add to the
@@ -143,6 +149,10 @@ type (
 		// from the rings at once, with reason left, and not admitted again
 		// until it answers without the mark (a new run of it).
 		Leaving bool
+		// Roles and Meta: what the peer announces about itself (none from
+		// a BEAM node); bounded here whatever it sent.
+		Roles []string
+		Meta  map[string]string
 	}
 	// Pong is a peer's answer to a Ping: it is alive, and Hash is the
 	// MembersHash of its members.
@@ -239,8 +249,13 @@ type (
 	// Disconnect drops the link to a member the heartbeat found silent for
 	// RemoveAfter, so that a thawed peer rejoins through the normal path.
 	Disconnect struct{ Node string }
-	// Publish rebuilds the rings from the sorted member list.
-	Publish struct{ Members []string }
+	// Publish rebuilds the rings from the sorted member list. Roles maps
+	// each member with roles to its roles, for the role-restricted rings
+	// (see WithRole); a member absent from it has none.
+	Publish struct {
+		Members []string
+		Roles   map[string][]string
+	}
 	// Suspect reports a member silent for SuspectAfter (logged, counted).
 	Suspect struct {
 		Node    string
@@ -318,6 +333,9 @@ type peer struct {
 	// hash is the last MembersHash it sent.
 	pings bool
 	hash  uint64
+	// roles and meta: what the peer announced in its last state answer.
+	roles []string
+	meta  map[string]string
 	// awaySince: a member whose connection dropped, kept in the rings
 	// under the flap guard since then (zero: not away).
 	awaySince time.Time
@@ -342,8 +360,9 @@ type Core struct {
 	cfg           Config
 	state         State
 	peers         map[string]*peer
-	members       []string // sorted, includes self
-	hash          uint64   // MembersHash of members
+	members       []string            // sorted, includes self
+	hash          uint64              // MembersHash of members
+	roles         map[string][]string // rolesOf(members)
 	lastHeartbeat time.Time
 	lastReconcile time.Time
 	lastTick      time.Time
@@ -367,6 +386,7 @@ func New(cfg Config) *Core {
 	}
 	c.members = []string{cfg.Self}
 	c.hash = MembersHash(c.members)
+	c.roles = c.rolesOf(c.members)
 	return c
 }
 
@@ -576,17 +596,19 @@ func (c *Core) setMembers(fx []Effect) []Effect {
 		}
 	}
 	sort.Strings(ms)
-	if slices.Equal(ms, c.members) {
+	roles := c.rolesOf(ms)
+	if slices.Equal(ms, c.members) && maps.EqualFunc(roles, c.roles, slices.Equal) {
 		return fx
 	}
 	c.members = ms
 	c.hash = MembersHash(ms)
+	c.roles = roles
 	switch c.state {
 	case listener.StateReady:
 		fx = c.to(fx, listener.StateRehashing)
-		fx = append(fx, Publish{Members: ms})
+		fx = append(fx, Publish{Members: ms, Roles: roles})
 	default:
-		fx = append(fx, Publish{Members: ms})
+		fx = append(fx, Publish{Members: ms, Roles: roles})
 	}
 	return fx
 }
@@ -672,9 +694,14 @@ func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {
 	}
 	p.pings, p.hash = e.HasHash, e.Hash
 	reported := sanitize(nil, e.Members, c.cfg.Self)
-	if p.member && p.connected && p.awaySince.IsZero() && slices.Equal(reported, p.reported) {
+	roles, meta := sanitizeRoles(e.Roles), sanitizeMeta(e.Meta)
+	if p.member && p.connected && p.awaySince.IsZero() && slices.Equal(reported, p.reported) &&
+		slices.Equal(roles, p.roles) && maps.Equal(meta, p.meta) {
 		return fx // nothing new: the tick's dialDue covers backoffs that ran out
 	}
+	// Roles travel with membership: they are known before the member
+	// joins any ring, so every node builds its role rings alike.
+	p.roles, p.meta = roles, meta
 	p.connected = true
 	if !p.awaySince.IsZero() {
 		fx = append(fx, Recovered{Node: e.Node, After: e.Now.Sub(p.awaySince)})

@@ -428,7 +428,7 @@ func ExampleCore_Step() {
 	// core.Transition {down assembling}
 	// core.Dial {b@127.0.0.1}
 	// core.Transition {assembling rehashing}
-	// core.Publish {[a@127.0.0.1]}
+	// core.Publish {[a@127.0.0.1] map[]}
 	// core.Transition {rehashing ready}
 }
 
