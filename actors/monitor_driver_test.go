@@ -36,6 +36,7 @@ type fakeNet struct {
 	leaves, leaving  map[string]bool
 	leaveSent, acked []string
 	otpApp           map[string]string
+	roles            map[string][]string // what each peer announces
 	probes           []string
 	disconnects      []string
 	events           []core.Event // node events the driver will hear
@@ -45,7 +46,7 @@ type fakeNet struct {
 func newFakeNet() *fakeNet {
 	return &fakeNet{connected: map[string]bool{}, up: map[string]bool{}, answers: map[string]bool{},
 		gone: map[string]bool{}, hang: map[string]bool{}, otpApp: map[string]string{},
-		leaves: map[string]bool{}, leaving: map[string]bool{}}
+		leaves: map[string]bool{}, leaving: map[string]bool{}, roles: map[string][]string{}}
 }
 
 func (f *fakeNet) Nodes() []string {
@@ -189,7 +190,7 @@ func testOptions() Options {
 
 func newRig(t *testing.T, o Options, peers ...string) *rig {
 	t.Helper()
-	c, err := NewShared("cloister", []string{"cloister"}, nil)
+	c, err := NewShared("cloister", append([]string{"cloister"}, o.Groups...), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
