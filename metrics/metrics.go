@@ -22,6 +22,7 @@ package metrics
 import (
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"sort"
@@ -60,6 +61,7 @@ type Collector struct {
 
 	members, consensus, connected, suspects *prometheus.Desc
 	state, ringEpoch, ringMembers           *prometheus.Desc
+	memberRole                              *prometheus.Desc
 
 	rehashes     prometheus.Counter
 	rehashTime   prometheus.Histogram
@@ -99,6 +101,7 @@ func New() *Collector {
 		state:       desc("state", "Monitor state: 1 for the current state, 0 for the others.", "state"),
 		ringEpoch:   desc("ring_epoch", "This node's rebuild counter of the ring (not comparable across nodes).", "ring"),
 		ringMembers: desc("ring_members", "Members of the ring.", "ring"),
+		memberRole:  desc("member_role", "1 for each role each member announces (Options.Roles); a member without roles has none.", "member", "role"),
 		rehashes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "rehashes_total",
 			Help: "Ring rebuilds: times the member list changed and the rings were rebuilt."}),
 		rehashTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "rehash_duration_seconds",
@@ -299,7 +302,7 @@ func (c *Collector) counters() []prometheus.Collector {
 
 // Describe sends every metric's description.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.members, c.consensus, c.connected, c.suspects, c.state, c.ringEpoch, c.ringMembers} {
+	for _, d := range []*prometheus.Desc{c.members, c.consensus, c.connected, c.suspects, c.state, c.ringEpoch, c.ringMembers, c.memberRole} {
 		ch <- d
 	}
 	for _, m := range c.counters() {
@@ -332,6 +335,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	for _, n := range names {
 		gauge(c.ringEpoch, float64(s.Rings[n].Epoch), n)
 		gauge(c.ringMembers, float64(len(s.Rings[n].Members)), n)
+	}
+	for _, m := range slices.Sorted(maps.Keys(s.Roles)) {
+		for _, r := range s.Roles[m] {
+			gauge(c.memberRole, 1, m, r)
+		}
 	}
 	for _, m := range c.counters() {
 		m.Collect(ch)

@@ -173,6 +173,7 @@ func TestGaugesReadTheSourceAtEveryScrape(t *testing.T) {
 		Members:   []string{"a@h", "b@h", "c@h"},
 		Connected: []string{"b@h", "c@h", "x@h"},
 		Suspects:  []string{"c@h"},
+		Roles:     map[string][]string{"a@h": {"api"}, "b@h": {"gpu", "worker"}},
 		Rings: map[string]listener.Ring{
 			"shop":  {Members: []string{"a@h", "b@h", "c@h"}, Epoch: 7},
 			"carts": {Members: []string{"a@h", "b@h", "c@h"}, Epoch: 2},
@@ -189,6 +190,14 @@ func TestGaugesReadTheSourceAtEveryScrape(t *testing.T) {
 	want(t, got, `cloister_ring_epoch{ring="shop"}`, 7)
 	want(t, got, `cloister_ring_epoch{ring="carts"}`, 2)
 	want(t, got, `cloister_ring_members{ring="shop"}`, 3)
+	want(t, got, `cloister_member_role{member="a@h",role="api"}`, 1)
+	want(t, got, `cloister_member_role{member="b@h",role="worker"}`, 1)
+	want(t, got, `cloister_member_role{member="b@h",role="gpu"}`, 1)
+	for k := range got {
+		if strings.Contains(k, `member="c@h"`) {
+			t.Errorf("a member without roles has a role: %s", k)
+		}
+	}
 
 	snap.State, snap.Members = "rehashing", []string{"a@h"}
 	snap.Rings = map[string]listener.Ring{"shop": {Members: []string{"a@h"}, Epoch: 8}}
