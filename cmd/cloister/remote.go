@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"slices"
 	"sort"
@@ -139,6 +140,9 @@ type status struct {
 	Cluster   []string `json:"cluster"`
 	Epoch     int64    `json:"epoch"`
 	Hash      string   `json:"hash,omitempty"`
+	// Roles and Meta: what the node announces (Options.Roles, Meta).
+	Roles []string          `json:"roles,omitempty"`
+	Meta  map[string]string `json:"meta,omitempty"`
 }
 
 func parseStatus(target string, t etf.Term) (status, error) {
@@ -154,6 +158,23 @@ func parseStatus(target string, t etf.Term) (status, error) {
 	}
 	if v, ok := m[etf.Atom("ring")].(etf.Atom); ok {
 		s.Ring = string(v)
+	}
+	roles, _ := m[etf.Atom("roles")].(etf.List)
+	for _, r := range roles {
+		if b, ok := r.([]byte); ok {
+			s.Roles = append(s.Roles, string(b))
+		}
+	}
+	meta, _ := m[etf.Atom("meta")].(etf.Map)
+	for k, v := range meta {
+		kb, ok1 := k.([]byte)
+		vb, ok2 := v.([]byte)
+		if ok1 && ok2 {
+			if s.Meta == nil {
+				s.Meta = map[string]string{}
+			}
+			s.Meta[string(kb)] = string(vb)
+		}
 	}
 	switch v := m[etf.Atom("consensus")].(type) {
 	case int:
@@ -231,6 +252,13 @@ func runStatus(args []string) int {
 		fmt.Printf("node:      %s\nstate:     %s\notp_app:   %s\nconsensus: %d\nring:      %s (epoch %d, hash %s)\nmembers:   %d [%s]\ncluster:   %d [%s]\n",
 			s.Node, s.State, s.OTPApp, s.Consensus, s.Ring, s.Epoch, s.Hash,
 			len(s.Members), strings.Join(s.Members, " "), len(s.Cluster), strings.Join(s.Cluster, " "))
+		if len(s.Roles) > 0 || len(s.Meta) > 0 {
+			var kv []string
+			for _, k := range slices.Sorted(maps.Keys(s.Meta)) {
+				kv = append(kv, k+"="+s.Meta[k])
+			}
+			fmt.Printf("roles:     [%s]\nmeta:      [%s]\n", strings.Join(s.Roles, " "), strings.Join(kv, " "))
+		}
 	}
 	if s.State != "ready" {
 		return 3
