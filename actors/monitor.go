@@ -392,9 +392,12 @@ func (m *monitor) stateTerm(caller string) etf.Term {
 		for _, r := range m.opts.roles() {
 			roles = append(roles, []byte(r))
 		}
-		meta := etf.Map{}
-		for k, v := range m.opts.meta() {
-			meta[[]byte(k)] = []byte(v)
+		// Metadata as [{Key, Value}] binaries (a map keyed by binaries
+		// cannot be built in Go).
+		meta := etf.List{}
+		for _, kv := range m.opts.Meta {
+			k, v, _ := strings.Cut(kv, "=")
+			meta = append(meta, etf.Tuple{[]byte(k), []byte(v)})
 		}
 		st[etf.Atom("roles")], st[etf.Atom("meta")] = roles, meta
 	}
@@ -452,13 +455,17 @@ func parseRoles(mp etf.Map) (roles []string, meta map[string]string) {
 			roles = append(roles, s)
 		}
 	}
-	mm, _ := mp[etf.Atom("meta")].(etf.Map)
+	mm, _ := mp[etf.Atom("meta")].(etf.List)
 	if len(mm) > 4*core.MaxMeta {
 		return roles, nil // over the bound: ignored whole, so every node keeps the same
 	}
-	for k, v := range mm {
-		ks, ok1 := text(k)
-		vs, ok2 := text(v)
+	for _, e := range mm {
+		kv, ok := e.(etf.Tuple)
+		if !ok || len(kv) != 2 {
+			continue
+		}
+		ks, ok1 := text(kv[0])
+		vs, ok2 := text(kv[1])
 		if ok1 && ok2 {
 			if meta == nil {
 				meta = map[string]string{}

@@ -165,10 +165,14 @@ func parseStatus(target string, t etf.Term) (status, error) {
 			s.Roles = append(s.Roles, string(b))
 		}
 	}
-	meta, _ := m[etf.Atom("meta")].(etf.Map)
-	for k, v := range meta {
-		kb, ok1 := k.([]byte)
-		vb, ok2 := v.([]byte)
+	meta, _ := m[etf.Atom("meta")].(etf.List)
+	for _, e := range meta {
+		kv, ok := e.(etf.Tuple)
+		if !ok || len(kv) != 2 {
+			continue
+		}
+		kb, ok1 := kv[0].([]byte)
+		vb, ok2 := kv[1].([]byte)
 		if ok1 && ok2 {
 			if s.Meta == nil {
 				s.Meta = map[string]string{}
