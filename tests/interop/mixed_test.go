@@ -212,7 +212,7 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 	}
 	spec := func(n string, sentries ...string) cloistertest.Spec {
 		return cloistertest.Spec{Name: n, Sentry: sentries, Consensus: 5, OTPApp: otpApp, Void: true,
-			Args: []string{"-config", cfg}}
+			Args: []string{"-config", cfg, "-roles", "worker", "-meta", "lang=go"}}
 	}
 	go1, err := h.Start(spec(name("go1"), erlA.Name, goIn))
 	if err != nil {
@@ -509,6 +509,23 @@ func (w *row) erlCallsGo(t *testing.T, all []string) {
 		}
 		if st, _ := res[0].Reply.(etf.Map); st[etf.Atom("state")] != etf.Atom("ready") || st[etf.Atom("epoch")] == nil {
 			t.Fatalf("a Go caller lost the extra keys: %#v", res[0].Reply)
+		}
+		if st, _ := res[0].Reply.(etf.Map); st[etf.Atom("roles")] == nil {
+			t.Fatalf("a Go caller got no roles: %#v", res[0].Reply)
+		}
+		// The Go nodes announce role worker; the BEAM members count as
+		// having none.
+		snap, err := w.go1.Status()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range w.beam {
+			if rs, ok := snap.Roles[b.Name]; ok {
+				t.Fatalf("BEAM member %s has roles %v on %s", b.Name, rs, w.go1.Name)
+			}
+		}
+		if !slices.Equal(snap.Roles[w.go2.Name], []string{"worker"}) {
+			t.Fatalf("roles on %s: %v", w.go1.Name, snap.Roles)
 		}
 		return ""
 	})
