@@ -537,7 +537,7 @@ func (c *Core) settle(fx []Effect) []Effect {
 		switch {
 		case c.state == listener.StateAssembling && c.assembled():
 			fx = c.to(fx, listener.StateRehashing)
-			fx = append(fx, Publish{Members: c.members})
+			fx = append(fx, Publish{Members: c.members, Roles: c.roles})
 		case c.state == listener.StateRehashing && len(c.members) >= c.cfg.Consensus:
 			fx = c.to(fx, listener.StateReady)
 		case c.state == listener.StateStopping:

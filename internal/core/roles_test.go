@@ -114,3 +114,14 @@ func TestPeerRolesAndMetaAreBounded(t *testing.T) {
 		t.Fatalf("meta %v", m)
 	}
 }
+
+// The first Publish (assembling → rehashing) carries this node's own
+// roles: a lone worker owns its role ring from the start.
+func TestFirstPublishCarriesOwnRoles(t *testing.T) {
+	cf := cfg("a", 1, "a")
+	cf.Roles = []string{"worker"}
+	c := New(cf)
+	if got := lastRing(t, run(c, Start{Now: t0}), "worker"); !reflect.DeepEqual(got, []string{"a"}) {
+		t.Fatalf("worker ring %v, want [a]", got)
+	}
+}
