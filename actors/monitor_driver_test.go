@@ -104,7 +104,7 @@ func (f *fakeNet) Probe(peer string) {
 			app = "cloister"
 		}
 		f.events = append(f.events, core.ProbeReply{Node: peer, OTPApp: app,
-			Leaves: f.leaves[peer], Leaving: f.leaving[peer]})
+			Leaves: f.leaves[peer], Leaving: f.leaving[peer], Roles: f.roles[peer]})
 	}
 }
 
