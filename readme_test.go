@@ -1,7 +1,6 @@
 package cloister_test
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
@@ -9,7 +8,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -74,23 +72,6 @@ func buildReadmeProgram(t *testing.T, gomod, src string) string {
 	return bin
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // Every Go program in README.md builds (and vets) in a module with
 // README's go.mod, and the Quick start, run three times as the README
 // says, forms a 3-node cluster that agrees on the owner of cart:42 and
@@ -126,12 +107,12 @@ func TestReadmeQuickStart(t *testing.T) {
 	type node struct {
 		name string
 		cmd  *exec.Cmd
-		out  *lockedBuffer
+		out  *testenv.Buffer
 		done chan struct{}
 	}
 	var nodes []*node
 	for i := 0; i < 3; i++ {
-		n := &node{name: "shop_" + strconv.Itoa(i) + "@127.0.0.1", out: &lockedBuffer{}, done: make(chan struct{})}
+		n := &node{name: "shop_" + strconv.Itoa(i) + "@127.0.0.1", out: &testenv.Buffer{}, done: make(chan struct{})}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		n.cmd = exec.CommandContext(ctx, quick, "-name", n.name)

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -23,34 +21,17 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type proc struct {
 	name     string
 	cmd      *exec.Cmd
-	out, err *syncBuffer
+	out, err *testenv.Buffer
 	done     chan struct{}
 	code     int
 }
 
 func start(t *testing.T, epmd uint16, name string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, err: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, out: &testenv.Buffer{}, err: &testenv.Buffer{}, done: make(chan struct{})}
 	args = append([]string{"node", "-name", name, "-epmd-port", strconv.Itoa(int(epmd))}, args...)
 	p.cmd = exec.Command(os.Args[0], args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.err

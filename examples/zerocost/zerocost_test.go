@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"encoding/base64"
 	"errors"
-	"github.com/cloister-go/cloister/cloistertest"
 	"os"
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/testenv"
 )
 
 // TestMain lets the test binary be the example's worker too: the
@@ -28,24 +29,6 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// syncBuffer collects the nodes' logs, written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestZeroCostSmall runs the whole example with 20,000 keys: 3 node
 // processes, +1, −1, every check of the example in force.
 func TestZeroCostSmall(t *testing.T) {
@@ -53,7 +36,7 @@ func TestZeroCostSmall(t *testing.T) {
 		t.Skip("starts 4 node processes")
 	}
 	var out bytes.Buffer
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	code := run([]string{"-keys", "20000", "-batch", "3000", "-v"}, &out, logs)
 	t.Log("\n" + out.String())
 	if code != 0 {
