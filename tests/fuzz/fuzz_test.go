@@ -73,6 +73,12 @@ func plausible(data []byte) bool {
 		if n > max {
 			return false
 		}
+		if b == 112 && i+29 < len(data) {
+			// NEW_FUN's NumFree, 26 bytes after the tag, is a count too
+			if uint64(data[i+26])<<24|uint64(data[i+27])<<16|uint64(data[i+28])<<8|uint64(data[i+29]) > max {
+				return false
+			}
+		}
 	}
 	return true
 }

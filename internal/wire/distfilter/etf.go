@@ -48,6 +48,9 @@ var errTerm = errors.New("distfilter: malformed or unsupported external term")
 // than bytes follow (every element takes at least one). Ergo's decoder
 // allocates a tuple, list or map from the claimed length before reading an
 // element, so five bytes could make it ask for tens of gigabytes.
+// newFunHead is the fixed part of a NEW_FUN_EXT after its tag.
+const newFunHead = 29
+
 var errImplausible = fmt.Errorf("%w: more elements claimed than bytes follow", errTerm)
 
 // termVisitor is called for every reference term found while walking, with
@@ -176,11 +179,17 @@ func skipTerm(b []byte, visit termVisitor) (int, error) {
 		case tagExport:
 			pending += 3
 		case tagNewFun:
-			// Size counts itself and everything after the tag
-			if err := need(4); err != nil {
+			// Size counts itself and everything after the tag: Size(4)
+			// Arity(1) Uniq(16) Index(4) NumFree(4), then terms. Ergo's
+			// decoder allocates NumFree elements before reading one.
+			if err := need(newFunHead); err != nil {
 				return 0, err
 			}
-			pos += int(binary.BigEndian.Uint32(b[pos:]))
+			size := int(binary.BigEndian.Uint32(b[pos:]))
+			if size < newFunHead || int(binary.BigEndian.Uint32(b[pos+25:])) > size-newFunHead {
+				return 0, errImplausible
+			}
+			pos += size
 		case tagFun:
 			if err := need(4); err != nil {
 				return 0, err

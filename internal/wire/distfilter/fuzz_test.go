@@ -2,6 +2,7 @@ package distfilter
 
 import (
 	"encoding/binary"
+	"errors"
 	"io"
 	"runtime"
 	"testing"
@@ -105,5 +106,15 @@ func TestImplausibleTermDropped(t *testing.T) {
 	}
 	if n := fc.f.droppedImplausible.Load(); n != 1 {
 		t.Fatalf("dropped %d implausible frames, want 1", n)
+	}
+}
+
+// TestImplausibleFunDropped: a fun whose NumFree claims millions of free
+// variables in a frame of a few bytes (found by fuzzing Ergo's decoder,
+// which allocates NumFree elements at once) never reaches Ergo.
+func TestImplausibleFunDropped(t *testing.T) {
+	fun := []byte("p\x00\x00\x00\x04l\x00\x00\x00\x01jjm\x00\x00\x00\x00F@\f\x00\x00\x00\x00\x00\x00n\b\x01\x00\x00\x00\x00\x00\x00\x00@j")
+	if _, err := skipTerm(fun, nil); !errors.Is(err, errImplausible) {
+		t.Fatalf("skipTerm of a fun claiming 7 M free variables: %v, want errImplausible", err)
 	}
 }
