@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cloister-go/cloister/internal/core"
@@ -34,6 +35,11 @@ type monitor struct {
 	tr   *ergoTransport
 	kick chan struct{} // service mode: re-resolve now
 	logf func(string, ...interface{})
+
+	// the pending tick, stopped when the process ends (ProcessLoop)
+	tickMu     sync.Mutex
+	tickCancel gen.CancelFunc
+	stopped    bool
 }
 
 // Messages the Monitor sends itself. They never cross the network.
@@ -58,7 +64,28 @@ var _ statem.Behavior[listener.State] = (*monitor)(nil)
 // ProcessLoop runs the state machine behind guardedLoop: a bare {} from
 // any peer would otherwise kill the Monitor inside Ergo's own loop.
 func (m *monitor) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
-	return guardedLoop(&m.StateMachine.Server, ps, started)
+	reason := guardedLoop(&m.StateMachine.Server, ps, started)
+	// A tick still pending would be sent to the process Ergo is tearing
+	// down, and Ergo's send reads the mailbox field its cleanup writes
+	// (a data race inside Ergo): stop the timer with the process.
+	m.tickMu.Lock()
+	m.stopped = true
+	if m.tickCancel != nil {
+		m.tickCancel()
+	}
+	m.tickMu.Unlock()
+	return reason
+}
+
+// scheduleTick arms the next tick, unless the process has ended.
+func (m *monitor) scheduleTick(p interface {
+	SendAfter(interface{}, etf.Term, time.Duration) gen.CancelFunc
+}, self etf.Pid) {
+	m.tickMu.Lock()
+	defer m.tickMu.Unlock()
+	if !m.stopped {
+		m.tickCancel = p.SendAfter(self, tickMsg{}, tickEvery)
+	}
 }
 
 // State is the core's state (statem.Behavior); down before the first
@@ -85,6 +112,9 @@ func (m *monitor) Connected(node string) bool { return m.cluster.ConnectedTo(nod
 // failing child Init hangs an Ergo supervisor), so all fallible work comes
 // after, as messages to itself.
 func (m *monitor) InitStateMachine(p *statem.Process) error {
+	m.tickMu.Lock()
+	m.stopped, m.tickCancel = false, nil // a restart runs the same value again
+	m.tickMu.Unlock()
 	m.logf = m.opts.Logf(slog.LevelInfo)
 	n, _ := p.Env(node.EnvKeyNode).(node.Node)
 	m.cluster.SetNode(n)
@@ -110,7 +140,7 @@ func (m *monitor) InitStateMachine(p *statem.Process) error {
 	}
 	m.d.publish(listener.StateDown)
 	_ = p.Send(self, startMsg{})
-	p.SendAfter(self, tickMsg{}, tickEvery)
+	m.scheduleTick(p, self)
 	return nil
 }
 
@@ -130,7 +160,7 @@ func (m *monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 		case startMsg:
 			return result(m.d.start())
 		case tickMsg:
-			p.SendAfter(p.Self(), tickMsg{}, tickEvery)
+			m.scheduleTick(p, p.Self())
 			m.tr.expire(time.Now())
 			return result(m.d.tick())
 		case node.MessageEventNetwork:
