@@ -1,17 +1,15 @@
 package security
 
 import (
-	"context"
-	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"reflect"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cloister-go/cloister/internal/erltest"
 
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/listener"
@@ -91,23 +89,11 @@ func erlPing(t *testing.T, hc *cloistertest.Harness, target string) (float64, st
 	if _, err := exec.LookPath("erl"); err != nil {
 		t.Skip("no erl")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	name := fmt.Sprintf("pinger_%d@127.0.0.1", os.Getpid())
-	eval := fmt.Sprintf(`{T, R} = timer:tc(net_adm, ping, ['%s']), io:format("~p ~p~n", [T, R]), halt().`, target)
-	cmd := exec.CommandContext(ctx, "erl", "-noshell", "-name", name, "-setcookie", hc.Cookie, "-eval", eval)
-	cmd.Env = append(os.Environ(), "ERL_EPMD_PORT="+strconv.Itoa(int(hc.EPMD.Port)))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.Output()
+	ms, res, err := erltest.TimedPing(hc.Cookie, hc.EPMD.Port, target, 90*time.Second)
 	if err != nil {
-		t.Fatalf("erl: %v: %s", err, out)
+		t.Fatal(err)
 	}
-	var us float64
-	var res string
-	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "%f %s", &us, &res); err != nil {
-		t.Fatalf("erl said %q", out)
-	}
-	return us / 1000, res
+	return ms, res
 }
 
 // `cloister status` reaches a TLS node with -tls; without it, the TLS node

@@ -2,7 +2,6 @@ package ergonode_test
 
 import (
 	"bufio"
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -26,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cloister-go/cloister/internal/erltest"
 
 	"github.com/cloister-go/cloister/internal/wire/distfilter"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
@@ -346,23 +347,11 @@ func erlPing(t *testing.T, target, cookie string) (float64, string) {
 	if _, err := exec.LookPath("erl"); err != nil {
 		t.Skip("no erl")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	name := fmt.Sprintf("pinger_%d@127.0.0.1", os.Getpid())
-	eval := fmt.Sprintf(`{T, R} = timer:tc(net_adm, ping, ['%s']), io:format("~p ~p~n", [T, R]), halt().`, target)
-	cmd := exec.CommandContext(ctx, "erl", "-noshell", "-name", name, "-setcookie", cookie, "-eval", eval)
-	cmd.Env = append(os.Environ(), "ERL_EPMD_PORT="+strconv.Itoa(int(epmd.Port)))
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.Output()
+	ms, res, err := erltest.TimedPing(cookie, epmd.Port, target, 90*time.Second)
 	if err != nil {
-		t.Fatalf("erl: %v: %s", err, out)
+		t.Fatal(err)
 	}
-	var us float64
-	var res string
-	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "%f %s", &us, &res); err != nil {
-		t.Fatalf("erl said %q", out)
-	}
-	return us / 1000, res
+	return ms, res
 }
 
 // With TLS, a node neither sends nor accepts a plaintext link, and refuses
