@@ -28,6 +28,7 @@ import (
 
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/app"
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/discovery"
 	"github.com/cloister-go/cloister/internal/wire/distfilter"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
@@ -185,7 +186,7 @@ func (c *Cluster) start(ctx context.Context, name string, opts Options, nopts No
 		// BEAM interop: OTP 26+ links, the top-level [] guard, rpc from
 		// Erlang/Elixir answered (Multiapply functions included), and
 		// net_adm:ping answered pong.
-		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{c.c.Funcs}, Logf: opts.Logf(slog.LevelWarn),
+		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{c.c}, Logf: opts.Logf(slog.LevelWarn),
 			AcceptLink: c.c.AcceptLink}.Apply(&nopts)
 		c.a.NetKernel = true
 	}
@@ -221,14 +222,14 @@ func StopNode(c *Cluster) error { return c.Stop() }
 // rpcFuncs lets BEAM callers rpc the functions registered for Multiapply:
 // rpc:call(GoNode, M, F, Args) runs the function registered as "M:F", or
 // else the one registered as "F".
-type rpcFuncs struct{ f *actors.Funcs }
+type rpcFuncs struct{ f clusterstate.State }
 
 func (r rpcFuncs) Lookup(name string) (func(args etf.List) (etf.Term, error), bool) {
-	if fn, ok := r.f.Lookup(name); ok {
+	if fn, ok := r.f.LookupFunc(name); ok {
 		return fn, true
 	}
 	if i := strings.LastIndexByte(name, ':'); i >= 0 {
-		if fn, ok := r.f.Lookup(name[i+1:]); ok {
+		if fn, ok := r.f.LookupFunc(name[i+1:]); ok {
 			return fn, true
 		}
 	}
@@ -243,7 +244,11 @@ func (r rpcFuncs) TryGo(run func()) bool { return r.f.TryGo(run) }
 // tree.
 type Cluster struct {
 	a *app.App
-	c *actors.Shared
+	c clusterstate.State
+	// rings and ring (the default ring's name) are c's, kept here so a
+	// lookup makes no interface call to reach them.
+	rings *ring.Set
+	ring  string
 
 	started   atomic.Bool // Start or ChildSpec: a cluster runs once
 	watchOnce sync.Once
@@ -257,7 +262,8 @@ func New(opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Cluster{a: a, c: a.Shared()}, nil
+	s := clusterstate.Of(a.Manager())
+	return &Cluster{a: a, c: s, rings: s.RingSet(), ring: s.DefaultRing()}, nil
 }
 
 // Node is the Ergo node the cluster runs on (nil before its Monitor
@@ -330,9 +336,9 @@ func (c *Cluster) watch(n node.Node) {
 // members, hash and owners, consistent with each other.
 func (c *Cluster) Ring(group string) (*ring.Snapshot, error) {
 	if group == "" {
-		group = c.c.Ring
+		group = c.ring
 	}
-	return c.c.Rings.Get(group)
+	return c.rings.Get(group)
 }
 
 // ChildSpec is the Manager (Cloister.Manager, with the Monitor, the Node
@@ -363,9 +369,9 @@ func (c *Cluster) AwaitReady(ctx context.Context) error { return c.a.Gate(ctx) }
 // once (the original slept and retried forever).
 func (c *Cluster) Whois(group, key string) (string, error) {
 	if group == "" {
-		group = c.c.Ring
+		group = c.ring
 	}
-	return c.c.Rings.Owner(group, key)
+	return c.rings.Owner(group, key)
 }
 
 // WhoisTerm is Whois for any term. The default engine looks up Key(term);
@@ -373,9 +379,9 @@ func (c *Cluster) Whois(group, key string) (string, error) {
 // the one Elixir's libring picks for the same term.
 func (c *Cluster) WhoisTerm(group string, key etf.Term) (string, error) {
 	if group == "" {
-		group = c.c.Ring
+		group = c.ring
 	}
-	s, err := c.c.Rings.Get(group)
+	s, err := c.rings.Get(group)
 	if err != nil {
 		return "", err
 	}
@@ -384,7 +390,7 @@ func (c *Cluster) WhoisTerm(group string, key etf.Term) (string, error) {
 
 // Mine reports whether this node owns key in the default ring.
 func (c *Cluster) Mine(key string) bool {
-	o, err := c.c.Rings.Owner(c.c.Ring, key)
+	o, err := c.rings.Owner(c.ring, key)
 	return err == nil && o == c.c.Self()
 }
 
@@ -396,7 +402,7 @@ func (c *Cluster) MineTerm(key etf.Term) bool {
 
 // Siblings lists the members of the default ring, sorted.
 func (c *Cluster) Siblings() []string {
-	s, err := c.c.Rings.Get(c.c.Ring)
+	s, err := c.rings.Get(c.ring)
 	if err != nil {
 		return nil
 	}
@@ -460,5 +466,5 @@ func (c *Cluster) Multiapply(nodes []string, fn string, args etf.List, timeout t
 // rpc:call from BEAM nodes). An empty name or nil fn wraps
 // ErrInvalidArgument, a taken name ErrFuncRegistered.
 func (c *Cluster) RegisterFunc(name string, fn func(args etf.List) (etf.Term, error)) error {
-	return c.c.Funcs.Register(name, fn)
+	return c.c.RegisterFunc(name, fn)
 }

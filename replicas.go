@@ -36,9 +36,9 @@ func (c *Cluster) WhoisN(group, key string, n int) ([]string, error) {
 // (n <= 16) it does not allocate.
 func (c *Cluster) AppendWhoisN(dst []string, group, key string, n int) ([]string, error) {
 	if group == "" {
-		group = c.c.Ring
+		group = c.ring
 	}
-	return c.c.Rings.AppendOwners(dst, group, key, n)
+	return c.rings.AppendOwners(dst, group, key, n)
 }
 
 // WhoisTermN is WhoisN for any term. The default engine looks up Key(term);
@@ -48,9 +48,9 @@ func (c *Cluster) AppendWhoisN(dst []string, group, key string, n int) ([]string
 // first of an atom's replica set need not be its WhoisTerm owner.
 func (c *Cluster) WhoisTermN(group string, key etf.Term, n int) ([]string, error) {
 	if group == "" {
-		group = c.c.Ring
+		group = c.ring
 	}
-	s, err := c.c.Rings.Get(group)
+	s, err := c.rings.Get(group)
 	if err != nil {
 		return nil, err
 	}

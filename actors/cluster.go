@@ -19,10 +19,10 @@ const (
 	DynamicSupName = "Elixir.Cloister"
 )
 
-// Shared is what the Monitor publishes for everyone else to read without
+// shared is what the Monitor publishes for everyone else to read without
 // going through an actor: the rings, the latest snapshot, readiness. One
-// Shared belongs to one node.
-type Shared struct {
+// shared belongs to one node; the facade reads it through clusterstate.State.
+type shared struct {
 	// OTPApp is the application, Ring the default ring's name.
 	OTPApp, Ring string
 	// MonitorName is the Monitor's registered name (set by newMonitor).
@@ -44,10 +44,10 @@ type Shared struct {
 	extras viewExtras // transitions and ring shares in published views (view.go)
 }
 
-// NewShared returns an empty Shared with the given rings defined (the
+// newShared returns an empty shared state with the given rings defined (the
 // first is the default ring). It belongs to a node once the Monitor starts.
-func NewShared(otpApp string, rings []string, engine ring.Engine) (*Shared, error) {
-	c := &Shared{OTPApp: otpApp, Rings: ring.NewSet(), Funcs: NewFuncs(), changed: make(chan struct{})}
+func newShared(otpApp string, rings []string, engine ring.Engine) (*shared, error) {
+	c := &shared{OTPApp: otpApp, Rings: ring.NewSet(), Funcs: NewFuncs(), changed: make(chan struct{})}
 	for i, r := range rings {
 		if i == 0 {
 			c.Ring = r
@@ -61,14 +61,14 @@ func NewShared(otpApp string, rings []string, engine ring.Engine) (*Shared, erro
 }
 
 // Node is the Ergo node the cluster runs on (nil before start).
-func (c *Shared) Node() node.Node {
+func (c *shared) Node() node.Node {
 	n, _ := c.node.Load().(node.Node)
 	return n
 }
 
 // SetNode records the node; the Monitor calls it at start. The first time,
 // it runs the function WhenNode was given.
-func (c *Shared) SetNode(n node.Node) {
+func (c *shared) SetNode(n node.Node) {
 	if n == nil {
 		return
 	}
@@ -85,7 +85,7 @@ func (c *Shared) SetNode(n node.Node) {
 // WhenNode runs f with the cluster's node once it has one: now if it has,
 // else in SetNode. Nothing waits meanwhile, so a cluster that never starts
 // holds no goroutine for it. Only the last f given before the node is kept.
-func (c *Shared) WhenNode(f func(node.Node)) {
+func (c *shared) WhenNode(f func(node.Node)) {
 	c.mu.Lock()
 	n := c.Node()
 	if n == nil {
@@ -100,7 +100,7 @@ func (c *Shared) WhenNode(f func(node.Node)) {
 // ConnectedTo reports whether a message to a process on peer can be sent
 // without Ergo dialling peer on the sending goroutine: peer is this node or
 // a connected one. Before start (no node yet) it reports true.
-func (c *Shared) ConnectedTo(peer string) bool {
+func (c *shared) ConnectedTo(peer string) bool {
 	n := c.Node()
 	return n == nil || linked(n, peer)
 }
@@ -115,7 +115,7 @@ func linked(n node.Node, peer string) bool {
 }
 
 // Self is this node's name ("" before start).
-func (c *Shared) Self() string {
+func (c *shared) Self() string {
 	if n := c.Node(); n != nil {
 		return n.Name()
 	}
@@ -123,10 +123,10 @@ func (c *Shared) Self() string {
 }
 
 // Snapshot is the latest published view.
-func (c *Shared) Snapshot() listener.Snapshot { return *c.snap.Load() }
+func (c *shared) Snapshot() listener.Snapshot { return *c.snap.Load() }
 
 // publish stores a new view and wakes everyone waiting for a change.
-func (c *Shared) publish(s listener.Snapshot) {
+func (c *shared) publish(s listener.Snapshot) {
 	if c.Err() != nil {
 		s = stoppedView(s) // a Monitor dying after its Manager says no more
 	}
@@ -139,7 +139,7 @@ func (c *Shared) publish(s listener.Snapshot) {
 }
 
 // Changed returns a channel closed at the next published snapshot.
-func (c *Shared) Changed() <-chan struct{} {
+func (c *shared) Changed() <-chan struct{} {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.changed
@@ -147,7 +147,7 @@ func (c *Shared) Changed() <-chan struct{} {
 
 // AwaitReady returns nil once the Monitor is ready, the cluster's Err once
 // it has ended (Stopped), or ctx's error.
-func (c *Shared) AwaitReady(ctx context.Context) error {
+func (c *shared) AwaitReady(ctx context.Context) error {
 	for {
 		ch := c.Changed()
 		if c.Snapshot().Ready() {

@@ -7,7 +7,7 @@ import "time"
 // the facade calls it when its program stops the cluster (err nil: a
 // *StoppedError "stop") and when a start fails (the start's error). The
 // first end wins.
-func (c *Shared) MarkStopped(err error) {
+func (c *shared) MarkStopped(err error) {
 	if err == nil {
 		err = &StoppedError{Reason: "stop", Detail: "stopped by its program", At: time.Now()}
 	}
@@ -16,4 +16,4 @@ func (c *Shared) MarkStopped(err error) {
 
 // Halted reports whether the cluster has ended (Err is not nil), in one
 // atomic load: for lookups that must not lock or allocate.
-func (c *Shared) Halted() bool { return c.life.halted.Load() }
+func (c *shared) Halted() bool { return c.life.halted.Load() }

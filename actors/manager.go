@@ -22,20 +22,34 @@ type Child struct {
 // additional modules, in that order. If the Monitor restarts, everything
 // after it restarts too, as in the original. At most 10 restarts in 5 s;
 // beyond that the Manager stops and so does cloister on this node, which
-// the cluster then says (Shared.Stopped, Shared.Err, empty rings, state
+// the cluster then says (Cluster.Stopped, Cluster.Err in the facade, empty rings, state
 // stopped). Its loop is our own (manager_sup.go): it ignores exit signals
 // from other processes and answers OTP supervisor calls.
 type Manager struct {
 	gen.Supervisor
-	cluster    *Shared
+	cluster    *shared
 	monitor    *monitor
 	nodeActor  gen.ServerBehavior
 	additional []Child
 }
 
-// NewManager builds the Manager for cluster c; o must be validated
-// (Options.Validate).
-func NewManager(c *Shared, o Options) *Manager {
+// NewManager validates o and builds the Manager with the cluster state it
+// owns (rings, published snapshot, registered functions). The facade
+// (package cloister) builds it for you: cloister.New, then
+// Cluster.ChildSpec to run it in your own supervision tree.
+func NewManager(o Options) (*Manager, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := newShared(o.OTPApp, o.Rings(), o.Engine)
+	if err != nil {
+		return nil, err
+	}
+	return newManager(c, o), nil
+}
+
+// newManager builds the Manager for cluster c; o must be validated.
+func newManager(c *shared, o Options) *Manager {
 	return &Manager{cluster: c, monitor: newMonitor(c, o), nodeActor: newClusterNode(c, o.ObserveFanout), additional: o.AdditionalModules}
 }
 

@@ -62,8 +62,8 @@ func (l *lifecycle) channel() chan struct{} {
 // intensity allows, or was shut down (the node or the application
 // stopped). An embedding program that cannot work without the cluster
 // selects on it and exits, as a permanent OTP application would stop the
-// node. A Manager started again on the same Shared view gives a new channel.
-func (c *Shared) Stopped() <-chan struct{} {
+// node. A Manager started again on the same state gives a new channel.
+func (c *shared) Stopped() <-chan struct{} {
 	c.life.mu.Lock()
 	defer c.life.mu.Unlock()
 	return c.life.channel()
@@ -71,14 +71,14 @@ func (c *Shared) Stopped() <-chan struct{} {
 
 // Err is nil while cloister runs (or before it starts) and a
 // *StoppedError, matching ErrStopped, once it has stopped.
-func (c *Shared) Err() error {
+func (c *shared) Err() error {
 	c.life.mu.Lock()
 	defer c.life.mu.Unlock()
 	return c.life.err
 }
 
 // running marks the cluster's Manager as started.
-func (c *Shared) running() {
+func (c *shared) running() {
 	c.life.mu.Lock()
 	defer c.life.mu.Unlock()
 	if c.life.err != nil {
@@ -91,12 +91,12 @@ func (c *Shared) running() {
 // stopped marks cloister stopped on this node: every ring is emptied (so
 // Whois fails and Mine is false instead of answering from a view nobody
 // maintains any more), the snapshot says "stopped", and Stopped() closes.
-func (c *Shared) stopped(reason, detail string) {
+func (c *shared) stopped(reason, detail string) {
 	c.stopWith(&StoppedError{Reason: reason, Detail: detail, At: time.Now()})
 }
 
 // stopWith is stopped with the error Err reports; the first call wins.
-func (c *Shared) stopWith(err error) {
+func (c *shared) stopWith(err error) {
 	c.life.mu.Lock()
 	if c.life.err != nil {
 		c.life.mu.Unlock()
@@ -126,7 +126,7 @@ func stoppedView(s listener.Snapshot) listener.Snapshot {
 }
 
 // setOwn records the pids of cloister's processes on this node.
-func (c *Shared) setOwn(pids []etf.Pid) { c.life.own.Store(&pids) }
+func (c *shared) setOwn(pids []etf.Pid) { c.life.own.Store(&pids) }
 
 // AcceptLink reports whether a process on node peer may link to process to
 // of this node: not to one of cloister's own (the Manager and its
@@ -136,7 +136,7 @@ func (c *Shared) setOwn(pids []etf.Pid) { c.life.own.Store(&pids) }
 // peer killing one again and again would exhaust the Manager's restart
 // intensity. The distribution filter asks this for every incoming link
 // (distfilter.Options.AcceptLink).
-func (c *Shared) AcceptLink(peer string, to etf.Pid) bool {
+func (c *shared) AcceptLink(peer string, to etf.Pid) bool {
 	own := c.life.own.Load()
 	if own == nil || !slices.Contains(*own, to) {
 		return true

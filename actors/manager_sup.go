@@ -24,7 +24,7 @@ import (
 //   - restarts rest_for_one within the spec's intensity (at most
 //     Intensity restarts in Period seconds, the initial start not
 //     counted, as in OTP); beyond it, stops every child, marks the
-//     cluster stopped (Shared.Stopped, Shared.Err, empty rings) and
+//     cluster stopped (Cluster.Stopped and Cluster.Err in the facade, empty rings) and
 //     exits with reason shutdown;
 //   - answers OTP supervisor calls (which_children, count_children,
 //     get_childspec; changes are refused) from BEAM and Go callers.

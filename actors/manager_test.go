@@ -234,7 +234,7 @@ func TestSupervisorAnswers(t *testing.T) {
 // A stopped cluster says so everywhere: Err and Stopped, empty rings (so
 // Whois fails), state stopped; a late publish by a dying Monitor keeps it.
 func TestClusterStopped(t *testing.T) {
-	c, err := NewShared("app", []string{"app"}, ring.Consistent())
+	c, err := newShared("app", []string{"app"}, ring.Consistent())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +284,7 @@ func TestClusterStopped(t *testing.T) {
 // A listener that never returns cannot keep a stopping Monitor alive (its
 // goroutine leaked before: the listener's Close waited without bound).
 func TestMonitorStopsBehindAStuckListener(t *testing.T) {
-	c, err := NewShared("stuck", []string{"stuck"}, ring.Consistent())
+	c, err := newShared("stuck", []string{"stuck"}, ring.Consistent())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 type monitor struct {
 	statem.StateMachine[listener.State]
 	opts    Options
-	cluster *Shared
+	cluster *shared
 
 	// Per process run (set up again by every InitStateMachine: the
 	// Manager restarts the same value).
@@ -51,7 +51,7 @@ type (
 
 // newMonitor returns the Monitor behaviour for cluster c; o is validated
 // (Options.Validate) or at least names the Monitor.
-func newMonitor(c *Shared, o Options) *monitor {
+func newMonitor(c *shared, o Options) *monitor {
 	if o.MonitorName == "" {
 		o.MonitorName = MonitorName
 	}
@@ -277,7 +277,7 @@ type LeaveRequest struct{}
 type JoinRequest struct{ Node string }
 
 // snapshotRequest asks the Monitor (through process Direct) for a fresh
-// snapshot. Code outside the Monitor normally reads Shared.Snapshot.
+// snapshot. Code outside the Monitor normally reads the published snapshot (shared.Snapshot).
 type snapshotRequest struct{}
 
 func (m *monitor) call(e statem.Call) statem.Result[listener.State] {

@@ -27,7 +27,7 @@ type driver struct {
 	opts    Options
 	core    *core.Core
 	tr      transport
-	cluster *Shared
+	cluster *shared
 	self    string
 	disp    *dispatcher.Dispatcher
 	logf    func(string, ...interface{})
@@ -87,7 +87,7 @@ type dialDoneMsg struct {
 	gone bool
 }
 
-func newDriver(parent context.Context, o Options, c *Shared, self string, tr transport,
+func newDriver(parent context.Context, o Options, c *shared, self string, tr transport,
 	now func() time.Time, post func(interface{}), logf func(string, ...interface{})) *driver {
 	l := o.Listener
 	if l == nil {

@@ -164,7 +164,7 @@ type rig struct {
 	t     *testing.T
 	d     *driver
 	net   *fakeNet
-	c     *Shared
+	c     *shared
 	now   time.Time
 	start time.Time
 
@@ -190,7 +190,7 @@ func testOptions() Options {
 
 func newRig(t *testing.T, o Options, peers ...string) *rig {
 	t.Helper()
-	c, err := NewShared("cloister", append([]string{"cloister"}, o.Groups...), nil)
+	c, err := newShared("cloister", append([]string{"cloister"}, o.Groups...), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

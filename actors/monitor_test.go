@@ -93,7 +93,7 @@ func TestMonitorDialsAreBoundedAndEndWithIt(t *testing.T) {
 		silentPeer(t, silent[i])
 	}
 	base := runtime.NumGoroutine()
-	c, err := NewShared("leaktest", []string{"leaktest"}, nil)
+	c, err := newShared("leaktest", []string{"leaktest"}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

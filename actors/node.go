@@ -73,7 +73,7 @@ func newNode(funcs *Funcs) gen.ServerBehavior {
 
 // newClusterNode is newNode for the Manager's tree: answers to callers on
 // nodes the cluster's node is not connected to are dropped.
-func newClusterNode(c *Shared, observe func(op string, results []Result)) gen.ServerBehavior {
+func newClusterNode(c *shared, observe func(op string, results []Result)) gen.ServerBehavior {
 	s := newNode(c.Funcs).(*nodeServer)
 	s.connected = c.ConnectedTo
 	s.fan.observe = observe

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/wire/distfilter"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/ergo-services/ergo/etf"
@@ -41,7 +42,7 @@ type App struct {
 	Context context.Context
 
 	opts    Options
-	cluster *actors.Shared
+	cluster clusterstate.State
 	manager *actors.Manager
 
 	mu  sync.Mutex
@@ -53,17 +54,12 @@ func New(opts Options) (*App, error) {
 	if err := opts.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := actors.NewShared(opts.OTPApp, opts.Rings(), opts.Engine)
+	m, err := actors.NewManager(opts)
 	if err != nil {
 		return nil, err
 	}
-	a := &App{opts: opts, cluster: c}
-	a.manager = actors.NewManager(c, opts)
-	return a, nil
+	return &App{opts: opts, cluster: clusterstate.Of(m), manager: m}, nil
 }
-
-// Shared is the cluster's shared view (rings, snapshot, readiness).
-func (a *App) Shared() *actors.Shared { return a.cluster }
 
 // Manager is the supervisor (Cloister.Manager) to run as a child of your
 // own supervisor or application, registered as Options().ManagerName.

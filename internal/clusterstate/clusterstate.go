@@ -1,0 +1,53 @@
+// Package clusterstate is how the facade (package cloister) and the Ergo application (package app)
+// read and end the state a cluster's Manager publishes: its node, rings, snapshot and lifecycle.
+// Package actors owns that state and keeps its type unexported, so users meet it only through the
+// facade; it hands it out here, to the module's own packages.
+package clusterstate
+
+import (
+	"context"
+
+	"github.com/cloister-go/cloister/listener"
+	"github.com/cloister-go/cloister/ring"
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/node"
+)
+
+// State is one cluster's published state. Every method is safe for concurrent use; the lookups
+// (RingSet, DefaultRing, Self, Halted) take no lock.
+type State interface {
+	// Node is the Ergo node the cluster runs on (nil before its Monitor started).
+	Node() node.Node
+	// WhenNode runs f with the node once there is one: now, or when the Monitor starts.
+	WhenNode(f func(node.Node))
+	// Self is this node's name ("" before start).
+	Self() string
+	// Snapshot is the latest published view; Changed is closed at the next one.
+	Snapshot() listener.Snapshot
+	Changed() <-chan struct{}
+	// AwaitReady returns nil once ready, Err once the cluster ended, or ctx's error.
+	AwaitReady(ctx context.Context) error
+	// Stopped is closed when the cluster ends for good; Err then says why.
+	Stopped() <-chan struct{}
+	Err() error
+	// Halted is Err() != nil in one atomic load.
+	Halted() bool
+	// MarkStopped ends the cluster with err (nil: stopped by its program); the first end wins.
+	MarkStopped(err error)
+	// AcceptLink reports whether a process of node peer may link to process to of this node.
+	AcceptLink(peer string, to etf.Pid) bool
+	// RingSet holds the cluster's rings; DefaultRing names the default one.
+	RingSet() *ring.Set
+	DefaultRing() string
+	// RegisterFunc, LookupFunc and TryGo are the registry of functions Multiapply and BEAM rpc
+	// callers run, and its concurrency cap.
+	RegisterFunc(name string, fn func(args etf.List) (etf.Term, error)) error
+	LookupFunc(name string) (func(args etf.List) (etf.Term, error), bool)
+	TryGo(run func()) bool
+}
+
+// Of returns the state of the cluster whose Manager m is (as actors.NewManager built it), or nil
+// for any other supervisor. Package actors sets it when it is initialised: this package cannot
+// import actors, which imports it.
+var Of func(m gen.SupervisorBehavior) State
