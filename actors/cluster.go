@@ -14,9 +14,9 @@ import (
 // Registered names, the BEAM atoms of the Elixir library, so Erlang and
 // Elixir code address a Go node as it addresses an Elixir one.
 const (
-	ManagerName    = "Elixir.Cloister.Manager"
+	managerName    = "Elixir.Cloister.Manager"
 	MonitorName    = "Elixir.Cloister.Monitor"
-	DynamicSupName = "Elixir.Cloister"
+	dynamicSupName = "Elixir.Cloister"
 )
 
 // shared is what the Monitor publishes for everyone else to read without

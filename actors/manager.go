@@ -74,7 +74,7 @@ func (m *Manager) Init(args ...etf.Term) (gen.SupervisorSpec, error) {
 	name := m.monitor.opts.MonitorName
 	children := []gen.SupervisorChildSpec{
 		{Name: name, Child: m.monitor, Options: gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}},
-		{Name: DynamicSupName, Child: &dynamicSup{}},
+		{Name: dynamicSupName, Child: &dynamicSup{}},
 		{Name: NodeName, Child: m.nodeActor, Options: gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}},
 	}
 	for _, a := range m.additional {

@@ -180,12 +180,12 @@ func (m *monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 			m.tr.AckLeave(msg.node)
 			return result(nil)
 		case etf.Tuple:
-			if len(msg) == 2 && (msg[0] == LeaveTag || msg[0] == LeaveAckTag) {
+			if len(msg) == 2 && (msg[0] == leaveTag || msg[0] == leaveAckTag) {
 				peer, ok := msg[1].(etf.Atom)
 				if !ok || peer == "" {
 					return result(nil)
 				}
-				if msg[0] == LeaveTag {
+				if msg[0] == leaveTag {
 					return result(m.d.step(core.LeaveNotice{Now: time.Now(), Node: string(peer)}))
 				}
 				return result(m.d.step(core.LeaveAck{Now: time.Now(), Node: string(peer)}))

@@ -49,11 +49,11 @@ type transport interface {
 }
 
 // The leave messages, sent only to Go cloister Monitors whose state answer
-// says they take them: {LeaveTag, Node} and {LeaveAckTag, Node}, Node the
+// says they take them: {leaveTag, Node} and {leaveAckTag, Node}, Node the
 // sender's name.
 const (
-	LeaveTag    = etf.Atom("$cloister_leave")
-	LeaveAckTag = etf.Atom("$cloister_leave_ack")
+	leaveTag    = etf.Atom("$cloister_leave")
+	leaveAckTag = etf.Atom("$cloister_leave_ack")
 )
 
 // dialError is a failed dial with its cause: Error is the full text
@@ -193,11 +193,11 @@ func (t *ergoTransport) call(peer string, req etf.Term, ping bool) {
 	}
 }
 
-// Leave sends {LeaveTag, Self} to peer's Monitor (only when connected).
-func (t *ergoTransport) Leave(peer string) { t.notify(peer, LeaveTag) }
+// Leave sends {leaveTag, Self} to peer's Monitor (only when connected).
+func (t *ergoTransport) Leave(peer string) { t.notify(peer, leaveTag) }
 
-// AckLeave sends {LeaveAckTag, Self} to peer's Monitor.
-func (t *ergoTransport) AckLeave(peer string) { t.notify(peer, LeaveAckTag) }
+// AckLeave sends {leaveAckTag, Self} to peer's Monitor.
+func (t *ergoTransport) AckLeave(peer string) { t.notify(peer, leaveAckTag) }
 
 func (t *ergoTransport) notify(peer string, tag etf.Atom) {
 	if !linked(t.node, peer) {

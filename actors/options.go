@@ -81,7 +81,7 @@ type Options struct {
 	// for Elixir nodes on OTP 26 or later).
 	Engine ring.Engine `yaml:"engine" help:"ring engine: consistent, libring (mixed clusters with Elixir), libring-otp26"`
 	// ManagerName and MonitorName are the registered names. Defaults are
-	// the Elixir library's (ManagerName, MonitorName), so BEAM nodes
+	// the Elixir library's (Elixir.Cloister.Manager, MonitorName), so BEAM nodes
 	// address a Go node as an Elixir one.
 	ManagerName string `yaml:"manager_name" help:"registered name of the Manager"`
 	MonitorName string `yaml:"monitor_name" help:"registered name of the Monitor (asked for on peers too)"`
@@ -181,7 +181,7 @@ func (o *Options) applyDefaults() {
 		o.Ring = o.OTPApp
 	}
 	if o.ManagerName == "" {
-		o.ManagerName = ManagerName
+		o.ManagerName = managerName
 	}
 	if o.MonitorName == "" {
 		o.MonitorName = MonitorName
