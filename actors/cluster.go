@@ -30,7 +30,7 @@ type shared struct {
 	// Rings holds every named ring; lookups are lock-free.
 	Rings *ring.Set
 	// Funcs are the functions Multiapply may run on this node.
-	Funcs *Funcs
+	Funcs *funcTable
 
 	node atomic.Value // node.Node
 	snap atomic.Pointer[listener.Snapshot]
@@ -47,7 +47,7 @@ type shared struct {
 // newShared returns an empty shared state with the given rings defined (the
 // first is the default ring). It belongs to a node once the Monitor starts.
 func newShared(otpApp string, rings []string, engine ring.Engine) (*shared, error) {
-	c := &shared{OTPApp: otpApp, Rings: ring.NewSet(), Funcs: NewFuncs(), changed: make(chan struct{})}
+	c := &shared{OTPApp: otpApp, Rings: ring.NewSet(), Funcs: newFuncTable(), changed: make(chan struct{})}
 	for i, r := range rings {
 		if i == 0 {
 			c.Ring = r

@@ -212,7 +212,7 @@ func Multicast(n node.Node, nodes []string, name string, message etf.Term) error
 	return errors.Join(errs...)
 }
 
-// Multiapply runs the function registered as fn (see Funcs) on every node in
+// Multiapply runs the function registered as fn (see RegisterFunc) on every node in
 // nodes, through each node's Node actor, and returns one Result per node in
 // the order given, duplicates removed. A Result's Reply is the function's
 // return value; a node whose function failed, or which has no function of

@@ -8,20 +8,20 @@ import (
 	"github.com/ergo-services/ergo/etf"
 )
 
-// Func is a function Multiapply can run on a node. args are the Multiapply
+// goFunc is a function Multiapply can run on a node. args are the Multiapply
 // arguments as the node received them (from a remote node they went through
 // ETF: Go strings arrive as Go strings, etf.String as []byte, small integers
 // as int). A non-nil error is answered as {error, <<"message">>}.
 //
-// A Func runs on its own goroutine, concurrently with other calls; a panic is
+// A goFunc runs on its own goroutine, concurrently with other calls; a panic is
 // recovered and answered as an error.
-type Func func(args etf.List) (etf.Term, error)
+type goFunc func(args etf.List) (etf.Term, error)
 
-// Funcs is a node-local, concurrency-safe registry of named functions: Go has
+// funcTable is a node-local, concurrency-safe registry of named functions: Go has
 // no MFA, so Multiapply names a function registered here on each node.
-type Funcs struct {
+type funcTable struct {
 	mu sync.RWMutex
-	m  map[string]Func
+	m  map[string]goFunc
 
 	// slots holds one token per function running for a peer (Multiapply
 	// through the Node actor, or rpc from a BEAM node): one cap,
@@ -33,9 +33,9 @@ type Funcs struct {
 // ErrFuncRegistered is wrapped by Register for a name already taken.
 var ErrFuncRegistered = errors.New("cloister: function already registered")
 
-// NewFuncs returns an empty registry.
-func NewFuncs() *Funcs {
-	return &Funcs{m: make(map[string]Func)}
+// newFuncTable returns an empty registry.
+func newFuncTable() *funcTable {
+	return &funcTable{m: make(map[string]goFunc)}
 }
 
 // TryGo runs run on a goroutine of its own when fewer than
@@ -43,7 +43,7 @@ func NewFuncs() *Funcs {
 // and reports whether it did. The Node actor (Multiapply) and the rpc
 // service for BEAM callers both go through it, so a node flooded both
 // ways still runs at most MaxApplyConcurrency functions.
-func (f *Funcs) TryGo(run func()) bool {
+func (f *funcTable) TryGo(run func()) bool {
 	f.slotsOnce.Do(func() { f.slots = make(chan struct{}, MaxApplyConcurrency) })
 	select {
 	case f.slots <- struct{}{}:
@@ -59,7 +59,7 @@ func (f *Funcs) TryGo(run func()) bool {
 
 // Register adds fn under name. An empty name or a nil fn is an error
 // wrapping ErrInvalidArgument; a taken name one wrapping ErrFuncRegistered.
-func (f *Funcs) Register(name string, fn Func) error {
+func (f *funcTable) Register(name string, fn goFunc) error {
 	if name == "" {
 		return fmt.Errorf("%w: empty function name", ErrInvalidArgument)
 	}
@@ -76,7 +76,7 @@ func (f *Funcs) Register(name string, fn Func) error {
 }
 
 // Lookup returns the function registered under name.
-func (f *Funcs) Lookup(name string) (Func, bool) {
+func (f *funcTable) Lookup(name string) (goFunc, bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	fn, ok := f.m[name]

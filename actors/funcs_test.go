@@ -10,7 +10,7 @@ import (
 // TryGo runs at most MaxApplyConcurrency functions at once: the one cap the
 // Node actor and BEAM rpc share.
 func TestTryGoCaps(t *testing.T) {
-	f := NewFuncs()
+	f := newFuncTable()
 	release := make(chan struct{})
 	var started sync.WaitGroup
 	started.Add(MaxApplyConcurrency)

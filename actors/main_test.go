@@ -214,7 +214,7 @@ func runPeer(name string) int {
 // startServices spawns the Node actor (and, in full mode, the echo server
 // under a supervisor that restarts it after {exit, Reason}).
 func startServices(n node.Node, mode string) error {
-	funcs := NewFuncs()
+	funcs := newFuncTable()
 	if mode != modeBare {
 		if err := registerTestFuncs(n, funcs); err != nil {
 			return err
@@ -233,8 +233,8 @@ func startServices(n node.Node, mode string) error {
 }
 
 // registerTestFuncs registers the functions the Multiapply tests run.
-func registerTestFuncs(n node.Node, f *Funcs) error {
-	fns := map[string]Func{
+func registerTestFuncs(n node.Node, f *funcTable) error {
+	fns := map[string]goFunc{
 		"double": func(args etf.List) (etf.Term, error) {
 			if len(args) != 1 {
 				return nil, fmt.Errorf("double: want 1 argument, got %d", len(args))

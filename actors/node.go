@@ -15,7 +15,7 @@ import (
 // Go node as it addresses an Elixir one.
 const NodeName = "Elixir.Cloister.Node"
 
-// MaxApplyConcurrency bounds the functions of one Funcs registry (one
+// MaxApplyConcurrency bounds the functions of one function registry (one
 // cluster's) that run at once for peers, Multiapply and BEAM rpc together;
 // a request beyond it is answered {error, busy} (Multiapply) or raises
 // error:busy (rpc) instead of piling up goroutines on a node flooded by
@@ -46,7 +46,7 @@ func nodeProcessOptions() gen.ProcessOptions {
 type nodeServer struct {
 	gen.Server
 	fan   *fanEngine // the Multicall and Multicast of this node (fanout_actor.go)
-	funcs *Funcs     // also caps the functions running at once (TryGo)
+	funcs *funcTable     // also caps the functions running at once (TryGo)
 	// connected, when set, tells whether this node is connected to a
 	// caller's node: an answer to one that is not is dropped, because Ergo
 	// would dial it on the sending goroutine (seconds for a frozen peer).
@@ -64,9 +64,9 @@ type nodeServer struct {
 // casts and infos of any shape are ignored. Erlang's gen_server:multi_call
 // form ({'$gen_call', {Pid, {Ref, Node}}, Req}, which Ergo hands to
 // HandleInfo) is answered like a call. A nil funcs means an empty registry.
-func newNode(funcs *Funcs) gen.ServerBehavior {
+func newNode(funcs *funcTable) gen.ServerBehavior {
 	if funcs == nil {
-		funcs = NewFuncs()
+		funcs = newFuncTable()
 	}
 	return &nodeServer{funcs: funcs, fan: newFanEngine()}
 }
@@ -242,7 +242,7 @@ func (s *nodeServer) serve(request etf.Term, reply func(etf.Term)) {
 }
 
 // runFunc calls fn and turns its outcome, panic included, into the answer.
-func runFunc(fn Func, args etf.List) (answer etf.Term) {
+func runFunc(fn goFunc, args etf.List) (answer etf.Term) {
 	defer func() {
 		if r := recover(); r != nil {
 			answer = etf.Tuple{atomError, etf.Tuple{atomPanic, etf.String(fmt.Sprint(r))}}

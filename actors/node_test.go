@@ -801,7 +801,7 @@ func TestNodeErrorIsAs(t *testing.T) {
 }
 
 func TestFuncsRegistry(t *testing.T) {
-	f := NewFuncs()
+	f := newFuncTable()
 	one := func(etf.List) (etf.Term, error) { return 1, nil }
 	if err := f.Register("one", one); err != nil {
 		t.Fatal(err)
