@@ -299,7 +299,7 @@ func (c *Cluster) Stop() error {
 	n := c.c.Node()
 	if n != nil {
 		if p := n.ProcessByName(c.a.Options().MonitorName); p != nil {
-			if _, e := p.DirectWithTimeout(actors.StopRequest{}, 5); e != nil {
+			if _, e := p.DirectWithTimeout(clusterstate.StopRequest{}, 5); e != nil {
 				err = fmt.Errorf("cloister: stop monitor: %w", e)
 			}
 		}

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
@@ -36,7 +36,7 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	}
 	var werr error
 	if p := c.monitorProcess(n); p != nil {
-		v, err := p.DirectWithTimeout(actors.LeaveRequest{}, leaveAsk)
+		v, err := p.DirectWithTimeout(clusterstate.LeaveRequest{}, leaveAsk)
 		if done, ok := v.(<-chan struct{}); err == nil && ok {
 			select {
 			case <-done:
@@ -70,7 +70,7 @@ func (c *Cluster) Join(node string) error {
 	if p == nil {
 		return ErrNotStarted
 	}
-	if _, err := p.DirectWithTimeout(actors.JoinRequest{Node: node}, leaveAsk); err != nil {
+	if _, err := p.DirectWithTimeout(clusterstate.JoinRequest{Node: node}, leaveAsk); err != nil {
 		return fmt.Errorf("cloister: join %s: %w", node, err)
 	}
 	return nil

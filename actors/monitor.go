@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/internal/discovery"
 	"github.com/cloister-go/cloister/internal/statem"
@@ -222,13 +223,13 @@ func (m *monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 		switch e.Msg.(type) {
 		case snapshotRequest:
 			return result(nil, statem.DirectReply{Ref: e.Ref, Msg: m.cluster.Snapshot()})
-		case LeaveRequest:
+		case clusterstate.LeaveRequest:
 			done, ts := m.d.leave()
 			return result(ts, statem.DirectReply{Ref: e.Ref, Msg: done})
-		case JoinRequest:
-			req := e.Msg.(JoinRequest)
+		case clusterstate.JoinRequest:
+			req := e.Msg.(clusterstate.JoinRequest)
 			return result(m.d.step(core.Join{Now: time.Now(), Node: req.Node}), statem.DirectReply{Ref: e.Ref, Msg: "ok"})
-		case StopRequest:
+		case clusterstate.StopRequest:
 			if m.State() == listener.StateStopped {
 				return result(nil, statem.DirectReply{Ref: e.Ref, Msg: "stopped"})
 			}
@@ -259,22 +260,6 @@ func (m *monitor) kickResolver() {
 		})
 	}
 }
-
-// StopRequest asks the Monitor (through process Direct) to run the orderly
-// shutdown, stopping → stopped, and answers once the listener has been told.
-// The node can then be stopped without losing those notifications.
-type StopRequest struct{}
-
-// LeaveRequest asks the Monitor (through process Direct) to start this
-// node's graceful leave. The reply is a <-chan struct{} closed when every
-// member told has acknowledged (its listener heard the change) or went
-// away; the caller then stops the node.
-type LeaveRequest struct{}
-
-// JoinRequest asks the Monitor (through process Direct) to add Node as a
-// peer, dialled and kept like a listed sentry. Node must be a valid name
-// (core.ValidName) other than this node's.
-type JoinRequest struct{ Node string }
 
 // snapshotRequest asks the Monitor (through process Direct) for a fresh
 // snapshot. Code outside the Monitor normally reads the published snapshot (shared.Snapshot).

@@ -60,7 +60,7 @@ type driver struct {
 	// acks are the leaves to acknowledge once the listener heard this
 	// step's changes.
 	acks []string
-	// left is closed when this node's leave is over (LeaveRequest).
+	// left is closed when this node's leave is over (clusterstate.LeaveRequest).
 	left chan struct{}
 	// ringRole: the role a restricted ring's members need (Options.RingRoles).
 	ringRole map[string]string

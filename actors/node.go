@@ -46,7 +46,7 @@ func nodeProcessOptions() gen.ProcessOptions {
 type nodeServer struct {
 	gen.Server
 	fan   *fanEngine // the Multicall and Multicast of this node (fanout_actor.go)
-	funcs *funcTable     // also caps the functions running at once (TryGo)
+	funcs *funcTable // also caps the functions running at once (TryGo)
 	// connected, when set, tells whether this node is connected to a
 	// caller's node: an answer to one that is not is dropped, because Ergo
 	// would dial it on the sending goroutine (seconds for a frozen peer).

@@ -47,6 +47,22 @@ type State interface {
 	TryGo(run func()) bool
 }
 
+// StopRequest asks the Monitor (through process Direct) to run the orderly
+// shutdown, stopping → stopped, and answers once the listener has been told.
+// The node can then be stopped without losing those notifications.
+type StopRequest struct{}
+
+// LeaveRequest asks the Monitor (through process Direct) to start this
+// node's graceful leave. The reply is a <-chan struct{} closed when every
+// member told has acknowledged (its listener heard the change) or went
+// away; the caller then stops the node.
+type LeaveRequest struct{}
+
+// JoinRequest asks the Monitor (through process Direct) to add Node as a
+// peer, dialled and kept like a listed sentry. Node must be a valid name
+// (internal/core.ValidName) other than this node's.
+type JoinRequest struct{ Node string }
+
 // Of returns the state of the cluster whose Manager m is (as actors.NewManager built it), or nil
 // for any other supervisor. Package actors sets it when it is initialised: this package cannot
 // import actors, which imports it.
