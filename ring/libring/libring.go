@@ -66,7 +66,7 @@ const HashRange = 4294967295
 // Weight is the number of points per member: libring's default weight.
 const Weight = 128
 
-// Engine returns the libring-compatible engine. Its Build returns a *Lookup.
+// Engine returns the libring-compatible engine. Its Build returns a *Ring.
 // Atom keys are hashed as on OTP 25 (see EngineFor).
 func Engine() ring.Engine { return engine{} }
 
@@ -91,11 +91,11 @@ func (e engine) Name() string {
 	return fmt.Sprintf("libring/phash2/%d", Weight)
 }
 
-// Build returns the members' Lookup for the engine's atom encoding.
+// Build returns the members' Ring for the engine's atom encoding.
 func (e engine) Build(members []string) ring.Lookup { return build(members, e.utf8Atoms) }
 
-// Lookup is an immutable libring ring, safe for concurrent use.
-type Lookup struct {
+// Ring is an immutable libring ring, safe for concurrent use.
+type Ring struct {
 	members   []string
 	points    []uint32 // sorted, distinct
 	owners    []int32  // owners[i] indexes members: the owner of points[i]
@@ -104,17 +104,17 @@ type Lookup struct {
 
 // BuildFor is Build for libring running on the given OTP release (see
 // EngineFor).
-func BuildFor(otpRelease int, members []string) *Lookup {
+func BuildFor(otpRelease int, members []string) *Ring {
 	return build(members, utf8AtomsOn(otpRelease))
 }
 
 // Build places Weight points for each member, in the order given (see the
 // package doc for why the order matters only on a point collision). It keeps
 // members for reading.
-func Build(members []string) *Lookup { return build(members, false) }
+func Build(members []string) *Ring { return build(members, false) }
 
 // build is Build with atom keys encoded as OTP 26+ does when utf8Atoms.
-func build(members []string, utf8Atoms bool) *Lookup {
+func build(members []string, utf8Atoms bool) *Ring {
 	type placed struct {
 		hash  uint32
 		owner int32
@@ -143,7 +143,7 @@ func build(members []string, utf8Atoms bool) *Lookup {
 		}
 		return 0
 	})
-	l := &Lookup{members: members, points: make([]uint32, 0, len(pts)), owners: make([]int32, 0, len(pts)), utf8Atoms: utf8Atoms}
+	l := &Ring{members: members, points: make([]uint32, 0, len(pts)), owners: make([]int32, 0, len(pts)), utf8Atoms: utf8Atoms}
 	for i, p := range pts {
 		if i > 0 && pts[i-1].hash == p.hash {
 			continue
@@ -157,14 +157,14 @@ func build(members []string, utf8Atoms bool) *Lookup {
 // Owner returns the owner of key taken as an Erlang binary, which is what an
 // Elixir string is: the member libring's key_to_node returns for it. It
 // returns "" for a ring without members, and does not allocate.
-func (l *Lookup) Owner(key string) string {
+func (l *Ring) Owner(key string) string {
 	return l.ownerOfHash(phash2.Binary(key, HashRange))
 }
 
 // OwnerTerm returns the owner of any key term (see package phash2 for how Go
 // values stand for Erlang terms); atom keys are hashed as their
 // term_to_binary, as libring does. It fails only for a key phash2 cannot hash.
-func (l *Lookup) OwnerTerm(key etf.Term) (string, error) {
+func (l *Ring) OwnerTerm(key etf.Term) (string, error) {
 	h, err := l.KeyHashTerm(key)
 	if err != nil {
 		return "", err
@@ -174,7 +174,7 @@ func (l *Lookup) OwnerTerm(key etf.Term) (string, error) {
 
 // KeyHashTerm is the hash libring places a key term at: phash2 of the term,
 // of its term_to_binary for an atom.
-func (l *Lookup) KeyHashTerm(key etf.Term) (uint32, error) {
+func (l *Ring) KeyHashTerm(key etf.Term) (uint32, error) {
 	var h uint32
 	switch k := key.(type) {
 	case etf.Atom:
@@ -195,15 +195,15 @@ func (l *Lookup) KeyHashTerm(key etf.Term) (uint32, error) {
 }
 
 // Members returns the members, in the order they were added.
-func (l *Lookup) Members() []string { return slices.Clone(l.members) }
+func (l *Ring) Members() []string { return slices.Clone(l.members) }
 
 // Points returns the number of distinct points on the ring (Weight per
 // member, less any collisions).
-func (l *Lookup) Points() int { return len(l.points) }
+func (l *Ring) Points() int { return len(l.points) }
 
 // ownerOfHash returns the owner of the first point >= h, wrapping to the
 // first point.
-func (l *Lookup) ownerOfHash(h uint32) string {
+func (l *Ring) ownerOfHash(h uint32) string {
 	lo, hi := 0, len(l.points)
 	if hi == 0 {
 		return ""

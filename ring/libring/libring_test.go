@@ -289,8 +289,8 @@ func TestEngineBuildsLookups(t *testing.T) {
 		t.Errorf("name %q", e.Name())
 	}
 	members := []string{"a@h", "b@h"}
-	if _, ok := e.Build(members).(*Lookup); !ok {
-		t.Error("Build does not return a *Lookup")
+	if _, ok := e.Build(members).(*Ring); !ok {
+		t.Error("Build does not return a *Ring")
 	}
 	l := Build(members)
 	if got := l.Members(); !slices.Equal(got, members) {

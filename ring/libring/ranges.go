@@ -5,15 +5,15 @@ import (
 	"github.com/cloister-go/cloister/ring"
 )
 
-var _ ring.TermRanger = (*Lookup)(nil)
+var _ ring.TermRanger = (*Ring)(nil)
 
 // KeyHash is phash2 of key taken as an Erlang binary, in HashRange: the key
 // is owned by the first point at or above it.
-func (l *Lookup) KeyHash(key string) uint32 { return phash2.Binary(key, HashRange) }
+func (l *Ring) KeyHash(key string) uint32 { return phash2.Binary(key, HashRange) }
 
 // Ranges: point i owns the hashes above the previous point up to and
 // including itself; the first point also owns those above the last point.
-func (l *Lookup) Ranges(member string) []ring.HashRange {
+func (l *Ring) Ranges(member string) []ring.HashRange {
 	m := int32(-1)
 	for i, name := range l.members {
 		if name == member {

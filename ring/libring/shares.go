@@ -2,13 +2,13 @@ package libring
 
 import "github.com/cloister-go/cloister/ring"
 
-var _ ring.Sharer = (*Lookup)(nil)
+var _ ring.Sharer = (*Ring)(nil)
 
 // Shares is each member's share of phash2's HashRange key hashes: point i
 // owns the hashes above the previous point up to and including itself, the
 // first point also those above the last point (a key goes to the first
 // point at or above its hash, wrapping).
-func (l *Lookup) Shares() map[string]float64 {
+func (l *Ring) Shares() map[string]float64 {
 	out := make(map[string]float64, len(l.members))
 	if len(l.points) == 0 {
 		return out
