@@ -24,8 +24,10 @@ import (
 	"github.com/cloister-go/cloister/internal/localcluster"
 )
 
-// Event is one line a node process prints.
-type Event = localcluster.Event
+// NodeEvent is one line a node process prints (its Event field says which:
+// "listening", "state", "removed", ...). Not a listener.Event: those are the
+// Monitor's, inside a node.
+type NodeEvent = localcluster.Event
 
 // Printer writes the events a node program prints, one JSON line each.
 type Printer = localcluster.Printer

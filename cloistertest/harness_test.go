@@ -20,7 +20,7 @@ func TestLogTailAndDumpStacks(t *testing.T) {
 	if _, err := n.WaitStarted(30 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.WaitFor(10*time.Second, "ready", func(e cloistertest.Event) bool { return e.Event == "state" && e.To == "ready" }); err != nil {
+	if _, err := n.WaitFor(10*time.Second, "ready", func(e cloistertest.NodeEvent) bool { return e.Event == "state" && e.To == "ready" }); err != nil {
 		t.Fatal(err)
 	}
 	if err := n.CaughtUp(10 * time.Second); err != nil {

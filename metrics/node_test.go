@@ -188,7 +188,7 @@ func TestNodeCommandServesMetrics(t *testing.T) {
 	if ev, err := na.WaitStarted(30 * time.Second); err != nil || ev.Event != "started" {
 		t.Fatalf("node a: %v %+v", err, ev)
 	}
-	ev, err := na.WaitFor(5*time.Second, "listening", func(e cloistertest.Event) bool { return e.Event == "listening" })
+	ev, err := na.WaitFor(5*time.Second, "listening", func(e cloistertest.NodeEvent) bool { return e.Event == "listening" })
 	if err != nil {
 		t.Fatal(err)
 	}

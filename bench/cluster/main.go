@@ -249,7 +249,7 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 		if i == 0 && profDir != "" {
 			// Profile the first node through the whole assembly.
 			secs := 5 + n/5
-			if _, err := node.WaitFor(30*time.Second, "listening", func(e cloistertest.Event) bool { return e.Event == "listening" }); err != nil {
+			if _, err := node.WaitFor(30*time.Second, "listening", func(e cloistertest.NodeEvent) bool { return e.Event == "listening" }); err != nil {
 				return res, err
 			}
 			profDone = make(chan struct{})
@@ -261,7 +261,7 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 	}
 	var readyAt time.Time
 	for _, node := range nodes {
-		e, err := node.WaitFor(180*time.Second, "ready with all", func(e cloistertest.Event) bool {
+		e, err := node.WaitFor(180*time.Second, "ready with all", func(e cloistertest.NodeEvent) bool {
 			return e.Event == "state" && e.To == "ready" && len(e.Snapshot.Members) == n
 		})
 		if err != nil {
@@ -327,7 +327,7 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 		if node == victim {
 			continue
 		}
-		e, err := node.WaitFor(30*time.Second, "rehash after kill", func(e cloistertest.Event) bool {
+		e, err := node.WaitFor(30*time.Second, "rehash after kill", func(e cloistertest.NodeEvent) bool {
 			return e.Event == "state" && e.From == "ready" && e.To == "rehashing" && time.Unix(0, e.At).After(killed)
 		})
 		if err != nil {

@@ -208,7 +208,7 @@ func (c *coord) launch(name string, sentries []string, seed bool) error {
 	if err != nil {
 		return err
 	}
-	ev, err := n.WaitFor(c.timeout, "listening", func(e cloistertest.Event) bool { return e.Event == "listening" })
+	ev, err := n.WaitFor(c.timeout, "listening", func(e cloistertest.NodeEvent) bool { return e.Event == "listening" })
 	if err != nil {
 		return err
 	}

@@ -71,14 +71,14 @@ func TestLeaveTellsEverySurvivorBeforeItStops(t *testing.T) {
 	if err := leaver.Leave(); err != nil {
 		t.Fatal(err)
 	}
-	stopped, err := leaver.WaitFor(wait, "stopped", func(e cloistertest.Event) bool { return e.Event == "stopped" })
+	stopped, err := leaver.WaitFor(wait, "stopped", func(e cloistertest.NodeEvent) bool { return e.Event == "stopped" })
 	if err != nil {
 		t.Fatal(err)
 	}
 	stoppedAt := time.Unix(0, stopped.At)
 	leaveGained := map[string][]ring.HashRange{}
 	for _, s := range survivors {
-		rm, err := s.WaitFor(wait, "removed "+leaver.Name, func(e cloistertest.Event) bool {
+		rm, err := s.WaitFor(wait, "removed "+leaver.Name, func(e cloistertest.NodeEvent) bool {
 			return e.Event == "removed" && e.Member == leaver.Name
 		})
 		if err != nil {
@@ -87,7 +87,7 @@ func TestLeaveTellsEverySurvivorBeforeItStops(t *testing.T) {
 		if rm.Reason != string(listener.RemovedLeft) {
 			t.Fatalf("%s removed %s with reason %q, want left", s.Name, leaver.Name, rm.Reason)
 		}
-		heard, err := s.WaitFor(wait, "listener without the leaver", func(e cloistertest.Event) bool {
+		heard, err := s.WaitFor(wait, "listener without the leaver", func(e cloistertest.NodeEvent) bool {
 			return e.Event == "state" && time.Unix(0, e.At).After(asked) && !slices.Contains(e.Snapshot.Members, leaver.Name)
 		})
 		if err != nil {
@@ -128,7 +128,7 @@ func TestLeaveTellsEverySurvivorBeforeItStops(t *testing.T) {
 	killed := time.Now()
 	leaver.Kill()
 	for _, s := range survivors {
-		if _, err := s.WaitFor(wait, "listener without the killed node", func(e cloistertest.Event) bool {
+		if _, err := s.WaitFor(wait, "listener without the killed node", func(e cloistertest.NodeEvent) bool {
 			return e.Event == "state" && time.Unix(0, e.At).After(killed) && !slices.Contains(e.Snapshot.Members, leaver.Name)
 		}); err != nil {
 			t.Fatal(err)

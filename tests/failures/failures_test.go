@@ -192,7 +192,7 @@ func frozenPeer(t *testing.T, d detection) {
 	}
 	for _, n := range survivors {
 		// The listener is told: ready → rehashing without the frozen node.
-		e, err := n.WaitFor(d.remove+removeWait, "removal of "+victim.Name, func(e cloistertest.Event) bool {
+		e, err := n.WaitFor(d.remove+removeWait, "removal of "+victim.Name, func(e cloistertest.NodeEvent) bool {
 			return e.Event == "state" && e.From == "ready" && e.To == "rehashing" &&
 				!e.Seen.Before(frozenAt) && reflect.DeepEqual(e.Snapshot.Members, ns[:2])
 		})

@@ -315,7 +315,7 @@ func (w *row) leaveGo(t *testing.T) {
 		if err := w.go2.Leave(); err != nil {
 			t.Fatal(err)
 		}
-		rm, err := w.go1.WaitFor(20*time.Second, "go2 removed", func(e cloistertest.Event) bool {
+		rm, err := w.go1.WaitFor(20*time.Second, "go2 removed", func(e cloistertest.NodeEvent) bool {
 			return e.Event == "removed" && e.Member == w.go2.Name
 		})
 		if err != nil {

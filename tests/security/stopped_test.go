@@ -79,7 +79,7 @@ func TestStoppedCloisterSaysSo(t *testing.T) {
 	if o, err := v.Whois("", "k"); err == nil {
 		t.Fatalf("whois after stop answered %q", o)
 	}
-	if _, err := v.WaitFor(10*time.Second, "the listener hears stopped", func(e cloistertest.Event) bool {
+	if _, err := v.WaitFor(10*time.Second, "the listener hears stopped", func(e cloistertest.NodeEvent) bool {
 		return e.Event == "state" && e.To == "stopped"
 	}); err != nil {
 		t.Fatal(err)

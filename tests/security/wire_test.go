@@ -144,7 +144,7 @@ func TestFailedStartSaysWhyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e, err := n.WaitFor(30*time.Second, "an error event", func(e cloistertest.Event) bool { return e.Event == "error" })
+	e, err := n.WaitFor(30*time.Second, "an error event", func(e cloistertest.NodeEvent) bool { return e.Event == "error" })
 	if err != nil {
 		t.Fatal(err)
 	}
