@@ -334,7 +334,7 @@ func (c *Cluster) watch(n node.Node) {
 
 // Ring is the current snapshot of ring group ("" = the default ring): its
 // members, hash and owners, consistent with each other.
-func (c *Cluster) Ring(group string) (*ring.Snapshot, error) {
+func (c *Cluster) Ring(group string) (*ring.View, error) {
 	if group == "" {
 		group = c.ring
 	}

@@ -56,7 +56,7 @@ type driver struct {
 
 	// heard is each ring as the listener last heard it, to tell it the
 	// ranges gained and lost since (listener.Snapshot.RingChanges).
-	heard map[string]*ring.Snapshot
+	heard map[string]*ring.View
 	// acks are the leaves to acknowledge once the listener heard this
 	// step's changes.
 	acks []string
@@ -97,7 +97,7 @@ func newDriver(parent context.Context, o Options, c *shared, self string, tr tra
 	return &driver{
 		opts: o, tr: tr, cluster: c, self: self, logf: logf, warnf: logf, now: now, post: post,
 		ctx: ctx, cancel: cancel, failing: map[string]*dialFailure{},
-		heard: map[string]*ring.Snapshot{},
+		heard: map[string]*ring.View{},
 		disp:  dispatcher.New(l, logf, listenerSlow),
 		core:  core.New(o.coreConfig(self)), ringRole: o.ringRoles(),
 	}
@@ -204,7 +204,7 @@ func (d *driver) step(ev core.Event) []core.Transition {
 // the hash ranges this node gained and lost (sorted by ring name).
 func (d *driver) ringChanges() []listener.RingChange {
 	var out []listener.RingChange
-	snaps := d.cluster.Rings.Snapshots()
+	snaps := d.cluster.Rings.Views()
 	for _, name := range d.cluster.Rings.Names() {
 		cur, old := snaps[name], d.heard[name]
 		if cur == old || (old != nil && cur.Hash() == old.Hash()) {
@@ -457,7 +457,7 @@ func (d *driver) connected() []string {
 func (d *driver) build(s core.State) listener.Snapshot {
 	members := slices.Clone(d.core.Members())
 	rings := map[string]listener.Ring{}
-	for name, sn := range d.cluster.Rings.Snapshots() {
+	for name, sn := range d.cluster.Rings.Views() {
 		rings[name] = listener.Ring{Members: sn.Members(), Epoch: sn.Epoch(), Hash: sn.Hash()}
 	}
 	return listener.Snapshot{

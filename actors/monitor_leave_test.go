@@ -122,7 +122,7 @@ func TestDriverSurvivorDropsALeaverAtOnce(t *testing.T) {
 	}
 }
 
-func snapWith(t *testing.T, members []string) *ring.Snapshot {
+func snapWith(t *testing.T, members []string) *ring.View {
 	t.Helper()
 	var s ring.Set
 	if err := s.Define("x", nil); err != nil {

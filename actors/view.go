@@ -20,7 +20,7 @@ type viewExtras struct {
 
 // ringShares caches one ring snapshot's shares (computed from its points).
 type ringShares struct {
-	snap   *ring.Snapshot
+	snap   *ring.View
 	shares map[string]float64
 }
 

@@ -73,7 +73,7 @@ type Snapshot struct {
 }
 
 // RingChange is what this node gained and lost in one ring: the key-hash
-// ranges (see ring.Snapshot.KeyHash) it owns now and did not own before,
+// ranges (see ring.View.KeyHash) it owns now and did not own before,
 // and those it owned and no longer does. Epoch is the ring's epoch now.
 type RingChange struct {
 	Ring   string           `json:"ring"`

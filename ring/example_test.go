@@ -57,7 +57,7 @@ func ExampleDiff() {
 	// lost: map[a@h:[k7] c@h:[k4]]
 }
 
-func ExampleSnapshot_Hash() {
+func ExampleView_Hash() {
 	a, b := ring.NewSet(), ring.NewSet()
 	a.Define("users", nil)
 	b.Define("users", nil)

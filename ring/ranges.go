@@ -122,7 +122,7 @@ func sortRanges(l []HashRange) {
 
 // KeyHash returns the hash the ring's engine places key at. It fails with
 // ErrNoRanges for an engine that is not a Ranger, or ErrEmptyRing.
-func (s *Snapshot) KeyHash(key string) (uint32, error) {
+func (s *View) KeyHash(key string) (uint32, error) {
 	r, err := s.ranger()
 	if err != nil {
 		return 0, err
@@ -133,7 +133,7 @@ func (s *Snapshot) KeyHash(key string) (uint32, error) {
 // KeyHashTerm is KeyHash for a term key: an engine that hashes terms
 // (TermRanger) hashes it itself, any other hashes text(key), as OwnerTerm
 // does.
-func (s *Snapshot) KeyHashTerm(key etf.Term, text func(etf.Term) string) (uint32, error) {
+func (s *View) KeyHashTerm(key etf.Term, text func(etf.Term) string) (uint32, error) {
 	r, err := s.ranger()
 	if err != nil {
 		return 0, err
@@ -146,14 +146,14 @@ func (s *Snapshot) KeyHashTerm(key etf.Term, text func(etf.Term) string) (uint32
 
 // Ranges returns the key-hash ranges member owns in this ring (nil when it
 // owns none, or the ring is empty or its engine cannot tell).
-func (s *Snapshot) Ranges(member string) []HashRange {
+func (s *View) Ranges(member string) []HashRange {
 	if r, err := s.ranger(); err == nil {
 		return r.Ranges(member)
 	}
 	return nil
 }
 
-func (s *Snapshot) ranger() (Ranger, error) {
+func (s *View) ranger() (Ranger, error) {
 	if s == nil || s.lookup == nil {
 		if s == nil {
 			return nil, ErrEmptyRing
@@ -172,7 +172,7 @@ func (s *Snapshot) ranger() (Ranger, error) {
 // owns nothing. Both snapshots must come from the same engine (two epochs
 // of one ring); it costs time linear in the rings' points, whatever the
 // number of keys.
-func DiffRanges(old, new *Snapshot, member string) (gained, lost []HashRange) {
+func DiffRanges(old, new *View, member string) (gained, lost []HashRange) {
 	var was, is []HashRange
 	if old != nil {
 		was = old.Ranges(member)

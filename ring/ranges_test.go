@@ -9,7 +9,7 @@ import (
 	"github.com/cloister-go/cloister/ring/libring"
 )
 
-func snapOf(t *testing.T, e ring.Engine, members []string) *ring.Snapshot {
+func snapOf(t *testing.T, e ring.Engine, members []string) *ring.View {
 	t.Helper()
 	var s ring.Set
 	if err := s.Define("r", e); err != nil {

@@ -100,7 +100,7 @@ func checkCount(n int) error {
 // It fails with ErrBadCount for n < 1, ErrEmptyRing for a ring without
 // members and ErrNoReplicas for an engine that cannot list replicas. It does
 // not allocate when dst has room for n members (n <= 16).
-func (s *Snapshot) AppendOwners(dst []string, key string, n int) ([]string, error) {
+func (s *View) AppendOwners(dst []string, key string, n int) ([]string, error) {
 	if err := checkCount(n); err != nil {
 		return dst, err
 	}
@@ -115,7 +115,7 @@ func (s *Snapshot) AppendOwners(dst []string, key string, n int) ([]string, erro
 }
 
 // OwnersN returns key's replica set in a new slice (see AppendOwners).
-func (s *Snapshot) OwnersN(key string, n int) ([]string, error) {
+func (s *View) OwnersN(key string, n int) ([]string, error) {
 	if err := checkCount(n); err != nil {
 		return nil, err
 	}
@@ -124,7 +124,7 @@ func (s *Snapshot) OwnersN(key string, n int) ([]string, error) {
 
 // AppendOwnersTerm is AppendOwners for a term key: a TermReplicaLookup
 // hashes the term itself; any other engine looks up text(key).
-func (s *Snapshot) AppendOwnersTerm(dst []string, key etf.Term, n int, text func(etf.Term) string) ([]string, error) {
+func (s *View) AppendOwnersTerm(dst []string, key etf.Term, n int, text func(etf.Term) string) ([]string, error) {
 	if err := checkCount(n); err != nil {
 		return dst, err
 	}
@@ -137,7 +137,7 @@ func (s *Snapshot) AppendOwnersTerm(dst []string, key etf.Term, n int, text func
 	return s.AppendOwners(dst, text(key), n)
 }
 
-// AppendOwners is Snapshot.AppendOwners on ring name; it also fails with
+// AppendOwners is View.AppendOwners on ring name; it also fails with
 // ErrNoSuchRing.
 func (s *Set) AppendOwners(dst []string, name, key string, n int) ([]string, error) {
 	snap, ok := s.view()[name]

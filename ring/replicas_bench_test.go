@@ -10,7 +10,7 @@ import (
 
 // BenchmarkWhoisN compares one owner (Set.Owner, what Whois calls) with
 // replica sets of n = 1, 2, 3 into a caller's buffer (Set.AppendOwners,
-// what AppendWhoisN calls) and into a new slice (Snapshot.OwnersN, what
+// what AppendWhoisN calls) and into a new slice (View.OwnersN, what
 // WhoisN calls), on the default engine.
 func BenchmarkWhoisN(b *testing.B) {
 	for _, size := range []int{3, 10, 50} {

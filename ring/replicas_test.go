@@ -84,7 +84,7 @@ func TestAppendOwnersDoesNotAllocate(t *testing.T) {
 	buf := make([]string, 0, 3)
 	for n := 1; n <= 3; n++ {
 		if a := testing.AllocsPerRun(200, func() { buf, _ = snap.AppendOwners(buf[:0], "user:42", n) }); a != 0 {
-			t.Errorf("Snapshot.AppendOwners n=%d allocates %.0f times", n, a)
+			t.Errorf("View.AppendOwners n=%d allocates %.0f times", n, a)
 		}
 		if a := testing.AllocsPerRun(200, func() { buf, _ = set.AppendOwners(buf[:0], "bench", "user:42", n) }); a != 0 {
 			t.Errorf("Set.AppendOwners n=%d allocates %.0f times", n, a)

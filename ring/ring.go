@@ -2,7 +2,7 @@
 // key. Every node must compute the same owner for the same key and members,
 // whatever order members joined in, so each ring is rebuilt from scratch from
 // its sorted member list on every change and published as an immutable
-// Snapshot with an epoch number. Lookups read an atomic pointer and take no
+// View with an epoch number. Lookups read an atomic pointer and take no
 // lock; writers are serialized.
 package ring
 
@@ -17,7 +17,7 @@ var (
 	ErrRingDefined = errors.New("cloister: ring already defined")
 	// ErrBadName is returned for an empty ring name or an empty member name.
 	ErrBadName = errors.New("cloister: empty name")
-	// ErrNoRanges is returned by Snapshot.KeyHash for a ring whose engine
+	// ErrNoRanges is returned by View.KeyHash for a ring whose engine
 	// cannot list hash ranges (its Lookup is not a Ranger).
 	ErrNoRanges = errors.New("cloister: ring engine cannot list hash ranges")
 )

@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-func mustSet(t *testing.T, name string, e Engine, members []string) (*Set, *Snapshot) {
+func mustSet(t *testing.T, name string, e Engine, members []string) (*Set, *View) {
 	t.Helper()
 	s := NewSet()
 	if err := s.Define(name, e); err != nil {
@@ -23,7 +23,7 @@ func mustSet(t *testing.T, name string, e Engine, members []string) (*Set, *Snap
 	return s, snap
 }
 
-func ownersOf(t *testing.T, snap *Snapshot, keys []string) []string {
+func ownersOf(t *testing.T, snap *View, keys []string) []string {
 	t.Helper()
 	out := make([]string, len(keys))
 	for i, k := range keys {
@@ -49,7 +49,7 @@ func TestOwnerDependsOnlyOnMemberSet(t *testing.T) {
 			perm := slices.Clone(members)
 			r.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
 			s, _ := mustSet(t, "r", nil, nil)
-			var snap *Snapshot
+			var snap *View
 			for i := range perm {
 				joined := append(slices.Clone(perm[:i+1]), perm[0])
 				if i == len(perm)/2 {
@@ -176,7 +176,7 @@ func TestMembersAreCopies(t *testing.T) {
 
 func TestZeroSetIsEmpty(t *testing.T) {
 	var s Set
-	if len(s.Names()) != 0 || len(s.Snapshots()) != 0 || s.Snapshots() == nil {
+	if len(s.Names()) != 0 || len(s.Views()) != 0 || s.Views() == nil {
 		t.Error("zero Set is not empty")
 	}
 	if _, err := s.Owner("r", "k"); !errors.Is(err, ErrNoSuchRing) {
@@ -193,7 +193,7 @@ func TestZeroSetIsEmpty(t *testing.T) {
 	}
 }
 
-func TestNamesAndSnapshots(t *testing.T) {
+func TestNamesAndViews(t *testing.T) {
 	s := NewSet()
 	for _, n := range []string{"b", "c", "a"} {
 		s.Define(n, nil)
@@ -201,14 +201,14 @@ func TestNamesAndSnapshots(t *testing.T) {
 	if got := s.Names(); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Errorf("Names = %v", got)
 	}
-	view := s.Snapshots()
+	view := s.Views()
 	s.Update("a", []string{"x"})
 	if view["a"].Len() != 0 || len(view) != 3 {
-		t.Error("Snapshots view changed after an Update")
+		t.Error("Views changed after an Update")
 	}
 	delete(view, "b")
 	if _, err := s.Get("b"); err != nil {
-		t.Error("deleting from the Snapshots copy removed a ring")
+		t.Error("deleting from the Views copy removed a ring")
 	}
 }
 
@@ -235,7 +235,7 @@ func TestOwnerDoesNotAllocate(t *testing.T) {
 	s, snap := mustSet(t, "r", nil, ipMembers(10))
 	key := strings.Repeat("k", 100) // longer than consistent's 64-byte scratch
 	for name, f := range map[string]func(){
-		"Snapshot.Owner": func() { snap.Owner(key) },
+		"View.Owner": func() { snap.Owner(key) },
 		"Set.Owner":      func() { s.Owner("r", key) },
 		"empty ring":     func() { mustEmpty(s).Owner("k") },
 	} {
@@ -245,7 +245,7 @@ func TestOwnerDoesNotAllocate(t *testing.T) {
 	}
 }
 
-func mustEmpty(s *Set) *Snapshot {
+func mustEmpty(s *Set) *View {
 	if snap, err := s.Get("empty"); err == nil {
 		return snap
 	}
@@ -340,7 +340,7 @@ func TestDiff(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s, old := mustSet(t, "r", nil, c.old)
-			var next *Snapshot
+			var next *View
 			if slices.Equal(c.old, c.new) {
 				next = old
 			} else {
@@ -397,7 +397,7 @@ func TestJoinAndLeaveMoveNoKeysBetweenOthers(t *testing.T) {
 		left, _, _ := s.Update("r", all[1:])
 		for _, step := range []struct {
 			name     string
-			old, new *Snapshot
+			old, new *View
 			changed  string
 		}{{"join", before, joined, all[n]}, {"leave", joined, left, all[0]}} {
 			gained, lost := Diff(step.old, step.new, keys)

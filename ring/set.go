@@ -8,13 +8,13 @@ import (
 	"sync/atomic"
 )
 
-// Set is a registry of named rings. Reads (Get, Owner, Names, Snapshots)
+// Set is a registry of named rings. Reads (Get, Owner, Names, Views)
 // load an atomic pointer to an immutable map of snapshots and take no lock;
 // writes (Define, Update) are serialized and publish a new map. The zero
 // value is an empty Set.
 type Set struct {
 	mu    sync.Mutex // serializes writers
-	rings atomic.Pointer[map[string]*Snapshot]
+	rings atomic.Pointer[map[string]*View]
 }
 
 // NewSet returns a Set with no rings.
@@ -22,7 +22,7 @@ func NewSet() *Set { return &Set{} }
 
 // view returns the current, immutable map of rings (nil before the first
 // Define, which reads as empty).
-func (s *Set) view() map[string]*Snapshot {
+func (s *Set) view() map[string]*View {
 	if m := s.rings.Load(); m != nil {
 		return *m
 	}
@@ -55,7 +55,7 @@ func (s *Set) Define(name string, e Engine) error {
 // scratch, so owners depend only on the member set, publishes it with the
 // epoch increased by one and returns it and true. It fails with ErrNoSuchRing
 // for an undefined ring and ErrBadName for an empty member name.
-func (s *Set) Update(name string, members []string) (*Snapshot, bool, error) {
+func (s *Set) Update(name string, members []string) (*View, bool, error) {
 	norm := slices.Clone(members)
 	slices.Sort(norm)
 	norm = slices.Clip(slices.Compact(norm))
@@ -78,8 +78,8 @@ func (s *Set) Update(name string, members []string) (*Snapshot, bool, error) {
 }
 
 // publish stores a copy of cur with snap in it. The caller holds s.mu.
-func (s *Set) publish(cur map[string]*Snapshot, snap *Snapshot) {
-	next := make(map[string]*Snapshot, len(cur)+1)
+func (s *Set) publish(cur map[string]*View, snap *View) {
+	next := make(map[string]*View, len(cur)+1)
 	maps.Copy(next, cur)
 	next[snap.name] = snap
 	s.rings.Store(&next)
@@ -87,7 +87,7 @@ func (s *Set) publish(cur map[string]*Snapshot, snap *Snapshot) {
 
 // Get returns the current snapshot of ring name, or an error wrapping
 // ErrNoSuchRing.
-func (s *Set) Get(name string) (*Snapshot, error) {
+func (s *Set) Get(name string) (*View, error) {
 	snap, ok := s.view()[name]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrNoSuchRing, name)
@@ -110,11 +110,11 @@ func (s *Set) Owner(name, key string) (string, error) {
 	return snap.Owner(key)
 }
 
-// Snapshots returns a copy of the current view: ring name to snapshot.
-func (s *Set) Snapshots() map[string]*Snapshot {
+// Views returns a copy of the current rings: ring name to view.
+func (s *Set) Views() map[string]*View {
 	m := maps.Clone(s.view())
 	if m == nil {
-		m = make(map[string]*Snapshot)
+		m = make(map[string]*View)
 	}
 	return m
 }

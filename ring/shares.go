@@ -37,7 +37,7 @@ func (c *circle) Shares() map[string]float64 {
 
 // Shares returns each member's share of the key-hash space (see Sharer):
 // nil for a ring without members or an engine that cannot tell.
-func (s *Snapshot) Shares() map[string]float64 {
+func (s *View) Shares() map[string]float64 {
 	if sh, ok := s.lookup.(Sharer); ok {
 		return sh.Shares()
 	}

@@ -33,7 +33,7 @@ func TestSharesMatchSampledOwners(t *testing.T) {
 			}
 		}
 	}
-	var empty *Snapshot = newSnapshot("e", 0, Consistent(), nil)
+	var empty *View = newSnapshot("e", 0, Consistent(), nil)
 	if empty.Shares() != nil {
 		t.Error("an empty ring has no shares")
 	}

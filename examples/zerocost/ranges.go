@@ -8,7 +8,7 @@ import (
 )
 
 // hashIndex is the key space sorted by the ring engine's key hash
-// (ring.Snapshot.KeyHash). With it, the keys a ring change moves are read
+// (ring.View.KeyHash). With it, the keys a ring change moves are read
 // straight out of the hash ranges the change gave or took
 // (ring.DiffRanges, or listener.Snapshot.RingChanges in a listener): a binary
 // search per range, instead of asking the owner of every key twice
@@ -21,7 +21,7 @@ type hashIndex struct {
 // newHashIndex hashes every key once with the ring's engine. The hash
 // depends on the engine only, never on the members, so the index is built
 // once for the node's life.
-func newHashIndex(snap *ring.Snapshot, keys []string) (*hashIndex, error) {
+func newHashIndex(snap *ring.View, keys []string) (*hashIndex, error) {
 	type hk struct {
 		h uint32
 		k string

@@ -7,7 +7,7 @@ import (
 	"github.com/cloister-go/cloister/ring"
 )
 
-func ringOf(tb testing.TB, members ...string) *ring.Snapshot {
+func ringOf(tb testing.TB, members ...string) *ring.View {
 	tb.Helper()
 	s := ring.NewSet()
 	if err := s.Define("r", nil); err != nil {
@@ -31,7 +31,7 @@ func TestRangesFindTheKeysTheScanFinds(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, pair := range [][2]*ring.Snapshot{{before, after}, {after, before}, {nil, before}} {
+	for _, pair := range [][2]*ring.View{{before, after}, {after, before}, {nil, before}} {
 		for _, self := range three[:2] {
 			g, l := ring.DiffRanges(pair[0], pair[1], self)
 			gained, lost := ring.Diff(pair[0], pair[1], keys)

@@ -44,7 +44,7 @@ type worker struct {
 	// hmu serializes handovers: the listener's and the drain.
 	hmu      sync.Mutex
 	index    *hashIndex     // the key space by key hash, built on the first ring
-	last     *ring.Snapshot // the ring this node has handed over for
+	last     *ring.View // the ring this node has handed over for
 	leftover []string       // held keys a push failed for; retried next time
 	reports  []handover
 	drained  bool
@@ -290,7 +290,7 @@ func (w *worker) drain() (handover, error) {
 
 // push hands the held entities among keys to their owners in to, in
 // batches, one goroutine per destination. The caller holds hmu.
-func (w *worker) push(to *ring.Snapshot, keys []string, rep *handover) {
+func (w *worker) push(to *ring.View, keys []string, rep *handover) {
 	self := w.api.Name()
 	byOwner := map[string][]string{}
 	for _, k := range keys {

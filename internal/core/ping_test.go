@@ -24,7 +24,7 @@ func steadyPair(t *testing.T) *Core {
 }
 
 func TestMembersHashIsTheRingSnapshotHash(t *testing.T) {
-	// The same length-prefixed FNV-1a as ring.Snapshot.Hash; fixed values
+	// The same length-prefixed FNV-1a as ring.View.Hash; fixed values
 	// so that a change of either side is noticed (peers compare them).
 	if got := MembersHash([]string{"a@h", "b@h"}); got != 0xe50ffbeaebfa718c {
 		t.Fatalf("MembersHash = %#x", got)

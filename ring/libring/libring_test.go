@@ -310,7 +310,7 @@ func TestOwnerDoesNotAllocate(t *testing.T) {
 }
 
 // A ring on this engine answers term keys the libring way through
-// ring.Snapshot.OwnerTerm (what cloister.WhoisTerm and a Monitor's whois
+// ring.View.OwnerTerm (what cloister.WhoisTerm and a Monitor's whois
 // use), not through a text rendering of the term.
 func TestSnapshotOwnerTermHashesTerms(t *testing.T) {
 	members := []string{"a@h", "b@h", "c@h", "d@h", "e@h"}

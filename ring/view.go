@@ -9,9 +9,9 @@ import (
 	"github.com/ergo-services/ergo/etf"
 )
 
-// Snapshot is one ring at one epoch. It is immutable and safe for concurrent
-// use; a change of members publishes a new Snapshot.
-type Snapshot struct {
+// View is one ring at one epoch. It is immutable and safe for concurrent
+// use; a change of members publishes a new View.
+type View struct {
 	name    string
 	epoch   uint64
 	members []string // sorted, distinct; never handed out
@@ -21,8 +21,8 @@ type Snapshot struct {
 	empty   error  // returned by Owner when lookup is nil; built once so that path does not allocate
 }
 
-func newSnapshot(name string, epoch uint64, e Engine, members []string) *Snapshot {
-	s := &Snapshot{name: name, epoch: epoch, members: members, hash: membersHash(members), engine: e}
+func newSnapshot(name string, epoch uint64, e Engine, members []string) *View {
+	s := &View{name: name, epoch: epoch, members: members, hash: membersHash(members), engine: e}
 	if len(members) == 0 {
 		s.empty = fmt.Errorf("%w: %q", ErrEmptyRing, name)
 	} else {
@@ -32,26 +32,26 @@ func newSnapshot(name string, epoch uint64, e Engine, members []string) *Snapsho
 }
 
 // Name returns the ring's name.
-func (s *Snapshot) Name() string { return s.name }
+func (s *View) Name() string { return s.name }
 
 // Epoch returns the ring's local change counter: 0 when defined, +1 on every
 // change of its member set. Epochs are not comparable across nodes; Hash is.
-func (s *Snapshot) Epoch() uint64 { return s.epoch }
+func (s *View) Epoch() uint64 { return s.epoch }
 
 // Members returns a sorted copy of the ring's members.
-func (s *Snapshot) Members() []string { return slices.Clone(s.members) }
+func (s *View) Members() []string { return slices.Clone(s.members) }
 
 // Len returns the number of members.
-func (s *Snapshot) Len() int { return len(s.members) }
+func (s *View) Len() int { return len(s.members) }
 
 // Engine returns the engine the ring was built with.
-func (s *Snapshot) Engine() Engine { return s.engine }
+func (s *View) Engine() Engine { return s.engine }
 
 // Hash returns a 64-bit FNV-1a hash of the sorted member set (each member
 // length-prefixed). It ignores the epoch and the engine, so nodes holding the
 // same members report the same Hash; compare Engine().Name() too if engines
 // may differ.
-func (s *Snapshot) Hash() uint64 { return s.hash }
+func (s *View) Hash() uint64 { return s.hash }
 
 func membersHash(members []string) uint64 {
 	h := fnv.New64a()
@@ -65,7 +65,7 @@ func membersHash(members []string) uint64 {
 
 // Owner returns the member owning key, or an error wrapping ErrEmptyRing when
 // the ring has no members. It does not allocate.
-func (s *Snapshot) Owner(key string) (string, error) {
+func (s *View) Owner(key string) (string, error) {
 	if s.lookup == nil {
 		return "", s.empty
 	}
@@ -86,7 +86,7 @@ type TermLookup interface {
 // caller's canonical text for the term (cloister.Key). The error wraps
 // ErrEmptyRing for a ring without members, or is the engine's for a term
 // it cannot hash.
-func (s *Snapshot) OwnerTerm(key etf.Term, text func(etf.Term) string) (string, error) {
+func (s *View) OwnerTerm(key etf.Term, text func(etf.Term) string) (string, error) {
 	if s.lookup == nil {
 		return "", s.empty
 	}
@@ -102,7 +102,7 @@ func (s *Snapshot) OwnerTerm(key etf.Term, text func(etf.Term) string) (string, 
 // each in the order of keys. Keys that keep their owner appear in neither.
 // A nil or empty snapshot owns nothing: keys coming from it appear only in
 // gained, keys going to it only in lost. Both maps are non-nil.
-func Diff(old, new *Snapshot, keys []string) (gained, lost map[string][]string) {
+func Diff(old, new *View, keys []string) (gained, lost map[string][]string) {
 	gained, lost = make(map[string][]string), make(map[string][]string)
 	for _, k := range keys {
 		from, to := old.ownerOrNone(k), new.ownerOrNone(k)
@@ -120,7 +120,7 @@ func Diff(old, new *Snapshot, keys []string) (gained, lost map[string][]string) 
 }
 
 // ownerOrNone returns the owner of key, or "" for a nil or empty snapshot.
-func (s *Snapshot) ownerOrNone(key string) string {
+func (s *View) ownerOrNone(key string) string {
 	if s == nil || s.lookup == nil {
 		return ""
 	}
