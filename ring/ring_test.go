@@ -236,8 +236,8 @@ func TestOwnerDoesNotAllocate(t *testing.T) {
 	key := strings.Repeat("k", 100) // longer than consistent's 64-byte scratch
 	for name, f := range map[string]func(){
 		"View.Owner": func() { snap.Owner(key) },
-		"Set.Owner":      func() { s.Owner("r", key) },
-		"empty ring":     func() { mustEmpty(s).Owner("k") },
+		"Set.Owner":  func() { s.Owner("r", key) },
+		"empty ring": func() { mustEmpty(s).Owner("k") },
 	} {
 		if n := testing.AllocsPerRun(1000, f); n != 0 {
 			t.Errorf("%s: %v allocs/op, want 0", name, n)

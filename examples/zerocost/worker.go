@@ -43,9 +43,9 @@ type worker struct {
 
 	// hmu serializes handovers: the listener's and the drain.
 	hmu      sync.Mutex
-	index    *hashIndex     // the key space by key hash, built on the first ring
+	index    *hashIndex // the key space by key hash, built on the first ring
 	last     *ring.View // the ring this node has handed over for
-	leftover []string       // held keys a push failed for; retried next time
+	leftover []string   // held keys a push failed for; retried next time
 	reports  []handover
 	drained  bool
 
