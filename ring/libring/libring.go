@@ -60,11 +60,11 @@ import (
 	"github.com/ergo-services/ergo/etf"
 )
 
-// HashRange is libring's @hash_range, the range of every phash2 it takes.
-const HashRange = 4294967295
+// hashRange is libring's @hash_range, the range of every phash2 it takes.
+const hashRange = 4294967295
 
-// Weight is the number of points per member: libring's default weight.
-const Weight = 128
+// weight is the number of points per member: libring's default weight.
+const weight = 128
 
 // Engine returns the libring-compatible engine. Its Build returns a *Ring.
 // Atom keys are hashed as on OTP 25 (see EngineFor).
@@ -86,9 +86,9 @@ type engine struct{ utf8Atoms bool }
 // Name identifies the engine and its parameters.
 func (e engine) Name() string {
 	if e.utf8Atoms {
-		return fmt.Sprintf("libring/phash2/%d/otp26-atoms", Weight)
+		return fmt.Sprintf("libring/phash2/%d/otp26-atoms", weight)
 	}
-	return fmt.Sprintf("libring/phash2/%d", Weight)
+	return fmt.Sprintf("libring/phash2/%d", weight)
 }
 
 // Build returns the members' Ring for the engine's atom encoding.
@@ -108,7 +108,7 @@ func BuildFor(otpRelease int, members []string) *Ring {
 	return build(members, utf8AtomsOn(otpRelease))
 }
 
-// Build places Weight points for each member, in the order given (see the
+// Build places weight points for each member, in the order given (see the
 // package doc for why the order matters only on a point collision). It keeps
 // members for reading.
 func Build(members []string) *Ring { return build(members, false) }
@@ -119,13 +119,13 @@ func build(members []string, utf8Atoms bool) *Ring {
 		hash  uint32
 		owner int32
 	}
-	pts := make([]placed, 0, len(members)*Weight)
+	pts := make([]placed, 0, len(members)*weight)
 	for m, name := range members {
 		point := etf.Tuple{etf.Atom(name), nil} // {Node, I}, reused for every I
 		var term etf.Term = point               // boxed once; shares point's array
-		for i := 1; i <= Weight; i++ {
+		for i := 1; i <= weight; i++ {
 			point[1] = i
-			h, err := phash2.Hash(term, HashRange)
+			h, err := phash2.Hash(term, hashRange)
 			if err != nil {
 				panic("libring: " + err.Error()) // an atom and an int always hash
 			}
@@ -158,7 +158,7 @@ func build(members []string, utf8Atoms bool) *Ring {
 // Elixir string is: the member libring's key_to_node returns for it. It
 // returns "" for a ring without members, and does not allocate.
 func (l *Ring) Owner(key string) string {
-	return l.ownerOfHash(phash2.Binary(key, HashRange))
+	return l.ownerOfHash(phash2.Binary(key, hashRange))
 }
 
 // OwnerTerm returns the owner of any key term (see package phash2 for how Go
@@ -187,7 +187,7 @@ func (l *Ring) KeyHashTerm(key etf.Term) (uint32, error) {
 		}
 	default:
 		var err error
-		if h, err = phash2.Hash(key, HashRange); err != nil {
+		if h, err = phash2.Hash(key, hashRange); err != nil {
 			return 0, err
 		}
 	}
@@ -197,7 +197,7 @@ func (l *Ring) KeyHashTerm(key etf.Term) (uint32, error) {
 // Members returns the members, in the order they were added.
 func (l *Ring) Members() []string { return slices.Clone(l.members) }
 
-// Points returns the number of distinct points on the ring (Weight per
+// Points returns the number of distinct points on the ring (weight per
 // member, less any collisions).
 func (l *Ring) Points() int { return len(l.points) }
 
@@ -222,7 +222,7 @@ func (l *Ring) ownerOfHash(h uint32) string {
 	return l.members[l.owners[lo]]
 }
 
-// atomKeyHash is phash2(term_to_binary(Atom), HashRange). OTP 25 encodes
+// atomKeyHash is phash2(term_to_binary(Atom), hashRange). OTP 25 encodes
 // an atom whose characters are all Latin-1 as ATOM_EXT (100) with the
 // Latin-1 bytes; any other atom, and from OTP 26 (utf8Atoms) every atom, as
 // SMALL_ATOM_UTF8_EXT (119) or, from 256 bytes, ATOM_UTF8_EXT (118) with
@@ -253,5 +253,5 @@ func atomKeyHash(name string, utf8Atoms bool) uint32 {
 		b = append(b, name...)
 	}
 	// b is not modified while Binary reads it; string(b) would allocate.
-	return phash2.Binary(unsafe.String(&b[0], len(b)), HashRange)
+	return phash2.Binary(unsafe.String(&b[0], len(b)), hashRange)
 }

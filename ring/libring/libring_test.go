@@ -232,8 +232,8 @@ func findCollision(t *testing.T) (a, b string, point uint32) {
 	owner := map[uint32]string{}
 	for n := range 20000 {
 		name := fmt.Sprintf("node%d@127.0.0.1", n)
-		for i := 1; i <= Weight; i++ {
-			h, err := phash2.Hash(etf.Tuple{etf.Atom(name), i}, HashRange)
+		for i := 1; i <= weight; i++ {
+			h, err := phash2.Hash(etf.Tuple{etf.Atom(name), i}, hashRange)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -251,8 +251,8 @@ func TestCollidingPointGoesToMemberAddedFirst(t *testing.T) {
 	a, b, p := findCollision(t)
 	for _, order := range [][]string{{a, b}, {b, a}} {
 		l := Build(order)
-		if l.Points() != 2*Weight-1 {
-			t.Fatalf("%v: %d points, want %d", order, l.Points(), 2*Weight-1)
+		if l.Points() != 2*weight-1 {
+			t.Fatalf("%v: %d points, want %d", order, l.Points(), 2*weight-1)
 		}
 		if got := l.ownerOfHash(p); got != order[0] {
 			t.Errorf("%v: point %d owned by %s, want %s (added first)", order, p, got, order[0])
@@ -263,7 +263,7 @@ func TestCollidingPointGoesToMemberAddedFirst(t *testing.T) {
 func TestKeysPastTheLastPointWrapToTheFirst(t *testing.T) {
 	l := Build([]string{"a@h", "b@h", "c@h"})
 	last := l.points[len(l.points)-1]
-	if last == HashRange-1 {
+	if last == hashRange-1 {
 		t.Skip("the last point is the largest hash")
 	}
 	if got, want := l.ownerOfHash(last+1), l.members[l.owners[0]]; got != want {

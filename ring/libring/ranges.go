@@ -7,9 +7,9 @@ import (
 
 var _ ring.TermRanger = (*Ring)(nil)
 
-// KeyHash is phash2 of key taken as an Erlang binary, in HashRange: the key
+// KeyHash is phash2 of key taken as an Erlang binary, in hashRange: the key
 // is owned by the first point at or above it.
-func (l *Ring) KeyHash(key string) uint32 { return phash2.Binary(key, HashRange) }
+func (l *Ring) KeyHash(key string) uint32 { return phash2.Binary(key, hashRange) }
 
 // Ranges: point i owns the hashes above the previous point up to and
 // including itself; the first point also owns those above the last point.

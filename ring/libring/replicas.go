@@ -44,7 +44,7 @@ const replicaStack = 16
 // libring's order and its short answers near the top of the ring. It does
 // not allocate for n <= 16 when dst has room for n members.
 func (l *Ring) AppendOwners(dst []string, key string, n int) []string {
-	return l.appendOwnersOfHash(dst, phash2.Binary(key, HashRange), n)
+	return l.appendOwnersOfHash(dst, phash2.Binary(key, hashRange), n)
 }
 
 // AppendOwnersTerm is AppendOwners for any key term, hashed with phash2 as
@@ -52,7 +52,7 @@ func (l *Ring) AppendOwners(dst []string, key string, n int) []string {
 // term_to_binary (OwnerTerm's and key_to_node's way). It fails only for a
 // key phash2 cannot hash.
 func (l *Ring) AppendOwnersTerm(dst []string, key etf.Term, n int) ([]string, error) {
-	h, err := phash2.Hash(key, HashRange)
+	h, err := phash2.Hash(key, hashRange)
 	if err != nil {
 		return dst, err
 	}

@@ -94,12 +94,12 @@ func TestReplicasMatchLibringModelInErlang(t *testing.T) {
 	}
 }
 
-// keyHash is phash2(key, HashRange), as key_to_nodes takes it.
+// keyHash is phash2(key, hashRange), as key_to_nodes takes it.
 func keyHash(t *testing.T, k etf.Term) uint32 {
 	if s, ok := k.(string); ok {
-		return phash2.Binary(s, HashRange)
+		return phash2.Binary(s, hashRange)
 	}
-	h, err := phash2.Hash(k, HashRange)
+	h, err := phash2.Hash(k, hashRange)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -121,7 +121,7 @@ func replicaKeys(t *testing.T, r *rand.Rand, members []string) []etf.Term {
 			t.Fatalf("%v: no keys near the top of the ring", members)
 		}
 		k := fmt.Sprintf("tail:%d", i)
-		switch h := phash2.Binary(k, HashRange); {
+		switch h := phash2.Binary(k, hashRange); {
 		case h > last && past < 20:
 			keys = append(keys, k)
 			past++
@@ -228,7 +228,7 @@ func TestLibringReplicasInRingOrder(t *testing.T) {
 	checked := 0
 	for i := range 5000 {
 		k := fmt.Sprint("k", i)
-		h := phash2.Binary(k, HashRange)
+		h := phash2.Binary(k, hashRange)
 		if h > l.points[len(l.points)-64] {
 			continue // near the top libring answers short (see replicas.go)
 		}

@@ -4,7 +4,7 @@ import "github.com/cloister-go/cloister/ring"
 
 var _ ring.Sharer = (*Ring)(nil)
 
-// Shares is each member's share of phash2's HashRange key hashes: point i
+// Shares is each member's share of phash2's hashRange key hashes: point i
 // owns the hashes above the previous point up to and including itself, the
 // first point also those above the last point (a key goes to the first
 // point at or above its hash, wrapping).
@@ -17,11 +17,11 @@ func (l *Ring) Shares() map[string]float64 {
 	for i, p := range l.points {
 		var width uint64
 		if i == 0 {
-			width = uint64(p) + 1 + HashRange - 1 - uint64(l.points[last]) // [0, p] and (last, HashRange)
+			width = uint64(p) + 1 + hashRange - 1 - uint64(l.points[last]) // [0, p] and (last, hashRange)
 		} else {
 			width = uint64(p) - uint64(l.points[i-1])
 		}
-		out[l.members[l.owners[i]]] += float64(width) / HashRange
+		out[l.members[l.owners[i]]] += float64(width) / hashRange
 	}
 	return out
 }

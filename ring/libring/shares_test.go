@@ -23,7 +23,7 @@ func TestSharesMatchSampledOwners(t *testing.T) {
 		const samples = 400_000
 		count := map[string]int{}
 		for range samples {
-			count[l.ownerOfHash(r.Uint32N(HashRange))]++
+			count[l.ownerOfHash(r.Uint32N(hashRange))]++
 		}
 		for m, s := range shares {
 			if got := float64(count[m]) / samples; math.Abs(got-s) > 0.005 {
