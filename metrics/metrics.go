@@ -39,18 +39,18 @@ import (
 	"github.com/cloister-go/cloister/listener"
 )
 
-// Namespace prefixes every metric name.
-const Namespace = "cloister"
+// namespace prefixes every metric name.
+const namespace = "cloister"
 
 // Outcomes of one node in a fan-out, the values of the outcome label.
 const (
-	OutcomeOK            = "ok"
-	OutcomeTimeout       = "timeout"
-	OutcomeNoConnection  = "no_connection"
-	OutcomeNoSuchProcess = "no_such_process"
-	OutcomeRemote        = "remote"
-	OutcomeRefused       = "refused"
-	OutcomeOther         = "other"
+	outcomeOK            = "ok"
+	outcomeTimeout       = "timeout"
+	outcomeNoConnection  = "no_connection"
+	outcomeNoSuchProcess = "no_such_process"
+	outcomeRemote        = "remote"
+	outcomeRefused       = "refused"
+	outcomeOther         = "other"
 )
 
 // Collector is a prometheus.Collector for one cloister node. Create it with
@@ -91,7 +91,7 @@ type Collector struct {
 // down and no members.
 func New() *Collector {
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
-		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
+		return prometheus.NewDesc(prometheus.BuildFQName(namespace, "", name), help, labels, nil)
 	}
 	c := &Collector{
 		members:     desc("members", "Members of the cluster as this node sees them, itself included."),
@@ -102,38 +102,38 @@ func New() *Collector {
 		ringEpoch:   desc("ring_epoch", "This node's rebuild counter of the ring (not comparable across nodes).", "ring"),
 		ringMembers: desc("ring_members", "Members of the ring.", "ring"),
 		memberRole:  desc("member_role", "1 for each role each member announces (Options.Roles); a member without roles has none.", "member", "role"),
-		rehashes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "rehashes_total",
+		rehashes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "rehashes_total",
 			Help: "Ring rebuilds: times the member list changed and the rings were rebuilt."}),
-		rehashTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "rehash_duration_seconds",
+		rehashTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "rehash_duration_seconds",
 			Help:    "Time spent in state rehashing per visit (ring rebuild and hand-back; a cluster below consensus stays there).",
 			Buckets: prometheus.ExponentialBuckets(100e-6, 4, 10)}),
-		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "transitions_total",
+		transitions: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "transitions_total",
 			Help: "Monitor state transitions."}, []string{"from", "to"}),
-		suspicions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "heartbeat_suspicions_total",
+		suspicions: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "heartbeat_suspicions_total",
 			Help: "Members suspected after SuspectAfter without a heartbeat answer."}),
-		removals: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "heartbeat_removals_total",
+		removals: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "heartbeat_removals_total",
 			Help: "Members removed and disconnected after RemoveAfter without a heartbeat answer."}),
-		dials: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "dials_total",
+		dials: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "dials_total",
 			Help: "Connection attempts started by the Monitor."}),
-		removed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "member_removals_total",
+		removed: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "member_removals_total",
 			Help: "Members taken out of the rings, by reason (silent, connection_lost, grace_expired, foreign, gone)."},
 			[]string{"reason"}),
-		graces: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "flap_graces_total",
+		graces: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "flap_graces_total",
 			Help: "Members whose connection dropped and who were kept in the rings for the flap grace."}),
-		recoveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "flap_recoveries_total",
+		recoveries: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "flap_recoveries_total",
 			Help: "Members back within their flap grace (the rings did not change)."}),
-		stalls: prometheus.NewCounter(prometheus.CounterOpts{Namespace: Namespace, Name: "stalls_total",
+		stalls: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "stalls_total",
 			Help: "Times this node's own ticks stopped (frozen or starved process)."}),
-		leaves: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "leave_steps_total",
+		leaves: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "leave_steps_total",
 			Help: "Graceful leaves: notices this node sent (sent), leaves of others it acknowledged (acked), its own leaves over (done)."},
 			[]string{"step"}),
-		listenerLat: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "listener_latency_seconds",
+		listenerLat: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "listener_latency_seconds",
 			Help:    "From a state change to the listener starting to handle it (queueing in the dispatcher).",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10)}),
-		listenerTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: Namespace, Name: "listener_duration_seconds",
+		listenerTime: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "listener_duration_seconds",
 			Help:    "Time the listener took to handle one state change.",
 			Buckets: prometheus.ExponentialBuckets(10e-6, 4, 12)}),
-		fanout: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: Namespace, Name: "fanout_results_total",
+		fanout: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "fanout_results_total",
 			Help: "Per-node outcomes of Multicall and Multiapply calls made from this node, by error kind."},
 			[]string{"op", "outcome"}),
 		now: time.Now,
@@ -267,32 +267,32 @@ func (c *Collector) Listener(next listener.Listener) listener.Listener {
 // Multiapply (op "multicall" or "multiapply"), by error kind.
 func (c *Collector) ObserveFanout(op string, results []actors.Result) {
 	for _, r := range results {
-		c.fanout.WithLabelValues(op, Outcome(r.Err)).Inc()
+		c.fanout.WithLabelValues(op, outcomeOf(r.Err)).Inc()
 	}
 }
 
-// Outcome names the outcome label for a fan-out result's error.
-func Outcome(err error) string {
+// outcomeOf names the outcome label for a fan-out result's error.
+func outcomeOf(err error) string {
 	if err == nil {
-		return OutcomeOK
+		return outcomeOK
 	}
 	var ne *actors.NodeError
 	if !errors.As(err, &ne) {
-		return OutcomeOther
+		return outcomeOther
 	}
 	switch ne.Kind {
 	case actors.KindTimeout:
-		return OutcomeTimeout
+		return outcomeTimeout
 	case actors.KindNoConnection:
-		return OutcomeNoConnection
+		return outcomeNoConnection
 	case actors.KindNoSuchProcess:
-		return OutcomeNoSuchProcess
+		return outcomeNoSuchProcess
 	case actors.KindRemote:
-		return OutcomeRemote
+		return outcomeRemote
 	case actors.KindRefused:
-		return OutcomeRefused
+		return outcomeRefused
 	}
-	return OutcomeOther
+	return outcomeOther
 }
 
 func (c *Collector) counters() []prometheus.Collector {

@@ -260,18 +260,18 @@ func TestOutcomeNamesEveryErrorKind(t *testing.T) {
 		err  error
 		want string
 	}{
-		{nil, OutcomeOK},
-		{&actors.NodeError{Node: "a@h", Kind: actors.KindTimeout}, OutcomeTimeout},
-		{&actors.NodeError{Node: "a@h", Kind: actors.KindNoConnection}, OutcomeNoConnection},
-		{&actors.NodeError{Node: "a@h", Kind: actors.KindNoSuchProcess}, OutcomeNoSuchProcess},
-		{&actors.NodeError{Node: "a@h", Kind: actors.KindRemote}, OutcomeRemote},
-		{&actors.NodeError{Node: "a@h", Kind: actors.KindRefused}, OutcomeRefused},
-		{&actors.NodeError{Node: "a@h", Kind: 99}, OutcomeOther},
-		{fmt.Errorf("wrapped: %w", &actors.NodeError{Node: "a@h", Kind: actors.KindTimeout}), OutcomeTimeout},
-		{errors.New("something else"), OutcomeOther},
+		{nil, outcomeOK},
+		{&actors.NodeError{Node: "a@h", Kind: actors.KindTimeout}, outcomeTimeout},
+		{&actors.NodeError{Node: "a@h", Kind: actors.KindNoConnection}, outcomeNoConnection},
+		{&actors.NodeError{Node: "a@h", Kind: actors.KindNoSuchProcess}, outcomeNoSuchProcess},
+		{&actors.NodeError{Node: "a@h", Kind: actors.KindRemote}, outcomeRemote},
+		{&actors.NodeError{Node: "a@h", Kind: actors.KindRefused}, outcomeRefused},
+		{&actors.NodeError{Node: "a@h", Kind: 99}, outcomeOther},
+		{fmt.Errorf("wrapped: %w", &actors.NodeError{Node: "a@h", Kind: actors.KindTimeout}), outcomeTimeout},
+		{errors.New("something else"), outcomeOther},
 	} {
-		if got := Outcome(tc.err); got != tc.want {
-			t.Errorf("Outcome(%v) = %q, want %q", tc.err, got, tc.want)
+		if got := outcomeOf(tc.err); got != tc.want {
+			t.Errorf("outcomeOf(%v) = %q, want %q", tc.err, got, tc.want)
 		}
 	}
 }
