@@ -41,7 +41,7 @@ func NewManager(o Options) (*Manager, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
-	c, err := newShared(o.OTPApp, o.Rings(), o.Engine)
+	c, err := newShared(o.OTPApp, o.rings(), o.Engine)
 	if err != nil {
 		return nil, err
 	}

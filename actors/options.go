@@ -347,8 +347,8 @@ func (o *Options) Logf(level slog.Level) func(format string, args ...interface{}
 	}
 }
 
-// Rings lists the ring names, the default first.
-func (o *Options) Rings() []string { return append([]string{o.Ring}, o.Groups...) }
+// rings lists the ring names, the default first.
+func (o *Options) rings() []string { return append([]string{o.Ring}, o.Groups...) }
 
 // coreConfig is the one conversion of the options into the pure core's
 // configuration; self is this node's name, sentries the static peers

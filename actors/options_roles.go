@@ -49,7 +49,7 @@ func (o *Options) validateRoles(rings map[string]bool) error {
 			return invalidAt("RingRoles", i, rr, "want ring=role")
 		}
 		if !rings[name] {
-			return invalidAt("RingRoles", i, rr, fmt.Sprintf("no ring %s (want Ring or one of Groups: %s)", name, strings.Join(o.Rings(), ", ")))
+			return invalidAt("RingRoles", i, rr, fmt.Sprintf("no ring %s (want Ring or one of Groups: %s)", name, strings.Join(o.rings(), ", ")))
 		}
 		if err := core.CheckRole(role); err != nil {
 			return invalidAt("RingRoles", i, rr, "role: "+err.Error())
