@@ -17,6 +17,10 @@
 // wrapper and by the
 // fan-out hook (Options.ObserveFanout). Every update is an atomic add: none
 // blocks the Monitor.
+//
+// Every metric is named cloister_*. The outcome label of
+// cloister_fanout_results_total is one of ok, timeout, no_connection,
+// no_such_process, remote, refused and other.
 package metrics
 
 import (
