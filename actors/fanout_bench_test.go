@@ -97,7 +97,7 @@ func BenchmarkFanoutParallel(b *testing.B) {
 		b.SetParallelism(par)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				rs, err := multicall("multicall", testNode, nodes, echoName, benchRequest, 5*time.Second)
+				rs, err := multicallVia(nil, "multicall", testNode, nodes, echoName, benchRequest, 5*time.Second)
 				checkBench(b, rs, err)
 			}
 		})
@@ -135,7 +135,7 @@ func BenchmarkCallerSpawn(b *testing.B) {
 		b.Run(fmt.Sprintf("mailbox-%d", size), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				p, err := testNode.Spawn("", gen.ProcessOptions{MailboxSize: size}, &sender{})
+				_, p, err := spawnFanProcess(testNode, size)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -159,7 +159,7 @@ func BenchmarkMulticallSerial(b *testing.B) {
 	b.Run("multicall-process", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			rs, err := multicall("multicall", testNode, nodes, echoName, benchRequest, 5*time.Second)
+			rs, err := multicallVia(nil, "multicall", testNode, nodes, echoName, benchRequest, 5*time.Second)
 			checkBench(b, rs, err)
 		}
 	})

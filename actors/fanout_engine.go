@@ -1,0 +1,459 @@
+package actors
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/node"
+)
+
+// Fan-out inside the Node actor. Every Multicall and Multicast of a node
+// runs under its Node actor's pid, any number at once:
+//
+//   - the calling goroutine monitors each target and sends the
+//     '$gen_call' itself, from the Node actor's pid and tagged with the
+//     monitor's reference (as Erlang does), after putting the reference in
+//     the actor's table of calls in flight (fanEngine.table);
+//   - the actor's mailbox loop (guardedLoopWith, ahead of gen.Server)
+//     matches every {Ref, Reply} and monitor DOWN against that table and
+//     records the outcome in the call; nothing else of the call passes
+//     through the actor, and gen.Server never sees these messages;
+//   - the calling goroutine keeps the call's deadline (it waits anyway),
+//     monitors silent targets again (remonitorFirst), and at the end drops
+//     its references from the table and its monitors from Ergo.
+//
+// So a call costs no process, no hop through the actor's gen.Server loop
+// (which runs every callback on a new goroutine) and no timer message;
+// the actor's goroutine does one map look-up per reply or DOWN. A node
+// without the Node actor (a plain Ergo node) runs the same engine in a
+// short-lived process of its own per call (fanProcess).
+
+// refMark is the third word of every reference fan-out makes. Ergo's
+// MakeRef leaves that word 0, so the two never collide; MakeRef also
+// repeats itself every 2^18 references (it keeps the low 18 bits of its
+// counter and drops bits 18–45), which a table of calls in flight under
+// load would hit.
+const refMark = 0x636c6f69
+
+// refSeq numbers fan-out references, for every node and engine of the
+// process: two engines of one node (a per-call process and the Node actor)
+// must never monitor with the same reference.
+var refSeq atomic.Uint64
+
+// fanRouter is what the engine uses of Ergo's router (node.CoreRouter):
+// monitoring with a reference chosen before the monitor exists, so a DOWN
+// sent at once (noproc, noconnection) always finds the call in the table.
+// Ergo's process values implement it.
+type fanRouter interface {
+	RouteSendReg(from etf.Pid, to gen.ProcessID, message etf.Term) error
+	RouteMonitorReg(by etf.Pid, process gen.ProcessID, ref etf.Ref) error
+	RouteDemonitor(by etf.Pid, ref etf.Ref) error
+}
+
+// fanEngine is the fan-out state of one Node actor (or of one per-call
+// process). Everything but the table is set before the first call.
+type fanEngine struct {
+	node  node.Node
+	pid   etf.Pid
+	from  etf.Term // pid, boxed once for every '$gen_call'
+	route fanRouter
+
+	mu      sync.Mutex
+	table   map[uint64]fanSlot // reference key → monitor of a call in flight
+	stopped bool
+
+	// observe is the cluster's Options.ObserveFanout (set before the
+	// actor starts, read only afterwards).
+	observe func(op string, results []Result)
+}
+
+// fanSlot is monitor m of call c.
+type fanSlot struct {
+	c *fanCall
+	m int32
+}
+
+// fanCall is one Multicall. Its fields after name are guarded by the
+// engine's mu until the call is released.
+type fanCall struct {
+	name    string
+	results []Result
+	set     []bool // results[i] has its outcome
+	pending int
+	ended   bool          // no outcome is recorded any more
+	done    chan struct{} // closed when ended
+	mons    []fanMon
+}
+
+// fanMon is one monitor of a call (the first of each target is also its
+// reply tag).
+type fanMon struct {
+	key  uint64
+	i    int32 // the target, an index of results
+	down bool  // its DOWN came: Ergo has dropped it already
+}
+
+// engines maps a node's name to the fan-out engine of its Node actor.
+var engines sync.Map // string → *fanEngine
+
+func newFanEngine() *fanEngine {
+	return &fanEngine{table: map[uint64]fanSlot{}}
+}
+
+// bind makes p the process the engine calls from; p must be one of Ergo's
+// processes (the engine needs its router).
+func (e *fanEngine) bind(n node.Node, p gen.Process) error {
+	r, ok := p.(fanRouter)
+	if !ok {
+		return errors.New("cloister: fan-out: this Ergo process has no router")
+	}
+	e.node, e.pid, e.from, e.route = n, p.Self(), p.Self(), r
+	return nil
+}
+
+// register makes the engine the one Multicall on its node uses.
+func (e *fanEngine) register() {
+	engines.Store(e.node.Name(), e)
+}
+
+// stop ends every call in flight (the process is ending) and refuses new
+// ones; the node's Multicall then uses a process per call until the next
+// Node actor registers.
+func (e *fanEngine) stop() {
+	if e.node != nil {
+		engines.CompareAndDelete(e.node.Name(), e)
+	}
+	detail := errors.New("the fan-out process stopped")
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.stopped = true
+	for _, s := range e.table {
+		s.c.end(KindRefused, detail)
+	}
+}
+
+// engineOf returns the engine of n's Node actor, or nil.
+func engineOf(n node.Node) *fanEngine {
+	v, ok := engines.Load(n.Name())
+	if !ok {
+		return nil
+	}
+	// By name: the node.Node a caller holds may wrap the one the actor
+	// sees in its environment.
+	e := v.(*fanEngine)
+	if !e.node.IsAlive() {
+		return nil // a node of that name that stopped
+	}
+	return e
+}
+
+// ref is the reference of key k.
+func (e *fanEngine) ref(k uint64) etf.Ref {
+	return etf.Ref{Node: e.pid.Node, Creation: e.pid.Creation,
+		ID: [5]uint32{uint32(k & (1<<18 - 1)), uint32(k >> 18), refMark}}
+}
+
+// key is the inverse of ref; false for a reference fan-out did not make.
+func (e *fanEngine) key(r etf.Ref) (uint64, bool) {
+	if r.ID[2] != refMark || r.Node != e.pid.Node {
+		return 0, false
+	}
+	return uint64(r.ID[0]) | uint64(r.ID[1])<<18, true
+}
+
+// deliver takes a message of the engine's mailbox that belongs to fan-out
+// (a reply or a DOWN carrying one of its references, late ones included)
+// and reports whether it did.
+func (e *fanEngine) deliver(msg etf.Term) bool {
+	switch m := msg.(type) {
+	case etf.Tuple:
+		if len(m) != 2 {
+			return false
+		}
+		r, ok := m[0].(etf.Ref)
+		if !ok {
+			return false
+		}
+		k, ok := e.key(r)
+		if !ok {
+			return false
+		}
+		e.mu.Lock()
+		if s, ok := e.table[k]; ok {
+			s.c.settle(int(s.c.mons[s.m].i), m[1], nil)
+		}
+		e.mu.Unlock()
+		return true
+	case gen.MessageDown:
+		k, ok := e.key(m.Ref)
+		if !ok {
+			return false
+		}
+		e.mu.Lock()
+		if s, ok := e.table[k]; ok {
+			c := s.c
+			mon := &c.mons[s.m]
+			mon.down = true
+			if i := int(mon.i); !c.ended && !c.set[i] {
+				c.settle(i, nil, downErr(c.results[i].Node, c.name, m.Reason))
+			}
+		}
+		e.mu.Unlock()
+		return true
+	}
+	return false
+}
+
+// newFanCall is a call of name on targets (each a Result with its Node).
+func newFanCall(name string, results []Result) *fanCall {
+	c := &fanCall{name: name, results: results, set: make([]bool, len(results)),
+		pending: len(results), done: make(chan struct{})}
+	if c.pending == 0 {
+		c.ended = true
+		close(c.done)
+	}
+	return c
+}
+
+// settle records target i's outcome (engine's mu held).
+func (c *fanCall) settle(i int, reply etf.Term, err *NodeError) {
+	if c.ended || c.set[i] {
+		return
+	}
+	c.set[i] = true
+	if err != nil {
+		c.results[i].Err = err
+	} else {
+		c.results[i].Reply = reply
+	}
+	c.pending--
+	if c.pending == 0 {
+		c.ended = true
+		close(c.done)
+	}
+}
+
+// end gives every target without an outcome an error of kind k (engine's
+// mu held).
+func (c *fanCall) end(k ErrorKind, detail error) {
+	if c.ended {
+		return
+	}
+	for i := range c.results {
+		if !c.set[i] {
+			c.set[i] = true
+			c.results[i].Err = nodeErr(c.results[i].Node, k, detail)
+		}
+	}
+	c.pending = 0
+	c.ended = true
+	close(c.done)
+}
+
+// settle is fanCall.settle under the engine's lock.
+func (e *fanEngine) settle(c *fanCall, i int, err *NodeError) {
+	e.mu.Lock()
+	c.settle(i, nil, err)
+	e.mu.Unlock()
+}
+
+// call runs c on the calling goroutine, asking the targets at the indexes
+// in ask, until every one has an outcome or deadline; false (nothing sent)
+// if the engine has stopped.
+func (e *fanEngine) call(c *fanCall, ask []int, request etf.Term, deadline time.Time) bool {
+	c.mons = make([]fanMon, len(ask), len(ask)+1)
+	e.mu.Lock()
+	if e.stopped {
+		e.mu.Unlock()
+		return false
+	}
+	for m, i := range ask {
+		k := refSeq.Add(1)
+		c.mons[m] = fanMon{key: k, i: int32(i)}
+		e.table[k] = fanSlot{c, int32(m)}
+	}
+	e.mu.Unlock()
+
+	// The messages of all targets in one allocation.
+	terms := make([]etf.Term, 5*len(ask))
+	for m, i := range ask {
+		ref := e.ref(c.mons[m].key)
+		to := gen.ProcessID{Name: c.name, Node: c.results[i].Node}
+		// A monitor that cannot be made comes back as a DOWN.
+		_ = e.route.RouteMonitorReg(e.pid, to, ref)
+		t := terms[5*m : 5*m+5 : 5*m+5]
+		t[0], t[1] = e.from, ref
+		t[2], t[3], t[4] = atomGenCall, etf.Tuple(t[0:2:2]), request
+		if err := e.route.RouteSendReg(e.pid, to, etf.Tuple(t[2:5:5])); err != nil {
+			e.settle(c, i, sendErr(to.Node, c.name, err))
+		}
+	}
+	e.wait(c, deadline)
+	e.release(c)
+	return true
+}
+
+// Ergo registers a monitor by name only after it has sent the request to
+// the peer (node/monitor.go, RouteMonitorReg): a peer's immediate noproc can
+// arrive first and is then dropped, and the call would wait for its
+// deadline (seen under CPU load: a 5 s Multicall to a missing name timed
+// out). So a target that has neither answered nor gone down is monitored
+// again after remonitorFirst, then twice that, … at most remonitorMax times
+// before the deadline; the first answer or DOWN of any of its monitors wins.
+const (
+	remonitorFirst = 200 * time.Millisecond
+	remonitorMax   = 4
+)
+
+// timers are the calling goroutines' deadline timers, reused: a call that
+// ends before its deadline (nearly all) stops its timer and returns it.
+var timers sync.Pool
+
+// wait blocks until c ends, ending it at deadline; in between it monitors
+// the targets still silent again (see remonitorFirst).
+func (e *fanEngine) wait(c *fanCall, deadline time.Time) {
+	gap := remonitorFirst
+	again := time.Now().Add(gap)
+	redone := 0
+	wake := func() time.Duration {
+		if redone < remonitorMax && again.Before(deadline) {
+			return time.Until(again)
+		}
+		return time.Until(deadline)
+	}
+	t, _ := timers.Get().(*time.Timer)
+	if t == nil {
+		t = time.NewTimer(wake())
+	} else {
+		t.Reset(wake())
+	}
+	defer func() {
+		t.Stop()
+		timers.Put(t)
+	}()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if !now.Before(deadline) {
+			e.mu.Lock()
+			c.end(KindTimeout, nil)
+			e.mu.Unlock()
+			return
+		}
+		if redone < remonitorMax && !now.Before(again) {
+			e.remonitor(c)
+			redone++
+			gap *= 2
+			again = now.Add(gap)
+		}
+		t.Reset(wake())
+	}
+}
+
+// remonitor monitors every target still waiting once more.
+func (e *fanEngine) remonitor(c *fanCall) {
+	var add []fanMon
+	e.mu.Lock()
+	for i := range c.results {
+		// Never a node no longer linked: Ergo would dial it here. (A
+		// link lost after the first monitor was registered has already
+		// sent its DOWN.)
+		if c.ended || c.set[i] || !linked(e.node, c.results[i].Node) {
+			continue
+		}
+		k := refSeq.Add(1)
+		c.mons = append(c.mons, fanMon{key: k, i: int32(i)})
+		e.table[k] = fanSlot{c, int32(len(c.mons) - 1)}
+		add = append(add, fanMon{key: k, i: int32(i)})
+	}
+	e.mu.Unlock()
+	for _, m := range add {
+		_ = e.route.RouteMonitorReg(e.pid, gen.ProcessID{Name: c.name, Node: c.results[m.i].Node}, e.ref(m.key))
+	}
+}
+
+// release ends c and removes its references and monitors: Ergo keeps a
+// monitor until the monitored process goes down, on both nodes, so each
+// call would leak one per target otherwise.
+func (e *fanEngine) release(c *fanCall) {
+	e.mu.Lock()
+	if !c.ended { // not reached: wait returns once c has ended
+		c.end(KindRefused, errors.New("the call was released unfinished"))
+	}
+	for _, m := range c.mons {
+		delete(e.table, m.key)
+	}
+	e.mu.Unlock()
+	// No one writes c any more.
+	for _, m := range c.mons {
+		if !m.down {
+			_ = e.route.RouteDemonitor(e.pid, e.ref(m.key))
+		}
+	}
+}
+
+// cast sends a Multicast's message from the engine's process; the errors
+// are per target, nil when all were handed to Ergo.
+func (e *fanEngine) cast(targets []string, name string, message etf.Term) []error {
+	var errs []error
+	msg := etf.Tuple{atomGenCast, message}
+	for _, t := range targets {
+		if err := e.route.RouteSendReg(e.pid, gen.ProcessID{Name: name, Node: t}, msg); err != nil {
+			errs = append(errs, sendErr(t, name, err))
+		}
+	}
+	return errs
+}
+
+// fanProcess runs a fan-out engine of its own for one call on a node
+// without the Node actor: its loop does nothing but deliver.
+type fanProcess struct {
+	e *fanEngine
+	n node.Node
+}
+
+// spawnFanProcess starts an engine in a short-lived process on n with a
+// mailbox for mailbox messages; kill it after the call.
+func spawnFanProcess(n node.Node, mailbox uint16) (*fanEngine, gen.Process, error) {
+	e := newFanEngine()
+	p, err := n.Spawn("", gen.ProcessOptions{MailboxSize: mailbox}, &fanProcess{e: e, n: n})
+	if err != nil {
+		return nil, nil, err
+	}
+	return e, p, nil
+}
+
+// ProcessInit implements gen.ProcessBehavior.
+func (f *fanProcess) ProcessInit(p gen.Process, args ...etf.Term) (gen.ProcessState, error) {
+	if err := f.e.bind(f.n, p); err != nil {
+		return gen.ProcessState{}, err
+	}
+	return gen.ProcessState{Process: p}, nil
+}
+
+// ProcessLoop implements gen.ProcessBehavior.
+func (f *fanProcess) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
+	ch := ps.ProcessChannels()
+	ctx := ps.Context()
+	started <- true
+	for {
+		select {
+		case m := <-ch.Mailbox:
+			f.e.deliver(m.Message)
+		case ex := <-ch.GracefulExit:
+			f.e.stop()
+			return ex.Reason
+		case <-ctx.Done():
+			f.e.stop()
+			return "kill"
+		}
+	}
+}
