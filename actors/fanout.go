@@ -331,4 +331,3 @@ func downErr(node, name, reason string) *NodeError {
 	return nodeErr(node, KindRemote, &RemoteError{Reason: reason,
 		msg: fmt.Sprintf("process %q exited: %s", name, reason)})
 }
-
