@@ -1,9 +1,13 @@
 package actors
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +35,43 @@ func rawCalls(nodes []string) func(*gen.ServerProcess) (interface{}, error) {
 		}
 		return time.Since(start), nil
 	}
+}
+
+// cpuTime is the CPU time (user + system) this process and the three
+// bench peers have used so far. The peers' figure comes from
+// /proc/PID/stat in clock ticks (10 ms): meaningful over a few thousand
+// fan-outs.
+func cpuTime(b *testing.B) (self, peers time.Duration) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	for _, p := range []*peer{peerA, peerB, peerC} {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Fields after the command name (which may hold spaces): state is
+		// field 3, utime 14 and stime 15.
+		f := bytes.Fields(raw[bytes.LastIndexByte(raw, ')')+1:])
+		for _, v := range f[11:13] {
+			ticks, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			peers += time.Duration(ticks) * (time.Second / 100) // USER_HZ
+		}
+	}
+	return self, peers
+}
+
+// reportCPU adds the CPU time per op of this process and of the peers since
+// (self0, peers0) to b's metrics.
+func reportCPU(b *testing.B, self0, peers0 time.Duration) {
+	self, peers := cpuTime(b)
+	b.ReportMetric(float64((self-self0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64((peers-peers0).Nanoseconds())/float64(b.N), "peer-cpu-ns/op")
 }
 
 func checkBench(b *testing.B, rs []Result, err error) {
@@ -71,6 +112,32 @@ func BenchmarkMulticallVsRawCalls(b *testing.B) {
 	b.ReportMetric(float64(mcTotal)/float64(rawTotal), "multicall/raw")
 }
 
+// BenchmarkMulticallOneVsRawCall is BenchmarkMulticallVsRawCalls with one
+// peer: a Multicall to one node against one CallWithTimeout.
+func BenchmarkMulticallOneVsRawCall(b *testing.B) {
+	nodes := benchNodes()[:1]
+	p, _ := newInbox(b)
+	raw := rawCalls(nodes)
+	var rawTotal, mcTotal time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d, err := p.Direct(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rawTotal += d.(time.Duration)
+
+		start := time.Now()
+		rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
+		mcTotal += time.Since(start)
+		checkBench(b, rs, err)
+	}
+	b.ReportMetric(float64(rawTotal.Nanoseconds())/float64(b.N), "raw-ns/op")
+	b.ReportMetric(float64(mcTotal.Nanoseconds())/float64(b.N), "multicall-ns/op")
+	b.ReportMetric(float64(mcTotal)/float64(rawTotal), "multicall/raw")
+}
+
 // fanoutCallers is how many goroutines call at once in
 // BenchmarkFanoutParallel (SetParallelism multiplies GOMAXPROCS).
 const fanoutCallers = 32
@@ -85,28 +152,33 @@ func BenchmarkFanoutParallel(b *testing.B) {
 	b.Run("multicall", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(par)
+		self, peers := cpuTime(b)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
 				checkBench(b, rs, err)
 			}
 		})
+		reportCPU(b, self, peers)
 	})
 	b.Run("multicall-process", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(par)
+		self, peers := cpuTime(b)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				rs, err := multicallVia(nil, "multicall", testNode, nodes, echoName, benchRequest, 5*time.Second)
 				checkBench(b, rs, err)
 			}
 		})
+		reportCPU(b, self, peers)
 	})
 	b.Run("raw", func(b *testing.B) {
 		raw := rawCalls(nodes)
 		var failed atomic.Value
 		b.ReportAllocs()
 		b.SetParallelism(par)
+		self, peers := cpuTime(b)
 		b.RunParallel(func(pb *testing.PB) {
 			p, err := testNode.Spawn("", gen.ProcessOptions{}, &inbox{ch: make(chan etf.Term, 1)})
 			if err != nil {
@@ -124,6 +196,7 @@ func BenchmarkFanoutParallel(b *testing.B) {
 		if err := failed.Load(); err != nil {
 			b.Fatal(err)
 		}
+		reportCPU(b, self, peers)
 	})
 }
 
