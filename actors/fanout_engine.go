@@ -46,7 +46,7 @@ var refSeq atomic.Uint64
 
 // fanRouter is what the engine uses of Ergo's router (node.CoreRouter):
 // monitoring with a reference chosen before the monitor exists, so a DOWN
-// sent at once (noproc, noconnection) always finds the call in the table.
+// sent at once (noproc, noconnection) always finds its entry in the table.
 // Ergo's process values implement it.
 type fanRouter interface {
 	RouteSendReg(from etf.Pid, to gen.ProcessID, message etf.Term) error
@@ -55,7 +55,7 @@ type fanRouter interface {
 }
 
 // fanEngine is the fan-out state of one Node actor (or of one per-call
-// process). Everything but the table is set before the first call.
+// process). Everything above mu is set before the first call.
 type fanEngine struct {
 	node  node.Node
 	pid   etf.Pid
@@ -63,7 +63,8 @@ type fanEngine struct {
 	route fanRouter
 
 	mu      sync.Mutex
-	table   map[uint64]fanSlot // reference key → monitor of a call in flight
+	table   map[uint64]fanSlot          // reference key → what it tags or monitors
+	watches map[gen.ProcessID]*fanWatch // the shared monitor of each target called
 	stopped bool
 
 	// observe is the cluster's Options.ObserveFanout (set before the
@@ -71,10 +72,36 @@ type fanEngine struct {
 	observe func(op string, results []Result)
 }
 
-// fanSlot is monitor m of call c.
-type fanSlot struct {
+// A target called by several fan-outs at once is monitored once for all
+// of them (fanWatch): with many callers, monitor and demonitor messages
+// (two of the four a call otherwise costs per target, on both nodes) then
+// all but vanish. The monitor is made by the first call in flight to the
+// target and removed when the last one ends; its DOWN ends every call
+// waiting on that target. (A call that starts while the DOWN of a process
+// that has just died is on its way fails with that DOWN even if a new
+// process has taken the name since: the window is the DOWN's transit.)
+
+// fanWatch is the shared monitor of one target.
+type fanWatch struct {
+	to      gen.ProcessID
+	key     uint64
+	waiters []fanWaiter // calls in flight to the target
+}
+
+// fanWaiter is target i of call c.
+type fanWaiter struct {
 	c *fanCall
-	m int32
+	i int32
+}
+
+// fanSlot is what one reference stands for: the reply tag of target i of
+// c (mon < 0), c's own monitor number mon of target i, or the shared
+// monitor w.
+type fanSlot struct {
+	c   *fanCall
+	w   *fanWatch
+	i   int32
+	mon int32
 }
 
 // fanCall is one Multicall. Its fields after name are guarded by the
@@ -82,18 +109,25 @@ type fanSlot struct {
 type fanCall struct {
 	name    string
 	results []Result
-	set     []bool // results[i] has its outcome
+	targets []fanTarget // one per result
 	pending int
 	ended   bool          // no outcome is recorded any more
 	done    chan struct{} // closed when ended
-	mons    []fanMon
+	mons    []fanMon      // the call's own monitors (see remonitorFirst)
 }
 
-// fanMon is one monitor of a call (the first of each target is also its
-// reply tag).
+// fanTarget is the state of one target of a call.
+type fanTarget struct {
+	set bool      // results[i] has its outcome
+	tag uint64    // key of the reply tag (0: not asked)
+	w   *fanWatch // the shared monitor it waits on
+	pos int32     // its index in w.waiters
+}
+
+// fanMon is a monitor of the call's own.
 type fanMon struct {
 	key  uint64
-	i    int32 // the target, an index of results
+	i    int32 // the target
 	down bool  // its DOWN came: Ergo has dropped it already
 }
 
@@ -101,7 +135,7 @@ type fanMon struct {
 var engines sync.Map // string → *fanEngine
 
 func newFanEngine() *fanEngine {
-	return &fanEngine{table: map[uint64]fanSlot{}}
+	return &fanEngine{table: map[uint64]fanSlot{}, watches: map[gen.ProcessID]*fanWatch{}}
 }
 
 // bind makes p the process the engine calls from; p must be one of Ergo's
@@ -122,7 +156,7 @@ func (e *fanEngine) register() {
 
 // stop ends every call in flight (the process is ending) and refuses new
 // ones; the node's Multicall then uses a process per call until the next
-// Node actor registers.
+// Node actor registers. The calls remove their monitors as they return.
 func (e *fanEngine) stop() {
 	if e.node != nil {
 		engines.CompareAndDelete(e.node.Name(), e)
@@ -132,7 +166,9 @@ func (e *fanEngine) stop() {
 	defer e.mu.Unlock()
 	e.stopped = true
 	for _, s := range e.table {
-		s.c.end(KindRefused, detail)
+		if s.c != nil {
+			s.c.end(KindRefused, detail)
+		}
 	}
 }
 
@@ -183,8 +219,8 @@ func (e *fanEngine) deliver(msg etf.Term) bool {
 			return false
 		}
 		e.mu.Lock()
-		if s, ok := e.table[k]; ok {
-			s.c.settle(int(s.c.mons[s.m].i), m[1], nil)
+		if s, ok := e.table[k]; ok && s.c != nil && s.mon < 0 {
+			s.c.settle(int(s.i), m[1], nil)
 		}
 		e.mu.Unlock()
 		return true
@@ -195,11 +231,12 @@ func (e *fanEngine) deliver(msg etf.Term) bool {
 		}
 		e.mu.Lock()
 		if s, ok := e.table[k]; ok {
-			c := s.c
-			mon := &c.mons[s.m]
-			mon.down = true
-			if i := int(mon.i); !c.ended && !c.set[i] {
-				c.settle(i, nil, downErr(c.results[i].Node, c.name, m.Reason))
+			switch {
+			case s.w != nil:
+				e.watchDown(s.w, m.Reason)
+			case s.mon >= 0:
+				s.c.mons[s.mon].down = true
+				s.c.down(int(s.i), m.Reason)
 			}
 		}
 		e.mu.Unlock()
@@ -208,9 +245,20 @@ func (e *fanEngine) deliver(msg etf.Term) bool {
 	return false
 }
 
+// watchDown ends the wait of every call on w's target (mu held); w is gone.
+func (e *fanEngine) watchDown(w *fanWatch, reason string) {
+	delete(e.table, w.key)
+	delete(e.watches, w.to)
+	for _, x := range w.waiters {
+		x.c.targets[x.i].w = nil
+		x.c.down(int(x.i), reason)
+	}
+	w.waiters = nil
+}
+
 // newFanCall is a call of name on targets (each a Result with its Node).
 func newFanCall(name string, results []Result) *fanCall {
-	c := &fanCall{name: name, results: results, set: make([]bool, len(results)),
+	c := &fanCall{name: name, results: results, targets: make([]fanTarget, len(results)),
 		pending: len(results), done: make(chan struct{})}
 	if c.pending == 0 {
 		c.ended = true
@@ -219,12 +267,12 @@ func newFanCall(name string, results []Result) *fanCall {
 	return c
 }
 
-// settle records target i's outcome (engine's mu held).
+// settle records target i's outcome (engine's mu held, or c not shared).
 func (c *fanCall) settle(i int, reply etf.Term, err *NodeError) {
-	if c.ended || c.set[i] {
+	if c.ended || c.targets[i].set {
 		return
 	}
-	c.set[i] = true
+	c.targets[i].set = true
 	if err != nil {
 		c.results[i].Err = err
 	} else {
@@ -237,6 +285,13 @@ func (c *fanCall) settle(i int, reply etf.Term, err *NodeError) {
 	}
 }
 
+// down records a DOWN of target i (engine's mu held).
+func (c *fanCall) down(i int, reason string) {
+	if !c.ended && !c.targets[i].set {
+		c.settle(i, nil, downErr(c.results[i].Node, c.name, reason))
+	}
+}
+
 // end gives every target without an outcome an error of kind k (engine's
 // mu held).
 func (c *fanCall) end(k ErrorKind, detail error) {
@@ -244,8 +299,8 @@ func (c *fanCall) end(k ErrorKind, detail error) {
 		return
 	}
 	for i := range c.results {
-		if !c.set[i] {
-			c.set[i] = true
+		if !c.targets[i].set {
+			c.targets[i].set = true
 			c.results[i].Err = nodeErr(c.results[i].Node, k, detail)
 		}
 	}
@@ -254,42 +309,49 @@ func (c *fanCall) end(k ErrorKind, detail error) {
 	close(c.done)
 }
 
-// settle is fanCall.settle under the engine's lock.
-func (e *fanEngine) settle(c *fanCall, i int, err *NodeError) {
-	e.mu.Lock()
-	c.settle(i, nil, err)
-	e.mu.Unlock()
-}
-
 // call runs c on the calling goroutine, asking the targets at the indexes
 // in ask, until every one has an outcome or deadline; false (nothing sent)
 // if the engine has stopped.
 func (e *fanEngine) call(c *fanCall, ask []int, request etf.Term, deadline time.Time) bool {
-	c.mons = make([]fanMon, len(ask), len(ask)+1)
+	var fresh []*fanWatch // shared monitors this call makes
 	e.mu.Lock()
 	if e.stopped {
 		e.mu.Unlock()
 		return false
 	}
-	for m, i := range ask {
-		k := refSeq.Add(1)
-		c.mons[m] = fanMon{key: k, i: int32(i)}
-		e.table[k] = fanSlot{c, int32(m)}
+	for _, i := range ask {
+		t := &c.targets[i]
+		t.tag = refSeq.Add(1)
+		e.table[t.tag] = fanSlot{c: c, i: int32(i), mon: -1}
+		to := gen.ProcessID{Name: c.name, Node: c.results[i].Node}
+		w := e.watches[to]
+		if w == nil {
+			w = &fanWatch{to: to, key: refSeq.Add(1)}
+			e.watches[to] = w
+			e.table[w.key] = fanSlot{w: w}
+			fresh = append(fresh, w)
+		}
+		t.w, t.pos = w, int32(len(w.waiters))
+		w.waiters = append(w.waiters, fanWaiter{c, int32(i)})
 	}
 	e.mu.Unlock()
 
+	// A monitor that cannot be made comes back as a DOWN.
+	for _, w := range fresh {
+		_ = e.route.RouteMonitorReg(e.pid, w.to, e.ref(w.key))
+	}
 	// The messages of all targets in one allocation.
 	terms := make([]etf.Term, 5*len(ask))
 	for m, i := range ask {
-		ref := e.ref(c.mons[m].key)
 		to := gen.ProcessID{Name: c.name, Node: c.results[i].Node}
-		// A monitor that cannot be made comes back as a DOWN.
-		_ = e.route.RouteMonitorReg(e.pid, to, ref)
 		t := terms[5*m : 5*m+5 : 5*m+5]
-		t[0], t[1] = e.from, ref
+		t[0], t[1] = e.from, e.ref(c.targets[i].tag)
 		t[2], t[3], t[4] = atomGenCall, etf.Tuple(t[0:2:2]), request
 		if err := e.route.RouteSendReg(e.pid, to, etf.Tuple(t[2:5:5])); err != nil {
-			e.settle(c, i, sendErr(to.Node, c.name, err))
+			ne := sendErr(to.Node, c.name, err)
+			e.mu.Lock()
+			c.settle(i, nil, ne)
+			e.mu.Unlock()
 		}
 	}
 	e.wait(c, deadline)
@@ -302,8 +364,9 @@ func (e *fanEngine) call(c *fanCall, ask []int, request etf.Term, deadline time.
 // arrive first and is then dropped, and the call would wait for its
 // deadline (seen under CPU load: a 5 s Multicall to a missing name timed
 // out). So a target that has neither answered nor gone down is monitored
-// again after remonitorFirst, then twice that, … at most remonitorMax times
-// before the deadline; the first answer or DOWN of any of its monitors wins.
+// again, by a monitor of the call's own, after remonitorFirst, then twice
+// that, … at most remonitorMax times before the deadline; the first answer
+// or DOWN of any of its monitors wins.
 const (
 	remonitorFirst = 200 * time.Millisecond
 	remonitorMax   = 4
@@ -358,45 +421,68 @@ func (e *fanEngine) wait(c *fanCall, deadline time.Time) {
 	}
 }
 
-// remonitor monitors every target still waiting once more.
+// remonitor monitors every target of c still waiting once more.
 func (e *fanEngine) remonitor(c *fanCall) {
-	var add []fanMon
+	first := len(c.mons)
 	e.mu.Lock()
 	for i := range c.results {
 		// Never a node no longer linked: Ergo would dial it here. (A
 		// link lost after the first monitor was registered has already
 		// sent its DOWN.)
-		if c.ended || c.set[i] || !linked(e.node, c.results[i].Node) {
+		if c.ended || c.targets[i].set || c.targets[i].tag == 0 || !linked(e.node, c.results[i].Node) {
 			continue
 		}
 		k := refSeq.Add(1)
 		c.mons = append(c.mons, fanMon{key: k, i: int32(i)})
-		e.table[k] = fanSlot{c, int32(len(c.mons) - 1)}
-		add = append(add, fanMon{key: k, i: int32(i)})
+		e.table[k] = fanSlot{c: c, i: int32(i), mon: int32(len(c.mons) - 1)}
 	}
+	add := c.mons[first:len(c.mons):len(c.mons)]
 	e.mu.Unlock()
 	for _, m := range add {
 		_ = e.route.RouteMonitorReg(e.pid, gen.ProcessID{Name: c.name, Node: c.results[m.i].Node}, e.ref(m.key))
 	}
 }
 
-// release ends c and removes its references and monitors: Ergo keeps a
-// monitor until the monitored process goes down, on both nodes, so each
-// call would leak one per target otherwise.
+// release ends c and removes its references and the monitors nobody
+// waits on any more: Ergo keeps a monitor until the monitored process goes
+// down, on both nodes, so each call would leak one per target otherwise.
 func (e *fanEngine) release(c *fanCall) {
+	var drop []uint64
 	e.mu.Lock()
 	if !c.ended { // not reached: wait returns once c has ended
 		c.end(KindRefused, errors.New("the call was released unfinished"))
 	}
+	for i := range c.targets {
+		t := &c.targets[i]
+		if t.tag == 0 {
+			continue
+		}
+		delete(e.table, t.tag)
+		if w := t.w; w != nil {
+			last := len(w.waiters) - 1
+			if moved := w.waiters[last]; int(t.pos) != last {
+				w.waiters[t.pos] = moved
+				moved.c.targets[moved.i].pos = t.pos
+			}
+			w.waiters[last] = fanWaiter{}
+			w.waiters = w.waiters[:last]
+			t.w = nil
+			if last == 0 {
+				delete(e.table, w.key)
+				delete(e.watches, w.to)
+				drop = append(drop, w.key)
+			}
+		}
+	}
 	for _, m := range c.mons {
 		delete(e.table, m.key)
+		if !m.down {
+			drop = append(drop, m.key)
+		}
 	}
 	e.mu.Unlock()
-	// No one writes c any more.
-	for _, m := range c.mons {
-		if !m.down {
-			_ = e.route.RouteDemonitor(e.pid, e.ref(m.key))
-		}
+	for _, k := range drop {
+		_ = e.route.RouteDemonitor(e.pid, e.ref(k))
 	}
 }
 
