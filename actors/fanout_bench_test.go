@@ -144,8 +144,9 @@ const fanoutCallers = 32
 
 // BenchmarkFanoutParallel is the same, each from fanoutCallers goroutines
 // at once (the raw loop from one process per goroutine, as Call blocks its
-// process); multicall-process is Multicall's fallback for a node without
-// the Node actor, a process per call (how every Multicall ran before).
+// process); multicall-process is the same engine in a process per call,
+// what a node without the Node actor uses. Each reports the CPU time per
+// fan-out of this process and of the peers.
 func BenchmarkFanoutParallel(b *testing.B) {
 	nodes := benchNodes()
 	par := max(1, fanoutCallers/runtime.GOMAXPROCS(0))
@@ -200,9 +201,9 @@ func BenchmarkFanoutParallel(b *testing.B) {
 	})
 }
 
-// BenchmarkCallerSpawn is the fixed cost of the per-call process: spawn and
-// kill a gen.Server with a mailbox sized like a 3-node caller's, and with
-// ergonode.NetworkMailbox (why the caller does not use it).
+// BenchmarkCallerSpawn is the fixed cost of the per-call process of a node
+// without the Node actor: spawn and kill it with a mailbox sized for 3
+// targets, and with ergonode.NetworkMailbox (why it does not use that).
 func BenchmarkCallerSpawn(b *testing.B) {
 	for _, size := range []uint16{callerMailbox(3), ergonode.NetworkMailbox} {
 		b.Run(fmt.Sprintf("mailbox-%d", size), func(b *testing.B) {
@@ -219,7 +220,7 @@ func BenchmarkCallerSpawn(b *testing.B) {
 }
 
 // BenchmarkMulticallSerial: one caller, Multicall (in the Node actor) and
-// its process-per-call fallback, to three peers.
+// the same engine in a process per call, to three peers.
 func BenchmarkMulticallSerial(b *testing.B) {
 	nodes := benchNodes()
 	b.Run("multicall", func(b *testing.B) {
