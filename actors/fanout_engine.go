@@ -309,9 +309,13 @@ func (c *fanCall) end(k ErrorKind, detail error) {
 	close(c.done)
 }
 
-// call runs c on the calling goroutine, asking the targets at the indexes
-// in ask, until every one has an outcome or deadline; false (nothing sent)
-// if the engine has stopped.
+// call runs c, asking the targets at the indexes in ask, until every one
+// has an outcome or deadline; false (nothing sent) if the engine has
+// stopped. The calling goroutine only registers the call and waits: a
+// goroutine of the call's own (drive) sends, monitors and cleans up, so a
+// send that blocks (Ergo's queue to a peer whose link no longer drains
+// holds 100 messages, then blocks the sender) cannot hold the caller past
+// its deadline.
 func (e *fanEngine) call(c *fanCall, ask []int, request etf.Term, deadline time.Time) bool {
 	var fresh []*fanWatch // shared monitors this call makes
 	e.mu.Lock()
@@ -335,7 +339,14 @@ func (e *fanEngine) call(c *fanCall, ask []int, request etf.Term, deadline time.
 		w.waiters = append(w.waiters, fanWaiter{c, int32(i)})
 	}
 	e.mu.Unlock()
+	go e.drive(c, ask, fresh, request, deadline)
+	e.wait(c, deadline)
+	return true
+}
 
+// drive sends c's requests, monitors silent targets again (see
+// remonitorFirst) and, once c has ended, releases it.
+func (e *fanEngine) drive(c *fanCall, ask []int, fresh []*fanWatch, request etf.Term, deadline time.Time) {
 	// A monitor that cannot be made comes back as a DOWN.
 	for _, w := range fresh {
 		_ = e.route.RouteMonitorReg(e.pid, w.to, e.ref(w.key))
@@ -354,9 +365,20 @@ func (e *fanEngine) call(c *fanCall, ask []int, request etf.Term, deadline time.
 			e.mu.Unlock()
 		}
 	}
-	e.wait(c, deadline)
+	gap := remonitorFirst
+	for redone := 0; redone < remonitorMax; redone++ {
+		wait := time.Until(deadline)
+		if gap >= wait {
+			break
+		}
+		if !sleepUnless(c.done, gap) {
+			break
+		}
+		e.remonitor(c)
+		gap *= 2
+	}
+	<-c.done
 	e.release(c)
-	return true
 }
 
 // Ergo registers a monitor by name only after it has sent the request to
@@ -372,53 +394,43 @@ const (
 	remonitorMax   = 4
 )
 
-// timers are the calling goroutines' deadline timers, reused: a call that
-// ends before its deadline (nearly all) stops its timer and returns it.
+// timers are the deadline timers of calling goroutines and of drive,
+// reused: nearly every call ends before its timer fires.
 var timers sync.Pool
 
-// wait blocks until c ends, ending it at deadline; in between it monitors
-// the targets still silent again (see remonitorFirst).
+func getTimer(d time.Duration) *time.Timer {
+	if t, _ := timers.Get().(*time.Timer); t != nil {
+		t.Reset(d)
+		return t
+	}
+	return time.NewTimer(d)
+}
+
+func putTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
+}
+
+// sleepUnless waits d; false if done closed first.
+func sleepUnless(done <-chan struct{}, d time.Duration) bool {
+	t := getTimer(d)
+	defer putTimer(t)
+	select {
+	case <-done:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// wait blocks until c ends, ending it at deadline.
 func (e *fanEngine) wait(c *fanCall, deadline time.Time) {
-	gap := remonitorFirst
-	again := time.Now().Add(gap)
-	redone := 0
-	wake := func() time.Duration {
-		if redone < remonitorMax && again.Before(deadline) {
-			return time.Until(again)
-		}
-		return time.Until(deadline)
+	if !sleepUnless(c.done, time.Until(deadline)) {
+		return
 	}
-	t, _ := timers.Get().(*time.Timer)
-	if t == nil {
-		t = time.NewTimer(wake())
-	} else {
-		t.Reset(wake())
-	}
-	defer func() {
-		t.Stop()
-		timers.Put(t)
-	}()
-	for {
-		select {
-		case <-c.done:
-			return
-		case <-t.C:
-		}
-		now := time.Now()
-		if !now.Before(deadline) {
-			e.mu.Lock()
-			c.end(KindTimeout, nil)
-			e.mu.Unlock()
-			return
-		}
-		if redone < remonitorMax && !now.Before(again) {
-			e.remonitor(c)
-			redone++
-			gap *= 2
-			again = now.Add(gap)
-		}
-		t.Reset(wake())
-	}
+	e.mu.Lock()
+	c.end(KindTimeout, nil)
+	e.mu.Unlock()
 }
 
 // remonitor monitors every target of c still waiting once more.

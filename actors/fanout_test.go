@@ -56,6 +56,26 @@ func monitorsSettle(t *testing.T, local, remote int64) {
 	})
 }
 
+// released waits until e holds no call (each call's goroutine releases it
+// just after the call returns; the tests run one at a time).
+func released(t *testing.T, e *fanEngine) {
+	t.Helper()
+	until(t, "every call released", func() bool {
+		_, w, n := e.waiting(gen.ProcessID{})
+		return w == 0 && n == 0
+	})
+}
+
+// quiet waits until the Node actor's engine holds no call, and returns
+// the name monitors held then here and on peer A.
+func quiet(t *testing.T) (local, remote int64) {
+	t.Helper()
+	released(t, localEngine(t))
+	remote = peerMonitors(t) // a Multiapply: released again below
+	released(t, localEngine(t))
+	return int64(testNode.Stats().MonitorsByName), remote
+}
+
 func peerMonitors(t *testing.T) int64 {
 	t.Helper()
 	rs, err := Multiapply(testNode, []string{peerA.name}, "monitorsbyname", nil, 5*time.Second)
@@ -73,9 +93,7 @@ func TestFanoutCallsShareOneMonitorAndItsDown(t *testing.T) {
 	defer waitEcho(t, peerA.name)
 	e := localEngine(t)
 	target := gen.ProcessID{Name: echoName, Node: peerA.name}
-	baseLocal := int64(testNode.Stats().MonitorsByName)
-	baseRemote := peerMonitors(t)
-	_, _, baseEntries := e.waiting(target)
+	baseLocal, baseRemote := quiet(t)
 
 	const callers = 24 // far more than 2×GOMAXPROCS
 	var wg sync.WaitGroup
@@ -99,9 +117,9 @@ func TestFanoutCallsShareOneMonitorAndItsDown(t *testing.T) {
 		return w == callers
 	})
 	waiters, watches, entries := e.waiting(target)
-	if watches != 1 || entries != baseEntries+callers+1 {
-		t.Fatalf("%d calls in flight: %d shared monitors, %d table entries (%d before); want 1 and one tag per call plus the monitor",
-			waiters, watches, entries, baseEntries)
+	if watches != 1 || entries != callers+1 {
+		t.Fatalf("%d calls in flight: %d shared monitors, %d table entries; want 1 and one tag per call plus the monitor",
+			waiters, watches, entries)
 	}
 	if local := int64(testNode.Stats().MonitorsByName); local != baseLocal+1 {
 		t.Fatalf("%d calls in flight to one target hold %d name monitors here (%d before), want one more", callers, local, baseLocal)
@@ -125,9 +143,7 @@ func TestFanoutCallsShareOneMonitorAndItsDown(t *testing.T) {
 			t.Fatalf("caller %d: %v, want the exit reason shared_boom", i, ne)
 		}
 	}
-	if _, watches, entries := e.waiting(target); watches != 0 || entries != baseEntries {
-		t.Fatalf("after the calls: %d shared monitors, %d table entries (%d before)", watches, entries, baseEntries)
-	}
+	released(t, e)
 	monitorsSettle(t, baseLocal, baseRemote)
 }
 
@@ -135,8 +151,7 @@ func TestFanoutCallsShareOneMonitorAndItsDown(t *testing.T) {
 // call: same results, nothing left behind.
 func TestMulticallInOwnProcess(t *testing.T) {
 	waitEcho(t, threeNodes()...)
-	baseLocal := int64(testNode.Stats().MonitorsByName)
-	baseRemote := peerMonitors(t)
+	baseLocal, baseRemote := quiet(t)
 	baseProcs := testNode.Stats().RunningProcesses
 	ghost := "actors_ghost@127.0.0.1"
 	nodes := []string{peerA.name, testNode.Name(), peerBare.name, ghost}
@@ -166,8 +181,7 @@ func TestMulticallInOwnProcess(t *testing.T) {
 // and their monitors are still removed.
 func TestFanoutStopEndsCallsInFlight(t *testing.T) {
 	waitEcho(t, peerA.name)
-	baseLocal := int64(testNode.Stats().MonitorsByName)
-	baseRemote := peerMonitors(t)
+	baseLocal, baseRemote := quiet(t)
 	e, p, err := spawnFanProcess(testNode, callerMailbox(1))
 	if err != nil {
 		t.Fatal(err)
@@ -232,9 +246,7 @@ func TestFanoutMixedDeadlinesInFlight(t *testing.T) {
 	nodes := threeNodes()
 	waitEcho(t, nodes...)
 	e := localEngine(t)
-	baseLocal := int64(testNode.Stats().MonitorsByName)
-	baseRemote := peerMonitors(t)
-	_, _, baseEntries := e.waiting(gen.ProcessID{})
+	baseLocal, baseRemote := quiet(t)
 	var wg sync.WaitGroup
 	errs := make(chan error, 64)
 	for i := 0; i < 32; i++ {
@@ -271,9 +283,7 @@ func TestFanoutMixedDeadlinesInFlight(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if _, watches, entries := e.waiting(gen.ProcessID{}); watches != 0 || entries != baseEntries {
-		t.Fatalf("after the calls: %d shared monitors, %d table entries (%d before)", watches, entries, baseEntries)
-	}
+	released(t, e)
 	monitorsSettle(t, baseLocal, baseRemote)
 }
 
