@@ -38,8 +38,8 @@ var errNotConnected = errors.New("not connected (fan-out never dials)")
 // down during the call, KindNoSuchProcess when nothing is registered as name
 // there, KindRemote when the process exits during the call, KindTimeout
 // when no reply came within timeout. Timeouts may be sub-second (Ergo's own
-// are whole seconds): the calling goroutine keeps the deadline itself
-// (measured: 200 ms → 201–204 ms).
+// are whole seconds): the calling goroutine keeps the deadline itself, and
+// never sends (measured: 200 ms → 200.2–200.6 ms).
 //
 // Call it from plain Go code, not from the callback of a process it calls
 // (that process could not answer until the callback returns). The error is
@@ -141,7 +141,10 @@ func multicallVia(e *fanEngine, op string, n node.Node, nodes []string, name str
 // arguments (then nothing is sent); otherwise it is nil, or the errors.Join
 // of a *NodeError per node the message could not be handed to Ergo for
 // (not connected; no such local process; refused) while it still went to
-// all the others. A missing process on a remote node is not noticed.
+// all the others. A missing process on a remote node is not noticed. The
+// message is handed to Ergo on the calling goroutine, under the Node
+// actor's pid: like any Ergo send it waits while the link to a peer has
+// 100 messages queued that it cannot write.
 func Multicast(n node.Node, nodes []string, name string, message etf.Term) error {
 	if err := checkArgs(n, name, message); err != nil {
 		return fmt.Errorf("cloister: multicast: %w", err)
