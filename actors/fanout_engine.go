@@ -14,17 +14,19 @@ import (
 // Fan-out inside the Node actor. Every Multicall and Multicast of a node
 // runs under its Node actor's pid, any number at once:
 //
-//   - the calling goroutine monitors each target and sends the
-//     '$gen_call' itself, from the Node actor's pid and tagged with the
-//     monitor's reference (as Erlang does), after putting the reference in
-//     the actor's table of calls in flight (fanEngine.table);
+//   - the calling goroutine registers the call in the actor's table of
+//     calls in flight (fanEngine.table): a reply tag per target, and the
+//     target's shared monitor (fanWatch), made by the first call in flight
+//     to it;
+//   - a goroutine of the call's own (drive) sends each '$gen_call' from
+//     the actor's pid with its tag, monitors silent targets again
+//     (remonitorFirst) and, once the call has ended, drops its entries and
+//     the monitors no call waits on any more;
 //   - the actor's mailbox loop (guardedLoopWith, ahead of gen.Server)
-//     matches every {Ref, Reply} and monitor DOWN against that table and
-//     records the outcome in the call; nothing else of the call passes
-//     through the actor, and gen.Server never sees these messages;
-//   - the calling goroutine keeps the call's deadline (it waits anyway),
-//     monitors silent targets again (remonitorFirst), and at the end drops
-//     its references from the table and its monitors from Ergo.
+//     matches every {Ref, Reply} and DOWN against the table and records
+//     the outcome in the call; gen.Server never sees these messages;
+//   - the calling goroutine keeps the call's deadline (it waits anyway)
+//     and never sends, so nothing holds it past that deadline.
 //
 // So a call costs no process, no hop through the actor's gen.Server loop
 // (which runs every callback on a new goroutine) and no timer message;
