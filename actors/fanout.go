@@ -19,8 +19,9 @@ import (
 // makes a synchronous connect attempt in the sender's goroutine, which
 // could stall the caller for as long as an EPMD dial to a dead host takes.
 // Connecting is the Monitor's job. (A node that drops in the microseconds
-// between that check and the send still triggers Ergo's own re-dial, in
-// the calling goroutine: bounded by Ergo's dial timeout, not by the call's.)
+// between that check and the send still triggers Ergo's own re-dial, on
+// the call's sending goroutine; the caller returns at its deadline
+// regardless. Multicast sends on the caller's goroutine.)
 
 // Result is the answer of one node to a fan-out.
 type Result struct {

@@ -158,7 +158,7 @@ func (e *fanEngine) register() {
 
 // stop ends every call in flight (the process is ending) and refuses new
 // ones; the node's Multicall then uses a process per call until the next
-// Node actor registers. The calls remove their monitors as they return.
+// Node actor registers. Each call's goroutine still removes its monitors.
 func (e *fanEngine) stop() {
 	if e.node != nil {
 		engines.CompareAndDelete(e.node.Name(), e)
