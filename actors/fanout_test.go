@@ -3,6 +3,7 @@ package actors
 import (
 	"fmt"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -290,4 +291,62 @@ func TestFanoutMixedDeadlinesInFlight(t *testing.T) {
 func isKind(err error, k ErrorKind) bool {
 	ne, ok := err.(*NodeError)
 	return ok && ne.Kind == k
+}
+
+// A frozen peer (SIGSTOP: the link stays up, nothing answers) costs its
+// callers their deadline and no more, while the other targets of the same
+// calls answer; when it wakes, late answers are swallowed and it is called
+// normally again.
+func TestFanoutFrozenPeerEndsAtDeadline(t *testing.T) {
+	frozen, err := startPeer("frozen", modeFull, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer frozen.kill()
+	nodes := []string{peerA.name, frozen.name}
+	waitEcho(t, nodes...)
+	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	woken := false
+	defer func() {
+		if !woken {
+			_ = frozen.cmd.Process.Signal(syscall.SIGCONT)
+		}
+	}()
+	const deadline = 300 * time.Millisecond
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			start := time.Now()
+			rs, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), i}, deadline)
+			elapsed := time.Since(start)
+			switch {
+			case err != nil:
+				errs <- err
+			case rs[0].Err != nil:
+				errs <- fmt.Errorf("call %d: the live peer failed: %v", i, rs[0].Err)
+			case !isKind(rs[1].Err, KindTimeout):
+				errs <- fmt.Errorf("call %d: the frozen peer gave %v %v, want a timeout", i, rs[1].Reply, rs[1].Err)
+			case elapsed < deadline:
+				errs <- fmt.Errorf("call %d: returned after %v, before its %v deadline", i, elapsed, deadline)
+			case elapsed > deadline+5*time.Second: // generous: a loaded machine
+				errs <- fmt.Errorf("call %d: returned after %v, long past its %v deadline", i, elapsed, deadline)
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if err := frozen.cmd.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	woken = true
+	waitEcho(t, nodes...)
+	released(t, localEngine(t))
 }
