@@ -64,6 +64,10 @@ type fanEngine struct {
 	from  etf.Term // pid, boxed once for every '$gen_call'
 	route fanRouter
 
+	// calls counts the calls from their registration until their release
+	// has removed their monitors.
+	calls atomic.Int32
+
 	mu      sync.Mutex
 	table   map[uint64]fanSlot          // reference key → what it tags or monitors
 	watches map[gen.ProcessID]*fanWatch // the shared monitor of each target called
@@ -340,6 +344,7 @@ func (e *fanEngine) call(c *fanCall, ask []int, request etf.Term, deadline time.
 		t.w, t.pos = w, int32(len(w.waiters))
 		w.waiters = append(w.waiters, fanWaiter{c, int32(i)})
 	}
+	e.calls.Add(1)
 	e.mu.Unlock()
 	go e.drive(c, ask, fresh, request, deadline)
 	e.wait(c, deadline)
@@ -498,6 +503,7 @@ func (e *fanEngine) release(c *fanCall) {
 	for _, k := range drop {
 		_ = e.route.RouteDemonitor(e.pid, e.ref(k))
 	}
+	e.calls.Add(-1)
 }
 
 // cast sends a Multicast's message from the engine's process; the errors

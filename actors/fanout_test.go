@@ -1,7 +1,9 @@
 package actors
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -63,7 +65,7 @@ func released(t *testing.T, e *fanEngine) {
 	t.Helper()
 	until(t, "every call released", func() bool {
 		_, w, n := e.waiting(gen.ProcessID{})
-		return w == 0 && n == 0
+		return w == 0 && n == 0 && e.calls.Load() == 0
 	})
 }
 
@@ -293,6 +295,27 @@ func isKind(err error, k ErrorKind) bool {
 	return ok && ne.Kind == k
 }
 
+// stopped reports whether every thread of process pid is stopped.
+func stopped(t *testing.T, pid int) bool {
+	t.Helper()
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			return false // a thread that just ended: look again
+		}
+		// The state follows the command name, which may hold spaces.
+		f := bytes.Fields(b[bytes.LastIndexByte(b, ')')+1:])
+		if len(f) == 0 || (string(f[0]) != "T" && string(f[0]) != "t") {
+			return false
+		}
+	}
+	return true
+}
+
 // A frozen peer (SIGSTOP: the link stays up, nothing answers) costs its
 // callers their deadline and no more, while the other targets of the same
 // calls answer; when it wakes, late answers are swallowed and it is called
@@ -308,6 +331,8 @@ func TestFanoutFrozenPeerEndsAtDeadline(t *testing.T) {
 	if err := frozen.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
+	// kill(2) returns before every thread has stopped.
+	until(t, "stopped", func() bool { return stopped(t, frozen.cmd.Process.Pid) })
 	woken := false
 	defer func() {
 		if !woken {
