@@ -1,9 +1,13 @@
 package actors
 
 import (
+	"bytes"
 	"fmt"
+	"os"
 	"runtime"
+	"strconv"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -30,6 +34,59 @@ func rawCalls(nodes []string) func(*gen.ServerProcess) (interface{}, error) {
 			}
 		}
 		return time.Since(start), nil
+	}
+}
+
+// cpuTime is the CPU time (user + system) this process and the three
+// bench peers have used so far. The peers' figure comes from
+// /proc/PID/stat in clock ticks (10 ms): meaningful over a few thousand
+// fan-outs.
+func cpuTime(b *testing.B) (self, peers time.Duration) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	for _, p := range []*peer{peerA, peerB, peerC} {
+		raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Fields after the command name (which may hold spaces): state is
+		// field 3, utime 14 and stime 15.
+		f := bytes.Fields(raw[bytes.LastIndexByte(raw, ')')+1:])
+		for _, v := range f[11:13] {
+			ticks, err := strconv.ParseInt(string(v), 10, 64)
+			if err != nil {
+				b.Fatal(err)
+			}
+			peers += time.Duration(ticks) * (time.Second / 100) // USER_HZ
+		}
+	}
+	return self, peers
+}
+
+// reportCPU adds the CPU time per op of this process and of the peers since
+// (self0, peers0) to b's metrics.
+func reportCPU(b *testing.B, self0, peers0 time.Duration) {
+	self, peers := cpuTime(b)
+	b.ReportMetric(float64((self-self0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+	b.ReportMetric(float64((peers-peers0).Nanoseconds())/float64(b.N), "peer-cpu-ns/op")
+}
+
+// releasedBench waits until the calls of the Node actor's engine have
+// been released (their monitors removed, just after Multicall returns), so
+// that work is not charged to the raw loop of the next iteration.
+func releasedBench(b *testing.B) {
+	e := engineOf(testNode)
+	if e == nil {
+		b.Fatal("no fan-out engine")
+	}
+	for deadline := time.Now().Add(5 * time.Second); e.calls.Load() != 0; {
+		if time.Now().After(deadline) {
+			b.Fatal("a call was not released in 5 s")
+		}
+		runtime.Gosched()
 	}
 }
 
@@ -65,6 +122,34 @@ func BenchmarkMulticallVsRawCalls(b *testing.B) {
 		rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
 		mcTotal += time.Since(start)
 		checkBench(b, rs, err)
+		releasedBench(b)
+	}
+	b.ReportMetric(float64(rawTotal.Nanoseconds())/float64(b.N), "raw-ns/op")
+	b.ReportMetric(float64(mcTotal.Nanoseconds())/float64(b.N), "multicall-ns/op")
+	b.ReportMetric(float64(mcTotal)/float64(rawTotal), "multicall/raw")
+}
+
+// BenchmarkMulticallOneVsRawCall is BenchmarkMulticallVsRawCalls with one
+// peer: a Multicall to one node against one CallWithTimeout.
+func BenchmarkMulticallOneVsRawCall(b *testing.B) {
+	nodes := benchNodes()[:1]
+	p, _ := newInbox(b)
+	raw := rawCalls(nodes)
+	var rawTotal, mcTotal time.Duration
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		d, err := p.Direct(raw)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rawTotal += d.(time.Duration)
+
+		start := time.Now()
+		rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
+		mcTotal += time.Since(start)
+		checkBench(b, rs, err)
+		releasedBench(b)
 	}
 	b.ReportMetric(float64(rawTotal.Nanoseconds())/float64(b.N), "raw-ns/op")
 	b.ReportMetric(float64(mcTotal.Nanoseconds())/float64(b.N), "multicall-ns/op")
@@ -77,36 +162,42 @@ const fanoutCallers = 32
 
 // BenchmarkFanoutParallel is the same, each from fanoutCallers goroutines
 // at once (the raw loop from one process per goroutine, as Call blocks its
-// process); multicall-process is Multicall's fallback for a node without
-// the Node actor, a process per call (how every Multicall ran before).
+// process); multicall-process is the same engine in a process per call,
+// what a node without the Node actor uses. Each reports the CPU time per
+// fan-out of this process and of the peers.
 func BenchmarkFanoutParallel(b *testing.B) {
 	nodes := benchNodes()
 	par := max(1, fanoutCallers/runtime.GOMAXPROCS(0))
 	b.Run("multicall", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(par)
+		self, peers := cpuTime(b)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
 				rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
 				checkBench(b, rs, err)
 			}
 		})
+		reportCPU(b, self, peers)
 	})
 	b.Run("multicall-process", func(b *testing.B) {
 		b.ReportAllocs()
 		b.SetParallelism(par)
+		self, peers := cpuTime(b)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				rs, err := multicall("multicall", testNode, nodes, echoName, benchRequest, 5*time.Second)
+				rs, err := multicallVia(nil, "multicall", testNode, nodes, echoName, benchRequest, 5*time.Second)
 				checkBench(b, rs, err)
 			}
 		})
+		reportCPU(b, self, peers)
 	})
 	b.Run("raw", func(b *testing.B) {
 		raw := rawCalls(nodes)
 		var failed atomic.Value
 		b.ReportAllocs()
 		b.SetParallelism(par)
+		self, peers := cpuTime(b)
 		b.RunParallel(func(pb *testing.PB) {
 			p, err := testNode.Spawn("", gen.ProcessOptions{}, &inbox{ch: make(chan etf.Term, 1)})
 			if err != nil {
@@ -124,18 +215,19 @@ func BenchmarkFanoutParallel(b *testing.B) {
 		if err := failed.Load(); err != nil {
 			b.Fatal(err)
 		}
+		reportCPU(b, self, peers)
 	})
 }
 
-// BenchmarkCallerSpawn is the fixed cost of the per-call process: spawn and
-// kill a gen.Server with a mailbox sized like a 3-node caller's, and with
-// ergonode.NetworkMailbox (why the caller does not use it).
+// BenchmarkCallerSpawn is the fixed cost of the per-call process of a node
+// without the Node actor: spawn and kill it with a mailbox sized for 3
+// targets, and with ergonode.NetworkMailbox (why it does not use that).
 func BenchmarkCallerSpawn(b *testing.B) {
 	for _, size := range []uint16{callerMailbox(3), ergonode.NetworkMailbox} {
 		b.Run(fmt.Sprintf("mailbox-%d", size), func(b *testing.B) {
 			b.ReportAllocs()
 			for i := 0; i < b.N; i++ {
-				p, err := testNode.Spawn("", gen.ProcessOptions{MailboxSize: size}, &sender{})
+				_, p, err := spawnFanProcess(testNode, size)
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -146,7 +238,7 @@ func BenchmarkCallerSpawn(b *testing.B) {
 }
 
 // BenchmarkMulticallSerial: one caller, Multicall (in the Node actor) and
-// its process-per-call fallback, to three peers.
+// the same engine in a process per call, to three peers.
 func BenchmarkMulticallSerial(b *testing.B) {
 	nodes := benchNodes()
 	b.Run("multicall", func(b *testing.B) {
@@ -159,7 +251,7 @@ func BenchmarkMulticallSerial(b *testing.B) {
 	b.Run("multicall-process", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			rs, err := multicall("multicall", testNode, nodes, echoName, benchRequest, 5*time.Second)
+			rs, err := multicallVia(nil, "multicall", testNode, nodes, echoName, benchRequest, 5*time.Second)
 			checkBench(b, rs, err)
 		}
 	})

@@ -45,7 +45,7 @@ func nodeProcessOptions() gen.ProcessOptions {
 // nodeServer is the Node actor (the original's Cloister.Node, fan-out part).
 type nodeServer struct {
 	gen.Server
-	fan   *fanEngine // the Multicall and Multicast of this node (fanout_actor.go)
+	fan   *fanEngine // the Multicall and Multicast of this node (fanout_engine.go)
 	funcs *funcTable // also caps the functions running at once (TryGo)
 	// connected, when set, tells whether this node is connected to a
 	// caller's node: an answer to one that is not is dropped, because Ergo
@@ -87,7 +87,7 @@ func (s *nodeServer) reachable(node etf.Atom) bool {
 
 // ProcessLoop runs gen.Server's loop behind guardedLoop's filter.
 func (s *nodeServer) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
-	return guardedLoopWith(&s.Server, ps, started, s.fan.in)
+	return guardedLoopWith(&s.Server, ps, started, s.fan.deliver)
 }
 
 // Init makes this actor the one that runs Multicall and Multicast for its
@@ -95,14 +95,17 @@ func (s *nodeServer) ProcessLoop(ps gen.ProcessState, started chan<- bool) strin
 // an application runs under another name).
 func (s *nodeServer) Init(p *gen.ServerProcess, args ...etf.Term) error {
 	if n, ok := p.Env(node.EnvKeyNode).(node.Node); ok && p.Name() == NodeName {
-		s.fan.register(n, p.Self())
+		if err := s.fan.bind(n, p.Process); err != nil {
+			return err
+		}
+		s.fan.register()
 	}
 	return nil
 }
 
 // Terminate ends the fan-outs in flight.
 func (s *nodeServer) Terminate(p *gen.ServerProcess, reason string) {
-	s.fan.unregister(p)
+	s.fan.stop()
 }
 
 // guardedLoop runs gen.Server's process loop on a filtered copy of the
@@ -121,10 +124,11 @@ func guardedLoop(srv *gen.Server, ps gen.ProcessState, started chan<- bool) stri
 // and gen.Server's loop.
 const handoffQueue = 64
 
-// guardedLoopWith is guardedLoop that also forwards into the mailbox what
-// Go code puts in inject (nil: nothing): how Multicall hands the Node
-// actor a request without a process of its own.
-func guardedLoopWith(srv *gen.Server, ps gen.ProcessState, started chan<- bool, inject <-chan gen.ProcessMailboxMessage) string {
+// guardedLoopWith is guardedLoop whose forwarder first offers every message
+// to take (nil: none), and passes on only what it did not take: how the
+// Node actor matches fan-out replies and DOWNs without a hop through
+// gen.Server's loop (which runs each callback on a goroutine of its own).
+func guardedLoopWith(srv *gen.Server, ps gen.ProcessState, started chan<- bool, take func(etf.Term) bool) string {
 	orig := ps.ProcessChannels()
 	// Ergo's own mailbox (orig) absorbs bursts and is what Ergo drops
 	// from when full; the forwarder drains it into this short hand-off
@@ -141,12 +145,9 @@ func guardedLoopWith(srv *gen.Server, ps gen.ProcessState, started chan<- bool, 
 				if t, ok := m.Message.(etf.Tuple); ok && len(t) == 0 {
 					continue
 				}
-				select {
-				case mailbox <- m:
-				case <-ctx.Done():
-					return
+				if take != nil && take(m.Message) {
+					continue
 				}
-			case m := <-inject:
 				select {
 				case mailbox <- m:
 				case <-ctx.Done():
@@ -194,9 +195,6 @@ func (s *nodeServer) HandleCast(p *gen.ServerProcess, message etf.Term) gen.Serv
 // HandleInfo answers the gen_server:multi_call form of a call and ignores
 // everything else.
 func (s *nodeServer) HandleInfo(p *gen.ServerProcess, message etf.Term) gen.ServerStatus {
-	if s.fan.handle(p, message) {
-		return gen.ServerStatusOK
-	}
 	m, ok := message.(etf.Tuple)
 	if !ok || len(m) != 3 || m[0] != atomGenCall {
 		return gen.ServerStatusOK

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,9 +96,13 @@ func targetNames() []string {
 // the per-call time measured inside erl.
 func erlLoop(b *testing.B, expr string) {
 	b.Helper()
+	cpu0 := cpuTime(b)
 	b.ResetTimer()
 	v, err := benchCaller.EvalTimeout(fmt.Sprintf(expr, b.N), 10*time.Minute)
 	b.StopTimer()
+	// This process's CPU time per call: the Go node's share (and the
+	// harness's, for one Eval).
+	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "go-cpu-ns/op")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -106,6 +111,15 @@ func erlLoop(b *testing.B, expr string) {
 		b.Fatalf("erl loop: %s", v)
 	}
 	b.ReportMetric(float64(t[1].(int64)), "erl-ns/op")
+}
+
+// cpuTime is the CPU time (user + system) this process has used so far.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkMulticall4 compares Go's Multicall to 4 Erlang nodes with

@@ -89,6 +89,35 @@ type spawnReq struct {
 	monitor, link         bool
 	module, function      string
 	mAtom, fAtom, argList []byte
+
+	// held are frames for the peer not written yet: while the request is
+	// served on the read goroutine, the spawn reply and an immediate
+	// result go out in one write instead of one each.
+	held []byte
+}
+
+// send writes the frame of ctrl and payload to the peer, or adds it to
+// held while there is something held.
+func (r *spawnReq) send(ctrl, payload []byte) error {
+	if r.held != nil {
+		r.held = append(r.held, r.s.fc.outFrame(ctrl, payload)...)
+		return nil
+	}
+	return r.s.fc.toPeer(ctrl, payload)
+}
+
+// flush writes what is held; from here on frames go out one by one (the
+// request is served on another goroutine).
+func (r *spawnReq) flush() error {
+	held := r.held
+	r.held = nil
+	if len(held) == 0 {
+		return nil
+	}
+	fc := r.s.fc
+	fc.wmu.Lock()
+	defer fc.wmu.Unlock()
+	return writeAll(fc.NetReadWriter, held)
 }
 
 // spawnRequest handles {29, ReqId, From, GroupLeader, {M, F, Arity},
@@ -153,32 +182,32 @@ func (s *rpcServer) spawnRequest(ctrl, payload []byte) {
 	if r.monitor {
 		flags |= 2
 	}
-	if err := s.fc.toPeer(tuple(integer(opSpawnReply), r.reqID, r.from, integer(int64(flags)), r.spawned), nil); err != nil {
-		return
-	}
+	r.held = s.fc.outFrame(tuple(integer(opSpawnReply), r.reqID, r.from, integer(int64(flags)), r.spawned), nil)
 	s.fc.f.rpcServed.Add(1)
 	resRef := args[0]
 	finish := func(reason []byte) { r.exit(reason) }
 	if cast {
 		finish = func([]byte) { r.exit(atom("normal")) }
 	}
-	r.run(resRef, finish)
+	if !r.run(resRef, finish) {
+		_ = r.flush()
+	}
 }
 
 // exit ends the stand-in process with reason: the monitor's DOWN and the
 // link's EXIT, as requested.
 func (r *spawnReq) exit(reason []byte) {
 	if r.monitor {
-		_ = r.s.fc.toPeer(tuple(integer(opPayloadMonExit), r.spawned, r.from, r.reqID), reason)
+		_ = r.send(tuple(integer(opPayloadMonExit), r.spawned, r.from, r.reqID), reason)
 	}
 	if r.link {
-		_ = r.s.fc.toPeer(tuple(integer(opPayloadExit), r.spawned, r.from), reason)
+		_ = r.send(tuple(integer(opPayloadExit), r.spawned, r.from), reason)
 	}
 }
 
 // run computes M:F(A) and calls finish with execute_call's exit reason.
 // Called on the read goroutine; anything slow goes to another goroutine.
-func (r *spawnReq) run(resRef []byte, finish func([]byte)) {
+func (r *spawnReq) run(resRef []byte, finish func([]byte)) (async bool) {
 	ret := func(v []byte) { finish(tuple(resRef, atom("return"), v)) }
 	raise := func(class string, reason, stack []byte) {
 		if class == "error" {
@@ -191,20 +220,23 @@ func (r *spawnReq) run(resRef []byte, finish func([]byte)) {
 	args, err := listElements(r.argList)
 	if err != nil {
 		raise("error", atom("undef"), undefStack) // improper: BEAM fails too
-		return
+		return false
 	}
 	switch mf := r.module + ":" + r.function; {
 	case mf == "erlang:node" && len(args) == 0:
 		name, _ := r.s.fc.f.self()
 		ret(atom(name))
-		return
+		return false
 	case (mf == "gen_server:call" || mf == "Elixir.GenServer:call") && (len(args) == 2 || len(args) == 3):
+		if r.flush() != nil {
+			return true
+		}
 		r.forwardCall(args, ret, func(reason []byte) { raise("exit", reason, nil) })
-		return
+		return true
 	case (mf == "gen_server:cast" || mf == "Elixir.GenServer:cast") && len(args) == 2:
 		r.forwardCast(args[0], args[1])
 		ret(atom("ok"))
-		return
+		return false
 	}
 	fn, ok := (func(etf.List) (etf.Term, error))(nil), false
 	if funcs := r.s.fc.f.opts.Funcs; funcs != nil {
@@ -212,19 +244,24 @@ func (r *spawnReq) run(resRef []byte, finish func([]byte)) {
 	}
 	if !ok {
 		raise("error", atom("undef"), undefStack)
-		return
+		return false
 	}
+	// From here the goroutine owns r, what is held included: it writes
+	// the spawn reply and the result together.
 	if l, ok := r.s.fc.f.opts.Funcs.(Limited); ok {
-		if !l.TryGo(func() { r.runGo(fn, ret, raise, undefStack) }) {
-			raise("error", atom("busy"), undefStack)
+		if l.TryGo(func() { r.runGo(fn, ret, raise, undefStack) }) {
+			return true
 		}
-		return
+		raise("error", atom("busy"), undefStack)
+		return false
 	}
 	go r.runGo(fn, ret, raise, undefStack)
+	return true
 }
 
 // runGo runs a Go function of Options.Funcs on its own goroutine.
 func (r *spawnReq) runGo(fn func(etf.List) (etf.Term, error), ret func([]byte), raise func(string, []byte, []byte), stack []byte) {
+	defer func() { _ = r.flush() }()
 	goErr := func(msg string) {
 		raise("error", tuple(atom("go_error"), putBinary(nil, []byte(msg))), stack)
 	}
