@@ -64,6 +64,8 @@ type driver struct {
 	left chan struct{}
 	// ringRole: the role a restricted ring's members need (Options.RingRoles).
 	ringRole map[string]string
+	// reads: the links' last reads, refilled at every tick.
+	reads map[string]time.Time
 }
 
 // rebuildMsg asks the driver, through the Monitor's mailbox, to build the
@@ -100,6 +102,7 @@ func newDriver(parent context.Context, o Options, c *Shared, self string, tr tra
 		heard: map[string]*ring.Snapshot{},
 		disp:  dispatcher.New(l, logf, listenerSlow),
 		core:  core.New(o.coreConfig(self)), ringRole: o.ringRoles(),
+		reads: map[string]time.Time{},
 	}
 }
 
@@ -112,7 +115,12 @@ func (d *driver) start() []core.Transition {
 func (d *driver) tick() []core.Transition {
 	now := d.now()
 	d.expireFailures(now)
-	t := core.Tick{Now: now}
+	// The links write keepalives while this goroutine keeps renewing the
+	// lease: a Monitor that stops running stops them, and its peers then
+	// ping it and find it silent.
+	d.tr.Keepalive(keepaliveEvery(d.opts.Heartbeat), now.Add(d.core.StallAfter()))
+	d.tr.LinkReads(d.reads)
+	t := core.Tick{Now: now, LinkRead: d.reads}
 	if d.core.ReconcileDue(now) {
 		t.Connected = d.tr.Nodes()
 		if t.Connected == nil {
@@ -120,6 +128,17 @@ func (d *driver) tick() []core.Transition {
 		}
 	}
 	return d.step(t)
+}
+
+// nextTick is how long until the next tick: at the core's next deadline,
+// no sooner than tickEvery and no later than slowTick.
+func (d *driver) nextTick(now time.Time) time.Duration {
+	slow := slowTick(d.opts.Heartbeat)
+	at := d.core.NextTick()
+	if at.IsZero() {
+		return slow
+	}
+	return min(max(at.Sub(now), tickEvery), slow)
 }
 
 // dialDone feeds a dial's result, logging failures (see noteDial).
@@ -393,6 +412,7 @@ func (d *driver) goOwned(f func(ctx context.Context)) {
 // within stopWait.
 func (d *driver) stop() bool {
 	d.cancel()
+	d.tr.Keepalive(0, time.Time{})
 	d.step(core.Stop{Now: d.now()})
 	d.disp.Close(stopFlush)
 	return waitGroup(&d.wg, stopWait)
