@@ -115,10 +115,10 @@ func (d *driver) start() []core.Transition {
 func (d *driver) tick() []core.Transition {
 	now := d.now()
 	d.expireFailures(now)
-	// The links write keepalives while this goroutine keeps renewing the
-	// lease: a Monitor that stops running stops them, and its peers then
-	// ping it and find it silent.
-	d.tr.Keepalive(keepaliveEvery(d.opts.Heartbeat), now.Add(d.core.StallAfter()))
+	// The links write keepalives at the Monitor's ticks: a Monitor that
+	// stops running stops them, and its peers then ping it and find it
+	// silent.
+	d.tr.Keepalive(keepaliveIdle(d.opts.Heartbeat))
 	d.tr.LinkReads(d.reads)
 	t := core.Tick{Now: now, LinkRead: d.reads}
 	if d.core.ReconcileDue(now) {
@@ -412,7 +412,6 @@ func (d *driver) goOwned(f func(ctx context.Context)) {
 // within stopWait.
 func (d *driver) stop() bool {
 	d.cancel()
-	d.tr.Keepalive(0, time.Time{})
 	d.step(core.Stop{Now: d.now()})
 	d.disp.Close(stopFlush)
 	return waitGroup(&d.wg, stopWait)

@@ -51,15 +51,17 @@ const (
 
 // slowTick is the longest gap between two ticks: half a heartbeat. The
 // stall guard's clock runs on ticks (a gap of core.StallAfter, at least
-// two heartbeats, means this node did not run), and each tick renews the
-// links' keepalive lease.
+// two heartbeats, means this node did not run), and each tick writes the
+// links' keepalives.
 func slowTick(heartbeat time.Duration) time.Duration { return heartbeat / 2 }
 
-// keepaliveEvery is how long a link may write nothing before it writes a
-// keepalive (ergonode.Links): half a heartbeat, so that a live peer's link
-// reads something within every heartbeat interval and the peer needs no
-// ping (core.Tick.LinkRead).
-func keepaliveEvery(heartbeat time.Duration) time.Duration { return heartbeat / 2 }
+// keepaliveIdle: at a tick, a link that wrote nothing for this long writes
+// a keepalive (ergonode.Links). With ticks at most slowTick apart, an idle
+// link writes every half heartbeat and never more than ¾ of one apart, so
+// a live peer's link reads something within every heartbeat interval and
+// the peer needs no ping (core.Tick.LinkRead); and a frozen peer's last
+// read is at most that much older than the freeze.
+func keepaliveIdle(heartbeat time.Duration) time.Duration { return heartbeat / 4 }
 
 // resolveKicks are the delays, after a member's connection drops in
 // service (DNS) mode, at which the service is re-resolved: a killed

@@ -50,10 +50,11 @@ type transport interface {
 	// byte, by peer (none known: dst stays empty). A member heard that way
 	// is not pinged.
 	LinkReads(dst map[string]time.Time)
-	// Keepalive asks every link to write a keepalive when it has written
-	// nothing for every, until the time until (every <= 0: stop), so that
-	// the peers hear this node on idle links without a ping.
-	Keepalive(every time.Duration, until time.Time)
+	// Keepalive has every link that wrote nothing for idle write a
+	// keepalive now, without waiting, so that the peers hear this node on
+	// idle links without a ping. Called at every tick: a Monitor that
+	// stops running stops them.
+	Keepalive(idle time.Duration)
 }
 
 // The leave messages, sent only to Go cloister Monitors whose state answer
@@ -136,9 +137,9 @@ func (t *ergoTransport) LinkReads(dst map[string]time.Time) {
 }
 
 // Keepalive implements transport.
-func (t *ergoTransport) Keepalive(every time.Duration, until time.Time) {
+func (t *ergoTransport) Keepalive(idle time.Duration) {
 	if t.links != nil {
-		t.links.Keepalive(every, until)
+		t.links.Keepalive(idle)
 	}
 }
 

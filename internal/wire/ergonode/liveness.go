@@ -15,11 +15,12 @@ import (
 // Link liveness. A link that carries traffic proves its peer's process is
 // running, so the Monitor need not ping that peer: Links tells it when each
 // link last read a byte. An idle link carries nothing (Ergo's own keepalive
-// is every 15 s), so while a Monitor asks for it (Links.Keepalive) every
-// link writes the distribution protocol's tick, four zero bytes that Ergo
-// and BEAM nodes both read and drop, when it has written nothing for the
-// period the Monitor gives. A frozen peer writes nothing, its link goes
-// silent, and the Monitor falls back to its ping, which goes unanswered.
+// is every 15 s), so at every one of its ticks the Monitor has each link
+// that wrote nothing for a while write the distribution protocol's tick,
+// four zero bytes that Ergo and BEAM nodes both read and drop
+// (Links.Keepalive). A frozen peer writes nothing, its link goes silent,
+// and the Monitor falls back to its ping, which goes unanswered; so does a
+// peer whose Monitor stopped running.
 
 // envLinks is the node environment key of the node's *Links.
 const envLinks gen.EnvKey = "cloister:wire-links"
@@ -35,8 +36,10 @@ type Links struct {
 	mu    sync.Mutex
 	peers map[string]*liveConn // the served link of each peer
 	all   map[*liveConn]bool   // every served link (a peer may briefly have two)
-	every atomic.Int64         // keepalive period (ns); 0: off
-	until atomic.Int64         // keepalives are written until then (sinceEpoch)
+	// writing: a Keepalive's writes are under way; buf is the links they
+	// go to (reused: one Keepalive writes at a time).
+	writing atomic.Bool
+	buf     []*liveConn
 }
 
 func newLinks() *Links {
@@ -67,20 +70,36 @@ func (l *Links) ReadTimes(dst map[string]time.Time) {
 	}
 }
 
-// Keepalive makes every link write a tick when it has written nothing for
-// every, until the time until; every <= 0 stops them. The lease lets a
-// caller that stops running (a wedged Monitor) stop the ticks: its peers
-// then hear nothing and fall back to pinging it.
-func (l *Links) Keepalive(every time.Duration, until time.Time) {
-	l.until.Store(int64(until.Sub(epoch)))
-	old := l.every.Swap(int64(max(every, 0)))
-	if every <= 0 || old == int64(every) {
+// Keepalive has every link that wrote nothing for idle write a tick now,
+// on a goroutine of its own: a write that blocks (a peer that reads
+// nothing and a full socket) holds up only the ticks, not the caller, and
+// the next Keepalive is skipped until it returns. One goroutine for all
+// links, woken by the caller's own timer, costs less than a timer per
+// link.
+func (l *Links) Keepalive(idle time.Duration) {
+	if idle <= 0 || !l.writing.CompareAndSwap(false, true) {
 		return
 	}
 	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.buf = l.buf[:0]
 	for c := range l.all {
-		c.arm(every)
+		l.buf = append(l.buf, c)
+	}
+	conns := l.buf
+	l.mu.Unlock()
+	go func() {
+		defer l.writing.Store(false)
+		now := sinceEpoch()
+		for _, c := range conns {
+			c.tickIfIdle(now, int64(idle))
+		}
+	}()
+}
+
+// wait waits for the writes of the last Keepalive (tests).
+func (l *Links) wait() {
+	for l.writing.Load() {
+		time.Sleep(100 * time.Microsecond)
 	}
 }
 
@@ -89,9 +108,6 @@ func (l *Links) add(name string, c *liveConn) {
 	l.peers[name] = c
 	l.all[c] = true
 	l.mu.Unlock()
-	if every := time.Duration(l.every.Load()); every > 0 {
-		c.arm(every)
-	}
 }
 
 func (l *Links) remove(name string, c *liveConn) {
@@ -101,7 +117,9 @@ func (l *Links) remove(name string, c *liveConn) {
 	}
 	delete(l.all, c)
 	l.mu.Unlock()
-	c.stop()
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
 }
 
 // liveness is the proto layer that gives each link a liveConn; it sits
@@ -158,22 +176,19 @@ var tick = []byte{0, 0, 0, 0}
 // packets. After the handshake the stream is packets of a 4-byte
 // big-endian length and that many bytes; Ergo's writer is a bufio.Writer
 // that may hand over part of a packet, so the framing of what was written
-// is tracked, and a tick waits for the end of the packet in progress.
+// is tracked, and no tick is written while a packet is half written.
 type liveConn struct {
 	lib.NetReadWriter
 	links    *Links
 	peer     string
 	lastRead atomic.Int64 // sinceEpoch of the last read that returned bytes
 
-	mu        sync.Mutex
-	lastWrite int64   // sinceEpoch
-	head      int     // bytes of the current packet's length read so far (rem == 0)
-	hbuf      [4]byte // those bytes
-	rem       uint32  // bytes of the current packet's body still to come
+	mu        sync.Mutex // held over every write
+	lastWrite int64      // sinceEpoch
+	head      int        // bytes of the current packet's length written so far (rem == 0)
+	hbuf      [4]byte    // those bytes
+	rem       uint32     // bytes of the current packet's body still to come
 	stopped   bool
-	// timer: the keepalive timer (nil: not armed); set under mu, read by
-	// the timer's own function without it.
-	timer atomic.Pointer[time.Timer]
 }
 
 // Read implements io.Reader (Ergo's read loop is the only reader).
@@ -217,80 +232,26 @@ func (c *liveConn) track(b []byte) {
 // boundary reports whether the bytes written so far end a packet.
 func (c *liveConn) boundary() bool { return c.head == 0 && c.rem == 0 }
 
-// arm starts the keepalive timer if it is not running.
-func (c *liveConn) arm(every time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.stopped || c.timer.Load() != nil {
-		return
-	}
-	// Stored before it can fire: keepalive reads it.
-	t := time.AfterFunc(time.Hour, c.keepalive)
-	c.timer.Store(t)
-	t.Reset(every)
-}
-
-func (c *liveConn) stop() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.stopped = true
-	if t := c.timer.Load(); t != nil {
-		t.Stop()
-	}
-}
-
-// retryBoundary is how soon a tick that found a packet half written is
-// tried again: Ergo's flusher writes the rest within microseconds.
-const retryBoundary = time.Millisecond
-
-// keepalive runs on the timer: a tick when the link has written nothing
-// for a period (and the lease holds), then the timer is set for when the
-// link will next have been idle that long.
-func (c *liveConn) keepalive() {
-	every := c.links.every.Load()
-	t := c.timer.Load()
+// tickIfIdle writes a tick when the link wrote nothing for idle (as of
+// now) and no packet is half written. A link Ergo is writing to right now
+// is not idle.
+func (c *liveConn) tickIfIdle(now, idle int64) {
 	if !c.mu.TryLock() {
-		// Ergo is writing (maybe blocked on a full socket): not idle.
-		// Asked again later, under the lock.
-		d := time.Second
-		if every > 0 {
-			d = time.Duration(every)
-		}
-		t.Reset(d)
 		return
 	}
 	defer c.mu.Unlock()
-	if c.stopped {
-		return
-	}
-	if every <= 0 {
-		c.timer.Store(nil) // Keepalive re-arms when asked again
-		return
-	}
-	next, err := c.idleTick(sinceEpoch(), every, c.links.until.Load())
-	if err != nil {
-		c.stopped = true // the link is going down
-		return
-	}
-	t.Reset(time.Duration(next))
+	_, _ = c.idleTick(now, idle)
 }
 
-// idleTick writes a tick if the link has written nothing for every, the
-// last packet is complete and now is before until; it returns the wait
-// before the next check. Called with mu held.
-func (c *liveConn) idleTick(now, every, until int64) (int64, error) {
-	next := every - (now - c.lastWrite)
-	if next > 0 {
-		return next, nil
+// idleTick is tickIfIdle with mu held; it reports whether it wrote.
+func (c *liveConn) idleTick(now, idle int64) (bool, error) {
+	if c.stopped || now-c.lastWrite < idle || !c.boundary() {
+		return false, nil
 	}
-	switch {
-	case !c.boundary():
-		return int64(retryBoundary), nil
-	case now < until:
-		if _, err := c.NetReadWriter.Write(tick); err != nil {
-			return 0, err
-		}
-		c.lastWrite = now
+	if _, err := c.NetReadWriter.Write(tick); err != nil {
+		c.stopped = true // the link is going down
+		return false, err
 	}
-	return every, nil
+	c.lastWrite = now
+	return true, nil
 }

@@ -128,7 +128,7 @@ func FuzzLiveConnFraming(f *testing.F) {
 			if c.boundary() {
 				boundaries++
 			}
-			if _, err := c.idleTick(now, 1, now+1); err != nil {
+			if _, err := c.idleTick(now, 1); err != nil {
 				t.Fatal(err)
 			}
 			c.mu.Unlock()
@@ -163,14 +163,28 @@ func TestLiveConnTracksShortWrites(t *testing.T) {
 	}
 }
 
-// Concurrently with Ergo's writes (cut anywhere, with pauses), the timer's
-// ticks keep the stream valid; and an idle link does get ticks.
+// Concurrently with Ergo's writes (cut anywhere, with pauses), keepalives
+// asked again and again keep the stream valid; and an idle link does get
+// ticks.
 func TestLiveConnKeepaliveUnderConcurrentWrites(t *testing.T) {
 	s := &sink{}
 	l := newLinks()
 	c := &liveConn{NetReadWriter: s, links: l, peer: "p@127.0.0.1"}
 	l.add(c.peer, c)
-	l.Keepalive(200*time.Microsecond, time.Now().Add(time.Hour))
+	done := make(chan struct{})
+	kicked := make(chan struct{})
+	go func() {
+		defer close(kicked)
+		for {
+			select {
+			case <-done:
+				return
+			default:
+			}
+			l.Keepalive(100 * time.Microsecond)
+			time.Sleep(50 * time.Microsecond)
+		}
+	}()
 	rng := rand.New(rand.NewSource(1))
 	var pkts [][]byte
 	for i := 0; i < 3000; i++ {
@@ -187,6 +201,9 @@ func TestLiveConnKeepaliveUnderConcurrentWrites(t *testing.T) {
 	for len(s.bytes()) < before+8 && time.Now().Before(deadline) {
 		time.Sleep(time.Millisecond)
 	}
+	close(done)
+	<-kicked
+	l.wait()
 	l.remove(c.peer, c)
 	ticks := checkStream(t, s.bytes(), pkts)
 	if got := len(s.bytes()); got < before+8 {
@@ -195,25 +212,27 @@ func TestLiveConnKeepaliveUnderConcurrentWrites(t *testing.T) {
 	t.Logf("%d packets, %d ticks", len(pkts), ticks)
 }
 
-// Without a lease, or with keepalive off, an idle link writes nothing.
-func TestLiveConnLeaseAndOff(t *testing.T) {
+// A tick only on a link idle for the period, and none on a removed link.
+func TestLiveConnTicksOnlyWhenIdle(t *testing.T) {
 	s := &sink{}
-	c := &liveConn{NetReadWriter: s, links: newLinks()}
+	l := newLinks()
+	c := &liveConn{NetReadWriter: s, links: l, peer: "p@h"}
+	l.add(c.peer, c)
+	c.mu.Lock()
+	c.lastWrite = 100
+	wrote, err := c.idleTick(105, 10)
+	if err != nil || wrote || len(s.bytes()) != 0 {
+		t.Fatalf("written 5 ago, idle 10: wrote %v (%d bytes, %v)", wrote, len(s.bytes()), err)
+	}
+	if wrote, _ := c.idleTick(110, 10); !wrote || len(s.bytes()) != 4 {
+		t.Fatalf("idle for the period: wrote %v, %d bytes; want one tick", wrote, len(s.bytes()))
+	}
+	c.mu.Unlock()
+	l.remove(c.peer, c)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	next, err := c.idleTick(100, 10, 50) // lease ran out at 50
-	if err != nil || len(s.bytes()) != 0 {
-		t.Fatalf("lease over: wrote %d bytes (%v)", len(s.bytes()), err)
-	}
-	if next != 10 {
-		t.Fatalf("next check in %d, want the period", next)
-	}
-	if next, _ := c.idleTick(100, 10, 200); len(s.bytes()) != 4 || next != 10 {
-		t.Fatalf("idle within the lease: wrote %d bytes, next %d; want one tick", len(s.bytes()), next)
-	}
-	// Written at 100: not idle at 105, checked again when it will be.
-	if next, _ := c.idleTick(105, 10, 200); len(s.bytes()) != 4 || next != 5 {
-		t.Fatalf("busy link: wrote %d bytes, next %d; want none, 5", len(s.bytes()), next)
+	if wrote, _ := c.idleTick(1000, 10); wrote {
+		t.Fatal("a removed link wrote a tick")
 	}
 }
 
