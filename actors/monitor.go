@@ -37,16 +37,20 @@ type monitor struct {
 	kick chan struct{} // service mode: re-resolve now
 	logf func(string, ...interface{})
 
-	// the pending tick, stopped when the process ends (ProcessLoop)
+	// the pending tick, stopped when the process ends (ProcessLoop); tickSeq
+	// tells the pending one from a replaced one already in the mailbox,
+	// tickAt is when it fires
 	tickMu     sync.Mutex
 	tickCancel gen.CancelFunc
+	tickSeq    uint64
+	tickAt     time.Time
 	stopped    bool
 }
 
 // Messages the Monitor sends itself. They never cross the network.
 type (
 	startMsg      struct{}
-	tickMsg       struct{}
+	tickMsg       struct{ seq uint64 }
 	discoveredMsg struct{ peers []string }
 )
 
@@ -78,15 +82,53 @@ func (m *monitor) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 	return reason
 }
 
-// scheduleTick arms the next tick, unless the process has ended.
-func (m *monitor) scheduleTick(p interface {
+type sendAfter interface {
 	SendAfter(interface{}, etf.Term, time.Duration) gen.CancelFunc
-}, self etf.Pid) {
+}
+
+// scheduleTick arms the next tick in d, replacing a pending one, unless
+// the process has ended.
+func (m *monitor) scheduleTick(p sendAfter, self etf.Pid, d time.Duration) {
 	m.tickMu.Lock()
 	defer m.tickMu.Unlock()
-	if !m.stopped {
-		m.tickCancel = p.SendAfter(self, tickMsg{}, tickEvery)
+	if m.stopped {
+		return
 	}
+	if m.tickCancel != nil {
+		m.tickCancel()
+	}
+	m.tickSeq++
+	m.tickAt = time.Now().Add(d)
+	m.tickCancel = p.SendAfter(self, tickMsg{seq: m.tickSeq}, d)
+}
+
+// ticked takes a tick message: false for one that was replaced.
+func (m *monitor) ticked(msg tickMsg) bool {
+	m.tickMu.Lock()
+	defer m.tickMu.Unlock()
+	if msg.seq != m.tickSeq || m.tickCancel == nil {
+		return false
+	}
+	m.tickCancel = nil
+	return true
+}
+
+// rearm schedules the next tick at the core's next deadline (see
+// driver.nextTick) when none is pending or the pending one comes too late:
+// an event may bring a deadline closer (a lost link's re-dial).
+func (m *monitor) rearm(p *statem.Process) {
+	if m.d == nil {
+		return
+	}
+	now := time.Now()
+	d := m.d.nextTick(now)
+	m.tickMu.Lock()
+	pending, at := m.tickCancel != nil, m.tickAt
+	m.tickMu.Unlock()
+	if pending && !now.Add(d).Before(at.Add(-tickEvery)) {
+		return
+	}
+	m.scheduleTick(p, p.Self(), d)
 }
 
 // State is the core's state (statem.Behavior); down before the first
@@ -141,7 +183,7 @@ func (m *monitor) InitStateMachine(p *statem.Process) error {
 	}
 	m.d.publish(listener.StateDown)
 	_ = p.Send(self, startMsg{})
-	m.scheduleTick(p, self)
+	m.scheduleTick(p, self, tickEvery)
 	return nil
 }
 
@@ -153,15 +195,24 @@ func result(ts []core.Transition, actions ...statem.Action) statem.Result[listen
 	return res
 }
 
-// HandleEvent turns one Ergo event into a core event through the driver.
+// HandleEvent turns one Ergo event into a core event through the driver,
+// then sets the next tick.
 func (m *monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[listener.State] {
+	res := m.handleEvent(p, ev)
+	m.rearm(p)
+	return res
+}
+
+func (m *monitor) handleEvent(p *statem.Process, ev statem.Event) statem.Result[listener.State] {
 	switch e := ev.(type) {
 	case statem.Info:
 		switch msg := e.Msg.(type) {
 		case startMsg:
 			return result(m.d.start())
 		case tickMsg:
-			m.scheduleTick(p, p.Self())
+			if !m.ticked(msg) {
+				return result(nil)
+			}
 			m.tr.expire(time.Now())
 			return result(m.d.tick())
 		case node.MessageEventNetwork:

@@ -64,6 +64,8 @@ type driver struct {
 	left chan struct{}
 	// ringRole: the role a restricted ring's members need (Options.RingRoles).
 	ringRole map[string]string
+	// reads: the links' last reads, refilled at every tick.
+	reads map[string]time.Time
 }
 
 // rebuildMsg asks the driver, through the Monitor's mailbox, to build the
@@ -100,6 +102,7 @@ func newDriver(parent context.Context, o Options, c *shared, self string, tr tra
 		heard: map[string]*ring.View{},
 		disp:  dispatcher.New(l, logf, listenerSlow),
 		core:  core.New(o.coreConfig(self)), ringRole: o.ringRoles(),
+		reads: map[string]time.Time{},
 	}
 }
 
@@ -112,7 +115,12 @@ func (d *driver) start() []core.Transition {
 func (d *driver) tick() []core.Transition {
 	now := d.now()
 	d.expireFailures(now)
-	t := core.Tick{Now: now}
+	// The links write keepalives at the Monitor's ticks: a Monitor that
+	// stops running stops them, and its peers then ping it and find it
+	// silent.
+	d.tr.Keepalive(keepaliveIdle(d.opts.Heartbeat))
+	d.tr.LinkReads(d.reads)
+	t := core.Tick{Now: now, LinkRead: d.reads}
 	if d.core.ReconcileDue(now) {
 		t.Connected = d.tr.Nodes()
 		if t.Connected == nil {
@@ -120,6 +128,17 @@ func (d *driver) tick() []core.Transition {
 		}
 	}
 	return d.step(t)
+}
+
+// nextTick is how long until the next tick: at the core's next deadline,
+// no sooner than tickEvery and no later than slowTick.
+func (d *driver) nextTick(now time.Time) time.Duration {
+	slow := slowTick(d.opts.Heartbeat)
+	at := d.core.NextTick()
+	if at.IsZero() {
+		return slow
+	}
+	return min(max(at.Sub(now), tickEvery), slow)
 }
 
 // dialDone feeds a dial's result, logging failures (see noteDial).

@@ -41,12 +41,38 @@ type fakeNet struct {
 	disconnects      []string
 	events           []core.Event // node events the driver will hear
 	connecting       int          // Connect calls in flight
+	// linkRead: when each link last read a byte (ergonode.Links);
+	// keepalive: the last Keepalive asked.
+	linkRead   map[string]time.Time
+	keepalives []time.Duration
+	// hash, when set, is the members hash the peers answer probes with
+	// (Go cloisters that agree with us, so they get pings); nil: they
+	// answer without one (as Elixir cloisters do).
+	hash func() uint64
 }
 
 func newFakeNet() *fakeNet {
 	return &fakeNet{connected: map[string]bool{}, up: map[string]bool{}, answers: map[string]bool{},
 		gone: map[string]bool{}, hang: map[string]bool{}, otpApp: map[string]string{},
-		leaves: map[string]bool{}, leaving: map[string]bool{}, roles: map[string][]string{}}
+		leaves: map[string]bool{}, leaving: map[string]bool{}, roles: map[string][]string{},
+		linkRead: map[string]time.Time{}}
+}
+
+func (f *fakeNet) LinkReads(dst map[string]time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(dst)
+	for n, at := range f.linkRead {
+		if f.connected[n] {
+			dst[n] = at
+		}
+	}
+}
+
+func (f *fakeNet) Keepalive(idle time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.keepalives = append(f.keepalives, idle)
 }
 
 func (f *fakeNet) Nodes() []string {
@@ -103,8 +129,12 @@ func (f *fakeNet) Probe(peer string) {
 		if app == "" {
 			app = "cloister"
 		}
-		f.events = append(f.events, core.ProbeReply{Node: peer, OTPApp: app,
-			Leaves: f.leaves[peer], Leaving: f.leaving[peer], Roles: f.roles[peer]})
+		pr := core.ProbeReply{Node: peer, OTPApp: app,
+			Leaves: f.leaves[peer], Leaving: f.leaving[peer], Roles: f.roles[peer]}
+		if f.hash != nil {
+			pr.Hash, pr.HasHash = f.hash(), true
+		}
+		f.events = append(f.events, pr)
 	}
 }
 
@@ -735,5 +765,112 @@ func TestDriverCoalescesTheRingBuildsOfABurstOfJoins(t *testing.T) {
 	// five joins, answered in one batch, in one build.
 	if e := s.Rings["cloister"].Epoch; e != 2 {
 		t.Fatalf("ring epoch %d after five joins in one burst, want 2 (one build for the burst)", e)
+	}
+}
+
+// untilNext ticks when the driver asks (driver.nextTick) up to start+at;
+// before each tick, hear(now) runs (a peer's link reads, say).
+func (r *rig) untilNext(at time.Duration, hear func(now time.Time)) (ticks int) {
+	for end := r.start.Add(at); r.now.Before(end); {
+		r.now = r.now.Add(r.d.nextTick(r.now))
+		if hear != nil {
+			hear(r.now)
+		}
+		r.d.tick()
+		r.settle()
+		ticks++
+	}
+	return ticks
+}
+
+// pings counts the pings and probes sent since the last call.
+func (r *rig) requests() int {
+	r.net.mu.Lock()
+	defer r.net.mu.Unlock()
+	n := len(r.net.probes)
+	r.net.probes = nil
+	return n
+}
+
+// Members whose links carry traffic (the keepalives) get no ping at all
+// once told our hash; the driver ticks only every half heartbeat and has
+// the idle links write keepalives at each tick. A frozen member's link
+// falls silent: it is pinged again, and removed RemoveAfter after its last
+// read, never before.
+func TestDriverLinkReadsSpareThePings(t *testing.T) {
+	o := testOptions()
+	o.Sentry = []string{"a@h", "b@h", "c@h"}
+	r := newRig(t, o, "b@h", "c@h")
+	r.net.hash = r.d.core.MembersHash
+	r.begin()
+	live := map[string]bool{"b@h": true, "c@h": true}
+	hear := func(now time.Time) {
+		r.net.mu.Lock()
+		for n, ok := range live {
+			if ok {
+				r.net.linkRead[n] = now.Add(-10 * time.Millisecond)
+			}
+		}
+		r.net.mu.Unlock()
+	}
+	r.untilNext(2*time.Second, hear) // the first heartbeats tell b and c our hash
+	r.requests()
+	r.net.mu.Lock()
+	r.net.keepalives = nil
+	r.net.mu.Unlock()
+	ticks := r.untilNext(12*time.Second, hear)
+	if n := r.requests(); n != 0 {
+		t.Fatalf("%d pings or probes in 10 s to members heard on their links, want 0", n)
+	}
+	if want := int(10 * time.Second / slowTick(o.Heartbeat)); ticks < want-1 || ticks > want+1 {
+		t.Fatalf("%d ticks in 10 s of quiet, want about %d (one every %s)", ticks, want, slowTick(o.Heartbeat))
+	}
+	r.net.mu.Lock()
+	kas := slices.Clone(r.net.keepalives)
+	r.net.mu.Unlock()
+	if len(kas) != ticks || kas[0] != o.Heartbeat/4 {
+		t.Fatalf("keepalives %v over %d ticks; want one per tick, for links idle %s", kas, ticks, o.Heartbeat/4)
+	}
+
+	// b freezes: no reads, no answers.
+	r.net.set(r.net.answers, "b@h", false)
+	live["b@h"] = false
+	lastRead := r.net.linkRead["b@h"]
+	r.untilNext(25*time.Second, hear)
+	if r.requests() == 0 {
+		t.Fatal("the silent b was never pinged")
+	}
+	sus, rem := r.first("suspected b@h"), r.first("removed b@h silent")
+	if s := r.start.Add(sus).Sub(lastRead); sus < 0 || s < o.SuspectAfter || s > o.SuspectAfter+o.Heartbeat {
+		t.Fatalf("suspected %s after b's last read, want SuspectAfter (%s) and at most a heartbeat more: %q", s, o.SuspectAfter, r.eventLines())
+	}
+	if s := r.start.Add(rem).Sub(lastRead); rem < 0 || s < o.RemoveAfter || s > o.RemoveAfter+o.Heartbeat {
+		t.Fatalf("removed %s after b's last read, want RemoveAfter (%s) and at most a heartbeat more: %q", s, o.RemoveAfter, r.eventLines())
+	}
+	if r.count("suspected c@h")+r.count("removed c@h") != 0 {
+		t.Fatalf("c, heard on its link, was suspected or removed: %q", r.eventLines())
+	}
+}
+
+// The next tick: half a heartbeat when quiet, soon when a deadline is near
+// (a lost member's re-dial).
+func TestDriverNextTick(t *testing.T) {
+	o := testOptions()
+	o.Sentry = []string{"a@h", "b@h"}
+	o.FlapGrace = 0
+	r := newRig(t, o, "b@h")
+	if d := r.d.nextTick(r.now); d != slowTick(o.Heartbeat) {
+		t.Fatalf("before the start: %s", d)
+	}
+	r.begin()
+	r.until(2 * time.Second)
+	if d := r.d.nextTick(r.now); d < tickEvery || d > slowTick(o.Heartbeat) {
+		t.Fatalf("quiet: next tick in %s", d)
+	}
+	r.net.set(r.net.up, "b@h", false)
+	r.net.drop("b@h")
+	r.settle()
+	if d := r.d.nextTick(r.now); d > o.BackoffMin {
+		t.Fatalf("after b's link dropped: next tick in %s, want by its re-dial (backoff %s)", d, o.BackoffMin)
 	}
 }

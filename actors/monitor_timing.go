@@ -7,10 +7,11 @@ import "time"
 // grace, discovery interval). Every fixed duration the Monitor uses is
 // here; none is written inline elsewhere.
 const (
-	// tickEvery is how often the Monitor wakes up to run heartbeats,
-	// re-dials, grace expiries and reconciliation. It bounds how late a
-	// deadline (RemoveAfter, FlapGrace, a backoff) is noticed, and it is
-	// the unit of the stall guard's clock.
+	// tickEvery is the shortest gap between two of the Monitor's ticks
+	// (heartbeats, re-dials, grace expiries, reconciliation): a tick runs
+	// at the core's next deadline (core.NextTick), but no sooner than this
+	// after the last one, so it bounds how late a deadline is noticed when
+	// deadlines crowd. In a steady cluster ticks come every slowTick.
 	tickEvery = 50 * time.Millisecond
 
 	// probeTimeoutHeartbeats: a connected non-member that has not answered
@@ -47,6 +48,20 @@ const (
 	// Monitor's context, so they normally return at once.
 	stopWait = 2 * time.Second
 )
+
+// slowTick is the longest gap between two ticks: half a heartbeat. The
+// stall guard's clock runs on ticks (a gap of core.StallAfter, at least
+// two heartbeats, means this node did not run), and each tick writes the
+// links' keepalives.
+func slowTick(heartbeat time.Duration) time.Duration { return heartbeat / 2 }
+
+// keepaliveIdle: at a tick, a link that wrote nothing for this long writes
+// a keepalive (ergonode.Links). With ticks at most slowTick apart, an idle
+// link writes every half heartbeat and never more than ¾ of one apart, so
+// a live peer's link reads something within every heartbeat interval and
+// the peer needs no ping (core.Tick.LinkRead); and a frozen peer's last
+// read is at most that much older than the freeze.
+func keepaliveIdle(heartbeat time.Duration) time.Duration { return heartbeat / 4 }
 
 // resolveKicks are the delays, after a member's connection drops in
 // service (DNS) mode, at which the service is re-resolved: a killed

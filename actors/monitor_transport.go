@@ -46,6 +46,15 @@ type transport interface {
 	// a leaving peer's Monitor that its leave was heard. Neither waits.
 	Leave(peer string)
 	AckLeave(peer string)
+	// LinkReads fills dst (cleared first) with when each link last read a
+	// byte, by peer (none known: dst stays empty). A member heard that way
+	// is not pinged.
+	LinkReads(dst map[string]time.Time)
+	// Keepalive has every link that wrote nothing for idle write a
+	// keepalive now, without waiting, so that the peers hear this node on
+	// idle links without a ping. Called at every tick: a Monitor that
+	// stops running stops them.
+	Keepalive(idle time.Duration)
 }
 
 // The leave messages, sent only to Go cloister Monitors whose state answer
@@ -81,6 +90,7 @@ func failureCause(err error) string {
 // Monitor's process.
 type ergoTransport struct {
 	node    node.Node
+	links   *ergonode.Links // nil: a node not started by ergonode (pings only)
 	proc    gen.Process
 	monitor string        // the Monitor's registered name on peers
 	timeout time.Duration // DialTimeout: bounds the diagnosis of a failure too
@@ -113,8 +123,24 @@ type attempt struct {
 }
 
 func newErgoTransport(n node.Node, proc gen.Process, monitor string, timeout time.Duration) *ergoTransport {
-	return &ergoTransport{node: n, proc: proc, monitor: monitor, timeout: timeout, self: n.Name(),
+	return &ergoTransport{node: n, links: ergonode.LinksOf(n), proc: proc, monitor: monitor, timeout: timeout, self: n.Name(),
 		probes: map[etf.Ref]probe{}, attempts: map[string]*attempt{}}
+}
+
+// LinkReads implements transport.
+func (t *ergoTransport) LinkReads(dst map[string]time.Time) {
+	if t.links == nil {
+		clear(dst)
+		return
+	}
+	t.links.ReadTimes(dst)
+}
+
+// Keepalive implements transport.
+func (t *ergoTransport) Keepalive(idle time.Duration) {
+	if t.links != nil {
+		t.links.Keepalive(idle)
+	}
 }
 
 func (t *ergoTransport) Nodes() []string { return t.node.Nodes() }

@@ -106,9 +106,13 @@ type (
 	Start struct{ Now time.Time }
 	// Tick drives heartbeats, re-dials and reconciliation. Connected is the
 	// node's current connection list when Reconcile is due (nil otherwise).
+	// LinkRead is, per peer, when its link last read a byte (nil or absent:
+	// unknown): a member whose link carries traffic is alive and is not
+	// pinged (see Core.tick).
 	Tick struct {
 		Now       time.Time
 		Connected []string
+		LinkRead  map[string]time.Time
 	}
 	// NodeUp comes from the node's network events.
 	NodeUp struct {
@@ -325,7 +329,7 @@ type peer struct {
 	dialing   bool
 	failures  int
 	nextDial  time.Time
-	lastSeen  time.Time // last probe reply
+	lastSeen  time.Time // last sign of life: an answer, a ping, a read on its link
 	probeSent time.Time // outstanding probe (zero: none)
 	suspect   bool
 	reported  []string
@@ -333,6 +337,11 @@ type peer struct {
 	// hash is the last MembersHash it sent.
 	pings bool
 	hash  uint64
+	// told is the MembersHash this node last sent the peer (in a ping or
+	// a pong), at toldAt: a member that agreed with us is pinged once
+	// when our hash changes, even if its link carries traffic.
+	told   uint64
+	toldAt time.Time
 	// roles and meta: what the peer announced in its last state answer.
 	roles []string
 	meta  map[string]string
@@ -780,6 +789,8 @@ func (c *Core) pinged(fx []Effect, e PingedBy) []Effect {
 		return fx
 	}
 	p := c.peer(e.Node)
+	// Our pong carries our hash.
+	p.told, p.toldAt = c.hash, e.Now
 	if !p.steady() {
 		return c.probedBy(fx, e.Node, e.Now)
 	}
@@ -857,6 +868,12 @@ func (c *Core) discover(fx []Effect, e Discovered) []Effect {
 	return c.dialDue(fx, e.Now)
 }
 
+// dialWanted: a peer to dial once its backoff runs out (a lost sentry,
+// gossiped or away member; not one that left, unless listed).
+func (p *peer) dialWanted() bool {
+	return !p.connected && !p.dialing && (p.sentry || p.gossip || !p.awaySince.IsZero()) && !(p.left && !p.sentry)
+}
+
 // dialDue emits Dial for every wanted, unconnected peer whose backoff ran out.
 func (c *Core) dialDue(fx []Effect, now time.Time) []Effect {
 	if !c.active() || c.leaving {
@@ -869,13 +886,8 @@ func (c *Core) dialDue(fx []Effect, now time.Time) []Effect {
 		}
 	}
 	// Sorted: a deterministic effect order.
-	for _, n := range c.due(func(p *peer) bool {
-		return !p.connected && !p.dialing && (p.sentry || p.gossip || !p.awaySince.IsZero()) && !now.Before(p.nextDial)
-	}) {
+	for _, n := range c.due(func(p *peer) bool { return p.dialWanted() && !now.Before(p.nextDial) }) {
 		p := c.peers[n]
-		if p.left && !p.sentry {
-			continue // it left: not a lost member to chase
-		}
 		if dialing >= MaxDialing {
 			break
 		}
@@ -901,6 +913,7 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 		c.lastReconcile = now
 		fx = c.reconcile(fx, e)
 	}
+	c.linkReads(now, e.LinkRead)
 	if now.Sub(c.lastHeartbeat) >= c.cfg.Heartbeat {
 		c.lastHeartbeat = now
 		for _, n := range sortedKeys(c.peers) {
@@ -911,16 +924,21 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 			switch {
 			case p.steady() && p.hash == c.hash:
 				// Lists agree: a small ping, and none at all to a member
-				// heard from within the interval (its own ping or our
-				// last pong), so a pair exchanges about one ping per
-				// interval, not two.
-				if now.Sub(p.lastSeen) < c.cfg.Heartbeat {
+				// heard from within the interval (its link read something,
+				// it pinged us, or it answered our last ping), unless it
+				// has not been told our hash since it changed. A pair
+				// whose links carry traffic (the keepalive of an idle
+				// one) exchanges no message at all.
+				if now.Sub(p.lastSeen) < c.cfg.Heartbeat && p.told == c.hash {
 					continue
 				}
-				fx = append(fx, Ping{n})
-				if p.probeSent.IsZero() {
-					p.probeSent = now
-				}
+				fx = c.ping(fx, n, p, now)
+			case p.steady() && (p.told != c.hash || now.Sub(p.toldAt) >= c.cfg.SuspectAfter):
+				// Lists differ and the member may not know ours: a ping
+				// carries our hash both ways (the pong fetches its list
+				// when they still differ). Asked again now and then, so
+				// that a lost ping cannot leave it believing we agree.
+				fx = c.ping(fx, n, p, now)
 			case p.member:
 				fx = append(fx, Probe{n})
 				if p.probeSent.IsZero() {
@@ -965,6 +983,71 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 	c.collect()
 	return c.dialDue(fx, now)
 }
+
+// ping sends member n a Ping, which carries our hash.
+func (c *Core) ping(fx []Effect, n string, p *peer, now time.Time) []Effect {
+	p.told, p.toldAt = c.hash, now
+	if p.probeSent.IsZero() {
+		p.probeSent = now
+	}
+	return append(fx, Ping{n})
+}
+
+// linkReads takes a read on a member's link as a sign of life: the peer's
+// process ran then (a frozen one writes nothing). A suspicion ends as
+// with an answer.
+func (c *Core) linkReads(now time.Time, reads map[string]time.Time) {
+	for n, at := range reads {
+		if at.After(now) {
+			at = now // another clock's idea of now: no later than ours
+		}
+		p := c.peers[n]
+		if p == nil || !p.member || !p.connected || !at.After(p.lastSeen) {
+			continue
+		}
+		p.lastSeen, p.suspect = at, false
+	}
+}
+
+// NextTick is when a Tick next has work to do: the next heartbeat or
+// reconciliation, a member's suspicion or removal (as far as the last
+// sign of life known tells), the end of a flap grace, a re-dial. The
+// driver ticks then (never later than it must for the stall guard); in a
+// steady cluster that is once a heartbeat, not every few milliseconds.
+// Zero when not running.
+func (c *Core) NextTick() time.Time {
+	if !c.active() {
+		return time.Time{}
+	}
+	next := c.lastHeartbeat.Add(c.cfg.Heartbeat)
+	if r := c.lastReconcile.Add(c.cfg.Reconcile); r.Before(next) {
+		next = r
+	}
+	earlier := func(t time.Time) {
+		if t.Before(next) {
+			next = t
+		}
+	}
+	for _, p := range c.peers {
+		if p.member && p.connected {
+			if !p.suspect {
+				earlier(p.lastSeen.Add(c.cfg.SuspectAfter))
+			}
+			earlier(p.lastSeen.Add(c.cfg.RemoveAfter))
+		}
+		if !p.awaySince.IsZero() {
+			earlier(p.awaySince.Add(c.cfg.FlapGrace))
+		}
+		if !c.leaving && p.dialWanted() {
+			earlier(p.nextDial)
+		}
+	}
+	return next
+}
+
+// StallAfter is the gap between two ticks that the stall guard takes for
+// this node having been stalled (see stallAfter).
+func (c *Core) StallAfter() time.Duration { return c.stallAfter() }
 
 // stallAfter is the gap between two ticks (the driver ticks every few tens
 // of milliseconds) that means this node itself was stalled: the larger of

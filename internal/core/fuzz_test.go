@@ -70,7 +70,8 @@ func FuzzSteps(f *testing.F) {
 				}
 				ev = ProbeReply{Now: now, Node: n, OTPApp: app, Members: ms, Leaves: arg%5 != 0, Leaving: arg%11 == 7}
 			case 5:
-				ev = Tick{Now: now}
+				// With a link read of n (maybe in the future, maybe of self).
+				ev = Tick{Now: now, LinkRead: map[string]time.Time{n: now.Add(time.Duration(int(arg%16)-8) * 100 * time.Millisecond)}}
 			case 6:
 				ev = ProbedBy{Now: now, Node: n}
 			case 7:

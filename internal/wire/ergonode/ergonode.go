@@ -132,6 +132,10 @@ func NodeOptions(o Options) node.Options {
 		Timeout: innerTimeout(o),
 	})
 	proto := dist.CreateProto(po)
+	// Link liveness (liveness.go): right above Ergo's proto, so it sees
+	// every byte Ergo writes and reads.
+	links := newLinks()
+	proto = withLiveness(proto, links)
 	// Terminate the connections Ergo sets up and drops without serving (a
 	// lost simultaneous-connect race): they leak goroutines otherwise.
 	proto = ReapUnserved(proto)
@@ -148,11 +152,12 @@ func NodeOptions(o Options) node.Options {
 	// link when configured, failures logged throttled and kept for
 	// Connect (gate.go).
 	g := newGate(hs, proto, o, logfOrDefault(o.Logf))
-	env := make(map[gen.EnvKey]interface{}, len(o.Env)+1)
+	env := make(map[gen.EnvKey]interface{}, len(o.Env)+2)
 	for k, v := range o.Env {
 		env[k] = v
 	}
 	env[envGate] = g
+	env[envLinks] = links
 
 	l := node.Listener{
 		Listen:      o.ListenPort,

@@ -1,0 +1,213 @@
+package core
+
+import (
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+)
+
+var errTest = errors.New("refused")
+
+func ms(n int) time.Duration { return time.Duration(n) * time.Millisecond }
+
+// reads is one link read at each of the peers.
+func reads(at time.Time, peers ...string) map[string]time.Time {
+	m := map[string]time.Time{}
+	for _, p := range peers {
+		m[p] = at
+	}
+	return m
+}
+
+// told: a steady pair after the first heartbeat, which tells b our hash.
+func told(t *testing.T) *Core {
+	t.Helper()
+	c := steadyPair(t)
+	now := t0.Add(ms(500))
+	fx := run(c, Tick{Now: now, LinkRead: reads(now, "b@h"), Connected: []string{"b@h"}})
+	if p := kinds[Ping](fx); !reflect.DeepEqual(p, []Ping{{"b@h"}}) {
+		t.Fatalf("first heartbeat: %v, want one ping telling b our hash", fx)
+	}
+	run(c, Pong{Now: now, Node: "b@h", Hash: c.MembersHash()})
+	return c
+}
+
+// A member whose link reads something every interval (traffic, or the
+// keepalive of an idle link) is never pinged and never suspected; the
+// same member without link reads is pinged every interval.
+func TestLinkReadsReplacePings(t *testing.T) {
+	c := told(t)
+	for n := 2; n <= 120; n++ {
+		now := t0.Add(time.Duration(n) * ms(500))
+		fx := run(c, Tick{Now: now, LinkRead: reads(now.Add(-ms(250)), "b@h")})
+		if len(fx) != 0 {
+			t.Fatalf("at %v with the link read 250 ms before: %v, want nothing", now.Sub(t0), fx)
+		}
+	}
+	if len(c.Suspects()) != 0 {
+		t.Fatalf("suspects %v", c.Suspects())
+	}
+	c = told(t)
+	for n := 2; n <= 6; n++ {
+		now := t0.Add(time.Duration(n) * ms(500))
+		fx := run(c, Tick{Now: now})
+		if p := kinds[Ping](fx); !reflect.DeepEqual(p, []Ping{{"b@h"}}) {
+			t.Fatalf("at %v without link reads: %v, want a ping", now.Sub(t0), fx)
+		}
+		run(c, Pong{Now: now, Node: "b@h", Hash: c.MembersHash()})
+	}
+}
+
+// A read older than the interval is no proof: the member is pinged.
+func TestStaleLinkReadFallsBackToPing(t *testing.T) {
+	c := told(t)
+	now := t0.Add(ms(1500))
+	fx := run(c, Tick{Now: now, LinkRead: reads(now.Add(-ms(600)), "b@h")})
+	if p := kinds[Ping](fx); !reflect.DeepEqual(p, []Ping{{"b@h"}}) {
+		t.Fatalf("link silent for 600 ms: %v, want a ping", fx)
+	}
+}
+
+// Link reads of a peer that is not a connected member change nothing.
+func TestLinkReadsOfNonMembersAreIgnored(t *testing.T) {
+	c := New(cfg("a@h", 1, "a@h"))
+	run(c, Start{Now: t0})
+	run(c, Tick{Now: t0.Add(ms(500)), LinkRead: reads(t0.Add(ms(400)), "x@h", "a@h")})
+	if c.peers["x@h"] != nil || len(c.Members()) != 1 {
+		t.Fatalf("a read on a non-member's link made it known: %v", c.Members())
+	}
+}
+
+// When our members change, every agreeing member is pinged once with the
+// new hash, traffic on its link or not: it would otherwise go on believing
+// we agree. Then silence again.
+func TestHashChangeIsAnnouncedOnce(t *testing.T) {
+	c := New(cfg("a@h", 1, "a@h", "b@h", "c@h"))
+	run(c, Start{Now: t0})
+	h2 := MembersHash([]string{"a@h", "b@h"})
+	run(c, NodeUp{Now: t0, Node: "b@h"})
+	run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister", Members: []string{"a@h", "b@h"}, Hash: h2, HasHash: true})
+	now := t0.Add(ms(500))
+	run(c, Tick{Now: now, LinkRead: reads(now, "b@h")}) // tells b
+	run(c, Pong{Now: now, Node: "b@h", Hash: h2})
+	// c joins: our hash changes.
+	run(c, NodeUp{Now: now, Node: "c@h"})
+	h3 := MembersHash([]string{"a@h", "b@h", "c@h"})
+	run(c, ProbeReply{Now: now, Node: "c@h", OTPApp: "cloister", Members: []string{"a@h", "b@h", "c@h"}, Hash: h3, HasHash: true})
+	if c.MembersHash() != h3 {
+		t.Fatal("c not admitted")
+	}
+	now = t0.Add(ms(1000))
+	fx := run(c, Tick{Now: now, LinkRead: reads(now, "b@h", "c@h")})
+	// b still has the old hash as far as we know: a ping (not a probe)
+	// tells it ours; c agrees and has not been told: a ping too.
+	if p, pr := kinds[Ping](fx), kinds[Probe](fx); !reflect.DeepEqual(p, []Ping{{"b@h"}, {"c@h"}}) || len(pr) != 0 {
+		t.Fatalf("after our hash changed: pings %v probes %v, want b and c pinged", p, pr)
+	}
+	run(c, Pong{Now: now, Node: "b@h", Hash: h3})
+	run(c, Pong{Now: now, Node: "c@h", Hash: h3})
+	for n := 3; n <= 20; n++ {
+		now := t0.Add(time.Duration(n) * ms(500))
+		if fx := run(c, Tick{Now: now, LinkRead: reads(now, "b@h", "c@h")}); len(fx) != 0 {
+			t.Fatalf("at %v, all agreeing and heard: %v", now.Sub(t0), fx)
+		}
+	}
+}
+
+// A member whose hash differs is probed for its list as before, and
+// pinged again now and then (every SuspectAfter) in case our ping with
+// the hash was lost: it must not go on believing we agree.
+func TestDifferingMemberIsReToldNowAndThen(t *testing.T) {
+	c := told(t)
+	other := MembersHash([]string{"a@h", "b@h", "z@h"})
+	run(c, PingedBy{Now: t0.Add(ms(600)), Node: "b@h", Hash: other})
+	pings, probes := 0, 0
+	for n := 2; n <= 14; n++ { // 1 s … 7 s
+		now := t0.Add(time.Duration(n) * ms(500))
+		fx := run(c, Tick{Now: now, LinkRead: reads(now, "b@h")})
+		pings += len(kinds[Ping](fx))
+		probes += len(kinds[Probe](fx))
+	}
+	if pings != 2 || probes != 11 {
+		t.Fatalf("in 6.5 s of differing lists: %d pings, %d probes; want 2 pings (every 3 s) and a probe at the other heartbeats", pings, probes)
+	}
+}
+
+// A frozen member stops writing: its link's last read stays where it was.
+// It is suspected SuspectAfter and removed RemoveAfter after that read,
+// never before, whether the driver ticks every 50 ms or only at NextTick.
+func TestFrozenMemberByLinkSilence(t *testing.T) {
+	for _, mode := range []string{"50ms", "NextTick"} {
+		t.Run(mode, func(t *testing.T) {
+			c := told(t)
+			frozen := t0.Add(ms(2000))
+			lastRead := frozen.Add(-ms(200)) // its last keepalive
+			now := t0.Add(ms(600))
+			var suspected, removed time.Time
+			for now.Before(t0.Add(20*time.Second)) && removed.IsZero() {
+				read := now.Add(-ms(100))
+				if now.After(frozen) {
+					read = lastRead
+				}
+				fx := run(c, Tick{Now: now, LinkRead: reads(read, "b@h")})
+				if len(kinds[Suspect](fx)) > 0 {
+					suspected = now
+				}
+				if len(kinds[Removed](fx)) > 0 {
+					removed = now
+				}
+				// Its pings go unanswered once frozen.
+				for range kinds[Ping](fx) {
+					if now.Before(frozen) {
+						run(c, Pong{Now: now, Node: "b@h", Hash: c.MembersHash()})
+					}
+				}
+				if mode == "50ms" {
+					now = now.Add(ms(50))
+				} else {
+					// The driver's clamp: at least 50 ms, at most 250 ms.
+					next := c.NextTick()
+					now = now.Add(min(max(next.Sub(now), ms(50)), ms(250)))
+				}
+			}
+			if s := suspected.Sub(lastRead); s < 3*time.Second || s > 3*time.Second+ms(250) {
+				t.Fatalf("suspected %v after the last read, want SuspectAfter (3s) and at most a tick later", s)
+			}
+			if r := removed.Sub(lastRead); r < 5*time.Second || r > 5*time.Second+ms(250) {
+				t.Fatalf("removed %v after the last read, want RemoveAfter (5s) and at most a tick later", r)
+			}
+		})
+	}
+}
+
+// NextTick: in a steady cluster, the next heartbeat; earlier deadlines
+// (a suspicion, a re-dial) come first; nothing when not running.
+func TestNextTick(t *testing.T) {
+	c := New(cfg("a@h", 1, "a@h", "b@h"))
+	if !c.NextTick().IsZero() {
+		t.Fatal("not started: want zero")
+	}
+	c = told(t)
+	now := t0.Add(ms(500))
+	if got := c.NextTick(); !got.Equal(now.Add(ms(500))) {
+		t.Fatalf("steady: next tick at %v, want the next heartbeat %v", got.Sub(t0), ms(1000))
+	}
+	// b's last sign of life was at 500 ms: with heartbeats far apart, its
+	// suspicion would be the next deadline.
+	c.cfg.Heartbeat, c.cfg.Reconcile = time.Hour, time.Hour
+	if got := c.NextTick(); !got.Equal(now.Add(3 * time.Second)) {
+		t.Fatalf("next tick at %v, want b's suspicion at %v", got.Sub(t0), ms(3500))
+	}
+	// b's link drops (no flap grace here): removed, and re-dialled (it is
+	// a sentry) when the backoff runs out.
+	run(c, NodeDown{Now: now, Node: "b@h"})
+	run(c, DialDone{Now: now.Add(ms(10)), Node: "b@h", Err: errTest})
+	p := c.peers["b@h"]
+	if p.member || p.nextDial.IsZero() {
+		t.Fatalf("b member %v, next dial %v", p.member, p.nextDial)
+	}
+	if got := c.NextTick(); !got.Equal(p.nextDial) {
+		t.Fatalf("next tick at %v, want b's re-dial at %v", got.Sub(t0), p.nextDial.Sub(t0))
+	}
+}
