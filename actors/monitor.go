@@ -36,10 +36,12 @@ type monitor struct {
 	kick chan struct{} // service mode: re-resolve now
 	logf func(string, ...interface{})
 
-	// the pending tick, stopped when the process ends (ProcessLoop)
-	tickMu     sync.Mutex
-	tickCancel gen.CancelFunc
-	stopped    bool
+	// the pending tick and delayed message, stopped when the process ends
+	// (ProcessLoop)
+	tickMu      sync.Mutex
+	tickCancel  gen.CancelFunc
+	laterCancel gen.CancelFunc
+	stopped     bool
 }
 
 // Messages the Monitor sends itself. They never cross the network.
@@ -73,8 +75,24 @@ func (m *monitor) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 	if m.tickCancel != nil {
 		m.tickCancel()
 	}
+	if m.laterCancel != nil {
+		m.laterCancel()
+	}
 	m.tickMu.Unlock()
 	return reason
+}
+
+// sendLater sends msg to the Monitor after a delay, unless the process has
+// ended (the driver's postAfter). One such message is pending at a time
+// (the driver's coalesced ring build), so only the last is kept to stop.
+func (m *monitor) sendLater(p interface {
+	SendAfter(interface{}, etf.Term, time.Duration) gen.CancelFunc
+}, self etf.Pid, msg interface{}, after time.Duration) {
+	m.tickMu.Lock()
+	defer m.tickMu.Unlock()
+	if !m.stopped {
+		m.laterCancel = p.SendAfter(self, msg, after)
+	}
 }
 
 // scheduleTick arms the next tick, unless the process has ended.
@@ -113,7 +131,7 @@ func (m *monitor) Connected(node string) bool { return m.cluster.ConnectedTo(nod
 // after, as messages to itself.
 func (m *monitor) InitStateMachine(p *statem.Process) error {
 	m.tickMu.Lock()
-	m.stopped, m.tickCancel = false, nil // a restart runs the same value again
+	m.stopped, m.tickCancel, m.laterCancel = false, nil, nil // a restart runs the same value again
 	m.tickMu.Unlock()
 	m.logf = m.opts.Logf(slog.LevelInfo)
 	n, _ := p.Env(node.EnvKeyNode).(node.Node)
@@ -123,6 +141,7 @@ func (m *monitor) InitStateMachine(p *statem.Process) error {
 	m.d = newDriver(p.Context(), m.opts, m.cluster, n.Name(), m.tr, time.Now,
 		func(msg interface{}) { _ = p.Send(self, msg) }, m.logf)
 	m.d.warnf = m.opts.Logf(slog.LevelWarn)
+	m.d.postAfter = func(msg interface{}, after time.Duration) { m.sendLater(p, self, msg, after) }
 	if err := p.MonitorEvent(node.EventNetwork); err != nil {
 		m.logf("cloister: monitor: cannot subscribe to network events (%v); relying on reconcile", err)
 	}
