@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"unsafe"
+	"weak"
 )
 
 // Engine builds an immutable lookup from a member list. Engines must be
@@ -112,14 +113,15 @@ type circleEngine struct {
 	cache map[string][]uint32
 	// recent are the last circles built (most recent last, at most
 	// recentCircles): a build whose members differ from one of them by a
-	// few joins or leaves starts from it (see buildFrom).
-	recent []*circle
+	// few joins or leaves starts from it (see buildFrom). Weak: the engine
+	// keeps no circle alive that no snapshot uses any more (a ring's
+	// current one is what the next build of that ring starts from).
+	recent []weak.Pointer[circle]
 }
 
 // recentCircles bounds the circles an engine remembers for incremental
-// builds. Each one kept past its ring's next change is memory (8 bytes a
-// point and the index), so few: the last build, and one more for a second
-// ring of other members.
+// builds: the last build, and the current circle of a second ring of other
+// members.
 const recentCircles = 2
 
 // maxIncremental bounds the members added or removed for which a build
@@ -180,7 +182,7 @@ func (e *circleEngine) Build(members []string) Lookup {
 	if len(e.recent) == recentCircles {
 		e.recent = append(e.recent[:0], e.recent[1:]...)
 	}
-	e.recent = append(e.recent, c)
+	e.recent = append(e.recent, weak.Make(c))
 	return c
 }
 
@@ -227,7 +229,10 @@ func (e *circleEngine) closest(members []string) (*circle, []int32, []int32) {
 	var bestRemap, bestAdded []int32
 	limit := min(maxIncremental, len(members)/2)
 	for i := len(e.recent) - 1; i >= 0; i-- {
-		prev := e.recent[i]
+		prev := e.recent[i].Value()
+		if prev == nil {
+			continue // no snapshot holds it any more
+		}
 		remap := make([]int32, len(prev.members))
 		var added []int32
 		changes, x, y := 0, 0, 0

@@ -3,6 +3,7 @@ package ring
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sort"
 	"testing"
@@ -191,6 +192,7 @@ func TestIncrementalBuildMatchesFullBuild(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	in := map[string]bool{}
 	incremental, collided := 0, 0
+	var held *circle // the ring's current circle, as its snapshot holds it
 	for step := 0; step < 300; step++ {
 		// One to three members flip in or out, sometimes a dozen.
 		flips := 1 + rng.IntN(3)
@@ -215,6 +217,7 @@ func TestIncrementalBuildMatchesFullBuild(t *testing.T) {
 			incremental++
 		}
 		got := inc.Build(members).(*circle)
+		held = got
 		want := (&circleEngine{name: "full", scheme: sch}).Build(members).(*circle)
 		if !slices.Equal(got.hashes, want.hashes) || !slices.Equal(got.owners, want.owners) ||
 			!slices.Equal(got.shadowed, want.shadowed) || !slices.Equal(got.index, want.index) || got.shift != want.shift {
@@ -224,6 +227,7 @@ func TestIncrementalBuildMatchesFullBuild(t *testing.T) {
 			collided++
 		}
 	}
+	runtime.KeepAlive(held)
 	if collided == 0 {
 		t.Fatal("no build had both colliding members: the shadowed points were not exercised")
 	}
@@ -238,5 +242,17 @@ func TestBuildOfTheSameMembersSharesTheCircle(t *testing.T) {
 	ms := []string{"a@h", "b@h", "c@h", "d@h"}
 	if e.Build(ms) != e.Build(slices.Clone(ms)) {
 		t.Fatal("a second build of the same members made another circle")
+	}
+}
+
+// The engine keeps no circle alive by itself: once no snapshot holds it,
+// the next build of its members starts from scratch.
+func TestEngineDoesNotKeepCirclesAlive(t *testing.T) {
+	e := &circleEngine{name: defaultEngine.name, scheme: defaultEngine.scheme}
+	ms := []string{"a@h", "b@h", "c@h", "d@h"}
+	_ = e.Build(ms)
+	runtime.GC()
+	if prev, _, _ := e.closest(ms); prev != nil {
+		t.Fatal("a circle nobody holds is still there after a GC")
 	}
 }
