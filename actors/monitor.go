@@ -37,14 +37,15 @@ type monitor struct {
 	kick chan struct{} // service mode: re-resolve now
 	logf func(string, ...interface{})
 
-	// the pending tick, stopped when the process ends (ProcessLoop); tickSeq
-	// tells the pending one from a replaced one already in the mailbox,
-	// tickAt is when it fires
-	tickMu     sync.Mutex
-	tickCancel gen.CancelFunc
-	tickSeq    uint64
-	tickAt     time.Time
-	stopped    bool
+	// the pending tick and delayed message, stopped when the process ends
+	// (ProcessLoop); tickSeq tells the pending tick from a replaced one
+	// already in the mailbox, tickAt is when it fires
+	tickMu      sync.Mutex
+	tickCancel  gen.CancelFunc
+	laterCancel gen.CancelFunc
+	tickSeq     uint64
+	tickAt      time.Time
+	stopped     bool
 }
 
 // Messages the Monitor sends itself. They never cross the network.
@@ -78,12 +79,27 @@ func (m *monitor) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 	if m.tickCancel != nil {
 		m.tickCancel()
 	}
+	if m.laterCancel != nil {
+		m.laterCancel()
+	}
 	m.tickMu.Unlock()
 	return reason
 }
 
+// sendAfter is the part of a process that arms timers.
 type sendAfter interface {
 	SendAfter(interface{}, etf.Term, time.Duration) gen.CancelFunc
+}
+
+// sendLater sends msg to the Monitor after a delay, unless the process has
+// ended (the driver's postAfter). One such message is pending at a time
+// (the driver's coalesced ring build), so only the last is kept to stop.
+func (m *monitor) sendLater(p sendAfter, self etf.Pid, msg interface{}, after time.Duration) {
+	m.tickMu.Lock()
+	defer m.tickMu.Unlock()
+	if !m.stopped {
+		m.laterCancel = p.SendAfter(self, msg, after)
+	}
 }
 
 // scheduleTick arms the next tick in d, replacing a pending one, unless
@@ -156,7 +172,7 @@ func (m *monitor) Connected(node string) bool { return m.cluster.ConnectedTo(nod
 // after, as messages to itself.
 func (m *monitor) InitStateMachine(p *statem.Process) error {
 	m.tickMu.Lock()
-	m.stopped, m.tickCancel = false, nil // a restart runs the same value again
+	m.stopped, m.tickCancel, m.laterCancel = false, nil, nil // a restart runs the same value again
 	m.tickMu.Unlock()
 	m.logf = m.opts.Logf(slog.LevelInfo)
 	n, _ := p.Env(node.EnvKeyNode).(node.Node)
@@ -166,6 +182,7 @@ func (m *monitor) InitStateMachine(p *statem.Process) error {
 	m.d = newDriver(p.Context(), m.opts, m.cluster, n.Name(), m.tr, time.Now,
 		func(msg interface{}) { _ = p.Send(self, msg) }, m.logf)
 	m.d.warnf = m.opts.Logf(slog.LevelWarn)
+	m.d.postAfter = func(msg interface{}, after time.Duration) { m.sendLater(p, self, msg, after) }
 	if err := p.MonitorEvent(node.EventNetwork); err != nil {
 		m.logf("cloister: monitor: cannot subscribe to network events (%v); relying on reconcile", err)
 	}

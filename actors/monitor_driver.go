@@ -36,6 +36,9 @@ type driver struct {
 	// post hands a message back to the Monitor's goroutine (the result of
 	// a dial); it must not block.
 	post func(msg interface{})
+	// postAfter is post after a delay (a timer the Monitor stops with its
+	// process); unset, it posts at once.
+	postAfter func(msg interface{}, after time.Duration)
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -71,6 +74,15 @@ type driver struct {
 // rebuildMsg asks the driver, through the Monitor's mailbox, to build the
 // rings of the pending member list.
 type rebuildMsg struct{}
+
+// later posts msg after a delay (see postAfter).
+func (d *driver) later(msg interface{}, after time.Duration) {
+	if d.postAfter == nil {
+		d.post(msg)
+		return
+	}
+	d.postAfter(msg, after)
+}
 
 // ackReadyMsg: the listener heard the change a leave made; acknowledge it.
 type ackReadyMsg struct{ node string }
@@ -175,14 +187,14 @@ func (d *driver) step(ev core.Event) []core.Transition {
 	if d.pending != nil {
 		// A transition is told to the listener with the rings as they are
 		// now, so they are built at once. Without one (a member joined
-		// while consensus is still short), the build waits for a message
-		// to self: the joins of a burst already queued behind this one
-		// are then built once, not once each.
+		// while consensus is still short), the build waits rebuildDelay
+		// for a message to self: the joins that come in the meantime are
+		// then built once, not once each.
 		if len(changes) > 0 {
 			d.rebuild()
 		} else if !d.rebuildQueued {
 			d.rebuildQueued = true
-			d.post(rebuildMsg{})
+			d.later(rebuildMsg{}, rebuildDelay)
 		}
 	}
 	switch ev.(type) {

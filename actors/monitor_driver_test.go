@@ -207,6 +207,52 @@ type rig struct {
 	// hold, when set, blocks the listener until it is closed.
 	hold chan struct{}
 	logs []string
+	// later: messages posted with a delay (useTimers), delivered by
+	// advance and until once the fake clock reaches them.
+	later []delayed
+}
+
+type delayed struct {
+	due time.Time
+	msg interface{}
+}
+
+// useTimers makes the driver's delayed messages wait on the fake clock;
+// without it they are posted at once.
+func (r *rig) useTimers() {
+	r.d.postAfter = func(m interface{}, after time.Duration) {
+		r.mu.Lock()
+		r.later = append(r.later, delayed{r.now.Add(after), m})
+		r.mu.Unlock()
+	}
+}
+
+// fire posts the delayed messages that are due and settles.
+func (r *rig) fire() {
+	r.mu.Lock()
+	var due []delayed
+	keep := r.later[:0]
+	for _, l := range r.later {
+		if !r.now.Before(l.due) {
+			due = append(due, l)
+		} else {
+			keep = append(keep, l)
+		}
+	}
+	r.later = keep
+	for _, l := range due {
+		r.posted = append(r.posted, l.msg)
+	}
+	r.mu.Unlock()
+	if len(due) > 0 {
+		r.settle()
+	}
+}
+
+// advance moves the fake clock without a tick and fires what is due.
+func (r *rig) advance(d time.Duration) {
+	r.now = r.now.Add(d)
+	r.fire()
 }
 
 func testOptions() Options {
@@ -380,6 +426,7 @@ func (r *rig) until(at time.Duration) {
 		r.now = r.now.Add(tickEvery)
 		r.d.tick()
 		r.settle()
+		r.fire()
 	}
 }
 
@@ -872,5 +919,73 @@ func TestDriverNextTick(t *testing.T) {
 	r.settle()
 	if d := r.d.nextTick(r.now); d > o.BackoffMin {
 		t.Fatalf("after b's link dropped: next tick in %s, want by its re-dial (backoff %s)", d, o.BackoffMin)
+	}
+}
+
+// Joins short of consensus that come one by one, not in one batch, are
+// built together rebuildDelay after the first of them; the join that
+// reaches consensus is built at once, with the transition to ready.
+func TestDriverDelaysTheRingBuildsOfJoinsShortOfConsensus(t *testing.T) {
+	o := testOptions()
+	o.Consensus = 5
+	o.Sentry = []string{"a@h", "b@h", "c@h", "d@h", "e@h"}
+	r := newRig(t, o)
+	r.useTimers()
+	r.begin()
+	epoch := func() uint64 {
+		snap, err := r.c.Rings.Get("cloister")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.Epoch()
+	}
+	members := func() []string {
+		snap, _ := r.c.Rings.Get("cloister")
+		return snap.Members()
+	}
+	if e := epoch(); e != 1 {
+		t.Fatalf("epoch %d after the start, want 1 (this node alone)", e)
+	}
+	// b, c and d come up 20 ms apart.
+	join := func(p string) {
+		r.net.set(r.net.answers, p, true)
+		r.net.set(r.net.up, p, true)
+		r.net.mu.Lock()
+		r.net.connected[p] = true
+		r.net.events = append(r.net.events, core.NodeUp{Node: p})
+		r.net.mu.Unlock()
+		r.settle()
+	}
+	for _, p := range []string{"b@h", "c@h", "d@h"} {
+		join(p)
+		if got := r.c.Snapshot().Members; !slices.Contains(got, p) {
+			t.Fatalf("%s not a member after its answer: %v", p, got)
+		}
+		if e := epoch(); e != 1 {
+			t.Fatalf("ring built before rebuildDelay (epoch %d, members %v)", e, members())
+		}
+		r.advance(20 * time.Millisecond)
+	}
+	// 60 ms after b: still waiting; at rebuildDelay after b, one build.
+	r.advance(rebuildDelay - 60*time.Millisecond - time.Millisecond)
+	if e := epoch(); e != 1 {
+		t.Fatalf("ring built %s after the first join, before rebuildDelay %s", rebuildDelay-time.Millisecond, rebuildDelay)
+	}
+	r.advance(time.Millisecond)
+	if e, m := epoch(), members(); e != 2 || !slices.Equal(m, []string{"a@h", "b@h", "c@h", "d@h"}) {
+		t.Fatalf("rebuildDelay after the first join: epoch %d members %v, want 2 [a b c d] (one build)", e, m)
+	}
+	if s := r.c.Snapshot(); !slices.Equal(s.Rings["cloister"].Members, members()) {
+		t.Fatalf("published snapshot's ring %v, built ring %v", s.Rings["cloister"].Members, members())
+	}
+	// e reaches consensus: built at once, with the transition.
+	join("e@h")
+	if e, s := epoch(), r.c.Snapshot(); e != 3 || !s.Ready() || len(s.Rings["cloister"].Members) != 5 {
+		t.Fatalf("after the fifth join: epoch %d, state %s, ring %v", e, s.State, s.Rings["cloister"].Members)
+	}
+	// The build still pending from nothing: none fires later.
+	r.until(time.Second)
+	if e := epoch(); e != 3 {
+		t.Fatalf("epoch %d a second later, want 3", e)
 	}
 }

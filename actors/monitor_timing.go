@@ -74,3 +74,12 @@ func resolveKicks() []time.Duration {
 // maxDialFailuresKept bounds the per-peer dial failure records (a flood of
 // bad names must not grow memory; each is still retried).
 const maxDialFailuresKept = 4096
+
+// rebuildDelay: a member list published while consensus is still short
+// (no state change for the listener to hear) has its rings built this
+// long after, once, with every change that came in the meantime. During an
+// assembly of N nodes each node would otherwise build its rings about N
+// times, each build costing O(N × ring.Replicas) work and memory, on 2
+// cores shared by N processes. A change that comes with a state change
+// (ready, a member lost from ready) is built at once, as before.
+const rebuildDelay = 100 * time.Millisecond

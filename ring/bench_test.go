@@ -149,8 +149,9 @@ func BenchmarkOwnerWhileUpdating(b *testing.B) {
 
 // BenchmarkBuild: rebuilding a ring on a member change (Engine.Build).
 // cold: an engine that has seen none of the members (every point hashed);
-// join: N-1 members seen before and a newcomer, as on a join; same: the
-// same members again (every member's points cached, merge only).
+// join: the last build's members with one replaced by a newcomer (a leave
+// and a join: built from the last circle); same: the same members again
+// (another ring of them: the circle is shared).
 func BenchmarkBuild(b *testing.B) {
 	for _, n := range benchSizes {
 		members := ipMembers(n)
@@ -169,6 +170,8 @@ func BenchmarkBuild(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				i++
+				// A new list each time: Build may keep the one it was given.
+				ms = slices.Clone(ms)
 				ms[0] = fmt.Sprintf("app@1.%d.%d", i>>8&255, i&255) // sorts first, as members[0] did
 				sinkBuild = e.Build(ms)
 			}

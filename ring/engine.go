@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"unsafe"
+	"weak"
 )
 
 // Engine builds an immutable lookup from a member list. Engines must be
@@ -110,7 +111,22 @@ type circleEngine struct {
 	// most of a rebuild's cost). Guarded by mu; bounded by pointCacheMax.
 	mu    sync.Mutex
 	cache map[string][]uint32
+	// recent are the last circles built (most recent last, at most
+	// recentCircles): a build whose members differ from one of them by a
+	// few joins or leaves starts from it (see buildFrom). Weak: the engine
+	// keeps no circle alive that no snapshot uses any more (a ring's
+	// current one is what the next build of that ring starts from).
+	recent []weak.Pointer[circle]
 }
+
+// recentCircles bounds the circles an engine remembers for incremental
+// builds: the last build, and the current circle of a second ring of other
+// members.
+const recentCircles = 2
+
+// maxIncremental bounds the members added or removed for which a build
+// starts from a previous circle instead of merging every member's points.
+const maxIncremental = 8
 
 // pointCacheMax bounds the members whose points an engine keeps (2 KiB each
 // with Replicas points): beyond it, the entries of members not in the ring
@@ -153,6 +169,25 @@ func (e *circleEngine) Build(members []string) Lookup {
 		}
 		maps.DeleteFunc(e.cache, func(m string, _ []uint32) bool { return !keep[m] })
 	}
+	var c *circle
+	if prev, remap, added := e.closest(members); prev != nil {
+		if len(added) == 0 && countGone(remap) == 0 {
+			return prev // the same members (another ring of them): immutable, shared
+		}
+		c = e.buildFrom(prev, remap, added, members)
+	} else {
+		c = e.buildAll(members)
+	}
+	c.buildIndex()
+	if len(e.recent) == recentCircles {
+		e.recent = append(e.recent[:0], e.recent[1:]...)
+	}
+	e.recent = append(e.recent, weak.Make(c))
+	return c
+}
+
+// buildAll merges every member's sorted points.
+func (e *circleEngine) buildAll(members []string) *circle {
 	// Each point packed as hash<<32 | member index: merging the members'
 	// sorted lists orders by hash, then by member. consistent's circle is a
 	// map filled in sorted member order, so on a hash shared by two members
@@ -176,12 +211,136 @@ func (e *circleEngine) Build(members []string) Lookup {
 	c := &circle{members: members, hashes: make([]uint32, 0, len(merged)), owners: make([]int32, 0, len(merged))}
 	for i, p := range merged {
 		if i+1 < len(merged) && merged[i+1]>>32 == p>>32 {
+			c.shadowed = append(c.shadowed, p)
 			continue // a later member's point on the same hash overwrote this one
 		}
 		c.hashes = append(c.hashes, uint32(p>>32))
 		c.owners = append(c.owners, int32(uint32(p)))
 	}
-	c.buildIndex()
+	return c
+}
+
+// closest finds the recent circle whose members differ least from members,
+// within maxIncremental joins and leaves (and fewer than half of them). It
+// returns the circle, the new index of each of its members (-1: gone),
+// and the indexes in members of the newcomers; nil when none is close.
+func (e *circleEngine) closest(members []string) (*circle, []int32, []int32) {
+	var best *circle
+	var bestRemap, bestAdded []int32
+	limit := min(maxIncremental, len(members)/2)
+	for i := len(e.recent) - 1; i >= 0; i-- {
+		prev := e.recent[i].Value()
+		if prev == nil {
+			continue // no snapshot holds it any more
+		}
+		remap := make([]int32, len(prev.members))
+		var added []int32
+		changes, x, y := 0, 0, 0
+		for (x < len(prev.members) || y < len(members)) && changes <= limit {
+			switch {
+			case y == len(members) || x < len(prev.members) && prev.members[x] < members[y]:
+				remap[x] = -1 // left
+				x++
+				changes++
+			case x == len(prev.members) || members[y] < prev.members[x]:
+				added = append(added, int32(y))
+				y++
+				changes++
+			default:
+				remap[x] = int32(y)
+				x++
+				y++
+			}
+		}
+		if changes <= limit && (best == nil || changes < len(bestAdded)+countGone(bestRemap)) {
+			best, bestRemap, bestAdded = prev, remap, added
+		}
+	}
+	return best, bestRemap, bestAdded
+}
+
+func countGone(remap []int32) int {
+	n := 0
+	for _, r := range remap {
+		if r < 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// buildFrom builds the circle of members from prev, a circle of almost the
+// same members: one merge pass over prev's points (those of members that
+// left dropped, the others renumbered) and the newcomers' points, instead
+// of a merge of every member's points. The result is the same circle:
+// points are ordered by hash and then by member index, and renumbering
+// keeps the order of the members that stay.
+func (e *circleEngine) buildFrom(prev *circle, remap, added []int32, members []string) *circle {
+	// The newcomers' points, packed with their new index, in one sorted run.
+	var fresh []uint64
+	var key, elt []byte
+	if len(added) > 0 {
+		ends := make([]int, len(added))
+		for i, m := range added {
+			var pts []uint32
+			pts, key, elt = e.points(members[m], key, elt)
+			for _, h := range pts {
+				fresh = append(fresh, uint64(h)<<32|uint64(m))
+			}
+			ends[i] = len(fresh)
+		}
+		fresh = mergeRuns(fresh, ends)
+	}
+	size := len(prev.hashes) + len(prev.shadowed) + len(fresh)
+	c := &circle{members: members, hashes: make([]uint32, 0, size), owners: make([]int32, 0, size)}
+	// Three sorted streams: prev's visible points, prev's shadowed points
+	// (both renumbered, those that left skipped) and the newcomers'.
+	i, j, k := 0, 0, 0
+	next := func() (uint64, bool) {
+		for i < len(prev.hashes) && remap[prev.owners[i]] < 0 {
+			i++
+		}
+		for j < len(prev.shadowed) && remap[uint32(prev.shadowed[j])] < 0 {
+			j++
+		}
+		var best uint64
+		src := 0
+		if i < len(prev.hashes) {
+			best, src = uint64(prev.hashes[i])<<32|uint64(remap[prev.owners[i]]), 1
+		}
+		if j < len(prev.shadowed) {
+			if p := prev.shadowed[j]>>32<<32 | uint64(remap[uint32(prev.shadowed[j])]); src == 0 || p < best {
+				best, src = p, 2
+			}
+		}
+		if k < len(fresh) {
+			if p := fresh[k]; src == 0 || p < best {
+				best, src = p, 3
+			}
+		}
+		switch src {
+		case 1:
+			i++
+		case 2:
+			j++
+		case 3:
+			k++
+		default:
+			return 0, false
+		}
+		return best, true
+	}
+	p, ok := next()
+	for ok {
+		q, more := next()
+		if more && q>>32 == p>>32 {
+			c.shadowed = append(c.shadowed, p) // overwritten by the later member
+		} else {
+			c.hashes = append(c.hashes, uint32(p>>32))
+			c.owners = append(c.owners, int32(uint32(p)))
+		}
+		p, ok = q, more
+	}
 	return c
 }
 
@@ -230,6 +389,11 @@ type circle struct {
 	members []string
 	hashes  []uint32 // sorted, distinct
 	owners  []int32  // owners[i] is the index in members of the point hashes[i]
+	// shadowed are the points (hash<<32 | member index, sorted) that a
+	// later member's point on the same hash overwrote: no key goes to
+	// them, but a build from this circle needs them once that member
+	// leaves. Almost always empty.
+	shadowed []uint64
 	// index[b] is the first i with hashes[i]>>shift >= b, for the 2^(32-shift)
 	// buckets of the top hash bits, plus index[len-1] = len(hashes). It turns
 	// the search into one bucket of about one point.

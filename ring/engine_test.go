@@ -3,6 +3,7 @@ package ring
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sort"
 	"testing"
@@ -171,5 +172,87 @@ func TestSearchMatchesBinarySearch(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// A build from a previous circle (a few joins or leaves) gives the circle
+// a build from scratch gives, collisions included, through a random walk
+// of joins and leaves.
+func TestIncrementalBuildMatchesFullBuild(t *testing.T) {
+	a, b := crcCollision(t)
+	fixed := map[string]string{"m03": a, "m07": b} // m03's and m07's first points collide
+	label := labelScheme(64)
+	sch := scheme{replicas: 1, count: 64, appendElt: func(dst []byte, m string, j int) []byte {
+		if j == 0 && fixed[m] != "" {
+			return append(dst, fixed[m]...)
+		}
+		return label.appendElt(dst, m, j)
+	}}
+	inc := &circleEngine{name: "inc", scheme: sch}
+	rng := rand.New(rand.NewPCG(1, 2))
+	in := map[string]bool{}
+	incremental, collided := 0, 0
+	var held *circle // the ring's current circle, as its snapshot holds it
+	for step := 0; step < 300; step++ {
+		// One to three members flip in or out, sometimes a dozen.
+		flips := 1 + rng.IntN(3)
+		if step%37 == 0 {
+			flips = 12
+		}
+		for f := 0; f < flips; f++ {
+			m := fmt.Sprintf("m%02d", rng.IntN(30))
+			in[m] = !in[m]
+		}
+		var members []string
+		for m, ok := range in {
+			if ok {
+				members = append(members, m)
+			}
+		}
+		if len(members) == 0 {
+			continue
+		}
+		slices.Sort(members)
+		if prev, _, _ := inc.closest(members); prev != nil {
+			incremental++
+		}
+		got := inc.Build(members).(*circle)
+		held = got
+		want := (&circleEngine{name: "full", scheme: sch}).Build(members).(*circle)
+		if !slices.Equal(got.hashes, want.hashes) || !slices.Equal(got.owners, want.owners) ||
+			!slices.Equal(got.shadowed, want.shadowed) || !slices.Equal(got.index, want.index) || got.shift != want.shift {
+			t.Fatalf("step %d, members %v: the incremental circle differs from a full build", step, members)
+		}
+		if len(want.shadowed) > 0 {
+			collided++
+		}
+	}
+	runtime.KeepAlive(held)
+	if collided == 0 {
+		t.Fatal("no build had both colliding members: the shadowed points were not exercised")
+	}
+	if incremental < 200 {
+		t.Fatalf("only %d of 300 builds were incremental", incremental)
+	}
+}
+
+// The same members again (another ring of them) share the circle.
+func TestBuildOfTheSameMembersSharesTheCircle(t *testing.T) {
+	e := &circleEngine{name: defaultEngine.name, scheme: defaultEngine.scheme}
+	ms := []string{"a@h", "b@h", "c@h", "d@h"}
+	if e.Build(ms) != e.Build(slices.Clone(ms)) {
+		t.Fatal("a second build of the same members made another circle")
+	}
+}
+
+// The engine keeps no circle alive by itself: once no snapshot holds it,
+// the next build of its members starts from scratch.
+func TestEngineDoesNotKeepCirclesAlive(t *testing.T) {
+	e := &circleEngine{name: defaultEngine.name, scheme: defaultEngine.scheme}
+	ms := []string{"a@h", "b@h", "c@h", "d@h"}
+	_ = e.Build(ms)
+	runtime.GC()
+	if prev, _, _ := e.closest(ms); prev != nil {
+		t.Fatal("a circle nobody holds is still there after a GC")
 	}
 }

@@ -1,9 +1,10 @@
 // Package ring keeps named consistent-hash rings: which member (node) owns a
 // key. Every node must compute the same owner for the same key and members,
-// whatever order members joined in, so each ring is rebuilt from scratch from
-// its sorted member list on every change and published as an immutable
-// View with an epoch number. Lookups read an atomic pointer and take no
-// lock; writers are serialized.
+// whatever order members joined in, so each ring is built from its sorted
+// member list on every change (the default engine may start from a previous
+// circle, with the same result) and published as an immutable View with an
+// epoch number. Lookups read an atomic pointer and take no lock; writers are
+// serialized.
 package ring
 
 import "errors"
