@@ -158,7 +158,13 @@ func (m *monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 	case statem.Info:
 		switch msg := e.Msg.(type) {
 		case startMsg:
-			return result(m.d.start())
+			ts := m.d.start()
+			// Peers joined before a restart of this process are peers
+			// still: the Shared outlives it.
+			for _, peer := range m.cluster.joinedPeers() {
+				ts = append(ts, m.d.step(core.Join{Now: time.Now(), Node: peer})...)
+			}
+			return result(ts)
 		case tickMsg:
 			m.scheduleTick(p, p.Self())
 			m.tr.expire(time.Now())
@@ -227,6 +233,7 @@ func (m *monitor) HandleEvent(p *statem.Process, ev statem.Event) statem.Result[
 			return result(ts, statem.DirectReply{Ref: e.Ref, Msg: done})
 		case JoinRequest:
 			req := e.Msg.(JoinRequest)
+			m.cluster.rememberJoin(req.Node)
 			return result(m.d.step(core.Join{Now: time.Now(), Node: req.Node}), statem.DirectReply{Ref: e.Ref, Msg: "ok"})
 		case StopRequest:
 			if m.State() == listener.StateStopped {
@@ -272,7 +279,8 @@ type StopRequest struct{}
 type LeaveRequest struct{}
 
 // JoinRequest asks the Monitor (through process Direct) to add Node as a
-// peer, dialled and kept like a listed sentry. Node must be a valid name
+// peer, dialled and kept like a listed sentry for the life of the cluster
+// (a restarted Monitor is given it again). Node must be a valid name
 // (core.ValidName) other than this node's.
 type JoinRequest struct{ Node string }
 
