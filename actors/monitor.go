@@ -312,6 +312,9 @@ func (m *monitor) call(e statem.Call) statem.Result[listener.State] {
 		if len(msg) == 3 && msg[0] == etf.Atom("whois") {
 			return result(nil, statem.Reply{From: e.From, Msg: m.whois(msg[1], msg[2])})
 		}
+		if len(msg) == 4 && msg[0] == etf.Atom("whois_n") {
+			return result(nil, statem.Reply{From: e.From, Msg: m.whoisN(msg[1], msg[2], msg[3])})
+		}
 	}
 	return result(nil, statem.Reply{From: e.From, Msg: etf.Tuple{etf.Atom("error"), etf.Atom("unknown_call")}})
 }
@@ -372,6 +375,43 @@ func (m *monitor) whois(group, key etf.Term) etf.Term {
 		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
 	}
 	return etf.Tuple{etf.Atom("ok"), etf.Atom(owner)}
+}
+
+// whoisN answers {whois_n, Group, Key, N} (Group and Key as for whois, N
+// an integer ≥ 1) with {ok, [Node]}, the key's replica set as WhoisN gives
+// it (on a libring ring, key_to_nodes/3 of the key as the term it arrived
+// as), or {error, Reason}.
+func (m *monitor) whoisN(group, key, count etf.Term) etf.Term {
+	g, ok1 := termString(group)
+	k, ok2 := termString(key)
+	var n int
+	switch v := count.(type) {
+	case int:
+		n = v
+	case int64:
+		n = int(v)
+	default:
+		ok2 = false
+	}
+	if !ok1 || !ok2 || n < 1 {
+		return etf.Tuple{etf.Atom("error"), etf.Atom("badarg")}
+	}
+	if g == "" || g == "default" {
+		g = m.cluster.Ring
+	}
+	snap, err := m.cluster.Rings.Get(g)
+	if err != nil {
+		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
+	}
+	var term etf.Term = key
+	if s, ok := key.(string); ok {
+		term = etf.Charlist(s) // as whois: the charlist it was
+	}
+	owners, err := snap.AppendOwnersTerm(make([]string, 0, min(n, snap.Len())), term, n, func(etf.Term) string { return k })
+	if err != nil {
+		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
+	}
+	return etf.Tuple{etf.Atom("ok"), atoms(owners)}
 }
 
 func termString(t etf.Term) (string, bool) {
