@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -479,7 +481,36 @@ func (m *monitor) stateTerm(caller string) etf.Term {
 		}
 		st[etf.Atom("roles")], st[etf.Atom("meta")] = roles, meta
 	}
+	// Every member's roles and metadata, for a caller outside the ring
+	// (`cloister status`); members learn them from each other's answers.
+	if !slices.Contains(members, caller) {
+		addMemberRoles(st, m.cluster.Snapshot())
+	}
 	return st
+}
+
+// addMemberRoles puts the members' roles and metadata of snapshot s into
+// a state answer: member_roles => [{Node, [Role]}] and member_meta =>
+// [{Node, [{Key, Value}]}] (binaries), members without any left out.
+func addMemberRoles(st etf.Map, s listener.Snapshot) {
+	roles, meta := etf.List{}, etf.List{}
+	for _, n := range s.Members {
+		if rs := s.Roles[n]; len(rs) > 0 {
+			l := make(etf.List, len(rs))
+			for i, r := range rs {
+				l[i] = []byte(r)
+			}
+			roles = append(roles, etf.Tuple{etf.Atom(n), l})
+		}
+		if md := s.Meta[n]; len(md) > 0 {
+			l := etf.List{}
+			for _, k := range slices.Sorted(maps.Keys(md)) {
+				l = append(l, etf.Tuple{[]byte(k), []byte(md[k])})
+			}
+			meta = append(meta, etf.Tuple{etf.Atom(n), l})
+		}
+	}
+	st[etf.Atom("member_roles")], st[etf.Atom("member_meta")] = roles, meta
 }
 
 // ParseState reads a Monitor's state reply (ours or Elixir cloister's):
