@@ -210,7 +210,9 @@ func killMonitor(t *testing.T, n *cloistertest.Node) {
 // it, so after a kill -9 and a restart of the peer (which lists only
 // itself) it is dialled and a member again, with no second Join. Before,
 // the joined peer lived only in the Monitor that died: the new one kept
-// the peer while its link lasted, and never dialled it again.
+// the peer while its link lasted, and never dialled it again. Then the
+// peer leaves gracefully: removed as left, and admitted again when it
+// comes back.
 func TestJoinedPeerSurvivesAMonitorRestart(t *testing.T) {
 	h := cloistertest.NewT(t)
 	ns := cloistertest.Names("rejoin", 2)
@@ -250,4 +252,24 @@ func TestJoinedPeerSurvivesAMonitorRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	both("2 members after the joined peer came back, with no second Join")
+
+	// A joined peer that leaves gracefully is dropped at once (reason
+	// left) and stays a peer: its next run is admitted, again with no Join.
+	left := time.Now()
+	if err := b.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	rm, err := a.WaitFor(wait, "the joined peer removed", func(e cloistertest.Event) bool {
+		return e.Event == "removed" && e.Member == b.Name && time.Unix(0, e.At).After(left)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rm.Reason != string(listener.RemovedLeft) {
+		t.Fatalf("%s removed %s with reason %q, want left", a.Name, b.Name, rm.Reason)
+	}
+	if err := b.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	both("2 members after the joined peer left and came back")
 }
