@@ -52,9 +52,13 @@ func (c *Cluster) Leave(ctx context.Context) error {
 
 // Join adds node as a peer at run time: it is dialled, admitted when its
 // Monitor answers for the same OTP application, and re-dialled like a
-// listed sentry whenever it goes away. It returns once the Monitor has
-// taken it; watch State or the listener for the member itself. A name
-// that cannot be a node's (empty, no '@', spaces) is ErrBadNode.
+// listed sentry whenever it goes away, for the life of this cluster (a
+// Monitor restarted by its Manager is given it again). A joined peer that
+// leaves gracefully is dropped at once like any member and stays a peer:
+// a new run of it is admitted again. Join after this node's Leave (or
+// Stop) is ErrNotStarted. It returns once the Monitor has taken it; watch
+// State or the listener for the member itself. A name that cannot be a
+// node's (empty, no '@', spaces) is ErrBadNode.
 func (c *Cluster) Join(node string) error {
 	if err := checkNodeName(node); err != nil {
 		return err

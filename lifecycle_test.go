@@ -29,6 +29,7 @@ var scenarios = map[string]func(epmd uint16) error{
 	"failed-start": scenarioFailedStart,
 	"node-stopped": scenarioNodeStopped,
 	"cancelled":    scenarioCancelled,
+	"leave-join":   scenarioLeaveThenJoin,
 }
 
 func runScenario(name string) int {
@@ -91,7 +92,41 @@ func TestCancelledStart(t *testing.T) { runChild(t, "cancelled") }
 // A node stopped behind cloister's back also ends the default.
 func TestNodeStoppedClearsDefault(t *testing.T) { runChild(t, "node-stopped") }
 
+// Leave stops the node: a Join (or a second Leave) after it is
+// ErrNotStarted, as after Stop.
+func TestLeaveThenJoin(t *testing.T) { runChild(t, "leave-join") }
+
 var quiet = slog.New(slog.DiscardHandler)
+
+func scenarioLeaveThenJoin(epmd uint16) error {
+	opts := cloister.DefaultOptions()
+	opts.Logger = quiet
+	c, err := cloister.StartNode("leaver@127.0.0.1", opts, cloister.NodeOptions{EPMDPort: epmd})
+	if err != nil {
+		return fmt.Errorf("start: %v", err)
+	}
+	if err := c.Join("ghost@127.0.0.1"); err != nil {
+		return fmt.Errorf("join before the leave: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := c.Leave(ctx); err != nil {
+		return fmt.Errorf("leave with no member to tell: %v", err)
+	}
+	if !errors.Is(c.Err(), cloister.ErrStopped) || cloister.Default() != nil {
+		return fmt.Errorf("after the leave: Err %v, default %p", c.Err(), cloister.Default())
+	}
+	if err := c.Join("ghost@127.0.0.1"); !errors.Is(err, cloister.ErrNotStarted) {
+		return fmt.Errorf("Cluster.Join after the leave: %v, want ErrNotStarted", err)
+	}
+	if err := cloister.Join("ghost@127.0.0.1"); !errors.Is(err, cloister.ErrNotStarted) {
+		return fmt.Errorf("Join after the leave: %v, want ErrNotStarted", err)
+	}
+	if err := c.Leave(ctx); !errors.Is(err, cloister.ErrNotStarted) {
+		return fmt.Errorf("second leave: %v, want ErrNotStarted", err)
+	}
+	return nil
+}
 
 func scenarioLifecycle(epmd uint16) error {
 	if _, err := cloister.Whois("", "k"); !errors.Is(err, cloister.ErrNotStarted) {

@@ -41,6 +41,11 @@ type shared struct {
 
 	life lifecycle // stopped for good, or running (manager_stopped.go)
 
+	// joined: the peers added with Join, in order, kept here rather than
+	// in the Monitor so that a Monitor restarted by its Manager is seeded
+	// with them (guarded by mu).
+	joined []string
+
 	extras viewExtras // transitions and ring shares in published views (view.go)
 }
 
@@ -161,4 +166,20 @@ func (c *shared) AwaitReady(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+}
+
+// rememberJoin records peer as joined at run time (once).
+func (c *shared) rememberJoin(peer string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !slices.Contains(c.joined, peer) {
+		c.joined = append(c.joined, peer)
+	}
+}
+
+// joinedPeers lists the peers added with Join, in the order they were.
+func (c *shared) joinedPeers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.joined)
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -225,7 +227,13 @@ func (m *monitor) handleEvent(p *statem.Process, ev statem.Event) statem.Result[
 	case statem.Info:
 		switch msg := e.Msg.(type) {
 		case startMsg:
-			return result(m.d.start())
+			ts := m.d.start()
+			// Peers joined before a restart of this process are peers
+			// still: the shared state outlives it.
+			for _, peer := range m.cluster.joinedPeers() {
+				ts = append(ts, m.d.step(core.Join{Now: time.Now(), Node: peer})...)
+			}
+			return result(ts)
 		case tickMsg:
 			if !m.ticked(msg) {
 				return result(nil)
@@ -296,6 +304,7 @@ func (m *monitor) handleEvent(p *statem.Process, ev statem.Event) statem.Result[
 			return result(ts, statem.DirectReply{Ref: e.Ref, Msg: done})
 		case clusterstate.JoinRequest:
 			req := e.Msg.(clusterstate.JoinRequest)
+			m.cluster.rememberJoin(req.Node)
 			return result(m.d.step(core.Join{Now: time.Now(), Node: req.Node}), statem.DirectReply{Ref: e.Ref, Msg: "ok"})
 		case clusterstate.StopRequest:
 			if m.State() == listener.StateStopped {
@@ -357,6 +366,9 @@ func (m *monitor) call(e statem.Call) statem.Result[listener.State] {
 		if len(msg) == 3 && msg[0] == etf.Atom("whois") {
 			return result(nil, statem.Reply{From: e.From, Msg: m.whois(msg[1], msg[2])})
 		}
+		if len(msg) == 4 && msg[0] == etf.Atom("whois_n") {
+			return result(nil, statem.Reply{From: e.From, Msg: m.whoisN(msg[1], msg[2], msg[3])})
+		}
 	}
 	return result(nil, statem.Reply{From: e.From, Msg: etf.Tuple{etf.Atom("error"), etf.Atom("unknown_call")}})
 }
@@ -417,6 +429,43 @@ func (m *monitor) whois(group, key etf.Term) etf.Term {
 		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
 	}
 	return etf.Tuple{etf.Atom("ok"), etf.Atom(owner)}
+}
+
+// whoisN answers {whois_n, Group, Key, N} (Group and Key as for whois, N
+// an integer ≥ 1) with {ok, [Node]}, the key's replica set as WhoisN gives
+// it (on a libring ring, key_to_nodes/3 of the key as the term it arrived
+// as), or {error, Reason}.
+func (m *monitor) whoisN(group, key, count etf.Term) etf.Term {
+	g, ok1 := termString(group)
+	k, ok2 := termString(key)
+	var n int
+	switch v := count.(type) {
+	case int:
+		n = v
+	case int64:
+		n = int(v)
+	default:
+		ok2 = false
+	}
+	if !ok1 || !ok2 || n < 1 {
+		return etf.Tuple{etf.Atom("error"), etf.Atom("badarg")}
+	}
+	if g == "" || g == "default" {
+		g = m.cluster.Ring
+	}
+	snap, err := m.cluster.Rings.Get(g)
+	if err != nil {
+		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
+	}
+	var term etf.Term = key
+	if s, ok := key.(string); ok {
+		term = etf.Charlist(s) // as whois: the charlist it was
+	}
+	owners, err := snap.AppendOwnersTerm(make([]string, 0, min(n, snap.Len())), term, n, func(etf.Term) string { return k })
+	if err != nil {
+		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
+	}
+	return etf.Tuple{etf.Atom("ok"), atoms(owners)}
 }
 
 func termString(t etf.Term) (string, bool) {
@@ -484,7 +533,36 @@ func (m *monitor) stateTerm(caller string) etf.Term {
 		}
 		st[etf.Atom("roles")], st[etf.Atom("meta")] = roles, meta
 	}
+	// Every member's roles and metadata, for a caller outside the ring
+	// (`cloister status`); members learn them from each other's answers.
+	if !slices.Contains(members, caller) {
+		addMemberRoles(st, m.cluster.Snapshot())
+	}
 	return st
+}
+
+// addMemberRoles puts the members' roles and metadata of snapshot s into
+// a state answer: member_roles => [{Node, [Role]}] and member_meta =>
+// [{Node, [{Key, Value}]}] (binaries), members without any left out.
+func addMemberRoles(st etf.Map, s listener.Snapshot) {
+	roles, meta := etf.List{}, etf.List{}
+	for _, n := range s.Members {
+		if rs := s.Roles[n]; len(rs) > 0 {
+			l := make(etf.List, len(rs))
+			for i, r := range rs {
+				l[i] = []byte(r)
+			}
+			roles = append(roles, etf.Tuple{etf.Atom(n), l})
+		}
+		if md := s.Meta[n]; len(md) > 0 {
+			l := etf.List{}
+			for _, k := range slices.Sorted(maps.Keys(md)) {
+				l = append(l, etf.Tuple{[]byte(k), []byte(md[k])})
+			}
+			meta = append(meta, etf.Tuple{etf.Atom(n), l})
+		}
+	}
+	st[etf.Atom("member_roles")], st[etf.Atom("member_meta")] = roles, meta
 }
 
 // ParseState reads a Monitor's state reply (ours or Elixir cloister's):

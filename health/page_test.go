@@ -130,6 +130,8 @@ type page struct {
 	state       string
 	node        string
 	members     map[string]string // name → data-status
+	roles       map[string]string // name → data-roles (comma-separated)
+	meta        map[string]string // name → data-meta (k=v, sorted, comma-separated)
 	rings       map[string]ringView
 	transitions [][2]string // newest first
 }
@@ -156,7 +158,7 @@ func attrs(s string) map[string]string {
 // parsePage reads the elements app.js renders, in document order (a share
 // belongs to the ring before it).
 func parsePage(t *testing.T, dom string) page {
-	p := page{members: map[string]string{}, rings: map[string]ringView{}}
+	p := page{members: map[string]string{}, roles: map[string]string{}, meta: map[string]string{}, rings: map[string]ringView{}}
 	if m := nodeRe.FindStringSubmatch(dom); m != nil {
 		p.node = m[1]
 	}
@@ -168,6 +170,7 @@ func parsePage(t *testing.T, dom string) page {
 			p.state = a["data-state"]
 		case a["class"] == "member":
 			p.members[a["data-name"]] = a["data-status"]
+			p.roles[a["data-name"]], p.meta[a["data-name"]] = a["data-roles"], a["data-meta"]
 		case a["class"] == "ring":
 			ring = a["data-ring"]
 			p.rings[ring] = ringView{epoch: a["data-epoch"], hash: a["data-hash"], shares: map[string]float64{}}
@@ -208,6 +211,17 @@ func checkPage(t *testing.T, n *cloistertest.Node, p page, st listener.Snapshot)
 	if fmt.Sprint(p.members) != fmt.Sprint(want) {
 		t.Fatalf("%s page members %v, /status implies %v", n.Name, p.members, want)
 	}
+	// Each member's roles and metadata, as /status has them.
+	for _, m := range st.Members {
+		var meta []string
+		for k, v := range st.Meta[m] {
+			meta = append(meta, k+"="+v)
+		}
+		slices.Sort(meta)
+		if p.roles[m] != strings.Join(st.Roles[m], ",") || p.meta[m] != strings.Join(meta, ",") {
+			t.Fatalf("%s page: %s roles %q meta %q, /status %v %v", n.Name, m, p.roles[m], p.meta[m], st.Roles[m], st.Meta[m])
+		}
+	}
 	if len(p.rings) != len(st.Rings) {
 		t.Fatalf("%s page rings %v, /status %v", n.Name, p.rings, st.Rings)
 	}
@@ -239,7 +253,8 @@ func checkPage(t *testing.T, n *cloistertest.Node, p page, st listener.Snapshot)
 // TestOperatorPageInBrowser loads the page of each node of a 3-node cluster
 // (node processes) in headless chromium and reads the rendered DOM: every
 // node shows itself ready, the three members (itself as "this node", the
-// others connected), its ring with the same hash on every node and three
+// others connected) with their roles (two workers, an api node) and
+// metadata, its ring with the same hash on every node and three
 // shares adding up to 100%, and its transitions down → assembling →
 // rehashing → ready. After kill -9 of one node, the survivors' pages show
 // two members, ready again, a new ring hash (the same on both) and the
@@ -259,13 +274,19 @@ func TestOperatorPageInBrowser(t *testing.T) {
 	const wait = 60 * time.Second
 	ns := cloistertest.Names("page", 3)
 	var nodes []*cloistertest.Node
-	for _, name := range ns {
+	for i, name := range ns {
 		// Consensus 2: the two survivors of the kill are a cluster again.
 		// Suspected after 1 s of silence, removed after 60 s: a frozen
 		// node stays suspected long enough to be seen (a killed one is
 		// removed at once, its connection dropping).
+		// Two workers and an api node: each row shows the member's roles.
+		role := "worker"
+		if i == 2 {
+			role = "api"
+		}
 		n, err := h.Start(cloistertest.Spec{Name: name, Sentry: ns, Consensus: 2,
-			Args: []string{"-heartbeat", "200ms", "-suspect-after", "1s", "-remove-after", "60s"}})
+			Args: []string{"-heartbeat", "200ms", "-suspect-after", "1s", "-remove-after", "60s",
+				"-roles", role, "-meta", fmt.Sprintf("index=%d", i)}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -294,6 +315,9 @@ func TestOperatorPageInBrowser(t *testing.T) {
 		checkPage(t, n, p, st)
 		if len(p.members) != 3 || p.state != "ready" {
 			t.Fatalf("%s page: %+v", n.Name, p)
+		}
+		if p.roles[ns[0]] != "worker" || p.roles[ns[1]] != "worker" || p.roles[ns[2]] != "api" || p.meta[ns[2]] != "index=2" {
+			t.Fatalf("%s page roles %v meta %v: want worker, worker, api", n.Name, p.roles, p.meta)
 		}
 		// Newest first: the start from down, ending in ready.
 		if got := p.transitions; len(got) < 3 || got[len(got)-1] != [2]string{"down", "assembling"} || got[0] != [2]string{"rehashing", "ready"} {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -566,5 +567,96 @@ func TestTestCommandStopsOnSIGTERM(t *testing.T) {
 	t.Logf("exit %d after %s", code, time.Since(sent).Round(time.Millisecond))
 	if code != 130 {
 		t.Fatalf("exit %d, want 130\n%s", code, p.errb)
+	}
+}
+
+// `cloister status` (text and -json) and each node's /status show every
+// member's roles and metadata, for the node asked and the others: a
+// cluster of two workers and an api node (`cloister node` processes) with
+// ring jobs restricted to the workers.
+func TestStatusShowsEveryMembersRoles(t *testing.T) {
+	port := privateEPMD(t)
+	names := []string{"rolew_0@127.0.0.1", "rolew_1@127.0.0.1", "roleapi_0@127.0.0.1"}
+	roles := []string{"worker", "worker", "api"}
+	var https []string
+	for i, name := range names {
+		p := startProc(t, nil, "node", "-name", name, "-epmd-port", port, "-cookie", "rolecookie", "-events",
+			"-sentry", strings.Join(names, ","), "-consensus", "3", "-http", "127.0.0.1:0",
+			"-roles", roles[i], "-meta", "index="+strconv.Itoa(i), "-groups", "jobs", "-ring-roles", "jobs=worker")
+		l := p.waitLine(t, 30*time.Second, "the http address", func(l string) bool { return strings.Contains(l, `"event":"listening"`) })
+		var e struct{ HTTP string }
+		if err := json.Unmarshal([]byte(l), &e); err != nil || e.HTTP == "" {
+			t.Fatalf("listening line %q: %v", l, err)
+		}
+		https = append(https, e.HTTP)
+	}
+	wantRoles := map[string][]string{names[0]: {"worker"}, names[1]: {"worker"}, names[2]: {"api"}}
+	wantMeta := map[string]map[string]string{names[0]: {"index": "0"}, names[1]: {"index": "1"}, names[2]: {"index": "2"}}
+	type statusJSON struct {
+		State       string
+		Members     []string
+		Roles       []string
+		Meta        map[string]string
+		MemberRoles map[string][]string          `json:"member_roles"`
+		MemberMeta  map[string]map[string]string `json:"member_meta"`
+	}
+	for i, name := range []string{names[2], names[0]} { // the api node and a worker
+		var s statusJSON
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			out, e, code := cli(t, "status", "-json", "-epmd-port", port, "-cookie", "rolecookie", name)
+			s = statusJSON{}
+			if code == 0 && json.Unmarshal([]byte(out), &s) == nil && len(s.Members) == 3 && len(s.MemberRoles) == 3 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("status -json %s: %d %q %q", name, code, out, e)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		self := []int{2, 0}[i]
+		if fmt.Sprint(s.Roles) != fmt.Sprint([]string{roles[self]}) || s.Meta["index"] != strconv.Itoa(self) {
+			t.Errorf("status -json %s: its own roles %v meta %v", name, s.Roles, s.Meta)
+		}
+		if fmt.Sprint(s.MemberRoles) != fmt.Sprint(wantRoles) || fmt.Sprint(s.MemberMeta) != fmt.Sprint(wantMeta) {
+			t.Errorf("status -json %s: member roles %v meta %v, want %v %v", name, s.MemberRoles, s.MemberMeta, wantRoles, wantMeta)
+		}
+		text, e, code := cli(t, "status", "-epmd-port", port, "-cookie", "rolecookie", name)
+		if code != 0 {
+			t.Fatalf("status %s: %d %q", name, code, e)
+		}
+		t.Logf("cloister status %s:\n%s", name, text)
+		for j, n := range names {
+			line := fmt.Sprintf("member:    %s roles [%s] meta [index=%d]\n", n, roles[j], j)
+			if !strings.Contains(text, line) {
+				t.Errorf("status %s: no %q in\n%s", name, line, text)
+			}
+		}
+		if want := fmt.Sprintf("roles:     [%s]\nmeta:      [index=%d]\n", roles[self], self); !strings.Contains(text, want) {
+			t.Errorf("status %s: no %q in\n%s", name, want, text)
+		}
+	}
+	// /status of every node: every member's roles and metadata, and the
+	// jobs ring of the two workers.
+	for i, addr := range https {
+		var s struct {
+			Members []string
+			Roles   map[string][]string
+			Meta    map[string]map[string]string
+			Rings   map[string]struct{ Members []string }
+		}
+		r, err := http.Get("http://" + addr + "/status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(r.Body).Decode(&s)
+		r.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(s.Members) != 3 || fmt.Sprint(s.Roles) != fmt.Sprint(wantRoles) || fmt.Sprint(s.Meta) != fmt.Sprint(wantMeta) ||
+			fmt.Sprint(s.Rings["jobs"].Members) != fmt.Sprint(names[:2]) {
+			t.Errorf("/status of %s: members %v roles %v meta %v jobs ring %v", names[i], s.Members, s.Roles, s.Meta, s.Rings["jobs"].Members)
+		}
 	}
 }

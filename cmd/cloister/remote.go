@@ -143,6 +143,62 @@ type status struct {
 	// Roles and Meta: what the node announces (Options.Roles, Meta).
 	Roles []string          `json:"roles,omitempty"`
 	Meta  map[string]string `json:"meta,omitempty"`
+	// MemberRoles and MemberMeta: every member's, as the node knows them
+	// (members without any left out).
+	MemberRoles map[string][]string          `json:"member_roles,omitempty"`
+	MemberMeta  map[string]map[string]string `json:"member_meta,omitempty"`
+}
+
+// pairs reads [{K, V}] binaries (a state answer's meta) into a map.
+func pairs(t etf.Term) map[string]string {
+	var out map[string]string
+	l, _ := t.(etf.List)
+	for _, e := range l {
+		kv, ok := e.(etf.Tuple)
+		if !ok || len(kv) != 2 {
+			continue
+		}
+		kb, ok1 := kv[0].([]byte)
+		vb, ok2 := kv[1].([]byte)
+		if ok1 && ok2 {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[string(kb)] = string(vb)
+		}
+	}
+	return out
+}
+
+// binaries reads a list of binaries.
+func binaries(t etf.Term) []string {
+	var out []string
+	l, _ := t.(etf.List)
+	for _, e := range l {
+		if b, ok := e.([]byte); ok {
+			out = append(out, string(b))
+		}
+	}
+	return out
+}
+
+// perMember reads [{Node, X}] into a map of node to read(X).
+func perMember[T any](t etf.Term, read func(etf.Term) T) map[string]T {
+	var out map[string]T
+	l, _ := t.(etf.List)
+	for _, e := range l {
+		nx, ok := e.(etf.Tuple)
+		if !ok || len(nx) != 2 {
+			continue
+		}
+		if n, ok := nx[0].(etf.Atom); ok {
+			if out == nil {
+				out = map[string]T{}
+			}
+			out[string(n)] = read(nx[1])
+		}
+	}
+	return out
 }
 
 func parseStatus(target string, t etf.Term) (status, error) {
@@ -159,27 +215,9 @@ func parseStatus(target string, t etf.Term) (status, error) {
 	if v, ok := m[etf.Atom("ring")].(etf.Atom); ok {
 		s.Ring = string(v)
 	}
-	roles, _ := m[etf.Atom("roles")].(etf.List)
-	for _, r := range roles {
-		if b, ok := r.([]byte); ok {
-			s.Roles = append(s.Roles, string(b))
-		}
-	}
-	meta, _ := m[etf.Atom("meta")].(etf.List)
-	for _, e := range meta {
-		kv, ok := e.(etf.Tuple)
-		if !ok || len(kv) != 2 {
-			continue
-		}
-		kb, ok1 := kv[0].([]byte)
-		vb, ok2 := kv[1].([]byte)
-		if ok1 && ok2 {
-			if s.Meta == nil {
-				s.Meta = map[string]string{}
-			}
-			s.Meta[string(kb)] = string(vb)
-		}
-	}
+	s.Roles, s.Meta = binaries(m[etf.Atom("roles")]), pairs(m[etf.Atom("meta")])
+	s.MemberRoles = perMember(m[etf.Atom("member_roles")], binaries)
+	s.MemberMeta = perMember(m[etf.Atom("member_meta")], pairs)
 	switch v := m[etf.Atom("consensus")].(type) {
 	case int:
 		s.Consensus = v
@@ -257,17 +295,28 @@ func runStatus(args []string) int {
 			s.Node, s.State, s.OTPApp, s.Consensus, s.Ring, s.Epoch, s.Hash,
 			len(s.Members), strings.Join(s.Members, " "), len(s.Cluster), strings.Join(s.Cluster, " "))
 		if len(s.Roles) > 0 || len(s.Meta) > 0 {
-			var kv []string
-			for _, k := range slices.Sorted(maps.Keys(s.Meta)) {
-				kv = append(kv, k+"="+s.Meta[k])
+			fmt.Printf("roles:     [%s]\nmeta:      [%s]\n", strings.Join(s.Roles, " "), strings.Join(kvs(s.Meta), " "))
+		}
+		// Each member's roles and metadata, when any member has some.
+		if len(s.MemberRoles) > 0 || len(s.MemberMeta) > 0 {
+			for _, n := range s.Members {
+				fmt.Printf("member:    %s roles [%s] meta [%s]\n", n, strings.Join(s.MemberRoles[n], " "), strings.Join(kvs(s.MemberMeta[n]), " "))
 			}
-			fmt.Printf("roles:     [%s]\nmeta:      [%s]\n", strings.Join(s.Roles, " "), strings.Join(kv, " "))
 		}
 	}
 	if s.State != "ready" {
 		return 3
 	}
 	return 0
+}
+
+// kvs is m as sorted key=value strings.
+func kvs(m map[string]string) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, k+"="+m[k])
+	}
+	return out
 }
 
 // runWhois prints the owner of KEY as NODE sees it.

@@ -42,17 +42,20 @@ function renderMembers(s) {
     if (m === s.node) { status = "self"; label = "this node"; }
     else if (suspects.has(m)) { status = "suspect"; label = "suspected"; }
     else if (!connected.has(m)) { status = "unconnected"; label = "not connected"; }
-    return el("tr", { class: "member", "data-name": m, "data-status": status },
-      el("td", {}, m), el("td", {}, el("span", { class: "badge " + status }, label)));
+    const roles = (s.roles && s.roles[m]) || [];
+    const meta = Object.entries((s.meta && s.meta[m]) || {}).sort((a, b) => (a[0] < b[0] ? -1 : 1)).map(([k, v]) => `${k}=${v}`);
+    return el("tr", { class: "member", "data-name": m, "data-status": status, "data-roles": roles.join(","), "data-meta": meta.join(",") },
+      el("td", {}, m), el("td", {}, el("span", { class: "badge " + status }, label)),
+      el("td", {}, ...roles.map((r) => el("span", { class: "role" }, r)), ...(meta.length ? [el("span", { class: "muted" }, " " + meta.join(" "))] : [])));
   });
   // Suspects that are no longer members are still worth a row.
   for (const m of suspects) {
     if (!(s.members || []).includes(m)) {
       rows.push(el("tr", { class: "member", "data-name": m, "data-status": "suspect" },
-        el("td", {}, m), el("td", {}, el("span", { class: "badge suspect" }, "suspected"))));
+        el("td", {}, m), el("td", {}, el("span", { class: "badge suspect" }, "suspected")), el("td", {})));
     }
   }
-  if (rows.length === 0) rows.push(el("tr", {}, el("td", { class: "empty", colSpan: 2 }, "no members")));
+  if (rows.length === 0) rows.push(el("tr", {}, el("td", { class: "empty", colSpan: 3 }, "no members")));
   body.replaceChildren(...rows);
   document.getElementById("member-count").textContent = String((s.members || []).length);
 }

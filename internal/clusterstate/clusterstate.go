@@ -59,7 +59,8 @@ type StopRequest struct{}
 type LeaveRequest struct{}
 
 // JoinRequest asks the Monitor (through process Direct) to add Node as a
-// peer, dialled and kept like a listed sentry. Node must be a valid name
+// peer, dialled and kept like a listed sentry for the life of the cluster
+// (a restarted Monitor is given it again). Node must be a valid name
 // (internal/core.ValidName) other than this node's.
 type JoinRequest struct{ Node string }
 

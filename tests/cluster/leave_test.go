@@ -2,10 +2,15 @@ package cluster
 
 import (
 	"fmt"
+	"io"
+	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
@@ -182,4 +187,89 @@ func TestJoinAddsAPeerAndKeepsIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	both("2 members after the joined peer came back")
+}
+
+// killMonitor kills n's Monitor process from inside its node (testnode's
+// /debug/kill): the Manager restarts it (rest_for_one).
+func killMonitor(t *testing.T, n *cloistertest.Node) {
+	t.Helper()
+	r, err := http.Post("http://"+n.HTTPAddr()+"/debug/kill?process="+url.QueryEscape(actors.MonitorName), "text/plain", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, _ := io.ReadAll(r.Body)
+	if r.StatusCode != http.StatusOK {
+		t.Fatalf("kill the Monitor of %s: %d %s", n.Name, r.StatusCode, b)
+	}
+	t.Logf("%s: %s", n.Name, strings.TrimSpace(string(b)))
+}
+
+// A peer added with Join outlives a restart of the Monitor that took it
+// (its Manager restarts it, rest_for_one): the new Monitor is seeded with
+// it, so after a kill -9 and a restart of the peer (which lists only
+// itself) it is dialled and a member again, with no second Join. Before,
+// the joined peer lived only in the Monitor that died: the new one kept
+// the peer while its link lasted, and never dialled it again. Then the
+// peer leaves gracefully: removed as left, and admitted again when it
+// comes back.
+func TestJoinedPeerSurvivesAMonitorRestart(t *testing.T) {
+	h := cloistertest.NewT(t)
+	ns := cloistertest.Names("rejoin", 2)
+	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns[:1], Consensus: 1, Args: []string{"-flap-grace", "off"}})
+	b := start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns[1:], Consensus: 1})
+	if _, err := a.WaitStatus(wait, "ready alone", func(s listener.Snapshot) bool { return s.Ready() }); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Join(b.Name); err != nil {
+		t.Fatal(err)
+	}
+	both := func(what string) {
+		t.Helper()
+		for _, n := range []*cloistertest.Node{a, b} {
+			if _, err := n.WaitStatus(wait, what, func(s listener.Snapshot) bool { return s.Ready() && len(s.Members) == 2 }); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	both("2 members after the join")
+
+	killed := time.Now()
+	killMonitor(t, a)
+	// The new Monitor starts from down, and is a member of b's ring again.
+	if _, err := a.WaitFor(wait, "the restarted Monitor", func(e cloistertest.NodeEvent) bool {
+		return e.Event == "state" && e.From == "down" && e.To == "assembling" && time.Unix(0, e.At).After(killed)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	both("2 members after the Monitor restart")
+
+	b.Kill()
+	if _, err := a.WaitStatus(wait, "alone after the kill", func(s listener.Snapshot) bool { return len(s.Members) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	both("2 members after the joined peer came back, with no second Join")
+
+	// A joined peer that leaves gracefully is dropped at once (reason
+	// left) and stays a peer: its next run is admitted, again with no Join.
+	left := time.Now()
+	if err := b.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	rm, err := a.WaitFor(wait, "the joined peer removed", func(e cloistertest.NodeEvent) bool {
+		return e.Event == "removed" && e.Member == b.Name && time.Unix(0, e.At).After(left)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rm.Reason != string(listener.RemovedLeft) {
+		t.Fatalf("%s removed %s with reason %q, want left", a.Name, b.Name, rm.Reason)
+	}
+	if err := b.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	both("2 members after the joined peer left and came back")
 }

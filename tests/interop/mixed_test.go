@@ -285,6 +285,9 @@ func mixedRow(t *testing.T, rel string, r erltest.Runtime) {
 		return w.termOwnersAgree(t, erlA, all, []string{w.go1.Name, w.go2.Name})
 	})
 
+	check(t, rel, "replica sets agree (erl → Go {whois_n} and Go WhoisN = Erlang key_to_nodes, n = 1, 2, 3, 6)", func(t *testing.T) string {
+		return w.replicasAgree(t, erlA, all, []string{w.go1.Name, w.go2.Name})
+	})
 	w.erlCallsGo(t, all)
 	w.goCallsErl(t, all)
 	w.plainNode(t, all)
@@ -1015,3 +1018,50 @@ func (w *row) multiapplyBEAM(t *testing.T, ring []string, beam []*erltest.Node, 
 
 // goFuncs are the Go functions registered on this binary's node by tests.
 var goFuncs sync.Map
+
+// replicaKeys is how many binary keys the replica-set check asks about.
+const replicaKeys = 2000
+
+// replicasAgree: the erl member asks each Go node process's Monitor for
+// replica sets ({whois_n, <<>>, Key, N}) of binary and atom keys, n = 1,
+// 2, 3 and 6 (more than the members), and compares them with key_to_nodes
+// computed on its own ring (cloister_member:replicas_in/4); this binary's
+// WhoisN is compared with the same for the binary keys. Some answers must
+// be libring's short ones (a walk reaching the top of the ring), so that
+// an implementation that wraps around fails here.
+func (w *row) replicasAgree(t *testing.T, e *erltest.Node, members, goProcs []string) string {
+	keys := fmt.Sprintf("[cloister_member:key(I) || I <- lists:seq(0, %d)] ++ [list_to_atom(\"key_\" ++ integer_to_list(I)) || I <- lists:seq(0, 99)]", replicaKeys-1)
+	var took []string
+	for _, g := range goProcs {
+		v := evalTerm(t, e, fmt.Sprintf("cloister_member:check_whois_n(%s, %s, [1, 2, 3, 6])", q(g), keys)).(Tuple)
+		if v[0] != int64(4*(replicaKeys+100)) || v[1] != int64(0) {
+			t.Fatalf("%s asked %s for %v replica sets: %v differ, e.g. %v", e.Name, g, v[0], v[1], v[2])
+		}
+		if short := v[3].(int64); short == 0 {
+			t.Fatalf("%s: no short answer among %v: the check does not reach libring's top-of-ring walk", g, v[0])
+		}
+		took = append(took, fmt.Sprintf("%d sets, %d short, %s", v[0], v[3], ms(time.Duration(v[4].(int64))*time.Microsecond)))
+	}
+	c := cloister.Default()
+	if got := c.Siblings(); !slices.Equal(got, members) {
+		t.Fatalf("ring members %v, want %v", got, members)
+	}
+	const goKeys = 500
+	for _, n := range []int{1, 3, 6} {
+		theirs := evalTerm(t, e, fmt.Sprintf("begin {Ms, T} = gen_server:call('Elixir.Cloister.Monitor', ring), "+
+			"[cloister_member:replicas_in(T, length(Ms), cloister_member:key(I), %d) || I <- lists:seq(0, %d)] end", n, goKeys-1)).(List)
+		if len(theirs) != goKeys {
+			t.Fatalf("%s gave %d replica sets for %d keys", e.Name, len(theirs), goKeys)
+		}
+		for i, set := range theirs {
+			mine, err := c.WhoisN("", key(i), n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := atomsOf(set); !slices.Equal(mine, want) {
+				t.Fatalf("key %d %q, n = %d: Go WhoisN %v, %s key_to_nodes %v", i, key(i), n, mine, e.Name, want)
+			}
+		}
+	}
+	return "erl→Go {whois_n}: " + strings.Join(took, " / ") + fmt.Sprintf("; Go WhoisN = erl on %d keys × n = 1, 3, 6", goKeys)
+}

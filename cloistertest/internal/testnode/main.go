@@ -12,8 +12,9 @@
 //	-record-dns      resolve names with Go's resolver and list every lookup
 //
 // and the endpoints /debug/runtime (goroutines, memory, file descriptors,
-// DNS lookups), /debug/goroutines and, with CLOISTER_PPROF=1, /debug/pprof
-// on the -http address.
+// DNS lookups), /debug/goroutines, POST /debug/kill?process=NAME (kills a
+// registered process, e.g. the Monitor, which its Manager then restarts)
+// and, with CLOISTER_PPROF=1, /debug/pprof on the -http address.
 package main
 
 import (
@@ -27,6 +28,7 @@ import (
 	rpprof "runtime/pprof"
 	"time"
 
+	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/internal/nodecmd"
@@ -156,6 +158,27 @@ func (x *extras) Handle(mux *http.ServeMux) {
 	mux.HandleFunc("/debug/goroutines", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_ = rpprof.Lookup("goroutine").WriteTo(w, 1)
+	})
+	// A crash of a cloister process from outside (the Monitor is hardened
+	// against every message a peer could send): its Manager restarts it.
+	mux.HandleFunc("/debug/kill", func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			http.Error(w, "POST /debug/kill?process=NAME", http.StatusMethodNotAllowed)
+			return
+		}
+		c := cloister.Default()
+		if c == nil || c.Node() == nil {
+			http.Error(w, "not started", http.StatusServiceUnavailable)
+			return
+		}
+		name := r.URL.Query().Get("process")
+		p := c.Node().ProcessByName(name)
+		if p == nil {
+			http.Error(w, "no process "+name, http.StatusNotFound)
+			return
+		}
+		p.Kill()
+		fmt.Fprintf(w, "killed %s %s\n", name, p.Self())
 	})
 	// CPU and heap profiles for the benchmarks (bench/cluster -profile);
 	// only when asked for, as profiles show the node's internals.

@@ -35,6 +35,9 @@
 %%    point >= the hash, wrapping. owner/1, owners/1, and
 %%    gen_server:call(Monitor, {whois, Group, Key}) -> {ok, Node}, Key taken
 %%    as a binary as a Go node takes it.
+%%  * replica sets the libring way (HashRing's key_to_nodes/3, as the Go
+%%    libring engine computes it): replicas_in/4, and check_whois_n/3, which
+%%    asks a Go node's Monitor {whois_n, <<>>, Key, Count} and compares.
 %%  * a Void server registered as 'Void', the original suite's: a call or
 %%    cast {ping, From} sends {pong, self()} to From; a call replies ok.
 -module(cloister_member).
@@ -42,6 +45,7 @@
 
 -export([start/2, start/3, stop/0, state/0, members/0, owner/1, owners/1]).
 -export([key/1, keys/1, owner_indices/1, check_whois/3, ring_of/1, owner_in/2]).
+-export([replicas_in/4, check_whois_n/3]).
 -export([start_monitor/3, start_void/0, start_node/0, start_empty_sup/0, node_starts/0]).
 -export([multiapply/4, echo/1, raise/2]).
 -export([init/1, handle_call/3, handle_cast/2, handle_info/2, terminate/2]).
@@ -154,6 +158,49 @@ check_whois(Node, N, Workers) ->
         {0, []}, Pids),
     {Asked, length(Bad), lists:sublist(lists:sort(Bad), 5),
      erlang:monotonic_time(microsecond) - T0}.
+
+%% check_whois_n(Node, Keys, Counts): ask Node's Monitor {whois_n, <<>>,
+%% Key, Count} for every key and count, and compare with replicas_in/4 on
+%% this node's ring. Returns {Asked, Mismatches, FirstMismatches, Short,
+%% Micros}: Short counts the answers shorter than min(Count, members) that
+%% matched (libring's walk that reaches the top of the ring).
+check_whois_n(Node, Keys, Counts) ->
+    {Members, Tree} = gen_server:call(?MONITOR, ring),
+    T0 = erlang:monotonic_time(microsecond),
+    Pairs = [{K, C} || K <- Keys, C <- Counts],
+    Answers = [{K, C, replicas_in(Tree, length(Members), K, C),
+                gen_server:call({?MONITOR, Node}, {whois_n, <<>>, K, C}, 10000)} || {K, C} <- Pairs],
+    Bad = [{K, C, Mine, Theirs} || {K, C, Mine, Theirs} <- Answers, {ok, Mine} =/= Theirs],
+    Short = length([x || {_, C, Mine, {ok, Mine}} <- Answers, length(Mine) < min(C, length(Members))]),
+    {length(Pairs), length(Bad), lists:sublist(Bad, 5), Short,
+     erlang:monotonic_time(microsecond) - T0}.
+
+%% replicas_in(Tree, NodeCount, Key, Count): what libring's key_to_nodes/3
+%% answers (read in its lib/ring.ex): Key hashed with phash2 as it is (an
+%% atom too, unlike key_to_node), Count clamped to the nodes; from the first
+%% point >= the hash, walk up collecting nodes not yet collected until Count
+%% are (in ring order) or the tree ends (then as accumulated: the last
+%% found first); a key past the last point gets the smallest point's node
+%% alone. gb_trees:next/1 rather than libring's match on the iterator's
+%% shape, which OTP 27 changed (see owner_in/2).
+replicas_in(Tree, NodeCount, Key, Count0) ->
+    Hash = erlang:phash2(Key, ?HASH_RANGE),
+    Count = min(NodeCount, Count0),
+    case gb_trees:next(gb_trees:iterator_from(Hash, Tree)) of
+        {_, Node, Iter} -> replicas_walk(Iter, Count - 1, [Node]);
+        none -> {_, Node} = gb_trees:smallest(Tree), [Node]
+    end.
+
+replicas_walk(_Iter, 0, Acc) -> lists:reverse(Acc);
+replicas_walk(Iter, Count, Acc) ->
+    case gb_trees:next(Iter) of
+        {_, Node, Next} ->
+            case lists:member(Node, Acc) of
+                true -> replicas_walk(Next, Count, Acc);
+                false -> replicas_walk(Next, Count - 1, [Node | Acc])
+            end;
+        none -> Acc
+    end.
 
 whois(Node, Key) ->
     case gen_server:call({?MONITOR, Node}, {whois, <<>>, Key}, 10000) of
