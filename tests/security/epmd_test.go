@@ -140,7 +140,9 @@ func TestEPMDKillerPacketKillsNothing(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			exchange(t, tc.port, nil, killerPacket)
 		}
-		time.Sleep(500 * time.Millisecond) // a crash would have happened by now
+		// exchange returned: the server closed each connection, having
+		// handled the packet, or died (a crashing process closes them
+		// as it exits); a dead server answers no lookup below.
 		if p := portOf(t, tc.port, tc.node); p == 0 {
 			t.Fatalf("%s: %s no longer registered after the packet", tc.what, tc.node)
 		}
@@ -183,7 +185,10 @@ func TestEPMDRegistrationRules(t *testing.T) {
 			}
 		}
 		_, _ = c.Write(alive2Req("squat_b", 2222))
-		time.Sleep(300 * time.Millisecond)
+		// The second request is handled when the server closes the
+		// socket (or, at the latest, the read deadline passes).
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.Copy(io.Discard, c)
 		c.Close()
 		deadline := time.Now().Add(10 * time.Second)
 		for {
