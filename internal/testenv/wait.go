@@ -41,7 +41,7 @@ func PollInterval(timeout, interval time.Duration, cond func() bool) bool {
 func WaitFor(t TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	if !Poll(timeout, cond) {
-		t.Fatalf("no %s within %s", what, timeout)
+		t.Fatalf("gave up after %s waiting for %s", timeout, what)
 	}
 }
 

@@ -40,7 +40,7 @@ func (f *fatal) Fatalf(format string, args ...any) { f.msg = fmt.Sprintf(format,
 func TestWaitForNamesWhatItWaitedFor(t *testing.T) {
 	f := &fatal{}
 	WaitFor(f, 50*time.Millisecond, "the moon", func() bool { return false })
-	if f.msg != "no the moon within 50ms" {
+	if f.msg != "gave up after 50ms waiting for the moon" {
 		t.Fatalf("message %q", f.msg)
 	}
 }
