@@ -247,11 +247,6 @@ func (c *child) connect(t *testing.T, peer string) (bool, float64, string) {
 
 func (c *child) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)) }
 
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	testenv.WaitFor(t, d, what, ok)
-}
-
 // Idle and half-open sockets on a node's distribution port do not hold
 // back the handshakes of real peers: Ergo's accept loop handshakes one
 // connection at a time, each for up to its timeout (5 s), so before, the
