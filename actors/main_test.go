@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -232,9 +233,14 @@ func startServices(n node.Node, mode string) error {
 	return nil
 }
 
+// sleeps counts the calls of the "sleep" test function begun in this
+// process, so a test knows when its slow call is running.
+var sleeps atomic.Int64
+
 // registerTestFuncs registers the functions the Multiapply tests run.
 func registerTestFuncs(n node.Node, f *funcTable) error {
 	fns := map[string]goFunc{
+		"sleeps": func(etf.List) (etf.Term, error) { return sleeps.Load(), nil },
 		"double": func(args etf.List) (etf.Term, error) {
 			if len(args) != 1 {
 				return nil, fmt.Errorf("double: want 1 argument, got %d", len(args))
@@ -261,6 +267,7 @@ func registerTestFuncs(n node.Node, f *funcTable) error {
 			return int64(n.Stats().MonitorsByName), nil
 		},
 		"sleep": func(args etf.List) (etf.Term, error) {
+			sleeps.Add(1)
 			ms, _ := asInt(args[0])
 			time.Sleep(time.Duration(ms) * time.Millisecond)
 			return etf.Atom("slept"), nil

@@ -13,6 +13,7 @@ import (
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 
+	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
@@ -76,29 +77,23 @@ func linkedKill(t *testing.T, pid etf.Pid) {
 
 func byName(t *testing.T, name string) gen.Process {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if p := testNode.ProcessByName(name); p != nil {
-			return p
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatalf("no process %s", name)
-	return nil
+	var p gen.Process
+	testenv.WaitFor(t, 10*time.Second, "process "+name, func() bool {
+		p = testNode.ProcessByName(name)
+		return p != nil
+	})
+	return p
 }
 
 // waitNew waits until name is registered to a process other than old.
 func waitNew(t *testing.T, name string, old etf.Pid) gen.Process {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if p := testNode.ProcessByName(name); p != nil && p.Self() != old {
-			return p
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	t.Fatalf("%s was not restarted", name)
-	return nil
+	var p gen.Process
+	testenv.WaitFor(t, 10*time.Second, "restart of "+name, func() bool {
+		p = testNode.ProcessByName(name)
+		return p != nil && p.Self() != old
+	})
+	return p
 }
 
 func startTestSup(t *testing.T, intensity uint16) (*testSup, gen.Process, string, string) {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/internal/core"
+	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 )
@@ -63,8 +64,13 @@ func TestDriverSurvivorDropsALeaverAtOnce(t *testing.T) {
 	if r.count("grace b@h") != 0 || r.count("suspected b@h") != 0 {
 		t.Fatalf("a leaver got a grace or a suspicion: %q", r.eventLines())
 	}
-	// The listener is still inside the change: no acknowledgement yet.
-	time.Sleep(20 * time.Millisecond)
+	// The listener is inside the change (called, held): no
+	// acknowledgement yet.
+	testenv.WaitFor(t, 10*time.Second, "the listener called with the change", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.snaps) > before
+	})
 	r.settle()
 	if a := r.acked(); len(a) != 0 {
 		t.Fatalf("acknowledged %v before the listener returned", a)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/ergo-services/ergo/gen"
@@ -122,25 +123,24 @@ func TestMonitorDialsAreBoundedAndEndWithIt(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Ready (this node is a sentry), and every ghost dialled at least twice.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testenv.WaitFor(t, 20*time.Second, "ready and every ghost dialled twice", func() bool {
 		mu.Lock()
-		n := dials
-		mu.Unlock()
-		if c.Snapshot().Ready() && n >= 2*(len(o.Sentry)-1) {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("state %s, %d dials", c.Snapshot().State, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	// Each hanging peer is re-dialled about every 250 ms for 3 s: about 12
-	// dials each, while an attempt lives 5 s.
+		defer mu.Unlock()
+		return c.Snapshot().Ready() && dials >= 2*(len(o.Sentry)-1)
+	})
+	// Each hanging peer is re-dialled about every 200 ms: sample while
+	// every peer is dialled ten times more (about 2 s), while an attempt
+	// lives 5 s.
 	peak := 0
-	for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	mu.Lock()
+	target := dials + 10*(len(o.Sentry)-1)
+	mu.Unlock()
+	testenv.WaitFor(t, 60*time.Second, "ten more dials of every peer", func() bool {
 		peak = max(peak, runtime.NumGoroutine())
-	}
+		mu.Lock()
+		defer mu.Unlock()
+		return dials >= target
+	})
 	mu.Lock()
 	t.Logf("goroutines: %d before the start, peak %d with %d hanging peers; %d dials", base, peak, hanging, dials)
 	mu.Unlock()
@@ -157,17 +157,11 @@ func TestMonitorDialsAreBoundedAndEndWithIt(t *testing.T) {
 	}
 	// Ergo's Wait ends with the process's context; Terminate (the
 	// orderly stop) runs right after, on the process's goroutine.
-	for deadline := time.Now().Add(10 * time.Second); c.Snapshot().State != listener.StateStopped; time.Sleep(5 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("state %s after the stop", c.Snapshot().State)
-		}
-	}
+	testenv.WaitFor(t, 10*time.Second, "state stopped after the stop", func() bool {
+		return c.Snapshot().State == listener.StateStopped
+	})
 	var now int
-	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if now = runtime.NumGoroutine(); now <= base {
-			break
-		}
-	}
+	testenv.Poll(15*time.Second, func() bool { now = runtime.NumGoroutine(); return now <= base })
 	if now > base {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("goroutines %d after the stop, %d before the start\n%s", now, base, buf[:runtime.Stack(buf, true)])

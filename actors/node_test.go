@@ -13,6 +13,7 @@ import (
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 
+	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
@@ -423,12 +424,34 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 	}
 
 	// A slow function delays nobody: the Node actor stays responsive.
+	begun := func() map[string]int64 {
+		rs, err := Multiapply(testNode, nodes, "sleeps", nil, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int64{}
+		for _, r := range rs {
+			out[r.Node], _ = asInt(r.Reply)
+		}
+		return out
+	}
+	before := begun()
 	done := make(chan []Result, 1)
 	go func() {
 		rs, _ := Multiapply(testNode, nodes, "sleep", etf.List{1500}, 5*time.Second)
 		done <- rs
 	}()
-	time.Sleep(100 * time.Millisecond)
+	// Once the slow call runs on every node (which the Node actors, busy
+	// with it, also answer).
+	testenv.WaitFor(t, 10*time.Second, "the slow call running on every node", func() bool {
+		now := begun()
+		for _, n := range nodes {
+			if now[n] <= before[n] {
+				return false
+			}
+		}
+		return true
+	})
 	start := time.Now()
 	rs, err = Multiapply(testNode, nodes, "double", etf.List{2}, 5*time.Second)
 	if err != nil {

@@ -251,21 +251,24 @@ func TestEPMDFallbackServesNodes(t *testing.T) {
 		return c
 	}
 	start("epmd", "-port", port)
-	time.Sleep(300 * time.Millisecond)
+	testenv.WaitFor(t, 20*time.Second, "cloister epmd accepting on "+port, func() bool {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 	if _, e, code := cli(t, "epmd", "-port", port); code != 1 || !strings.Contains(e, "another epmd") {
 		t.Fatalf("second epmd on the same port: %d %q", code, e)
 	}
 	start("node", "-name", "fallback@127.0.0.1", "-epmd-port", port)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		out, e, code := cli(t, "status", "-json", "-epmd-port", port, "fallback@127.0.0.1")
-		if code == 0 && strings.Contains(out, `"ready"`) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("status through cloister epmd: %d %q %q", code, out, e)
-		}
-		time.Sleep(200 * time.Millisecond)
+	var out, e string
+	var code int
+	if !testenv.PollInterval(20*time.Second, 200*time.Millisecond, func() bool { // a CLI process per check
+		out, e, code = cli(t, "status", "-json", "-epmd-port", port, "fallback@127.0.0.1")
+		return code == 0 && strings.Contains(out, `"ready"`)
+	}) {
+		t.Fatalf("status through cloister epmd: %d %q %q", code, out, e)
 	}
 }
 
@@ -409,12 +412,8 @@ func TestNodeStopsInTheStartGate(t *testing.T) {
 				"-sentry", name+",gate_a@127.0.0.1,gate_b@127.0.0.1")
 			// In the gate: a state event, and the gate's first "waiting" line.
 			p.waitLine(t, 30*time.Second, "a state change", func(l string) bool { return strings.Contains(l, `"event":"state"`) })
-			deadline := time.Now().Add(30 * time.Second)
-			for !strings.Contains(p.errb.String(), "waiting for consensus") {
-				if time.Now().After(deadline) {
-					t.Fatalf("no 'waiting for consensus' line:\n%s", p.errb)
-				}
-				time.Sleep(20 * time.Millisecond)
+			if !testenv.Poll(30*time.Second, func() bool { return strings.Contains(p.errb.String(), "waiting for consensus") }) {
+				t.Fatalf("no 'waiting for consensus' line:\n%s", p.errb)
 			}
 			sent := time.Now()
 			if err := p.cmd.Process.Signal(sig); err != nil {

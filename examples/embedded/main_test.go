@@ -53,14 +53,12 @@ func start(t *testing.T, epmd uint16, name string, args ...string) *proc {
 // waitFor waits until cond holds, failing after d with what the nodes said.
 func waitFor(t *testing.T, d time.Duration, what string, cond func() bool, ps ...*proc) {
 	t.Helper()
-	for deadline := time.Now().Add(d); !cond(); time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			var b strings.Builder
-			for _, p := range ps {
-				b.WriteString("\n--- " + p.name + " stdout:\n" + p.out.String() + "--- stderr:\n" + p.err.String())
-			}
-			t.Fatalf("%s: not within %s%s", what, d, b.String())
+	if !testenv.Poll(d, cond) {
+		var b strings.Builder
+		for _, p := range ps {
+			b.WriteString("\n--- " + p.name + " stdout:\n" + p.out.String() + "--- stderr:\n" + p.err.String())
 		}
+		t.Fatalf("%s: not within %s%s", what, d, b.String())
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/cloister-go/cloister/internal/testenv"
 )
 
 // testDNS is a real DNS server on 127.0.0.1 (UDP and TCP on one port) serving an
@@ -238,11 +240,5 @@ func (l *logLines) matching(sub string) []string {
 // waitFor polls cond until it holds, failing the test after a generous timeout.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 20*time.Second, what, cond)
 }

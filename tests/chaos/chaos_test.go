@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/testenv"
 )
 
 var (
@@ -270,7 +271,7 @@ func (s *soak) converged(timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
 	want := s.live()
 	var last []string
-	for time.Since(start) < timeout {
+	if testenv.Poll(timeout, func() bool {
 		ok, views := true, []string(nil)
 		var hash uint64
 		first := true
@@ -295,11 +296,10 @@ func (s *soak) converged(timeout time.Duration) (time.Duration, error) {
 				ok = false
 			}
 		}
-		if ok {
-			return time.Since(start), nil
-		}
 		last = views
-		time.Sleep(25 * time.Millisecond)
+		return ok
+	}) {
+		return time.Since(start), nil
 	}
 	return 0, fmt.Errorf("live nodes %v did not converge in %s: %s", short(want), timeout, strings.Join(last, "; "))
 }
@@ -371,11 +371,33 @@ func TestChaosSoak(t *testing.T) {
 	}
 	s.settle(true)
 
-	// Leaks: every node back, all connected, quiet for a while (abandoned
-	// dials end within Ergo's 3 s TCP + 5 s handshake timeouts; connections
-	// that lost a simultaneous-connect race are reaped after 10 s, see
-	// ergonode.ReapUnserved).
-	time.Sleep(12 * time.Second)
+	// Leaks: every node back, all connected, and each node's usage back
+	// within bounds of its baseline. Abandoned dials end within Ergo's 3 s
+	// TCP + 5 s handshake timeouts, and connections that lost a
+	// simultaneous-connect race are reaped after 10 s (see
+	// ergonode.ReapUnserved): a minute is generous, and a leak never gets
+	// there.
+	if _, err := s.converged(convergeWait); err != nil {
+		t.Fatal(err)
+	}
+	ends := make([]usage, nodesN)
+	stats := make([]cloistertest.RuntimeStats, nodesN)
+	within := func(i int) bool {
+		e, b := ends[i], base[i]
+		return e.goroutines <= b.goroutines+10 && e.heap <= 2*b.heap+8<<20 && e.fds <= b.fds+20
+	}
+	settledAt := time.Now()
+	testenv.PollInterval(time.Minute, 500*time.Millisecond, func() bool {
+		all := true
+		for i := range s.nodes {
+			if stats[i].Goroutines == 0 || !within(i) {
+				ends[i], stats[i] = s.usage(i)
+			}
+			all = all && within(i)
+		}
+		return all
+	})
+	t.Logf("usage within bounds of the baselines %s after the last settle", time.Since(settledAt).Round(100*time.Millisecond))
 	if _, err := s.converged(convergeWait); err != nil {
 		t.Fatal(err)
 	}
@@ -388,7 +410,7 @@ func TestChaosSoak(t *testing.T) {
 		}
 	}
 	for i := range s.nodes {
-		end, rs := s.usage(i)
+		end, rs := ends[i], stats[i]
 		b := base[i]
 		restarted := s.restarts[i] > 0
 		rows = append(rows, fmt.Sprintf("| %s | %d | %d → %d | %.1f → %.1f MiB | %d → %d |",

@@ -8,12 +8,14 @@ package failures
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -23,6 +25,7 @@ const (
 	defHeartbeat   = 500 * time.Millisecond
 	defRemoveAfter = 5 * time.Second
 	defFlapGrace   = time.Second
+	defSuspect     = 3 * time.Second
 )
 
 // Generous timeouts for waiting (not bounds on what is measured).
@@ -49,9 +52,8 @@ func startAll(t *testing.T, h *cloistertest.Harness, ns []string, consensus int,
 // and the same ring hash, and returns when that held.
 func converged(t *testing.T, nodes []*cloistertest.Node, want []string, timeout time.Duration) time.Time {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
 	var last string
-	for time.Now().Before(deadline) {
+	ok := testenv.Poll(timeout, func() bool {
 		ok := true
 		var hash uint64
 		var views []string
@@ -73,22 +75,56 @@ func converged(t *testing.T, nodes []*cloistertest.Node, want []string, timeout 
 				ok = false
 			}
 		}
-		if ok {
-			at := time.Now()
-			// So that a "now" taken after this is after every event of
-			// the convergence.
-			for _, n := range nodes {
-				if err := n.CaughtUp(10 * time.Second); err != nil {
-					t.Fatal(err)
-				}
-			}
-			return at
-		}
 		last = strings.Join(views, "; ")
-		time.Sleep(20 * time.Millisecond)
+		return ok
+	})
+	if !ok {
+		t.Fatalf("not converged on %v within %s: %s", want, timeout, last)
 	}
-	t.Fatalf("not converged on %v within %s: %s", want, timeout, last)
-	return time.Time{}
+	at := time.Now()
+	// So that a "now" taken after this is after every event of the
+	// convergence.
+	for _, n := range nodes {
+		if err := n.CaughtUp(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return at
+}
+
+// steady checks, until the moment the configuration says a wrong
+// decision would have shown, that every node stays ready with exactly
+// want, and at that moment suspects nobody. It replaces a fixed "nothing
+// happened for X" sleep: the window ends where the configuration implies,
+// and the nodes are watched all along it, not once at its end. inGrace:
+// a member whose link was lost is listed as suspected during its flap
+// grace, as it should be; otherwise nobody may be suspected at any time.
+// (The fine-grained timing of these decisions is the driver's tests', on
+// a fake clock, see actors/monitor_driver_test.go.)
+func steady(t *testing.T, nodes []*cloistertest.Node, want []string, until time.Time, why string, inGrace bool) {
+	t.Helper()
+	var bad string
+	check := func(suspects bool) bool {
+		for _, n := range nodes {
+			s, err := n.Status()
+			if err != nil {
+				continue // a slow answer on a loaded machine is no change; the events are checked after
+			}
+			if !s.Ready() || !reflect.DeepEqual(s.Members, want) || (suspects && len(s.Suspects) != 0) {
+				bad = fmt.Sprintf("%s: %s, members %v, suspects %v", n.Name, s.State, s.Members, s.Suspects)
+				return false
+			}
+		}
+		return true
+	}
+	if !testenv.HoldsUntil(until, func() bool { return check(!inGrace) }) || !check(true) {
+		t.Fatalf("%s: %s", why, bad)
+	}
+	for _, n := range nodes {
+		if err := n.CaughtUp(10 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func without(ns []string, drop ...string) []string {
@@ -129,6 +165,18 @@ func churn(n *cloistertest.Node, after time.Time) int {
 		}
 	}
 	return c
+}
+
+// transitionsSince lists "from>to" for the state changes a node's
+// listener heard after a moment.
+func transitionsSince(n *cloistertest.Node, after time.Time) []string {
+	var out []string
+	for _, e := range n.Events() {
+		if e.Event == "state" && !e.Seen.Before(after) {
+			out = append(out, e.From+">"+e.To)
+		}
+	}
+	return out
 }
 
 // detection is one heartbeat configuration of the frozen-peer test.
@@ -210,8 +258,15 @@ func frozenPeer(t *testing.T, d detection) {
 		}
 	}
 	converged(t, survivors, ns[:2], removeWait)
-
-	time.Sleep(2 * time.Second) // frozen well past the removal
+	// Frozen past the removal: the survivors have closed their links to
+	// it (the removal disconnects), so the thawed node finds both gone.
+	for _, n := range survivors {
+		if _, err := n.WaitStatus(removeWait, "links to "+victim.Name+" closed", func(s listener.Snapshot) bool {
+			return !slices.Contains(s.Connected, victim.Name)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
 	thawAt := time.Now()
 	if err := victim.Thaw(); err != nil {
 		t.Fatal(err)
@@ -220,8 +275,9 @@ func frozenPeer(t *testing.T, d detection) {
 	at := converged(t, nodes, ns, healWait)
 	t.Logf("timing: %s rejoined, all rings identical, %s after the thaw", victim.Name, at.Sub(thawAt).Round(10*time.Millisecond))
 	// The thawed node lost both links at once (its peers had closed them)
-	// and got them back within its flap grace: its rings never changed.
-	time.Sleep(2 * time.Second)
+	// and got them back within its flap grace: its rings never changed,
+	// not until its grace would have ended either.
+	steady(t, nodes, ns, thawAt.Add(defFlapGrace+4*d.heartbeat), "after the thaw", true)
 	if c := churn(victim, thawAt); c != 0 {
 		t.Errorf("the thawed node rehashed %d times: %v", c, victim.Transitions())
 	}
@@ -282,11 +338,11 @@ func TestLinkFlapDoesNotChurnTheRings(t *testing.T) {
 	if err := net.Partition(cloistertest.Reject, ns[:2], ns[2:]); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(300 * time.Millisecond) // the fault itself: refused for 300 ms
 	net.HealAll()
 	converged(t, nodes, ns, formWait)
-	time.Sleep(2 * time.Second) // past the flap grace (1 s) and a few heartbeats
-	converged(t, nodes, ns, time.Second)
+	// Past the flap grace the reset started, and a few heartbeats.
+	steady(t, nodes, ns, at.Add(defFlapGrace+4*defHeartbeat), "after a 300 ms link reset", true)
 	for _, n := range nodes {
 		if c := churn(n, at); c != 0 {
 			t.Errorf("%s rehashed %d times for a 300 ms link reset: %v", n.Name, c, n.Transitions())
@@ -342,11 +398,21 @@ func TestPartitionEachSideKeepsItsViewAndHeals(t *testing.T) {
 			}
 			at := converged(t, major, ns[:2], removeWait+5*time.Second)
 			t.Logf("timing (%s): the majority side was ready without C after %s", mode, at.Sub(cutAt).Round(10*time.Millisecond))
-			// Each side keeps its own view while the cut lasts.
-			time.Sleep(3 * time.Second)
+			// Each side keeps its own view while the cut lasts: one
+			// change each since the cut (the minority alone and below
+			// consensus stays rehashing; for how long, whatever the
+			// time, see actors TestDriverBelowConsensusStaysRehashing).
 			converged(t, major, ns[:2], time.Second)
 			if s, _ := minor.Status(); s.State != "rehashing" || !reflect.DeepEqual(s.Members, ns[2:]) {
 				t.Fatalf("minority during the cut: %s %v", s.State, s.Members)
+			}
+			if got := transitionsSince(minor, cutAt); !slices.Equal(got, []string{"ready>rehashing"}) {
+				t.Fatalf("minority changed state %v during the cut, want ready>rehashing once", transitionsSince(minor, cutAt))
+			}
+			for _, n := range major {
+				if got := transitionsSince(n, cutAt); !slices.Equal(got, []string{"ready>rehashing", "rehashing>ready"}) {
+					t.Fatalf("%s changed state %v during the cut, want one rehash", n.Name, got)
+				}
 			}
 
 			healAt := time.Now()
@@ -372,9 +438,13 @@ func TestShortDropIsInvisible(t *testing.T) {
 	if err := net.Partition(cloistertest.Drop, ns[:1], ns[1:]); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(1500 * time.Millisecond)
+	// The fault itself: traffic held for 1.5 s, half of SuspectAfter. No
+	// node suspects another during it or until SuspectAfter (and a few
+	// heartbeats) after it began, when a detector counting the held
+	// heartbeats as lost would have.
+	steady(t, nodes, ns, at.Add(1500*time.Millisecond), "during a 1.5 s drop", false)
 	net.HealAll()
-	time.Sleep(4 * time.Second)
+	steady(t, nodes, ns, at.Add(defSuspect+4*defHeartbeat), "after a 1.5 s drop", false)
 	converged(t, nodes, ns, time.Second)
 	for _, n := range nodes {
 		if c := churn(n, at); c != 0 {

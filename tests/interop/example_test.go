@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/testenv"
 )
 
 // TestExampleBeam runs examples/beam as its README does: an existing BEAM
@@ -129,7 +130,7 @@ wait:
 		t.Fatal("examples/beam did not stop on SIGTERM within 15 s")
 	}
 	want := "[" + strings.Join(sortedNames(shop1.Name, shop2.Name), ",") + "]"
-	if !waitFor(10*time.Second, func() bool {
+	if !testenv.Poll(10*time.Second, func() bool {
 		v, err := shop1.Eval("cloister_member:members()")
 		return err == nil && v == want
 	}) {

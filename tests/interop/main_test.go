@@ -14,7 +14,6 @@ package interop
 
 import (
 	"bytes"
-	"context"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -377,20 +376,4 @@ func dumpLogsOnFailure(t *testing.T) {
 			t.Logf("recent Go node logs:\n%s", logs.String())
 		}
 	})
-}
-
-// waitFor polls cond every 20 ms until it holds or d passes.
-func waitFor(d time.Duration, cond func() bool) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for {
-		if cond() {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return cond()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring/libring"
 )
@@ -142,7 +143,7 @@ func (w *row) converge(t *testing.T, want []string, d time.Duration) time.Durati
 	want = slices.Sorted(slices.Values(want))
 	start := time.Now()
 	var last map[string][]string
-	ok := waitFor(d, func() bool {
+	ok := testenv.Poll(d, func() bool {
 		last = w.views(t)
 		if len(last) != 3+len(w.beam) {
 			return false
@@ -831,7 +832,7 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 		epoch0 := epoch()
 		t0 := time.Now()
 		v := evalTerm(t, x, fmt.Sprintf(`interop_bench:send_watch({'Void', %s}, #{<<"k">> => 1}, 2000, 20000)`, q(w.go1.Name)))
-		ok := waitFor(20*time.Second, func() bool {
+		ok := testenv.Poll(20*time.Second, func() bool {
 			views := w.views(t)
 			for _, m := range views {
 				if !slices.Equal(m, six) {
@@ -849,7 +850,7 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 		// The same to this binary's inbox: what, if anything, arrives?
 		drainInbox()
 		w2 := evalTerm(t, x, fmt.Sprintf(`interop_bench:send_watch({interop_inbox, %s}, #{<<"k">> => 1}, 2000, 20000)`, q(goIn)))
-		if !waitFor(20*time.Second, func() bool {
+		if !testenv.Poll(20*time.Second, func() bool {
 			v, err := x.Eval(fmt.Sprintf("lists:member(%s, nodes())", q(goIn)))
 			return err == nil && v == "true"
 		}) {

@@ -140,7 +140,9 @@ func TestEPMDKillerPacketKillsNothing(t *testing.T) {
 		for i := 0; i < 3; i++ {
 			exchange(t, tc.port, nil, killerPacket)
 		}
-		time.Sleep(500 * time.Millisecond) // a crash would have happened by now
+		// exchange returned: the server closed each connection, having
+		// handled the packet, or died (a crashing process closes them
+		// as it exits); a dead server answers no lookup below.
 		if p := portOf(t, tc.port, tc.node); p == 0 {
 			t.Fatalf("%s: %s no longer registered after the packet", tc.what, tc.node)
 		}
@@ -183,18 +185,17 @@ func TestEPMDRegistrationRules(t *testing.T) {
 			}
 		}
 		_, _ = c.Write(alive2Req("squat_b", 2222))
-		time.Sleep(300 * time.Millisecond)
+		// The second request is handled when the server closes the
+		// socket (or, at the latest, the read deadline passes).
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.Copy(io.Discard, c)
 		c.Close()
-		deadline := time.Now().Add(10 * time.Second)
-		for {
-			names := namesAt(t, port)
-			if !contains(names, "squat_a") && !contains(names, "squat_b") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("names left registered after their socket closed: %v", names)
-			}
-			time.Sleep(50 * time.Millisecond)
+		var names []string
+		if !testenv.Poll(10*time.Second, func() bool {
+			names = namesAt(t, port)
+			return !contains(names, "squat_a") && !contains(names, "squat_b")
+		}) {
+			t.Fatalf("names left registered after their socket closed: %v", names)
 		}
 	})
 
@@ -213,13 +214,7 @@ func TestEPMDRegistrationRules(t *testing.T) {
 			t.Fatal(err)
 		}
 		victim.Kill()
-		deadline := time.Now().Add(10 * time.Second)
-		for portOf(t, port, "squatted") != 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("name of a killed node still registered")
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+		testenv.WaitFor(t, 10*time.Second, "unregistration of the killed node's name", func() bool { return portOf(t, port, "squatted") == 0 })
 		d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: src}}
 		c, err := d.Dial("tcp", epmdAddr(port))
 		if err != nil {
@@ -349,18 +344,16 @@ func TestNodesFormWithoutAnEPMD(t *testing.T) {
 	}
 	used := func(i int) []string { return logs.lines(ns[i], "registered with the EPMD at 127.0.0.1:"+p) }
 	server, client := -1, -1
-	deadline := time.Now().Add(10 * time.Second)
-	for server < 0 || client < 0 {
+	if !testenv.Poll(10*time.Second, func() bool {
 		for i := range ns {
 			if len(served(i)) == 1 && len(used(1-i)) == 1 && len(served(1-i)) == 0 {
 				server, client = i, 1-i
 			}
 		}
-		if server < 0 && time.Now().After(deadline) {
-			t.Fatalf("want one node serving EPMD and saying so, the other using it:\n%s\n%s",
-				strings.Join(logs.lines(ns[0]), "\n"), strings.Join(logs.lines(ns[1]), "\n"))
-		}
-		time.Sleep(20 * time.Millisecond)
+		return server >= 0
+	}) {
+		t.Fatalf("want one node serving EPMD and saying so, the other using it:\n%s\n%s",
+			strings.Join(logs.lines(ns[0]), "\n"), strings.Join(logs.lines(ns[1]), "\n"))
 	}
 	t.Log(served(server)[0])
 	t.Log(used(client)[0])
@@ -410,15 +403,11 @@ func TestStartNodeHonoursERLEPMDPORT(t *testing.T) {
 			<-done
 		}
 	}()
-	deadline := time.Now().Add(60 * time.Second)
-	for !contains(namesAt(t, h.EPMD.Port), "envport") {
-		if time.Now().After(deadline) {
-			out.mu.Lock()
-			o := out.b.String()
-			out.mu.Unlock()
-			t.Fatalf("not registered at $ERL_EPMD_PORT=%d; names %v; helper output:\n%s", h.EPMD.Port, namesAt(t, h.EPMD.Port), o)
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !testenv.Poll(60*time.Second, func() bool { return contains(namesAt(t, h.EPMD.Port), "envport") }) {
+		out.mu.Lock()
+		o := out.b.String()
+		out.mu.Unlock()
+		t.Fatalf("not registered at $ERL_EPMD_PORT=%d; names %v; helper output:\n%s", h.EPMD.Port, namesAt(t, h.EPMD.Port), o)
 	}
 }
 
@@ -471,16 +460,8 @@ func TestNodeSurvivesAnEPMDThatHangsUp(t *testing.T) {
 	if e, err := n.WaitStarted(60 * time.Second); err != nil || e.Event != "started" {
 		t.Fatalf("%v %+v\n%s", err, e, n.LogTail())
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		k := hangups.Load()
-		if k >= 3 {
-			break
-		}
-		if time.Now().After(deadline) || !n.Running() {
-			t.Fatalf("%d lookups hung up on; node running=%v\n%s", k, n.Running(), n.LogTail())
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !testenv.Poll(30*time.Second, func() bool { return hangups.Load() >= 3 || !n.Running() }) || !n.Running() {
+		t.Fatalf("%d lookups hung up on; node running=%v\n%s", hangups.Load(), n.Running(), n.LogTail())
 	}
 	if !n.Running() {
 		t.Fatalf("node exited after its lookups were hung up on\n%s", n.LogTail())

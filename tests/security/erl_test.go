@@ -125,15 +125,18 @@ func TestErlLinkAndKillCannotSwitchCloisterOff(t *testing.T) {
 	}
 	t.Logf("attack: 2 victims x 12 rounds x 401 pids in %s", time.Since(start).Round(time.Millisecond))
 	// exit/2 needs no link: kill and a plain reason, to every pid
+	// Each round ends with a call from the same Erlang process, answered
+	// once the signals it sent before have arrived: the last ones are in
+	// when the last call returns, whatever it answers.
 	for _, v := range vs {
 		for _, reason := range []string{"kill", "shutdown"} {
-			expr := fmt.Sprintf("attacker:exit2_range(%s, 1000, 1400, %s)", pidExpr(v.Name), reason)
+			expr := fmt.Sprintf("begin attacker:exit2_range(%s, 1000, 1400, %s), attacker:call({'Elixir.Cloister.Monitor', '%s'}, state, 10000), done end",
+				pidExpr(v.Name), reason, v.Name)
 			if _, err := erl.EvalTimeout(expr, 60*time.Second); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
-	time.Sleep(time.Second) // let the last exit signals arrive
 	for _, v := range vs {
 		stillServing(t, erl, v, names)
 		if after := learnPid(t, erl, v.Name); after != before[v.Name] {

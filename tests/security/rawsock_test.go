@@ -129,18 +129,13 @@ func TestRawSocketsOnTheDistributionPort(t *testing.T) {
 	// Ergo's handshake gives up on a silent socket after 5 s: after that,
 	// nothing the sockets caused may remain.
 	var after cloistertest.RuntimeStats
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	if !testenv.PollInterval(60*time.Second, 500*time.Millisecond, func() bool { // a garbage collection per check
 		if after, err = victim.Runtime(true); err != nil {
 			t.Fatal(err)
 		}
-		if after.Goroutines <= base.Goroutines+5 && after.FDs <= base.FDs+3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("goroutines %d -> %d, fds %d -> %d: the sockets left something behind", base.Goroutines, after.Goroutines, base.FDs, after.FDs)
-		}
-		time.Sleep(500 * time.Millisecond)
+		return after.Goroutines <= base.Goroutines+5 && after.FDs <= base.FDs+3
+	}) {
+		t.Fatalf("goroutines %d -> %d, fds %d -> %d: the sockets left something behind", base.Goroutines, after.Goroutines, base.FDs, after.FDs)
 	}
 	t.Logf("goroutines %d -> %d, fds %d -> %d, heap %.1f -> %.1f MiB", base.Goroutines, after.Goroutines, base.FDs, after.FDs, mib(base.HeapInuse), mib(after.HeapInuse))
 	ready("after")

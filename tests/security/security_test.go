@@ -1,16 +1,20 @@
 package security
 
 import (
+	"bufio"
 	"bytes"
 	"fmt"
 	"math/rand"
+	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -352,7 +356,14 @@ func randomTermsToMonitorAndNode(t *testing.T) {
 		}
 	}
 	t.Logf("sent %d random terms", sent)
-	time.Sleep(time.Second)
+	// A call from the same process is answered after the terms sent
+	// before it: once the Monitors answer, the terms are handled, and a
+	// crash one caused has happened.
+	for _, v := range vnames {
+		if _, err := call(gen.ProcessID{Name: monitorName, Node: v}, etf.Atom("state"), 15*time.Second); err != nil {
+			t.Fatalf("%s Monitor after the terms: %v", v, err)
+		}
+	}
 	healthy(t, 15*time.Second)
 	// The Node actor still serves requests.
 	for _, v := range vnames {
@@ -395,7 +406,16 @@ func castFloodToNodeActorIsBounded(t *testing.T) {
 			peak = rs.HeapInuse
 		}
 	}
-	time.Sleep(2 * time.Second)
+	// The casts are handled (or dropped) once a call sent after them is
+	// answered; one dropped with a full mailbox is sent again.
+	var answered bool
+	for deadline := time.Now().Add(30 * time.Second); !answered && time.Now().Before(deadline); {
+		_, err := call(gen.ProcessID{Name: nodeName, Node: v.Name}, etf.Tuple{etf.Atom("multiapply"), []byte("nope"), etf.List{1}}, 5*time.Second)
+		answered = err == nil
+	}
+	if !answered {
+		t.Fatal("the Node actor answered no call in 30 s after the flood")
+	}
 	after, err := v.Runtime(true)
 	if err != nil {
 		t.Fatal(err)
@@ -458,16 +478,36 @@ func (s *syncBuffer) lines(nodeName string, words ...string) []string {
 
 func waitLog(t *testing.T, logs *syncBuffer, nodeName string, timeout time.Duration, words ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if ls := logs.lines(nodeName, words...); len(ls) > 0 {
-			return ls[0]
-		}
-		time.Sleep(50 * time.Millisecond)
+	var ls []string
+	if !testenv.Poll(timeout, func() bool { ls = logs.lines(nodeName, words...); return len(ls) > 0 }) {
+		t.Logf("logs of %s:\n%s", nodeName, strings.Join(logs.lines(nodeName), "\n"))
+		t.Fatalf("%s logged no line with %q in %s", nodeName, words, timeout)
 	}
-	t.Logf("logs of %s:\n%s", nodeName, strings.Join(logs.lines(nodeName), "\n"))
-	t.Fatalf("%s logged no line with %q in %s", nodeName, words, timeout)
-	return ""
+	return ls[0]
+}
+
+// dials reads a node's cloister_dials_total (it runs with -metrics): how
+// many connections its Monitor has begun.
+func dials(t *testing.T, n *cloistertest.Node) int {
+	t.Helper()
+	c := http.Client{Timeout: 5 * time.Second}
+	r, err := c.Get("http://" + n.HTTPAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	sc := bufio.NewScanner(r.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "cloister_dials_total "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", n.Name, sc.Text(), err)
+			}
+			return int(f)
+		}
+	}
+	t.Fatalf("%s: no cloister_dials_total on /metrics", n.Name)
+	return 0
 }
 
 // A node with the wrong cookie never joins, and both sides' logs say why,
@@ -479,9 +519,9 @@ func TestWrongCookieIsRefusedAndTheLogSaysWhy(t *testing.T) {
 	ns := []string{"cookie_0@127.0.0.1", "cookie_1@127.0.0.1", "intruder@127.0.0.1"}
 	var nodes []*cloistertest.Node
 	for i, n := range ns {
-		s := cloistertest.Spec{Name: n, Sentry: ns, Consensus: 2}
+		s := cloistertest.Spec{Name: n, Sentry: ns, Consensus: 2, Args: []string{"-metrics"}}
 		if i == 2 {
-			s.Args = []string{"-cookie", "not-the-cookie"}
+			s.Args = append(s.Args, "-cookie", "not-the-cookie")
 		}
 		node, err := hc.Start(s)
 		if err != nil {
@@ -505,7 +545,13 @@ func TestWrongCookieIsRefusedAndTheLogSaysWhy(t *testing.T) {
 	// The intruder, refused, is told why too.
 	l = waitLog(t, logs, ns[2], 15*time.Second, "cookie_0@127.0.0.1", "cookie mismatch")
 	t.Logf("intruder: %s", l)
-	time.Sleep(2 * time.Second)
+	// More attempts each way, each refused and none logged again: the
+	// member re-dials the intruder (its only unconnected sentry), the
+	// intruder both members.
+	member0, intruder0 := dials(t, nodes[0]), dials(t, nodes[2])
+	testenv.WaitFor(t, 30*time.Second, "two more dials each way", func() bool {
+		return dials(t, nodes[0]) >= member0+2 && dials(t, nodes[2]) >= intruder0+4
+	})
 	s, err := nodes[2].Status()
 	if err != nil {
 		t.Fatal(err)
@@ -586,7 +632,14 @@ func TestTLSDistribution(t *testing.T) {
 	if len(s.Members) != 1 || len(s.Connected) != 0 {
 		t.Fatalf("plain node joined: members %v connected %v", s.Members, s.Connected)
 	}
-	time.Sleep(3 * time.Second) // several retries
+	// Several retries: the plain node dials the three TLS nodes again
+	// and again (every connection through the proxies not starting with
+	// a TLS record is one of its attempts).
+	_, plain0 := net.Connections()
+	testenv.WaitFor(t, 30*time.Second, "two more rounds of the plain node's dials", func() bool {
+		_, n := net.Connections()
+		return n >= plain0+6
+	})
 	if n := len(logs.lines(ns[0], "incoming", "TLS on one side only")); n != 1 {
 		t.Fatalf("%d lines for the same refused host and cause, want 1", n)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/testenv"
 
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/listener"
@@ -148,10 +149,7 @@ func TestFailedStartSaysWhyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for n.Running() && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.Poll(10*time.Second, func() bool { return !n.Running() })
 	tail := n.LogTail()
 	t.Logf("error event: %s; log:\n%s", e.Error, tail)
 	if strings.Contains(tail, "WARNING!") || strings.Contains(tail, "StartError") {

@@ -57,7 +57,7 @@ func TestPing(t *testing.T) {
 		e := sharedErl(t, r, false)
 		// a fresh link: ping connects, then asks net_kernel is_auth
 		mustEval(t, e, "erlang:disconnect_node("+q(goName)+")")
-		time.Sleep(50 * time.Millisecond)
+		waitGone(t, e.Name)
 		start := time.Now()
 		expectEval(t, e, "net_adm:ping("+q(goName)+")", "pong")
 		t.Logf("%s: ping %v", r, time.Since(start))

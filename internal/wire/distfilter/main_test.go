@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,6 +17,7 @@ import (
 	"github.com/ergo-services/ergo/node"
 
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
@@ -386,15 +388,7 @@ func q(name string) string { return "'" + name + "'" }
 // waitGone waits until goNode no longer lists node as connected.
 func waitGone(t *testing.T, node string) {
 	t.Helper()
-	for i := 0; i < 100; i++ {
-		found := false
-		for _, n := range goNode.Nodes() {
-			found = found || n == node
-		}
-		if !found {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s still connected 5 s after the disconnect", node)
+	testenv.WaitFor(t, 5*time.Second, node+" gone from the connected nodes after the disconnect", func() bool {
+		return !slices.Contains(goNode.Nodes(), node)
+	})
 }

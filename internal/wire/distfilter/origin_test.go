@@ -9,6 +9,7 @@ import (
 	"github.com/ergo-services/ergo/etf"
 
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/testenv"
 )
 
 // TestRPCOut runs BEAM functions on erl and Elixir nodes from Go (RPC):
@@ -19,9 +20,8 @@ func TestRPCOut(t *testing.T) {
 	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
 		e := sharedErl(t, r, false)
 		expectEval(t, e, "net_kernel:connect_node("+q(goName)+")", "true")
-		for i := 0; i < 100 && !IsBEAM(goName, e.Name); i++ {
-			time.Sleep(20 * time.Millisecond) // erl's connect returns before our side registers the link
-		}
+		// erl's connect returns before our side registers the link
+		testenv.Poll(2*time.Second, func() bool { return IsBEAM(goName, e.Name) })
 		if !IsBEAM(goName, e.Name) {
 			t.Fatalf("IsBEAM(%s) false on a filtered link", e.Name)
 		}
@@ -89,9 +89,7 @@ func TestRPCOut(t *testing.T) {
 		// Elixir: the exception's text, not bytes
 		x2 := sharedErl(t, r, true)
 		expectEval(t, x2, "net_kernel:connect_node("+q(goName)+")", "true")
-		for i := 0; i < 100 && !IsBEAM(goName, x2.Name); i++ {
-			time.Sleep(20 * time.Millisecond)
-		}
+		testenv.Poll(2*time.Second, func() bool { return IsBEAM(goName, x2.Name) })
 		_, err = RPC(goName, x2.Name, "Elixir.Keyword", "fetch!", etf.List{etf.List{}, etf.Atom("k")}, 5*time.Second)
 		if !errors.As(err, &x) || x.Class != "error" || !strings.Contains(x.Message, "key :k not found") {
 			t.Fatalf("Keyword.fetch!([], :k): %#v", err)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/ergo-services/ergo/lib"
 	"github.com/ergo-services/ergo/node"
 )
@@ -57,14 +58,11 @@ func TestUnservedConnectionsAreReaped(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Serve(won, nil)
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, _, term := inner.counts(); term == 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	time.Sleep(100 * time.Millisecond)
+	terminated := func() int { _, _, t := inner.counts(); return t }
+	testenv.Poll(5*time.Second, func() bool { return terminated() >= 1 })
+	// The served connection's timer, had Serve not stopped it, would
+	// have fired before the reaped one's: watch two periods more.
+	testenv.HoldsUntil(time.Now().Add(2*r.after), func() bool { return terminated() <= 1 })
 	inits, serves, terms := inner.counts()
 	if inits != 2 || serves != 1 || terms != 1 || r.unserved() != 0 {
 		t.Fatalf("inits %d serves %d terminates %d pending %d", inits, serves, terms, r.unserved())

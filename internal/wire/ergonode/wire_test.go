@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/testenv"
 
 	"github.com/cloister-go/cloister/internal/wire/distfilter"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
@@ -248,16 +249,6 @@ func (c *child) connect(t *testing.T, peer string) (bool, float64, string) {
 
 func (c *child) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)) }
 
-func waitFor(t *testing.T, d time.Duration, what string, ok func() bool) {
-	t.Helper()
-	for end := time.Now().Add(d); !ok(); {
-		if time.Now().After(end) {
-			t.Fatalf("no %s in %s", what, d)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 // Idle and half-open sockets on a node's distribution port do not hold
 // back the handshakes of real peers: Ergo's accept loop handshakes one
 // connection at a time, each for up to its timeout (5 s), so before, the
@@ -306,7 +297,7 @@ func TestIdleSocketsDoNotDelayHandshakes(t *testing.T) {
 		crowded = append(crowded, ms)
 	}
 	// The target registers a link a moment after the peer's side is done.
-	waitFor(t, 10*time.Second, "links to every peer on the target", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "links to every peer on the target", func() bool {
 		return target.do(t, "nodes") == strings.Join(names, ",")
 	})
 	erlMS, erlRes := erlPing(t, target.name, "c")
@@ -383,13 +374,13 @@ func TestTLSEnforced(t *testing.T) {
 	if ok, _, msg := p.connect(t, a.name); ok || !strings.Contains(msg, "TLS") {
 		t.Fatalf("plain -> TLS: ok %v: %s", ok, msg)
 	}
-	waitFor(t, 10*time.Second, "TLS mismatch line on a", func() bool { return a.log.has("incoming", "TLS on one side only") })
+	testenv.WaitFor(t, 10*time.Second, "TLS mismatch line on a", func() bool { return a.log.has("incoming", "TLS on one side only") })
 	// A TLS node dials a plain peer (its EPMD entry says no TLS): in TLS,
 	// which the plain peer sees and refuses.
 	if ok, _, msg := a.connect(t, p.name); ok || !strings.Contains(msg, "TLS") {
 		t.Fatalf("TLS -> plain: ok %v: %s", ok, msg)
 	}
-	waitFor(t, 10*time.Second, "'the peer speaks TLS' on the plain node", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "'the peer speaks TLS' on the plain node", func() bool {
 		return p.log.has("tls_a@127.0.0.1", "speaks TLS") || p.log.has("incoming", "speaks TLS")
 	})
 	// Another authority's certificate: refused both ways.
@@ -442,8 +433,10 @@ func TestPeerTriggeredLogLinesAreThrottled(t *testing.T) {
 			t.Fatalf("wrong cookie: ok %v: %s", ok, msg)
 		}
 	}
-	waitFor(t, 15*time.Second, "a summary with a count", func() bool { return target.log.has("more like this") })
-	time.Sleep(1500 * time.Millisecond) // the last windows end
+	testenv.WaitFor(t, 15*time.Second, "a summary with a count", func() bool { return target.log.has("more like this") })
+	// The last 1 s windows end, their summaries written: the bound below
+	// holds all along.
+	testenv.HoldsUntil(time.Now().Add(1500*time.Millisecond), func() bool { return len(target.log.lines()) <= 12 })
 	lines := target.log.lines()
 	t.Logf("%d garbage and %d wrong-cookie connections: %d log lines:\n%s", garbage, wrong, len(lines), strings.Join(lines, "\n"))
 	for _, l := range lines {
