@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -205,7 +206,7 @@ func TestKeepaliveOverARealLink(t *testing.T) {
 	if err := syscall.Kill(b.cmd.Process.Pid, syscall.SIGCONT); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "reads from the thawed b", func() bool {
+	testenv.WaitFor(t, 10*time.Second, "reads from the thawed b", func() bool {
 		age := a.readAge(t, b.name)
 		return age >= 0 && age < 500*time.Millisecond
 	})
