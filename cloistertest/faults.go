@@ -11,10 +11,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/ergo-services/ergo/etf"
-	"github.com/ergo-services/ergo/gen"
-	"github.com/ergo-services/ergo/node"
 )
 
 // Network cuts are made with TCP proxies on 127.0.0.1, one per directed
@@ -456,58 +452,4 @@ func resolvePort(epmdPort uint16, nodeName string) (int, error) {
 		return 0, err
 	}
 	return int(binary.BigEndian.Uint16(resp[2:4])), nil
-}
-
-// Route is a static route: reach Node at Addr (host:port) instead of
-// asking EPMD.
-type Route struct {
-	Node, Addr string
-}
-
-// ParseRoute parses "name@host=host:port".
-func ParseRoute(s string) (Route, error) {
-	nodeName, addr, ok := strings.Cut(s, "=")
-	if !ok || !strings.Contains(nodeName, "@") {
-		return Route{}, fmt.Errorf("cloistertest: bad route %q: want name@host=host:port", s)
-	}
-	if _, _, err := net.SplitHostPort(addr); err != nil {
-		return Route{}, fmt.Errorf("cloistertest: bad route %q: %v", s, err)
-	}
-	return Route{Node: nodeName, Addr: addr}, nil
-}
-
-// RoutesApp is an Ergo application that installs static routes when it
-// starts. List it before cloister so the routes exist before the Monitor
-// dials: Ergo resolves a static route before asking EPMD, for Connect and
-// for every send that connects.
-func RoutesApp(routes []Route) gen.ApplicationBehavior {
-	return &routesApp{routes: routes}
-}
-
-type routesApp struct {
-	gen.Application
-	routes []Route
-}
-
-// Load implements gen.ApplicationBehavior.
-func (a *routesApp) Load(args ...etf.Term) (gen.ApplicationSpec, error) {
-	return gen.ApplicationSpec{Name: "cloistertest_routes", Description: "static routes for fault injection", Version: "v1"}, nil
-}
-
-// Start installs the routes; a bad one fails the node's start.
-func (a *routesApp) Start(p gen.Process, args ...etf.Term) {
-	n, ok := p.Env(node.EnvKeyNode).(node.Node)
-	if !ok {
-		panic("cloistertest: routes: no node in the environment")
-	}
-	for _, r := range a.routes {
-		host, port, _ := net.SplitHostPort(r.Addr)
-		pn, err := strconv.Atoi(port)
-		if err != nil {
-			panic(fmt.Sprintf("cloistertest: route %s: %v", r.Node, err))
-		}
-		if err := n.AddStaticRoute(r.Node, host, uint16(pn), node.RouteOptions{}); err != nil {
-			panic(fmt.Sprintf("cloistertest: route %s: %v", r.Node, err))
-		}
-	}
 }

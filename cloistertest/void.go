@@ -9,33 +9,33 @@ import (
 // VoidName is the registered name of the Void test server.
 const VoidName = "Void"
 
-// Void is the original test suite's server: on a cast or call
+// void is the original test suite's server: on a cast or call
 // {ping, From} it sends {pong, Self} to From (and replies ok to a call);
 // on {ping_one, From} it does the same only if this node owns the key
 // {ping_one, From}, so exactly one node of a cluster answers.
-type Void struct{ gen.Server }
+type void struct{ gen.Server }
 
-// Child returns the Void as an additional module for cloister.Options.
-func Child() cloister.Child { return cloister.Child{Name: VoidName, Child: &Void{}} }
+// Child returns the Void server as an additional module for cloister.Options.
+func Child() cloister.Child { return cloister.Child{Name: VoidName, Child: &void{}} }
 
 // HandleCast answers pings.
-func (v *Void) HandleCast(p *gen.ServerProcess, msg etf.Term) gen.ServerStatus {
+func (v *void) HandleCast(p *gen.ServerProcess, msg etf.Term) gen.ServerStatus {
 	v.ping(p, msg)
 	return gen.ServerStatusOK
 }
 
 // HandleCall answers pings and replies ok.
-func (v *Void) HandleCall(p *gen.ServerProcess, from gen.ServerFrom, msg etf.Term) (etf.Term, gen.ServerStatus) {
+func (v *void) HandleCall(p *gen.ServerProcess, from gen.ServerFrom, msg etf.Term) (etf.Term, gen.ServerStatus) {
 	v.ping(p, msg)
 	return etf.Atom("ok"), gen.ServerStatusOK
 }
 
 // HandleInfo ignores everything: garbage must not kill the server.
-func (v *Void) HandleInfo(p *gen.ServerProcess, msg etf.Term) gen.ServerStatus {
+func (v *void) HandleInfo(p *gen.ServerProcess, msg etf.Term) gen.ServerStatus {
 	return gen.ServerStatusOK
 }
 
-func (v *Void) ping(p *gen.ServerProcess, msg etf.Term) {
+func (v *void) ping(p *gen.ServerProcess, msg etf.Term) {
 	t, ok := msg.(etf.Tuple)
 	if !ok || len(t) != 2 {
 		return

@@ -56,8 +56,8 @@ func main() {
 // extras are the test-only flags and endpoints.
 type extras struct {
 	void, panicListener, plain, recordDNS *bool
-	routes                                []cloistertest.Route
-	dns                                   *cloistertest.DNSRecorder
+	routes                                []route
+	dns                                   *dnsRecorder
 	started                               time.Time
 }
 
@@ -67,7 +67,7 @@ func (x *extras) Flags(fs *flag.FlagSet) {
 	x.plain = fs.Bool("plain", false, "start a plain Ergo node without cloister that connects to -sentry")
 	x.recordDNS = fs.Bool("record-dns", false, "resolve names with Go's resolver and list every name looked up on /debug/runtime")
 	fs.Func("route", "reach a node at an address instead of asking EPMD, name@host=host:port (repeatable)", func(s string) error {
-		r, err := cloistertest.ParseRoute(s)
+		r, err := parseRoute(s)
 		if err == nil {
 			x.routes = append(x.routes, r)
 		}
@@ -78,7 +78,7 @@ func (x *extras) Flags(fs *flag.FlagSet) {
 func (x *extras) Apply(s *nodecmd.Setup) error {
 	if *x.recordDNS {
 		// Before any node starts: Ergo's call-home would look its host up.
-		x.dns = cloistertest.RecordDNS(cloistertest.MetricsHost)
+		x.dns = recordDNS(metricsHost)
 	}
 	if *x.void {
 		s.Options.AdditionalModules = append(s.Options.AdditionalModules, cloistertest.Child())
@@ -94,7 +94,7 @@ func (x *extras) Apply(s *nodecmd.Setup) error {
 	if len(x.routes) > 0 {
 		// Installed by an application started before cloister, so they
 		// exist before the Monitor's first dial.
-		s.Node.Applications = append([]gen.ApplicationBehavior{cloistertest.RoutesApp(x.routes)}, s.Node.Applications...)
+		s.Node.Applications = append([]gen.ApplicationBehavior{newRoutesApp(x.routes)}, s.Node.Applications...)
 	}
 	if *x.plain {
 		s.Run = func(stop <-chan struct{}) int { return runPlain(s, stop) }

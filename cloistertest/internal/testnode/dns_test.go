@@ -1,4 +1,4 @@
-package cloistertest
+package main
 
 import (
 	"context"
@@ -13,7 +13,7 @@ import (
 func TestDNSRecorderSeesAndBlocksTheCallHome(t *testing.T) {
 	old := net.DefaultResolver
 	defer func() { net.DefaultResolver = old }()
-	r := RecordDNS(MetricsHost)
+	r := recordDNS(metricsHost)
 	_, err := net.LookupTXT("metrics.ergo.services")
 	if err == nil {
 		t.Fatal("the blocked lookup succeeded")

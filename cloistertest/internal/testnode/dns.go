@@ -1,4 +1,4 @@
-package cloistertest
+package main
 
 import (
 	"context"
@@ -9,7 +9,7 @@ import (
 	"sync"
 )
 
-// DNSRecorder makes every DNS lookup of the process visible: RecordDNS
+// dnsRecorder makes every DNS lookup of the process visible: recordDNS
 // replaces net.DefaultResolver with Go's own resolver dialling through it,
 // which reads the question name of every query and refuses to send the
 // queries for blocked names. Tests use it to assert at run time that
@@ -18,24 +18,24 @@ import (
 // call-home does, and with this in place it would be both recorded and
 // stopped. The test node's -record-dns flag installs it and reports on
 // /debug/runtime.
-type DNSRecorder struct {
+type dnsRecorder struct {
 	mu      sync.Mutex
 	seen    map[string]bool
 	blocked map[string]bool
 	hits    map[string]bool // blocked names that were asked for
 }
 
-// ErrDNSBlocked is the error of a query for a blocked name.
-var ErrDNSBlocked = errors.New("cloistertest: DNS query blocked")
+// errDNSBlocked is the error of a query for a blocked name.
+var errDNSBlocked = errors.New("testnode: DNS query blocked")
 
-// MetricsHost is the host Ergo's anonymous metrics look up and send to.
-const MetricsHost = "metrics.ergo.services"
+// metricsHost is the host Ergo's anonymous metrics look up and send to.
+const metricsHost = "metrics.ergo.services"
 
-// RecordDNS installs the recorder for the whole process; queries for the
+// recordDNS installs the recorder for the whole process; queries for the
 // blocked names never leave it. Call it before starting anything that may
 // resolve names.
-func RecordDNS(blocked ...string) *DNSRecorder {
-	r := &DNSRecorder{seen: map[string]bool{}, blocked: map[string]bool{}, hits: map[string]bool{}}
+func recordDNS(blocked ...string) *dnsRecorder {
+	r := &dnsRecorder{seen: map[string]bool{}, blocked: map[string]bool{}, hits: map[string]bool{}}
 	for _, b := range blocked {
 		r.blocked[strings.ToLower(strings.TrimSuffix(b, "."))] = true
 	}
@@ -59,7 +59,7 @@ func RecordDNS(blocked ...string) *DNSRecorder {
 }
 
 // note records a query name and says whether it may be sent.
-func (r *DNSRecorder) note(name string) bool {
+func (r *dnsRecorder) note(name string) bool {
 	name = strings.ToLower(strings.TrimSuffix(name, "."))
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -74,7 +74,7 @@ func (r *DNSRecorder) note(name string) bool {
 }
 
 // Lookups lists the names looked up, and the blocked ones asked for.
-func (r *DNSRecorder) Lookups() (all, blocked []string) {
+func (r *dnsRecorder) Lookups() (all, blocked []string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for n := range r.seen {
@@ -91,13 +91,13 @@ func (r *DNSRecorder) Lookups() (all, blocked []string) {
 // dnsConn is a stream (TCP) DNS connection: 2-byte length, message.
 type dnsConn struct {
 	net.Conn
-	r *DNSRecorder
+	r *dnsRecorder
 }
 
 func (c *dnsConn) Write(b []byte) (int, error) {
 	if len(b) >= 2 {
 		if name, ok := questionName(b[2:]); ok && !c.r.note(name) {
-			return 0, ErrDNSBlocked
+			return 0, errDNSBlocked
 		}
 	}
 	return c.Conn.Write(b)
@@ -106,12 +106,12 @@ func (c *dnsConn) Write(b []byte) (int, error) {
 // dnsPacketConn is a UDP DNS connection: one message per write.
 type dnsPacketConn struct {
 	*net.UDPConn
-	r *DNSRecorder
+	r *dnsRecorder
 }
 
 func (c *dnsPacketConn) Write(b []byte) (int, error) {
 	if name, ok := questionName(b); ok && !c.r.note(name) {
-		return 0, ErrDNSBlocked
+		return 0, errDNSBlocked
 	}
 	return c.UDPConn.Write(b)
 }
