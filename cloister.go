@@ -20,6 +20,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cloister-go/cloister/internal/errs"
 	"log/slog"
 	"strings"
 	"sync"
@@ -56,23 +57,23 @@ type Result = actors.Result
 
 // NodeError says why one node of a fan-out has no reply; its Kind is one
 // of the Kind constants.
-type NodeError = actors.NodeError
+type NodeError = errs.NodeError
 
 // ErrorKind classifies a NodeError.
-type ErrorKind = actors.ErrorKind
+type ErrorKind = errs.ErrorKind
 
 // The kinds of NodeError; each matches its Err sentinel with errors.Is.
 const (
-	KindTimeout       = actors.KindTimeout       // no reply before the deadline
-	KindNoConnection  = actors.KindNoConnection  // not connected (fan-out never dials)
-	KindNoSuchProcess = actors.KindNoSuchProcess // nothing registered under the name there
-	KindRemote        = actors.KindRemote        // the process exited or answered an error
-	KindRefused       = actors.KindRefused       // this node did not send it (e.g. a full local mailbox)
+	KindTimeout       = errs.KindTimeout       // no reply before the deadline
+	KindNoConnection  = errs.KindNoConnection  // not connected (fan-out never dials)
+	KindNoSuchProcess = errs.KindNoSuchProcess // nothing registered under the name there
+	KindRemote        = errs.KindRemote        // the process exited or answered an error
+	KindRefused       = errs.KindRefused       // this node did not send it (e.g. a full local mailbox)
 )
 
 // OptionError is Options.Validate's error: the option, its value and what
 // is allowed.
-type OptionError = actors.OptionError
+type OptionError = errs.OptionError
 
 // NoFlapGrace as Options.FlapGrace removes a member as soon as its
 // connection drops.
@@ -84,7 +85,11 @@ type Child = actors.Child
 // StoppedError is a stopped cluster's Err: why it stopped (its program
 // stopped it, its node stopped, its Manager gave up after too many
 // restarts).
-type StoppedError = actors.StoppedError
+type StoppedError = errs.StoppedError
+
+// RemoteError is the Err of a KindRemote NodeError: what the remote side
+// said (an exit reason, a Multiapply {error, Reason}, a BEAM exception).
+type RemoteError = errs.RemoteError
 
 // StartError is the start gate's failure: consensus not reached within
 // StartTimeout. It names the members and the missing sentries.
@@ -99,21 +104,21 @@ var (
 	// this process runs.
 	ErrAlreadyStarted = errors.New("cloister: already started")
 	// ErrStopped matches a stopped cluster's Err (a *StoppedError).
-	ErrStopped       = actors.ErrStopped
+	ErrStopped       = errs.ErrStopped
 	ErrNoSuchRing    = ring.ErrNoSuchRing
 	ErrEmptyRing     = ring.ErrEmptyRing
-	ErrTimeout       = actors.ErrTimeout
-	ErrNoConnection  = actors.ErrNoConnection
-	ErrNoSuchProcess = actors.ErrNoSuchProcess
-	ErrRemote        = actors.ErrRemote
-	ErrRefused       = actors.ErrRefused
+	ErrTimeout       = errs.ErrTimeout
+	ErrNoConnection  = errs.ErrNoConnection
+	ErrNoSuchProcess = errs.ErrNoSuchProcess
+	ErrRemote        = errs.ErrRemote
+	ErrRefused       = errs.ErrRefused
 	// ErrInvalidArgument: a fan-out or RegisterFunc argument is wrong
 	// (empty name, non-positive timeout, nil function, ...).
-	ErrInvalidArgument = actors.ErrInvalidArgument
+	ErrInvalidArgument = errs.ErrInvalidArgument
 	// ErrFuncRegistered: RegisterFunc with a name already taken.
-	ErrFuncRegistered = actors.ErrFuncRegistered
+	ErrFuncRegistered = errs.ErrFuncRegistered
 	// ErrInvalidOption: Options.Validate's errors name the option.
-	ErrInvalidOption = actors.ErrInvalidOption
+	ErrInvalidOption = errs.ErrInvalidOption
 )
 
 // DefaultOptions returns options with every default filled in.

@@ -11,7 +11,7 @@ import (
 // RPC runs module:function(args...) on the Erlang or Elixir node named node
 // (connected to this one), as rpc:call does between BEAM nodes, and
 // returns its value. When the function raises, the error is a *NodeError of
-// kind remote (errors.Is(err, ErrRemote)) whose *actors.RemoteError holds
+// kind remote (errors.Is(err, ErrRemote)) whose *RemoteError holds
 // the exception's Class ("error", "exit", "throw"), Reason and Stack, and
 // an Elixir exception's message as text. A timeout is ErrTimeout (the
 // function may still be running there), a node not connected

@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"github.com/cloister-go/cloister/internal/errs"
 	"strings"
 	"sync"
 	"time"
@@ -82,10 +83,10 @@ func splitMFA(fn string) (module, function string, ok bool) {
 }
 
 // rpcResult runs fn on the BEAM node peer and classifies the outcome.
-func rpcResult(n node.Node, peer, fn string, args etf.List, timeout time.Duration) (etf.Term, *NodeError) {
+func rpcResult(n node.Node, peer, fn string, args etf.List, timeout time.Duration) (etf.Term, *errs.NodeError) {
 	m, f, ok := splitMFA(fn)
 	if !ok {
-		return nil, nodeErr(peer, KindRefused, fmt.Errorf(
+		return nil, nodeErr(peer, errs.KindRefused, fmt.Errorf(
 			"function %q: a BEAM node runs Module:Function (e.g. \"Elixir.MyApp:hello\" or \"erlang:node\"), not a Go function name", fn))
 	}
 	v, err := distfilter.RPC(n.Name(), peer, m, f, args, timeout)
@@ -96,48 +97,48 @@ func rpcResult(n node.Node, peer, fn string, args etf.List, timeout time.Duratio
 }
 
 // rpcErr classifies an error of distfilter.RPC.
-func rpcErr(peer, fn string, err error) *NodeError {
+func rpcErr(peer, fn string, err error) *errs.NodeError {
 	var x *distfilter.Exception
 	switch {
 	case errors.As(err, &x):
-		return nodeErr(peer, KindRemote, &RemoteError{Reason: x.Reason, Class: x.Class, Stack: x.Stack,
-			msg: fmt.Sprintf("function %s raised %s", fn, x.Error())})
+		return nodeErr(peer, errs.KindRemote, errs.Remote(x.Reason, x.Class, x.Stack,
+			fmt.Sprintf("function %s raised %s", fn, x.Error())))
 	case errors.Is(err, distfilter.ErrTimeout):
-		return nodeErr(peer, KindTimeout, nil)
+		return nodeErr(peer, errs.KindTimeout, nil)
 	case errors.Is(err, distfilter.ErrConnectionLost), errors.Is(err, distfilter.ErrNotBEAM):
-		return nodeErr(peer, KindNoConnection, err)
+		return nodeErr(peer, errs.KindNoConnection, err)
 	case errors.Is(err, distfilter.ErrSpawnRefused), errors.Is(err, distfilter.ErrNoSpawn), errors.Is(err, distfilter.ErrNoFilter):
-		return nodeErr(peer, KindRefused, err)
+		return nodeErr(peer, errs.KindRefused, err)
 	}
-	return nodeErr(peer, KindRemote, &RemoteError{msg: fmt.Sprintf("function %s: %v", fn, err)})
+	return nodeErr(peer, errs.KindRemote, errs.Remote(nil, "", nil, fmt.Sprintf("function %s: %v", fn, err)))
 }
 
 // RPC runs module:function(args...) on the BEAM (Erlang or Elixir) node
 // peer, connected to n, as rpc:call would from a BEAM node, and returns its
-// value. The error is a *NodeError of the fan-out kinds: KindRemote with a
-// *RemoteError (Class, Reason, Stack; an Elixir exception's message as
-// text) when the function raised, KindTimeout (it may still run there),
-// KindNoConnection when peer is not connected or the link dropped. A peer
+// value. The error is a *cloister.NodeError of the fan-out kinds: cloister.KindRemote with a
+// *cloister.RemoteError (Class, Reason, Stack; an Elixir exception's message as
+// text) when the function raised, cloister.KindTimeout (it may still run there),
+// cloister.KindNoConnection when peer is not connected or the link dropped. A peer
 // that is this node or a Go node, a nil node, empty names or a timeout ≤ 0
-// give an error wrapping ErrInvalidArgument. Nothing is dialled; output the
+// give an error wrapping cloister.ErrInvalidArgument. Nothing is dialled; output the
 // function writes with io is discarded. It needs the distribution filter
 // (cloister.StartNode installs it).
 func RPC(n node.Node, peer, module, function string, args etf.List, timeout time.Duration) (etf.Term, error) {
 	switch {
 	case n == nil:
-		return nil, fmt.Errorf("cloister: rpc: %w: nil node", ErrInvalidArgument)
+		return nil, fmt.Errorf("cloister: rpc: %w: nil node", errs.ErrInvalidArgument)
 	case module == "" || function == "":
-		return nil, fmt.Errorf("cloister: rpc: %w: empty module or function name", ErrInvalidArgument)
+		return nil, fmt.Errorf("cloister: rpc: %w: empty module or function name", errs.ErrInvalidArgument)
 	case timeout <= 0:
-		return nil, fmt.Errorf("cloister: rpc: %w: timeout must be > 0, got %v", ErrInvalidArgument, timeout)
+		return nil, fmt.Errorf("cloister: rpc: %w: timeout must be > 0, got %v", errs.ErrInvalidArgument, timeout)
 	case peer == n.Name():
-		return nil, fmt.Errorf("cloister: rpc: %w: %s is this node; rpc runs BEAM functions on BEAM nodes", ErrInvalidArgument, peer)
+		return nil, fmt.Errorf("cloister: rpc: %w: %s is this node; rpc runs BEAM functions on BEAM nodes", errs.ErrInvalidArgument, peer)
 	case !distfilter.Installed(n.Name()):
-		return nil, fmt.Errorf("cloister: rpc: %w: %s runs without the distribution filter", ErrInvalidArgument, n.Name())
+		return nil, fmt.Errorf("cloister: rpc: %w: %s runs without the distribution filter", errs.ErrInvalidArgument, n.Name())
 	case !linked(n, peer):
-		return nil, nodeErr(peer, KindNoConnection, errNotConnected)
+		return nil, nodeErr(peer, errs.KindNoConnection, errNotConnected)
 	case !distfilter.IsBEAM(n.Name(), peer):
-		return nil, fmt.Errorf("cloister: rpc: %w: %s is not a BEAM node (use Multicall or Multiapply for Go nodes)", ErrInvalidArgument, peer)
+		return nil, fmt.Errorf("cloister: rpc: %w: %s is not a BEAM node (use Multicall or Multiapply for Go nodes)", errs.ErrInvalidArgument, peer)
 	}
 	v, err := distfilter.RPC(n.Name(), peer, module, function, args, timeout)
 	if err != nil {

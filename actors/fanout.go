@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"github.com/cloister-go/cloister/internal/errs"
 	"slices"
 	"time"
 
@@ -15,7 +16,7 @@ import (
 )
 
 // Fan-out never dials. A node that is neither this node nor in n.Nodes() is
-// answered KindNoConnection at once: an Ergo send to an unconnected node
+// answered cloister.KindNoConnection at once: an Ergo send to an unconnected node
 // makes a synchronous connect attempt in the sender's goroutine, which
 // could stall the caller for as long as an EPMD dial to a dead host takes.
 // Connecting is the Monitor's job. (A node that drops in the microseconds
@@ -27,7 +28,7 @@ import (
 type Result struct {
 	Node  string   // the node asked
 	Reply etf.Term // its reply; nil when Err is set
-	Err   error    // a *NodeError, or nil
+	Err   error    // a *cloister.NodeError, or nil
 }
 
 var errNotConnected = errors.New("not connected (fan-out never dials)")
@@ -35,9 +36,9 @@ var errNotConnected = errors.New("not connected (fan-out never dials)")
 // Multicall calls the process registered as name on every node in nodes,
 // gen_server:call style, and returns one Result per node in the order given,
 // duplicates removed. The local node is a valid target. A node fails with
-// KindNoConnection when it is not connected (nothing is dialled) or goes
-// down during the call, KindNoSuchProcess when nothing is registered as name
-// there, KindRemote when the process exits during the call, KindTimeout
+// cloister.KindNoConnection when it is not connected (nothing is dialled) or goes
+// down during the call, cloister.KindNoSuchProcess when nothing is registered as name
+// there, cloister.KindRemote when the process exits during the call, cloister.KindTimeout
 // when no reply came within timeout. Timeouts may be sub-second (Ergo's own
 // are whole seconds): the calling goroutine keeps the deadline itself, and
 // never sends (measured: 200 ms → 200.2–200.6 ms).
@@ -91,7 +92,7 @@ func multicallVia(e *fanEngine, op string, n node.Node, nodes []string, name str
 		return nil, fmt.Errorf("cloister: %s: %w", op, err)
 	}
 	if timeout <= 0 {
-		return nil, fmt.Errorf("cloister: %s: %w: timeout must be > 0, got %v", op, ErrInvalidArgument, timeout)
+		return nil, fmt.Errorf("cloister: %s: %w: timeout must be > 0, got %v", op, errs.ErrInvalidArgument, timeout)
 	}
 	targets := dedupe(nodes)
 	results := make([]Result, len(targets))
@@ -112,7 +113,7 @@ func multicallVia(e *fanEngine, op string, n node.Node, nodes []string, name str
 				ask = append(ask, i)
 				continue
 			}
-			c.settle(i, nil, nodeErr(t, KindNoConnection, errNotConnected)) // c is not shared yet
+			c.settle(i, nil, nodeErr(t, errs.KindNoConnection, errNotConnected)) // c is not shared yet
 		}
 	}
 	if len(ask) == 0 {
@@ -128,7 +129,7 @@ func multicallVia(e *fanEngine, op string, n node.Node, nodes []string, name str
 	}
 	defer p.Kill()
 	if !e.call(c, ask, request, deadline) {
-		c.end(KindRefused, errors.New("the fan-out process stopped")) // c was never shared
+		c.end(errs.KindRefused, errors.New("the fan-out process stopped")) // c was never shared
 	}
 	return results, nil
 }
@@ -138,9 +139,9 @@ func multicallVia(e *fanEngine, op string, n node.Node, nodes []string, name str
 // forget. Nodes are deduplicated; the local node is a valid target. Nothing
 // is dialled: a node that is not connected is skipped.
 //
-// The error wraps ErrInvalidArgument or ergonode.ErrEmptyTerm for bad
+// The error wraps cloister.ErrInvalidArgument or ergonode.ErrEmptyTerm for bad
 // arguments (then nothing is sent); otherwise it is nil, or the errors.Join
-// of a *NodeError per node the message could not be handed to Ergo for
+// of a *cloister.NodeError per node the message could not be handed to Ergo for
 // (not connected; no such local process; refused) while it still went to
 // all the others. A missing process on a remote node is not noticed. The
 // message is handed to Ergo on the calling goroutine, under the Node
@@ -156,17 +157,17 @@ func Multicast(n node.Node, nodes []string, name string, message etf.Term) error
 	}
 	self := n.Name()
 	peers := n.Nodes()
-	var errs []error
+	var failed []error
 	send := make([]string, 0, len(targets))
 	for _, t := range targets {
 		if t == self || slices.Contains(peers, t) {
 			send = append(send, t)
 		} else {
-			errs = append(errs, nodeErr(t, KindNoConnection, errNotConnected))
+			failed = append(failed, nodeErr(t, errs.KindNoConnection, errNotConnected))
 		}
 	}
 	if len(send) == 0 {
-		return errors.Join(errs...)
+		return errors.Join(failed...)
 	}
 	e := engineOf(n)
 	if e == nil {
@@ -178,25 +179,25 @@ func Multicast(n node.Node, nodes []string, name string, message etf.Term) error
 		}
 		defer p.Kill()
 	}
-	errs = append(errs, e.cast(send, name, message)...)
-	return errors.Join(errs...)
+	failed = append(failed, e.cast(send, name, message)...)
+	return errors.Join(failed...)
 }
 
 // Multiapply runs the function registered as fn (see RegisterFunc) on every node in
 // nodes, through each node's Node actor, and returns one Result per node in
 // the order given, duplicates removed. A Result's Reply is the function's
 // return value; a node whose function failed, or which has no function of
-// that name, has a KindRemote error (a *RemoteError naming the function).
+// that name, has a cloister.KindRemote error (a *cloister.RemoteError naming the function).
 // Everything else is as for Multicall. args may be nil (no arguments).
 //
 // A BEAM (Erlang/Elixir) member runs the BEAM function fn = "Module:Function"
 // by rpc instead, as the Elixir original's multiapply does: its Reply is
-// the function's value, a raised exception a KindRemote *RemoteError with
-// Class, Reason and Stack, a name without a colon KindRefused (nothing is
+// the function's value, a raised exception a cloister.KindRemote *cloister.RemoteError with
+// Class, Reason and Stack, a name without a colon cloister.KindRefused (nothing is
 // sent). See RPC.
 func Multiapply(n node.Node, nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error) {
 	if fn == "" {
-		return nil, fmt.Errorf("cloister: multiapply: %w: empty function name", ErrInvalidArgument)
+		return nil, fmt.Errorf("cloister: multiapply: %w: empty function name", errs.ErrInvalidArgument)
 	}
 	if args == nil {
 		args = etf.List{}
@@ -234,10 +235,10 @@ func Multiapply(n node.Node, nodes []string, fn string, args etf.List, timeout t
 		case ok && len(t) == 2 && t[0] == atomOK:
 			r.Reply = t[1]
 		case ok && len(t) == 2 && t[0] == atomError:
-			r.Err = nodeErr(r.Node, KindRemote, applyError(fn, t[1]))
+			r.Err = nodeErr(r.Node, errs.KindRemote, applyError(fn, t[1]))
 		default:
-			r.Err = nodeErr(r.Node, KindRemote, &RemoteError{Reason: reply,
-				msg: fmt.Sprintf("function %q: unexpected answer %s", fn, termText(reply))})
+			r.Err = nodeErr(r.Node, errs.KindRemote, errs.Remote(reply, "", nil,
+				fmt.Sprintf("function %q: unexpected answer %s", fn, termText(reply))))
 		}
 	}
 	if withBEAM != nil {
@@ -248,14 +249,11 @@ func Multiapply(n node.Node, nodes []string, fn string, args etf.List, timeout t
 }
 
 // applyError describes a Multiapply {error, Reason}.
-func applyError(fn string, reason etf.Term) *RemoteError {
-	e := &RemoteError{Reason: reason}
+func applyError(fn string, reason etf.Term) *errs.RemoteError {
 	if t, ok := reason.(etf.Tuple); ok && len(t) == 2 && t[0] == atomUndef {
-		e.msg = fmt.Sprintf("function %q is not registered there (undef)", fn)
-		return e
+		return errs.Remote(reason, "", nil, fmt.Sprintf("function %q is not registered there (undef)", fn))
 	}
-	e.msg = fmt.Sprintf("function %q failed: %s", fn, termText(reason))
-	return e
+	return errs.Remote(reason, "", nil, fmt.Sprintf("function %q failed: %s", fn, termText(reason)))
 }
 
 // termText renders a reason for an error message: binaries as text.
@@ -280,10 +278,10 @@ func termText(t etf.Term) string {
 
 func checkArgs(n node.Node, name string, msg etf.Term) error {
 	if n == nil {
-		return fmt.Errorf("%w: nil node", ErrInvalidArgument)
+		return fmt.Errorf("%w: nil node", errs.ErrInvalidArgument)
 	}
 	if name == "" {
-		return fmt.Errorf("%w: empty process name", ErrInvalidArgument)
+		return fmt.Errorf("%w: empty process name", errs.ErrInvalidArgument)
 	}
 	return ergonode.CheckSendable(msg)
 }
@@ -314,24 +312,24 @@ func callerMailbox(targets int) uint16 {
 }
 
 // sendErr classifies an error of Ergo's Send.
-func sendErr(node, name string, err error) *NodeError {
+func sendErr(node, name string, err error) *errs.NodeError {
 	switch {
 	case errors.Is(err, lib.ErrProcessUnknown):
-		return nodeErr(node, KindNoSuchProcess, fmt.Errorf("no process registered as %q", name))
+		return nodeErr(node, errs.KindNoSuchProcess, fmt.Errorf("no process registered as %q", name))
 	case errors.Is(err, lib.ErrNoRoute):
-		return nodeErr(node, KindNoConnection, err)
+		return nodeErr(node, errs.KindNoConnection, err)
 	}
-	return nodeErr(node, KindRefused, err)
+	return nodeErr(node, errs.KindRefused, err)
 }
 
 // downErr classifies the reason of a monitor DOWN for the called process.
-func downErr(node, name, reason string) *NodeError {
+func downErr(node, name, reason string) *errs.NodeError {
 	switch reason {
 	case "noproc":
-		return nodeErr(node, KindNoSuchProcess, fmt.Errorf("no process registered as %q", name))
+		return nodeErr(node, errs.KindNoSuchProcess, fmt.Errorf("no process registered as %q", name))
 	case "noconnection", "noproxy":
-		return nodeErr(node, KindNoConnection, errors.New("connection lost during the call"))
+		return nodeErr(node, errs.KindNoConnection, errors.New("connection lost during the call"))
 	}
-	return nodeErr(node, KindRemote, &RemoteError{Reason: reason,
-		msg: fmt.Sprintf("process %q exited: %s", name, reason)})
+	return nodeErr(node, errs.KindRemote, errs.Remote(reason, "", nil,
+		fmt.Sprintf("process %q exited: %s", name, reason)))
 }

@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"github.com/cloister-go/cloister/internal/errs"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -173,7 +174,7 @@ func (e *fanEngine) stop() {
 	e.stopped = true
 	for _, s := range e.table {
 		if s.c != nil {
-			s.c.end(KindRefused, detail)
+			s.c.end(errs.KindRefused, detail)
 		}
 	}
 }
@@ -274,7 +275,7 @@ func newFanCall(name string, results []Result) *fanCall {
 }
 
 // settle records target i's outcome (engine's mu held, or c not shared).
-func (c *fanCall) settle(i int, reply etf.Term, err *NodeError) {
+func (c *fanCall) settle(i int, reply etf.Term, err *errs.NodeError) {
 	if c.ended || c.targets[i].set {
 		return
 	}
@@ -300,7 +301,7 @@ func (c *fanCall) down(i int, reason string) {
 
 // end gives every target without an outcome an error of kind k (engine's
 // mu held).
-func (c *fanCall) end(k ErrorKind, detail error) {
+func (c *fanCall) end(k errs.ErrorKind, detail error) {
 	if c.ended {
 		return
 	}
@@ -436,7 +437,7 @@ func (e *fanEngine) wait(c *fanCall, deadline time.Time) {
 		return
 	}
 	e.mu.Lock()
-	c.end(KindTimeout, nil)
+	c.end(errs.KindTimeout, nil)
 	e.mu.Unlock()
 }
 
@@ -469,7 +470,7 @@ func (e *fanEngine) release(c *fanCall) {
 	var drop []uint64
 	e.mu.Lock()
 	if !c.ended { // not reached: wait returns once c has ended
-		c.end(KindRefused, errors.New("the call was released unfinished"))
+		c.end(errs.KindRefused, errors.New("the call was released unfinished"))
 	}
 	for i := range c.targets {
 		t := &c.targets[i]
@@ -509,14 +510,14 @@ func (e *fanEngine) release(c *fanCall) {
 // cast sends a Multicast's message from the engine's process; the errors
 // are per target, nil when all were handed to Ergo.
 func (e *fanEngine) cast(targets []string, name string, message etf.Term) []error {
-	var errs []error
+	var failed []error
 	msg := etf.Tuple{atomGenCast, message}
 	for _, t := range targets {
 		if err := e.route.RouteSendReg(e.pid, gen.ProcessID{Name: name, Node: t}, msg); err != nil {
-			errs = append(errs, sendErr(t, name, err))
+			failed = append(failed, sendErr(t, name, err))
 		}
 	}
-	return errs
+	return failed
 }
 
 // fanProcess runs a fan-out engine of its own for one call on a node

@@ -3,6 +3,7 @@ package actors
 import (
 	"bytes"
 	"fmt"
+	"github.com/cloister-go/cloister/internal/errs"
 	"os"
 	"sync"
 	"syscall"
@@ -106,7 +107,7 @@ func TestFanoutCallsShareOneMonitorAndItsDown(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			// Answered after 8 s, deadline 20 s: only the DOWN ends them
-			// early, with a KindRemote error instead of the reply.
+			// early, with a errs.KindRemote error instead of the reply.
 			rs, err := Multicall(testNode, []string{peerA.name}, echoName,
 				etf.Tuple{etf.Atom("sleep"), 8000, i}, 20*time.Second)
 			if err != nil {
@@ -135,14 +136,14 @@ func TestFanoutCallsShareOneMonitorAndItsDown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantKind(t, rs[0], KindRemote)
+	wantKind(t, rs[0], errs.KindRemote)
 	wg.Wait()
 	for i, rs := range results {
 		if len(rs) != 1 {
 			t.Fatalf("caller %d: %v", i, rs)
 		}
-		ne := wantKind(t, rs[0], KindRemote)
-		if re, ok := ne.Err.(*RemoteError); !ok || re.Reason != "shared_boom" {
+		ne := wantKind(t, rs[0], errs.KindRemote)
+		if re, ok := ne.Err.(*errs.RemoteError); !ok || re.Reason != "shared_boom" {
 			t.Fatalf("caller %d: %v, want the exit reason shared_boom", i, ne)
 		}
 	}
@@ -165,15 +166,15 @@ func TestMulticallInOwnProcess(t *testing.T) {
 		}
 		wantEcho(t, rs[0], i)
 		wantEcho(t, rs[1], i)
-		wantKind(t, rs[2], KindNoSuchProcess)
-		wantKind(t, rs[3], KindNoConnection)
+		wantKind(t, rs[2], errs.KindNoSuchProcess)
+		wantKind(t, rs[3], errs.KindNoConnection)
 	}
 	rs, err := multicallVia(nil, "multicall", testNode, nodes[:2], echoName, etf.Tuple{etf.Atom("sleep"), 2000, 0}, 50*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantKind(t, rs[0], KindTimeout)
-	wantKind(t, rs[1], KindTimeout)
+	wantKind(t, rs[0], errs.KindTimeout)
+	wantKind(t, rs[1], errs.KindTimeout)
 	until(t, "back to the processes running before", func() bool {
 		return testNode.Stats().RunningProcesses <= baseProcs
 	})
@@ -203,7 +204,7 @@ func TestFanoutStopEndsCallsInFlight(t *testing.T) {
 	if !<-ended {
 		t.Fatal("call refused before it started")
 	}
-	wantKind(t, results[0], KindRefused)
+	wantKind(t, results[0], errs.KindRefused)
 	// A stopped engine takes no call.
 	if e.call(newFanCall(echoName, []Result{{Node: peerA.name}}), []int{0}, etf.Atom("x"), time.Now().Add(time.Second)) {
 		t.Fatal("a stopped engine ran a call")
@@ -251,7 +252,7 @@ func TestFanoutMixedDeadlinesInFlight(t *testing.T) {
 	e := localEngine(t)
 	baseLocal, baseRemote := quiet(t)
 	var wg sync.WaitGroup
-	errs := make(chan error, 64)
+	failures := make(chan error, 64)
 	for i := 0; i < 32; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -265,16 +266,16 @@ func TestFanoutMixedDeadlinesInFlight(t *testing.T) {
 				}
 				rs, err := Multicall(testNode, nodes, echoName, req, timeout)
 				if err != nil {
-					errs <- err
+					failures <- err
 					return
 				}
 				for _, r := range rs {
 					switch {
-					case slow && (r.Err == nil || !isKind(r.Err, KindTimeout)):
-						errs <- fmt.Errorf("slow call %d: %v %v, want a timeout", i, r.Reply, r.Err)
+					case slow && (r.Err == nil || !isKind(r.Err, errs.KindTimeout)):
+						failures <- fmt.Errorf("slow call %d: %v %v, want a timeout", i, r.Reply, r.Err)
 						return
 					case !slow && r.Err != nil:
-						errs <- fmt.Errorf("call %d: %v", i, r.Err)
+						failures <- fmt.Errorf("call %d: %v", i, r.Err)
 						return
 					}
 				}
@@ -282,16 +283,16 @@ func TestFanoutMixedDeadlinesInFlight(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
+	close(failures)
+	for err := range failures {
 		t.Error(err)
 	}
 	released(t, e)
 	monitorsSettle(t, baseLocal, baseRemote)
 }
 
-func isKind(err error, k ErrorKind) bool {
-	ne, ok := err.(*NodeError)
+func isKind(err error, k errs.ErrorKind) bool {
+	ne, ok := err.(*errs.NodeError)
 	return ok && ne.Kind == k
 }
 
@@ -341,7 +342,7 @@ func TestFanoutFrozenPeerEndsAtDeadline(t *testing.T) {
 	}()
 	const deadline = 300 * time.Millisecond
 	var wg sync.WaitGroup
-	errs := make(chan error, 16)
+	failures := make(chan error, 16)
 	for i := 0; i < 16; i++ {
 		wg.Add(1)
 		go func(i int) {
@@ -351,21 +352,21 @@ func TestFanoutFrozenPeerEndsAtDeadline(t *testing.T) {
 			elapsed := time.Since(start)
 			switch {
 			case err != nil:
-				errs <- err
+				failures <- err
 			case rs[0].Err != nil:
-				errs <- fmt.Errorf("call %d: the live peer failed: %v", i, rs[0].Err)
-			case !isKind(rs[1].Err, KindTimeout):
-				errs <- fmt.Errorf("call %d: the frozen peer gave %v %v, want a timeout", i, rs[1].Reply, rs[1].Err)
+				failures <- fmt.Errorf("call %d: the live peer failed: %v", i, rs[0].Err)
+			case !isKind(rs[1].Err, errs.KindTimeout):
+				failures <- fmt.Errorf("call %d: the frozen peer gave %v %v, want a timeout", i, rs[1].Reply, rs[1].Err)
 			case elapsed < deadline:
-				errs <- fmt.Errorf("call %d: returned after %v, before its %v deadline", i, elapsed, deadline)
+				failures <- fmt.Errorf("call %d: returned after %v, before its %v deadline", i, elapsed, deadline)
 			case elapsed > deadline+5*time.Second: // generous: a loaded machine
-				errs <- fmt.Errorf("call %d: returned after %v, long past its %v deadline", i, elapsed, deadline)
+				failures <- fmt.Errorf("call %d: returned after %v, long past its %v deadline", i, elapsed, deadline)
 			}
 		}(i)
 	}
 	wg.Wait()
-	close(errs)
-	for err := range errs {
+	close(failures)
+	for err := range failures {
 		t.Error(err)
 	}
 	if err := frozen.cmd.Process.Signal(syscall.SIGCONT); err != nil {

@@ -1,8 +1,8 @@
 package actors
 
 import (
-	"errors"
 	"fmt"
+	"github.com/cloister-go/cloister/internal/errs"
 	"sync"
 
 	"github.com/ergo-services/ergo/etf"
@@ -30,9 +30,6 @@ type funcTable struct {
 	slots     chan struct{}
 }
 
-// ErrFuncRegistered is wrapped by Register for a name already taken.
-var ErrFuncRegistered = errors.New("cloister: function already registered")
-
 // newFuncTable returns an empty registry.
 func newFuncTable() *funcTable {
 	return &funcTable{m: make(map[string]goFunc)}
@@ -58,18 +55,18 @@ func (f *funcTable) TryGo(run func()) bool {
 }
 
 // Register adds fn under name. An empty name or a nil fn is an error
-// wrapping ErrInvalidArgument; a taken name one wrapping ErrFuncRegistered.
+// wrapping cloister.ErrInvalidArgument; a taken name one wrapping cloister.ErrFuncRegistered.
 func (f *funcTable) Register(name string, fn goFunc) error {
 	if name == "" {
-		return fmt.Errorf("%w: empty function name", ErrInvalidArgument)
+		return fmt.Errorf("%w: empty function name", errs.ErrInvalidArgument)
 	}
 	if fn == nil {
-		return fmt.Errorf("%w: nil function for %q", ErrInvalidArgument, name)
+		return fmt.Errorf("%w: nil function for %q", errs.ErrInvalidArgument, name)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if _, ok := f.m[name]; ok {
-		return fmt.Errorf("%w: %q", ErrFuncRegistered, name)
+		return fmt.Errorf("%w: %q", errs.ErrFuncRegistered, name)
 	}
 	f.m[name] = fn
 	return nil

@@ -1,15 +1,17 @@
 package actors
 
+import "github.com/cloister-go/cloister/internal/errs"
+
 import "time"
 
 // MarkStopped ends the cluster for good, as a Manager that gave up does
 // (rings emptied, snapshot "stopped", Stopped closed), with err as its Err:
 // the facade calls it when its program stops the cluster (err nil: a
-// *StoppedError "stop") and when a start fails (the start's error). The
+// *cloister.StoppedError "stop") and when a start fails (the start's error). The
 // first end wins.
 func (c *shared) MarkStopped(err error) {
 	if err == nil {
-		err = &StoppedError{Reason: "stop", Detail: "stopped by its program", At: time.Now()}
+		err = &errs.StoppedError{Reason: "stop", Detail: "stopped by its program", At: time.Now()}
 	}
 	c.stopWith(err)
 }

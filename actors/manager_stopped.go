@@ -1,8 +1,7 @@
 package actors
 
 import (
-	"errors"
-	"fmt"
+	"github.com/cloister-go/cloister/internal/errs"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -12,31 +11,6 @@ import (
 
 	"github.com/cloister-go/cloister/listener"
 )
-
-// ErrStopped matches (errors.Is) the error of a cluster whose Manager has
-// stopped: cloister no longer runs on this node, and its rings are empty.
-var ErrStopped = errors.New("cloister: stopped")
-
-// StoppedError says why cloister stopped on a node: the Manager gave up
-// after too many restarts of its children, or was shut down.
-type StoppedError struct {
-	// Reason is the Manager's exit reason ("shutdown" after too many
-	// restarts, "kill" when the node stopped, ...).
-	Reason string
-	// Detail is what led to it, for people (may be empty).
-	Detail string
-	At     time.Time
-}
-
-func (e *StoppedError) Error() string {
-	if e.Detail == "" {
-		return fmt.Sprintf("cloister: stopped (%s)", e.Reason)
-	}
-	return fmt.Sprintf("cloister: stopped (%s): %s", e.Reason, e.Detail)
-}
-
-// Is makes errors.Is(err, ErrStopped) hold.
-func (e *StoppedError) Is(target error) bool { return target == ErrStopped }
 
 // lifecycle records whether the Manager of a cluster runs. The zero value
 // is "never started"; the channel is made on first use.
@@ -70,7 +44,7 @@ func (c *shared) Stopped() <-chan struct{} {
 }
 
 // Err is nil while cloister runs (or before it starts) and a
-// *StoppedError, matching ErrStopped, once it has stopped.
+// *cloister.StoppedError, matching cloister.ErrStopped, once it has stopped.
 func (c *shared) Err() error {
 	c.life.mu.Lock()
 	defer c.life.mu.Unlock()
@@ -92,7 +66,7 @@ func (c *shared) running() {
 // Whois fails and Mine is false instead of answering from a view nobody
 // maintains any more), the snapshot says "stopped", and Stopped() closes.
 func (c *shared) stopped(reason, detail string) {
-	c.stopWith(&StoppedError{Reason: reason, Detail: detail, At: time.Now()})
+	c.stopWith(&errs.StoppedError{Reason: reason, Detail: detail, At: time.Now()})
 }
 
 // stopWith is stopped with the error Err reports; the first call wins.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cloister-go/cloister/internal/errs"
 	"log/slog"
 	"reflect"
 	"sync/atomic"
@@ -252,8 +253,8 @@ func TestClusterStopped(t *testing.T) {
 	default:
 		t.Fatal("Stopped not closed")
 	}
-	var se *StoppedError
-	if err := c.Err(); !errors.Is(err, ErrStopped) || !errors.As(err, &se) || se.Reason != "shutdown" {
+	var se *errs.StoppedError
+	if err := c.Err(); !errors.Is(err, errs.ErrStopped) || !errors.As(err, &se) || se.Reason != "shutdown" {
 		t.Fatalf("Err: %v", err)
 	}
 	if o, err := c.Rings.Owner("app", "k"); !errors.Is(err, ring.ErrEmptyRing) {

@@ -3,6 +3,7 @@ package actors
 import (
 	"errors"
 	"fmt"
+	"github.com/cloister-go/cloister/internal/errs"
 	"math/rand/v2"
 	"runtime"
 	"strings"
@@ -53,20 +54,20 @@ func wantEcho(t *testing.T, r Result, x etf.Term) {
 }
 
 // wantKind checks that r failed with kind k, through errors.Is and errors.As.
-func wantKind(t *testing.T, r Result, k ErrorKind) *NodeError {
+func wantKind(t *testing.T, r Result, k errs.ErrorKind) *errs.NodeError {
 	t.Helper()
 	if r.Err == nil {
 		t.Fatalf("node %s: reply %#v, want a %s error", r.Node, r.Reply, k)
 	}
-	var ne *NodeError
+	var ne *errs.NodeError
 	if !errors.As(r.Err, &ne) {
 		t.Fatalf("node %s: error %T %v is not a *NodeError", r.Node, r.Err, r.Err)
 	}
 	if ne.Kind != k || ne.Node != r.Node {
 		t.Fatalf("node %s: error %v has kind %s node %s, want %s", r.Node, r.Err, ne.Kind, ne.Node, k)
 	}
-	if !errors.Is(r.Err, sentinelOf(k)) {
-		t.Fatalf("node %s: errors.Is(%v, %v) is false", r.Node, r.Err, sentinelOf(k))
+	if !errors.Is(r.Err, errs.SentinelOf(k)) {
+		t.Fatalf("node %s: errors.Is(%v, %v) is false", r.Node, r.Err, errs.SentinelOf(k))
 	}
 	if r.Reply != nil {
 		t.Fatalf("node %s: reply %#v set next to an error", r.Node, r.Reply)
@@ -139,9 +140,9 @@ func TestMulticallNeverDials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantKind(t, rs[0], KindNoConnection)
+	wantKind(t, rs[0], errs.KindNoConnection)
 	wantEcho(t, rs[1], 1)
-	wantKind(t, rs[2], KindNoConnection)
+	wantKind(t, rs[2], errs.KindNoConnection)
 	for _, nd := range testNode.Nodes() {
 		if nd == lonely.name {
 			t.Fatalf("Multicall connected to %s, a node that runs but was not connected", lonely.name)
@@ -149,14 +150,14 @@ func TestMulticallNeverDials(t *testing.T) {
 	}
 	// Multicast and Multiapply never dial either.
 	err = Multicast(testNode, []string{lonely.name}, echoName, etf.Atom("x"))
-	if !errors.Is(err, ErrNoConnection) {
-		t.Fatalf("Multicast to an unconnected node: %v, want ErrNoConnection", err)
+	if !errors.Is(err, errs.ErrNoConnection) {
+		t.Fatalf("Multicast to an unconnected node: %v, want errs.ErrNoConnection", err)
 	}
 	rs, err = Multiapply(testNode, []string{lonely.name}, "whoami", nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantKind(t, rs[0], KindNoConnection)
+	wantKind(t, rs[0], errs.KindNoConnection)
 	for _, nd := range testNode.Nodes() {
 		if nd == lonely.name {
 			t.Fatalf("Multicast/Multiapply connected to %s", lonely.name)
@@ -194,7 +195,7 @@ func TestMulticallDeadNodeIsNoConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantEcho(t, rs[0], 2)
-	wantKind(t, rs[1], KindNoConnection)
+	wantKind(t, rs[1], errs.KindNoConnection)
 }
 
 func TestMulticallNodeDyingDuringCallFailsPromptly(t *testing.T) {
@@ -216,7 +217,7 @@ func TestMulticallNodeDyingDuringCallFailsPromptly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ne := wantKind(t, rs[0], KindNoConnection)
+	ne := wantKind(t, rs[0], errs.KindNoConnection)
 	// The handler would answer after 8 s, the deadline is 10 s: only the
 	// monitor can end the call soon after the kill.
 	if elapsed > killAfter+2*time.Second {
@@ -233,7 +234,7 @@ func TestMulticallNoSuchProcess(t *testing.T) {
 	}
 	wantEcho(t, rs[0], 3)
 	wantEcho(t, rs[1], 3)
-	ne := wantKind(t, rs[2], KindNoSuchProcess)
+	ne := wantKind(t, rs[2], errs.KindNoSuchProcess)
 	if !strings.Contains(ne.Error(), echoName) {
 		t.Fatalf("error %q does not name the process", ne)
 	}
@@ -242,7 +243,7 @@ func TestMulticallNoSuchProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range rs {
-		wantKind(t, r, KindNoSuchProcess)
+		wantKind(t, r, errs.KindNoSuchProcess)
 	}
 }
 
@@ -265,7 +266,7 @@ func TestMulticallTimeoutWithinDeadlinePlus100ms(t *testing.T) {
 		elapsed, rs = try()
 	}
 	for _, r := range rs {
-		wantKind(t, r, KindTimeout)
+		wantKind(t, r, errs.KindTimeout)
 	}
 	if elapsed < deadline {
 		t.Fatalf("returned after %v, before the %v deadline", elapsed, deadline)
@@ -284,9 +285,9 @@ func TestMulticallTimeoutWithinDeadlinePlus100ms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantKind(t, rs[0], KindTimeout)
-	wantKind(t, rs[1], KindNoSuchProcess)
-	wantKind(t, rs[2], KindNoConnection)
+	wantKind(t, rs[0], errs.KindTimeout)
+	wantKind(t, rs[1], errs.KindNoSuchProcess)
+	wantKind(t, rs[2], errs.KindNoConnection)
 }
 
 func TestMulticallRemoteExitIsRemoteError(t *testing.T) {
@@ -297,10 +298,10 @@ func TestMulticallRemoteExitIsRemoteError(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range rs {
-		ne := wantKind(t, r, KindRemote)
-		var re *RemoteError
+		ne := wantKind(t, r, errs.KindRemote)
+		var re *errs.RemoteError
 		if !errors.As(r.Err, &re) {
-			t.Fatalf("node %s: %v carries no *RemoteError", r.Node, r.Err)
+			t.Fatalf("node %s: %v carries no *errs.RemoteError", r.Node, r.Err)
 		}
 		if re.Reason != "boom" || !strings.Contains(ne.Error(), "boom") {
 			t.Fatalf("node %s: reason %#v, error %q; want boom", r.Node, re.Reason, ne)
@@ -343,9 +344,9 @@ func TestMulticastReachesEveryNode(t *testing.T) {
 	// Not connected and missing locally: reported; the rest still gets it.
 	ghost := "actors_ghost@127.0.0.1"
 	err = Multicast(testNode, []string{ghost, peerA.name}, echoName, etf.Tuple{etf.Atom("ping"), p.Self(), etf.Atom("t2")})
-	var ne *NodeError
-	if !errors.Is(err, ErrNoConnection) || !errors.As(err, &ne) || ne.Node != ghost {
-		t.Fatalf("Multicast to a ghost: %v, want a NoConnection NodeError for %s", err, ghost)
+	var ne *errs.NodeError
+	if !errors.Is(err, errs.ErrNoConnection) || !errors.As(err, &ne) || ne.Node != ghost {
+		t.Fatalf("Multicast to a ghost: %v, want a NoConnection errs.NodeError for %s", err, ghost)
 	}
 	select {
 	case m := <-ch:
@@ -356,8 +357,8 @@ func TestMulticastReachesEveryNode(t *testing.T) {
 		t.Fatal("peer A got nothing when the list also named a ghost")
 	}
 	err = Multicast(testNode, []string{testNode.Name()}, "actors_no_such_name", etf.Atom("x"))
-	if !errors.Is(err, ErrNoSuchProcess) {
-		t.Fatalf("Multicast to a missing local name: %v, want ErrNoSuchProcess", err)
+	if !errors.Is(err, errs.ErrNoSuchProcess) {
+		t.Fatalf("Multicast to a missing local name: %v, want errs.ErrNoSuchProcess", err)
 	}
 }
 
@@ -395,7 +396,7 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, r := range rs {
-		ne := wantKind(t, r, KindRemote)
+		ne := wantKind(t, r, errs.KindRemote)
 		if !strings.Contains(ne.Error(), `"actors_nope"`) || !strings.Contains(ne.Error(), "undef") {
 			t.Fatalf("node %s: %q does not name the function", r.Node, ne)
 		}
@@ -407,7 +408,7 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 	if v, ok := asInt(rs[0].Reply); !ok || v != 2 {
 		t.Fatalf("peer A: double(1) = %#v, %v", rs[0].Reply, rs[0].Err)
 	}
-	if ne := wantKind(t, rs[1], KindRemote); !strings.Contains(ne.Error(), `"double"`) {
+	if ne := wantKind(t, rs[1], errs.KindRemote); !strings.Contains(ne.Error(), `"double"`) {
 		t.Fatalf("bare peer: %q does not name the function", ne)
 	}
 
@@ -417,7 +418,7 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, r := range rs {
-			if ne := wantKind(t, r, KindRemote); !strings.Contains(ne.Error(), text) {
+			if ne := wantKind(t, r, errs.KindRemote); !strings.Contains(ne.Error(), text) {
 				t.Fatalf("node %s: %q lacks %q", r.Node, ne, text)
 			}
 		}
@@ -510,8 +511,8 @@ func TestFanoutRefusesUnsendableAndBadArguments(t *testing.T) {
 		"cast no name":   func() error { return Multicast(testNode, nodes, "", etf.Atom("x")) },
 		"empty function": func() error { _, err := Multiapply(testNode, nodes, "", nil, time.Second); return err },
 	} {
-		if err := call(); !errors.Is(err, ErrInvalidArgument) {
-			t.Fatalf("%s: %v, want ErrInvalidArgument", what, err)
+		if err := call(); !errors.Is(err, errs.ErrInvalidArgument) {
+			t.Fatalf("%s: %v, want errs.ErrInvalidArgument", what, err)
 		}
 	}
 }
@@ -784,23 +785,23 @@ func TestConcurrentMulticalls(t *testing.T) {
 }
 
 func TestNodeErrorIsAs(t *testing.T) {
-	kinds := []ErrorKind{KindTimeout, KindNoConnection, KindNoSuchProcess, KindRemote, KindRefused}
+	kinds := []errs.ErrorKind{errs.KindTimeout, errs.KindNoConnection, errs.KindNoSuchProcess, errs.KindRemote, errs.KindRefused}
 	words := []string{"timeout", "no connection", "no such process", "remote error", "refused"}
 	for i, k := range kinds {
 		if k.String() != words[i] {
 			t.Fatalf("%d.String() = %q, want %q", int(k), k, words[i])
 		}
 		detail := errors.New("some detail")
-		wrapped := fmt.Errorf("context: %w", &NodeError{Node: "n@h", Kind: k, Err: detail})
+		wrapped := fmt.Errorf("context: %w", &errs.NodeError{Node: "n@h", Kind: k, Err: detail})
 		for j, other := range kinds {
-			if got := errors.Is(wrapped, sentinelOf(other)); got != (i == j) {
-				t.Fatalf("errors.Is(%s error, %v) = %v", k, sentinelOf(other), got)
+			if got := errors.Is(wrapped, errs.SentinelOf(other)); got != (i == j) {
+				t.Fatalf("errors.Is(%s error, %v) = %v", k, errs.SentinelOf(other), got)
 			}
 		}
 		if !errors.Is(wrapped, detail) {
 			t.Fatalf("%s error does not unwrap to its detail", k)
 		}
-		var ne *NodeError
+		var ne *errs.NodeError
 		if !errors.As(wrapped, &ne) || ne.Node != "n@h" || ne.Kind != k {
 			t.Fatalf("errors.As on %v gave %#v", wrapped, ne)
 		}
@@ -808,18 +809,18 @@ func TestNodeErrorIsAs(t *testing.T) {
 			t.Fatalf("message %q", msg)
 		}
 	}
-	if s := ErrorKind(0).String(); !strings.Contains(s, "unknown") {
+	if s := errs.ErrorKind(0).String(); !strings.Contains(s, "unknown") {
 		t.Fatalf("zero kind prints %q", s)
 	}
-	if (&NodeError{Node: "n@h"}).Is(ErrTimeout) {
-		t.Fatal("a NodeError without a kind matches ErrTimeout")
+	if (&errs.NodeError{Node: "n@h"}).Is(errs.ErrTimeout) {
+		t.Fatal("a errs.NodeError without a kind matches errs.ErrTimeout")
 	}
 	// Real results: a dead name is NoSuchProcess, not Timeout.
 	rs, err := Multicall(testNode, []string{peerA.name}, "actors_no_such_name", etf.Atom("x"), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if errors.Is(rs[0].Err, ErrTimeout) || !errors.Is(rs[0].Err, ErrNoSuchProcess) {
+	if errors.Is(rs[0].Err, errs.ErrTimeout) || !errors.Is(rs[0].Err, errs.ErrNoSuchProcess) {
 		t.Fatalf("%v", rs[0].Err)
 	}
 }
@@ -830,13 +831,13 @@ func TestFuncsRegistry(t *testing.T) {
 	if err := f.Register("one", one); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.Register("one", one); !errors.Is(err, ErrFuncRegistered) || !strings.Contains(err.Error(), `"one"`) {
+	if err := f.Register("one", one); !errors.Is(err, errs.ErrFuncRegistered) || !strings.Contains(err.Error(), `"one"`) {
 		t.Fatalf("duplicate: %v", err)
 	}
-	if err := f.Register("", one); !errors.Is(err, ErrInvalidArgument) {
+	if err := f.Register("", one); !errors.Is(err, errs.ErrInvalidArgument) {
 		t.Fatalf("empty name: %v", err)
 	}
-	if err := f.Register("nil", nil); !errors.Is(err, ErrInvalidArgument) {
+	if err := f.Register("nil", nil); !errors.Is(err, errs.ErrInvalidArgument) {
 		t.Fatalf("nil function: %v", err)
 	}
 	if fn, ok := f.Lookup("one"); !ok || fn == nil {

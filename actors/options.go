@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cloister-go/cloister/internal/errs"
 	"log/slog"
 	"slices"
 	"strings"
@@ -201,40 +202,16 @@ func (o *Options) applyDefaults() {
 	def(&o.FlapGrace, min(time.Second, o.RemoveAfter/2))
 }
 
-// ErrInvalidOption is wrapped by every validation error.
-var ErrInvalidOption = errors.New("cloister: invalid option")
-
-// OptionError is Validate's error: which option (the field, with an index
-// for a list entry: "Sentry[1]"), its value and what is allowed.
-type OptionError struct {
-	Field string
-	Index int // the list entry, or -1
-	Value interface{}
-	Why   string
-}
-
-// Error reads "cloister: invalid option Sentry[1] = \"x\": why".
-func (e *OptionError) Error() string {
-	f := e.Field
-	if e.Index >= 0 {
-		f = fmt.Sprintf("%s[%d]", f, e.Index)
-	}
-	return fmt.Sprintf("%s %s = %#v: %s", ErrInvalidOption, f, e.Value, e.Why)
-}
-
-// Unwrap returns ErrInvalidOption.
-func (e *OptionError) Unwrap() error { return ErrInvalidOption }
-
 func invalid(field string, value interface{}, why string) error {
-	return &OptionError{Field: field, Index: -1, Value: value, Why: why}
+	return &errs.OptionError{Field: field, Index: -1, Value: value, Why: why}
 }
 
 func invalidAt(field string, i int, value interface{}, why string) error {
-	return &OptionError{Field: field, Index: i, Value: value, Why: why}
+	return &errs.OptionError{Field: field, Index: i, Value: value, Why: why}
 }
 
 // Validate applies the defaults and checks every option; the error (an
-// *OptionError) names the first bad option and its value.
+// *cloister.OptionError) names the first bad option and its value.
 func (o *Options) Validate() error {
 	o.applyDefaults()
 	if !validAtom(o.OTPApp) {

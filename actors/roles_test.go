@@ -2,6 +2,7 @@ package actors
 
 import (
 	"errors"
+	"github.com/cloister-go/cloister/internal/errs"
 	"reflect"
 	"strings"
 	"testing"
@@ -67,7 +68,7 @@ func TestRoleOptionsAreChecked(t *testing.T) {
 		o := DefaultOptions()
 		c.set(&o)
 		err := o.Validate()
-		if !errors.Is(err, ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
+		if !errors.Is(err, errs.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("want an error with %q, got %v", c.want, err)
 		}
 	}

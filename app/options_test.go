@@ -2,6 +2,7 @@ package app
 
 import (
 	"errors"
+	"github.com/cloister-go/cloister/internal/errs"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +78,7 @@ func TestBadOptionsNameTheOption(t *testing.T) {
 			if err == nil {
 				t.Fatal("want an error")
 			}
-			if !errors.Is(err, actors.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
+			if !errors.Is(err, errs.ErrInvalidOption) || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("error %q does not name %q", err, c.want)
 			}
 			if _, err := New(o); err == nil {

@@ -25,6 +25,7 @@ package metrics
 
 import (
 	"errors"
+	"github.com/cloister-go/cloister/internal/errs"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -280,20 +281,20 @@ func outcomeOf(err error) string {
 	if err == nil {
 		return outcomeOK
 	}
-	var ne *actors.NodeError
+	var ne *errs.NodeError
 	if !errors.As(err, &ne) {
 		return outcomeOther
 	}
 	switch ne.Kind {
-	case actors.KindTimeout:
+	case errs.KindTimeout:
 		return outcomeTimeout
-	case actors.KindNoConnection:
+	case errs.KindNoConnection:
 		return outcomeNoConnection
-	case actors.KindNoSuchProcess:
+	case errs.KindNoSuchProcess:
 		return outcomeNoSuchProcess
-	case actors.KindRemote:
+	case errs.KindRemote:
 		return outcomeRemote
-	case actors.KindRefused:
+	case errs.KindRefused:
 		return outcomeRefused
 	}
 	return outcomeOther

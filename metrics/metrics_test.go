@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cloister-go/cloister/internal/errs"
 	"go/ast"
 	"go/parser"
 	"go/token"
@@ -261,13 +262,13 @@ func TestOutcomeNamesEveryErrorKind(t *testing.T) {
 		want string
 	}{
 		{nil, outcomeOK},
-		{&actors.NodeError{Node: "a@h", Kind: actors.KindTimeout}, outcomeTimeout},
-		{&actors.NodeError{Node: "a@h", Kind: actors.KindNoConnection}, outcomeNoConnection},
-		{&actors.NodeError{Node: "a@h", Kind: actors.KindNoSuchProcess}, outcomeNoSuchProcess},
-		{&actors.NodeError{Node: "a@h", Kind: actors.KindRemote}, outcomeRemote},
-		{&actors.NodeError{Node: "a@h", Kind: actors.KindRefused}, outcomeRefused},
-		{&actors.NodeError{Node: "a@h", Kind: 99}, outcomeOther},
-		{fmt.Errorf("wrapped: %w", &actors.NodeError{Node: "a@h", Kind: actors.KindTimeout}), outcomeTimeout},
+		{&errs.NodeError{Node: "a@h", Kind: errs.KindTimeout}, outcomeTimeout},
+		{&errs.NodeError{Node: "a@h", Kind: errs.KindNoConnection}, outcomeNoConnection},
+		{&errs.NodeError{Node: "a@h", Kind: errs.KindNoSuchProcess}, outcomeNoSuchProcess},
+		{&errs.NodeError{Node: "a@h", Kind: errs.KindRemote}, outcomeRemote},
+		{&errs.NodeError{Node: "a@h", Kind: errs.KindRefused}, outcomeRefused},
+		{&errs.NodeError{Node: "a@h", Kind: 99}, outcomeOther},
+		{fmt.Errorf("wrapped: %w", &errs.NodeError{Node: "a@h", Kind: errs.KindTimeout}), outcomeTimeout},
 		{errors.New("something else"), outcomeOther},
 	} {
 		if got := outcomeOf(tc.err); got != tc.want {
@@ -280,10 +281,10 @@ func TestObserveFanoutCountsPerNodeOutcomes(t *testing.T) {
 	c := New()
 	c.ObserveFanout("multicall", []actors.Result{
 		{Node: "a@h", Reply: "x"},
-		{Node: "b@h", Err: &actors.NodeError{Node: "b@h", Kind: actors.KindTimeout}},
-		{Node: "c@h", Err: &actors.NodeError{Node: "c@h", Kind: actors.KindTimeout}},
+		{Node: "b@h", Err: &errs.NodeError{Node: "b@h", Kind: errs.KindTimeout}},
+		{Node: "c@h", Err: &errs.NodeError{Node: "c@h", Kind: errs.KindTimeout}},
 	})
-	c.ObserveFanout("multiapply", []actors.Result{{Node: "a@h", Err: &actors.NodeError{Node: "a@h", Kind: actors.KindRemote}}})
+	c.ObserveFanout("multiapply", []actors.Result{{Node: "a@h", Err: &errs.NodeError{Node: "a@h", Kind: errs.KindRemote}}})
 	got := gather(t, c)
 	want(t, got, `cloister_fanout_results_total{op="multicall",outcome="ok"}`, 1)
 	want(t, got, `cloister_fanout_results_total{op="multicall",outcome="timeout"}`, 2)

@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/cloister-go/cloister/internal/errs"
 	"io"
 	"os"
 	"reflect"
@@ -60,7 +61,7 @@ type Error struct {
 	Line int
 	Key  string
 	Msg  string
-	Err  error // the underlying error, for errors.Is (actors.ErrInvalidOption)
+	Err  error // the underlying error, for errors.Is (cloister.ErrInvalidOption)
 }
 
 // Error reads "cloister: config: FILE: line N: KEY: what is wrong".
@@ -254,7 +255,7 @@ func Load(path string) (*File, error) {
 func (f *File) Validate() error {
 	o := f.opts
 	if err := o.Validate(); err != nil {
-		var oe *actors.OptionError
+		var oe *errs.OptionError
 		if !errors.As(err, &oe) {
 			return &Error{Msg: err.Error(), Err: err}
 		}

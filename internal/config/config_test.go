@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"flag"
+	"github.com/cloister-go/cloister/internal/errs"
 	"io"
 	"os"
 	"path/filepath"
@@ -188,7 +189,7 @@ func TestBadValuesNamed(t *testing.T) {
 		if goTypeNames.MatchString(err.Error()) {
 			t.Errorf("%q: error shows Go or YAML internals: %v", body, err)
 		}
-		if strings.HasPrefix(body, "consensus: 0") && !errors.Is(err, actors.ErrInvalidOption) {
+		if strings.HasPrefix(body, "consensus: 0") && !errors.Is(err, errs.ErrInvalidOption) {
 			t.Errorf("not an ErrInvalidOption: %v", err)
 		}
 	}

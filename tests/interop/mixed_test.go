@@ -693,11 +693,11 @@ func (w *row) goCallsErl(t *testing.T, all []string) {
 			t.Fatalf("RPC erlang:node(): %#v, %v", v, err)
 		}
 		_, err = c.RPC(w.erlA.Name, "cloister_member", "raise", etf.List{etf.Atom("exit"), []byte("gone")}, 5*time.Second)
-		var re *actors.RemoteError
+		var re *cloister.RemoteError
 		if !errors.Is(err, cloister.ErrRemote) || !errors.As(err, &re) || re.Class != "exit" || !strings.Contains(err.Error(), `exit: <<"gone">>`) {
 			t.Fatalf("RPC raise(exit, <<\"gone\">>): %v", err)
 		}
-		if _, err := c.RPC(w.go1.Name, "erlang", "node", nil, time.Second); !errors.Is(err, actors.ErrInvalidArgument) {
+		if _, err := c.RPC(w.go1.Name, "erlang", "node", nil, time.Second); !errors.Is(err, cloister.ErrInvalidArgument) {
 			t.Fatalf("RPC to a Go node: %v, want an invalid-argument error", err)
 		}
 		return ms(took) + " for erlang:node()"
@@ -802,7 +802,7 @@ func (w *row) elixirMember(t *testing.T, all []string) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var re *actors.RemoteError
+		var re *cloister.RemoteError
 		if !errors.As(res[0].Err, &re) || re.Class != "error" || !strings.Contains(res[0].Err.Error(), "** (RuntimeError) bad thing") {
 			t.Fatalf("boom: %v", res[0].Err)
 		}
@@ -970,7 +970,7 @@ func (w *row) multiapplyBEAM(t *testing.T, ring []string, beam []*erltest.Node, 
 			}
 		case slices.ContainsFunc(w.beam, func(e *erltest.Node) bool { return e.Name == r.Node }):
 			// another BEAM member, without that module
-			var re *actors.RemoteError
+			var re *cloister.RemoteError
 			if !errors.As(r.Err, &re) || re.Class != "error" || re.Reason != etf.Atom("undef") {
 				t.Errorf("%s: %#v, %v; want error:undef", r.Node, r.Reply, r.Err)
 			}
@@ -990,7 +990,7 @@ func (w *row) multiapplyBEAM(t *testing.T, ring []string, beam []*erltest.Node, 
 			t.Fatal(err)
 		}
 		for _, r := range res {
-			var re *actors.RemoteError
+			var re *cloister.RemoteError
 			if !errors.Is(r.Err, cloister.ErrRemote) || !errors.As(r.Err, &re) || re.Class != cls ||
 				!strings.Contains(r.Err.Error(), cls+`: {bad, <<"thing">>}`) {
 				t.Errorf("%s raise(%s): %v", r.Node, cls, r.Err)
@@ -1006,7 +1006,7 @@ func (w *row) multiapplyBEAM(t *testing.T, ring []string, beam []*erltest.Node, 
 		t.Fatal(err)
 	}
 	for _, r := range res {
-		if !errors.Is(r.Err, actors.ErrRefused) {
+		if !errors.Is(r.Err, cloister.ErrRefused) {
 			t.Errorf("%s: %v, want refused", r.Node, r.Err)
 		}
 	}
