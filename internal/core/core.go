@@ -373,6 +373,9 @@ type Core struct {
 	hash          uint64              // MembersHash of members
 	roles         map[string][]string // rolesOf(members)
 	lastHeartbeat time.Time
+	// batch: remove leaves setting the members to its caller (several
+	// removals in one change)
+	batch         bool
 	lastReconcile time.Time
 	lastTick      time.Time
 	discovered    bool
@@ -669,6 +672,9 @@ func (c *Core) remove(fx []Effect, n string, reason listener.RemovalReason) []Ef
 	if wasMember {
 		fx = append(fx, Removed{Node: n, Reason: reason})
 	}
+	if c.batch {
+		return fx // the caller sets the members once for the batch
+	}
 	fx = c.setMembers(fx)
 	c.refreshGossip()
 	return fx
@@ -950,7 +956,10 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 			}
 		}
 	}
-	// Silence of members: suspect, then remove and disconnect.
+	// Silence of members: suspect, then remove and disconnect. Removals
+	// wait for members about to fall silent too (see holdRemovals).
+	hold := c.holdRemovals(now)
+	var gone []string
 	for _, n := range c.due(func(p *peer) bool {
 		return p.member && p.connected && (now.Sub(p.lastSeen) >= c.cfg.RemoveAfter ||
 			now.Sub(p.lastSeen) >= c.cfg.SuspectAfter && !p.suspect)
@@ -958,8 +967,9 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 		p := c.peers[n]
 		silent := now.Sub(p.lastSeen)
 		if silent >= c.cfg.RemoveAfter {
-			fx = append(fx, Disconnect{n})
-			fx = c.down(fx, n, now, false)
+			if !hold {
+				gone = append(gone, n)
+			}
 			continue
 		}
 		if silent >= c.cfg.SuspectAfter && !p.suspect {
@@ -967,8 +977,22 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 			fx = append(fx, Suspect{Node: n, Silence: silent})
 		}
 	}
-	// Flap grace over: a member not reconnected leaves the rings; one
-	// reconnected but not yet answering is the heartbeat's to judge.
+	if len(gone) > 0 {
+		// one change of the member list for all of them
+		c.batch = true
+		for _, n := range gone {
+			fx = append(fx, Disconnect{n})
+			fx = c.down(fx, n, now, false)
+		}
+		c.batch = false
+		fx = c.setMembers(fx)
+		c.refreshGossip()
+	}
+	// Flap grace over: a member not reconnected leaves the rings (with the
+	// others whose graces end with it, see holdRemovals); one reconnected
+	// but not yet answering is the heartbeat's to judge.
+	holdGrace := c.holdGraces(now)
+	gone = gone[:0]
 	for _, n := range c.due(func(p *peer) bool {
 		return !p.awaySince.IsZero() && now.Sub(p.awaySince) >= c.cfg.FlapGrace
 	}) {
@@ -978,7 +1002,18 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 			p.suspect = false
 			continue
 		}
-		fx = c.remove(fx, n, listener.RemovedGraceExpired)
+		if !holdGrace {
+			gone = append(gone, n)
+		}
+	}
+	if len(gone) > 0 {
+		c.batch = true
+		for _, n := range gone {
+			fx = c.remove(fx, n, listener.RemovedGraceExpired)
+		}
+		c.batch = false
+		fx = c.setMembers(fx)
+		c.refreshGossip()
 	}
 	c.collect()
 	return c.dialDue(fx, now)
@@ -1048,6 +1083,53 @@ func (c *Core) NextTick() time.Time {
 // StallAfter is the gap between two ticks that the stall guard takes for
 // this node having been stalled (see stallAfter).
 func (c *Core) StallAfter() time.Duration { return c.stallAfter() }
+
+// removeBatch bounds how long a removal for silence waits for other
+// members whose silence is about to reach RemoveAfter as well.
+func (c *Core) removeBatch() time.Duration { return c.cfg.Heartbeat / 2 }
+
+// holdRemovals tells whether this tick's removals for silence should wait.
+// Members cut off at the same moment (a partition, a switch) were last
+// heard at slightly different times (each link's last keepalive or answer),
+// so their deadlines are up to half a heartbeat apart; removed one per tick,
+// they would cost the rings one change each, and a node left with exactly
+// Consensus members for a moment would go ready and back. So the removals
+// wait, at most removeBatch past the first deadline, for every member whose
+// own deadline falls within that window: all go in one change. No member is
+// ever removed before RemoveAfter of silence.
+func (c *Core) holdRemovals(now time.Time) bool {
+	return c.hold(now, func(p *peer) (time.Time, bool) {
+		return p.lastSeen.Add(c.cfg.RemoveAfter), p.member && p.connected
+	})
+}
+
+// holdGraces is holdRemovals for flap graces that end (links that closed
+// together, at a partition that rejects, ended their graces together).
+func (c *Core) holdGraces(now time.Time) bool {
+	return c.hold(now, func(p *peer) (time.Time, bool) {
+		return p.awaySince.Add(c.cfg.FlapGrace), !p.awaySince.IsZero() && !p.connected
+	})
+}
+
+// hold: some deadline has passed, less than removeBatch ago, and another
+// one comes before the first plus removeBatch.
+func (c *Core) hold(now time.Time, deadline func(*peer) (time.Time, bool)) bool {
+	var first time.Time
+	for _, p := range c.peers {
+		if d, ok := deadline(p); ok && !d.After(now) && (first.IsZero() || d.Before(first)) {
+			first = d
+		}
+	}
+	if first.IsZero() {
+		return false
+	}
+	for _, p := range c.peers {
+		if d, ok := deadline(p); ok && d.After(now) && d.Before(first.Add(c.removeBatch())) {
+			return true
+		}
+	}
+	return false
+}
 
 // stallAfter is the gap between two ticks (the driver ticks every few tens
 // of milliseconds) that means this node itself was stalled: the larger of

@@ -211,3 +211,110 @@ func TestNextTick(t *testing.T) {
 		t.Fatalf("next tick at %v, want b's re-dial at %v", got.Sub(t0), p.nextDial.Sub(t0))
 	}
 }
+
+// Members cut off at once were last heard up to half a heartbeat apart
+// (each link's last keepalive): they leave in one change, none before its
+// own RemoveAfter and none later than the first deadline plus half a
+// heartbeat. Members last heard further apart leave one by one, each at
+// its own deadline.
+func TestSilentMembersLeaveTogether(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		gap      time.Duration // between b's and c's last reads
+		together bool
+	}{{"150ms apart", ms(150), true}, {"400ms apart", ms(400), false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			all := []string{"a@h", "b@h", "c@h", "d@h"}
+			c := New(cfg("a@h", 2, all...))
+			run(c, Start{Now: t0})
+			h := MembersHash(all)
+			for _, p := range all[1:] {
+				run(c, NodeUp{Now: t0, Node: p})
+				run(c, ProbeReply{Now: t0, Node: p, OTPApp: "cloister", Members: all, Hash: h, HasHash: true})
+			}
+			if !reflect.DeepEqual(c.Members(), all) {
+				t.Fatalf("members %v", c.Members())
+			}
+			lastB := t0.Add(ms(1000))
+			lastC := lastB.Add(tc.gap)
+			removed := map[string]time.Time{}
+			publishes := 0
+			for now := t0.Add(ms(50)); now.Before(t0.Add(10 * time.Second)); now = now.Add(ms(50)) {
+				read := map[string]time.Time{"d@h": now}
+				read["b@h"], read["c@h"] = now, now
+				if now.After(lastB) {
+					read["b@h"] = lastB
+				}
+				if now.After(lastC) {
+					read["c@h"] = lastC
+				}
+				fx := run(c, Tick{Now: now, LinkRead: read})
+				for _, p := range kinds[Ping](fx) { // only the live d answers
+					if p.Node == "d@h" {
+						run(c, Pong{Now: now, Node: "d@h", Hash: c.MembersHash()})
+					}
+				}
+				for _, r := range kinds[Removed](fx) {
+					removed[r.Node] = now
+				}
+				if len(kinds[Removed](fx)) > 0 {
+					publishes += len(kinds[Publish](fx))
+				}
+			}
+			rb, rc := removed["b@h"], removed["c@h"]
+			if rb.IsZero() || rc.IsZero() || !removed["d@h"].IsZero() {
+				t.Fatalf("removed %v, want b and c, not d", removed)
+			}
+			if rb.Sub(lastB) < 5*time.Second || rc.Sub(lastC) < 5*time.Second {
+				t.Fatalf("removed b %v and c %v after their last reads, before RemoveAfter", rb.Sub(lastB), rc.Sub(lastC))
+			}
+			if tc.together {
+				if !rb.Equal(rc) || publishes != 1 {
+					t.Fatalf("b removed at +%v, c at +%v, %d ring changes: want one change", rb.Sub(lastB), rc.Sub(lastB), publishes)
+				}
+				if late := rb.Sub(lastB.Add(5 * time.Second)); late > ms(250)+ms(50) {
+					t.Fatalf("b removed %v past its deadline, want at most half a heartbeat (and a tick)", late)
+				}
+			} else if rb.Sub(lastB) > 5*time.Second+ms(50) || rb.Equal(rc) {
+				t.Fatalf("b removed %v after its last read, c at +%v: want each at its own deadline", rb.Sub(lastB), rc.Sub(lastB))
+			}
+		})
+	}
+}
+
+// Links that closed together (a partition that rejects) end their flap
+// graces in one change of the rings, none before its own FlapGrace.
+func TestGracesEndingTogetherAreOneChange(t *testing.T) {
+	all := []string{"a@h", "b@h", "c@h", "d@h"}
+	conf := cfg("a@h", 2, all...)
+	conf.FlapGrace = time.Second
+	c := New(conf)
+	run(c, Start{Now: t0})
+	h := MembersHash(all)
+	for _, p := range all[1:] {
+		run(c, NodeUp{Now: t0, Node: p})
+		run(c, ProbeReply{Now: t0, Node: p, OTPApp: "cloister", Members: all, Hash: h, HasHash: true})
+	}
+	downB, downC := t0.Add(ms(100)), t0.Add(ms(130))
+	run(c, NodeDown{Now: downB, Node: "b@h"})
+	run(c, NodeDown{Now: downC, Node: "c@h"})
+	removed := map[string]time.Time{}
+	publishes := 0
+	for now := t0.Add(ms(110)); now.Before(t0.Add(3 * time.Second)); now = now.Add(ms(10)) {
+		fx := run(c, Tick{Now: now, LinkRead: reads(now, "d@h")})
+		for _, r := range kinds[Removed](fx) {
+			removed[r.Node] = now
+			publishes = len(kinds[Publish](fx))
+		}
+		for _, d := range kinds[Dial](fx) { // the re-dials are refused
+			run(c, DialDone{Now: now, Node: d.Node, Err: errTest})
+		}
+	}
+	rb, rc := removed["b@h"], removed["c@h"]
+	if rb.IsZero() || !rb.Equal(rc) || publishes != 1 {
+		t.Fatalf("b removed at %v, c at %v, %d publishes in that step: want one change", rb.Sub(t0), rc.Sub(t0), publishes)
+	}
+	if rc.Sub(downC) < time.Second || rb.Sub(downB) > time.Second+ms(250)+ms(10) {
+		t.Fatalf("removed %v after b's link closed and %v after c's: want FlapGrace, at most half a heartbeat later", rb.Sub(downB), rc.Sub(downC))
+	}
+}
