@@ -16,6 +16,7 @@ import (
 	"github.com/cloister-go/cloister/internal/statem"
 	"github.com/cloister-go/cloister/internal/wire/distfilter"
 	"github.com/cloister-go/cloister/listener"
+	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
@@ -405,24 +406,9 @@ func (m *monitor) multiCall(p *statem.Process, msg etf.Tuple) (statem.Result[lis
 // {error, Reason}: the CLI and BEAM code ask a node this way. On a libring
 // ring the owner is libring's for that term (an atom key hashes as an atom).
 func (m *monitor) whois(group, key etf.Term) etf.Term {
-	g, ok1 := termString(group)
-	k, ok2 := termString(key)
-	if !ok1 || !ok2 {
-		return etf.Tuple{etf.Atom("error"), etf.Atom("badarg")}
-	}
-	if g == "" || g == "default" {
-		g = m.cluster.Ring
-	}
-	snap, err := m.cluster.Rings.Get(g)
-	if err != nil {
-		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
-	}
-	// A libring ring hashes the key as the term it arrived as, as Elixir's
-	// libring does; Ergo decodes a charlist into a Go string, so it is
-	// turned back into one. Other engines look up its text.
-	var term etf.Term = key
-	if s, ok := key.(string); ok {
-		term = etf.Charlist(s)
+	snap, term, k, bad := m.lookupArgs(group, key, true)
+	if bad != nil {
+		return bad
 	}
 	owner, err := snap.OwnerTerm(term, func(etf.Term) string { return k })
 	if err != nil {
@@ -431,35 +417,46 @@ func (m *monitor) whois(group, key etf.Term) etf.Term {
 	return etf.Tuple{etf.Atom("ok"), etf.Atom(owner)}
 }
 
-// whoisN answers {whois_n, Group, Key, N} (Group and Key as for whois, N
-// an integer ≥ 1) with {ok, [Node]}, the key's replica set as WhoisN gives
-// it (on a libring ring, key_to_nodes/3 of the key as the term it arrived
-// as), or {error, Reason}.
-func (m *monitor) whoisN(group, key, count etf.Term) etf.Term {
+// lookupArgs checks a whois request's group and key (ok false makes it
+// badarg) and finds the ring: its view, the key as the term to hash and as
+// text, or the error answer. A libring ring hashes the key as the term it
+// arrived as, as Elixir's libring does; Ergo decodes a charlist into a Go
+// string, so it is turned back into one. Other engines look up its text.
+func (m *monitor) lookupArgs(group, key etf.Term, ok bool) (*ring.View, etf.Term, string, etf.Term) {
 	g, ok1 := termString(group)
 	k, ok2 := termString(key)
-	var n int
-	switch v := count.(type) {
-	case int:
-		n = v
-	case int64:
-		n = int(v)
-	default:
-		ok2 = false
-	}
-	if !ok1 || !ok2 || n < 1 {
-		return etf.Tuple{etf.Atom("error"), etf.Atom("badarg")}
+	if !ok || !ok1 || !ok2 {
+		return nil, nil, "", etf.Tuple{etf.Atom("error"), etf.Atom("badarg")}
 	}
 	if g == "" || g == "default" {
 		g = m.cluster.Ring
 	}
 	snap, err := m.cluster.Rings.Get(g)
 	if err != nil {
-		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
+		return nil, nil, "", etf.Tuple{etf.Atom("error"), []byte(err.Error())}
 	}
 	var term etf.Term = key
 	if s, ok := key.(string); ok {
-		term = etf.Charlist(s) // as whois: the charlist it was
+		term = etf.Charlist(s)
+	}
+	return snap, term, k, nil
+}
+
+// whoisN answers {whois_n, Group, Key, N} (Group and Key as for whois, N
+// an integer ≥ 1) with {ok, [Node]}, the key's replica set as WhoisN gives
+// it (on a libring ring, key_to_nodes/3 of the key as the term it arrived
+// as), or {error, Reason}.
+func (m *monitor) whoisN(group, key, count etf.Term) etf.Term {
+	var n int
+	switch v := count.(type) {
+	case int:
+		n = v
+	case int64:
+		n = int(v)
+	}
+	snap, term, k, bad := m.lookupArgs(group, key, n >= 1)
+	if bad != nil {
+		return bad
 	}
 	owners, err := snap.AppendOwnersTerm(make([]string, 0, min(n, snap.Len())), term, n, func(etf.Term) string { return k })
 	if err != nil {
