@@ -31,7 +31,71 @@ var (
 	victims  []*cloistertest.Node
 	vnames   []string
 	fake     *fakeMonitor
+	watch    *watcher
 )
+
+// watcher monitors the victims' Monitor and Node actor by registered
+// name, as a BEAM peer would: a DOWN for any reason but noconnection (the
+// victims dropping their link to the attacker, which some subtests cause
+// on purpose) means one of them crashed and was restarted, which no
+// hostile input may cause.
+type watcher struct {
+	gen.Server
+	mu      sync.Mutex
+	proc    gen.Process
+	watched map[gen.ProcessID]bool
+	crashes []string
+}
+
+func (w *watcher) HandleInfo(p *gen.ServerProcess, m etf.Term) gen.ServerStatus {
+	if ch, ok := m.(chan struct{}); ok {
+		close(ch) // sync: every DOWN queued before it is handled
+		return gen.ServerStatusOK
+	}
+	d, ok := m.(gen.MessageDown)
+	if !ok {
+		return gen.ServerStatusOK
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.watched, d.ProcessID)
+	if d.Reason != "noconnection" {
+		w.crashes = append(w.crashes, fmt.Sprintf("%s on %s: %s", d.ProcessID.Name, d.ProcessID.Node, d.Reason))
+	}
+	return gen.ServerStatusOK
+}
+
+// arm monitors every target not monitored yet (after a noconnection DOWN
+// the link is back once a call has been answered).
+func (w *watcher) arm(targets []gen.ProcessID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, to := range targets {
+		if !w.watched[to] {
+			w.proc.MonitorProcess(to)
+			w.watched[to] = true
+		}
+	}
+}
+
+// exits returns the crashes seen since the last call. A DOWN that reached the
+// attacker node before the last answer from a victim is counted: the sync
+// message queues behind it in the watcher's mailbox.
+func (w *watcher) exits() []string {
+	ch := make(chan struct{})
+	if err := me.Send(w.proc.Self(), ch); err == nil {
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			return []string{"the watcher did not answer in 10 s"}
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c := w.crashes
+	w.crashes = nil // each is reported by the subtest that caused it
+	return c
+}
 
 // collector receives the answers to the calls we make by hand, and drops
 // everything else.
@@ -110,6 +174,10 @@ func setUp(t *testing.T) {
 	t.Cleanup(attacker.Stop)
 	inbox = &collector{waiting: map[etf.Ref]chan etf.Term{}}
 	if me, err = attacker.Spawn("", gen.ProcessOptions{MailboxSize: 4096}, inbox); err != nil {
+		t.Fatal(err)
+	}
+	watch = &watcher{watched: map[gen.ProcessID]bool{}}
+	if watch.proc, err = attacker.Spawn("", gen.ProcessOptions{MailboxSize: 64}, watch); err != nil {
 		t.Fatal(err)
 	}
 	fake = &fakeMonitor{}

@@ -94,6 +94,17 @@ func healthy(t *testing.T, within time.Duration) {
 			t.Fatalf("%s Monitor answered %v", v.Name, r)
 		}
 	}
+	// Neither actor of either victim was restarted since the last check
+	// (a restart loses nothing else healthy sees: the Manager restarts
+	// both, and they assemble the same cluster again).
+	if exits := watch.exits(); len(exits) > 0 {
+		t.Fatalf("victim actors exited: %v", exits)
+	}
+	var targets []gen.ProcessID
+	for _, v := range vnames {
+		targets = append(targets, gen.ProcessID{Name: monitorName, Node: v}, gen.ProcessID{Name: nodeName, Node: v})
+	}
+	watch.arm(targets)
 }
 
 // connect makes the attacker connected to every victim (a call to their
@@ -140,6 +151,7 @@ func members(t *testing.T, v *cloistertest.Node) []string {
 // A hostile peer (this process, with the cookie) against two victims.
 func TestHostilePeer(t *testing.T) {
 	setUp(t)
+	healthy(t, 30*time.Second) // and starts watching the victims' actors
 	t.Run("lying peer Monitor", lyingPeerMonitor)
 	t.Run("random terms to Monitor and Node", randomTermsToMonitorAndNode)
 	// Before the flood: a Node actor whose mailbox is still full drops
