@@ -16,6 +16,9 @@ const (
 	dflagFragments        = 0x800000
 	dflagUnlinkID         = 0x2000000
 	dflagSpawn            = 1 << 32
+	// Ergo's own flags (compression, proxy), which only Ergo nodes set
+	ergoFlagProxy       = 1 << 62
+	ergoFlagCompression = 1 << 63
 )
 
 // peerInfo is what the handshake learnt about the peer, handed to the proto
@@ -36,6 +39,11 @@ type peerInfo struct {
 // (OTP 21+ and 22+ respectively; Ergo v2.2.4 announces neither).
 func isBEAM(flags uint64) bool {
 	return flags&(dflagSendSender|dflagExitPayload) != 0
+}
+
+// isErgo tells an Ergo node by the flags of Ergo's own features.
+func isErgo(flags uint64) bool {
+	return !isBEAM(flags) && flags&(ergoFlagProxy|ergoFlagCompression) != 0
 }
 
 // handshake wraps Ergo's handshake, editing the flags it announces.
@@ -86,6 +94,13 @@ func (h *handshake) finish(d node.HandshakeDetails, sc *sniffConn, err error) (n
 		// we did not announce these to a BEAM peer; make Ergo's sender agree
 		d.Flags.EnableHeaderAtomCache = false
 		d.Flags.EnableFragmentation = false
+	} else if isErgo(sc.peerFlags) {
+		// An Ergo node takes fragments whatever it announced, and one of
+		// ours that dialed announced none (flags above): without
+		// fragments, a message over Ergo's 64000-byte writer limit
+		// overtakes the packets buffered before it (see
+		// ergonode.fragmentUnit).
+		d.Flags.EnableFragmentation = true
 	}
 	d.Custom = p
 	return d, nil

@@ -42,6 +42,17 @@ const DefaultEPMDPort uint16 = 4369
 // default is 100), so anything peers write to gets a large one.
 const NetworkMailbox uint16 = 8192
 
+// fragmentUnit is the fragmentation unit of every node: a message of this
+// many bytes or more goes out in fragments, to a peer that takes them.
+// Ergo's link writer buffers packets of up to 64000 bytes and writes a
+// longer one straight to the socket, ahead of the packets it still
+// buffers: messages overtake each other, or the long packet lands inside
+// a half-written one and the link stalls. Ergo's default unit (65000)
+// makes fragments over that limit; with this one a packet stays under it
+// unless its atom cache header (the message's atoms new to the link)
+// exceeds 31978 bytes.
+const fragmentUnit = 32000
+
 // Options are the few node settings cloister lets a user choose. The zero
 // value is valid: the EPMD on 127.0.0.1:$ERL_EPMD_PORT (4369), served in
 // this process when none runs, any free listen port from 15000, no TLS.
@@ -120,6 +131,8 @@ func NodeOptions(o Options) node.Options {
 	po := node.DefaultProtoOptions()
 	// One handler per link: several reorder messages.
 	po.NumHandlers = 1
+	// Every packet through Ergo's link writer, in order (see fragmentUnit).
+	po.FragmentationUnit = fragmentUnit
 
 	flags := node.DefaultFlags()
 	// A BEAM rpc arrives as a spawn request that stock Ergo answers by

@@ -94,6 +94,8 @@ func runChild() int {
 			}
 		case len(f) >= 1 && liveCommand(n, f):
 			// liveness_wire_test.go
+		case len(f) >= 1 && orderCommand(n, f):
+			// order_wire_test.go
 		case len(f) == 1 && f[0] == "nodes":
 			ns := n.Nodes()
 			sort.Strings(ns)
