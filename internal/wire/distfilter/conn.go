@@ -34,6 +34,8 @@ const (
 	framePassThrough = 112 // 'p': control and payload, each with a version byte
 	frameDist        = 131 // followed by 68 (DIST_HEADER) in Ergo's frames
 	distHeader       = 68
+	fragHeader       = 69 // DIST_FRAG_HEADER: a message's first fragment
+	fragCont         = 70 // DIST_FRAG_CONT: one of its next fragments
 )
 
 // filterConn is the socket Ergo's proto sees for a BEAM peer. Reads turn
@@ -57,6 +59,8 @@ type filterConn struct {
 	// write side
 	wmu       sync.Mutex
 	wpend     []byte // Ergo's bytes that are not a complete frame yet
+	frag      []byte // the frame being put together from Ergo's fragments
+	fragSeq   uint64 // its sequence ID
 	unlinkSeq uint64
 
 	rpc *rpcServer // nil unless the peer may send spawn requests
@@ -372,7 +376,9 @@ func (fc *filterConn) Write(p []byte) (int, error) {
 		if len(data)-off-4 < l {
 			break
 		}
-		pieces = append(pieces, fc.outgoing(data[off:off+4+l])...)
+		if frame := fc.defragment(data[off : off+4+l]); frame != nil {
+			pieces = append(pieces, fc.outgoing(frame)...)
+		}
 		off += 4 + l
 	}
 	var err error
@@ -391,6 +397,43 @@ func (fc *filterConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// defragment puts Ergo's fragments of a message back together: it returns
+// frame itself when it is not a fragment, nil while fragments are due, and
+// the whole message as one DIST_HEADER frame (a buffer of its own) at its
+// last fragment. Ergo fragments messages on BEAM links so that none of its
+// packets passes its writer's 64000-byte limit (ergonode.fragmentUnit);
+// the peer gets each message whole, in the order Ergo wrote them, so it
+// never sees a fragment and the filter rewrites whole messages only. One
+// sender per link writes a message's fragments back to back, first to
+// last (fragment IDs count down to 1).
+func (fc *filterConn) defragment(frame []byte) []byte {
+	body := frame[4:]
+	if len(body) < 18 || body[0] != frameDist || (body[1] != fragHeader && body[1] != fragCont) {
+		return frame
+	}
+	seq := binary.BigEndian.Uint64(body[2:10])
+	id := binary.BigEndian.Uint64(body[10:18])
+	switch {
+	case body[1] == fragHeader:
+		if fc.frag != nil {
+			fc.f.logOnce("out-frag", "unfinished fragmented message from Ergo to %s dropped", fc.peer.name)
+		}
+		fc.frag = append(make([]byte, 0, 4+2+int(min(id, 1<<10))*len(body)), 0, 0, 0, 0, frameDist, distHeader)
+		fc.fragSeq = seq
+	case fc.frag == nil || seq != fc.fragSeq:
+		fc.f.logOnce("out-frag", "stray fragment from Ergo to %s dropped", fc.peer.name)
+		return nil
+	}
+	fc.frag = append(fc.frag, body[18:]...)
+	if id > 1 {
+		return nil
+	}
+	whole := fc.frag
+	fc.frag = nil
+	binary.BigEndian.PutUint32(whole, uint32(len(whole)-4))
+	return whole
 }
 
 // outgoing turns one of Ergo's frames (with length) into the pieces the

@@ -91,15 +91,18 @@ func (h *handshake) finish(d node.HandshakeDetails, sc *sniffConn, err error) (n
 	if p.beam {
 		p.unlinkID = sc.peerFlags&dflagUnlinkID != 0 && sc.sentFlags&dflagUnlinkID != 0
 		p.spawn = sc.sentFlags&dflagSpawn != 0
-		// we did not announce these to a BEAM peer; make Ergo's sender agree
+		// we did not announce the atom cache to a BEAM peer; make Ergo's
+		// sender agree
 		d.Flags.EnableHeaderAtomCache = false
-		d.Flags.EnableFragmentation = false
-	} else if isErgo(sc.peerFlags) {
-		// An Ergo node takes fragments whatever it announced, and one of
-		// ours that dialed announced none (flags above): without
-		// fragments, a message over Ergo's 64000-byte writer limit
-		// overtakes the packets buffered before it (see
-		// ergonode.fragmentUnit).
+	}
+	// Ergo fragments every message it sends over the link, whatever the
+	// peer announced: without fragments, a message over Ergo's 64000-byte
+	// writer limit overtakes the packets buffered before it (see
+	// ergonode.fragmentUnit). The filter puts them back together for a
+	// BEAM peer (filterConn.defragment); an Ergo node takes fragments
+	// whatever it announced (one of ours that dialed announced none, see
+	// flags). Other peers keep what they announced.
+	if p.beam || isErgo(sc.peerFlags) {
 		d.Flags.EnableFragmentation = true
 	}
 	d.Custom = p

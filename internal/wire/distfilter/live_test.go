@@ -234,3 +234,70 @@ func TestLargeMessagesAndOrder(t *testing.T) {
 		}
 	})
 }
+
+// goMixSize is the size of Go -> erl message i: small ones with a 100 KB
+// or 129.6 KB one every fifth, over Ergo's 64000-byte writer limit
+// (ergonode's order test has the same mix).
+func goMixSize(i int) int {
+	switch {
+	case i%10 == 4:
+		return 100_000
+	case i%10 == 9:
+		return 129_600
+	}
+	return 100 + i%7*150
+}
+
+// Interleaved small and large messages from Go reach an erl process all,
+// in the order they were sent, and the link stays: Ergo fragments them on
+// BEAM links too, and the filter hands the peer each message whole.
+func TestGoToErlLargeMessagesKeepOrder(t *testing.T) {
+	forEachOTP(t, func(t *testing.T, r erltest.Runtime) {
+		const count = 1000
+		e := startErl(t, r, "ordbig"+r.Release, false)
+		// ord_sink counts {I, Binary}: arrived, out of sequence, wrong size
+		mustEval(t, e, `Size = fun(I) -> case I rem 10 of 4 -> 100000; 9 -> 129600; _ -> 100 + (I rem 7) * 150 end end,
+			Loop = fun L(Next, N, Dis, Bad) ->
+				receive
+					{report, From} -> From ! {ord, N, Dis, Bad}, L(Next, N, Dis, Bad);
+					{I, B} when is_integer(I), is_binary(B) ->
+						D = case I of Next -> 0; _ -> 1 end,
+						W = case byte_size(B) =:= Size(I) of true -> 0; false -> 1 end,
+						L(I + 1, N + 1, Dis + D, Bad + W);
+					_ -> L(Next, N, Dis, Bad + 1)
+				end
+			end,
+			register(ord_sink, spawn(fun() -> Loop(0, 0, 0, 0) end)), ok`)
+		if err := goNode.Connect(e.Name); err != nil {
+			t.Fatal(err)
+		}
+		sink := gen.ProcessID{Name: "ord_sink", Node: e.Name}
+		inProbe(t, func(p *gen.ServerProcess) (interface{}, error) {
+			for i := 0; i < count; i++ {
+				if err := p.Send(sink, etf.Tuple{i, bytes.Repeat([]byte{byte(i)}, goMixSize(i))}); err != nil {
+					return nil, err
+				}
+			}
+			return nil, nil
+		})
+		var n, dis, bad int
+		last, since := -1, time.Now()
+		for time.Since(since) < 15*time.Second {
+			rep := mustEval(t, e, `ord_sink ! {report, self()}, receive {ord, N, D, B} -> {N, D, B} after 5000 -> timeout end`)
+			if _, err := fmt.Sscanf(rep, "{%d,%d,%d}", &n, &dis, &bad); err != nil {
+				t.Fatalf("ord_sink report %q: %v", rep, err)
+			}
+			if n == count {
+				break
+			}
+			if n != last {
+				last, since = n, time.Now()
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		linked := mustEval(t, e, "lists:member("+q(goName)+", nodes())")
+		if n != count || dis != 0 || bad != 0 || linked != "true" {
+			t.Errorf("%s got %d of %d messages, %d out of sequence, %d damaged; linked to Go: %s", e.Name, n, count, dis, bad, linked)
+		}
+	})
+}
