@@ -408,3 +408,70 @@ func TestHandshakeFlagsRewritten(t *testing.T) {
 		}
 	}
 }
+
+// ergoFragments cuts one of Ergo's frames (from ergoFrame) into the
+// fragments Ergo's sender writes for it with fragmentation unit unit.
+func ergoFragments(frame []byte, seq uint64, unit int) [][]byte {
+	data := frame[4+2:] // atom cache header (0), then the terms
+	n := (len(data)-1)/unit + 1
+	var out [][]byte
+	for i := 0; len(data) > 0; i++ {
+		k := min(unit, len(data))
+		if i == 0 {
+			k = min(unit+1, len(data))
+		}
+		typ := byte(fragCont)
+		if i == 0 {
+			typ = fragHeader
+		}
+		b := binary.BigEndian.AppendUint32(nil, uint32(18+k))
+		b = append(b, frameDist, typ)
+		b = binary.BigEndian.AppendUint64(b, seq)
+		b = binary.BigEndian.AppendUint64(b, uint64(n-i))
+		out = append(out, append(b, data[:k]...))
+		data = data[k:]
+	}
+	return out
+}
+
+// Ergo's fragments of a message leave as the one frame the unfragmented
+// message makes, whatever pieces its writer cuts them into; a tick
+// between fragments goes out before it; the next frame follows.
+func TestErgoFragmentsLeaveWhole(t *testing.T) {
+	erlPid := etf.Pid{Node: erlNode, ID: 85, Creation: 1700000000}
+	big := ergoFrame(t, etf.Tuple{opSend, etf.Atom(""), erlPid}, etf.Tuple{1, bytes.Repeat([]byte{7}, 100_000)})
+	small := ergoFrame(t, etf.Tuple{opSend, etf.Atom(""), erlPid}, etf.Tuple{2, "after"})
+
+	ref, rs := newTestConn(nil, true, false)
+	if _, err := ref.Write(append(append([]byte(nil), big...), small...)); err != nil {
+		t.Fatal(err)
+	}
+	want := append([]byte{0, 0, 0, 0}, rs.written()...)
+
+	frags := ergoFragments(big, 9, 32000)
+	if len(frags) != 4 {
+		t.Fatalf("%d fragments, want 4", len(frags))
+	}
+	var stream []byte
+	for i, f := range frags {
+		stream = append(stream, f...)
+		if i == 1 {
+			stream = append(stream, 0, 0, 0, 0) // a tick
+		}
+	}
+	stream = append(stream, small...)
+	for _, cut := range []int{1, 4093, 32000, len(stream)} {
+		fc, s := newTestConn(nil, true, false)
+		for b := stream; len(b) > 0; {
+			k := min(cut, len(b))
+			if _, err := fc.Write(b[:k]); err != nil {
+				t.Fatal(err)
+			}
+			b = b[k:]
+		}
+		if got := s.written(); !bytes.Equal(got, want) {
+			t.Fatalf("pieces of %d: peer got %d bytes in %d frames, want %d bytes in %d frames",
+				cut, len(got), len(frames(t, got)), len(want), len(frames(t, want)))
+		}
+	}
+}
