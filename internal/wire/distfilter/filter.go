@@ -28,10 +28,13 @@
 // peer that sets DFLAG_SEND_SENDER or DFLAG_EXIT_PAYLOAD is a BEAM node
 // (Ergo sets neither); to a BEAM node we do not announce the header atom
 // cache and fragmentation, so every frame on that link is plain external
-// term format the filter can read and rewrite. Frames of Ergo peers are not
-// touched at all; the only visible change on Ergo links is that a node we
-// dial does not use the atom cache or fragmentation towards us (our flags
-// are sent before we know who answers).
+// term format the filter can read and rewrite; Ergo's own messages to it
+// go out in fragments (so that none passes Ergo's writer limit, see
+// package ergonode) that the filter puts back together. Frames of Ergo
+// peers are not touched at all; the only visible change on Ergo links is
+// that a node we dial does not use the atom cache towards us, nor
+// fragmentation unless it runs this filter (our flags are sent before we
+// know who answers).
 package distfilter
 
 import (

@@ -100,9 +100,7 @@ func liveCommand(n node.Node, f []string) bool {
 	case len(f) == 3 && f[0] == "send":
 		// send Peer Count: blobs of random sizes up to 60 KB (Ergo's
 		// writer buffers 4 KB, so most cross in pieces), with pauses that
-		// let keepalives in between. Not larger: Ergo writes a packet over
-		// 64000 bytes straight to the socket, ahead of what it still
-		// buffers, and the link then stalls with or without this layer.
+		// let keepalives in between. Larger ones: order_wire_test.go.
 		count, _ := strconv.Atoi(f[2])
 		p := n.ProcessByName("sink")
 		rng := rand.New(rand.NewSource(1))
