@@ -3,7 +3,7 @@
 // Ergo v2.2.4 (module v1.999.224) ships defaults that are wrong for a cluster
 // that talks to BEAM nodes: handshake v5 cannot initiate a
 // connection to OTP 25.0–25.2, several proto handlers reorder messages on a
-// link, the node calls home with anonymous metrics (and gathers racy statistics
+// link, so do messages over 64000 bytes (fragmentUnit), the node calls home with anonymous metrics (and gathers racy statistics
 // every minute), a remote spawn request
 // from an Erlang rpc breaks the link, and the default registrar embeds an EPMD
 // listening on every interface. Its edges need guarding too: it handshakes
