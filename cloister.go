@@ -55,21 +55,10 @@ type Snapshot = listener.Snapshot
 // Result is one node's answer to a fan-out; Err is a *NodeError or nil.
 type Result = actors.Result
 
-// NodeError says why one node of a fan-out has no reply; its Kind is one
-// of the Kind constants.
+// NodeError says why one node of a fan-out has no reply. It matches one
+// of ErrTimeout, ErrNoConnection, ErrNoSuchProcess, ErrRemote and
+// ErrRefused with errors.Is.
 type NodeError = errs.NodeError
-
-// ErrorKind classifies a NodeError.
-type ErrorKind = errs.ErrorKind
-
-// The kinds of NodeError; each matches its Err sentinel with errors.Is.
-const (
-	KindTimeout       = errs.KindTimeout       // no reply before the deadline
-	KindNoConnection  = errs.KindNoConnection  // not connected (fan-out never dials)
-	KindNoSuchProcess = errs.KindNoSuchProcess // nothing registered under the name there
-	KindRemote        = errs.KindRemote        // the process exited or answered an error
-	KindRefused       = errs.KindRefused       // this node did not send it (e.g. a full local mailbox)
-)
 
 // OptionError is Options.Validate's error: the option, its value and what
 // is allowed.
@@ -87,8 +76,9 @@ type Child = actors.Child
 // restarts).
 type StoppedError = errs.StoppedError
 
-// RemoteError is the Err of a KindRemote NodeError: what the remote side
-// said (an exit reason, a Multiapply {error, Reason}, a BEAM exception).
+// RemoteError is the Err of a NodeError matching ErrRemote: what the
+// remote side said (an exit reason, a Multiapply {error, Reason}, a BEAM
+// exception).
 type RemoteError = errs.RemoteError
 
 // StartError is the start gate's failure: consensus not reached within
