@@ -146,7 +146,7 @@ func TestMulticastsToOne(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := expect(t, 1)
-	owner, err := cloister.WhoisTerm("", ping)
+	owner, err := cloister.Default().WhoisTerm("", ping)
 	if err != nil || got[0] != owner {
 		t.Fatalf("pong from %v, owner %q (%v)", got, owner, err)
 	}
