@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/cloister-go/cloister/internal/errs"
+	"github.com/cloister-go/cloister/internal/logf"
 	"log/slog"
 	"strings"
 	"sync"
@@ -166,7 +167,7 @@ func (c *Cluster) start(ctx context.Context, name string, opts Options, nopts No
 		}
 		n, err := discovery.NodeName(nctx, discovery.NameOptions{
 			OTPApp: opts.OTPApp, Service: opts.Service, Loopback: opts.Loopback, Magic: true,
-			Given: name, Resolver: &discovery.Resolver{Server: opts.DNSServer, SRV: opts.SRV}, Logf: opts.Logf(slog.LevelInfo),
+			Given: name, Resolver: &discovery.Resolver{Server: opts.DNSServer, SRV: opts.SRV}, Logf: logf.To(opts.Logger, slog.LevelInfo),
 		})
 		if err != nil {
 			return nil, err
@@ -175,13 +176,13 @@ func (c *Cluster) start(ctx context.Context, name string, opts Options, nopts No
 	}
 	if nopts.Logf == nil {
 		// The node's diagnostics (why a handshake failed) are warnings.
-		nopts.Logf = opts.Logf(slog.LevelWarn)
+		nopts.Logf = logf.To(opts.Logger, slog.LevelWarn)
 	}
 	if !nopts.PlainDistribution && nopts.WrapHandshake == nil && nopts.WrapProto == nil {
 		// BEAM interop: OTP 26+ links, the top-level [] guard, rpc from
 		// Erlang/Elixir answered (Multiapply functions included), and
 		// net_adm:ping answered pong.
-		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{c.c}, Logf: opts.Logf(slog.LevelWarn),
+		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{c.c}, Logf: logf.To(opts.Logger, slog.LevelWarn),
 			AcceptLink: c.c.AcceptLink}.Apply(&nopts)
 		c.a.NetKernel = true
 	}
@@ -231,7 +232,7 @@ func (r rpcFuncs) Lookup(name string) (func(args etf.List) (etf.Term, error), bo
 	return nil, false
 }
 
-// TryGo shares the registry's cap with Multiapply (actors.MaxApplyConcurrency).
+// TryGo shares the registry's concurrency cap with the Node actor's Multiapply.
 func (r rpcFuncs) TryGo(run func()) bool { return r.f.TryGo(run) }
 
 // Cluster is one node's cluster: its rings, its Monitor's view and its
@@ -434,7 +435,7 @@ func (c *Cluster) Multicall(nodes []string, name string, request etf.Term, timeo
 	if err != nil {
 		return nil, err
 	}
-	return actors.Multicall(n, c.targets(nodes), name, request, timeout)
+	return clusterstate.Multicall(n, c.targets(nodes), name, request, timeout)
 }
 
 // Multicast sends message to the process registered as name on each node
@@ -444,7 +445,7 @@ func (c *Cluster) Multicast(nodes []string, name string, message etf.Term) error
 	if err != nil {
 		return err
 	}
-	return actors.Multicast(n, c.targets(nodes), name, message)
+	return clusterstate.Multicast(n, c.targets(nodes), name, message)
 }
 
 // Multiapply runs the function registered as fn (RegisterFunc) on each
@@ -454,7 +455,7 @@ func (c *Cluster) Multiapply(nodes []string, fn string, args etf.List, timeout t
 	if err != nil {
 		return nil, err
 	}
-	return actors.Multiapply(n, c.targets(nodes), fn, args, timeout)
+	return clusterstate.Multiapply(n, c.targets(nodes), fn, args, timeout)
 }
 
 // RegisterFunc makes fn callable by Multiapply on this node (and by

@@ -5,7 +5,7 @@ import (
 
 	"github.com/ergo-services/ergo/etf"
 
-	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/internal/clusterstate"
 )
 
 // RPC runs module:function(args...) on the Erlang or Elixir node named node
@@ -23,5 +23,5 @@ func (c *Cluster) RPC(node, module, function string, args etf.List, timeout time
 	if err != nil {
 		return nil, err
 	}
-	return actors.RPC(n, node, module, function, args, timeout)
+	return clusterstate.RPC(n, node, module, function, args, timeout)
 }

@@ -7,8 +7,8 @@ import (
 	"github.com/ergo-services/ergo/gen"
 )
 
-// The facade and the application reach a Manager's state through
-// clusterstate; the type stays ours.
+// The facade and the application reach a Manager's state, and the facade
+// the node-level fan-out, through clusterstate; the types stay ours.
 func init() {
 	clusterstate.Of = func(m gen.SupervisorBehavior) clusterstate.State {
 		if m, ok := m.(*Manager); ok {
@@ -16,6 +16,10 @@ func init() {
 		}
 		return nil
 	}
+	clusterstate.Multicall = nodeMulticall
+	clusterstate.Multicast = nodeMulticast
+	clusterstate.Multiapply = nodeMultiapply
+	clusterstate.RPC = nodeRPC
 }
 
 var _ clusterstate.State = (*shared)(nil)

@@ -12,6 +12,7 @@ import (
 	"github.com/ergo-services/ergo/lib"
 	"github.com/ergo-services/ergo/node"
 
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
@@ -24,16 +25,14 @@ import (
 // the call's sending goroutine; the caller returns at its deadline
 // regardless. Multicast sends on the caller's goroutine.)
 
-// Result is the answer of one node to a fan-out.
-type Result struct {
-	Node  string   // the node asked
-	Reply etf.Term // its reply; nil when Err is set
-	Err   error    // a *cloister.NodeError, or nil
-}
+// Result is the answer of one node to a fan-out: the node asked (Node),
+// its reply (Reply, nil when Err is set) and a *cloister.NodeError or nil
+// (Err).
+type Result = clusterstate.Result
 
 var errNotConnected = errors.New("not connected (fan-out never dials)")
 
-// Multicall calls the process registered as name on every node in nodes,
+// nodeMulticall calls the process registered as name on every node in nodes,
 // gen_server:call style, and returns one Result per node in the order given,
 // duplicates removed. The local node is a valid target. A node fails with
 // cloister.KindNoConnection when it is not connected (nothing is dialled) or goes
@@ -55,7 +54,7 @@ var errNotConnected = errors.New("not connected (fan-out never dials)")
 // in flight (no process per call; see fanout_engine.go); on a node without
 // the Node actor, in a short-lived unnamed process of its own. Any number
 // of goroutines may call at once.
-func Multicall(n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
+func nodeMulticall(n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
 	results, err := multicall("multicall", n, nodes, name, request, timeout)
 	observeFanout(n, "multicall", results)
 	return results, err
@@ -134,7 +133,7 @@ func multicallVia(e *fanEngine, op string, n node.Node, nodes []string, name str
 	return results, nil
 }
 
-// Multicast casts message to the process registered as name on every node
+// nodeMulticast casts message to the process registered as name on every node
 // in nodes (gen_server:abcast style: it arrives in HandleCast), fire and
 // forget. Nodes are deduplicated; the local node is a valid target. Nothing
 // is dialled: a node that is not connected is skipped.
@@ -147,7 +146,7 @@ func multicallVia(e *fanEngine, op string, n node.Node, nodes []string, name str
 // message is handed to Ergo on the calling goroutine, under the Node
 // actor's pid: like any Ergo send it waits while the link to a peer has
 // 100 messages queued that it cannot write.
-func Multicast(n node.Node, nodes []string, name string, message etf.Term) error {
+func nodeMulticast(n node.Node, nodes []string, name string, message etf.Term) error {
 	if err := checkArgs(n, name, message); err != nil {
 		return fmt.Errorf("cloister: multicast: %w", err)
 	}
@@ -183,7 +182,7 @@ func Multicast(n node.Node, nodes []string, name string, message etf.Term) error
 	return errors.Join(failed...)
 }
 
-// Multiapply runs the function registered as fn (see RegisterFunc) on every node in
+// nodeMultiapply runs the function registered as fn (see RegisterFunc) on every node in
 // nodes, through each node's Node actor, and returns one Result per node in
 // the order given, duplicates removed. A Result's Reply is the function's
 // return value; a node whose function failed, or which has no function of
@@ -195,7 +194,7 @@ func Multicast(n node.Node, nodes []string, name string, message etf.Term) error
 // the function's value, a raised exception a cloister.KindRemote *cloister.RemoteError with
 // Class, Reason and Stack, a name without a colon cloister.KindRefused (nothing is
 // sent). See RPC.
-func Multiapply(n node.Node, nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error) {
+func nodeMultiapply(n node.Node, nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error) {
 	if fn == "" {
 		return nil, fmt.Errorf("cloister: multiapply: %w: empty function name", errs.ErrInvalidArgument)
 	}

@@ -61,7 +61,7 @@ func (m *Manager) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 		started <- true
 		return "ProcessLoop: not a SupervisorSpec"
 	}
-	s := newSupervisor(ps, spec, m.monitor.opts.Logf(slog.LevelWarn))
+	s := newSupervisor(ps, spec, m.monitor.opts.logf(slog.LevelWarn))
 	s.connected = m.cluster.ConnectedTo
 	s.onStop = m.cluster.stopped
 	s.own = m.cluster.setOwn

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/internal/clusterstate"
+	"github.com/cloister-go/cloister/internal/logf"
 	"github.com/cloister-go/cloister/internal/wire/distfilter"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/ergo-services/ergo/etf"
@@ -120,7 +121,7 @@ func (a *App) Start(process gen.Process, args ...etf.Term) {
 }
 
 func (a *App) logf(format string, args ...interface{}) {
-	a.opts.Logf(slog.LevelWarn)(format, args...)
+	logf.To(a.opts.Logger, slog.LevelWarn)(format, args...)
 }
 
 // Gate blocks until the cluster is ready: the start gate, for App.Start
@@ -162,7 +163,7 @@ func (a *App) Gate(ctx context.Context) error {
 			default:
 				continue
 			}
-			a.opts.Logf(level)("cloister: waiting for consensus %d: retries: [%d], nodes: [%s]",
+			logf.To(a.opts.Logger, level)("cloister: waiting for consensus %d: retries: [%d], nodes: [%s]",
 				s.Consensus, retries, strings.Join(s.Members, ", "))
 		case <-ctx.Done():
 			if errors.Is(context.Cause(ctx), errStartTimeout) {

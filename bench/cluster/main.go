@@ -30,6 +30,7 @@ import (
 
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -384,7 +385,7 @@ func fanout(h *cloistertest.Harness, names []string, calls int) (time.Duration, 
 	var mcTotal, rawTotal time.Duration
 	for i := 0; i < calls; i++ {
 		start := time.Now()
-		rs, err := actors.Multicall(n, names, actors.MonitorName, req, 5*time.Second)
+		rs, err := clusterstate.Multicall(n, names, actors.MonitorName, req, 5*time.Second)
 		mcTotal += time.Since(start)
 		if err != nil {
 			return 0, 0, err

@@ -19,7 +19,7 @@ import (
 	"github.com/cloister-go/cloister/listener"
 )
 
-// The defaults the nodes run with (app.DefaultOptions), for the bounds
+// The defaults the nodes run with (cloister.DefaultOptions), for the bounds
 // the configuration implies.
 const (
 	defHeartbeat   = 500 * time.Millisecond

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister"
-	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
@@ -244,7 +244,7 @@ func TestMonitorAnswersMultiCallForm(t *testing.T) {
 		if got, ok := tup[0].(etf.Tuple); !ok || len(got) != 2 || got[0] != tag[0] || got[1] != tag[1] {
 			t.Fatalf("tag %#v, want %#v", tup[0], tag)
 		}
-		app, members, ok := actors.ParseState(tup[1])
+		app, members, ok := clusterstate.ParseState(tup[1])
 		if !ok || app != "cloister" || len(members) != 5 {
 			t.Fatalf("state %#v", tup[1])
 		}
