@@ -31,6 +31,7 @@ import (
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/internal/clusterstate"
+	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -82,8 +83,8 @@ func main() {
 		}
 		sizes = append(sizes, n)
 	}
-	bin, err := cloistertest.Binary()
-	if err != nil {
+	// Build the node program once, before the first round.
+	if _, err := nodetest.Binary(); err != nil {
 		fatalf(1, "%v", err)
 	}
 	type sizeResult struct {
@@ -109,7 +110,7 @@ func main() {
 			if *profile != "" && r == 0 {
 				prof = *profile
 			}
-			h, err := cloistertest.NewWithBinary(bin)
+			h, err := cloistertest.New()
 			if err != nil {
 				fatalf(1, "%v", err)
 			}
