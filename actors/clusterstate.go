@@ -11,7 +11,7 @@ import (
 // the node-level fan-out, through clusterstate; the types stay ours.
 func init() {
 	clusterstate.Of = func(m gen.SupervisorBehavior) clusterstate.State {
-		if m, ok := m.(*Manager); ok {
+		if m, ok := m.(*manager); ok {
 			return m.cluster
 		}
 		return nil

@@ -44,7 +44,7 @@ type App struct {
 
 	opts    Options
 	cluster clusterstate.State
-	manager *actors.Manager
+	manager gen.SupervisorBehavior
 
 	mu  sync.Mutex
 	err error
