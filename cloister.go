@@ -241,6 +241,9 @@ func (r rpcFuncs) TryGo(run func()) bool { return r.f.TryGo(run) }
 type Cluster struct {
 	a *app.App
 	c clusterstate.State
+	// manager and gate are a's Manager and start gate.
+	manager gen.SupervisorBehavior
+	gate    func(context.Context) error
 	// rings and ring (the default ring's name) are c's, kept here so a
 	// lookup makes no interface call to reach them.
 	rings *ring.Set
@@ -258,8 +261,9 @@ func New(opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := clusterstate.Of(a.Manager())
-	return &Cluster{a: a, c: s, rings: s.RingSet(), ring: s.DefaultRing()}, nil
+	m, gate := clusterstate.AppParts(a)
+	s := clusterstate.Of(m)
+	return &Cluster{a: a, c: s, manager: m, gate: gate, rings: s.RingSet(), ring: s.DefaultRing()}, nil
 }
 
 // Node is the Ergo node the cluster runs on (nil before its Monitor
@@ -343,7 +347,7 @@ func (c *Cluster) Ring(group string) (*ring.View, error) {
 // workers in a formed cluster. Call it once per cluster.
 func (c *Cluster) ChildSpec() gen.SupervisorChildSpec {
 	c.watch(nil)
-	return gen.SupervisorChildSpec{Name: c.a.Options().ManagerName, Child: c.a.Manager()}
+	return gen.SupervisorChildSpec{Name: c.a.Options().ManagerName, Child: c.manager}
 }
 
 // ApplicationChildSpec is ChildSpec for the Children of your own Ergo
@@ -351,14 +355,14 @@ func (c *Cluster) ChildSpec() gen.SupervisorChildSpec {
 func (c *Cluster) ApplicationChildSpec() gen.ApplicationChildSpec {
 	c.started.Store(true)
 	c.watch(nil)
-	return gen.ApplicationChildSpec{Name: c.a.Options().ManagerName, Child: c.a.Manager()}
+	return gen.ApplicationChildSpec{Name: c.a.Options().ManagerName, Child: c.manager}
 }
 
 // AwaitReady is the start gate: it blocks until the cluster is ready,
 // logging progress while it waits. It fails with a *StartError after
 // StartTimeout, with ctx's error when ctx ends, and with the cluster's Err
 // when the cluster ends first.
-func (c *Cluster) AwaitReady(ctx context.Context) error { return c.a.Gate(ctx) }
+func (c *Cluster) AwaitReady(ctx context.Context) error { return c.gate(ctx) }
 
 // Whois returns the node that owns key in ring group ("" = the default
 // ring). It never blocks: an unknown group or an empty ring is an error at

@@ -67,6 +67,11 @@ type LeaveRequest struct{}
 // (internal/core.ValidName) other than this node's.
 type JoinRequest struct{ Node string }
 
+// AppParts returns the Manager and the start gate of an application app.New built (nil, nil for
+// any other): the facade runs the one in a user's tree and waits on the other. Package app sets it
+// when it is initialised, as package actors sets Of.
+var AppParts func(a gen.ApplicationBehavior) (manager gen.SupervisorBehavior, gate func(context.Context) error)
+
 // Of returns the state of the cluster whose Manager m is (as actors.NewManager built it), or nil
 // for any other supervisor. Package actors sets it when it is initialised: this package cannot
 // import actors, which imports it.
