@@ -17,7 +17,7 @@ import (
 )
 
 // Fan-out never dials. A node that is neither this node nor in n.Nodes() is
-// answered cloister.KindNoConnection at once: an Ergo send to an unconnected node
+// answered errs.KindNoConnection at once: an Ergo send to an unconnected node
 // makes a synchronous connect attempt in the sender's goroutine, which
 // could stall the caller for as long as an EPMD dial to a dead host takes.
 // Connecting is the Monitor's job. (A node that drops in the microseconds
@@ -35,9 +35,9 @@ var errNotConnected = errors.New("not connected (fan-out never dials)")
 // nodeMulticall calls the process registered as name on every node in nodes,
 // gen_server:call style, and returns one Result per node in the order given,
 // duplicates removed. The local node is a valid target. A node fails with
-// cloister.KindNoConnection when it is not connected (nothing is dialled) or goes
-// down during the call, cloister.KindNoSuchProcess when nothing is registered as name
-// there, cloister.KindRemote when the process exits during the call, cloister.KindTimeout
+// errs.KindNoConnection when it is not connected (nothing is dialled) or goes
+// down during the call, errs.KindNoSuchProcess when nothing is registered as name
+// there, errs.KindRemote when the process exits during the call, errs.KindTimeout
 // when no reply came within timeout. Timeouts may be sub-second (Ergo's own
 // are whole seconds): the calling goroutine keeps the deadline itself, and
 // never sends (measured: 200 ms → 200.2–200.6 ms).
@@ -186,13 +186,13 @@ func nodeMulticast(n node.Node, nodes []string, name string, message etf.Term) e
 // nodes, through each node's Node actor, and returns one Result per node in
 // the order given, duplicates removed. A Result's Reply is the function's
 // return value; a node whose function failed, or which has no function of
-// that name, has a cloister.KindRemote error (a *cloister.RemoteError naming the function).
+// that name, has a errs.KindRemote error (a *cloister.RemoteError naming the function).
 // Everything else is as for Multicall. args may be nil (no arguments).
 //
 // A BEAM (Erlang/Elixir) member runs the BEAM function fn = "Module:Function"
 // by rpc instead, as the Elixir original's multiapply does: its Reply is
-// the function's value, a raised exception a cloister.KindRemote *cloister.RemoteError with
-// Class, Reason and Stack, a name without a colon cloister.KindRefused (nothing is
+// the function's value, a raised exception a errs.KindRemote *cloister.RemoteError with
+// Class, Reason and Stack, a name without a colon errs.KindRefused (nothing is
 // sent). See RPC.
 func nodeMultiapply(n node.Node, nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error) {
 	if fn == "" {
