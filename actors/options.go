@@ -1,3 +1,8 @@
+// Package actors holds cloister's processes — the Manager (NewManager), the
+// Monitor and the Node actor, with their registered names (MonitorName,
+// NodeName) that BEAM nodes call — and Options, the one options struct.
+// Applications use them through package cloister (StartNode, or New with
+// Cluster.ChildSpec), which also runs the fan-out.
 package actors
 
 import (
