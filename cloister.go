@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/cloister-go/cloister/internal/errs"
+	"github.com/cloister-go/cloister/internal/logf"
 	"log/slog"
 	"strings"
 	"sync"
@@ -55,21 +56,10 @@ type Snapshot = listener.Snapshot
 // Result is one node's answer to a fan-out; Err is a *NodeError or nil.
 type Result = actors.Result
 
-// NodeError says why one node of a fan-out has no reply; its Kind is one
-// of the Kind constants.
+// NodeError says why one node of a fan-out has no reply. It matches one
+// of ErrTimeout, ErrNoConnection, ErrNoSuchProcess, ErrRemote and
+// ErrRefused with errors.Is.
 type NodeError = errs.NodeError
-
-// ErrorKind classifies a NodeError.
-type ErrorKind = errs.ErrorKind
-
-// The kinds of NodeError; each matches its Err sentinel with errors.Is.
-const (
-	KindTimeout       = errs.KindTimeout       // no reply before the deadline
-	KindNoConnection  = errs.KindNoConnection  // not connected (fan-out never dials)
-	KindNoSuchProcess = errs.KindNoSuchProcess // nothing registered under the name there
-	KindRemote        = errs.KindRemote        // the process exited or answered an error
-	KindRefused       = errs.KindRefused       // this node did not send it (e.g. a full local mailbox)
-)
 
 // OptionError is Options.Validate's error: the option, its value and what
 // is allowed.
@@ -87,8 +77,9 @@ type Child = actors.Child
 // restarts).
 type StoppedError = errs.StoppedError
 
-// RemoteError is the Err of a KindRemote NodeError: what the remote side
-// said (an exit reason, a Multiapply {error, Reason}, a BEAM exception).
+// RemoteError is the Err of a NodeError matching ErrRemote: what the
+// remote side said (an exit reason, a Multiapply {error, Reason}, a BEAM
+// exception).
 type RemoteError = errs.RemoteError
 
 // StartError is the start gate's failure: consensus not reached within
@@ -176,7 +167,7 @@ func (c *Cluster) start(ctx context.Context, name string, opts Options, nopts No
 		}
 		n, err := discovery.NodeName(nctx, discovery.NameOptions{
 			OTPApp: opts.OTPApp, Service: opts.Service, Loopback: opts.Loopback, Magic: true,
-			Given: name, Resolver: &discovery.Resolver{Server: opts.DNSServer, SRV: opts.SRV}, Logf: opts.Logf(slog.LevelInfo),
+			Given: name, Resolver: &discovery.Resolver{Server: opts.DNSServer, SRV: opts.SRV}, Logf: logf.To(opts.Logger, slog.LevelInfo),
 		})
 		if err != nil {
 			return nil, err
@@ -185,13 +176,13 @@ func (c *Cluster) start(ctx context.Context, name string, opts Options, nopts No
 	}
 	if nopts.Logf == nil {
 		// The node's diagnostics (why a handshake failed) are warnings.
-		nopts.Logf = opts.Logf(slog.LevelWarn)
+		nopts.Logf = logf.To(opts.Logger, slog.LevelWarn)
 	}
 	if !nopts.PlainDistribution && nopts.WrapHandshake == nil && nopts.WrapProto == nil {
 		// BEAM interop: OTP 26+ links, the top-level [] guard, rpc from
 		// Erlang/Elixir answered (Multiapply functions included), and
 		// net_adm:ping answered pong.
-		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{c.c}, Logf: opts.Logf(slog.LevelWarn),
+		distfilter.Options{ServeRPC: true, Funcs: rpcFuncs{c.c}, Logf: logf.To(opts.Logger, slog.LevelWarn),
 			AcceptLink: c.c.AcceptLink}.Apply(&nopts)
 		c.a.NetKernel = true
 	}
@@ -241,7 +232,7 @@ func (r rpcFuncs) Lookup(name string) (func(args etf.List) (etf.Term, error), bo
 	return nil, false
 }
 
-// TryGo shares the registry's cap with Multiapply (actors.MaxApplyConcurrency).
+// TryGo shares the registry's concurrency cap with the Node actor's Multiapply.
 func (r rpcFuncs) TryGo(run func()) bool { return r.f.TryGo(run) }
 
 // Cluster is one node's cluster: its rings, its Monitor's view and its
@@ -250,6 +241,9 @@ func (r rpcFuncs) TryGo(run func()) bool { return r.f.TryGo(run) }
 type Cluster struct {
 	a *app.App
 	c clusterstate.State
+	// manager and gate are a's Manager and start gate.
+	manager gen.SupervisorBehavior
+	gate    func(context.Context) error
 	// rings and ring (the default ring's name) are c's, kept here so a
 	// lookup makes no interface call to reach them.
 	rings *ring.Set
@@ -267,8 +261,9 @@ func New(opts Options) (*Cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := clusterstate.Of(a.Manager())
-	return &Cluster{a: a, c: s, rings: s.RingSet(), ring: s.DefaultRing()}, nil
+	m, gate := clusterstate.AppParts(a)
+	s := clusterstate.Of(m)
+	return &Cluster{a: a, c: s, manager: m, gate: gate, rings: s.RingSet(), ring: s.DefaultRing()}, nil
 }
 
 // Node is the Ergo node the cluster runs on (nil before its Monitor
@@ -352,7 +347,7 @@ func (c *Cluster) Ring(group string) (*ring.View, error) {
 // workers in a formed cluster. Call it once per cluster.
 func (c *Cluster) ChildSpec() gen.SupervisorChildSpec {
 	c.watch(nil)
-	return gen.SupervisorChildSpec{Name: c.a.Options().ManagerName, Child: c.a.Manager()}
+	return gen.SupervisorChildSpec{Name: c.a.Options().ManagerName, Child: c.manager}
 }
 
 // ApplicationChildSpec is ChildSpec for the Children of your own Ergo
@@ -360,14 +355,14 @@ func (c *Cluster) ChildSpec() gen.SupervisorChildSpec {
 func (c *Cluster) ApplicationChildSpec() gen.ApplicationChildSpec {
 	c.started.Store(true)
 	c.watch(nil)
-	return gen.ApplicationChildSpec{Name: c.a.Options().ManagerName, Child: c.a.Manager()}
+	return gen.ApplicationChildSpec{Name: c.a.Options().ManagerName, Child: c.manager}
 }
 
 // AwaitReady is the start gate: it blocks until the cluster is ready,
 // logging progress while it waits. It fails with a *StartError after
 // StartTimeout, with ctx's error when ctx ends, and with the cluster's Err
 // when the cluster ends first.
-func (c *Cluster) AwaitReady(ctx context.Context) error { return c.a.Gate(ctx) }
+func (c *Cluster) AwaitReady(ctx context.Context) error { return c.gate(ctx) }
 
 // Whois returns the node that owns key in ring group ("" = the default
 // ring). It never blocks: an unknown group or an empty ring is an error at
@@ -444,7 +439,7 @@ func (c *Cluster) Multicall(nodes []string, name string, request etf.Term, timeo
 	if err != nil {
 		return nil, err
 	}
-	return actors.Multicall(n, c.targets(nodes), name, request, timeout)
+	return clusterstate.Multicall(n, c.targets(nodes), name, request, timeout)
 }
 
 // Multicast sends message to the process registered as name on each node
@@ -454,7 +449,7 @@ func (c *Cluster) Multicast(nodes []string, name string, message etf.Term) error
 	if err != nil {
 		return err
 	}
-	return actors.Multicast(n, c.targets(nodes), name, message)
+	return clusterstate.Multicast(n, c.targets(nodes), name, message)
 }
 
 // Multiapply runs the function registered as fn (RegisterFunc) on each
@@ -464,7 +459,7 @@ func (c *Cluster) Multiapply(nodes []string, fn string, args etf.List, timeout t
 	if err != nil {
 		return nil, err
 	}
-	return actors.Multiapply(n, c.targets(nodes), fn, args, timeout)
+	return clusterstate.Multiapply(n, c.targets(nodes), fn, args, timeout)
 }
 
 // RegisterFunc makes fn callable by Multiapply on this node (and by

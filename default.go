@@ -80,25 +80,10 @@ func Whois(group, key string) (string, error) {
 	return c.Whois(group, key)
 }
 
-// WhoisTerm is Cluster.WhoisTerm on the default cluster.
-func WhoisTerm(group string, key etf.Term) (string, error) {
-	c, err := defaultOrErr()
-	if err != nil {
-		return "", err
-	}
-	return c.WhoisTerm(group, key)
-}
-
 // Mine is Cluster.Mine on the default cluster (false without one).
 func Mine(key string) bool {
 	c, err := defaultOrErr()
 	return err == nil && c.Mine(key)
-}
-
-// MineTerm is Cluster.MineTerm on the default cluster.
-func MineTerm(key etf.Term) bool {
-	c, err := defaultOrErr()
-	return err == nil && c.MineTerm(key)
 }
 
 // Siblings is Cluster.Siblings on the default cluster (nil without one).
@@ -166,13 +151,4 @@ func Multiapply(nodes []string, fn string, args etf.List, timeout time.Duration)
 		return nil, err
 	}
 	return c.Multiapply(nodes, fn, args, timeout)
-}
-
-// RegisterFunc is Cluster.RegisterFunc on the default cluster.
-func RegisterFunc(name string, fn func(args etf.List) (etf.Term, error)) error {
-	c, err := defaultOrErr()
-	if err != nil {
-		return err
-	}
-	return c.RegisterFunc(name, fn)
 }

@@ -90,8 +90,9 @@ func ExampleMine() {
 	if cloister.Mine("cart:7") {
 		fmt.Println("this node owns cart:7")
 	}
-	// Any term works as a key; every node renders it identically.
-	fmt.Println(cloister.MineTerm(etf.Tuple{etf.Atom("order"), 42}))
+	// Any term works as a key (a method of the cluster StartNode returned);
+	// every node renders it identically.
+	fmt.Println(cloister.Default().MineTerm(etf.Tuple{etf.Atom("order"), 42}))
 	// Output:
 	// this node owns cart:7
 	// true
@@ -117,7 +118,8 @@ func ExampleMulticall() {
 }
 
 func ExampleMultiapply() {
-	_ = cloister.RegisterFunc("double", func(args etf.List) (etf.Term, error) {
+	c := cloister.Default() // the cluster StartNode returned
+	_ = c.RegisterFunc("double", func(args etf.List) (etf.Term, error) {
 		if len(args) != 1 {
 			return nil, errors.New("want one argument")
 		}

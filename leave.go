@@ -80,28 +80,6 @@ func (c *Cluster) Join(node string) error {
 	return nil
 }
 
-// Leave leaves the cluster of this process's node gracefully and stops the
-// node (see Cluster.Leave).
-func Leave(ctx context.Context) error {
-	c, err := defaultOrErr()
-	if err != nil {
-		return err
-	}
-	return c.Leave(ctx)
-}
-
-// Join adds node as a peer of this process's cluster (see Cluster.Join).
-func Join(node string) error {
-	if err := checkNodeName(node); err != nil {
-		return err
-	}
-	c, err := defaultOrErr()
-	if err != nil {
-		return err
-	}
-	return c.Join(node)
-}
-
 // checkNodeName refuses what cannot be a node's name: empty, spaces or
 // control characters, longer than 255 bytes, not exactly one '@' between
 // a name and a host.

@@ -60,30 +60,3 @@ func (c *Cluster) WhoisTermN(group string, key etf.Term, n int) ([]string, error
 	}
 	return s.AppendOwnersTerm(dst, key, n, Key)
 }
-
-// WhoisN is Cluster.WhoisN on the default cluster.
-func WhoisN(group, key string, n int) ([]string, error) {
-	c, err := defaultOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return c.WhoisN(group, key, n)
-}
-
-// AppendWhoisN is Cluster.AppendWhoisN on the default cluster.
-func AppendWhoisN(dst []string, group, key string, n int) ([]string, error) {
-	c, err := defaultOrErr()
-	if err != nil {
-		return dst, err
-	}
-	return c.AppendWhoisN(dst, group, key, n)
-}
-
-// WhoisTermN is Cluster.WhoisTermN on the default cluster.
-func WhoisTermN(group string, key etf.Term, n int) ([]string, error) {
-	c, err := defaultOrErr()
-	if err != nil {
-		return nil, err
-	}
-	return c.WhoisTermN(group, key, n)
-}

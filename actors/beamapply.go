@@ -113,17 +113,17 @@ func rpcErr(peer, fn string, err error) *errs.NodeError {
 	return nodeErr(peer, errs.KindRemote, errs.Remote(nil, "", nil, fmt.Sprintf("function %s: %v", fn, err)))
 }
 
-// RPC runs module:function(args...) on the BEAM (Erlang or Elixir) node
+// nodeRPC runs module:function(args...) on the BEAM (Erlang or Elixir) node
 // peer, connected to n, as rpc:call would from a BEAM node, and returns its
-// value. The error is a *cloister.NodeError of the fan-out kinds: cloister.KindRemote with a
+// value. The error is a *cloister.NodeError of the fan-out kinds: errs.KindRemote with a
 // *cloister.RemoteError (Class, Reason, Stack; an Elixir exception's message as
-// text) when the function raised, cloister.KindTimeout (it may still run there),
-// cloister.KindNoConnection when peer is not connected or the link dropped. A peer
+// text) when the function raised, errs.KindTimeout (it may still run there),
+// errs.KindNoConnection when peer is not connected or the link dropped. A peer
 // that is this node or a Go node, a nil node, empty names or a timeout ≤ 0
 // give an error wrapping cloister.ErrInvalidArgument. Nothing is dialled; output the
 // function writes with io is discarded. It needs the distribution filter
 // (cloister.StartNode installs it).
-func RPC(n node.Node, peer, module, function string, args etf.List, timeout time.Duration) (etf.Term, error) {
+func nodeRPC(n node.Node, peer, module, function string, args etf.List, timeout time.Duration) (etf.Term, error) {
 	switch {
 	case n == nil:
 		return nil, fmt.Errorf("cloister: rpc: %w: nil node", errs.ErrInvalidArgument)

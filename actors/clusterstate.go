@@ -7,15 +7,19 @@ import (
 	"github.com/ergo-services/ergo/gen"
 )
 
-// The facade and the application reach a Manager's state through
-// clusterstate; the type stays ours.
+// The facade and the application reach a Manager's state, and the facade
+// the node-level fan-out, through clusterstate; the types stay ours.
 func init() {
 	clusterstate.Of = func(m gen.SupervisorBehavior) clusterstate.State {
-		if m, ok := m.(*Manager); ok {
+		if m, ok := m.(*manager); ok {
 			return m.cluster
 		}
 		return nil
 	}
+	clusterstate.Multicall = nodeMulticall
+	clusterstate.Multicast = nodeMulticast
+	clusterstate.Multiapply = nodeMultiapply
+	clusterstate.RPC = nodeRPC
 }
 
 var _ clusterstate.State = (*shared)(nil)

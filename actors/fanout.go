@@ -12,11 +12,12 @@ import (
 	"github.com/ergo-services/ergo/lib"
 	"github.com/ergo-services/ergo/node"
 
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
 // Fan-out never dials. A node that is neither this node nor in n.Nodes() is
-// answered cloister.KindNoConnection at once: an Ergo send to an unconnected node
+// answered errs.KindNoConnection at once: an Ergo send to an unconnected node
 // makes a synchronous connect attempt in the sender's goroutine, which
 // could stall the caller for as long as an EPMD dial to a dead host takes.
 // Connecting is the Monitor's job. (A node that drops in the microseconds
@@ -24,21 +25,19 @@ import (
 // the call's sending goroutine; the caller returns at its deadline
 // regardless. Multicast sends on the caller's goroutine.)
 
-// Result is the answer of one node to a fan-out.
-type Result struct {
-	Node  string   // the node asked
-	Reply etf.Term // its reply; nil when Err is set
-	Err   error    // a *cloister.NodeError, or nil
-}
+// Result is the answer of one node to a fan-out: the node asked (Node),
+// its reply (Reply, nil when Err is set) and a *cloister.NodeError or nil
+// (Err).
+type Result = clusterstate.Result
 
 var errNotConnected = errors.New("not connected (fan-out never dials)")
 
-// Multicall calls the process registered as name on every node in nodes,
+// nodeMulticall calls the process registered as name on every node in nodes,
 // gen_server:call style, and returns one Result per node in the order given,
 // duplicates removed. The local node is a valid target. A node fails with
-// cloister.KindNoConnection when it is not connected (nothing is dialled) or goes
-// down during the call, cloister.KindNoSuchProcess when nothing is registered as name
-// there, cloister.KindRemote when the process exits during the call, cloister.KindTimeout
+// errs.KindNoConnection when it is not connected (nothing is dialled) or goes
+// down during the call, errs.KindNoSuchProcess when nothing is registered as name
+// there, errs.KindRemote when the process exits during the call, errs.KindTimeout
 // when no reply came within timeout. Timeouts may be sub-second (Ergo's own
 // are whole seconds): the calling goroutine keeps the deadline itself, and
 // never sends (measured: 200 ms → 200.2–200.6 ms).
@@ -55,7 +54,7 @@ var errNotConnected = errors.New("not connected (fan-out never dials)")
 // in flight (no process per call; see fanout_engine.go); on a node without
 // the Node actor, in a short-lived unnamed process of its own. Any number
 // of goroutines may call at once.
-func Multicall(n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
+func nodeMulticall(n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error) {
 	results, err := multicall("multicall", n, nodes, name, request, timeout)
 	observeFanout(n, "multicall", results)
 	return results, err
@@ -134,7 +133,7 @@ func multicallVia(e *fanEngine, op string, n node.Node, nodes []string, name str
 	return results, nil
 }
 
-// Multicast casts message to the process registered as name on every node
+// nodeMulticast casts message to the process registered as name on every node
 // in nodes (gen_server:abcast style: it arrives in HandleCast), fire and
 // forget. Nodes are deduplicated; the local node is a valid target. Nothing
 // is dialled: a node that is not connected is skipped.
@@ -147,7 +146,7 @@ func multicallVia(e *fanEngine, op string, n node.Node, nodes []string, name str
 // message is handed to Ergo on the calling goroutine, under the Node
 // actor's pid: like any Ergo send it waits while the link to a peer has
 // 100 messages queued that it cannot write.
-func Multicast(n node.Node, nodes []string, name string, message etf.Term) error {
+func nodeMulticast(n node.Node, nodes []string, name string, message etf.Term) error {
 	if err := checkArgs(n, name, message); err != nil {
 		return fmt.Errorf("cloister: multicast: %w", err)
 	}
@@ -183,19 +182,19 @@ func Multicast(n node.Node, nodes []string, name string, message etf.Term) error
 	return errors.Join(failed...)
 }
 
-// Multiapply runs the function registered as fn (see RegisterFunc) on every node in
+// nodeMultiapply runs the function registered as fn (see RegisterFunc) on every node in
 // nodes, through each node's Node actor, and returns one Result per node in
 // the order given, duplicates removed. A Result's Reply is the function's
 // return value; a node whose function failed, or which has no function of
-// that name, has a cloister.KindRemote error (a *cloister.RemoteError naming the function).
+// that name, has a errs.KindRemote error (a *cloister.RemoteError naming the function).
 // Everything else is as for Multicall. args may be nil (no arguments).
 //
 // A BEAM (Erlang/Elixir) member runs the BEAM function fn = "Module:Function"
 // by rpc instead, as the Elixir original's multiapply does: its Reply is
-// the function's value, a raised exception a cloister.KindRemote *cloister.RemoteError with
-// Class, Reason and Stack, a name without a colon cloister.KindRefused (nothing is
+// the function's value, a raised exception a errs.KindRemote *cloister.RemoteError with
+// Class, Reason and Stack, a name without a colon errs.KindRefused (nothing is
 // sent). See RPC.
-func Multiapply(n node.Node, nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error) {
+func nodeMultiapply(n node.Node, nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error) {
 	if fn == "" {
 		return nil, fmt.Errorf("cloister: multiapply: %w: empty function name", errs.ErrInvalidArgument)
 	}

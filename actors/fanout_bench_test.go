@@ -131,7 +131,7 @@ func multicallVsRaw(b *testing.B, nodes []string) {
 		rawTotal += d.(time.Duration)
 
 		start := time.Now()
-		rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
+		rs, err := nodeMulticall(testNode, nodes, echoName, benchRequest, 5*time.Second)
 		mcTotal += time.Since(start)
 		checkBench(b, rs, err)
 		releasedBench(b)
@@ -159,7 +159,7 @@ func BenchmarkFanoutParallel(b *testing.B) {
 		self, peers := cpuTime(b)
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
+				rs, err := nodeMulticall(testNode, nodes, echoName, benchRequest, 5*time.Second)
 				checkBench(b, rs, err)
 			}
 		})
@@ -229,7 +229,7 @@ func BenchmarkMulticallSerial(b *testing.B) {
 	b.Run("multicall", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			rs, err := Multicall(testNode, nodes, echoName, benchRequest, 5*time.Second)
+			rs, err := nodeMulticall(testNode, nodes, echoName, benchRequest, 5*time.Second)
 			checkBench(b, rs, err)
 		}
 	})

@@ -51,7 +51,7 @@ func (e *fanEngine) waiting(to gen.ProcessID) (waiters, watches, entries int) {
 func monitorsSettle(t *testing.T, local, remote int64) {
 	t.Helper()
 	until(t, "back to the name monitors held before", func() bool {
-		rs, err := Multiapply(testNode, []string{peerA.name}, "monitorsbyname", nil, 5*time.Second)
+		rs, err := nodeMultiapply(testNode, []string{peerA.name}, "monitorsbyname", nil, 5*time.Second)
 		if err != nil || rs[0].Err != nil {
 			t.Fatalf("monitorsbyname: %v %v", err, rs)
 		}
@@ -82,7 +82,7 @@ func quiet(t *testing.T) (local, remote int64) {
 
 func peerMonitors(t *testing.T) int64 {
 	t.Helper()
-	rs, err := Multiapply(testNode, []string{peerA.name}, "monitorsbyname", nil, 5*time.Second)
+	rs, err := nodeMultiapply(testNode, []string{peerA.name}, "monitorsbyname", nil, 5*time.Second)
 	if err != nil || rs[0].Err != nil {
 		t.Fatalf("monitorsbyname: %v %v", err, rs)
 	}
@@ -108,7 +108,7 @@ func TestFanoutCallsShareOneMonitorAndItsDown(t *testing.T) {
 			defer wg.Done()
 			// Answered after 8 s, deadline 20 s: only the DOWN ends them
 			// early, with a errs.KindRemote error instead of the reply.
-			rs, err := Multicall(testNode, []string{peerA.name}, echoName,
+			rs, err := nodeMulticall(testNode, []string{peerA.name}, echoName,
 				etf.Tuple{etf.Atom("sleep"), 8000, i}, 20*time.Second)
 			if err != nil {
 				t.Error(err)
@@ -132,7 +132,7 @@ func TestFanoutCallsShareOneMonitorAndItsDown(t *testing.T) {
 		t.Fatalf("%d calls in flight to one target hold %d name monitors on the peer (%d before), want one more", callers, remote, baseRemote)
 	}
 
-	rs, err := Multicall(testNode, []string{peerA.name}, echoName, etf.Tuple{etf.Atom("exit"), "shared_boom"}, 20*time.Second)
+	rs, err := nodeMulticall(testNode, []string{peerA.name}, echoName, etf.Tuple{etf.Atom("exit"), "shared_boom"}, 20*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,7 +264,7 @@ func TestFanoutMixedDeadlinesInFlight(t *testing.T) {
 				if slow {
 					req, timeout = etf.Tuple{etf.Atom("sleep"), 400, i}, 30*time.Millisecond
 				}
-				rs, err := Multicall(testNode, nodes, echoName, req, timeout)
+				rs, err := nodeMulticall(testNode, nodes, echoName, req, timeout)
 				if err != nil {
 					failures <- err
 					return
@@ -348,7 +348,7 @@ func TestFanoutFrozenPeerEndsAtDeadline(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			start := time.Now()
-			rs, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), i}, deadline)
+			rs, err := nodeMulticall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), i}, deadline)
 			elapsed := time.Since(start)
 			switch {
 			case err != nil:

@@ -25,7 +25,7 @@ type funcTable struct {
 
 	// slots holds one token per function running for a peer (Multiapply
 	// through the Node actor, or rpc from a BEAM node): one cap,
-	// MaxApplyConcurrency, for both ways in.
+	// maxApplyConcurrency, for both ways in.
 	slotsOnce sync.Once
 	slots     chan struct{}
 }
@@ -36,12 +36,12 @@ func newFuncTable() *funcTable {
 }
 
 // TryGo runs run on a goroutine of its own when fewer than
-// MaxApplyConcurrency functions of this registry are running for peers,
+// maxApplyConcurrency functions of this registry are running for peers,
 // and reports whether it did. The Node actor (Multiapply) and the rpc
 // service for BEAM callers both go through it, so a node flooded both
-// ways still runs at most MaxApplyConcurrency functions.
+// ways still runs at most maxApplyConcurrency functions.
 func (f *funcTable) TryGo(run func()) bool {
-	f.slotsOnce.Do(func() { f.slots = make(chan struct{}, MaxApplyConcurrency) })
+	f.slotsOnce.Do(func() { f.slots = make(chan struct{}, maxApplyConcurrency) })
 	select {
 	case f.slots <- struct{}{}:
 	default:

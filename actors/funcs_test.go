@@ -7,14 +7,14 @@ import (
 	"time"
 )
 
-// TryGo runs at most MaxApplyConcurrency functions at once: the one cap the
+// TryGo runs at most maxApplyConcurrency functions at once: the one cap the
 // Node actor and BEAM rpc share.
 func TestTryGoCaps(t *testing.T) {
 	f := newFuncTable()
 	release := make(chan struct{})
 	var started sync.WaitGroup
-	started.Add(MaxApplyConcurrency)
-	for i := 0; i < MaxApplyConcurrency; i++ {
+	started.Add(maxApplyConcurrency)
+	for i := 0; i < maxApplyConcurrency; i++ {
 		if !f.TryGo(func() { started.Done(); <-release }) {
 			t.Fatalf("call %d refused below the cap", i)
 		}

@@ -17,7 +17,7 @@ type Child struct {
 	Args    []etf.Term
 }
 
-// Manager is Cloister.Manager: a rest_for_one supervisor over the Monitor,
+// manager is Cloister.Manager: a rest_for_one supervisor over the Monitor,
 // the (empty) dynamic supervisor Cloister, the Node actor and the
 // additional modules, in that order. If the Monitor restarts, everything
 // after it restarts too, as in the original. At most 10 restarts in 5 s;
@@ -25,7 +25,7 @@ type Child struct {
 // the cluster then says (Cluster.Stopped, Cluster.Err in the facade, empty rings, state
 // stopped). Its loop is our own (manager_sup.go): it ignores exit signals
 // from other processes and answers OTP supervisor calls.
-type Manager struct {
+type manager struct {
 	gen.Supervisor
 	cluster    *shared
 	monitor    *monitor
@@ -33,11 +33,13 @@ type Manager struct {
 	additional []Child
 }
 
-// NewManager validates o and builds the Manager with the cluster state it
-// owns (rings, published snapshot, registered functions). The facade
-// (package cloister) builds it for you: cloister.New, then
+// NewManager validates o and builds the Manager, Cloister.Manager: a
+// rest_for_one supervisor over the Monitor, the (empty) dynamic supervisor
+// Cloister, the Node actor and the additional modules, with the cluster
+// state it owns (rings, published snapshot, registered functions). The
+// facade (package cloister) builds it for you: cloister.New, then
 // Cluster.ChildSpec to run it in your own supervision tree.
-func NewManager(o Options) (*Manager, error) {
+func NewManager(o Options) (gen.SupervisorBehavior, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
 	}
@@ -49,19 +51,19 @@ func NewManager(o Options) (*Manager, error) {
 }
 
 // newManager builds the Manager for cluster c; o must be validated.
-func newManager(c *shared, o Options) *Manager {
-	return &Manager{cluster: c, monitor: newMonitor(c, o), nodeActor: newClusterNode(c, o.ObserveFanout), additional: o.AdditionalModules}
+func newManager(c *shared, o Options) *manager {
+	return &manager{cluster: c, monitor: newMonitor(c, o), nodeActor: newClusterNode(c, o.ObserveFanout), additional: o.AdditionalModules}
 }
 
 // ProcessLoop runs the Manager's own supervisor loop (see manager_sup.go)
 // on the spec Init declared.
-func (m *Manager) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
+func (m *manager) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 	spec, ok := ps.State.(*gen.SupervisorSpec)
 	if !ok {
 		started <- true
 		return "ProcessLoop: not a SupervisorSpec"
 	}
-	s := newSupervisor(ps, spec, m.monitor.opts.Logf(slog.LevelWarn))
+	s := newSupervisor(ps, spec, m.monitor.opts.logf(slog.LevelWarn))
 	s.connected = m.cluster.ConnectedTo
 	s.onStop = m.cluster.stopped
 	s.own = m.cluster.setOwn
@@ -70,7 +72,7 @@ func (m *Manager) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 }
 
 // Init declares the children.
-func (m *Manager) Init(args ...etf.Term) (gen.SupervisorSpec, error) {
+func (m *manager) Init(args ...etf.Term) (gen.SupervisorSpec, error) {
 	name := m.monitor.opts.MonitorName
 	children := []gen.SupervisorChildSpec{
 		{Name: name, Child: m.monitor, Options: gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}},

@@ -177,14 +177,14 @@ func (m *monitor) InitStateMachine(p *statem.Process) error {
 	m.tickMu.Lock()
 	m.stopped, m.tickCancel, m.laterCancel = false, nil, nil // a restart runs the same value again
 	m.tickMu.Unlock()
-	m.logf = m.opts.Logf(slog.LevelInfo)
+	m.logf = m.opts.logf(slog.LevelInfo)
 	n, _ := p.Env(node.EnvKeyNode).(node.Node)
 	m.cluster.SetNode(n)
 	m.tr = newErgoTransport(n, p, m.opts.MonitorName, m.opts.DialTimeout)
 	self := p.Self()
 	m.d = newDriver(p.Context(), m.opts, m.cluster, n.Name(), m.tr, time.Now,
 		func(msg interface{}) { _ = p.Send(self, msg) }, m.logf)
-	m.d.warnf = m.opts.Logf(slog.LevelWarn)
+	m.d.warnf = m.opts.logf(slog.LevelWarn)
 	m.d.postAfter = func(msg interface{}, after time.Duration) { m.sendLater(p, self, msg, after) }
 	if err := p.MonitorEvent(node.EventNetwork); err != nil {
 		m.logf("cloister: monitor: cannot subscribe to network events (%v); relying on reconcile", err)
@@ -273,17 +273,17 @@ func (m *monitor) handleEvent(p *statem.Process, ev statem.Event) statem.Result[
 					if peer, ping, ok := m.tr.answered(ref); ok {
 						if ping {
 							if t, ok := msg[1].(etf.Tuple); ok && len(t) == 2 && t[0] == atomPong {
-								if h, ok := hashOf(t[1]); ok {
+								if h, ok := clusterstate.HashOf(t[1]); ok {
 									return result(m.d.step(core.Pong{Now: time.Now(), Node: peer, Hash: h}))
 								}
 							}
 							return result(nil)
 						}
-						if st, ok := parseState(msg[1]); ok {
+						if st, ok := clusterstate.ParsePeerState(msg[1]); ok {
 							leaves, leaving := parseLeave(msg[1])
-							return result(m.d.step(core.ProbeReply{Now: time.Now(), Node: peer, OTPApp: st.otpApp,
-								Members: st.members, Hash: st.hash, HasHash: st.hasHash, Leaves: leaves, Leaving: leaving,
-								Roles: st.roles, Meta: st.meta}))
+							return result(m.d.step(core.ProbeReply{Now: time.Now(), Node: peer, OTPApp: st.OTPApp,
+								Members: st.Members, Hash: st.Hash, HasHash: st.HasHash, Leaves: leaves, Leaving: leaving,
+								Roles: st.Roles, Meta: st.Meta}))
 						}
 					}
 				}
@@ -358,7 +358,7 @@ func (m *monitor) call(e statem.Call) statem.Result[listener.State] {
 	case etf.Tuple:
 		if len(msg) == 2 && msg[0] == atomPing {
 			reply := statem.Reply{From: e.From, Msg: etf.Tuple{atomPong, hashBytes(m.d.core.MembersHash())}}
-			h, ok := hashOf(msg[1])
+			h, ok := clusterstate.HashOf(msg[1])
 			if from := string(e.From.Pid.Node); ok && from != "" && from != m.cluster.Self() {
 				return result(m.d.step(core.PingedBy{Now: time.Now(), Node: from, Hash: h}), reply)
 			}
@@ -560,119 +560,6 @@ func addMemberRoles(st etf.Map, s listener.Snapshot) {
 		}
 	}
 	st[etf.Atom("member_roles")], st[etf.Atom("member_meta")] = roles, meta
-}
-
-// ParseState reads a Monitor's state reply (ours or Elixir cloister's):
-// the OTP application from fsm "monitor_<app>" and the ring members.
-func ParseState(t etf.Term) (otpApp string, members []string, ok bool) {
-	st, ok := parseState(t)
-	return st.otpApp, st.members, ok
-}
-
-// peerState is a peer Monitor's state answer as the core takes it.
-type peerState struct {
-	otpApp  string
-	members []string
-	hash    uint64
-	hasHash bool // the answer carried members_hash: the peer answers pings
-	roles   []string
-	meta    map[string]string
-}
-
-func parseState(t etf.Term) (st peerState, ok bool) {
-	mp, isMap := t.(etf.Map)
-	if !isMap {
-		return st, false
-	}
-	st.hash, st.hasHash = hashOf(mp[etf.Atom("members_hash")])
-	st.roles, st.meta = parseRoles(mp)
-	st.otpApp, st.members, ok = parseStateMap(mp)
-	return st, ok
-}
-
-// parseRoles reads the roles and meta of a state answer, reading no
-// further than the bounds (the core drops what is not valid).
-func parseRoles(mp etf.Map) (roles []string, meta map[string]string) {
-	text := func(t etf.Term) (string, bool) {
-		switch v := t.(type) {
-		case []byte:
-			return string(v), true
-		case string:
-			return v, true
-		case etf.Atom:
-			return string(v), true
-		}
-		return "", false
-	}
-	list, _ := mp[etf.Atom("roles")].(etf.List)
-	for i, r := range list {
-		if i == 4*core.MaxRoles {
-			break
-		}
-		if s, ok := text(r); ok {
-			roles = append(roles, s)
-		}
-	}
-	mm, _ := mp[etf.Atom("meta")].(etf.List)
-	if len(mm) > 4*core.MaxMeta {
-		return roles, nil // over the bound: ignored whole, so every node keeps the same
-	}
-	for _, e := range mm {
-		kv, ok := e.(etf.Tuple)
-		if !ok || len(kv) != 2 {
-			continue
-		}
-		ks, ok1 := text(kv[0])
-		vs, ok2 := text(kv[1])
-		if ok1 && ok2 {
-			if meta == nil {
-				meta = map[string]string{}
-			}
-			meta[ks] = vs
-		}
-	}
-	return roles, meta
-}
-
-func parseStateMap(mp etf.Map) (otpApp string, members []string, ok bool) {
-	var fsm string
-	switch v := mp[etf.Atom("fsm")].(type) {
-	case []byte:
-		fsm = string(v)
-	case string:
-		fsm = v
-	case etf.Atom:
-		fsm = string(v)
-	default:
-		return "", nil, false
-	}
-	if !strings.HasPrefix(fsm, "monitor_") {
-		return "", nil, false
-	}
-	otpApp = strings.TrimPrefix(fsm, "monitor_")
-	groups, _ := mp[etf.Atom("groups")].(etf.List)
-	// A peer may list any number of nodes; the core keeps at most
-	// core.MaxReported valid ones, so reading far beyond is wasted work.
-	const maxRead = 4 * core.MaxReported
-	for _, g := range groups {
-		tup, ok := g.(etf.Tuple)
-		if !ok || len(tup) != 2 || tup[0] != etf.Atom("ring") {
-			continue
-		}
-		list, _ := tup[1].(etf.List)
-		if len(list) > maxRead {
-			list = list[:maxRead]
-		}
-		for _, n := range list {
-			switch v := n.(type) {
-			case etf.Atom:
-				members = append(members, string(v))
-			case string:
-				members = append(members, v)
-			}
-		}
-	}
-	return otpApp, members, true
 }
 
 // parseLeave reads the leave keys of a Go cloister's state answer: whether

@@ -254,15 +254,6 @@ const (
 
 func hashBytes(h uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), h) }
 
-// hashOf reads an 8-byte hash binary.
-func hashOf(t etf.Term) (uint64, bool) {
-	b, ok := t.([]byte)
-	if !ok || len(b) != 8 {
-		return 0, false
-	}
-	return binary.BigEndian.Uint64(b), true
-}
-
 // expire forgets probes unanswered for probeForget.
 func (t *ergoTransport) expire(now time.Time) {
 	for ref, pr := range t.probes {

@@ -15,12 +15,12 @@ import (
 // Go node as it addresses an Elixir one.
 const NodeName = "Elixir.Cloister.Node"
 
-// MaxApplyConcurrency bounds the functions of one function registry (one
+// maxApplyConcurrency bounds the functions of one function registry (one
 // cluster's) that run at once for peers, Multiapply and BEAM rpc together;
 // a request beyond it is answered {error, busy} (Multiapply) or raises
 // error:busy (rpc) instead of piling up goroutines on a node flooded by
 // its peers.
-const MaxApplyConcurrency = 1024
+const maxApplyConcurrency = 1024
 
 // The atoms of the Node actor's protocol.
 const (
@@ -58,7 +58,7 @@ type nodeServer struct {
 // peers — a call {multiapply, Fn, Args} with Fn a binary, atom or charlist
 // and Args a list is answered {ok, Result} or {error, Reason}, Reason being
 // {undef, Fn} for a function not in funcs, badarg for a malformed request,
-// busy beyond MaxApplyConcurrency, {panic, <<"...">>} or the function's
+// busy beyond maxApplyConcurrency, {panic, <<"...">>} or the function's
 // error text as a binary. Functions run on their own goroutines, so a slow
 // one delays nobody else. Any other call is answered {error, unknown_call};
 // casts and infos of any shape are ignored. Erlang's gen_server:multi_call

@@ -80,7 +80,7 @@ func wantKind(t *testing.T, r Result, k errs.ErrorKind) *errs.NodeError {
 func waitEcho(t *testing.T, nodes ...string) {
 	t.Helper()
 	for attempt := 0; ; attempt++ {
-		rs, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), etf.Atom("up")}, time.Second)
+		rs, err := nodeMulticall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), etf.Atom("up")}, time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,7 +100,7 @@ func waitEcho(t *testing.T, nodes ...string) {
 
 func TestMulticallAllNodesReply(t *testing.T) {
 	nodes := threeNodes()
-	rs, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), etf.Atom("hello")}, 5*time.Second)
+	rs, err := nodeMulticall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), etf.Atom("hello")}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +116,7 @@ func TestMulticallKeepsOrderAndDropsDuplicates(t *testing.T) {
 	local := testNode.Name()
 	in := []string{peerB.name, local, peerB.name, peerA.name, local}
 	want := []string{peerB.name, local, peerA.name}
-	rs, err := Multicall(testNode, in, echoName, etf.Tuple{etf.Atom("echo"), 7}, 5*time.Second)
+	rs, err := nodeMulticall(testNode, in, echoName, etf.Tuple{etf.Atom("echo"), 7}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,7 +135,7 @@ func TestMulticallNeverDials(t *testing.T) {
 	}
 	defer lonely.kill()
 	ghost := "actors_ghost@127.0.0.1"
-	rs, err := Multicall(testNode, []string{lonely.name, peerA.name, ghost}, echoName,
+	rs, err := nodeMulticall(testNode, []string{lonely.name, peerA.name, ghost}, echoName,
 		etf.Tuple{etf.Atom("echo"), 1}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
@@ -149,11 +149,11 @@ func TestMulticallNeverDials(t *testing.T) {
 		}
 	}
 	// Multicast and Multiapply never dial either.
-	err = Multicast(testNode, []string{lonely.name}, echoName, etf.Atom("x"))
+	err = nodeMulticast(testNode, []string{lonely.name}, echoName, etf.Atom("x"))
 	if !errors.Is(err, errs.ErrNoConnection) {
 		t.Fatalf("Multicast to an unconnected node: %v, want errs.ErrNoConnection", err)
 	}
-	rs, err = Multiapply(testNode, []string{lonely.name}, "whoami", nil, 5*time.Second)
+	rs, err = nodeMultiapply(testNode, []string{lonely.name}, "whoami", nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestMulticallDeadNodeIsNoConnection(t *testing.T) {
 	}
 	victim.kill() // SIGKILL
 	waitGone(t, victim.name)
-	rs, err := Multicall(testNode, []string{peerA.name, victim.name}, echoName, etf.Tuple{etf.Atom("echo"), 2}, 5*time.Second)
+	rs, err := nodeMulticall(testNode, []string{peerA.name, victim.name}, echoName, etf.Tuple{etf.Atom("echo"), 2}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestMulticallNodeDyingDuringCallFailsPromptly(t *testing.T) {
 	}()
 	const timeout = 10 * time.Second
 	start := time.Now()
-	rs, err := Multicall(testNode, []string{victim.name}, echoName,
+	rs, err := nodeMulticall(testNode, []string{victim.name}, echoName,
 		etf.Tuple{etf.Atom("sleep"), 8000, etf.Atom("late")}, timeout)
 	elapsed := time.Since(start)
 	if err != nil {
@@ -228,7 +228,7 @@ func TestMulticallNodeDyingDuringCallFailsPromptly(t *testing.T) {
 
 func TestMulticallNoSuchProcess(t *testing.T) {
 	nodes := []string{testNode.Name(), peerA.name, peerBare.name}
-	rs, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), 3}, 5*time.Second)
+	rs, err := nodeMulticall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), 3}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestMulticallNoSuchProcess(t *testing.T) {
 	if !strings.Contains(ne.Error(), echoName) {
 		t.Fatalf("error %q does not name the process", ne)
 	}
-	rs, err = Multicall(testNode, nodes, "actors_no_such_name", etf.Atom("x"), 5*time.Second)
+	rs, err = nodeMulticall(testNode, nodes, "actors_no_such_name", etf.Atom("x"), 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +253,7 @@ func TestMulticallTimeoutWithinDeadlinePlus100ms(t *testing.T) {
 	nodes := []string{peerA.name, testNode.Name()}
 	try := func() (time.Duration, []Result) {
 		start := time.Now()
-		rs, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("sleep"), 2000, etf.Atom("z")}, deadline)
+		rs, err := nodeMulticall(testNode, nodes, echoName, etf.Tuple{etf.Atom("sleep"), 2000, etf.Atom("z")}, deadline)
 		elapsed := time.Since(start)
 		if err != nil {
 			t.Fatal(err)
@@ -280,7 +280,7 @@ func TestMulticallTimeoutWithinDeadlinePlus100ms(t *testing.T) {
 	// The handler sleeps 2 s; 1.5 s leaves a loaded machine time for the
 	// bare node's no-such-process answer (200 ms did not, once).
 	ghost := "actors_ghost@127.0.0.1"
-	rs, err := Multicall(testNode, []string{peerA.name, peerBare.name, ghost}, echoName,
+	rs, err := nodeMulticall(testNode, []string{peerA.name, peerBare.name, ghost}, echoName,
 		etf.Tuple{etf.Atom("sleep"), 2000, etf.Atom("z")}, 1500*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
@@ -293,7 +293,7 @@ func TestMulticallTimeoutWithinDeadlinePlus100ms(t *testing.T) {
 func TestMulticallRemoteExitIsRemoteError(t *testing.T) {
 	nodes := []string{peerA.name, testNode.Name()}
 	defer waitEcho(t, nodes...)
-	rs, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("exit"), "boom"}, 5*time.Second)
+	rs, err := nodeMulticall(testNode, nodes, echoName, etf.Tuple{etf.Atom("exit"), "boom"}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestMulticallRemoteExitIsRemoteError(t *testing.T) {
 func TestMulticastReachesEveryNode(t *testing.T) {
 	p, ch := newInbox(t)
 	nodes := threeNodes()
-	err := Multicast(testNode, append(nodes, peerA.name), echoName, etf.Tuple{etf.Atom("ping"), p.Self(), etf.Atom("t1")})
+	err := nodeMulticast(testNode, append(nodes, peerA.name), echoName, etf.Tuple{etf.Atom("ping"), p.Self(), etf.Atom("t1")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,7 +343,7 @@ func TestMulticastReachesEveryNode(t *testing.T) {
 
 	// Not connected and missing locally: reported; the rest still gets it.
 	ghost := "actors_ghost@127.0.0.1"
-	err = Multicast(testNode, []string{ghost, peerA.name}, echoName, etf.Tuple{etf.Atom("ping"), p.Self(), etf.Atom("t2")})
+	err = nodeMulticast(testNode, []string{ghost, peerA.name}, echoName, etf.Tuple{etf.Atom("ping"), p.Self(), etf.Atom("t2")})
 	var ne *errs.NodeError
 	if !errors.Is(err, errs.ErrNoConnection) || !errors.As(err, &ne) || ne.Node != ghost {
 		t.Fatalf("Multicast to a ghost: %v, want a NoConnection errs.NodeError for %s", err, ghost)
@@ -356,7 +356,7 @@ func TestMulticastReachesEveryNode(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("peer A got nothing when the list also named a ghost")
 	}
-	err = Multicast(testNode, []string{testNode.Name()}, "actors_no_such_name", etf.Atom("x"))
+	err = nodeMulticast(testNode, []string{testNode.Name()}, "actors_no_such_name", etf.Atom("x"))
 	if !errors.Is(err, errs.ErrNoSuchProcess) {
 		t.Fatalf("Multicast to a missing local name: %v, want errs.ErrNoSuchProcess", err)
 	}
@@ -364,7 +364,7 @@ func TestMulticastReachesEveryNode(t *testing.T) {
 
 func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 	nodes := threeNodes()
-	rs, err := Multiapply(testNode, nodes, "double", etf.List{21}, 5*time.Second)
+	rs, err := nodeMultiapply(testNode, nodes, "double", etf.List{21}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 		}
 	}
 
-	rs, err = Multiapply(testNode, nodes, "whoami", nil, 5*time.Second)
+	rs, err = nodeMultiapply(testNode, nodes, "whoami", nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -391,7 +391,7 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 	}
 
 	// Unregistered everywhere, and registered everywhere but on peerBare.
-	rs, err = Multiapply(testNode, nodes, "actors_nope", nil, 5*time.Second)
+	rs, err = nodeMultiapply(testNode, nodes, "actors_nope", nil, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -401,7 +401,7 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 			t.Fatalf("node %s: %q does not name the function", r.Node, ne)
 		}
 	}
-	rs, err = Multiapply(testNode, []string{peerA.name, peerBare.name}, "double", etf.List{1}, 5*time.Second)
+	rs, err = nodeMultiapply(testNode, []string{peerA.name, peerBare.name}, "double", etf.List{1}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -413,7 +413,7 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 	}
 
 	for fn, text := range map[string]string{"fail": "deliberate failure", "panic": "deliberate panic"} {
-		rs, err = Multiapply(testNode, nodes, fn, nil, 5*time.Second)
+		rs, err = nodeMultiapply(testNode, nodes, fn, nil, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -426,7 +426,7 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 
 	// A slow function delays nobody: the Node actor stays responsive.
 	begun := func() map[string]int64 {
-		rs, err := Multiapply(testNode, nodes, "sleeps", nil, 5*time.Second)
+		rs, err := nodeMultiapply(testNode, nodes, "sleeps", nil, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -439,7 +439,7 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 	before := begun()
 	done := make(chan []Result, 1)
 	go func() {
-		rs, _ := Multiapply(testNode, nodes, "sleep", etf.List{1500}, 5*time.Second)
+		rs, _ := nodeMultiapply(testNode, nodes, "sleep", etf.List{1500}, 5*time.Second)
 		done <- rs
 	}()
 	// Once the slow call runs on every node (which the Node actors, busy
@@ -454,7 +454,7 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 		return true
 	})
 	start := time.Now()
-	rs, err = Multiapply(testNode, nodes, "double", etf.List{2}, 5*time.Second)
+	rs, err = nodeMultiapply(testNode, nodes, "double", etf.List{2}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,40 +476,40 @@ func TestMultiapplyRegisteredAndUnregistered(t *testing.T) {
 func TestFanoutRefusesUnsendableAndBadArguments(t *testing.T) {
 	nodes := threeNodes()
 	for _, bad := range []etf.Term{nil, etf.List{}, []string{}, []etf.Term{}, []int(nil)} {
-		rs, err := Multicall(testNode, nodes, echoName, bad, time.Second)
+		rs, err := nodeMulticall(testNode, nodes, echoName, bad, time.Second)
 		if !errors.Is(err, ergonode.ErrEmptyTerm) || rs != nil {
-			t.Fatalf("Multicall(%#v) = %v, %v; want an ErrEmptyTerm error", bad, rs, err)
+			t.Fatalf("nodeMulticall(%#v) = %v, %v; want an ErrEmptyTerm error", bad, rs, err)
 		}
-		if err := Multicast(testNode, nodes, echoName, bad); !errors.Is(err, ergonode.ErrEmptyTerm) {
-			t.Fatalf("Multicast(%#v) = %v; want an ErrEmptyTerm error", bad, err)
+		if err := nodeMulticast(testNode, nodes, echoName, bad); !errors.Is(err, ergonode.ErrEmptyTerm) {
+			t.Fatalf("nodeMulticast(%#v) = %v; want an ErrEmptyTerm error", bad, err)
 		}
 	}
 	// Nested empty lists are fine.
-	rs, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), etf.Atom("nested")}, 5*time.Second)
+	rs, err := nodeMulticall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), etf.Atom("nested")}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range rs {
 		wantEcho(t, r, etf.Atom("nested"))
 	}
-	rs, err = Multiapply(testNode, nodes, "whoami", etf.List{etf.List{}}, 5*time.Second)
+	rs, err = nodeMultiapply(testNode, nodes, "whoami", etf.List{etf.List{}}, 5*time.Second)
 	if err != nil || len(rs) != 3 || rs[1].Err != nil {
 		t.Fatalf("Multiapply with a nested empty list: %v, %v", rs, err)
 	}
 
-	rs, err = Multicall(testNode, nil, echoName, etf.Atom("x"), time.Second)
+	rs, err = nodeMulticall(testNode, nil, echoName, etf.Atom("x"), time.Second)
 	if err != nil || rs == nil || len(rs) != 0 {
 		t.Fatalf("empty node list: %#v, %v; want an empty result", rs, err)
 	}
-	if err := Multicast(testNode, nil, echoName, etf.Atom("x")); err != nil {
+	if err := nodeMulticast(testNode, nil, echoName, etf.Atom("x")); err != nil {
 		t.Fatalf("Multicast to no nodes: %v", err)
 	}
 	for what, call := range map[string]func() error{
-		"empty name":     func() error { _, err := Multicall(testNode, nodes, "", etf.Atom("x"), time.Second); return err },
-		"zero timeout":   func() error { _, err := Multicall(testNode, nodes, echoName, etf.Atom("x"), 0); return err },
-		"nil node":       func() error { _, err := Multicall(nil, nodes, echoName, etf.Atom("x"), time.Second); return err },
-		"cast no name":   func() error { return Multicast(testNode, nodes, "", etf.Atom("x")) },
-		"empty function": func() error { _, err := Multiapply(testNode, nodes, "", nil, time.Second); return err },
+		"empty name":     func() error { _, err := nodeMulticall(testNode, nodes, "", etf.Atom("x"), time.Second); return err },
+		"zero timeout":   func() error { _, err := nodeMulticall(testNode, nodes, echoName, etf.Atom("x"), 0); return err },
+		"nil node":       func() error { _, err := nodeMulticall(nil, nodes, echoName, etf.Atom("x"), time.Second); return err },
+		"cast no name":   func() error { return nodeMulticast(testNode, nodes, "", etf.Atom("x")) },
+		"empty function": func() error { _, err := nodeMultiapply(testNode, nodes, "", nil, time.Second); return err },
 	} {
 		if err := call(); !errors.Is(err, errs.ErrInvalidArgument) {
 			t.Fatalf("%s: %v, want errs.ErrInvalidArgument", what, err)
@@ -569,7 +569,7 @@ func randomTerm(r *rand.Rand, self etf.Pid, depth int) etf.Term {
 func TestNodeActorSurvivesGarbage(t *testing.T) {
 	nodes := []string{testNode.Name(), peerA.name}
 	pids := func() []etf.Term {
-		rs, err := Multiapply(testNode, nodes, "nodepid", nil, 5*time.Second)
+		rs, err := nodeMultiapply(testNode, nodes, "nodepid", nil, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -596,7 +596,7 @@ func TestNodeActorSurvivesGarbage(t *testing.T) {
 		}
 		// As a call: answered {error, unknown_call} (no generated tuple
 		// starts with the atom multiapply).
-		rs, err := Multicall(testNode, nodes, NodeName, term, 5*time.Second)
+		rs, err := nodeMulticall(testNode, nodes, NodeName, term, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -607,7 +607,7 @@ func TestNodeActorSurvivesGarbage(t *testing.T) {
 			}
 		}
 		// As a cast and as a raw message.
-		if err := Multicast(testNode, nodes, NodeName, term); err != nil {
+		if err := nodeMulticast(testNode, nodes, NodeName, term); err != nil {
 			t.Fatal(err)
 		}
 		for _, nd := range nodes {
@@ -666,7 +666,7 @@ func TestNodeActorSurvivesGarbage(t *testing.T) {
 		etf.Tuple{atomMultiapply, "", etf.List{}},
 		etf.Tuple{atomMultiapply, "double", etf.List{}, 4},
 	} {
-		rs, err := Multicall(testNode, nodes, NodeName, m, 5*time.Second)
+		rs, err := nodeMulticall(testNode, nodes, NodeName, m, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -677,7 +677,7 @@ func TestNodeActorSurvivesGarbage(t *testing.T) {
 		}
 	}
 	// An Erlang charlist of small integers arrives as a Go string: still args.
-	rs, err := Multicall(testNode, nodes, NodeName, etf.Tuple{atomMultiapply, etf.Atom("double"), "\x07"}, 5*time.Second)
+	rs, err := nodeMulticall(testNode, nodes, NodeName, etf.Tuple{atomMultiapply, etf.Atom("double"), "\x07"}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -699,7 +699,7 @@ func TestNodeActorSurvivesGarbage(t *testing.T) {
 
 func TestFanoutLeavesNoProcessesOrMonitors(t *testing.T) {
 	remoteMonitors := func() int64 {
-		rs, err := Multiapply(testNode, []string{peerA.name}, "monitorsbyname", nil, 5*time.Second)
+		rs, err := nodeMultiapply(testNode, []string{peerA.name}, "monitorsbyname", nil, 5*time.Second)
 		if err != nil || rs[0].Err != nil {
 			t.Fatalf("monitorsbyname: %v %v", err, rs)
 		}
@@ -712,21 +712,21 @@ func TestFanoutLeavesNoProcessesOrMonitors(t *testing.T) {
 
 	nodes := []string{peerA.name, testNode.Name(), peerBare.name, "actors_ghost@127.0.0.1"}
 	for i := 0; i < 30; i++ {
-		if _, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), i}, 5*time.Second); err != nil {
+		if _, err := nodeMulticall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), i}, 5*time.Second); err != nil {
 			t.Fatal(err)
 		}
 		// Ends by the deadline with the monitors still in place.
-		if _, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("sleep"), 300, i}, 20*time.Millisecond); err != nil {
+		if _, err := nodeMulticall(testNode, nodes, echoName, etf.Tuple{etf.Atom("sleep"), 300, i}, 20*time.Millisecond); err != nil {
 			t.Fatal(err)
 		}
-		if err := Multicast(testNode, nodes, echoName, etf.Atom("x")); err == nil {
+		if err := nodeMulticast(testNode, nodes, echoName, etf.Atom("x")); err == nil {
 			t.Fatal("Multicast to a ghost reported nothing")
 		}
 	}
 	// A slow answer: the waiting targets are monitored again at 200 and
 	// 600 ms (see remonitorFirst); the answer at 700 ms removes them all.
 	for i := 0; i < 3; i++ {
-		rs, err := Multicall(testNode, nodes[:2], echoName, etf.Tuple{etf.Atom("sleep"), 700, i}, 5*time.Second)
+		rs, err := nodeMulticall(testNode, nodes[:2], echoName, etf.Tuple{etf.Atom("sleep"), 700, i}, 5*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -762,7 +762,7 @@ func TestConcurrentMulticalls(t *testing.T) {
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			rs, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), i}, 10*time.Second)
+			rs, err := nodeMulticall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), i}, 10*time.Second)
 			if err != nil {
 				errs <- err
 				return
@@ -816,7 +816,7 @@ func TestNodeErrorIsAs(t *testing.T) {
 		t.Fatal("a errs.NodeError without a kind matches errs.ErrTimeout")
 	}
 	// Real results: a dead name is NoSuchProcess, not Timeout.
-	rs, err := Multicall(testNode, []string{peerA.name}, "actors_no_such_name", etf.Atom("x"), time.Second)
+	rs, err := nodeMulticall(testNode, []string{peerA.name}, "actors_no_such_name", etf.Atom("x"), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -881,7 +881,7 @@ func TestFanoutSpawnsNoProcess(t *testing.T) {
 		go func(i int) {
 			defer wg.Done()
 			for j := 0; j < 5; j++ {
-				rs, err := Multicall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), i}, 10*time.Second)
+				rs, err := nodeMulticall(testNode, nodes, echoName, etf.Tuple{etf.Atom("echo"), i}, 10*time.Second)
 				if err != nil {
 					errs <- err
 					return
@@ -892,7 +892,7 @@ func TestFanoutSpawnsNoProcess(t *testing.T) {
 						return
 					}
 				}
-				if err := Multicast(testNode, nodes, echoName, etf.Atom("noise")); err != nil {
+				if err := nodeMulticast(testNode, nodes, echoName, etf.Atom("noise")); err != nil {
 					errs <- err
 					return
 				}

@@ -1,7 +1,11 @@
+// Package actors holds cloister's processes — the Manager (NewManager), the
+// Monitor and the Node actor, with their registered names (MonitorName,
+// NodeName) that BEAM nodes call — and Options, the one options struct.
+// Applications use them through package cloister (StartNode, or New with
+// Cluster.ChildSpec), which also runs the fan-out.
 package actors
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"github.com/cloister-go/cloister/internal/errs"
@@ -12,6 +16,7 @@ import (
 
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/internal/discovery"
+	"github.com/cloister-go/cloister/internal/logf"
 	"github.com/cloister-go/cloister/internal/nodename"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
@@ -310,18 +315,10 @@ func validAtom(s string) bool {
 	return true
 }
 
-// Logf is Printf-style logging into Logger at level (slog.Default() while
+// logf is Printf-style logging into Logger at level (slog.Default() while
 // Logger is nil), for code that takes a Logf function.
-func (o *Options) Logf(level slog.Level) func(format string, args ...interface{}) {
-	l := o.Logger
-	return func(format string, args ...interface{}) {
-		if l == nil {
-			l = slog.Default()
-		}
-		if l.Enabled(context.Background(), level) {
-			l.Log(context.Background(), level, fmt.Sprintf(format, args...))
-		}
-	}
+func (o *Options) logf(level slog.Level) func(format string, args ...interface{}) {
+	return logf.To(o.Logger, level)
 }
 
 // rings lists the ring names, the default first.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/internal/clusterstate"
+	"github.com/cloister-go/cloister/internal/logf"
 	"github.com/cloister-go/cloister/internal/wire/distfilter"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/ergo-services/ergo/etf"
@@ -25,8 +26,9 @@ const Name = "cloister"
 // Applications (after validating with New) or start it with
 // node.ApplicationLoad/ApplicationStart; its Start returns only once the
 // cluster is ready (or StartTimeout passed). To put cloister inside your
-// own supervision tree instead, use Manager as a child and Gate in your
-// application's Start.
+// own supervision tree instead, use cloister.New, Cluster.ChildSpec (or
+// ApplicationChildSpec) and Cluster.AwaitReady in your application's
+// Start.
 type App struct {
 	gen.Application
 	// NetKernel, when set, makes Start replace two processes of the node
@@ -43,7 +45,7 @@ type App struct {
 
 	opts    Options
 	cluster clusterstate.State
-	manager *actors.Manager
+	manager gen.SupervisorBehavior
 
 	mu  sync.Mutex
 	err error
@@ -61,9 +63,17 @@ func New(opts Options) (*App, error) {
 	return &App{opts: opts, cluster: clusterstate.Of(m), manager: m}, nil
 }
 
-// Manager is the supervisor (Cloister.Manager) to run as a child of your
-// own supervisor or application, registered as Options().ManagerName.
-func (a *App) Manager() gen.SupervisorBehavior { return a.manager }
+// The facade runs the Manager in a user's own tree (Cluster.ChildSpec) and
+// waits on the gate (Cluster.AwaitReady): it reaches both through
+// clusterstate, so the application's own API stays what Ergo calls.
+func init() {
+	clusterstate.AppParts = func(b gen.ApplicationBehavior) (gen.SupervisorBehavior, func(context.Context) error) {
+		if a, ok := b.(*App); ok {
+			return a.manager, a.gate
+		}
+		return nil, nil
+	}
+}
 
 // Options returns the validated options.
 func (a *App) Options() Options { return a.opts }
@@ -88,7 +98,7 @@ func (a *App) Load(args ...etf.Term) (gen.ApplicationSpec, error) {
 	}, nil
 }
 
-// Start is the start gate (see Gate). Ergo's Start cannot return an error,
+// Start is the start gate (see gate). Ergo's Start cannot return an error,
 // so a failed gate panics with it (Ergo turns that into a failed
 // ApplicationStart; Err holds the reason) and marks the cluster stopped.
 func (a *App) Start(process gen.Process, args ...etf.Term) {
@@ -108,7 +118,7 @@ func (a *App) Start(process gen.Process, args ...etf.Term) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	if err := a.Gate(ctx); err != nil {
+	if err := a.gate(ctx); err != nil {
 		a.mu.Lock()
 		a.err = err
 		a.mu.Unlock()
@@ -120,18 +130,19 @@ func (a *App) Start(process gen.Process, args ...etf.Term) {
 }
 
 func (a *App) logf(format string, args ...interface{}) {
-	a.opts.Logf(slog.LevelWarn)(format, args...)
+	logf.To(a.opts.Logger, slog.LevelWarn)(format, args...)
 }
 
-// Gate blocks until the cluster is ready: the start gate, for App.Start
-// and for your own application's Start when the Manager runs in your tree.
+// gate blocks until the cluster is ready: the start gate, for App.Start
+// and (as Cluster.AwaitReady) for your own application's Start when the
+// Manager runs in your tree.
 // It logs progress as the original did ("retries: [n], nodes: [...]": Info
 // for the first 10, Warn every 10th, Error every 100th, into
 // Options.Logger). After
 // StartTimeout it fails with a *StartError naming the missing nodes; when
 // ctx ends, with ctx's error; when the cluster ends (its node stopped),
 // with the cluster's Err.
-func (a *App) Gate(ctx context.Context) error {
+func (a *App) gate(ctx context.Context) error {
 	if a.opts.StartTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeoutCause(ctx, a.opts.StartTimeout, errStartTimeout)
@@ -162,7 +173,7 @@ func (a *App) Gate(ctx context.Context) error {
 			default:
 				continue
 			}
-			a.opts.Logf(level)("cloister: waiting for consensus %d: retries: [%d], nodes: [%s]",
+			logf.To(a.opts.Logger, level)("cloister: waiting for consensus %d: retries: [%d], nodes: [%s]",
 				s.Consensus, retries, strings.Join(s.Members, ", "))
 		case <-ctx.Done():
 			if errors.Is(context.Cause(ctx), errStartTimeout) {

@@ -8,9 +8,6 @@ package app
 import "github.com/cloister-go/cloister/actors"
 
 // Options configure cloister: the one options struct, defined (with every
-// field's default) in package actors and re-exported as cloister.Options.
+// field's default) in package actors and re-exported as cloister.Options;
+// start from cloister.DefaultOptions (or actors.DefaultOptions).
 type Options = actors.Options
-
-// DefaultOptions returns options with every default filled in (see
-// actors.DefaultOptions).
-func DefaultOptions() Options { return actors.DefaultOptions() }

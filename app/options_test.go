@@ -19,7 +19,7 @@ func TestDefaultsApplied(t *testing.T) {
 		o.Reconcile != time.Second || o.Heartbeat != 500*time.Millisecond || o.Engine == nil {
 		t.Fatalf("defaults not applied: %+v", o)
 	}
-	d := DefaultOptions()
+	d := actors.DefaultOptions()
 	if d.Consensus != 1 || !d.Magic || d.OTPApp != "cloister" {
 		t.Fatalf("DefaultOptions: %+v", d)
 	}
@@ -29,7 +29,7 @@ func TestDefaultsApplied(t *testing.T) {
 // DefaultOptions: the ring is named after OTPApp, the flap grace fits
 // a shorter RemoveAfter.
 func TestDerivedDefaultsFollow(t *testing.T) {
-	o := DefaultOptions()
+	o := actors.DefaultOptions()
 	o.OTPApp = "shop"
 	o.RemoveAfter = time.Second
 	o.SuspectAfter = 800 * time.Millisecond
@@ -72,7 +72,7 @@ func TestBadOptionsNameTheOption(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			o := DefaultOptions()
+			o := actors.DefaultOptions()
 			c.mutate(&o)
 			err := o.Validate()
 			if err == nil {

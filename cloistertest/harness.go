@@ -1,8 +1,8 @@
 // Package cloistertest runs real cloister clusters for tests: node
 // processes on 127.0.0.1 against a private epmd, which a test can kill -9,
 // freeze (SIGSTOP), thaw and restart, whose state changes it can wait for,
-// and whose connections it can cut (Network). It also has the original
-// suite's Void server.
+// and whose connections it can cut (Network). Its nodes can run the
+// original suite's Void server (Spec.Void).
 //
 // Each node is a separate OS process running the test node program
 // (cloistertest/internal/testnode: `cloister node` plus test-only flags),
@@ -12,36 +12,18 @@
 package cloistertest
 
 import (
-	"fmt"
-	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/cloister-go/cloister/internal/localcluster"
+	"github.com/cloister-go/cloister/internal/nodetest"
 )
 
 // NodeEvent is one line a node process prints (its Event field says which:
 // "listening", "state", "removed", ...). Not a listener.Event: those are the
 // Monitor's, inside a node.
 type NodeEvent = localcluster.Event
-
-// Printer writes the events a node program prints, one JSON line each.
-type Printer = localcluster.Printer
-
-// NewPrinter prints to w when on.
-func NewPrinter(w io.Writer, on bool) *Printer { return localcluster.NewPrinter(w, on) }
-
-// EPMDMain is the `epmd -port P` subcommand of a node program: it serves
-// EPMD on 127.0.0.1:P until SIGTERM or SIGINT. prog names the program in
-// messages; the result is the exit code.
-func EPMDMain(prog string, args []string) int { return localcluster.EPMDMain(prog, args) }
-
-// Names returns n node names prefix_0@127.0.0.1 … prefix_<n-1>@127.0.0.1.
-func Names(prefix string, n int) []string { return localcluster.Names(prefix, n) }
 
 // Spec describes one node process.
 type Spec struct {
@@ -51,7 +33,11 @@ type Spec struct {
 	DNSServer string
 	Consensus int
 	OTPApp    string
-	// Void adds the Void server as an additional module.
+	// Void adds the original suite's Void server as an additional module,
+	// registered as "Void": on a cast or call {ping, From} it sends
+	// {pong, Self} to From (and replies ok to a call); on {ping_one, From}
+	// it does the same only if this node owns the key {ping_one, From}, so
+	// exactly one node of a cluster answers.
 	Void bool
 	// PanicListener adds a listener that panics on every change (the
 	// events are still printed by the other listener).
@@ -78,67 +64,21 @@ type Node struct {
 	*localcluster.Node
 }
 
-var (
-	buildOnce sync.Once
-	buildBin  string
-	buildErr  error
-)
-
-// Binary returns the node program: $CLOISTER_BIN, or the test node built
-// once per process from
-// github.com/cloister-go/cloister/cloistertest/internal/testnode.
-func Binary() (string, error) {
-	if b := os.Getenv("CLOISTER_BIN"); b != "" {
-		return b, nil
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cloistertest-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildBin = filepath.Join(dir, "testnode")
-		cmd := exec.Command("go", "build", "-o", buildBin, "github.com/cloister-go/cloister/cloistertest/internal/testnode")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("cloistertest: build the test node: %v\n%s", err, out)
-		}
-	})
-	return buildBin, buildErr
-}
-
-var (
-	cliOnce sync.Once
-	cliBin  string
-	cliErr  error
-)
-
-// CLI returns the `cloister` command (cmd/cloister), built once per
-// process, for tests of what a user runs (status, whois, run); node
-// processes run the test node (Binary).
-func CLI() (string, error) {
-	cliOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "cloistertest-cli-")
-		if err != nil {
-			cliErr = err
-			return
-		}
-		cliBin = filepath.Join(dir, "cloister")
-		out, err := exec.Command("go", "build", "-o", cliBin, "github.com/cloister-go/cloister/cmd/cloister").CombinedOutput()
-		if err != nil {
-			cliErr = fmt.Errorf("cloistertest: build cloister: %v\n%s", err, out)
-		}
-	})
-	return cliBin, cliErr
-}
-
-// New starts a private epmd and returns an empty harness.
+// New starts a private epmd and returns an empty harness. The epmd is the
+// system's when installed, else the node program's own (cloister's EPMD).
+// The cookie is "cloistertest".
 func New() (*Harness, error) {
-	bin, err := Binary()
+	bin, err := nodetest.Binary()
 	if err != nil {
 		return nil, err
 	}
-	return NewWithBinary(bin)
+	lh, err := localcluster.New(bin, localcluster.Options{Cookie: "cloistertest"})
+	if err != nil {
+		return nil, err
+	}
+	h := &Harness{Harness: lh, nodes: map[string]*Node{}}
+	lh.ExtraArgs = h.routes
+	return h, nil
 }
 
 // NewT is New for a test: it fails t when the harness cannot start and
@@ -151,19 +91,6 @@ func NewT(t testing.TB) *Harness {
 	}
 	t.Cleanup(h.Close)
 	return h
-}
-
-// NewWithBinary is New with a given node program (one that answers `node`
-// and `epmd` as the test node does). The epmd is the system's when
-// installed, else `bin epmd` (cloister's own EPMD). The cookie is "cloistertest".
-func NewWithBinary(bin string) (*Harness, error) {
-	lh, err := localcluster.New(bin, localcluster.Options{Cookie: "cloistertest"})
-	if err != nil {
-		return nil, err
-	}
-	h := &Harness{Harness: lh, nodes: map[string]*Node{}}
-	lh.ExtraArgs = h.routes
-	return h, nil
 }
 
 // routes are the -route flags of node name when the harness has a Network.
@@ -218,7 +145,3 @@ func (h *Harness) Start(s Spec) (*Node, error) {
 	h.mu.Unlock()
 	return n, nil
 }
-
-// LastLines returns the last n lines of s (a LogTail or DumpStacks
-// output), for a failing test to print a bounded amount.
-func LastLines(s string, n int) string { return localcluster.LastLines(s, n) }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/health"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -94,7 +95,7 @@ func (b browser) run(args ...string) string {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		b.t.Fatalf("chromium %v: %v\n%s", args, err, cloistertest.LastLines(stderr.String(), 20))
+		b.t.Fatalf("chromium %v: %v\n%s", args, err, localcluster.LastLines(stderr.String(), 20))
 	}
 	return string(out)
 }
@@ -272,7 +273,7 @@ func TestOperatorPageInBrowser(t *testing.T) {
 	b := browser{t: t, bin: bin, dir: dir}
 	h := cloistertest.NewT(t)
 	const wait = 60 * time.Second
-	ns := cloistertest.Names("page", 3)
+	ns := localcluster.Names("page", 3)
 	var nodes []*cloistertest.Node
 	for i, name := range ns {
 		// Consensus 2: the two survivors of the kill are a cluster again.

@@ -26,6 +26,7 @@ package metrics
 import (
 	"errors"
 	"github.com/cloister-go/cloister/internal/errs"
+	"github.com/cloister-go/cloister/internal/logf"
 	"log/slog"
 	"maps"
 	"net/http"
@@ -183,7 +184,7 @@ func (c *Collector) Instrument(opts *app.Options) {
 	}
 	next := opts.Listener
 	if next == nil {
-		next = listener.Logger{Logf: opts.Logf(slog.LevelInfo)}
+		next = listener.Logger{Logf: logf.To(opts.Logger, slog.LevelInfo)}
 	}
 	opts.Listener = c.Listener(next)
 	if prev := opts.ObserveFanout; prev != nil {

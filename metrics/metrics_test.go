@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cloister-go/cloister/actors"
-	"github.com/cloister-go/cloister/app"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -293,7 +292,7 @@ func TestObserveFanoutCountsPerNodeOutcomes(t *testing.T) {
 
 func TestInstrumentChainsObserveWrapsTheListenerAndHooksFanout(t *testing.T) {
 	c, _ := newWithClock()
-	opts := app.DefaultOptions()
+	opts := actors.DefaultOptions()
 	var seen []listener.Event
 	opts.Observe = func(e listener.Event) { seen = append(seen, e) }
 	var fanned int
@@ -324,7 +323,7 @@ func TestInstrumentChainsObserveWrapsTheListenerAndHooksFanout(t *testing.T) {
 
 	// A nil Listener becomes the default logger, wrapped.
 	var logged []string
-	o2 := app.DefaultOptions()
+	o2 := actors.DefaultOptions()
 	o2.Logger = slog.New(recordHandler{&logged})
 	New().Instrument(&o2)
 	o2.Listener.OnStateChange("rehashing", "ready", listener.Snapshot{Node: "a@h", Members: []string{"a@h"}})

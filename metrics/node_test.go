@@ -18,6 +18,7 @@ import (
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/health"
+	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/cloister-go/cloister/metrics"
 )
 
@@ -253,7 +254,7 @@ func TestNodeCommandServesMetrics(t *testing.T) {
 // TestNodeCommandRefusesMetricsWithoutHTTP: metrics are served on the
 // health endpoint, so -metrics alone is a usage error (exit status 2).
 func TestNodeCommandRefusesMetricsWithoutHTTP(t *testing.T) {
-	bin, err := cloistertest.Binary()
+	bin, err := nodetest.Binary()
 	if err != nil {
 		t.Fatal(err)
 	}

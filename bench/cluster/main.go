@@ -30,6 +30,8 @@ import (
 
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/clusterstate"
+	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -81,8 +83,8 @@ func main() {
 		}
 		sizes = append(sizes, n)
 	}
-	bin, err := cloistertest.Binary()
-	if err != nil {
+	// Build the node program once, before the first round.
+	if _, err := nodetest.Binary(); err != nil {
 		fatalf(1, "%v", err)
 	}
 	type sizeResult struct {
@@ -108,7 +110,7 @@ func main() {
 			if *profile != "" && r == 0 {
 				prof = *profile
 			}
-			h, err := cloistertest.NewWithBinary(bin)
+			h, err := cloistertest.New()
 			if err != nil {
 				fatalf(1, "%v", err)
 			}
@@ -384,7 +386,7 @@ func fanout(h *cloistertest.Harness, names []string, calls int) (time.Duration, 
 	var mcTotal, rawTotal time.Duration
 	for i := 0; i < calls; i++ {
 		start := time.Now()
-		rs, err := actors.Multicall(n, names, actors.MonitorName, req, 5*time.Second)
+		rs, err := clusterstate.Multicall(n, names, actors.MonitorName, req, 5*time.Second)
 		mcTotal += time.Since(start)
 		if err != nil {
 			return 0, 0, err

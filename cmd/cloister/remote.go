@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/nodecmd"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
@@ -203,7 +204,7 @@ func perMember[T any](t etf.Term, read func(etf.Term) T) map[string]T {
 
 func parseStatus(target string, t etf.Term) (status, error) {
 	s := status{Node: target}
-	app, members, ok := actors.ParseState(t)
+	app, members, ok := clusterstate.ParseState(t)
 	if !ok {
 		return s, fmt.Errorf("%s answered %v, not a cloister state", target, t)
 	}

@@ -17,7 +17,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/ring"
 )
 
@@ -28,7 +28,7 @@ const ShareTolerance = 0.25
 
 // coord drives the worker processes and checks what they report.
 type coord struct {
-	h       *cloistertest.Harness
+	h       *localcluster.Harness
 	out     io.Writer
 	nkeys   int
 	batch   int
@@ -43,7 +43,7 @@ type coord struct {
 
 // member is one worker process and its HTTP address.
 type member struct {
-	node *cloistertest.Node
+	node *localcluster.Node
 	addr string
 }
 
@@ -68,7 +68,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "zerocost:", err)
 		return 1
 	}
-	h, err := cloistertest.NewWithBinary(bin)
+	h, err := localcluster.New(bin, localcluster.Options{Cookie: "zerocost"})
 	if err != nil {
 		fmt.Fprintln(stderr, "zerocost:", err)
 		return 1
@@ -204,11 +204,11 @@ func (c *coord) launch(name string, sentries []string, seed bool) error {
 	if seed {
 		args = append(args, "-seed")
 	}
-	n, err := c.h.Start(cloistertest.Spec{Name: name, Sentry: sentries, Consensus: 3, Args: args})
+	n, err := c.h.Start(localcluster.Spec{Name: name, Sentry: sentries, Consensus: 3, Args: args})
 	if err != nil {
 		return err
 	}
-	ev, err := n.WaitFor(c.timeout, "listening", func(e cloistertest.NodeEvent) bool { return e.Event == "listening" })
+	ev, err := n.WaitFor(c.timeout, "listening", func(e localcluster.Event) bool { return e.Event == "listening" })
 	if err != nil {
 		return err
 	}

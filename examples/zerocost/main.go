@@ -8,10 +8,11 @@
 //	go run ./examples/zerocost -keys 20000
 //
 // The program is its own worker: it re-executes itself as `zerocost node
-// ...`, one Ergo node per process, through the cloistertest harness (a
-// private epmd; the system's when installed, else an embedded one served by
-// `zerocost epmd`). The coordinator (this process) is not an Ergo node: it
-// drives the workers over HTTP.
+// ...`, one Ergo node per process, through the harness behind cloistertest
+// and `cloister run` (internal/localcluster: a private epmd, the system's
+// when installed, else an embedded one served by `zerocost epmd`). The
+// coordinator (this process) is not an Ergo node: it drives the workers
+// over HTTP.
 //
 // What it does and checks (exit status 1 if any check fails):
 //
@@ -43,7 +44,7 @@ package main
 
 import (
 	"fmt"
-	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"os"
 )
 
@@ -53,7 +54,7 @@ func main() {
 		case "node":
 			os.Exit(runWorker(os.Args[2:]))
 		case "epmd":
-			os.Exit(cloistertest.EPMDMain("zerocost", os.Args[2:]))
+			os.Exit(localcluster.EPMDMain("zerocost", os.Args[2:]))
 		}
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))

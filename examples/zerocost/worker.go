@@ -7,7 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"log"
 	"net/http"
 	"os"
@@ -80,7 +80,7 @@ type handover struct {
 	PushMs float64 `json:"push_ms"`
 }
 
-// runWorker is `zerocost node`: the flags the cloistertest harness passes
+// runWorker is `zerocost node`: the flags the local-cluster harness passes
 // (the same as `cloister node`), and ours.
 func runWorker(args []string) int {
 	fs := flag.NewFlagSet("zerocost node", flag.ContinueOnError)
@@ -103,7 +103,7 @@ func runWorker(args []string) int {
 		return 2
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
-	out := cloistertest.NewPrinter(os.Stdout, *events)
+	out := localcluster.NewPrinter(os.Stdout, *events)
 
 	w := &worker{keys: makeKeys(*nkeys), seed: *seed, batch: *batch, st: newStore(), logf: logger.Printf}
 	opts := cloister.DefaultOptions()

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/internal/testenv"
 )
 
@@ -23,7 +23,7 @@ func TestMain(m *testing.M) {
 		case "node":
 			os.Exit(runWorker(os.Args[2:]))
 		case "epmd":
-			os.Exit(cloistertest.EPMDMain("zerocost", os.Args[2:]))
+			os.Exit(localcluster.EPMDMain("zerocost", os.Args[2:]))
 		}
 	}
 	os.Exit(m.Run())

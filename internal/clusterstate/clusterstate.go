@@ -1,11 +1,14 @@
 // Package clusterstate is how the facade (package cloister) and the Ergo application (package app)
 // read and end the state a cluster's Manager publishes: its node, rings, snapshot and lifecycle.
 // Package actors owns that state and keeps its type unexported, so users meet it only through the
-// facade; it hands it out here, to the module's own packages.
+// facade; it hands it out here, to the module's own packages, with the node-level fan-out the
+// facade's Cluster methods run (Multicall, Multicast, Multiapply, RPC) and the reader of a
+// Monitor's state answer.
 package clusterstate
 
 import (
 	"context"
+	"time"
 
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
@@ -64,7 +67,31 @@ type LeaveRequest struct{}
 // (internal/core.ValidName) other than this node's.
 type JoinRequest struct{ Node string }
 
+// AppParts returns the Manager and the start gate of an application app.New built (nil, nil for
+// any other): the facade runs the one in a user's tree and waits on the other. Package app sets it
+// when it is initialised, as package actors sets Of.
+var AppParts func(a gen.ApplicationBehavior) (manager gen.SupervisorBehavior, gate func(context.Context) error)
+
 // Of returns the state of the cluster whose Manager m is (as actors.NewManager built it), or nil
 // for any other supervisor. Package actors sets it when it is initialised: this package cannot
 // import actors, which imports it.
 var Of func(m gen.SupervisorBehavior) State
+
+// Result is the answer of one node to a fan-out (cloister.Result).
+type Result struct {
+	Node  string   // the node asked
+	Reply etf.Term // its reply; nil when Err is set
+	Err   error    // a *cloister.NodeError, or nil
+}
+
+// The fan-out and BEAM rpc of node n, a node with cloister's Node actor or
+// any other Ergo node; documented in package actors (multicall, multicast,
+// multiapply, rpcCall), which sets them when it is initialised, as it sets
+// Of: they reach its fan-out engine, and users reach them only through the
+// facade's Cluster methods.
+var (
+	Multicall  func(n node.Node, nodes []string, name string, request etf.Term, timeout time.Duration) ([]Result, error)
+	Multicast  func(n node.Node, nodes []string, name string, message etf.Term) error
+	Multiapply func(n node.Node, nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error)
+	RPC        func(n node.Node, peer, module, function string, args etf.List, timeout time.Duration) (etf.Term, error)
+)

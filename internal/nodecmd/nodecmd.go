@@ -25,6 +25,7 @@ import (
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/health"
 	"github.com/cloister-go/cloister/internal/localcluster"
+	"github.com/cloister-go/cloister/internal/logf"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/metrics"
 )
@@ -109,7 +110,7 @@ func Main(prog string, args []string, ext Extension) int {
 	// at the level asked for.
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	slog.SetLogLoggerLevel(minLevel)
-	logf := opts.Logf(slog.LevelInfo)
+	logf := logf.To(opts.Logger, slog.LevelInfo)
 	opts.Listener = listener.Multi{
 		listener.Logger{Logf: logf},
 		listener.Func(func(from, to listener.State, s listener.Snapshot) {

@@ -25,6 +25,8 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
+	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/cloister-go/cloister/internal/testenv"
 )
 
@@ -249,7 +251,7 @@ func (s *soak) dumpLive() {
 		if st != alive {
 			continue
 		}
-		out := cloistertest.LastLines(s.nodes[i].DumpStacks(10*time.Second), 1500)
+		out := localcluster.LastLines(s.nodes[i].DumpStacks(10*time.Second), 1500)
 		s.t.Logf("==== %s: last log lines and goroutine stacks ====\n%s", s.names[i], out)
 	}
 }
@@ -321,8 +323,8 @@ type usage struct {
 	heap            uint64
 }
 
-func (s *soak) usage(i int) (usage, cloistertest.RuntimeStats) {
-	rs, err := s.nodes[i].Runtime(true)
+func (s *soak) usage(i int) (usage, nodetest.RuntimeStats) {
+	rs, err := nodetest.Runtime(s.nodes[i].Node, true)
 	if err != nil {
 		s.t.Fatalf("%s /debug/runtime: %v", s.names[i], err)
 	}
@@ -336,7 +338,7 @@ func TestChaosSoak(t *testing.T) {
 	h := cloistertest.NewT(t)
 	s := &soak{t: t, h: h, r: rand.New(rand.NewSource(sd)), start: time.Now(), events: map[string]int{},
 		state: make([]nodeState, nodesN), launched: make([]time.Time, nodesN), restarts: make([]int, nodesN)}
-	s.names = cloistertest.Names("chaos", nodesN)
+	s.names = localcluster.Names("chaos", nodesN)
 	var err error
 	if s.net, err = h.Network(s.names...); err != nil {
 		t.Fatal(err)
@@ -381,7 +383,7 @@ func TestChaosSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	ends := make([]usage, nodesN)
-	stats := make([]cloistertest.RuntimeStats, nodesN)
+	stats := make([]nodetest.RuntimeStats, nodesN)
 	within := func(i int) bool {
 		e, b := ends[i], base[i]
 		return e.goroutines <= b.goroutines+10 && e.heap <= 2*b.heap+8<<20 && e.fds <= b.fds+20
@@ -423,7 +425,7 @@ func TestChaosSoak(t *testing.T) {
 			t.Errorf("%s: goroutines %d → %d (restarted: %v)", s.names[i], b.goroutines, end.goroutines, restarted)
 		}
 		if leak || os.Getenv("CLOISTER_CHAOS_DUMP") == "1" {
-			if g, err := s.nodes[i].Goroutines(); err == nil {
+			if g, err := nodetest.Goroutines(s.nodes[i].Node); err == nil {
 				t.Logf("%s goroutines:\n%s", s.names[i], g)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -27,7 +28,7 @@ func start(t *testing.T, h *cloistertest.Harness, s cloistertest.Spec) *cloister
 
 func TestStartBlocksUntilConsensus(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("gate", 3)
+	ns := localcluster.Names("gate", 3)
 	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns, Consensus: 3})
 	b := start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns, Consensus: 3})
 	// Both are up and connected to each other, yet neither start returns.
@@ -64,7 +65,7 @@ func TestStartBlocksUntilConsensus(t *testing.T) {
 
 func TestStartDeadlineNamesTheMissingNode(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("deadline", 2)
+	ns := localcluster.Names("deadline", 2)
 	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns, Consensus: 2, StartTimeout: time.Second})
 	e, err := a.WaitStarted(wait)
 	if err != nil {
@@ -93,7 +94,7 @@ func TestBadConfigIsAClearError(t *testing.T) {
 
 func TestListenerSequenceAndKilledNode(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("seq", 3)
+	ns := localcluster.Names("seq", 3)
 	var nodes []*cloistertest.Node
 	for i, n := range ns {
 		// One node has a listener that panics on every change: nothing
@@ -140,7 +141,7 @@ func TestListenerSequenceAndKilledNode(t *testing.T) {
 
 func TestFullMeshFromOneSentry(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("mesh", 4)
+	ns := localcluster.Names("mesh", 4)
 	// Only the first node is anyone's sentry; the others must find each other.
 	var nodes []*cloistertest.Node
 	for _, n := range ns {
@@ -165,7 +166,7 @@ func TestFullMeshFromOneSentry(t *testing.T) {
 
 func TestPlainAndForeignNodesNeverJoin(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("member", 2)
+	ns := localcluster.Names("member", 2)
 	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns, Consensus: 2})
 	start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns, Consensus: 2})
 	// A plain Ergo node (no cloister) and a cloister of another OTPApp,
@@ -195,7 +196,7 @@ func TestMain(m *testing.M) {
 
 func TestOrderlyStopRunsStoppingThenStopped(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("stop", 2)
+	ns := localcluster.Names("stop", 2)
 	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns, Consensus: 1})
 	b := start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns, Consensus: 1})
 	if _, err := a.WaitStatus(wait, "ready with 2 members", func(s listener.Snapshot) bool { return s.Ready() && len(s.Members) == 2 }); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 )
@@ -52,7 +53,7 @@ func hashes(rs []ring.HashRange) uint64 {
 // they gain when the same node is killed instead.
 func TestLeaveTellsEverySurvivorBeforeItStops(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("leave", 3)
+	ns := localcluster.Names("leave", 3)
 	args := []string{"-flap-grace", leaveGrace.String(), "-suspect-after", "15s", "-remove-after", "20s"}
 	var nodes []*cloistertest.Node
 	for _, name := range ns {
@@ -154,7 +155,7 @@ func TestLeaveTellsEverySurvivorBeforeItStops(t *testing.T) {
 // joined it (the restarted node lists only itself).
 func TestJoinAddsAPeerAndKeepsIt(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("join", 2)
+	ns := localcluster.Names("join", 2)
 	// No flap grace: a lost member is not re-dialled as one, so only the
 	// joined peer's standing as a sentry brings it back.
 	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns[:1], Consensus: 1, Args: []string{"-flap-grace", "off"}})
@@ -215,7 +216,7 @@ func killMonitor(t *testing.T, n *cloistertest.Node) {
 // comes back.
 func TestJoinedPeerSurvivesAMonitorRestart(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("rejoin", 2)
+	ns := localcluster.Names("rejoin", 2)
 	a := start(t, h, cloistertest.Spec{Name: ns[0], Sentry: ns[:1], Consensus: 1, Args: []string{"-flap-grace", "off"}})
 	b := start(t, h, cloistertest.Spec{Name: ns[1], Sentry: ns[1:], Consensus: 1})
 	if _, err := a.WaitStatus(wait, "ready alone", func(s listener.Snapshot) bool { return s.Ready() }); err != nil {

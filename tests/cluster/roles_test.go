@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -15,7 +16,7 @@ import (
 // worker, never to the api node.
 func TestRoleRingOverTwoWorkersOfThree(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("role", 3)
+	ns := localcluster.Names("role", 3)
 	roles := []string{"worker", "worker", "api"}
 	var nodes []*cloistertest.Node
 	for i, n := range ns {

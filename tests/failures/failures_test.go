@@ -15,11 +15,12 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/listener"
 )
 
-// The defaults the nodes run with (app.DefaultOptions), for the bounds
+// The defaults the nodes run with (cloister.DefaultOptions), for the bounds
 // the configuration implies.
 const (
 	defHeartbeat   = 500 * time.Millisecond
@@ -205,7 +206,7 @@ func TestFrozenPeerIsRemovedAndRejoinsAfterThaw(t *testing.T) {
 
 func frozenPeer(t *testing.T, d detection) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("frozen", 3)
+	ns := localcluster.Names("frozen", 3)
 	nodes := startAll(t, h, ns, 2, d.args()...)
 	converged(t, nodes, ns, formWait)
 
@@ -291,7 +292,7 @@ func frozenPeer(t *testing.T, d detection) {
 
 func TestKilledPeerIsRemoved(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("killed", 3)
+	ns := localcluster.Names("killed", 3)
 	nodes := startAll(t, h, ns, 2)
 	converged(t, nodes, ns, formWait)
 	killedAt := time.Now()
@@ -326,7 +327,7 @@ func TestKilledPeerIsRemoved(t *testing.T) {
 // here one reset on real processes.
 func TestLinkFlapDoesNotChurnTheRings(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("flap", 3)
+	ns := localcluster.Names("flap", 3)
 	net, err := h.Network(ns...)
 	if err != nil {
 		t.Fatal(err)
@@ -354,7 +355,7 @@ func TestPartitionEachSideKeepsItsViewAndHeals(t *testing.T) {
 	for _, mode := range []cloistertest.CutMode{cloistertest.Drop, cloistertest.Reject} {
 		t.Run(mode.String(), func(t *testing.T) {
 			h := cloistertest.NewT(t)
-			ns := cloistertest.Names("part_"+mode.String(), 3)
+			ns := localcluster.Names("part_"+mode.String(), 3)
 			net, err := h.Network(ns...)
 			if err != nil {
 				t.Fatal(err)
@@ -427,7 +428,7 @@ func TestPartitionEachSideKeepsItsViewAndHeals(t *testing.T) {
 // when it heals and no ring changes anywhere.
 func TestShortDropIsInvisible(t *testing.T) {
 	h := cloistertest.NewT(t)
-	ns := cloistertest.Names("blip", 3)
+	ns := localcluster.Names("blip", 3)
 	net, err := h.Network(ns...)
 	if err != nil {
 		t.Fatal(err)

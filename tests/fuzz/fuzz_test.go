@@ -1,6 +1,6 @@
 // Package fuzz holds the Go fuzz targets for what peers can send a node:
 // the bytes of a distribution message decoded to a term (Ergo's decoder),
-// a peer Monitor's state reply (actors.ParseState), the ring key of a term
+// a peer Monitor's state reply (clusterstate.ParseState), the ring key of a term
 // (cloister.Key), and the owner of any key (ring). The config file has its
 // own target, config.FuzzParse. Each runs its seed corpus with `go test`; to fuzz:
 //
@@ -26,7 +26,7 @@ import (
 	"testing"
 
 	"github.com/cloister-go/cloister"
-	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/etf"
@@ -114,7 +114,7 @@ func FuzzDecodeTerm(f *testing.F) {
 		if err != nil {
 			return
 		}
-		actors.ParseState(term)
+		clusterstate.ParseState(term)
 		_ = cloister.Key(term)
 	})
 }
@@ -132,7 +132,7 @@ func FuzzParseState(f *testing.F) {
 		if err != nil {
 			return
 		}
-		app, members, ok := actors.ParseState(term)
+		app, members, ok := clusterstate.ParseState(term)
 		if !ok {
 			if app != "" || members != nil {
 				t.Fatalf("not ok but %q %v", app, members)

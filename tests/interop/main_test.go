@@ -33,6 +33,7 @@ import (
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring/libring"
 )
@@ -164,7 +165,7 @@ func startGoNode() {
 	opts.Ring = "" // the default ring is named after OTPApp
 	opts.Consensus = 5
 	opts.Engine = libring.Engine()
-	opts.AdditionalModules = []cloister.Child{cloistertest.Child()} // Void, as on the node processes
+	opts.AdditionalModules = []cloister.Child{nodetest.VoidChild()} // Void, as on the node processes
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		transMu.Lock()

@@ -18,6 +18,7 @@ import (
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/erltest"
 	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/listener"
@@ -674,7 +675,7 @@ func (w *row) goCallsErl(t *testing.T, all []string) {
 				t.Errorf("%s: %v", r.Node, r.Err)
 				continue
 			}
-			app, members, ok := actors.ParseState(r.Reply)
+			app, members, ok := clusterstate.ParseState(r.Reply)
 			sort.Strings(members)
 			if !ok || app != otpApp || !slices.Equal(members, all) {
 				t.Errorf("%s state: app %q members %v ok %v", r.Node, app, members, ok)

@@ -13,8 +13,10 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister"
-	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/clusterstate"
+	"github.com/cloister-go/cloister/internal/localcluster"
+	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
@@ -54,7 +56,7 @@ func run(m *testing.M) (int, error) {
 		return 1, err
 	}
 	defer h.Close()
-	names = cloistertest.Names("cloister", 5)
+	names = localcluster.Names("cloister", 5)
 	for _, n := range names[1:] {
 		if _, err := h.Start(cloistertest.Spec{Name: n, Sentry: names, Consensus: 1, Void: true}); err != nil {
 			return 1, err
@@ -62,7 +64,7 @@ func run(m *testing.M) (int, error) {
 	}
 	opts := cloister.DefaultOptions()
 	opts.Sentry = names
-	opts.AdditionalModules = []cloister.Child{cloistertest.Child()}
+	opts.AdditionalModules = []cloister.Child{nodetest.VoidChild()}
 	opts.Logger = slog.New(slog.DiscardHandler)
 	c, err := cloister.StartNode(names[0], opts, cloister.NodeOptions{Cookie: h.Cookie, EPMDPort: h.EPMD.Port})
 	if err != nil {
@@ -116,7 +118,7 @@ func expect(t *testing.T, n int) []string {
 }
 
 func TestMulticasts(t *testing.T) {
-	if err := cloister.Multicast(nil, cloistertest.VoidName, etf.Tuple{etf.Atom("ping"), meP.Self()}); err != nil {
+	if err := cloister.Multicast(nil, nodetest.VoidName, etf.Tuple{etf.Atom("ping"), meP.Self()}); err != nil {
 		t.Fatal(err)
 	}
 	if got := expect(t, 5); fmt.Sprint(got) != fmt.Sprint(names) {
@@ -125,7 +127,7 @@ func TestMulticasts(t *testing.T) {
 }
 
 func TestMulticalls(t *testing.T) {
-	res, err := cloister.Multicall(nil, cloistertest.VoidName, etf.Tuple{etf.Atom("ping"), meP.Self()}, 5*time.Second)
+	res, err := cloister.Multicall(nil, nodetest.VoidName, etf.Tuple{etf.Atom("ping"), meP.Self()}, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,11 +144,11 @@ func TestMulticalls(t *testing.T) {
 
 func TestMulticastsToOne(t *testing.T) {
 	ping := etf.Tuple{etf.Atom("ping_one"), meP.Self()}
-	if err := cloister.Multicast(nil, cloistertest.VoidName, ping); err != nil {
+	if err := cloister.Multicast(nil, nodetest.VoidName, ping); err != nil {
 		t.Fatal(err)
 	}
 	got := expect(t, 1)
-	owner, err := cloister.WhoisTerm("", ping)
+	owner, err := cloister.Default().WhoisTerm("", ping)
 	if err != nil || got[0] != owner {
 		t.Fatalf("pong from %v, owner %q (%v)", got, owner, err)
 	}
@@ -154,7 +156,7 @@ func TestMulticastsToOne(t *testing.T) {
 
 func TestMulticallsToOne(t *testing.T) {
 	ping := etf.Tuple{etf.Atom("ping_one"), meP.Self()}
-	res, err := cloister.Multicall(nil, cloistertest.VoidName, ping, 5*time.Second)
+	res, err := cloister.Multicall(nil, nodetest.VoidName, ping, 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +219,7 @@ func TestGarbageDoesNotKillOurProcesses(t *testing.T) {
 			t.Fatalf("%s monitor: %v", r.Node, r.Err)
 		}
 	}
-	res, err = cloister.Multicall(nil, cloistertest.VoidName, etf.Tuple{etf.Atom("ping"), meP.Self()}, 5*time.Second)
+	res, err = cloister.Multicall(nil, nodetest.VoidName, etf.Tuple{etf.Atom("ping"), meP.Self()}, 5*time.Second)
 	if err != nil || len(res) != 5 {
 		t.Fatal(err, res)
 	}
@@ -244,7 +246,7 @@ func TestMonitorAnswersMultiCallForm(t *testing.T) {
 		if got, ok := tup[0].(etf.Tuple); !ok || len(got) != 2 || got[0] != tag[0] || got[1] != tag[1] {
 			t.Fatalf("tag %#v, want %#v", tup[0], tag)
 		}
-		app, members, ok := actors.ParseState(tup[1])
+		app, members, ok := clusterstate.ParseState(tup[1])
 		if !ok || app != "cloister" || len(members) != 5 {
 			t.Fatalf("state %#v", tup[1])
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -32,7 +33,7 @@ func erlSetup(t *testing.T) (*erltest.Node, []*cloistertest.Node, []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := cloistertest.Names("evictim", 2)
+	names := localcluster.Names("evictim", 2)
 	var vs []*cloistertest.Node
 	for _, n := range names {
 		v, err := hh.Start(cloistertest.Spec{Name: n, Sentry: names, Consensus: 2, Void: true})
@@ -79,12 +80,12 @@ func pidExpr(v string) string {
 func stillServing(t *testing.T, erl *erltest.Node, v *cloistertest.Node, names []string) {
 	t.Helper()
 	if !v.Running() {
-		t.Fatalf("%s exited:\n%s", v.Name, cloistertest.LastLines(v.LogTail(), 40))
+		t.Fatalf("%s exited:\n%s", v.Name, localcluster.LastLines(v.LogTail(), 40))
 	}
 	if _, err := v.WaitStatus(20*time.Second, "ready with both victims", func(s listener.Snapshot) bool {
 		return s.Ready() && reflect.DeepEqual(s.Members, names)
 	}); err != nil {
-		t.Fatalf("%v\n%s", err, cloistertest.LastLines(v.LogTail(), 40))
+		t.Fatalf("%v\n%s", err, localcluster.LastLines(v.LogTail(), 40))
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
 		r, err := http.Get("http://" + v.HTTPAddr() + path)
@@ -98,7 +99,7 @@ func stillServing(t *testing.T, erl *erltest.Node, v *cloistertest.Node, names [
 	}
 	got, err := erl.EvalTimeout(fmt.Sprintf("is_map(attacker:call({'Elixir.Cloister.Monitor', '%s'}, state, 5000))", v.Name), 20*time.Second)
 	if err != nil || got != "true" {
-		t.Fatalf("%s Monitor after the attack: %q %v\n%s", v.Name, got, err, cloistertest.LastLines(v.LogTail(), 40))
+		t.Fatalf("%s Monitor after the attack: %q %v\n%s", v.Name, got, err, localcluster.LastLines(v.LogTail(), 40))
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -153,7 +154,7 @@ func call(to gen.ProcessID, req etf.Term, timeout time.Duration) (etf.Term, erro
 func setUp(t *testing.T) {
 	var err error
 	h = cloistertest.NewT(t)
-	vnames = cloistertest.Names("victim", 2)
+	vnames = localcluster.Names("victim", 2)
 	victims = nil
 	for _, n := range vnames {
 		v, err := h.Start(cloistertest.Spec{Name: n, Sentry: vnames, Consensus: 2, Void: true})

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
+	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/listener"
 )
@@ -45,7 +47,7 @@ func distPort(t *testing.T, epmd *testenv.EPMD, node string) int {
 // are back where they were.
 func TestRawSocketsOnTheDistributionPort(t *testing.T) {
 	hh := cloistertest.NewT(t)
-	names := cloistertest.Names("rvictim", 2)
+	names := localcluster.Names("rvictim", 2)
 	var vs []*cloistertest.Node
 	for _, n := range names {
 		v, err := hh.Start(cloistertest.Spec{Name: n, Sentry: names, Consensus: 2})
@@ -58,7 +60,7 @@ func TestRawSocketsOnTheDistributionPort(t *testing.T) {
 		t.Helper()
 		for _, v := range vs {
 			if !v.Running() {
-				t.Fatalf("%s: %s exited:\n%s", what, v.Name, cloistertest.LastLines(v.LogTail(), 30))
+				t.Fatalf("%s: %s exited:\n%s", what, v.Name, localcluster.LastLines(v.LogTail(), 30))
 			}
 			if _, err := v.WaitStatus(30*time.Second, "ready with both", func(s listener.Snapshot) bool {
 				return s.Ready() && reflect.DeepEqual(s.Members, names)
@@ -75,7 +77,7 @@ func TestRawSocketsOnTheDistributionPort(t *testing.T) {
 	ready("start")
 	victim := vs[0]
 	addr := fmt.Sprintf("127.0.0.1:%d", distPort(t, hh.EPMD, victim.Name))
-	base, err := victim.Runtime(true)
+	base, err := nodetest.Runtime(victim.Node, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,9 +130,9 @@ func TestRawSocketsOnTheDistributionPort(t *testing.T) {
 	}
 	// Ergo's handshake gives up on a silent socket after 5 s: after that,
 	// nothing the sockets caused may remain.
-	var after cloistertest.RuntimeStats
+	var after nodetest.RuntimeStats
 	if !testenv.PollInterval(60*time.Second, 500*time.Millisecond, func() bool { // a garbage collection per check
-		if after, err = victim.Runtime(true); err != nil {
+		if after, err = nodetest.Runtime(victim.Node, true); err != nil {
 			t.Fatal(err)
 		}
 		return after.Goroutines <= base.Goroutines+5 && after.FDs <= base.FDs+3

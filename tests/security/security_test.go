@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
+	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/ergo-services/ergo/etf"
@@ -132,7 +134,7 @@ func connectTries(t *testing.T, tries int) {
 		}
 		if err != nil {
 			for _, v := range victims {
-				t.Logf("%s stderr:\n%s", v.Name, cloistertest.LastLines(v.LogTail(), 40))
+				t.Logf("%s stderr:\n%s", v.Name, localcluster.LastLines(v.LogTail(), 40))
 			}
 			t.Fatal(err)
 		}
@@ -233,7 +235,7 @@ func lyingPeerMonitor(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			base, err := victims[0].Runtime(true)
+			base, err := nodetest.Runtime(victims[0].Node, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -244,7 +246,7 @@ func lyingPeerMonitor(t *testing.T) {
 			peak := base.Goroutines
 			for time.Now().Before(deadline) && (fake.probes() < 2 || (c.member && !joined)) {
 				joined = contains(members(t, victims[0]), attackerName)
-				if rs, err := victims[0].Runtime(false); err == nil && rs.Goroutines > peak {
+				if rs, err := nodetest.Runtime(victims[0].Node, false); err == nil && rs.Goroutines > peak {
 					peak = rs.Goroutines
 				}
 				time.Sleep(100 * time.Millisecond)
@@ -394,7 +396,7 @@ func randomTermsToMonitorAndNode(t *testing.T) {
 func castFloodToNodeActorIsBounded(t *testing.T) {
 	fake.set(nil, true)
 	v := victims[0]
-	base, err := v.Runtime(true)
+	base, err := nodetest.Runtime(v.Node, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -414,7 +416,7 @@ func castFloodToNodeActorIsBounded(t *testing.T) {
 			sampling = false
 		case <-time.After(100 * time.Millisecond):
 		}
-		if rs, err := v.Runtime(false); err == nil && rs.HeapInuse > peak {
+		if rs, err := nodetest.Runtime(v.Node, false); err == nil && rs.HeapInuse > peak {
 			peak = rs.HeapInuse
 		}
 	}
@@ -428,7 +430,7 @@ func castFloodToNodeActorIsBounded(t *testing.T) {
 	if !answered {
 		t.Fatal("the Node actor answered no call in 30 s after the flood")
 	}
-	after, err := v.Runtime(true)
+	after, err := nodetest.Runtime(v.Node, true)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/cloistertest"
+	"github.com/cloister-go/cloister/internal/localcluster"
+	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/ergo-services/ergo/etf"
@@ -43,7 +45,7 @@ func TestStoppedCloisterSaysSo(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	void := gen.ProcessID{Name: cloistertest.VoidName, Node: name}
+	void := gen.ProcessID{Name: nodetest.VoidName, Node: name}
 	sent := 0
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -58,7 +60,7 @@ func TestStoppedCloisterSaysSo(t *testing.T) {
 	t.Logf("%d {} sent to the Void", sent)
 	s, err := v.WaitStatus(10*time.Second, "stopped", func(s listener.Snapshot) bool { return s.State == "stopped" })
 	if err != nil {
-		t.Fatalf("%v\n%s", err, cloistertest.LastLines(v.LogTail(), 30))
+		t.Fatalf("%v\n%s", err, localcluster.LastLines(v.LogTail(), 30))
 	}
 	if len(s.Members) != 0 || s.Flags.Alive {
 		t.Fatalf("stopped snapshot: %+v", s)
@@ -85,6 +87,6 @@ func TestStoppedCloisterSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !strings.Contains(v.LogTail(), "giving up: cloister is stopped on this node") {
-		t.Fatalf("the log does not say why:\n%s", cloistertest.LastLines(v.LogTail(), 30))
+		t.Fatalf("the log does not say why:\n%s", localcluster.LastLines(v.LogTail(), 30))
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/localcluster"
+	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/cloister-go/cloister/internal/testenv"
 
 	"github.com/cloister-go/cloister/cloistertest"
@@ -23,7 +25,7 @@ import (
 func TestClusterFormsPastIdleSockets(t *testing.T) {
 	const idle = 1000
 	hc := cloistertest.NewT(t)
-	ns := cloistertest.Names("crowd", 3)
+	ns := localcluster.Names("crowd", 3)
 	ready := func(n *cloistertest.Node, members []string) time.Duration {
 		t.Helper()
 		start := time.Now()
@@ -66,7 +68,7 @@ func TestClusterFormsPastIdleSockets(t *testing.T) {
 	ready(n0, ns)
 
 	// The CLI reaches the member through the crowd.
-	bin, err := cloistertest.CLI()
+	bin, err := nodetest.CLI()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +111,7 @@ func TestCLIReachesTLSNodes(t *testing.T) {
 	if _, err := n.WaitStatus(30*time.Second, "ready", func(s listener.Snapshot) bool { return s.Ready() }); err != nil {
 		t.Fatal(err)
 	}
-	cli, err := cloistertest.CLI()
+	cli, err := nodetest.CLI()
 	if err != nil {
 		t.Fatal(err)
 	}

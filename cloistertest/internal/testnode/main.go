@@ -29,9 +29,9 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister"
-	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/internal/nodecmd"
+	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/ergo-services/ergo/gen"
@@ -81,7 +81,7 @@ func (x *extras) Apply(s *nodecmd.Setup) error {
 		x.dns = recordDNS(metricsHost)
 	}
 	if *x.void {
-		s.Options.AdditionalModules = append(s.Options.AdditionalModules, cloistertest.Child())
+		s.Options.AdditionalModules = append(s.Options.AdditionalModules, nodetest.VoidChild())
 	}
 	if *x.panicListener {
 		// Printed first, then a panic: the Dispatcher must go on.
@@ -143,7 +143,7 @@ func (x *extras) Handle(mux *http.ServeMux) {
 		}
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
-		st := cloistertest.RuntimeStats{
+		st := nodetest.RuntimeStats{
 			Goroutines: runtime.NumGoroutine(), HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse,
 			HeapObjects: ms.HeapObjects, Sys: ms.Sys, NumGC: ms.NumGC, FDs: countFDs(),
 			Uptime: time.Since(x.started).Seconds(),

@@ -1,4 +1,4 @@
-package cloistertest
+package nodetest
 
 import (
 	"github.com/cloister-go/cloister"
@@ -15,8 +15,9 @@ const VoidName = "Void"
 // {ping_one, From}, so exactly one node of a cluster answers.
 type void struct{ gen.Server }
 
-// Child returns the Void server as an additional module for cloister.Options.
-func Child() cloister.Child { return cloister.Child{Name: VoidName, Child: &void{}} }
+// VoidChild returns the Void server as an additional module for
+// cloister.Options (what cloistertest.Spec.Void starts on a node).
+func VoidChild() cloister.Child { return cloister.Child{Name: VoidName, Child: &void{}} }
 
 // HandleCast answers pings.
 func (v *void) HandleCast(p *gen.ServerProcess, msg etf.Term) gen.ServerStatus {

@@ -1,4 +1,4 @@
-package cloistertest
+package nodetest
 
 import (
 	"encoding/json"
@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"time"
+
+	"github.com/cloister-go/cloister/internal/localcluster"
 )
 
 // RuntimeStats is what a node process reports on /debug/runtime: the Go
@@ -27,12 +29,12 @@ type RuntimeStats struct {
 	DNSRecorded bool     `json:"dns_recorded"`
 }
 
-// Runtime asks the node's /debug/runtime; gc runs a collection first, so
+// Runtime asks node n's /debug/runtime; gc runs a collection first, so
 // HeapAlloc is the live heap.
-func (n *Node) Runtime(gc bool) (RuntimeStats, error) {
+func Runtime(n *localcluster.Node, gc bool) (RuntimeStats, error) {
 	addr := n.HTTPAddr()
 	if addr == "" {
-		return RuntimeStats{}, errors.New("cloistertest: " + n.Name + " has no HTTP endpoint yet")
+		return RuntimeStats{}, errors.New("nodetest: " + n.Name + " has no HTTP endpoint yet")
 	}
 	url := "http://" + addr + "/debug/runtime"
 	if gc {
@@ -45,17 +47,17 @@ func (n *Node) Runtime(gc bool) (RuntimeStats, error) {
 	}
 	defer r.Body.Close()
 	if r.StatusCode != http.StatusOK {
-		return RuntimeStats{}, fmt.Errorf("cloistertest: %s /debug/runtime: %s", n.Name, r.Status)
+		return RuntimeStats{}, fmt.Errorf("nodetest: %s /debug/runtime: %s", n.Name, r.Status)
 	}
 	var s RuntimeStats
 	return s, json.NewDecoder(r.Body).Decode(&s)
 }
 
-// Goroutines returns the node's goroutines grouped by stack (pprof text).
-func (n *Node) Goroutines() (string, error) {
+// Goroutines returns node n's goroutines grouped by stack (pprof text).
+func Goroutines(n *localcluster.Node) (string, error) {
 	addr := n.HTTPAddr()
 	if addr == "" {
-		return "", errors.New("cloistertest: " + n.Name + " has no HTTP endpoint yet")
+		return "", errors.New("nodetest: " + n.Name + " has no HTTP endpoint yet")
 	}
 	c := http.Client{Timeout: 5 * time.Second}
 	r, err := c.Get("http://" + addr + "/debug/goroutines")
