@@ -24,11 +24,13 @@ import (
 // b.N calls); its own per-call time is reported as erl-ns/op, which
 // leaves out the harness's stdio round trip that ns/op includes.
 
-// benchNodes are 4 erl targets with a Void server and 1 erl caller, all
-// connected to this binary's node and to each other; not cluster members.
+// benchNodes are erl targets with a Void server (4 at first, more when a
+// benchmark asks: benchTargetsN) and 1 erl caller, all connected to this
+// binary's node and to each other; not cluster members.
 var (
 	benchOnce    sync.Once
 	benchErr     error
+	benchMu      sync.Mutex // guards benchTargets after benchOnce
 	benchTargets []*erltest.Node
 	benchCaller  *erltest.Node
 )
@@ -36,36 +38,17 @@ var (
 func benchSetup(b *testing.B) {
 	b.Helper()
 	benchOnce.Do(func() {
-		r := runtimes[firstRelease()]
-		dir := beamDir(b, r)
-		start := func(name string) *erltest.Node {
-			n, err := env.StartNode(name, erltest.NodeOptions{Runtime: r, Paths: []string{dir}})
-			if err != nil {
-				benchErr = err
-				return nil
-			}
-			return n
-		}
 		for i := 0; i < 4 && benchErr == nil; i++ {
-			n := start("bench" + strconv.Itoa(i))
-			if n == nil {
-				return
-			}
-			benchTargets = append(benchTargets, n)
-			if _, benchErr = n.Eval("interop_bench:start_void()"); benchErr != nil {
-				return
-			}
-			if v, err := n.Eval("net_kernel:connect_node(" + q(goIn) + ")"); err != nil || v != "true" {
-				benchErr = fmt.Errorf("connect %s to %s: %v %v", n.Name, goIn, v, err)
-				return
-			}
+			benchErr = addBenchTarget(b)
 		}
-		if benchCaller = start("caller"); benchCaller == nil {
+		if benchErr != nil {
+			return
+		}
+		if benchCaller, benchErr = startBenchNode(b, "caller"); benchErr != nil {
 			return
 		}
 		for _, n := range append(targetNames(), goIn) {
-			if v, err := benchCaller.Eval("net_kernel:connect_node(" + q(n) + ")"); err != nil || v != "true" {
-				benchErr = fmt.Errorf("connect caller to %s: %v %v", n, v, err)
+			if benchErr = connectCaller(n); benchErr != nil {
 				return
 			}
 		}
@@ -73,6 +56,53 @@ func benchSetup(b *testing.B) {
 	if benchErr != nil {
 		b.Fatal(benchErr)
 	}
+}
+
+// benchTargetsN returns the names of the first n bench targets, starting
+// the ones missing (connected to this binary's node and to the caller).
+func benchTargetsN(b *testing.B, n int) []string {
+	b.Helper()
+	benchSetup(b)
+	benchMu.Lock()
+	defer benchMu.Unlock()
+	for len(benchTargets) < n {
+		if err := addBenchTarget(b); err != nil {
+			b.Fatal(err)
+		}
+		if err := connectCaller(benchTargets[len(benchTargets)-1].Name); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return targetNames()[:n]
+}
+
+func startBenchNode(b *testing.B, name string) (*erltest.Node, error) {
+	r := runtimes[firstRelease()]
+	return env.StartNode(name, erltest.NodeOptions{Runtime: r, Paths: []string{beamDir(b, r)}})
+}
+
+// addBenchTarget starts the next target, bench<i>, with the Void server,
+// connected to this binary's node.
+func addBenchTarget(b *testing.B) error {
+	n, err := startBenchNode(b, "bench"+strconv.Itoa(len(benchTargets)))
+	if err != nil {
+		return err
+	}
+	benchTargets = append(benchTargets, n)
+	if _, err := n.Eval("interop_bench:start_void()"); err != nil {
+		return err
+	}
+	if v, err := n.Eval("net_kernel:connect_node(" + q(goIn) + ")"); err != nil || v != "true" {
+		return fmt.Errorf("connect %s to %s: %v %v", n.Name, goIn, v, err)
+	}
+	return nil
+}
+
+func connectCaller(name string) error {
+	if v, err := benchCaller.Eval("net_kernel:connect_node(" + q(name) + ")"); err != nil || v != "true" {
+		return fmt.Errorf("connect caller to %s: %v %v", name, v, err)
+	}
+	return nil
 }
 
 func firstRelease() string {
@@ -93,8 +123,8 @@ func targetNames() []string {
 }
 
 // erlLoop evaluates a loop of b.N iterations on the caller and reports
-// the per-call time measured inside erl.
-func erlLoop(b *testing.B, expr string) {
+// (and returns) the per-call time measured inside erl.
+func erlLoop(b *testing.B, expr string) float64 {
 	b.Helper()
 	cpu0 := cpuTime(b)
 	b.ResetTimer()
@@ -111,6 +141,7 @@ func erlLoop(b *testing.B, expr string) {
 		b.Fatalf("erl loop: %s", v)
 	}
 	b.ReportMetric(float64(t[1].(int64)), "erl-ns/op")
+	return float64(t[1].(int64))
 }
 
 // cpuTime is the CPU time (user + system) this process has used so far.
@@ -126,10 +157,24 @@ func cpuTime(b *testing.B) time.Duration {
 // Erlang's own gen_server:multi_call to the same 4 nodes, same request,
 // same servers, in one run.
 func BenchmarkMulticall4(b *testing.B) {
-	benchSetup(b)
-	targets := targetNames()
+	multicallVsMultiCall(b, benchTargetsN(b, 4))
+}
+
+// BenchmarkMulticall10 is BenchmarkMulticall4 with 10 Erlang nodes (6 more
+// erl nodes, started on first use; bench/run runs it in full mode only).
+func BenchmarkMulticall10(b *testing.B) {
+	multicallVsMultiCall(b, benchTargetsN(b, 10))
+}
+
+// multicallVsMultiCall runs Go's Multicall to targets, then the erl
+// caller's gen_server:multi_call loop to the same targets, which also
+// reports go/erl: the Go fan-out's time over erl's, back to back.
+func multicallVsMultiCall(b *testing.B, targets []string) {
 	c := cloister.Default()
+	var goNs float64 // per fan-out, of go-Multicall's last run
 	b.Run("go-Multicall", func(b *testing.B) {
+		start := time.Now()
+		defer func() { goNs = float64(time.Since(start).Nanoseconds()) / float64(b.N) }()
 		for b.Loop() {
 			res, err := c.Multicall(targets, "Void", etf.Atom("hello"), 5*time.Second)
 			if err != nil {
@@ -143,7 +188,10 @@ func BenchmarkMulticall4(b *testing.B) {
 		}
 	})
 	b.Run("erl-gen_server:multi_call", func(b *testing.B) {
-		erlLoop(b, "interop_bench:multi_call_loop("+erlList(targets)+", 'Void', hello, %d)")
+		erlNs := erlLoop(b, "interop_bench:multi_call_loop("+erlList(targets)+", 'Void', hello, %d)")
+		if goNs > 0 && erlNs > 0 {
+			b.ReportMetric(goNs/erlNs, "go/erl")
+		}
 	})
 }
 
@@ -152,8 +200,7 @@ func BenchmarkMulticall4(b *testing.B) {
 // by the distribution filter) and a function (a Go function registered for
 // Multiapply vs erlang:'+'/2).
 func BenchmarkRPCCall(b *testing.B) {
-	benchSetup(b)
-	beam := benchTargets[0].Name
+	beam := benchTargetsN(b, 1)[0]
 	b.Run("node/go", func(b *testing.B) {
 		erlLoop(b, "interop_bench:rpc_loop("+q(goIn)+", erlang, node, [], %d)")
 	})
