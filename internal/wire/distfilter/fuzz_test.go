@@ -1,11 +1,14 @@
 package distfilter
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"io"
 	"runtime"
 	"testing"
+
+	"github.com/ergo-services/ergo/etf"
 )
 
 // FuzzIncomingStream feeds any byte stream a connected peer could send
@@ -117,4 +120,65 @@ func TestImplausibleFunDropped(t *testing.T) {
 	if _, err := skipTerm(fun, nil); !errors.Is(err, errImplausible) {
 		t.Fatalf("skipTerm of a fun claiming 7 M free variables: %v, want errImplausible", err)
 	}
+}
+
+// FuzzOutgoingFragments: whatever the size of a message, the fragment
+// size Ergo used and how its writes cut the stream (with keepalive ticks
+// between fragments), a BEAM peer gets exactly the bytes of the message
+// sent whole, followed by the next message.
+func FuzzOutgoingFragments(f *testing.F) {
+	f.Add(uint32(100_000), uint16(32000), uint16(4093), uint8(1))
+	f.Add(uint32(64_001), uint16(256), uint16(1), uint8(0))
+	f.Add(uint32(10), uint16(300), uint16(65535), uint8(3))
+	f.Fuzz(func(t *testing.T, size uint32, unit, cut uint16, tickAfter uint8) {
+		size %= 300_000
+		if unit < 256 || cut == 0 {
+			return // Ergo's first fragment holds the whole control message
+		}
+		if int(size)/int(unit) > 20_000 {
+			return // bounded work per input
+		}
+		erlPid := etf.Pid{Node: erlNode, ID: 85, Creation: 1700000000}
+		msg := ergoFrame(t, etf.Tuple{opSend, etf.Atom(""), erlPid}, etf.Tuple{1, bytes.Repeat([]byte{7}, int(size))})
+		next := ergoFrame(t, etf.Tuple{opSend, etf.Atom(""), erlPid}, etf.Tuple{2, "after"})
+		ref, rs := newTestConn(nil, true, false)
+		if _, err := ref.Write(append(append([]byte(nil), msg...), next...)); err != nil {
+			t.Fatal(err)
+		}
+		want := rs.written()
+		var stream []byte
+		frags := ergoFragments(msg, 9, int(unit))
+		for i, fr := range frags {
+			stream = append(stream, fr...)
+			if len(frags) > 1 && i == int(tickAfter)%len(frags) && i < len(frags)-1 {
+				stream = append(stream, 0, 0, 0, 0)
+			}
+		}
+		stream = append(stream, next...)
+		fc, s := newTestConn(nil, true, false)
+		for b := stream; len(b) > 0; {
+			k := min(int(cut), len(b))
+			if _, err := fc.Write(b[:k]); err != nil {
+				t.Fatal(err)
+			}
+			b = b[k:]
+		}
+		got := s.written()
+		// A tick between fragments reaches the peer (ahead of the
+		// message, which leaves once whole); drop ticks to compare.
+		if !bytes.Equal(dropTicks(t, got), dropTicks(t, want)) {
+			t.Fatalf("size %d unit %d cut %d: peer got %d bytes, want %d", size, unit, cut, len(got), len(want))
+		}
+	})
+}
+
+func dropTicks(t *testing.T, b []byte) []byte {
+	var out []byte
+	for _, fr := range frames(t, b) {
+		if len(fr) > 0 {
+			out = binary.BigEndian.AppendUint32(out, uint32(len(fr)))
+			out = append(out, fr...)
+		}
+	}
+	return out
 }

@@ -410,18 +410,19 @@ func TestHandshakeFlagsRewritten(t *testing.T) {
 }
 
 // ergoFragments cuts one of Ergo's frames (from ergoFrame) into the
-// fragments Ergo's sender writes for it with fragmentation unit unit.
+// fragments Ergo's sender writes for it with fragmentation unit unit: the
+// first holds the atom cache header and unit bytes, IDs count down to 1
+// from len/unit+1, and the last may be empty (a length that is a multiple
+// of unit).
 func ergoFragments(frame []byte, seq uint64, unit int) [][]byte {
 	data := frame[4+2:] // atom cache header (0), then the terms
 	n := (len(data)-1)/unit + 1
 	var out [][]byte
-	for i := 0; len(data) > 0; i++ {
+	for i := 0; i < n; i++ {
 		k := min(unit, len(data))
-		if i == 0 {
-			k = min(unit+1, len(data))
-		}
 		typ := byte(fragCont)
 		if i == 0 {
+			k = min(unit+1, len(data))
 			typ = fragHeader
 		}
 		b := binary.BigEndian.AppendUint32(nil, uint32(18+k))
