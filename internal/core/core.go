@@ -54,6 +54,14 @@ type Config struct {
 	Heartbeat    time.Duration
 	SuspectAfter time.Duration
 	RemoveAfter  time.Duration
+	// LinkGap is the longest a live member's link goes without a read
+	// (its peer writes a keepalive at least this often; zero: unknown). A
+	// read at t then counts as a sign of life at t+LinkGap: a peer frozen
+	// at F was last read no earlier than F-LinkGap, so a silence counted
+	// from there never starts before the freeze (no member is suspected or
+	// removed early) and ends at most LinkGap late. It lets the keepalives
+	// be paced by SuspectAfter rather than Heartbeat.
+	LinkGap time.Duration
 	// ProbeTimeout: a connected non-member that does not answer a probe in
 	// this time is probed again later (it may be a cloister still starting).
 	ProbeTimeout time.Duration
@@ -686,7 +694,7 @@ func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {
 	}
 	p := c.peer(e.Node)
 	p.probeSent = time.Time{}
-	p.lastSeen = e.Now
+	p.seen(e.Now)
 	p.suspect = false
 	p.leaves = e.Leaves
 	if e.Leaving {
@@ -756,6 +764,15 @@ func (c *Core) probeBackEvery() time.Duration { return c.cfg.Heartbeat / 5 }
 
 // steady reports whether p is a member in good standing that answers
 // pings: its liveness is all a ping or pong can tell about it.
+// seen records a sign of life at t. lastSeen never moves back: a link
+// read counts LinkGap ahead (see Config.LinkGap), so an answer may come
+// before it.
+func (p *peer) seen(t time.Time) {
+	if t.After(p.lastSeen) {
+		p.lastSeen = t
+	}
+}
+
 func (p *peer) steady() bool {
 	return p.member && p.connected && p.awaySince.IsZero() && p.pings
 }
@@ -781,7 +798,8 @@ func (c *Core) pong(fx []Effect, e Pong) []Effect {
 		// Away, removed or foreign since the ping: the full answer decides.
 		return c.probeFor(fx, e.Node, p, e.Now)
 	}
-	p.lastSeen, p.suspect, p.hash = e.Now, false, e.Hash
+	p.seen(e.Now)
+	p.suspect, p.hash = false, e.Hash
 	if e.Hash != c.hash {
 		fx = c.probeFor(fx, e.Node, p, e.Now)
 	}
@@ -800,7 +818,8 @@ func (c *Core) pinged(fx []Effect, e PingedBy) []Effect {
 	if !p.steady() {
 		return c.probedBy(fx, e.Node, e.Now)
 	}
-	p.lastSeen, p.suspect, p.hash = e.Now, false, e.Hash
+	p.seen(e.Now)
+	p.suspect, p.hash = false, e.Hash
 	if e.Hash != c.hash {
 		fx = c.probeFor(fx, e.Node, p, e.Now)
 	}
@@ -1029,13 +1048,14 @@ func (c *Core) ping(fx []Effect, n string, p *peer, now time.Time) []Effect {
 }
 
 // linkReads takes a read on a member's link as a sign of life: the peer's
-// process ran then (a frozen one writes nothing). A suspicion ends as
-// with an answer.
+// process ran then (a frozen one writes nothing), and counts it LinkGap
+// later (see Config.LinkGap). A suspicion ends as with an answer.
 func (c *Core) linkReads(now time.Time, reads map[string]time.Time) {
 	for n, at := range reads {
 		if at.After(now) {
 			at = now // another clock's idea of now: no later than ours
 		}
+		at = at.Add(c.cfg.LinkGap)
 		p := c.peers[n]
 		if p == nil || !p.member || !p.connected || !at.After(p.lastSeen) {
 			continue
@@ -1054,7 +1074,7 @@ func (c *Core) NextTick() time.Time {
 	if !c.active() {
 		return time.Time{}
 	}
-	next := c.lastHeartbeat.Add(c.cfg.Heartbeat)
+	next := c.heartbeatDue()
 	if r := c.lastReconcile.Add(c.cfg.Reconcile); r.Before(next) {
 		next = r
 	}
@@ -1078,6 +1098,45 @@ func (c *Core) NextTick() time.Time {
 		}
 	}
 	return next
+}
+
+// heartbeatDue is when the heartbeat of Core.tick next has something to
+// send: a heartbeat after the last one at the soonest, and no sooner than
+// a peer needs a ping or a probe (by the rules of Core.tick). Members heard
+// on their links need none, so a steady cluster's ticks are not driven by
+// the heartbeat at all.
+func (c *Core) heartbeatDue() time.Time {
+	first := c.lastHeartbeat.Add(c.cfg.Heartbeat)
+	due := time.Time{}
+	for _, p := range c.peers {
+		if !p.connected {
+			continue
+		}
+		var at time.Time
+		switch {
+		case p.steady() && p.hash == c.hash:
+			if p.told != c.hash {
+				return first
+			}
+			at = p.lastSeen.Add(c.cfg.Heartbeat)
+		case p.steady():
+			if p.told != c.hash {
+				return first
+			}
+			at = p.toldAt.Add(c.cfg.SuspectAfter)
+		case p.member || p.probeSent.IsZero():
+			return first
+		default:
+			at = p.probeSent.Add(c.cfg.Reprobe)
+		}
+		if due.IsZero() || at.Before(due) {
+			due = at
+		}
+	}
+	if due.IsZero() || due.Before(first) {
+		return first
+	}
+	return due
 }
 
 // StallAfter is the gap between two ticks that the stall guard takes for
@@ -1146,7 +1205,7 @@ func (c *Core) stalled(fx []Effect, now time.Time, gap time.Duration) []Effect {
 	for _, n := range sortedKeys(c.peers) {
 		p := c.peers[n]
 		if p.member && p.connected {
-			p.lastSeen = now
+			p.seen(now)
 			p.probeSent = time.Time{}
 			p.suspect = false
 		}

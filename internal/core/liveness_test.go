@@ -318,3 +318,84 @@ func TestGracesEndingTogetherAreOneChange(t *testing.T) {
 		t.Fatalf("removed %v after b's link closed and %v after c's: want FlapGrace, at most half a heartbeat later", rb.Sub(downB), rc.Sub(downC))
 	}
 }
+
+// With LinkGap, a member whose link reads something every LinkGap (longer
+// than a heartbeat) is never pinged; frozen just before its next keepalive
+// was due, and having pinged us after its last one, it is still suspected
+// no sooner than SuspectAfter and removed no sooner than RemoveAfter after
+// the freeze (the silence counts from the last read plus LinkGap, and an
+// earlier sign of life does not pull it back), and at most LinkGap and a
+// tick later. The driver ticks at NextTick (clamped as it does) or at
+// least every 600 ms.
+func TestLinkGapAnchorsTheSilence(t *testing.T) {
+	const gap = 750 * time.Millisecond
+	c := told(t)
+	c.cfg.LinkGap = gap
+	lastRead := t0.Add(3 * gap) // its keepalives: every 750 ms up to here
+	frozen := lastRead.Add(gap - ms(50))
+	now := t0.Add(ms(600))
+	var suspected, removed time.Time
+	pings := 0
+	pinged := false
+	for now.Before(t0.Add(20*time.Second)) && removed.IsZero() {
+		read := now.Truncate(gap)
+		if read.After(lastRead) {
+			read = lastRead
+		}
+		var rs map[string]time.Time
+		if !pinged {
+			rs = reads(read, "b@h")
+		}
+		fx := run(c, Tick{Now: now, LinkRead: rs})
+		if !pinged && read.Equal(lastRead) {
+			// b's own ping, after its last keepalive and before the
+			// freeze; later ticks carry no reads (unknown), so only
+			// what the core kept counts
+			pinged = true
+			at := now
+			if at.After(frozen) {
+				at = frozen
+			}
+			run(c, PingedBy{Now: at, Node: "b@h", Hash: c.MembersHash()})
+		}
+		if len(kinds[Suspect](fx)) > 0 {
+			suspected = now
+		}
+		if len(kinds[Removed](fx)) > 0 {
+			removed = now
+		}
+		if n := len(kinds[Ping](fx)); n > 0 && now.Before(frozen) {
+			pings += n
+		}
+		now = now.Add(min(max(c.NextTick().Sub(now), ms(50)), ms(600)))
+	}
+	if pings != 0 {
+		t.Fatalf("%d pings to a member read every %s while it ran, want none", pings, gap)
+	}
+	if s := suspected.Sub(frozen); suspected.IsZero() || s < c.cfg.SuspectAfter || s > c.cfg.SuspectAfter+gap+ms(50) {
+		t.Fatalf("suspected %v after the freeze, want SuspectAfter (%s) and at most %s more", s, c.cfg.SuspectAfter, gap+ms(50))
+	}
+	if r := removed.Sub(frozen); removed.IsZero() || r < c.cfg.RemoveAfter || r > c.cfg.RemoveAfter+gap+ms(50) {
+		t.Fatalf("removed %v after the freeze, want RemoveAfter (%s) and at most %s more", r, c.cfg.RemoveAfter, gap+ms(50))
+	}
+}
+
+// NextTick in a steady cluster whose members are heard on their links is
+// not driven by the heartbeat: nothing is due until a member's ping would
+// be (its last sign of life plus a heartbeat). A member that needs a ping
+// (not yet told our hash) brings it back to the next heartbeat.
+func TestNextTickSkipsHeartbeatsWithNothingToSend(t *testing.T) {
+	c := told(t)
+	c.cfg.LinkGap = 750 * time.Millisecond
+	c.cfg.Reconcile = time.Hour
+	now := t0.Add(ms(1000))
+	run(c, Tick{Now: now, LinkRead: reads(now, "b@h")})
+	want := now.Add(c.cfg.LinkGap + c.cfg.Heartbeat)
+	if got := c.NextTick(); !got.Equal(want) {
+		t.Fatalf("next tick at %v, want b's ping due at %v (not the heartbeat at %v)", got.Sub(t0), want.Sub(t0), now.Add(c.cfg.Heartbeat).Sub(t0))
+	}
+	c.peers["b@h"].told = 0
+	if got := c.NextTick(); !got.Equal(now.Add(c.cfg.Heartbeat)) {
+		t.Fatalf("b not told our hash: next tick at %v, want the heartbeat at %v", got.Sub(t0), now.Add(c.cfg.Heartbeat).Sub(t0))
+	}
+}
