@@ -69,6 +69,8 @@ type driver struct {
 	ringRole map[string]string
 	// reads: the links' last reads, refilled at every tick.
 	reads map[string]time.Time
+	// keepaliveAt: the next keepalive tick (zero: the first tick is one).
+	keepaliveAt time.Time
 }
 
 // rebuildMsg asks the driver, through the Monitor's mailbox, to build the
@@ -108,12 +110,16 @@ func newDriver(parent context.Context, o Options, c *shared, self string, tr tra
 		l = listener.Logger{Logf: logf}
 	}
 	ctx, cancel := context.WithCancel(parent)
+	// Peers write a keepalive at least every linkGap (they share our
+	// SuspectAfter; one that writes less often is pinged as before).
+	cc := o.coreConfig(self)
+	cc.LinkGap = linkGap(o.SuspectAfter)
 	return &driver{
 		opts: o, tr: tr, cluster: c, self: self, logf: logf, warnf: logf, now: now, post: post,
 		ctx: ctx, cancel: cancel, failing: map[string]*dialFailure{},
 		heard: map[string]*ring.View{},
 		disp:  dispatcher.New(l, logf, listenerSlow),
-		core:  core.New(o.coreConfig(self)), ringRole: o.ringRoles(),
+		core:  core.New(cc), ringRole: o.ringRoles(),
 		reads: map[string]time.Time{},
 	}
 }
@@ -130,7 +136,10 @@ func (d *driver) tick() []core.Transition {
 	// The links write keepalives at the Monitor's ticks: a Monitor that
 	// stops running stops them, and its peers then ping it and find it
 	// silent.
-	d.tr.Keepalive(keepaliveIdle(d.opts.Heartbeat))
+	if !now.Before(d.keepaliveAt) {
+		d.tr.Keepalive(keepaliveBusy(d.opts.SuspectAfter))
+		d.keepaliveAt = keepaliveAt(now, d.opts.SuspectAfter)
+	}
 	d.tr.LinkReads(d.reads)
 	t := core.Tick{Now: now, LinkRead: d.reads}
 	if d.core.ReconcileDue(now) {
@@ -143,9 +152,15 @@ func (d *driver) tick() []core.Transition {
 }
 
 // nextTick is how long until the next tick: at the core's next deadline,
-// no sooner than tickEvery and no later than slowTick.
+// no sooner than tickEvery, and no later than the next keepalive tick.
 func (d *driver) nextTick(now time.Time) time.Duration {
-	slow := slowTick(d.opts.Heartbeat)
+	every := keepaliveEvery(d.opts.SuspectAfter)
+	slow := every
+	if !d.keepaliveAt.IsZero() {
+		// a wall clock set back or forward moves the grid: never wait
+		// longer than a period
+		slow = min(max(d.keepaliveAt.Sub(now), 0), every)
+	}
 	at := d.core.NextTick()
 	if at.IsZero() {
 		return slow

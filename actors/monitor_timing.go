@@ -49,19 +49,36 @@ const (
 	stopWait = 2 * time.Second
 )
 
-// slowTick is the longest gap between two ticks: half a heartbeat. The
-// stall guard's clock runs on ticks (a gap of core.StallAfter, at least
-// two heartbeats, means this node did not run), and each tick writes the
-// links' keepalives.
-func slowTick(heartbeat time.Duration) time.Duration { return heartbeat / 2 }
+// keepaliveEvery is the period of the links' keepalives, and the longest
+// gap between two of the Monitor's ticks: a fifth of SuspectAfter. The
+// keepalive ticks fall on a grid of this period on the wall clock
+// (keepaliveAt), the same on every node, so that a node's peers write to
+// it at about the same moment and its reads come in one wake-up rather
+// than one each. Paced by SuspectAfter, not Heartbeat: a silence is judged
+// against SuspectAfter and RemoveAfter, and the core counts a read as a
+// sign of life until the next keepalive is due (linkGap), so a slower
+// keepalive delays no detection past its deadline and brings none
+// forward. The stall guard's clock runs on ticks: core.StallAfter is at
+// least half of SuspectAfter, 2.5 of these periods.
+func keepaliveEvery(suspectAfter time.Duration) time.Duration { return suspectAfter / 5 }
 
-// keepaliveIdle: at a tick, a link that wrote nothing for this long writes
-// a keepalive (ergonode.Links). With ticks at most slowTick apart, an idle
-// link writes every half heartbeat and never more than ¾ of one apart, so
-// a live peer's link reads something within every heartbeat interval and
-// the peer needs no ping (core.Tick.LinkRead); and a frozen peer's last
-// read is at most that much older than the freeze.
-func keepaliveIdle(heartbeat time.Duration) time.Duration { return heartbeat / 4 }
+// keepaliveBusy: at a keepalive tick, a link that wrote something within
+// this long writes no keepalive (ergonode.Links); it carries traffic.
+func keepaliveBusy(suspectAfter time.Duration) time.Duration { return suspectAfter / 20 }
+
+// linkGap is the longest a live peer's link goes without a write (a
+// quarter of SuspectAfter, core.Config.LinkGap): a keepalive every
+// keepaliveEvery, skipped after a write less than keepaliveBusy before it.
+func linkGap(suspectAfter time.Duration) time.Duration {
+	return keepaliveEvery(suspectAfter) + keepaliveBusy(suspectAfter)
+}
+
+// keepaliveAt is the keepalive tick after now: the next multiple of
+// keepaliveEvery on the wall clock.
+func keepaliveAt(now time.Time, suspectAfter time.Duration) time.Time {
+	every := keepaliveEvery(suspectAfter)
+	return now.Truncate(every).Add(every)
+}
 
 // resolveKicks are the delays, after a member's connection drops in
 // service (DNS) mode, at which the service is re-resolved: a killed

@@ -68,7 +68,8 @@ type Config struct {
 	// Reprobe is how often a connected non-member is asked again.
 	Reprobe time.Duration
 	// Reconcile is how often the driver's view of connected nodes is
-	// compared with ours (the safety net for a missed node event).
+	// compared with ours (the safety net for a missed node event): at the
+	// first tick after it is due (see NextTick).
 	Reconcile time.Duration
 	// BackoffMin and BackoffMax bound the re-dial interval of a peer.
 	BackoffMin, BackoffMax time.Duration
@@ -1064,20 +1065,19 @@ func (c *Core) linkReads(now time.Time, reads map[string]time.Time) {
 	}
 }
 
-// NextTick is when a Tick next has work to do: the next heartbeat or
-// reconciliation, a member's suspicion or removal (as far as the last
-// sign of life known tells), the end of a flap grace, a re-dial. The
-// driver ticks then (never later than it must for the stall guard); in a
-// steady cluster that is once a heartbeat, not every few milliseconds.
-// Zero when not running.
+// NextTick is when a Tick next has work to do: the next heartbeat a peer
+// needs (see heartbeatDue), a member's suspicion or removal (as far as the
+// last sign of life known tells), the end of a flap grace, a re-dial. The
+// driver ticks then, and also on a slower clock of its own (the stall
+// guard and the keepalives); in a steady cluster whose members are heard
+// on their links, only on that clock. Reconciliation, a safety net, is not
+// a deadline: it rides the first tick after it is due (ReconcileDue), so
+// it wakes nobody up. Zero when not running.
 func (c *Core) NextTick() time.Time {
 	if !c.active() {
 		return time.Time{}
 	}
 	next := c.heartbeatDue()
-	if r := c.lastReconcile.Add(c.cfg.Reconcile); r.Before(next) {
-		next = r
-	}
 	earlier := func(t time.Time) {
 		if t.Before(next) {
 			next = t
