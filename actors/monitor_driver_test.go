@@ -840,22 +840,29 @@ func (r *rig) requests() int {
 }
 
 // Members whose links carry traffic (the keepalives) get no ping at all
-// once told our hash; the driver ticks only every half heartbeat and has
-// the idle links write keepalives at each tick. A frozen member's link
-// falls silent: it is pinged again, and removed RemoveAfter after its last
-// read, never before.
+// once told our hash; the driver ticks only at the keepalive ticks, every
+// keepaliveEvery on the wall clock's grid, and has the idle links write
+// keepalives at each. A frozen member's link falls silent: it is pinged
+// again, and suspected and removed SuspectAfter and RemoveAfter after its
+// last read plus linkGap (when its next keepalive was due), never before,
+// and no later than a tick after that.
 func TestDriverLinkReadsSpareThePings(t *testing.T) {
 	o := testOptions()
 	o.Sentry = []string{"a@h", "b@h", "c@h"}
 	r := newRig(t, o, "b@h", "c@h")
 	r.net.hash = r.d.core.MembersHash
 	r.begin()
+	every := keepaliveEvery(o.SuspectAfter)
 	live := map[string]bool{"b@h": true, "c@h": true}
 	hear := func(now time.Time) {
 		r.net.mu.Lock()
 		for n, ok := range live {
 			if ok {
-				r.net.linkRead[n] = now.Add(-10 * time.Millisecond)
+				// their keepalives, on the same grid as ours
+				r.net.linkRead[n] = now.Truncate(every).Add(5 * time.Millisecond)
+				if r.net.linkRead[n].After(now) {
+					r.net.linkRead[n] = r.net.linkRead[n].Add(-every)
+				}
 			}
 		}
 		r.net.mu.Unlock()
@@ -865,18 +872,19 @@ func TestDriverLinkReadsSpareThePings(t *testing.T) {
 	r.net.mu.Lock()
 	r.net.keepalives = nil
 	r.net.mu.Unlock()
+	from := r.now
 	ticks := r.untilNext(12*time.Second, hear)
 	if n := r.requests(); n != 0 {
 		t.Fatalf("%d pings or probes in 10 s to members heard on their links, want 0", n)
 	}
-	if want := int(10 * time.Second / slowTick(o.Heartbeat)); ticks < want-1 || ticks > want+1 {
-		t.Fatalf("%d ticks in 10 s of quiet, want about %d (one every %s)", ticks, want, slowTick(o.Heartbeat))
+	if want := int(r.now.Sub(from) / every); ticks < want-1 || ticks > want+1 {
+		t.Fatalf("%d ticks in %s of quiet, want about %d (one every %s)", ticks, r.now.Sub(from), want, every)
 	}
 	r.net.mu.Lock()
 	kas := slices.Clone(r.net.keepalives)
 	r.net.mu.Unlock()
-	if len(kas) != ticks || kas[0] != o.Heartbeat/4 {
-		t.Fatalf("keepalives %v over %d ticks; want one per tick, for links idle %s", kas, ticks, o.Heartbeat/4)
+	if len(kas) < ticks-1 || len(kas) > ticks || kas[0] != keepaliveBusy(o.SuspectAfter) {
+		t.Fatalf("keepalives %v over %d ticks; want one per tick, for links idle %s", kas, ticks, keepaliveBusy(o.SuspectAfter))
 	}
 
 	// b freezes: no reads, no answers.
@@ -887,32 +895,35 @@ func TestDriverLinkReadsSpareThePings(t *testing.T) {
 	if r.requests() == 0 {
 		t.Fatal("the silent b was never pinged")
 	}
+	gap := linkGap(o.SuspectAfter)
 	sus, rem := r.first("suspected b@h"), r.first("removed b@h silent")
-	if s := r.start.Add(sus).Sub(lastRead); sus < 0 || s < o.SuspectAfter || s > o.SuspectAfter+o.Heartbeat {
-		t.Fatalf("suspected %s after b's last read, want SuspectAfter (%s) and at most a heartbeat more: %q", s, o.SuspectAfter, r.eventLines())
+	if s := r.start.Add(sus).Sub(lastRead); sus < 0 || s < o.SuspectAfter+gap || s > o.SuspectAfter+gap+tickEvery {
+		t.Fatalf("suspected %s after b's last read, want SuspectAfter (%s) + linkGap (%s) and at most a tick more: %q", s, o.SuspectAfter, gap, r.eventLines())
 	}
-	if s := r.start.Add(rem).Sub(lastRead); rem < 0 || s < o.RemoveAfter || s > o.RemoveAfter+o.Heartbeat {
-		t.Fatalf("removed %s after b's last read, want RemoveAfter (%s) and at most a heartbeat more: %q", s, o.RemoveAfter, r.eventLines())
+	if s := r.start.Add(rem).Sub(lastRead); rem < 0 || s < o.RemoveAfter+gap || s > o.RemoveAfter+gap+tickEvery {
+		t.Fatalf("removed %s after b's last read, want RemoveAfter (%s) + linkGap (%s) and at most a tick more: %q", s, o.RemoveAfter, gap, r.eventLines())
 	}
 	if r.count("suspected c@h")+r.count("removed c@h") != 0 {
 		t.Fatalf("c, heard on its link, was suspected or removed: %q", r.eventLines())
 	}
 }
 
-// The next tick: half a heartbeat when quiet, soon when a deadline is near
-// (a lost member's re-dial).
+// The next tick: the next keepalive tick on the grid when quiet, soon when
+// a deadline is near (a lost member's re-dial).
 func TestDriverNextTick(t *testing.T) {
 	o := testOptions()
 	o.Sentry = []string{"a@h", "b@h"}
 	o.FlapGrace = 0
 	r := newRig(t, o, "b@h")
-	if d := r.d.nextTick(r.now); d != slowTick(o.Heartbeat) {
+	every := keepaliveEvery(o.SuspectAfter)
+	if d := r.d.nextTick(r.now); d != every {
 		t.Fatalf("before the start: %s", d)
 	}
 	r.begin()
 	r.until(2 * time.Second)
-	if d := r.d.nextTick(r.now); d < tickEvery || d > slowTick(o.Heartbeat) {
-		t.Fatalf("quiet: next tick in %s", d)
+	r.d.tick()
+	if d, want := r.d.nextTick(r.now), keepaliveAt(r.now, o.SuspectAfter).Sub(r.now); d < tickEvery || d > want {
+		t.Fatalf("quiet: next tick in %s, want by the keepalive tick in %s", d, want)
 	}
 	r.net.set(r.net.up, "b@h", false)
 	r.net.drop("b@h")

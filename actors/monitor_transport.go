@@ -52,8 +52,8 @@ type transport interface {
 	LinkReads(dst map[string]time.Time)
 	// Keepalive has every link that wrote nothing for idle write a
 	// keepalive now, without waiting, so that the peers hear this node on
-	// idle links without a ping. Called at every tick: a Monitor that
-	// stops running stops them.
+	// idle links without a ping. Called at the keepalive ticks
+	// (keepaliveEvery): a Monitor that stops running stops them.
 	Keepalive(idle time.Duration)
 }
 

@@ -15,7 +15,7 @@ import (
 // Link liveness. A link that carries traffic proves its peer's process is
 // running, so the Monitor need not ping that peer: Links tells it when each
 // link last read a byte. An idle link carries nothing (Ergo's own keepalive
-// is every 15 s), so at every one of its ticks the Monitor has each link
+// is every 15 s), so at its keepalive ticks the Monitor has each link
 // that wrote nothing for a while write the distribution protocol's tick,
 // four zero bytes that Ergo and BEAM nodes both read and drop
 // (Links.Keepalive). A frozen peer writes nothing, its link goes silent,
