@@ -59,8 +59,10 @@ const (
 // sign of life until the next keepalive is due (linkGap), so a slower
 // keepalive delays no detection past its deadline and brings none
 // forward. The stall guard's clock runs on ticks: core.StallAfter is at
-// least half of SuspectAfter, 2.5 of these periods.
-func keepaliveEvery(suspectAfter time.Duration) time.Duration { return suspectAfter / 5 }
+// least half of SuspectAfter, 2.5 of these periods. Never below tickEvery.
+func keepaliveEvery(suspectAfter time.Duration) time.Duration {
+	return max(suspectAfter/5, tickEvery)
+}
 
 // keepaliveBusy: at a keepalive tick, a link that wrote something within
 // this long writes no keepalive (ergonode.Links); it carries traffic.
