@@ -133,7 +133,7 @@ func (d *driver) start() []core.Transition {
 func (d *driver) tick() []core.Transition {
 	now := d.now()
 	d.expireFailures(now)
-	// The links write keepalives at the Monitor's ticks: a Monitor that
+	// The links write keepalives at the Monitor's keepalive ticks: a Monitor that
 	// stops running stops them, and its peers then ping it and find it
 	// silent.
 	if !now.Before(d.keepaliveAt) {
