@@ -17,7 +17,7 @@ import (
 
 // Baselines, measured in the same run as ours:
 //   - raw:   consistent.Get on a stathat circle with the same number of points
-//     as ours (NumberOfReplicas = Replicas on the bare names). Get's cost
+//     as ours (NumberOfReplicas = replicas on the bare names). Get's cost
 //     depends on the point count, not on how points were named; building the
 //     labelled circle itself through consistent.Add is quadratic (Add re-sorts
 //     the whole circle) and takes tens of seconds at 50 members.
@@ -195,7 +195,7 @@ func BenchmarkDiff(b *testing.B) {
 	keys := sequentialKeys(10_000)
 	b.ReportAllocs()
 	for b.Loop() {
-		g, _ := Diff(old, next, keys)
+		g, _ := diff(old, next, keys)
 		sinkDiff = g
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"unsafe"
 	"weak"
+
+	"github.com/ergo-services/ergo/etf"
 )
 
 // Engine builds an immutable lookup from a member list. Engines must be
@@ -25,20 +27,69 @@ type Engine interface {
 }
 
 // Lookup maps a key to its owner. It is immutable and safe for concurrent use.
+//
+// Owner is all a custom engine must provide. A Lookup may also have any of
+// these methods, which the ring finds by type assertion (both engines of
+// this module have them all):
+//
+//   - AppendOwners(dst []string, key string, n int) []string appends key's
+//     replica set to dst: up to n distinct members, in the order the engine
+//     walks the ring, without allocating when dst has room. Without it,
+//     View.AppendOwners and View.OwnersN fail with ErrNoReplicas.
+//   - KeyHash(key string) uint32, the hash the engine places key at, and
+//     Ranges(member string) []HashRange, the hashes member owns (in any
+//     order; the ring sorts and merges them). Without them, View.KeyHash
+//     fails with ErrNoRanges and DiffRanges and a listener's RingChanges
+//     find no ranges.
+//   - Shares() map[string]float64, each member's fraction (0..1) of the
+//     key hashes, adding up to 1: shown on the operator's page.
+//
+// An engine that hashes Erlang terms itself (the libring engine) also has
+// OwnerTerm, AppendOwnersTerm and KeyHashTerm taking an etf.Term; any other
+// is given a term key's canonical text (cloister.Key).
 type Lookup interface {
 	// Owner returns the member owning key.
 	Owner(key string) string
 }
 
-// Replicas is the number of points the default engine places on the circle
+// The optional methods of a Lookup (see Lookup).
+type (
+	replicaLookup interface {
+		Lookup
+		AppendOwners(dst []string, key string, n int) []string
+	}
+	ranger interface {
+		Lookup
+		KeyHash(key string) uint32
+		Ranges(member string) []HashRange
+	}
+	sharer interface {
+		Lookup
+		Shares() map[string]float64
+	}
+	termLookup interface {
+		Lookup
+		OwnerTerm(key etf.Term) (string, error)
+	}
+	termReplicaLookup interface {
+		replicaLookup
+		AppendOwnersTerm(dst []string, key etf.Term, n int) ([]string, error)
+	}
+	termRanger interface {
+		ranger
+		KeyHashTerm(key etf.Term) (uint32, error)
+	}
+)
+
+// replicas is the number of points the default engine places on the circle
 // for each member. Chosen by measurement (bench/ring.md): it is the smallest
 // count tried for which, over 200 random member sets of 3..50 members, no
 // member's share exceeded 1.2 times the mean, so that one member leaving moves
 // at most 1.2 times its ideal share of keys.
-const Replicas = 512
+const replicas = 512
 
 // Consistent returns the default engine: github.com/stathat/consistent's
-// circle with each member represented by Replicas labels (see labelScheme).
+// circle with each member represented by 512 labels (see labelScheme).
 //
 // The lookup does not call consistent.Get, which takes an RWMutex, allocates
 // and looks up a map on every call: Build computes the same sorted circle
@@ -48,7 +99,7 @@ func Consistent() Engine {
 	return defaultEngine
 }
 
-var defaultEngine = &circleEngine{name: "consistent/sha256-labels/" + strconv.Itoa(Replicas), scheme: labelScheme(Replicas)}
+var defaultEngine = &circleEngine{name: "consistent/sha256-labels/" + strconv.Itoa(replicas), scheme: labelScheme(replicas)}
 
 // scheme says how a member becomes elements of a stathat/consistent circle:
 // with NumberOfReplicas set to replicas, Add each of the member's count
@@ -129,7 +180,7 @@ const recentCircles = 2
 const maxIncremental = 8
 
 // pointCacheMax bounds the members whose points an engine keeps (2 KiB each
-// with Replicas points): beyond it, the entries of members not in the ring
+// with 512 points): beyond it, the entries of members not in the ring
 // being built are dropped.
 const pointCacheMax = 1024
 

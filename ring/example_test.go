@@ -43,18 +43,30 @@ func ExampleSet_Update() {
 	// 2 true cloister: ring has no members: "users"
 }
 
-func ExampleDiff() {
+func ExampleDiffRanges() {
 	rings := ring.NewSet()
 	rings.Define("users", nil)
 	before, _, _ := rings.Update("users", []string{"a@h", "b@h", "c@h"})
 	after, _, _ := rings.Update("users", []string{"a@h", "b@h", "c@h", "d@h"})
-	keys := []string{"k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"}
-	gained, lost := ring.Diff(before, after, keys)
-	fmt.Println("gained:", gained)
-	fmt.Println("lost:", lost)
+	// The key-hash ranges d@h takes over: the keys whose KeyHash falls in
+	// one of them are the keys it now owns.
+	gained, lost := ring.DiffRanges(before, after, "d@h")
+	moved := 0
+	for _, key := range []string{"k1", "k2", "k3", "k4", "k5", "k6", "k7", "k8"} {
+		h, _ := after.KeyHash(key)
+		for _, r := range gained {
+			if r.Contains(h) {
+				owner, _ := after.Owner(key)
+				fmt.Println(key, "moves to", owner)
+				moved++
+			}
+		}
+	}
+	fmt.Println(moved, "keys moved;", len(lost), "ranges lost")
 	// Output:
-	// gained: map[d@h:[k4 k7]]
-	// lost: map[a@h:[k7] c@h:[k4]]
+	// k4 moves to d@h
+	// k7 moves to d@h
+	// 2 keys moved; 0 ranges lost
 }
 
 func ExampleView_Hash() {

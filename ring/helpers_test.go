@@ -50,3 +50,34 @@ func hostMembers(n int, seed uint64) []string {
 	slices.Sort(out)
 	return out
 }
+
+// diff reports which of keys change owner from old to new (two snapshots of
+// the same ring, typically consecutive epochs): gained[m] lists the keys m
+// owns in new but not in old, lost[m] the keys m owned in old but not in new,
+// each in the order of keys. Keys that keep their owner appear in neither.
+// A nil or empty snapshot owns nothing: keys coming from it appear only in
+// gained, keys going to it only in lost. Both maps are non-nil.
+func diff(old, new *View, keys []string) (gained, lost map[string][]string) {
+	gained, lost = make(map[string][]string), make(map[string][]string)
+	for _, k := range keys {
+		from, to := old.ownerOrNone(k), new.ownerOrNone(k)
+		if from == to {
+			continue
+		}
+		if from != "" {
+			lost[from] = append(lost[from], k)
+		}
+		if to != "" {
+			gained[to] = append(gained[to], k)
+		}
+	}
+	return gained, lost
+}
+
+// ownerOrNone returns the owner of key, or "" for a nil or empty snapshot.
+func (s *View) ownerOrNone(key string) string {
+	if s == nil || s.lookup == nil {
+		return ""
+	}
+	return s.lookup.Owner(key)
+}

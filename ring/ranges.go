@@ -23,28 +23,11 @@ func (r HashRange) Size() uint64 { return uint64(r.To) - uint64(r.From) + 1 }
 // String renders the range as [from, to] in hexadecimal.
 func (r HashRange) String() string { return fmt.Sprintf("[%08x, %08x]", r.From, r.To) }
 
-// Ranger is a Lookup that can list the key-hash ranges a member owns and
-// tell the hash a key is placed at. Both engines of this module implement
-// it; an application that keeps its state indexed by KeyHash can then move
-// exactly the ranges a ring change gave or took (DiffRanges), without
-// looking at every key.
-type Ranger interface {
-	Lookup
-	// KeyHash is the hash the engine places key at.
-	KeyHash(key string) uint32
-	// Ranges returns the sorted, merged ranges of hashes member owns (nil
-	// for a member without points).
-	Ranges(member string) []HashRange
-}
-
-// TermRanger is a Ranger that hashes Erlang terms itself (the libring
-// engine).
-type TermRanger interface {
-	Ranger
-	KeyHashTerm(key etf.Term) (uint32, error)
-}
-
-var _ Ranger = (*circle)(nil)
+// A Lookup that can list the key-hash ranges a member owns and tell the hash
+// a key is placed at (both engines of this module can) lets an application
+// that keeps its state indexed by View.KeyHash move exactly the ranges a
+// ring change gave or took (DiffRanges), without looking at every key.
+var _ ranger = (*circle)(nil)
 
 // KeyHash is crc32(key): the key is owned by the first point strictly
 // above it.
@@ -87,11 +70,11 @@ type rangeList []HashRange
 
 func (l *rangeList) add(from, to uint32) { *l = append(*l, HashRange{from, to}) }
 
-func (l rangeList) sorted() []HashRange { return MergeRanges(l) }
+func (l rangeList) sorted() []HashRange { return mergeRanges(l) }
 
-// MergeRanges sorts l in place and merges touching or overlapping ranges;
-// it returns the merged prefix of l (for engines outside this package).
-func MergeRanges(l []HashRange) []HashRange {
+// mergeRanges sorts l in place and merges touching or overlapping ranges;
+// it returns the merged prefix of l.
+func mergeRanges(l []HashRange) []HashRange {
 	if len(l) == 0 {
 		return nil
 	}
@@ -120,47 +103,50 @@ func sortRanges(l []HashRange) {
 	}
 }
 
-// KeyHash returns the hash the ring's engine places key at. It fails with
-// ErrNoRanges for an engine that is not a Ranger, or ErrEmptyRing.
+// KeyHash returns the hash the ring's engine places key at: an application
+// that keeps its state indexed by it moves exactly the keys in the ranges a
+// ring change gave or took (DiffRanges, listener.RingChange). It fails with
+// ErrNoRanges for an engine that cannot tell (see Lookup), or ErrEmptyRing.
 func (s *View) KeyHash(key string) (uint32, error) {
-	r, err := s.ranger()
+	r, err := s.rangeLookup()
 	if err != nil {
 		return 0, err
 	}
 	return r.KeyHash(key), nil
 }
 
-// KeyHashTerm is KeyHash for a term key: an engine that hashes terms
-// (TermRanger) hashes it itself, any other hashes text(key), as OwnerTerm
-// does.
-func (s *View) KeyHashTerm(key etf.Term, text func(etf.Term) string) (uint32, error) {
-	r, err := s.ranger()
+// keyHashTerm is KeyHash for a term key (internal/ringx.KeyHashTerm): an
+// engine that hashes terms hashes it itself, any other hashes text(key), as
+// ownerTerm does.
+func (s *View) keyHashTerm(key etf.Term, text func(etf.Term) string) (uint32, error) {
+	r, err := s.rangeLookup()
 	if err != nil {
 		return 0, err
 	}
-	if tr, ok := r.(TermRanger); ok {
+	if tr, ok := r.(termRanger); ok {
 		return tr.KeyHashTerm(key)
 	}
 	return r.KeyHash(text(key)), nil
 }
 
-// Ranges returns the key-hash ranges member owns in this ring (nil when it
-// owns none, or the ring is empty or its engine cannot tell).
-func (s *View) Ranges(member string) []HashRange {
-	if r, err := s.ranger(); err == nil {
-		return r.Ranges(member)
+// ranges returns the sorted, merged key-hash ranges member owns in this
+// ring (nil when it owns none, or the ring is empty or its engine cannot
+// tell).
+func (s *View) ranges(member string) []HashRange {
+	if r, err := s.rangeLookup(); err == nil {
+		return mergeRanges(r.Ranges(member))
 	}
 	return nil
 }
 
-func (s *View) ranger() (Ranger, error) {
+func (s *View) rangeLookup() (ranger, error) {
 	if s == nil || s.lookup == nil {
 		if s == nil {
 			return nil, ErrEmptyRing
 		}
 		return nil, s.empty
 	}
-	r, ok := s.lookup.(Ranger)
+	r, ok := s.lookup.(ranger)
 	if !ok {
 		return nil, fmt.Errorf("%w: engine %s", ErrNoRanges, s.engine.Name())
 	}
@@ -175,10 +161,10 @@ func (s *View) ranger() (Ranger, error) {
 func DiffRanges(old, new *View, member string) (gained, lost []HashRange) {
 	var was, is []HashRange
 	if old != nil {
-		was = old.Ranges(member)
+		was = old.ranges(member)
 	}
 	if new != nil {
-		is = new.Ranges(member)
+		is = new.ranges(member)
 	}
 	return subtract(is, was), subtract(was, is)
 }

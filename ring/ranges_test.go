@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"testing"
 
+	"github.com/cloister-go/cloister/internal/ringx"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/cloister-go/cloister/ring/libring"
 )
@@ -50,7 +51,7 @@ func TestRangesMatchOwners(t *testing.T) {
 			sn := snapOf(t, e, members)
 			var total uint64
 			for _, m := range members {
-				rs := sn.Ranges(m)
+				rs := ringx.Ranges(sn, m)
 				for i, r := range rs {
 					if r.From > r.To || (i > 0 && uint64(rs[i-1].To)+1 >= uint64(r.From)) {
 						t.Fatalf("%s: ranges of %s not sorted and merged: %v", e.Name(), m, rs[max(0, i-1):i+1])
@@ -63,7 +64,7 @@ func TestRangesMatchOwners(t *testing.T) {
 			}
 			all := map[string][]ring.HashRange{}
 			for _, m := range members {
-				all[m] = sn.Ranges(m)
+				all[m] = ringx.Ranges(sn, m)
 			}
 			for _, k := range keys {
 				owner, _ := sn.Owner(k)
@@ -108,8 +109,8 @@ func TestRangesMatchOwners(t *testing.T) {
 				}
 			}
 			gained, lost := ring.DiffRanges(sn, after, members[n-1])
-			if len(gained) != 0 || !equalRanges(lost, sn.Ranges(members[n-1])) {
-				t.Fatalf("%s: the leaver gains %v and loses %d ranges, want none and all of its %d", e.Name(), gained, len(lost), len(sn.Ranges(members[n-1])))
+			if len(gained) != 0 || !equalRanges(lost, ringx.Ranges(sn, members[n-1])) {
+				t.Fatalf("%s: the leaver gains %v and loses %d ranges, want none and all of its %d", e.Name(), gained, len(lost), len(ringx.Ranges(sn, members[n-1])))
 			}
 		}
 	}
@@ -132,7 +133,7 @@ func TestKeyHashOnEmptyRing(t *testing.T) {
 	if _, err := sn.KeyHash("k"); err == nil {
 		t.Fatal("KeyHash on an empty ring: no error")
 	}
-	if sn.Ranges("x") != nil {
+	if ringx.Ranges(sn, "x") != nil {
 		t.Fatal("ranges on an empty ring")
 	}
 }

@@ -11,28 +11,11 @@ var (
 	// ErrBadCount is returned when a replica count below 1 is asked for.
 	ErrBadCount = errors.New("cloister: replica count must be at least 1")
 	// ErrNoReplicas is returned for a ring whose engine cannot list a key's
-	// replicas (its Lookup is not a ReplicaLookup).
+	// replicas (its Lookup has no AppendOwners method).
 	ErrNoReplicas = errors.New("cloister: ring engine cannot list replicas")
 )
 
-// ReplicaLookup is a Lookup that also lists a key's replica set: up to n
-// distinct members, the owner's successors on the ring. Both engines of this
-// module implement it.
-type ReplicaLookup interface {
-	Lookup
-	// AppendOwners appends key's replica set to dst and returns the
-	// extended slice. n >= 1; the engine decides the order and how many
-	// (never more than n or the number of members). It must not allocate
-	// when dst has room for n more members.
-	AppendOwners(dst []string, key string, n int) []string
-}
-
-// TermReplicaLookup is a ReplicaLookup that hashes Erlang terms itself, as
-// TermLookup does for one owner.
-type TermReplicaLookup interface {
-	ReplicaLookup
-	AppendOwnersTerm(dst []string, key etf.Term, n int) ([]string, error)
-}
+var _ replicaLookup = (*circle)(nil)
 
 // replicaStack bounds the replica sets collected with no allocation: up to
 // this many owners the indices already taken are kept on the stack.
@@ -107,7 +90,7 @@ func (s *View) AppendOwners(dst []string, key string, n int) ([]string, error) {
 	if s.lookup == nil {
 		return dst, s.empty
 	}
-	rl, ok := s.lookup.(ReplicaLookup)
+	rl, ok := s.lookup.(replicaLookup)
 	if !ok {
 		return dst, fmt.Errorf("%w: %s", ErrNoReplicas, s.engine.Name())
 	}
@@ -122,16 +105,17 @@ func (s *View) OwnersN(key string, n int) ([]string, error) {
 	return s.AppendOwners(make([]string, 0, min(n, s.Len())), key, n)
 }
 
-// AppendOwnersTerm is AppendOwners for a term key: a TermReplicaLookup
-// hashes the term itself; any other engine looks up text(key).
-func (s *View) AppendOwnersTerm(dst []string, key etf.Term, n int, text func(etf.Term) string) ([]string, error) {
+// appendOwnersTerm is AppendOwners for a term key
+// (internal/ringx.AppendOwnersTerm): an engine that hashes terms hashes it
+// itself; any other looks up text(key).
+func (s *View) appendOwnersTerm(dst []string, key etf.Term, n int, text func(etf.Term) string) ([]string, error) {
 	if err := checkCount(n); err != nil {
 		return dst, err
 	}
 	if s.lookup == nil {
 		return dst, s.empty
 	}
-	if tl, ok := s.lookup.(TermReplicaLookup); ok {
+	if tl, ok := s.lookup.(termReplicaLookup); ok {
 		return tl.AppendOwnersTerm(dst, key, n)
 	}
 	return s.AppendOwners(dst, text(key), n)

@@ -10,7 +10,7 @@ import (
 	"github.com/stathat/consistent"
 )
 
-var _ ReplicaLookup = (*circle)(nil)
+var _ replicaLookup = (*circle)(nil)
 
 // getNMembers is the reference for the default engine's replica sets:
 // stathat/consistent's own GetN on the circle the lookup copies (it walks
@@ -138,7 +138,7 @@ func TestOwnersNEdgeCases(t *testing.T) {
 		t.Errorf("owner-only engine: %v", err)
 	}
 	// Term keys on the default engine go through the caller's text.
-	got, err := snap.AppendOwnersTerm(nil, etf.Tuple{etf.Atom("user"), 1}, 2, func(etf.Term) string { return "user:1" })
+	got, err := snap.appendOwnersTerm(nil, etf.Tuple{etf.Atom("user"), 1}, 2, func(etf.Term) string { return "user:1" })
 	want, _ := snap.OwnersN("user:1", 2)
 	if err != nil || !slices.Equal(got, want) {
 		t.Errorf("term key: %v %v, want %v", got, err, want)

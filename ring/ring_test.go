@@ -136,8 +136,8 @@ func TestDefineAndBadNames(t *testing.T) {
 		t.Errorf("Update with an empty member: err = %v, want ErrBadName", err)
 	}
 	snap, _ := s.Get("r")
-	if snap.Engine() != Consistent() || snap.Epoch() != 0 || snap.Name() != "r" {
-		t.Errorf("new ring: engine %v epoch %d name %q", snap.Engine().Name(), snap.Epoch(), snap.Name())
+	if snap.engine != Consistent() || snap.Epoch() != 0 || snap.Name() != "r" {
+		t.Errorf("new ring: engine %v epoch %d name %q", snap.engine.Name(), snap.Epoch(), snap.Name())
 	}
 }
 
@@ -176,7 +176,7 @@ func TestMembersAreCopies(t *testing.T) {
 
 func TestZeroSetIsEmpty(t *testing.T) {
 	var s Set
-	if len(s.Names()) != 0 || len(s.Views()) != 0 || s.Views() == nil {
+	if len(s.Names()) != 0 || len(s.views()) != 0 || s.views() == nil {
 		t.Error("zero Set is not empty")
 	}
 	if _, err := s.Owner("r", "k"); !errors.Is(err, ErrNoSuchRing) {
@@ -201,7 +201,7 @@ func TestNamesAndViews(t *testing.T) {
 	if got := s.Names(); !slices.Equal(got, []string{"a", "b", "c"}) {
 		t.Errorf("Names = %v", got)
 	}
-	view := s.Views()
+	view := s.views()
 	s.Update("a", []string{"x"})
 	if view["a"].Len() != 0 || len(view) != 3 {
 		t.Error("Views changed after an Update")
@@ -346,7 +346,7 @@ func TestDiff(t *testing.T) {
 			} else {
 				next, _, _ = s.Update("r", c.new)
 			}
-			gained, lost := Diff(old, next, keys)
+			gained, lost := diff(old, next, keys)
 			inGained, inLost := index(gained), index(lost)
 			for _, k := range keys {
 				from, to := old.ownerOrNone(k), next.ownerOrNone(k)
@@ -363,8 +363,8 @@ func TestDiff(t *testing.T) {
 			}
 		})
 	}
-	if g, l := Diff(nil, nil, keys); len(g) != 0 || len(l) != 0 || g == nil || l == nil {
-		t.Error("Diff(nil, nil) must be two empty, non-nil maps")
+	if g, l := diff(nil, nil, keys); len(g) != 0 || len(l) != 0 || g == nil || l == nil {
+		t.Error("diff(nil, nil) must be two empty, non-nil maps")
 	}
 }
 
@@ -400,7 +400,7 @@ func TestJoinAndLeaveMoveNoKeysBetweenOthers(t *testing.T) {
 			old, new *View
 			changed  string
 		}{{"join", before, joined, all[n]}, {"leave", joined, left, all[0]}} {
-			gained, lost := Diff(step.old, step.new, keys)
+			gained, lost := diff(step.old, step.new, keys)
 			for m := range gained {
 				if m != step.changed && step.name == "join" {
 					t.Errorf("N=%d %s: %d keys moved to untouched member %s", n, step.name, len(gained[m]), m)

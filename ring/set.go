@@ -8,7 +8,7 @@ import (
 	"sync/atomic"
 )
 
-// Set is a registry of named rings. Reads (Get, Owner, Names, Views)
+// Set is a registry of named rings. Reads (Get, Owner, AppendOwners, Names)
 // load an atomic pointer to an immutable map of snapshots and take no lock;
 // writes (Define, Update) are serialized and publish a new map. The zero
 // value is an empty Set.
@@ -110,8 +110,9 @@ func (s *Set) Owner(name, key string) (string, error) {
 	return snap.Owner(key)
 }
 
-// Views returns a copy of the current rings: ring name to view.
-func (s *Set) Views() map[string]*View {
+// views returns a copy of the current rings, ring name to view, read at one
+// instant (internal/ringx.Views).
+func (s *Set) views() map[string]*View {
 	m := maps.Clone(s.view())
 	if m == nil {
 		m = make(map[string]*View)

@@ -1,16 +1,6 @@
 package ring
 
-// Sharer is a Lookup that can tell how much of the key-hash space each
-// member owns. Both engines of this module implement it.
-type Sharer interface {
-	Lookup
-	// Shares maps each member to the fraction (0..1) of the key hashes it
-	// owns; the fractions add up to 1. A member that owns no point is
-	// absent.
-	Shares() map[string]float64
-}
-
-var _ Sharer = (*circle)(nil)
+var _ sharer = (*circle)(nil)
 
 // Shares is each member's share of the 2^32 CRC-32 key hashes: point i owns
 // the hashes from the previous point up to just below it, the first point
@@ -35,10 +25,11 @@ func (c *circle) Shares() map[string]float64 {
 	return out
 }
 
-// Shares returns each member's share of the key-hash space (see Sharer):
-// nil for a ring without members or an engine that cannot tell.
-func (s *View) Shares() map[string]float64 {
-	if sh, ok := s.lookup.(Sharer); ok {
+// shares returns each member's share of the key-hash space
+// (internal/ringx.Shares): nil for a ring without members or an engine that
+// cannot tell. A member that owns no point is absent.
+func (s *View) shares() map[string]float64 {
+	if sh, ok := s.lookup.(sharer); ok {
 		return sh.Shares()
 	}
 	return nil

@@ -14,7 +14,7 @@ func TestSharesMatchSampledOwners(t *testing.T) {
 		set := benchSet(t, Consistent(), hostMembers(n, uint64(n)))
 		snap, _ := set.Get("bench")
 		c := snap.lookup.(*circle)
-		shares := snap.Shares()
+		shares := snap.shares()
 		sum := 0.0
 		for _, s := range shares {
 			sum += s
@@ -34,7 +34,7 @@ func TestSharesMatchSampledOwners(t *testing.T) {
 		}
 	}
 	var empty *View = newSnapshot("e", 0, Consistent(), nil)
-	if empty.Shares() != nil {
+	if empty.shares() != nil {
 		t.Error("an empty ring has no shares")
 	}
 }

@@ -44,13 +44,10 @@ func (s *View) Members() []string { return slices.Clone(s.members) }
 // Len returns the number of members.
 func (s *View) Len() int { return len(s.members) }
 
-// Engine returns the engine the ring was built with.
-func (s *View) Engine() Engine { return s.engine }
-
 // Hash returns a 64-bit FNV-1a hash of the sorted member set (each member
 // length-prefixed). It ignores the epoch and the engine, so nodes holding the
-// same members report the same Hash; compare Engine().Name() too if engines
-// may differ.
+// same members report the same Hash; nodes that compare rings this way must
+// use the same engine.
 func (s *View) Hash() uint64 { return s.hash }
 
 func membersHash(members []string) uint64 {
@@ -72,57 +69,19 @@ func (s *View) Owner(key string) (string, error) {
 	return s.lookup.Owner(key), nil
 }
 
-// TermLookup is a Lookup that hashes Erlang terms itself instead of a text
-// rendering of them: the libring engine (package ring/libring) hashes a key
-// term with erlang:phash2, as Elixir's libring does, so both sides agree on
-// atoms, tuples and numbers, not only on binaries.
-type TermLookup interface {
-	Lookup
-	OwnerTerm(key etf.Term) (string, error)
-}
-
-// OwnerTerm returns the owner of a term key. A ring whose engine hashes
-// terms (TermLookup) hashes key itself; any other looks up text(key), the
-// caller's canonical text for the term (cloister.Key). The error wraps
-// ErrEmptyRing for a ring without members, or is the engine's for a term
-// it cannot hash.
-func (s *View) OwnerTerm(key etf.Term, text func(etf.Term) string) (string, error) {
+// ownerTerm returns the owner of a term key (internal/ringx.OwnerTerm). A
+// ring whose engine hashes terms (the libring engine hashes a key term with
+// erlang:phash2, as Elixir's libring does, so both sides agree on atoms,
+// tuples and numbers, not only on binaries) hashes key itself; any other
+// looks up text(key), the caller's canonical text for the term
+// (cloister.Key). The error wraps ErrEmptyRing for a ring without members,
+// or is the engine's for a term it cannot hash.
+func (s *View) ownerTerm(key etf.Term, text func(etf.Term) string) (string, error) {
 	if s.lookup == nil {
 		return "", s.empty
 	}
-	if tl, ok := s.lookup.(TermLookup); ok {
+	if tl, ok := s.lookup.(termLookup); ok {
 		return tl.OwnerTerm(key)
 	}
 	return s.lookup.Owner(text(key)), nil
-}
-
-// Diff reports which of keys change owner from old to new (two snapshots of
-// the same ring, typically consecutive epochs): gained[m] lists the keys m
-// owns in new but not in old, lost[m] the keys m owned in old but not in new,
-// each in the order of keys. Keys that keep their owner appear in neither.
-// A nil or empty snapshot owns nothing: keys coming from it appear only in
-// gained, keys going to it only in lost. Both maps are non-nil.
-func Diff(old, new *View, keys []string) (gained, lost map[string][]string) {
-	gained, lost = make(map[string][]string), make(map[string][]string)
-	for _, k := range keys {
-		from, to := old.ownerOrNone(k), new.ownerOrNone(k)
-		if from == to {
-			continue
-		}
-		if from != "" {
-			lost[from] = append(lost[from], k)
-		}
-		if to != "" {
-			gained[to] = append(gained[to], k)
-		}
-	}
-	return gained, lost
-}
-
-// ownerOrNone returns the owner of key, or "" for a nil or empty snapshot.
-func (s *View) ownerOrNone(key string) string {
-	if s == nil || s.lookup == nil {
-		return ""
-	}
-	return s.lookup.Owner(key)
 }

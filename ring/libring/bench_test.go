@@ -23,7 +23,7 @@ func BenchmarkOwner(b *testing.B) {
 		for i := range members {
 			members[i] = fmt.Sprintf("app@10.0.0.%d", i+1)
 		}
-		lr := Build(members)
+		lr := build(members, false)
 		c := consistent.New()
 		for _, m := range members {
 			c.Add(m)
@@ -65,7 +65,7 @@ func BenchmarkBuild(b *testing.B) {
 		}
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			for b.Loop() {
-				_ = Build(members)
+				_ = build(members, false)
 			}
 		})
 	}

@@ -66,8 +66,7 @@ const hashRange = 4294967295
 // weight is the number of points per member: libring's default weight.
 const weight = 128
 
-// Engine returns the libring-compatible engine. Its Build returns a *Ring.
-// Atom keys are hashed as on OTP 25 (see EngineFor).
+// Engine returns the libring-compatible engine. Atom keys are hashed as on OTP 25 (see EngineFor).
 func Engine() ring.Engine { return engine{} }
 
 // EngineFor returns the engine that agrees with libring running on the given
@@ -91,30 +90,24 @@ func (e engine) Name() string {
 	return fmt.Sprintf("libring/phash2/%d", weight)
 }
 
-// Build returns the members' Ring for the engine's atom encoding.
+// Build returns the members' ring for the engine's atom encoding.
 func (e engine) Build(members []string) ring.Lookup { return build(members, e.utf8Atoms) }
 
-// Ring is an immutable libring ring, safe for concurrent use.
-type Ring struct {
+// hashRing is an immutable libring ring, safe for concurrent use. Besides
+// Owner it has every optional method of a ring.Lookup, the term ones
+// included.
+type hashRing struct {
 	members   []string
 	points    []uint32 // sorted, distinct
 	owners    []int32  // owners[i] indexes members: the owner of points[i]
 	utf8Atoms bool     // atom keys encoded as OTP 26+ does
 }
 
-// BuildFor is Build for libring running on the given OTP release (see
-// EngineFor).
-func BuildFor(otpRelease int, members []string) *Ring {
-	return build(members, utf8AtomsOn(otpRelease))
-}
-
-// Build places weight points for each member, in the order given (see the
-// package doc for why the order matters only on a point collision). It keeps
-// members for reading.
-func Build(members []string) *Ring { return build(members, false) }
-
-// build is Build with atom keys encoded as OTP 26+ does when utf8Atoms.
-func build(members []string, utf8Atoms bool) *Ring {
+// build places weight points for each member, in the order given (see the
+// package doc for why the order matters only on a point collision), with
+// atom keys encoded as OTP 26+ does when utf8Atoms. It keeps members for
+// reading.
+func build(members []string, utf8Atoms bool) *hashRing {
 	type placed struct {
 		hash  uint32
 		owner int32
@@ -143,7 +136,7 @@ func build(members []string, utf8Atoms bool) *Ring {
 		}
 		return 0
 	})
-	l := &Ring{members: members, points: make([]uint32, 0, len(pts)), owners: make([]int32, 0, len(pts)), utf8Atoms: utf8Atoms}
+	l := &hashRing{members: members, points: make([]uint32, 0, len(pts)), owners: make([]int32, 0, len(pts)), utf8Atoms: utf8Atoms}
 	for i, p := range pts {
 		if i > 0 && pts[i-1].hash == p.hash {
 			continue
@@ -157,14 +150,14 @@ func build(members []string, utf8Atoms bool) *Ring {
 // Owner returns the owner of key taken as an Erlang binary, which is what an
 // Elixir string is: the member libring's key_to_node returns for it. It
 // returns "" for a ring without members, and does not allocate.
-func (l *Ring) Owner(key string) string {
+func (l *hashRing) Owner(key string) string {
 	return l.ownerOfHash(phash2.Binary(key, hashRange))
 }
 
 // OwnerTerm returns the owner of any key term (see package phash2 for how Go
 // values stand for Erlang terms); atom keys are hashed as their
 // term_to_binary, as libring does. It fails only for a key phash2 cannot hash.
-func (l *Ring) OwnerTerm(key etf.Term) (string, error) {
+func (l *hashRing) OwnerTerm(key etf.Term) (string, error) {
 	h, err := l.KeyHashTerm(key)
 	if err != nil {
 		return "", err
@@ -174,7 +167,7 @@ func (l *Ring) OwnerTerm(key etf.Term) (string, error) {
 
 // KeyHashTerm is the hash libring places a key term at: phash2 of the term,
 // of its term_to_binary for an atom.
-func (l *Ring) KeyHashTerm(key etf.Term) (uint32, error) {
+func (l *hashRing) KeyHashTerm(key etf.Term) (uint32, error) {
 	var h uint32
 	switch k := key.(type) {
 	case etf.Atom:
@@ -195,15 +188,15 @@ func (l *Ring) KeyHashTerm(key etf.Term) (uint32, error) {
 }
 
 // Members returns the members, in the order they were added.
-func (l *Ring) Members() []string { return slices.Clone(l.members) }
+func (l *hashRing) Members() []string { return slices.Clone(l.members) }
 
 // Points returns the number of distinct points on the ring (weight per
 // member, less any collisions).
-func (l *Ring) Points() int { return len(l.points) }
+func (l *hashRing) Points() int { return len(l.points) }
 
 // ownerOfHash returns the owner of the first point >= h, wrapping to the
 // first point.
-func (l *Ring) ownerOfHash(h uint32) string {
+func (l *hashRing) ownerOfHash(h uint32) string {
 	lo, hi := 0, len(l.points)
 	if hi == 0 {
 		return ""

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloister-go/cloister/internal/ringx"
 	"github.com/cloister-go/cloister/internal/wire/phash2"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/etf"
@@ -60,7 +61,7 @@ func TestOwnersMatchLibringModelInErlang(t *testing.T) {
 	lines := erlRing(t, cases)
 	checked := 0
 	for ci, c := range cases {
-		l := Build(c.members)
+		l := build(c.members, false)
 		var wantPoints []string
 		for i, p := range l.points {
 			wantPoints = append(wantPoints, fmt.Sprintf("P %d %s", p, l.members[l.owners[i]]))
@@ -106,7 +107,7 @@ func TestOwnersMatchLibringModelInErlang(t *testing.T) {
 func totalPoints(cases []ringCase) int {
 	n := 0
 	for _, c := range cases {
-		n += Build(c.members).Points()
+		n += build(c.members, false).Points()
 	}
 	return n
 }
@@ -250,7 +251,7 @@ func findCollision(t *testing.T) (a, b string, point uint32) {
 func TestCollidingPointGoesToMemberAddedFirst(t *testing.T) {
 	a, b, p := findCollision(t)
 	for _, order := range [][]string{{a, b}, {b, a}} {
-		l := Build(order)
+		l := build(order, false)
 		if l.Points() != 2*weight-1 {
 			t.Fatalf("%v: %d points, want %d", order, l.Points(), 2*weight-1)
 		}
@@ -261,7 +262,7 @@ func TestCollidingPointGoesToMemberAddedFirst(t *testing.T) {
 }
 
 func TestKeysPastTheLastPointWrapToTheFirst(t *testing.T) {
-	l := Build([]string{"a@h", "b@h", "c@h"})
+	l := build([]string{"a@h", "b@h", "c@h"}, false)
 	last := l.points[len(l.points)-1]
 	if last == hashRange-1 {
 		t.Skip("the last point is the largest hash")
@@ -278,7 +279,7 @@ func TestKeysPastTheLastPointWrapToTheFirst(t *testing.T) {
 }
 
 func TestEmptyRingHasNoOwner(t *testing.T) {
-	if o := Build(nil).Owner("k"); o != "" {
+	if o := build(nil, false).Owner("k"); o != "" {
 		t.Errorf("owner %q", o)
 	}
 }
@@ -289,17 +290,17 @@ func TestEngineBuildsLookups(t *testing.T) {
 		t.Errorf("name %q", e.Name())
 	}
 	members := []string{"a@h", "b@h"}
-	if _, ok := e.Build(members).(*Ring); !ok {
-		t.Error("Build does not return a *Ring")
+	if _, ok := e.Build(members).(*hashRing); !ok {
+		t.Error("Build does not return a *hashRing")
 	}
-	l := Build(members)
+	l := build(members, false)
 	if got := l.Members(); !slices.Equal(got, members) {
 		t.Errorf("members %v", got)
 	}
 }
 
 func TestOwnerDoesNotAllocate(t *testing.T) {
-	l := Build([]string{"a@h", "b@h", "c@h"})
+	l := build([]string{"a@h", "b@h", "c@h"}, false)
 	if n := testing.AllocsPerRun(100, func() { _ = l.Owner("user:42") }); n != 0 {
 		t.Errorf("Owner allocates %.0f times", n)
 	}
@@ -322,12 +323,12 @@ func TestSnapshotOwnerTermHashesTerms(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l := Build(members)
+	l := build(members, false)
 	noText := func(k etf.Term) string { t.Fatalf("text of %#v asked for: the engine hashes terms", k); return "" }
 	differ := 0
 	for i := 0; i < 200; i++ {
 		for _, k := range []etf.Term{etf.Atom(fmt.Sprintf("key_%d", i)), etf.Tuple{etf.Atom("user"), i}, i, []byte(fmt.Sprint(i))} {
-			got, err := snap.OwnerTerm(k, noText)
+			got, err := ringx.OwnerTerm(snap, k, noText)
 			want, werr := l.OwnerTerm(k)
 			if err != nil || werr != nil || got != want {
 				t.Fatalf("%#v: snapshot %q %v, lookup %q %v", k, got, err, want, werr)
@@ -342,11 +343,11 @@ func TestSnapshotOwnerTermHashesTerms(t *testing.T) {
 	if differ < 100 {
 		t.Fatalf("only %d of 200 atom keys differ from their name as a binary: the term path is not used", differ)
 	}
-	if _, err := snap.OwnerTerm(struct{}{}, noText); err == nil {
+	if _, err := ringx.OwnerTerm(snap, struct{}{}, noText); err == nil {
 		t.Fatal("a Go value with no Erlang term must be an error")
 	}
 	empty, _, _ := set.Update("r", nil)
-	if _, err := empty.OwnerTerm(etf.Atom("k"), noText); !errors.Is(err, ring.ErrEmptyRing) {
+	if _, err := ringx.OwnerTerm(empty, etf.Atom("k"), noText); !errors.Is(err, ring.ErrEmptyRing) {
 		t.Fatalf("empty ring: %v", err)
 	}
 }
@@ -365,7 +366,7 @@ func TestSnapshotOwnerTermFallsBackToText(t *testing.T) {
 	for i := 0; i < 100; i++ {
 		text := func(k etf.Term) string { return fmt.Sprintf("t:%v", k) }
 		k := etf.Tuple{etf.Atom("user"), i}
-		got, err := snap.OwnerTerm(k, text)
+		got, err := ringx.OwnerTerm(snap, k, text)
 		want, _ := snap.Owner(text(k))
 		if err != nil || got != want {
 			t.Fatalf("%v: %q %v, want %q", k, got, err, want)

@@ -3,17 +3,25 @@ package libring
 import (
 	"github.com/cloister-go/cloister/internal/wire/phash2"
 	"github.com/cloister-go/cloister/ring"
+	"github.com/ergo-services/ergo/etf"
 )
 
-var _ ring.TermRanger = (*Ring)(nil)
+// The ring finds these methods by type assertion (see ring.Lookup).
+var _ interface {
+	ring.Lookup
+	KeyHash(key string) uint32
+	Ranges(member string) []ring.HashRange
+	KeyHashTerm(key etf.Term) (uint32, error)
+} = (*hashRing)(nil)
 
 // KeyHash is phash2 of key taken as an Erlang binary, in hashRange: the key
 // is owned by the first point at or above it.
-func (l *Ring) KeyHash(key string) uint32 { return phash2.Binary(key, hashRange) }
+func (l *hashRing) KeyHash(key string) uint32 { return phash2.Binary(key, hashRange) }
 
 // Ranges: point i owns the hashes above the previous point up to and
 // including itself; the first point also owns those above the last point.
-func (l *Ring) Ranges(member string) []ring.HashRange {
+// The ranges come in point order, unmerged: the ring merges them.
+func (l *hashRing) Ranges(member string) []ring.HashRange {
 	m := int32(-1)
 	for i, name := range l.members {
 		if name == member {
@@ -39,5 +47,5 @@ func (l *Ring) Ranges(member string) []ring.HashRange {
 		}
 		rs = append(rs, ring.HashRange{From: l.points[i-1] + 1, To: p})
 	}
-	return ring.MergeRanges(rs)
+	return rs
 }

@@ -31,10 +31,13 @@ import (
 // random as any other: measured over 1M keys, 0.4% to 2.1% of the answers
 // were short for rings of 2 to 10 nodes and counts 2 and 3.
 
-var (
-	_ ring.ReplicaLookup     = (*Ring)(nil)
-	_ ring.TermReplicaLookup = (*Ring)(nil)
-)
+// The ring finds these methods by type assertion (see ring.Lookup).
+var _ interface {
+	ring.Lookup
+	AppendOwners(dst []string, key string, n int) []string
+	AppendOwnersTerm(dst []string, key etf.Term, n int) ([]string, error)
+	OwnerTerm(key etf.Term) (string, error)
+} = (*hashRing)(nil)
 
 // replicaStack bounds the replica sets collected without allocating.
 const replicaStack = 16
@@ -43,7 +46,7 @@ const replicaStack = 16
 // as an Erlang binary (an Elixir string) to dst: see the comment above for
 // libring's order and its short answers near the top of the ring. It does
 // not allocate for n <= 16 when dst has room for n members.
-func (l *Ring) AppendOwners(dst []string, key string, n int) []string {
+func (l *hashRing) AppendOwners(dst []string, key string, n int) []string {
 	return l.appendOwnersOfHash(dst, phash2.Binary(key, hashRange), n)
 }
 
@@ -51,7 +54,7 @@ func (l *Ring) AppendOwners(dst []string, key string, n int) []string {
 // key_to_nodes does: an atom is hashed as the atom itself, not as its
 // term_to_binary (OwnerTerm's and key_to_node's way). It fails only for a
 // key phash2 cannot hash.
-func (l *Ring) AppendOwnersTerm(dst []string, key etf.Term, n int) ([]string, error) {
+func (l *hashRing) AppendOwnersTerm(dst []string, key etf.Term, n int) ([]string, error) {
 	h, err := phash2.Hash(key, hashRange)
 	if err != nil {
 		return dst, err
@@ -61,14 +64,14 @@ func (l *Ring) AppendOwnersTerm(dst []string, key etf.Term, n int) ([]string, er
 
 // OwnersN returns key_to_nodes(ring, key, n) for a binary key, in a new
 // slice; nil for a ring without members or n < 1.
-func (l *Ring) OwnersN(key string, n int) []string {
+func (l *hashRing) OwnersN(key string, n int) []string {
 	if n < 1 || len(l.points) == 0 {
 		return nil
 	}
 	return l.AppendOwners(make([]string, 0, min(n, len(l.members))), key, n)
 }
 
-func (l *Ring) appendOwnersOfHash(dst []string, h uint32, n int) []string {
+func (l *hashRing) appendOwnersOfHash(dst []string, h uint32, n int) []string {
 	if n > len(l.members) {
 		n = len(l.members)
 	}
@@ -108,7 +111,7 @@ func (l *Ring) appendOwnersOfHash(dst []string, h uint32, n int) []string {
 }
 
 // firstAtOrAbove returns the index of the first point >= h, or len(points).
-func (l *Ring) firstAtOrAbove(h uint32) int {
+func (l *hashRing) firstAtOrAbove(h uint32) int {
 	lo, hi := 0, len(l.points)
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)

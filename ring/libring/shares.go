@@ -2,13 +2,17 @@ package libring
 
 import "github.com/cloister-go/cloister/ring"
 
-var _ ring.Sharer = (*Ring)(nil)
+// The ring finds Shares by type assertion (see ring.Lookup).
+var _ interface {
+	ring.Lookup
+	Shares() map[string]float64
+} = (*hashRing)(nil)
 
 // Shares is each member's share of phash2's hashRange key hashes: point i
 // owns the hashes above the previous point up to and including itself, the
 // first point also those above the last point (a key goes to the first
 // point at or above its hash, wrapping).
-func (l *Ring) Shares() map[string]float64 {
+func (l *hashRing) Shares() map[string]float64 {
 	out := make(map[string]float64, len(l.members))
 	if len(l.points) == 0 {
 		return out

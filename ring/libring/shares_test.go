@@ -11,7 +11,7 @@ import (
 func TestSharesMatchSampledOwners(t *testing.T) {
 	r := rand.New(rand.NewPCG(4, 4))
 	for _, members := range [][]string{{"a@h"}, {"a@h", "b@h"}, {"a@h", "b@h", "c@h", "d@h", "e@h"}} {
-		l := Build(members)
+		l := build(members, false)
 		shares := l.Shares()
 		sum := 0.0
 		for _, s := range shares {
