@@ -32,6 +32,7 @@ import (
 	"github.com/cloister-go/cloister/app"
 	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/discovery"
+	"github.com/cloister-go/cloister/internal/ringx"
 	"github.com/cloister-go/cloister/internal/wire/distfilter"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
@@ -385,7 +386,7 @@ func (c *Cluster) WhoisTerm(group string, key etf.Term) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return s.OwnerTerm(key, Key)
+	return ringx.OwnerTerm(s, key, Key)
 }
 
 // Mine reports whether this node owns key in the default ring.

@@ -1,6 +1,7 @@
 package cloister
 
 import (
+	"github.com/cloister-go/cloister/internal/ringx"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/etf"
 )
@@ -58,5 +59,5 @@ func (c *Cluster) WhoisTermN(group string, key etf.Term, n int) ([]string, error
 	if n > 0 {
 		dst = make([]string, 0, min(n, s.Len()))
 	}
-	return s.AppendOwnersTerm(dst, key, n, Key)
+	return ringx.AppendOwnersTerm(s, dst, key, n, Key)
 }

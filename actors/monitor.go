@@ -13,6 +13,7 @@ import (
 	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/internal/discovery"
+	"github.com/cloister-go/cloister/internal/ringx"
 	"github.com/cloister-go/cloister/internal/statem"
 	"github.com/cloister-go/cloister/internal/wire/distfilter"
 	"github.com/cloister-go/cloister/listener"
@@ -410,7 +411,7 @@ func (m *monitor) whois(group, key etf.Term) etf.Term {
 	if bad != nil {
 		return bad
 	}
-	owner, err := snap.OwnerTerm(term, func(etf.Term) string { return k })
+	owner, err := ringx.OwnerTerm(snap, term, func(etf.Term) string { return k })
 	if err != nil {
 		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
 	}
@@ -458,7 +459,7 @@ func (m *monitor) whoisN(group, key, count etf.Term) etf.Term {
 	if bad != nil {
 		return bad
 	}
-	owners, err := snap.AppendOwnersTerm(make([]string, 0, min(n, snap.Len())), term, n, func(etf.Term) string { return k })
+	owners, err := ringx.AppendOwnersTerm(snap, make([]string, 0, min(n, snap.Len())), term, n, func(etf.Term) string { return k })
 	if err != nil {
 		return etf.Tuple{etf.Atom("error"), []byte(err.Error())}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/internal/dispatcher"
+	"github.com/cloister-go/cloister/internal/ringx"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 )
@@ -250,7 +251,7 @@ func (d *driver) step(ev core.Event) []core.Transition {
 // the hash ranges this node gained and lost (sorted by ring name).
 func (d *driver) ringChanges() []listener.RingChange {
 	var out []listener.RingChange
-	snaps := d.cluster.Rings.Views()
+	snaps := ringx.Views(d.cluster.Rings)
 	for _, name := range d.cluster.Rings.Names() {
 		cur, old := snaps[name], d.heard[name]
 		if cur == old || (old != nil && cur.Hash() == old.Hash()) {
@@ -503,7 +504,7 @@ func (d *driver) connected() []string {
 func (d *driver) build(s core.State) listener.Snapshot {
 	members := slices.Clone(d.core.Members())
 	rings := map[string]listener.Ring{}
-	for name, sn := range d.cluster.Rings.Views() {
+	for name, sn := range ringx.Views(d.cluster.Rings) {
 		rings[name] = listener.Ring{Members: sn.Members(), Epoch: sn.Epoch(), Hash: sn.Hash()}
 	}
 	return listener.Snapshot{

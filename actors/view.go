@@ -3,6 +3,7 @@ package actors
 import (
 	"sync"
 
+	"github.com/cloister-go/cloister/internal/ringx"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 )
@@ -49,7 +50,7 @@ func (v *viewExtras) annotate(s listener.Snapshot, rings *ring.Set) listener.Sna
 			if snap, err := rings.Get(name); err == nil && snap.Hash() == r.Hash {
 				c, ok := v.shares[name]
 				if !ok || c.snap != snap {
-					c = ringShares{snap, snap.Shares()}
+					c = ringShares{snap, ringx.Shares(snap)}
 					if v.shares == nil {
 						v.shares = make(map[string]ringShares)
 					}

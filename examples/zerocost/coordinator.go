@@ -408,7 +408,7 @@ func (c *coord) moves(from, to []string, moved int64, what string) {
 	_ = set.Define("b", nil)
 	old, _, _ := set.Update("a", from)
 	cur, _, _ := set.Update("b", to)
-	gained, lost := ring.Diff(old, cur, c.keys)
+	gained, lost := diffOwners(old, cur, c.keys)
 	changed := 0
 	for _, ks := range lost {
 		changed += len(ks)

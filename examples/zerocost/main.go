@@ -24,7 +24,7 @@
 //  3. A fourth node joins. On the new ring every node's listener takes the
 //     hash ranges it gained and lost (ring.DiffRanges, the same ranges a
 //     listener gets in Snapshot.RingChanges) and reads the moved keys out of a
-//     key-hash index, without asking the owner of every key (ring.Diff, a
+//     key-hash index, without asking the owner of every key (diffOwners, a
 //     scan of the key space: 0.5-1.5 s at 1M keys against a few ms, see
 //     BenchmarkMovedKeys1M): the keys it lost are pushed to their new
 //     owners with Multicall, in batches, and dropped locally.

@@ -12,7 +12,7 @@ import (
 // straight out of the hash ranges the change gave or took
 // (ring.DiffRanges, or listener.Snapshot.RingChanges in a listener): a binary
 // search per range, instead of asking the owner of every key twice
-// (ring.Diff, the scan this replaces).
+// (diffOwners, the scan this replaces).
 type hashIndex struct {
 	hashes []uint32
 	keys   []string
@@ -66,4 +66,31 @@ func (ix *hashIndex) in(dst []string, rs []ring.HashRange) []string {
 		dst = append(dst, ix.keys[sp[0]:sp[1]]...)
 	}
 	return dst
+}
+
+// diffOwners is the scan the ranges replace: it asks both rings for the
+// owner of every key and returns, per member, the keys it gained and lost.
+// A nil or empty ring owns nothing.
+func diffOwners(old, cur *ring.View, keys []string) (gained, lost map[string][]string) {
+	gained, lost = make(map[string][]string), make(map[string][]string)
+	owner := func(v *ring.View, k string) string {
+		if v == nil {
+			return ""
+		}
+		o, _ := v.Owner(k) // "" for an empty ring
+		return o
+	}
+	for _, k := range keys {
+		from, to := owner(old, k), owner(cur, k)
+		if from == to {
+			continue
+		}
+		if from != "" {
+			lost[from] = append(lost[from], k)
+		}
+		if to != "" {
+			gained[to] = append(gained[to], k)
+		}
+	}
+	return gained, lost
 }

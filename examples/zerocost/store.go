@@ -16,7 +16,7 @@ import (
 const keyPrefix = "entity:"
 
 // makeKeys returns the key space, "entity:0" .. "entity:<n-1>". Every node
-// builds the same list: it is what ring.Diff runs over. The keys are slices
+// builds the same list: it is what diffOwners runs over. The keys are slices
 // of one string, so a million of them cost one allocation of ~14 MB plus
 // their headers.
 func makeKeys(n int) []string {

@@ -205,7 +205,7 @@ func (w *worker) handover() {
 	t0 := time.Now()
 	// A nil previous ring owns nothing: on the first ring everything this
 	// node owns is "gained". The ranges give the moved keys without asking
-	// the owner of every key (ring.Diff over the key space, which this
+	// the owner of every key (diffOwners over the key space, which this
 	// replaces, took 1M keys × 2 lookups).
 	gr, lr := ring.DiffRanges(w.last, cur, self)
 	gained := map[string][]string{self: w.index.in(nil, gr)}
@@ -261,7 +261,7 @@ func (w *worker) drain() (handover, error) {
 		return rep, errors.New("zerocost: no other member to hand over to")
 	}
 	next := ring.NewSet()
-	if err := next.Define("after", cur.Engine()); err != nil {
+	if err := next.Define("after", nil); err != nil { // nil: the default engine, the cluster's (opts.Engine is not set)
 		return rep, err
 	}
 	after, _, err := next.Update("after", others)

@@ -13,6 +13,7 @@ import (
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/internal/localcluster"
+	"github.com/cloister-go/cloister/internal/ringx"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 )
@@ -36,7 +37,7 @@ func gainedAfter(n *cloistertest.Node, since time.Time, gone string) []ring.Hash
 			break
 		}
 	}
-	return ring.MergeRanges(all)
+	return ringx.MergeRanges(all)
 }
 
 func hashes(rs []ring.HashRange) uint64 {

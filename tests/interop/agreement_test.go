@@ -116,7 +116,7 @@ func disagreement(samples []ringSample, otp int, ref time.Time, ready int) []win
 		}
 		o := make(ownersOf, agreeKeys)
 		if len(members) > 0 {
-			r := libring.BuildFor(otp, members)
+			r := libring.EngineFor(otp).Build(members)
 			for i := range o {
 				o[i] = r.Owner(key(i))
 			}
