@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 	opts.Groups = []string{"sessions"}
 	opts.AdditionalModules = []cloister.Child{{Name: "echo", Child: &echo{}}}
 	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {
-		changes <- from.String() + " -> " + to.String()
+		changes <- string(from) + " -> " + string(to)
 	})
 	c, err := cloister.StartNode("example@127.0.0.1", opts, cloister.NodeOptions{EPMDPort: epmd.Port})
 	if err != nil {

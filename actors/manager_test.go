@@ -296,7 +296,7 @@ func TestMonitorStopsBehindAStuckListener(t *testing.T) {
 	heard := make(chan string, 16)
 	l := listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		select {
-		case heard <- to.String():
+		case heard <- string(to):
 		default:
 		}
 		<-release

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/internal/dispatcher"
+	"github.com/cloister-go/cloister/internal/listenerx"
 	"github.com/cloister-go/cloister/internal/ringx"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
@@ -108,7 +109,7 @@ func newDriver(parent context.Context, o Options, c *shared, self string, tr tra
 	now func() time.Time, post func(interface{}), logf func(string, ...interface{})) *driver {
 	l := o.Listener
 	if l == nil {
-		l = listener.Logger{Logf: logf}
+		l = listenerx.Logger{Logf: logf}
 	}
 	ctx, cancel := context.WithCancel(parent)
 	// Peers write a keepalive at least every linkGap (they share our
@@ -324,7 +325,7 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 		return nil, true
 	case core.Removed:
 		if e.Reason != listener.RemovedSilent { // the Disconnect line says it
-			d.warnf("cloister: %s removed from the rings: %s", e.Node, e.Reason.Describe())
+			d.warnf("cloister: %s removed from the rings: %s", e.Node, listenerx.Describe(e.Reason))
 		}
 	case core.Stalled:
 		d.warnf("cloister: this node did not run for %s (frozen, suspended or starved): members get a fresh heartbeat window", e.For.Round(time.Millisecond))

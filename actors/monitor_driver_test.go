@@ -304,7 +304,7 @@ func newRig(t *testing.T, o Options, peers ...string) *rig {
 func describeEvent(e listener.Event) string {
 	switch e := e.(type) {
 	case listener.Transition:
-		return "transition " + e.From.String() + ">" + e.To.String()
+		return "transition " + string(e.From) + ">" + string(e.To)
 	case listener.RingsRebuilt:
 		return "rings " + strings.Join(e.Members, ",")
 	case listener.DialStarted:

@@ -53,7 +53,8 @@ type Options struct {
 	// before the cluster is ready; the start blocks until then. ≥ 1;
 	// default 1.
 	Consensus int `yaml:"consensus" help:"members (this node included) needed before the cluster is ready"`
-	// Listener is told of every state change. Default listener.Logger.
+	// Listener is told of every state change. Default: one log line per
+	// change (state, members) through Logger.
 	Listener listener.Listener `yaml:"-"`
 	// AdditionalModules are extra children of the Manager, started after
 	// the Monitor and the Node actor. Default none.

@@ -3,6 +3,7 @@ package actors
 import (
 	"sync"
 
+	"github.com/cloister-go/cloister/internal/listenerx"
 	"github.com/cloister-go/cloister/internal/ringx"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
@@ -35,10 +36,10 @@ func (v *viewExtras) annotate(s listener.Snapshot, rings *ring.Set) listener.Sna
 		v.started, v.prev = true, listener.StateDown
 	}
 	if state != v.prev {
-		next := make([]listener.Change, 0, listener.RecentChanges)
+		next := make([]listener.Change, 0, listenerx.RecentChanges)
 		keep := v.changes
-		if len(keep) >= listener.RecentChanges {
-			keep = keep[len(keep)-listener.RecentChanges+1:]
+		if len(keep) >= listenerx.RecentChanges {
+			keep = keep[len(keep)-listenerx.RecentChanges+1:]
 		}
 		next = append(append(next, keep...), listener.Change{From: v.prev, To: state, At: s.At})
 		v.changes, v.prev = next, state

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloister-go/cloister/internal/listenerx"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 )
@@ -36,8 +37,8 @@ func TestViewExtras(t *testing.T) {
 		view(states[i%2], i)
 	}
 	last := view("rehashing", 100)
-	if len(last.Transitions) != listener.RecentChanges {
-		t.Fatalf("%d transitions kept, want %d", len(last.Transitions), listener.RecentChanges)
+	if len(last.Transitions) != listenerx.RecentChanges {
+		t.Fatalf("%d transitions kept, want %d", len(last.Transitions), listenerx.RecentChanges)
 	}
 	if end := last.Transitions[len(last.Transitions)-1]; end.From != "ready" || end.To != "rehashing" || !end.At.Equal(t0.Add(100*time.Second)) {
 		t.Fatalf("latest transition %+v", end)

@@ -218,5 +218,5 @@ func (a *App) timeoutError(s listener.Snapshot) error {
 		}
 	}
 	return &StartError{Timeout: a.opts.StartTimeout, Consensus: a.opts.Consensus,
-		Members: s.Members, Missing: missing, State: s.State.String()}
+		Members: s.Members, Missing: missing, State: string(s.State)}
 }

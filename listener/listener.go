@@ -12,7 +12,6 @@ package listener
 
 import (
 	"fmt"
-	"log"
 	"sort"
 	"strings"
 	"time"
@@ -60,7 +59,7 @@ type Snapshot struct {
 	Flags Flags                        `json:"flags"`
 	At    time.Time                    `json:"at"`
 	// Transitions are this node's latest state changes, oldest first, at
-	// most RecentChanges of them.
+	// most 32 of them.
 	Transitions []Change `json:"transitions,omitempty"`
 	// RingChanges, in a snapshot handed to a Listener, lists for each ring
 	// whose members changed since the previous snapshot handed to it the
@@ -100,39 +99,6 @@ type Func func(from, to State, snap Snapshot)
 
 // OnStateChange calls f.
 func (f Func) OnStateChange(from, to State, snap Snapshot) { f(from, to, snap) }
-
-// Logger is the default listener: one log line per change.
-type Logger struct {
-	// Logf prints; nil means log.Printf.
-	Logf func(format string, args ...interface{})
-}
-
-// OnStateChange logs the change with the members.
-func (l Logger) OnStateChange(from, to State, s Snapshot) {
-	logf := l.Logf
-	if logf == nil {
-		logf = log.Printf
-	}
-	logf("cloister: %s: %s -> %s, members %d/%d [%s]", s.Node, from, to,
-		len(s.Members), s.Consensus, strings.Join(s.Members, ", "))
-}
-
-// Multi fans a change out to several listeners, in order.
-type Multi []Listener
-
-// OnStateChange calls every listener; a panic in one does not skip the others.
-func (m Multi) OnStateChange(from, to State, s Snapshot) {
-	for _, l := range m {
-		func() {
-			defer func() {
-				if r := recover(); r != nil {
-					log.Printf("cloister: listener %T panicked on %s -> %s: %v", l, from, to, r)
-				}
-			}()
-			l.OnStateChange(from, to, s)
-		}()
-	}
-}
 
 // String renders a snapshot in one line, for logs.
 func (s Snapshot) String() string {

@@ -8,6 +8,3 @@ type Change struct {
 	To   State     `json:"to"`
 	At   time.Time `json:"at"`
 }
-
-// RecentChanges is how many state changes a published view keeps.
-const RecentChanges = 32

@@ -19,15 +19,6 @@ const (
 	StateStopped    State = "stopped"
 )
 
-// String returns the state's name.
-func (s State) String() string { return string(s) }
-
-// States returns every state in the order of the state diagram (a new
-// slice on each call).
-func States() []State {
-	return []State{StateDown, StateAssembling, StateRehashing, StateReady, StateStopping, StateStopped}
-}
-
 // Event is something the Monitor decided or did, for observers (metrics,
 // tests, audit logs): set Options.Observe to receive them. The set of
 // events is closed: it is one of the types of this file, switch on them
@@ -106,7 +97,7 @@ func (Recovered) isEvent()    {}
 func (Stalled) isEvent()      {}
 
 // RemovalReason says why a member left the rings. Its value is a short
-// label (metrics use it as is); Describe gives the phrase for logs.
+// label: metrics use it as is.
 type RemovalReason string
 
 // Why a member left the rings.
@@ -129,27 +120,3 @@ const (
 	// flap grace and no suspicion.
 	RemovedLeft RemovalReason = "left"
 )
-
-// RemovalReasons returns every removal reason (a new slice on each call).
-func RemovalReasons() []RemovalReason {
-	return []RemovalReason{RemovedSilent, RemovedConnectionLost, RemovedGraceExpired, RemovedForeign, RemovedGone, RemovedLeft}
-}
-
-// Describe is the reason as a phrase for log lines.
-func (r RemovalReason) Describe() string {
-	switch r {
-	case RemovedSilent:
-		return "silent"
-	case RemovedConnectionLost:
-		return "connection lost"
-	case RemovedGraceExpired:
-		return "not back in grace"
-	case RemovedForeign:
-		return "answers for another application"
-	case RemovedGone:
-		return "gone (its process no longer exists)"
-	case RemovedLeft:
-		return "left gracefully"
-	}
-	return string(r)
-}

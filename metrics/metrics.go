@@ -42,6 +42,7 @@ import (
 
 	"github.com/cloister-go/cloister/actors"
 	"github.com/cloister-go/cloister/app"
+	"github.com/cloister-go/cloister/internal/listenerx"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -184,7 +185,7 @@ func (c *Collector) Instrument(opts *app.Options) {
 	}
 	next := opts.Listener
 	if next == nil {
-		next = listener.Logger{Logf: logf.To(opts.Logger, slog.LevelInfo)}
+		next = listenerx.Logger{Logf: logf.To(opts.Logger, slog.LevelInfo)}
 	}
 	opts.Listener = c.Listener(next)
 	if prev := opts.ObserveFanout; prev != nil {
@@ -205,7 +206,7 @@ func (c *Collector) Instrument(opts *app.Options) {
 func (c *Collector) Observe(ev listener.Event) {
 	switch e := ev.(type) {
 	case listener.Transition:
-		c.transitions.WithLabelValues(e.From.String(), e.To.String()).Inc()
+		c.transitions.WithLabelValues(string(e.From), string(e.To)).Inc()
 		c.mu.Lock()
 		now := c.now()
 		if e.From == listener.StateRehashing && !c.rehashSince.IsZero() {
@@ -242,9 +243,9 @@ func (c *Collector) Observe(ev listener.Event) {
 }
 
 // removalReason is the reason label: the reason's own value, "other" for
-// a value that is none of listener.RemovalReasons.
+// a value that is none of listenerx.RemovalReasons.
 func removalReason(r listener.RemovalReason) string {
-	if slices.Contains(listener.RemovalReasons(), r) {
+	if slices.Contains(listenerx.RemovalReasons(), r) {
 		return string(r)
 	}
 	return "other"
@@ -326,12 +327,12 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.consensus, float64(s.Consensus))
 	gauge(c.connected, float64(len(s.Connected)))
 	gauge(c.suspects, float64(len(s.Suspects)))
-	for _, st := range listener.States() {
+	for _, st := range listenerx.States() {
 		v := 0.0
 		if st == s.State {
 			v = 1
 		}
-		gauge(c.state, v, st.String())
+		gauge(c.state, v, string(st))
 	}
 	names := make([]string, 0, len(s.Rings))
 	for n := range s.Rings {

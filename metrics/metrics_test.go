@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/cloister-go/cloister/actors"
+	"github.com/cloister-go/cloister/internal/listenerx"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -136,12 +137,12 @@ func TestObserveCountsTransitionsRehashesAndHeartbeat(t *testing.T) {
 // reason has its own label, none is counted as "other".
 func TestEveryRemovalReasonHasItsLabel(t *testing.T) {
 	c, _ := newWithClock()
-	for _, r := range listener.RemovalReasons() {
+	for _, r := range listenerx.RemovalReasons() {
 		c.Observe(listener.Removed{Node: "b@h", Reason: r})
 	}
 	got := gather(t, c)
 	want(t, got, `cloister_member_removals_total{reason="gone"}`, 1)
-	for _, r := range listener.RemovalReasons() {
+	for _, r := range listenerx.RemovalReasons() {
 		want(t, got, `cloister_member_removals_total{reason="`+string(r)+`"}`, 1)
 	}
 	if v := got[`cloister_member_removals_total{reason="other"}`]; v != 0 {
@@ -160,7 +161,7 @@ func TestRehashDurationNeedsAnEntry(t *testing.T) {
 func TestGaugesWithoutSourceReportDown(t *testing.T) {
 	got := gather(t, New())
 	want(t, got, `cloister_state{state="down"}`, 1)
-	for _, s := range listener.States()[1:] {
+	for _, s := range listenerx.States()[1:] {
 		want(t, got, fmt.Sprintf("cloister_state{state=%q}", s), 0)
 	}
 	want(t, got, "cloister_members", 0)

@@ -117,16 +117,12 @@ func runWorker(args []string) int {
 	// The printer first, so the harness sees a change at once; then the
 	// handover, which may take a while (the Monitor is not held up by it:
 	// listeners run on their own goroutine).
-	opts.Listener = listener.Multi{
-		listener.Func(func(from, to listener.State, s listener.Snapshot) {
-			out.Print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
-		}),
-		listener.Func(func(from, to listener.State, s listener.Snapshot) {
-			if to == "ready" {
-				w.handover()
-			}
-		}),
-	}
+	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {
+		out.Print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
+		if to == "ready" {
+			w.handover()
+		}
+	})
 	opts.AdditionalModules = []cloister.Child{{
 		Name: storeName, Child: &storeServer{st: w.st},
 		Options: gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox},
@@ -400,7 +396,7 @@ type nodeState struct {
 
 func (w *worker) state() nodeState {
 	s := w.api.State()
-	ns := nodeState{Node: s.Node, State: s.State.String(), Members: s.Members, HandedHash: w.lastHash.Load(),
+	ns := nodeState{Node: s.Node, State: string(s.State), Members: s.Members, HandedHash: w.lastHash.Load(),
 		Busy: w.busy.Load(), Pending: w.pendingCount(), Held: w.st.len(), Pushed: w.pushed.Load()}
 	if r, err := w.api.Ring(""); err == nil {
 		ns.RingHash = r.Hash()

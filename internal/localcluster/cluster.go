@@ -471,7 +471,7 @@ func (n *Node) CaughtUp(timeout time.Duration) error {
 			for i >= 0 && evs[i].Event != "state" {
 				i--
 			}
-			if i >= 0 && evs[i].To == s.State.String() && slices.Equal(evs[i].Snapshot.Members, s.Members) {
+			if i >= 0 && evs[i].To == string(s.State) && slices.Equal(evs[i].Snapshot.Members, s.Members) {
 				return nil
 			}
 		}

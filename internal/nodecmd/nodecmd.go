@@ -24,6 +24,7 @@ import (
 
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/health"
+	"github.com/cloister-go/cloister/internal/listenerx"
 	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/internal/logf"
 	"github.com/cloister-go/cloister/listener"
@@ -111,8 +112,8 @@ func Main(prog string, args []string, ext Extension) int {
 	log.SetFlags(log.LstdFlags | log.Lmicroseconds)
 	slog.SetLogLoggerLevel(minLevel)
 	logf := logf.To(opts.Logger, slog.LevelInfo)
-	opts.Listener = listener.Multi{
-		listener.Logger{Logf: logf},
+	opts.Listener = listenerx.Multi{
+		listenerx.Logger{Logf: logf},
 		listener.Func(func(from, to listener.State, s listener.Snapshot) {
 			out.Print(map[string]interface{}{"event": "state", "node": s.Node, "from": from, "to": to, "snapshot": s})
 		}),

@@ -177,7 +177,7 @@ func formed(cs []container, want string) func(map[string]listener.Snapshot) erro
 			switch {
 			case s.Node != c.node():
 				return fmt.Errorf("%s is named %q, want %q", c.Name, s.Node, c.node())
-			case s.State.String() != want:
+			case string(s.State) != want:
 				return fmt.Errorf("%s is %s, want %s (members %v)", s.Node, s.State, want, s.Members)
 			case !slices.Equal(s.Members, names):
 				return fmt.Errorf("%s has members %v, want %v", s.Node, s.Members, names)

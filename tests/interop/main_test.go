@@ -169,7 +169,7 @@ func startGoNode() {
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	opts.Listener = listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		transMu.Lock()
-		goInTrans = append(goInTrans, transition{from.String(), to.String(), time.Now(), s.Members})
+		goInTrans = append(goInTrans, transition{string(from), string(to), time.Now(), s.Members})
 		transMu.Unlock()
 	})
 	capApp := &captureApp{ready: make(chan struct{})}
