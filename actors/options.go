@@ -150,13 +150,13 @@ type Options struct {
 	// event (listener.Transition, RingsRebuilt, DialStarted, Suspected,
 	// Disconnected, Removed with its RemovalReason, GraceStarted,
 	// Recovered, Stalled), on the Monitor's goroutine: it must not block.
-	// metrics.Collector.Observe is one (see package metrics). Default nil.
+	// metrics.Collector.Instrument sets one (see package metrics). Default nil.
 	Observe func(listener.Event) `yaml:"-"`
 	// ObserveFanout, when set, is called after every Multicall and
 	// Multiapply made on this cluster's node, with the operation
 	// ("multicall", "multiapply") and the per-node results, on the
 	// caller's goroutine: it must not block or keep the slice.
-	// metrics.Collector.ObserveFanout is one. Default nil.
+	// metrics.Collector.Instrument sets one. Default nil.
 	ObserveFanout func(op string, results []Result) `yaml:"-"`
 }
 

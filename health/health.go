@@ -7,31 +7,25 @@
 package health
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
-	"net"
 	"net/http"
-	"time"
 
 	"github.com/cloister-go/cloister/listener"
 )
 
-// Source gives the current snapshot.
-type Source func() listener.Snapshot
-
-// Stopped is the state of a node where cloister has stopped: its Manager
-// gave up after too many restarts, or was shut down. /healthz fails in it.
-// (A Monitor restarted by its Manager passes through it for a moment.)
-const Stopped = "stopped"
-
 // Handler returns the mux with the three endpoints and the operator's page
-// at /. Extra handlers (for example /metrics) may be added by the caller.
-func Handler(src Source) *http.ServeMux {
+// at /, each reading the snapshot src gives (typically cloister.Cluster.State).
+// Extra handlers (for example /metrics) may be added by the caller; serve
+// it with net/http.
+//
+// /healthz fails in state stopped: cloister has stopped on this node (its
+// Manager gave up after too many restarts, or was shut down). A Monitor
+// restarted by its Manager passes through that state for a moment.
+func Handler(src func() listener.Snapshot) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if s := src(); s.State == Stopped {
+		if s := src(); s.State == listener.StateStopped {
 			// cloister no longer runs here (its Manager gave up or was
 			// stopped): the process is up but not doing its job.
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -58,35 +52,4 @@ func Handler(src Source) *http.ServeMux {
 	})
 	handlePage(mux)
 	return mux
-}
-
-// Server is a running health endpoint.
-type Server struct {
-	srv *http.Server
-	ln  net.Listener
-}
-
-// Start listens on addr ("127.0.0.1:0" picks a port) and serves h.
-func Start(addr string, h http.Handler) (*Server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	s := &Server{srv: &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}, ln: ln}
-	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			_ = err // the listener closed under us; nothing to report to
-		}
-	}()
-	return s, nil
-}
-
-// Addr is the address actually listened on.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
-
-// Close stops the server.
-func (s *Server) Close() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	return s.srv.Shutdown(ctx)
 }

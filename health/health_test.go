@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/cloister-go/cloister/health"
+	"github.com/cloister-go/cloister/internal/httpserve"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -17,7 +18,7 @@ func TestEndpoints(t *testing.T) {
 	src := func() listener.Snapshot {
 		return listener.Snapshot{Node: "a@127.0.0.1", State: listener.State(state.Load().(string)), Members: []string{"a@127.0.0.1"}, Consensus: 2}
 	}
-	s, err := health.Start("127.0.0.1:0", health.Handler(src))
+	s, err := httpserve.Start("127.0.0.1:0", health.Handler(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +48,7 @@ func TestEndpoints(t *testing.T) {
 		t.Fatalf("status %d %q", code, body)
 	}
 	// cloister stopped for good: liveness fails with it, not only readiness
-	state.Store(health.Stopped)
+	state.Store(string(listener.StateStopped))
 	if code, body := get("/healthz"); code != 503 || body != "stopped\n" {
 		t.Fatalf("healthz when stopped: %d %q", code, body)
 	}

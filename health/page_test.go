@@ -18,12 +18,13 @@ import (
 
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/health"
+	"github.com/cloister-go/cloister/internal/httpserve"
 	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/listener"
 )
 
 func TestPageServed(t *testing.T) {
-	s, err := health.Start("127.0.0.1:0", health.Handler(func() listener.Snapshot { return listener.Snapshot{State: "ready"} }))
+	s, err := httpserve.Start("127.0.0.1:0", health.Handler(func() listener.Snapshot { return listener.Snapshot{State: "ready"} }))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -178,32 +178,32 @@ func (c *Collector) Instrument(opts *app.Options) {
 	if prev := opts.Observe; prev != nil {
 		opts.Observe = func(e listener.Event) {
 			prev(e)
-			c.Observe(e)
+			c.observe(e)
 		}
 	} else {
-		opts.Observe = c.Observe
+		opts.Observe = c.observe
 	}
 	next := opts.Listener
 	if next == nil {
 		next = listenerx.Logger{Logf: logf.To(opts.Logger, slog.LevelInfo)}
 	}
-	opts.Listener = c.Listener(next)
+	opts.Listener = c.wrapListener(next)
 	if prev := opts.ObserveFanout; prev != nil {
 		opts.ObserveFanout = func(op string, results []actors.Result) {
 			prev(op, results)
-			c.ObserveFanout(op, results)
+			c.observeFanout(op, results)
 		}
 	} else {
-		opts.ObserveFanout = c.ObserveFanout
+		opts.ObserveFanout = c.observeFanout
 	}
 }
 
-// Observe counts one event of the Monitor (app.Options.Observe): state
+// observe counts one event of the Monitor (app.Options.Observe): state
 // transitions, ring rebuilds and the time spent rehashing, heartbeat
 // suspicions and removals, members removed by reason, flap graces and
 // recoveries, stalls, dials. It runs on the Monitor's goroutine and
 // only adds to atomic counters.
-func (c *Collector) Observe(ev listener.Event) {
+func (c *Collector) observe(ev listener.Event) {
 	switch e := ev.(type) {
 	case listener.Transition:
 		c.transitions.WithLabelValues(string(e.From), string(e.To)).Inc()
@@ -251,11 +251,11 @@ func removalReason(r listener.RemovalReason) string {
 	return "other"
 }
 
-// Listener wraps next so that every delivery is timed: the latency from the
+// wrapListener wraps next so that every delivery is timed: the latency from the
 // change (the snapshot's At) to the call, and the call's duration. The
 // snapshot is kept for the gauges when no source is set. A panic in next
 // still reaches the dispatcher, which recovers and logs it.
-func (c *Collector) Listener(next listener.Listener) listener.Listener {
+func (c *Collector) wrapListener(next listener.Listener) listener.Listener {
 	return listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		start := c.now()
 		if !s.At.IsZero() {
@@ -270,9 +270,9 @@ func (c *Collector) Listener(next listener.Listener) listener.Listener {
 	})
 }
 
-// ObserveFanout counts the per-node outcomes of one Multicall or
+// observeFanout counts the per-node outcomes of one Multicall or
 // Multiapply (op "multicall" or "multiapply"), by error kind.
-func (c *Collector) ObserveFanout(op string, results []actors.Result) {
+func (c *Collector) observeFanout(op string, results []actors.Result) {
 	for _, r := range results {
 		c.fanout.WithLabelValues(op, outcomeOf(r.Err)).Inc()
 	}

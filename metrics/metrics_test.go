@@ -93,25 +93,25 @@ func TestObserveCountsTransitionsRehashesAndHeartbeat(t *testing.T) {
 		listener.Transition{From: listener.StateAssembling, To: listener.StateRehashing},
 		listener.RingsRebuilt{Members: []string{"a@h", "b@h"}},
 	} {
-		c.Observe(e)
+		c.observe(e)
 	}
 	ck.advance(3 * time.Millisecond)
-	c.Observe(listener.Transition{From: listener.StateRehashing, To: listener.StateReady})
+	c.observe(listener.Transition{From: listener.StateRehashing, To: listener.StateReady})
 	// A second rehash, 5 ms long; a suspicion and a removal in between.
-	c.Observe(listener.Suspected{Node: "b@h", Silence: 3 * time.Second})
-	c.Observe(listener.Disconnected{Node: "b@h"})
-	c.Observe(listener.Transition{From: listener.StateReady, To: listener.StateRehashing})
-	c.Observe(listener.RingsRebuilt{Members: []string{"a@h"}})
+	c.observe(listener.Suspected{Node: "b@h", Silence: 3 * time.Second})
+	c.observe(listener.Disconnected{Node: "b@h"})
+	c.observe(listener.Transition{From: listener.StateReady, To: listener.StateRehashing})
+	c.observe(listener.RingsRebuilt{Members: []string{"a@h"}})
 	ck.advance(5 * time.Millisecond)
-	c.Observe(listener.Transition{From: listener.StateRehashing, To: listener.StateReady})
-	c.Observe(listener.GraceStarted{Node: "c@h", For: time.Second})
-	c.Observe(listener.Recovered{Node: "c@h", After: 10 * time.Millisecond})
-	c.Observe(listener.GraceStarted{Node: "c@h", For: time.Second})
-	c.Observe(listener.Removed{Node: "c@h", Reason: listener.RemovedGraceExpired})
-	c.Observe(listener.Removed{Node: "b@h", Reason: listener.RemovedSilent})
-	c.Observe(listener.Removed{Node: "x@h", Reason: "who knows"})
-	c.Observe(listener.Stalled{For: 2 * time.Second})
-	c.Observe(nil) // ignored
+	c.observe(listener.Transition{From: listener.StateRehashing, To: listener.StateReady})
+	c.observe(listener.GraceStarted{Node: "c@h", For: time.Second})
+	c.observe(listener.Recovered{Node: "c@h", After: 10 * time.Millisecond})
+	c.observe(listener.GraceStarted{Node: "c@h", For: time.Second})
+	c.observe(listener.Removed{Node: "c@h", Reason: listener.RemovedGraceExpired})
+	c.observe(listener.Removed{Node: "b@h", Reason: listener.RemovedSilent})
+	c.observe(listener.Removed{Node: "x@h", Reason: "who knows"})
+	c.observe(listener.Stalled{For: 2 * time.Second})
+	c.observe(nil) // ignored
 
 	got := gather(t, c)
 	want(t, got, `cloister_transitions_total{from="down",to="assembling"}`, 1)
@@ -138,7 +138,7 @@ func TestObserveCountsTransitionsRehashesAndHeartbeat(t *testing.T) {
 func TestEveryRemovalReasonHasItsLabel(t *testing.T) {
 	c, _ := newWithClock()
 	for _, r := range listenerx.RemovalReasons() {
-		c.Observe(listener.Removed{Node: "b@h", Reason: r})
+		c.observe(listener.Removed{Node: "b@h", Reason: r})
 	}
 	got := gather(t, c)
 	want(t, got, `cloister_member_removals_total{reason="gone"}`, 1)
@@ -154,7 +154,7 @@ func TestRehashDurationNeedsAnEntry(t *testing.T) {
 	// Leaving rehashing without having seen it entered (the collector was
 	// attached late) records nothing rather than a bogus duration.
 	c, _ := newWithClock()
-	c.Observe(listener.Transition{From: listener.StateRehashing, To: listener.StateReady})
+	c.observe(listener.Transition{From: listener.StateRehashing, To: listener.StateReady})
 	want(t, gather(t, c), "cloister_rehash_duration_seconds_count", 0)
 }
 
@@ -215,7 +215,7 @@ func TestGaugesReadTheSourceAtEveryScrape(t *testing.T) {
 func TestListenerWrapperTimesDeliveriesAndKeepsTheSnapshot(t *testing.T) {
 	c, ck := newWithClock()
 	var calls []string
-	l := c.Listener(listener.Func(func(from, to listener.State, s listener.Snapshot) {
+	l := c.wrapListener(listener.Func(func(from, to listener.State, s listener.Snapshot) {
 		calls = append(calls, string(from+">"+to))
 		ck.advance(20 * time.Millisecond) // the listener's own work
 	}))
@@ -241,7 +241,7 @@ func TestListenerWrapperTimesDeliveriesAndKeepsTheSnapshot(t *testing.T) {
 
 func TestListenerWrapperLetsAPanicThroughAndStillTimesIt(t *testing.T) {
 	c, _ := newWithClock()
-	l := c.Listener(listener.Func(func(from, to listener.State, s listener.Snapshot) { panic("boom") }))
+	l := c.wrapListener(listener.Func(func(from, to listener.State, s listener.Snapshot) { panic("boom") }))
 	func() {
 		defer func() {
 			if r := recover(); r != "boom" {
@@ -279,12 +279,12 @@ func TestOutcomeNamesEveryErrorKind(t *testing.T) {
 
 func TestObserveFanoutCountsPerNodeOutcomes(t *testing.T) {
 	c := New()
-	c.ObserveFanout("multicall", []actors.Result{
+	c.observeFanout("multicall", []actors.Result{
 		{Node: "a@h", Reply: "x"},
 		{Node: "b@h", Err: &errs.NodeError{Node: "b@h", Kind: errs.KindTimeout}},
 		{Node: "c@h", Err: &errs.NodeError{Node: "c@h", Kind: errs.KindTimeout}},
 	})
-	c.ObserveFanout("multiapply", []actors.Result{{Node: "a@h", Err: &errs.NodeError{Node: "a@h", Kind: errs.KindRemote}}})
+	c.observeFanout("multiapply", []actors.Result{{Node: "a@h", Err: &errs.NodeError{Node: "a@h", Kind: errs.KindRemote}}})
 	got := gather(t, c)
 	want(t, got, `cloister_fanout_results_total{op="multicall",outcome="ok"}`, 1)
 	want(t, got, `cloister_fanout_results_total{op="multicall",outcome="timeout"}`, 2)
@@ -339,8 +339,8 @@ func TestMetricsPassLint(t *testing.T) {
 		return listener.Snapshot{State: "ready", Members: []string{"a@h"},
 			Rings: map[string]listener.Ring{"r": {Members: []string{"a@h"}, Epoch: 1}}}
 	})
-	c.ObserveFanout("multicall", []actors.Result{{Node: "a@h"}})
-	c.Observe(listener.Transition{From: listener.StateDown, To: listener.StateAssembling})
+	c.observeFanout("multicall", []actors.Result{{Node: "a@h"}})
+	c.observe(listener.Transition{From: listener.StateDown, To: listener.StateAssembling})
 	problems, err := testutil.CollectAndLint(c)
 	if err != nil {
 		t.Fatal(err)
@@ -386,7 +386,7 @@ func TestObserveCountsEveryEventType(t *testing.T) {
 		}
 		c, _ := newWithClock()
 		before := total(gather(t, c))
-		c.Observe(e)
+		c.observe(e)
 		if after := total(gather(t, c)); after == before {
 			t.Errorf("listener.%s moved no counter", name)
 		}

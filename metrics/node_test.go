@@ -18,6 +18,7 @@ import (
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/health"
+	"github.com/cloister-go/cloister/internal/httpserve"
 	"github.com/cloister-go/cloister/internal/nodetest"
 	"github.com/cloister-go/cloister/metrics"
 )
@@ -117,7 +118,7 @@ func startLocal(t *testing.T) (*cloister.Cluster, string) {
 		col.SetSource(local.c.State)
 		mux := health.Handler(local.c.State)
 		mux.Handle("/metrics", col.Handler())
-		srv, err := health.Start("127.0.0.1:0", mux)
+		srv, err := httpserve.Start("127.0.0.1:0", mux)
 		if err != nil {
 			local.err = err
 			return

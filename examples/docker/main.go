@@ -194,13 +194,13 @@ func run() int {
 	// 503 while the start below waits for consensus.
 	if c.httpAddr != "off" {
 		mux := health.Handler(cl.State)
-		hs, err := health.Start(c.httpAddr, mux)
+		addr, stop, err := serveHTTP(c.httpAddr, mux)
 		if err != nil {
 			log.Printf("cloister-example: health endpoint on CLOISTER_HTTP = %q: %v", c.httpAddr, err)
 			return 1
 		}
-		defer hs.Close()
-		log.Printf("cloister-example: health endpoint on http://%s (/healthz /readyz /status)", hs.Addr())
+		defer stop()
+		log.Printf("cloister-example: health endpoint on http://%s (/healthz /readyz /status)", addr)
 	}
 
 	sigs := make(chan os.Signal, 1)
@@ -287,4 +287,22 @@ func get(path string, w io.Writer) int {
 		return 1
 	}
 	return 0
+}
+
+// serveHTTP serves h on addr ("127.0.0.1:0" picks a port) until stop,
+// which lets requests in progress finish for up to 2 s; it returns the
+// address actually listened on.
+func serveHTTP(addr string, h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }() // ends with ErrServerClosed at stop
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+	return ln.Addr().String(), stop, nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"github.com/cloister-go/cloister/internal/localcluster"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -139,13 +140,13 @@ func runWorker(args []string) int {
 	mux.HandleFunc("/zc/work", w.serveWork)
 	mux.HandleFunc("/zc/drain", w.serveDrain)
 	mux.HandleFunc("/zc/halt", w.serveHalt)
-	hs, err := health.Start(*httpAddr, mux)
+	addr, stop, err := serveHTTP(*httpAddr, mux)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "zerocost node: -http %s: %v\n", *httpAddr, err)
 		return 1
 	}
-	defer hs.Close()
-	out.Print(map[string]interface{}{"event": "listening", "http": hs.Addr()})
+	defer stop()
+	out.Print(map[string]interface{}{"event": "listening", "http": addr})
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
@@ -575,4 +576,22 @@ func rss() int64 {
 		}
 	}
 	return 0
+}
+
+// serveHTTP serves h on addr ("127.0.0.1:0" picks a port) until stop,
+// which lets requests in progress finish for up to 2 s; it returns the
+// address actually listened on.
+func serveHTTP(addr string, h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }() // ends with ErrServerClosed at stop
+	stop := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
+	return ln.Addr().String(), stop, nil
 }

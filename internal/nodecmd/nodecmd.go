@@ -24,6 +24,7 @@ import (
 
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/health"
+	"github.com/cloister-go/cloister/internal/httpserve"
 	"github.com/cloister-go/cloister/internal/listenerx"
 	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/internal/logf"
@@ -161,7 +162,7 @@ func Main(prog string, args []string, ext Extension) int {
 			col.SetSource(c.State)
 			mux.Handle("/metrics", col.Handler())
 		}
-		hs, err := health.Start(*f.httpAddr, mux)
+		hs, err := httpserve.Start(*f.httpAddr, mux)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "%s: -http %s: %v\n", prog, *f.httpAddr, err)
 			return 1
