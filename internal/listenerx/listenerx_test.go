@@ -1,6 +1,14 @@
 package listenerx_test
 
 import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -31,5 +39,51 @@ func TestMultiIsolatesPanics(t *testing.T) {
 	m.OnStateChange("a", "b", listener.Snapshot{})
 	if len(r.list()) != 1 {
 		t.Fatal("second listener skipped after the first panicked")
+	}
+}
+
+// The lists hold every State and RemovalReason constant package listener
+// declares, in the order declared: metrics label their series with them.
+func TestListsAreComplete(t *testing.T) {
+	fset := token.NewFileSet()
+	pkgs, err := parser.ParseDir(fset, "../../listener", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := map[string][]string{} // type name -> constant values, in order
+	for _, name := range slices.Sorted(maps.Keys(pkgs["listener"].Files)) {
+		for _, d := range pkgs["listener"].Files[name].Decls {
+			g, ok := d.(*ast.GenDecl)
+			if !ok || g.Tok != token.CONST {
+				continue
+			}
+			for _, s := range g.Specs {
+				vs := s.(*ast.ValueSpec)
+				id, ok := vs.Type.(*ast.Ident)
+				if !ok {
+					continue
+				}
+				for _, v := range vs.Values {
+					lit, err := strconv.Unquote(v.(*ast.BasicLit).Value)
+					if err != nil {
+						t.Fatal(err)
+					}
+					declared[id.Name] = append(declared[id.Name], lit)
+				}
+			}
+		}
+	}
+	var states, reasons []string
+	for _, s := range listenerx.States() {
+		states = append(states, string(s))
+	}
+	for _, r := range listenerx.RemovalReasons() {
+		reasons = append(reasons, string(r))
+	}
+	if len(declared["State"]) == 0 || !slices.Equal(states, declared["State"]) {
+		t.Errorf("States() gives %v, listener declares %v", states, declared["State"])
+	}
+	if len(declared["RemovalReason"]) == 0 || !slices.Equal(reasons, declared["RemovalReason"]) {
+		t.Errorf("RemovalReasons() gives %v, listener declares %v", reasons, declared["RemovalReason"])
 	}
 }
