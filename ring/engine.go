@@ -45,7 +45,7 @@ type Engine interface {
 //     key hashes, adding up to 1: shown on the operator's page.
 //
 // An engine that hashes Erlang terms itself (the libring engine) also has
-// OwnerTerm, AppendOwnersTerm and KeyHashTerm taking an etf.Term; any other
+// OwnerTerm and AppendOwnersTerm taking an etf.Term; any other
 // is given a term key's canonical text (cloister.Key).
 type Lookup interface {
 	// Owner returns the member owning key.
@@ -74,10 +74,6 @@ type (
 	termReplicaLookup interface {
 		replicaLookup
 		AppendOwnersTerm(dst []string, key etf.Term, n int) ([]string, error)
-	}
-	termRanger interface {
-		ranger
-		KeyHashTerm(key etf.Term) (uint32, error)
 	}
 )
 

@@ -16,9 +16,6 @@ func init() {
 	hook.AppendOwnersTerm = func(v any, dst []string, key etf.Term, n int, text func(etf.Term) string) ([]string, error) {
 		return v.(*View).appendOwnersTerm(dst, key, n, text)
 	}
-	hook.KeyHashTerm = func(v any, key etf.Term, text func(etf.Term) string) (uint32, error) {
-		return v.(*View).keyHashTerm(key, text)
-	}
 	hook.Views = func(s any) any { return s.(*Set).views() }
 	hook.MergeRanges = func(l any) any { return mergeRanges(l.([]HashRange)) }
 }

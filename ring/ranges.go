@@ -1,10 +1,6 @@
 package ring
 
-import (
-	"fmt"
-
-	"github.com/ergo-services/ergo/etf"
-)
+import "fmt"
 
 // HashRange is an inclusive range of key hashes, From <= To. A member's
 // share of a ring is a sorted list of them; a range across the top of the
@@ -113,20 +109,6 @@ func (s *View) KeyHash(key string) (uint32, error) {
 		return 0, err
 	}
 	return r.KeyHash(key), nil
-}
-
-// keyHashTerm is KeyHash for a term key (internal/ringx.KeyHashTerm): an
-// engine that hashes terms hashes it itself, any other hashes text(key), as
-// ownerTerm does.
-func (s *View) keyHashTerm(key etf.Term, text func(etf.Term) string) (uint32, error) {
-	r, err := s.rangeLookup()
-	if err != nil {
-		return 0, err
-	}
-	if tr, ok := r.(termRanger); ok {
-		return tr.KeyHashTerm(key)
-	}
-	return r.KeyHash(text(key)), nil
 }
 
 // ranges returns the sorted, merged key-hash ranges member owns in this

@@ -36,11 +36,6 @@ func AppendOwnersTerm(v *ring.View, dst []string, key etf.Term, n int, text func
 	return hook.AppendOwnersTerm(v, dst, key, n, text)
 }
 
-// KeyHashTerm is View.KeyHash for a term key, hashed as OwnerTerm does.
-func KeyHashTerm(v *ring.View, key etf.Term, text func(etf.Term) string) (uint32, error) {
-	return hook.KeyHashTerm(v, key, text)
-}
-
 // Views returns a copy of the current rings of s, ring name to view, read
 // at one instant (Names then Get may see two different publications).
 func Views(s *ring.Set) map[string]*ring.View { return hook.Views(s).(map[string]*ring.View) }

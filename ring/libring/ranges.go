@@ -3,7 +3,6 @@ package libring
 import (
 	"github.com/cloister-go/cloister/internal/wire/phash2"
 	"github.com/cloister-go/cloister/ring"
-	"github.com/ergo-services/ergo/etf"
 )
 
 // The ring finds these methods by type assertion (see ring.Lookup).
@@ -11,7 +10,6 @@ var _ interface {
 	ring.Lookup
 	KeyHash(key string) uint32
 	Ranges(member string) []ring.HashRange
-	KeyHashTerm(key etf.Term) (uint32, error)
 } = (*hashRing)(nil)
 
 // KeyHash is phash2 of key taken as an Erlang binary, in hashRange: the key

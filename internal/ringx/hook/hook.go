@@ -14,7 +14,6 @@ var (
 	Ranges           func(view any, member string) any
 	OwnerTerm        func(view any, key etf.Term, text func(etf.Term) string) (string, error)
 	AppendOwnersTerm func(view any, dst []string, key etf.Term, n int, text func(etf.Term) string) ([]string, error)
-	KeyHashTerm      func(view any, key etf.Term, text func(etf.Term) string) (uint32, error)
 	Views            func(set any) any
 	MergeRanges      func(ranges any) any
 )
