@@ -4,8 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
-	"io/fs"
-	"maps"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,14 +44,21 @@ func TestMultiIsolatesPanics(t *testing.T) {
 // The lists hold every State and RemovalReason constant package listener
 // declares, in the order declared: metrics label their series with them.
 func TestListsAreComplete(t *testing.T) {
-	fset := token.NewFileSet()
-	pkgs, err := parser.ParseDir(fset, "../../listener", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
-	if err != nil {
-		t.Fatal(err)
+	files, err := filepath.Glob("../../listener/*.go")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("listener sources: %v %v", files, err)
 	}
 	declared := map[string][]string{} // type name -> constant values, in order
-	for _, name := range slices.Sorted(maps.Keys(pkgs["listener"].Files)) {
-		for _, d := range pkgs["listener"].Files[name].Decls {
+	fset := token.NewFileSet()
+	for _, name := range files {
+		if strings.HasSuffix(name, "_test.go") {
+			continue
+		}
+		f, err := parser.ParseFile(fset, name, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range f.Decls {
 			g, ok := d.(*ast.GenDecl)
 			if !ok || g.Tok != token.CONST {
 				continue
