@@ -98,7 +98,7 @@ const maxDialFailuresKept = 4096
 // (no state change for the listener to hear) has its rings built this
 // long after, once, with every change that came in the meantime. During an
 // assembly of N nodes each node would otherwise build its rings about N
-// times, each build costing O(N × ring.Replicas) work and memory, on 2
-// cores shared by N processes. A change that comes with a state change
+// times, each build costing O(N × 512 points, the default engine's) work
+// and memory, on 2 cores shared by N processes. A change that comes with a state change
 // (ready, a member lost from ready) is built at once, as before.
 const rebuildDelay = 100 * time.Millisecond

@@ -381,7 +381,7 @@ func TestObserveCountsEveryEventType(t *testing.T) {
 		found++
 		e, ok := examples[name]
 		if !ok {
-			t.Errorf("listener.%s is a new event type: count it in Collector.Observe and add it here", name)
+			t.Errorf("listener.%s is a new event type: count it in Collector.observe and add it here", name)
 			continue
 		}
 		c, _ := newWithClock()
