@@ -741,6 +741,7 @@ func (w *row) plainNode(t *testing.T, all []string) {
 		// a re-probe interval (2 s) after the first, past the probe
 		// timeout (2 heartbeats), so by then each has seen a probe go
 		// unanswered and decided; an erl member probes every tick.
+		connected := time.Now()
 		testenv.WaitFor(t, 30*time.Second, "every member to probe the plain node twice", func() bool {
 			probed := atomsOf(evalTerm(t, p, "'Elixir.Cloister.Monitor' ! {probes, self()}, "+
 				"receive {probes, C} -> [N || {N, K} <- maps:to_list(C), K >= 2] after 5000 -> [] end"))
@@ -751,6 +752,7 @@ func (w *row) plainNode(t *testing.T, all []string) {
 			}
 			return true
 		})
+		probed := time.Since(connected)
 		if s := cloister.State(); !slices.Contains(s.Connected, p.Name) {
 			t.Errorf("in-process node not connected to the plain node: %v", s.Connected)
 		}
@@ -769,7 +771,7 @@ func (w *row) plainNode(t *testing.T, all []string) {
 		if res[0].Err != nil || !errors.Is(res[1].Err, cloister.ErrNoSuchProcess) {
 			t.Errorf("Multicall [member, plain]: %+v / %+v; want ok / no such process", res[0], res[1])
 		}
-		return ""
+		return "probed twice by every member " + ms(probed) + " after connecting"
 	})
 	// its departure must not disturb the ring
 	w.converge(t, all, 10*time.Second)
