@@ -98,6 +98,21 @@ func TestLeaveThenJoin(t *testing.T) { runChild(t, "leave-join") }
 
 var quiet = slog.New(slog.DiscardHandler)
 
+// parkedIn reports whether some goroutine is blocked (in a select or on a
+// channel) inside the function fn of this module, e.g. "cloister.AwaitReady".
+func parkedIn(fn string) bool {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		head, _, _ := strings.Cut(g, "\n")
+		blocked := strings.Contains(head, "[select") || strings.Contains(head, "[chan receive")
+		if blocked && strings.Contains(g, "github.com/cloister-go/"+fn+"(") {
+			return true
+		}
+	}
+	return false
+}
+
 func scenarioLeaveThenJoin(epmd uint16) error {
 	opts := cloister.DefaultOptions()
 	opts.Logger = quiet
@@ -146,7 +161,10 @@ func scenarioLifecycle(epmd uint16) error {
 		defer cancel()
 		waited <- cloister.AwaitReady(ctx)
 	}()
-	time.Sleep(50 * time.Millisecond) // let the waiter block before the start
+	// The start must find the waiter blocked, waiting for a default.
+	if !testenv.Poll(30*time.Second, func() bool { return parkedIn("cloister.AwaitReady") }) {
+		return errors.New("the AwaitReady waiter never blocked before the start")
+	}
 
 	opts := cloister.DefaultOptions()
 	opts.OTPApp = "shop" // the default ring is named after the application

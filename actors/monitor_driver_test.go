@@ -41,6 +41,7 @@ type fakeNet struct {
 	disconnects      []string
 	events           []core.Event // node events the driver will hear
 	connecting       int          // Connect calls in flight
+	returned         int          // Connect calls returned, in all
 	// linkRead: when each link last read a byte (ergonode.Links);
 	// keepalive: the last Keepalive asked.
 	linkRead   map[string]time.Time
@@ -93,7 +94,7 @@ func (f *fakeNet) Connect(ctx context.Context, peer string) (bool, error) {
 	f.connecting++
 	hang := f.hang[peer]
 	f.mu.Unlock()
-	defer func() { f.mu.Lock(); f.connecting--; f.mu.Unlock() }()
+	defer func() { f.mu.Lock(); f.connecting--; f.returned++; f.mu.Unlock() }()
 	if hang {
 		<-ctx.Done()
 		return false, fmt.Errorf("dial %s: %w", peer, ctx.Err())
@@ -198,12 +199,13 @@ type rig struct {
 	now   time.Time
 	start time.Time
 
-	mu        sync.Mutex
-	lastReply map[string]time.Time // when each peer's Monitor last answered
-	posted    []interface{}
-	events    []string // observed, as "at=1.250s removed b@h gone"
-	changes   []string // told to the listener: "from>to state=<snapshot state>"
-	snaps     []listener.Snapshot
+	mu                      sync.Mutex
+	lastReply               map[string]time.Time // when each peer's Monitor last answered
+	posted                  []interface{}
+	dialsStarted, dialsDone int      // dials begun and dialDoneMsg posted, in all
+	events                  []string // observed, as "at=1.250s removed b@h gone"
+	changes                 []string // told to the listener: "from>to state=<snapshot state>"
+	snaps                   []listener.Snapshot
 	// hold, when set, blocks the listener until it is closed.
 	hold chan struct{}
 	logs []string
@@ -288,6 +290,9 @@ func newRig(t *testing.T, o Options, peers ...string) *rig {
 	o.Observe = func(e listener.Event) {
 		r.mu.Lock()
 		r.events = append(r.events, fmt.Sprintf("at=%s %s", r.now.Sub(r.start), describeEvent(e)))
+		if _, ok := e.(listener.DialStarted); ok {
+			r.dialsStarted++
+		}
 		r.mu.Unlock()
 	}
 	logf := func(format string, args ...interface{}) {
@@ -296,7 +301,14 @@ func newRig(t *testing.T, o Options, peers ...string) *rig {
 		r.mu.Unlock()
 	}
 	r.d = newDriver(context.Background(), o, c, "a@h", r.net, func() time.Time { return r.now },
-		func(m interface{}) { r.mu.Lock(); r.posted = append(r.posted, m); r.mu.Unlock() }, logf)
+		func(m interface{}) {
+			r.mu.Lock()
+			r.posted = append(r.posted, m)
+			if _, ok := m.(dialDoneMsg); ok {
+				r.dialsDone++
+			}
+			r.mu.Unlock()
+		}, logf)
 	t.Cleanup(func() { r.d.stop() })
 	return r
 }
@@ -374,7 +386,10 @@ func (r *rig) settle() {
 	r.t.Fatal("the driver never settled")
 }
 
-// waitIdle waits until no Connect is in flight except hanging ones.
+// waitIdle waits until every dial begun has called Connect (on a goroutine
+// of its own), no Connect is in flight except hanging ones, and every dial
+// whose Connect returned has posted its result (right after the return,
+// unless the driver stopped).
 func (r *rig) waitIdle() bool {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -385,11 +400,13 @@ func (r *rig) waitIdle() bool {
 				hanging++
 			}
 		}
-		busy := r.net.connecting
+		busy, returned := r.net.connecting, r.net.returned
 		r.net.mu.Unlock()
-		if busy <= hanging {
-			// A dial's goroutine posts right after Connect returns.
-			time.Sleep(time.Millisecond)
+		r.mu.Lock()
+		started, posted := r.dialsStarted, r.dialsDone
+		r.mu.Unlock()
+		stopped := r.d.ctx.Err() != nil
+		if busy <= hanging && (stopped || started == busy+returned && posted >= returned) {
 			return true
 		}
 		time.Sleep(time.Millisecond)

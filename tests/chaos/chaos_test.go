@@ -318,6 +318,69 @@ func short1(n string) string {
 	return strings.TrimSuffix(strings.TrimPrefix(n, "chaos_"), "@127.0.0.1")
 }
 
+// reaped waits until no node holds a distribution connection it set up
+// and does not serve (a lost simultaneous-connect race, which
+// ergonode.ReapUnserved ends 10 s after its set-up; a minute is generous),
+// and logs how many there were and when the last one went.
+func (s *soak) reaped(when string) {
+	s.t.Helper()
+	start := time.Now()
+	held := make([]int, nodesN)
+	for i := range s.nodes {
+		set, served := s.conns(i)
+		held[i] = set - served
+	}
+	var last []string
+	// Every 200 ms: a profile per node per check, for a 10 s timer.
+	if !testenv.PollInterval(time.Minute, 200*time.Millisecond, func() bool {
+		last = last[:0]
+		for i := range s.nodes {
+			set, served := s.conns(i)
+			// served < nodesN-1: the profile shows fewer links than the
+			// mesh has, so it is not read right and proves nothing.
+			if set != served || served < nodesN-1 {
+				last = append(last, fmt.Sprintf("%s: %d set up, %d served", short1(s.names[i]), set, served))
+			}
+		}
+		return len(last) == 0
+	}) {
+		s.t.Fatalf("connections set up and not served %s are not reaped within a minute: %s", when, strings.Join(last, "; "))
+	}
+	s.logf("unserved connections %s: %v; none %s later", when, held, time.Since(start).Round(10*time.Millisecond))
+}
+
+// conns is how many distribution connections node i has set up and how
+// many of them it serves. Ergo starts a connection's receiver goroutine
+// when it sets the connection up (proto Init) and its read loop when it
+// serves it (proto Serve): a lost simultaneous-connect race has the first
+// only.
+func (s *soak) conns(i int) (set, served int) {
+	g, err := nodetest.Goroutines(s.nodes[i].Node)
+	if err != nil {
+		s.t.Fatalf("%s goroutines: %v", s.names[i], err)
+	}
+	return stacksWith(g, "proto/dist.(*distConnection).receiver+"), stacksWith(g, "proto/dist.(*distProto).Serve+")
+}
+
+// stacksWith counts the goroutines, in a pprof goroutine profile of
+// debug=1 ("N @ pcs" then a line "#\tpc\tfunc+off\tfile:line" per frame,
+// stacks apart by a blank line), whose stack has a frame of fn.
+func stacksWith(profile, fn string) int {
+	n := 0
+	for _, rec := range strings.Split(profile, "\n\n") {
+		if !strings.Contains(rec, fn) {
+			continue
+		}
+		count, _, _ := strings.Cut(rec, " @ ")
+		c, err := strconv.Atoi(strings.TrimSpace(count))
+		if err != nil {
+			continue
+		}
+		n += c
+	}
+	return n
+}
+
 type usage struct {
 	goroutines, fds int
 	heap            uint64
@@ -354,9 +417,9 @@ func TestChaosSoak(t *testing.T) {
 	if _, err := s.converged(convergeWait); err != nil {
 		t.Fatal(err)
 	}
-	// Baselines once the formed cluster is quiet (and the connections that
-	// lost a simultaneous-connect race while forming are reaped).
-	time.Sleep(12 * time.Second)
+	// Baselines once the formed cluster is quiet: the connections that lost
+	// a simultaneous-connect race while forming are reaped.
+	s.reaped("once formed")
 	base := make([]usage, nodesN)
 	for i := range s.nodes {
 		base[i], _ = s.usage(i)
@@ -382,6 +445,7 @@ func TestChaosSoak(t *testing.T) {
 	if _, err := s.converged(convergeWait); err != nil {
 		t.Fatal(err)
 	}
+	s.reaped("after the last settle")
 	ends := make([]usage, nodesN)
 	stats := make([]nodetest.RuntimeStats, nodesN)
 	within := func(i int) bool {

@@ -12,6 +12,7 @@ import (
 	"github.com/cloister-go/cloister"
 	"github.com/cloister-go/cloister/cloistertest"
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/testenv"
 	"github.com/cloister-go/cloister/ring/libring"
 )
 
@@ -56,6 +57,19 @@ func (w *row) startSampler(every time.Duration) *sampler {
 		}
 	}()
 	return s
+}
+
+// complete counts the samples so far that hold the views of n members.
+func (s *sampler) complete(n int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := 0
+	for _, x := range s.samples {
+		if len(x.views) == n {
+			c++
+		}
+	}
+	return c
 }
 
 func (s *sampler) finish() []ringSample {
@@ -187,7 +201,12 @@ func (w *row) freezeErl(t *testing.T, all []string) {
 			}
 		}
 		s := w.startSampler(50 * time.Millisecond)
-		time.Sleep(300 * time.Millisecond)
+		// Samples of the whole cluster before the freeze: the baseline the
+		// windows after it are read against.
+		whole := 3 + len(w.beam)
+		testenv.WaitFor(t, 30*time.Second, "two samples with every member's ring before the freeze", func() bool {
+			return s.complete(whole) >= 2
+		})
 		frozen := w.erlB
 		t0 := time.Now()
 		if err := syscall.Kill(frozen.Pid(), syscall.SIGSTOP); err != nil {

@@ -728,15 +728,35 @@ func (w *row) plainNode(t *testing.T, all []string) {
 			t.Fatal(err)
 		}
 		defer p.Stop()
+		// In the Monitor's place a silent process counts the probes, per
+		// prober. Probes are plain sends that nobody monitors, so to a
+		// prober it is the same as no process: nothing ever answers.
+		expectEval(t, p, "P = spawn(fun() -> (fun Loop(C) -> receive "+
+			"{'$gen_call', {From, _}, state} when is_pid(From) -> Loop(maps:update_with(node(From), fun(X) -> X + 1 end, 1, C)); "+
+			"{probes, To} -> To ! {probes, C}, Loop(C); "+
+			"_ -> Loop(C) end end)(#{}) end), true = register('Elixir.Cloister.Monitor', P), ok", "ok")
 		v := evalTerm(t, p, fmt.Sprintf("[net_kernel:connect_node(N) || N <- %s]", erlList(all)))
 		for i, x := range v.(List) {
 			if x != Atom("true") {
 				t.Fatalf("plain node connect %s: %v", all[i], x)
 			}
 		}
-		// Long enough for every Monitor to probe it more than once (Go:
-		// heartbeat 500 ms, re-probe of non-members 2 s; erl: 250 ms).
-		time.Sleep(3 * time.Second)
+		// Every member probes it twice: a Go Monitor's second probe comes
+		// a re-probe interval (2 s) after the first, past the probe
+		// timeout (2 heartbeats), so by then each has seen a probe go
+		// unanswered and decided; an erl member probes every tick.
+		connected := time.Now()
+		testenv.WaitFor(t, 30*time.Second, "every member to probe the plain node twice", func() bool {
+			probed := atomsOf(evalTerm(t, p, "'Elixir.Cloister.Monitor' ! {probes, self()}, "+
+				"receive {probes, C} -> [N || {N, K} <- maps:to_list(C), K >= 2] after 5000 -> [] end"))
+			for _, n := range all {
+				if !slices.Contains(probed, n) {
+					return false
+				}
+			}
+			return true
+		})
+		probed := time.Since(connected)
 		if s := cloister.State(); !slices.Contains(s.Connected, p.Name) {
 			t.Errorf("in-process node not connected to the plain node: %v", s.Connected)
 		}
@@ -755,7 +775,7 @@ func (w *row) plainNode(t *testing.T, all []string) {
 		if res[0].Err != nil || !errors.Is(res[1].Err, cloister.ErrNoSuchProcess) {
 			t.Errorf("Multicall [member, plain]: %+v / %+v; want ok / no such process", res[0], res[1])
 		}
-		return ""
+		return "probed twice by every member " + ms(probed) + " after connecting"
 	})
 	// its departure must not disturb the ring
 	w.converge(t, all, 10*time.Second)
@@ -1015,7 +1035,19 @@ func (w *row) multiapplyBEAM(t *testing.T, ring []string, beam []*erltest.Node, 
 			t.Errorf("%s: %v, want refused", r.Node, r.Err)
 		}
 	}
-	time.Sleep(200 * time.Millisecond) // a crash and its restart would show by now
+	// A call or cast that reached a member's Cloister.Node would crash it,
+	// and rest_for_one would restart it and the Void after it. That shows
+	// in starts() once three things are done: whatever this node sent the
+	// member is in its mailboxes (a round trip on the same link, which
+	// keeps order), Cloister.Node has handled all it holds (a system
+	// message, answered after them), and the Manager has handled the exit
+	// and the restart (a system message to it).
+	for _, e := range beam {
+		if _, err := c.RPC(e.Name, "erlang", "node", nil, 5*time.Second); err != nil {
+			t.Fatalf("round trip to %s: %v", e.Name, err)
+		}
+		expectEval(t, e, "_ = (catch sys:get_state('Elixir.Cloister.Node', 5000)), _ = sys:get_state('Elixir.Cloister.Manager', 5000), ok", "ok")
+	}
 	if after := starts(); !slices.Equal(after, before) {
 		t.Fatalf("Cloister.Node restarted (starts, Void, Node before / after): %v / %v", before, after)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/internal/erltest"
+	"github.com/cloister-go/cloister/internal/testenv"
 )
 
 // bounded evaluates a possibly blocking expression in a fresh process of
@@ -69,7 +70,22 @@ func TestGlobalWithGoNode(t *testing.T) {
 		// b drops its link to the Go node: a and b stay linked, a keeps the
 		// Go node (no overlapping-partition disconnects)
 		expectEval(t, b, "erlang:disconnect_node("+g+")", "true")
-		time.Sleep(1500 * time.Millisecond)
+		// b's global announces the lost connection to a; a's global keeps
+		// it in global_lost_connections and, in the same step, decides
+		// whether to disconnect anyone. Once it is kept, a system message
+		// answered by a's global and then by net_kernel (which carries a
+		// disconnect out) means the decision is made and acted on, and a
+		// marker logged after it means any line global logged is out.
+		testenv.WaitFor(t, 10*time.Second, a.Name+" to hear that "+b.Name+" lost the Go node", func() bool {
+			return mustEval(t, a, "ets:member(global_lost_connections, {"+q(b.Name)+", "+g+"})") == "true"
+		})
+		for _, n := range []*erltest.Node{a, b} {
+			expectEval(t, n, "_ = sys:get_state(global_name_server, 5000), _ = sys:get_state(net_kernel, 5000), "+
+				"logger:warning(\"global_test: decided\"), ok", "ok")
+			testenv.WaitFor(t, 10*time.Second, n.Name+"'s log to show the marker", func() bool {
+				return strings.Contains(n.Output(), "global_test: decided")
+			})
+		}
 		expectEval(t, a, "lists:sort([lists:member("+q(b.Name)+", nodes()), lists:member("+g+", nodes())])", "[true,true]")
 		expectEval(t, b, "lists:member("+q(a.Name)+", nodes())", "true")
 		for _, n := range []*erltest.Node{a, b} {

@@ -249,6 +249,23 @@ func (c *child) connect(t *testing.T, peer string) (bool, float64, string) {
 	return f[0] == "ok", ms, ""
 }
 
+// sockets is how many sockets the child process holds open.
+func (c *child) sockets(t *testing.T) int {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/fd", c.cmd.Process.Pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		if l, err := os.Readlink(filepath.Join(dir, e.Name())); err == nil && strings.HasPrefix(l, "socket:") {
+			n++
+		}
+	}
+	return n
+}
+
 func (c *child) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)) }
 
 // Idle and half-open sockets on a node's distribution port do not hold
@@ -283,6 +300,7 @@ func TestIdleSocketsDoNotDelayHandshakes(t *testing.T) {
 			s.Close()
 		}
 	}()
+	held := target.sockets(t)
 	for i := 0; i < idle; i++ {
 		s, err := net.DialTimeout("tcp", target.addr(), 5*time.Second)
 		if err != nil {
@@ -290,7 +308,11 @@ func TestIdleSocketsDoNotDelayHandshakes(t *testing.T) {
 		}
 		socks = append(socks, s)
 	}
-	time.Sleep(time.Second) // let the node accept them all
+	// The crowd is in place once the node has accepted every idle socket
+	// (the kernel completes a TCP handshake before the node accepts it).
+	testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("the target to accept %d idle sockets", idle), func() bool {
+		return target.sockets(t)-held >= idle
+	})
 	for _, p := range crowd {
 		ok, ms, msg := p.connect(t, target.name)
 		if !ok {
