@@ -1,11 +1,10 @@
 package ring
 
 import (
-	"encoding/binary"
 	"fmt"
-	"hash/fnv"
 	"slices"
 
+	"github.com/cloister-go/cloister/internal/ringx/hook"
 	"github.com/ergo-services/ergo/etf"
 )
 
@@ -22,7 +21,7 @@ type View struct {
 }
 
 func newSnapshot(name string, epoch uint64, e Engine, members []string) *View {
-	s := &View{name: name, epoch: epoch, members: members, hash: membersHash(members), engine: e}
+	s := &View{name: name, epoch: epoch, members: members, hash: hook.MembersHash(members), engine: e}
 	if len(members) == 0 {
 		s.empty = fmt.Errorf("%w: %q", ErrEmptyRing, name)
 	} else {
@@ -49,16 +48,6 @@ func (s *View) Len() int { return len(s.members) }
 // same members report the same Hash; nodes that compare rings this way must
 // use the same engine.
 func (s *View) Hash() uint64 { return s.hash }
-
-func membersHash(members []string) uint64 {
-	h := fnv.New64a()
-	var n [binary.MaxVarintLen64]byte
-	for _, m := range members {
-		h.Write(n[:binary.PutUvarint(n[:], uint64(len(m)))])
-		h.Write([]byte(m))
-	}
-	return h.Sum64()
-}
 
 // Owner returns the member owning key, or an error wrapping ErrEmptyRing when
 // the ring has no members. It does not allocate.

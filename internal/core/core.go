@@ -7,7 +7,6 @@
 package core
 
 import (
-	"encoding/binary"
 	"hash/fnv"
 	"maps"
 	"slices"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister/internal/nodename"
+	"github.com/cloister-go/cloister/internal/ringx/hook"
 	"github.com/cloister-go/cloister/listener"
 )
 
@@ -414,15 +414,7 @@ func New(cfg Config) *Core {
 // MembersHash is the 64-bit FNV-1a hash of a sorted member list, each name
 // length-prefixed (the hash a ring snapshot of these members reports).
 // Peers compare it to tell, from one number, whether their lists agree.
-func MembersHash(members []string) uint64 {
-	h := fnv.New64a()
-	var n [binary.MaxVarintLen64]byte
-	for _, m := range members {
-		h.Write(n[:binary.PutUvarint(n[:], uint64(len(m)))])
-		h.Write([]byte(m))
-	}
-	return h.Sum64()
-}
+func MembersHash(members []string) uint64 { return hook.MembersHash(members) }
 
 // MembersHash is the hash of Members (see the function MembersHash).
 func (c *Core) MembersHash() uint64 { return c.hash }
