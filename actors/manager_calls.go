@@ -3,6 +3,7 @@ package actors
 import (
 	"time"
 
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/ergo-services/ergo/etf"
 )
 
@@ -104,15 +105,8 @@ func (s *supervisor) answer(req etf.Term) etf.Term {
 }
 
 func idMatches(t etf.Term, id string) bool {
-	switch v := t.(type) {
-	case etf.Atom:
-		return string(v) == id
-	case string:
-		return v == id
-	case []byte:
-		return string(v) == id
-	}
-	return false
+	s, ok := clusterstate.TermText(t)
+	return ok && s == id
 }
 
 func (s *supervisor) childType(i int) etf.Atom {

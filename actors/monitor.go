@@ -466,20 +466,13 @@ func (m *monitor) whoisN(group, key, count etf.Term) etf.Term {
 	return etf.Tuple{etf.Atom("ok"), atoms(owners)}
 }
 
+// termString is clusterstate.TermText that also reads [] (the empty
+// charlist, which ETF does not turn into a Go string).
 func termString(t etf.Term) (string, bool) {
-	switch v := t.(type) {
-	case []byte:
-		return string(v), true
-	case string:
-		return v, true
-	case etf.Atom:
-		return string(v), true
-	case etf.List:
-		if len(v) == 0 {
-			return "", true
-		}
+	if l, ok := t.(etf.List); ok && len(l) == 0 {
+		return "", true
 	}
-	return "", false
+	return clusterstate.TermText(t)
 }
 
 // stateTerm is the answer to gen_server:call(Monitor, state) from a process

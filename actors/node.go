@@ -7,6 +7,7 @@ import (
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
 
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
@@ -257,20 +258,11 @@ func runFunc(fn goFunc, args etf.List) (answer etf.Term) {
 // string (binary), an atom, an Erlang charlist (a Go string after ETF), or
 // etf.String when the request came from this node unencoded.
 func funcName(t etf.Term) (string, bool) {
-	var s string
-	switch v := t.(type) {
-	case []byte:
-		s = string(v)
-	case etf.Atom:
-		s = string(v)
-	case string:
-		s = v
-	case etf.String:
-		s = string(v)
-	default:
-		return "", false
+	s, ok := clusterstate.TermText(t)
+	if v, isString := t.(etf.String); isString {
+		s, ok = string(v), true
 	}
-	return s, s != ""
+	return s, ok && s != ""
 }
 
 // argList accepts a list; a latin-1 integer list such as [1,2,3] arrives as

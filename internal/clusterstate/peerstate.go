@@ -47,26 +47,29 @@ func HashOf(t etf.Term) (uint64, bool) {
 	return binary.BigEndian.Uint64(b), true
 }
 
+// TermText reads a term that carries text on the wire: a binary (Elixir
+// string), an atom, or a charlist (a Go string after ETF).
+func TermText(t etf.Term) (string, bool) {
+	switch v := t.(type) {
+	case []byte:
+		return string(v), true
+	case string:
+		return v, true
+	case etf.Atom:
+		return string(v), true
+	}
+	return "", false
+}
+
 // parseRoles reads the roles and meta of a state answer, reading no
 // further than the bounds (the core drops what is not valid).
 func parseRoles(mp etf.Map) (roles []string, meta map[string]string) {
-	text := func(t etf.Term) (string, bool) {
-		switch v := t.(type) {
-		case []byte:
-			return string(v), true
-		case string:
-			return v, true
-		case etf.Atom:
-			return string(v), true
-		}
-		return "", false
-	}
 	list, _ := mp[etf.Atom("roles")].(etf.List)
 	for i, r := range list {
 		if i == 4*core.MaxRoles {
 			break
 		}
-		if s, ok := text(r); ok {
+		if s, ok := TermText(r); ok {
 			roles = append(roles, s)
 		}
 	}
@@ -79,8 +82,8 @@ func parseRoles(mp etf.Map) (roles []string, meta map[string]string) {
 		if !ok || len(kv) != 2 {
 			continue
 		}
-		ks, ok1 := text(kv[0])
-		vs, ok2 := text(kv[1])
+		ks, ok1 := TermText(kv[0])
+		vs, ok2 := TermText(kv[1])
 		if ok1 && ok2 {
 			if meta == nil {
 				meta = map[string]string{}
@@ -92,18 +95,8 @@ func parseRoles(mp etf.Map) (roles []string, meta map[string]string) {
 }
 
 func parseStateMap(mp etf.Map) (otpApp string, members []string, ok bool) {
-	var fsm string
-	switch v := mp[etf.Atom("fsm")].(type) {
-	case []byte:
-		fsm = string(v)
-	case string:
-		fsm = v
-	case etf.Atom:
-		fsm = string(v)
-	default:
-		return "", nil, false
-	}
-	if !strings.HasPrefix(fsm, "monitor_") {
+	fsm, isText := TermText(mp[etf.Atom("fsm")])
+	if !isText || !strings.HasPrefix(fsm, "monitor_") {
 		return "", nil, false
 	}
 	otpApp = strings.TrimPrefix(fsm, "monitor_")
