@@ -755,8 +755,6 @@ func (c *Core) probedBy(fx []Effect, n string, now time.Time) []Effect {
 // probeBackEvery bounds how often a peer that asks us is probed back.
 func (c *Core) probeBackEvery() time.Duration { return c.cfg.Heartbeat / 5 }
 
-// steady reports whether p is a member in good standing that answers
-// pings: its liveness is all a ping or pong can tell about it.
 // seen records a sign of life at t. lastSeen never moves back: a link
 // read counts LinkGap ahead (see Config.LinkGap), so an answer may come
 // before it.
@@ -766,6 +764,8 @@ func (p *peer) seen(t time.Time) {
 	}
 }
 
+// steady reports whether p is a member in good standing that answers
+// pings: its liveness is all a ping or pong can tell about it.
 func (p *peer) steady() bool {
 	return p.member && p.connected && p.awaySince.IsZero() && p.pings
 }
