@@ -112,16 +112,12 @@ func newDriver(parent context.Context, o Options, c *shared, self string, tr tra
 		l = listenerx.Logger{Logf: logf}
 	}
 	ctx, cancel := context.WithCancel(parent)
-	// Peers write a keepalive at least every linkGap (they share our
-	// SuspectAfter; one that writes less often is pinged as before).
-	cc := o.coreConfig(self)
-	cc.LinkGap = linkGap(o.SuspectAfter)
 	return &driver{
 		opts: o, tr: tr, cluster: c, self: self, logf: logf, warnf: logf, now: now, post: post,
 		ctx: ctx, cancel: cancel, failing: map[string]*dialFailure{},
 		heard: map[string]*ring.View{},
 		disp:  dispatcher.New(l, logf, listenerSlow),
-		core:  core.New(cc), ringRole: o.ringRoles(),
+		core:  core.New(o.coreConfig(self)), ringRole: o.ringRoles(),
 		reads: map[string]time.Time{},
 	}
 }

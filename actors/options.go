@@ -337,6 +337,9 @@ func (o *Options) coreConfig(self string) core.Config {
 		Self: self, OTPApp: o.OTPApp, Consensus: o.Consensus,
 		Sentries: sentries, Service: o.Service != "",
 		Heartbeat: o.Heartbeat, SuspectAfter: o.SuspectAfter, RemoveAfter: o.RemoveAfter,
+		// Peers write a keepalive at least every linkGap (they share our
+		// SuspectAfter; one that writes less often is pinged as before).
+		LinkGap:      linkGap(o.SuspectAfter),
 		ProbeTimeout: probeTimeoutHeartbeats * o.Heartbeat, Reprobe: reprobeEvery, Reconcile: o.Reconcile,
 		BackoffMin: o.BackoffMin, BackoffMax: o.BackoffMax, FlapGrace: max(o.FlapGrace, 0),
 		Roles: o.roles(), Meta: o.meta(),
