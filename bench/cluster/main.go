@@ -42,8 +42,12 @@ const settle = 2 * time.Second
 
 type roundResult struct {
 	assembly, kill time.Duration
-	idle           idle
-	mc, raw        time.Duration // fan-out means (cloister rounds with calls)
+	// asmCPU is the CPU of all nodes from their exec until every node is
+	// ready (read just after), per node: what an assembly costs the
+	// machine, whatever the load.
+	asmCPU  time.Duration
+	idle    idle
+	mc, raw time.Duration // fan-out means (cloister rounds with calls)
 }
 
 func main() {
@@ -58,9 +62,25 @@ func main() {
 	rawPeers := flag.String("raw-peers", "", "internal: the raw node's peers")
 	rawCookie := flag.String("raw-cookie", "", "internal: the raw node's cookie")
 	rawEPMD := flag.Int("raw-epmd-port", 0, "internal: the raw node's EPMD port")
+	startup := flag.Int("startup", 0, "measure instead the CPU of a lone node from exec to ready, this many rounds (see startup.go)")
+	startupBins := flag.String("startup-bins", "", "with -startup: node programs to compare, comma-separated (default: the test node built from this tree)")
 	flag.Parse()
 	if *rawName != "" {
 		os.Exit(rawNodeMain(*rawName, *rawPeers, *rawCookie, uint16(*rawEPMD)))
+	}
+	if *startup > 0 {
+		bins := strings.Split(*startupBins, ",")
+		if *startupBins == "" {
+			b, err := nodetest.Binary()
+			if err != nil {
+				fatalf(1, "%v", err)
+			}
+			bins = []string{b}
+		}
+		if err := runStartup(*startup, bins); err != nil {
+			fatalf(1, "startup: %v", err)
+		}
+		return
 	}
 	steady := map[int]time.Duration{}
 	for _, f := range strings.Split(*steadyFlag, ",") {
@@ -131,8 +151,8 @@ func main() {
 			if c > 0 {
 				sr.mc, sr.rawMC = cr.mc, cr.raw
 			}
-			fmt.Fprintf(os.Stderr, "bench/cluster: N=%d round %d: assembly %s (raw %s), kill %s (raw %s)\n",
-				n, r, cr.assembly.Round(time.Millisecond), rr.assembly.Round(time.Millisecond),
+			fmt.Fprintf(os.Stderr, "bench/cluster: N=%d round %d: assembly %s (raw %s), CPU per node %.1f ms (raw %.1f), kill %s (raw %s)\n",
+				n, r, cr.assembly.Round(time.Millisecond), rr.assembly.Round(time.Millisecond), msf(cr.asmCPU), msf(rr.asmCPU),
 				cr.kill.Round(time.Millisecond), rr.kill.Round(time.Millisecond))
 		}
 		all = append(all, sr)
@@ -147,6 +167,16 @@ func main() {
 		ratio := float64(med(c)) / float64(med(r))
 		fmt.Printf("| %d | %d | %s [%s–%s] | %s [%s–%s] | %.1f× | ≤ 1.5× %s |\n", s.n, len(c), ms(med(c)), ms(lo(c)), ms(hi(c)),
 			ms(med(r)), ms(lo(r)), ms(hi(r)), ratio, mark(ratio <= 1.5))
+	}
+	fmt.Println()
+	fmt.Println("**Assembly CPU**: CPU of all threads of every node from its exec until every node is ready (read just after), mean per node.")
+	fmt.Println()
+	fmt.Println("| N | cloister, median [min–max] | raw, median [min–max] | ratio of medians |")
+	fmt.Println("|---|---|---|---|")
+	for _, s := range all {
+		c, r := pick(s.clo, func(x roundResult) time.Duration { return x.asmCPU }), pick(s.raw, func(x roundResult) time.Duration { return x.asmCPU })
+		fmt.Printf("| %d | %.1f ms [%.1f–%.1f] | %.1f ms [%.1f–%.1f] | %.1f× |\n", s.n, msf(med(c)), msf(lo(c)), msf(hi(c)),
+			msf(med(r)), msf(lo(r)), msf(hi(r)), float64(med(c))/float64(max(med(r), 1)))
 	}
 	fmt.Println()
 	fmt.Println("**Steady state** (nothing happening, window after all ready + 2 s): CPU per node (mean, % of one core), RSS per node (median), membership changes on all nodes together (raw: links dropped). Targets: CPU ≤ 2× raw at N = 50, RSS ≤ 1.5× raw, 0 changes.")
@@ -274,6 +304,18 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 		}
 	}
 	res.assembly = readyAt.Sub(lastStart)
+	pids := make([]int, len(nodes))
+	for i, nd := range nodes {
+		pids[i] = nd.Pid()
+	}
+	if res.asmCPU, err = meanCPU(pids); err != nil {
+		return res, err
+	}
+	if profDir != "" {
+		// Allocations since the exec of the first node: its start and the
+		// joins of the n-1 others.
+		fetch(nodes[0], "/debug/pprof/allocs", 30, filepath.Join(profDir, fmt.Sprintf("allocs-N%d.pprof", n)))
+	}
 	if traceAssembly {
 		for i, nd := range nodes[:len(nodes)-1] {
 			for _, e := range nd.Events() {
@@ -301,10 +343,6 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 			return c
 		}
 		before := changes()
-		pids := make([]int, len(nodes))
-		for i, nd := range nodes {
-			pids[i] = nd.Pid()
-		}
 		if profDir != "" {
 			secs := int(min(steady, 20*time.Second) / time.Second)
 			go fetchProfile(nodes[0], secs, filepath.Join(profDir, fmt.Sprintf("steady-N%d.pprof", n)))
@@ -346,8 +384,13 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 // fetchProfile saves a CPU profile of secs seconds from a node started
 // with CLOISTER_PPROF=1.
 func fetchProfile(n *cloistertest.Node, secs int, path string) {
-	c := http.Client{Timeout: time.Duration(secs+30) * time.Second}
-	resp, err := c.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", n.HTTPAddr(), secs))
+	fetch(n, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), secs+30, path)
+}
+
+// fetch saves what the node serves at url (a path) into path.
+func fetch(n *cloistertest.Node, url string, timeoutSecs int, path string) {
+	c := http.Client{Timeout: time.Duration(timeoutSecs) * time.Second}
+	resp, err := c.Get("http://" + n.HTTPAddr() + url)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench/cluster: profile:", err)
 		return

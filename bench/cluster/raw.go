@@ -248,12 +248,15 @@ func rawRound(epmdPort uint16, cookie string, n, r int, steady time.Duration) (r
 		}
 	}
 	res.assembly = meshAt.Sub(lastStart)
+	pids := make([]int, len(procs))
+	for i, p := range procs {
+		pids[i] = p.pid()
+	}
+	if res.asmCPU, err = meanCPU(pids); err != nil {
+		return res, err
+	}
 	if steady > 0 {
 		time.Sleep(settle)
-		pids := make([]int, len(procs))
-		for i, p := range procs {
-			pids[i] = p.pid()
-		}
 		downs := func() int {
 			c := 0
 			for _, p := range procs {
