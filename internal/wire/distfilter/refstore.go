@@ -20,11 +20,16 @@ const refMask = 1<<18 - 1
 const DefaultRefStoreSize = 1 << 16
 
 // refStore is a bounded map from Ergo's rendering of a reference to the
-// original encoding; the oldest entry goes first when full.
+// original encoding; the oldest entry goes first when full. It grows with
+// use: only BEAM peers send references Ergo cannot reproduce, so a node
+// that talks to Go nodes alone never holds one. Allocated up front, the
+// bound (1 MB of string headers by default) was a fixed part of every
+// node's heap, marked by every GC from the first.
 type refStore struct {
 	mu   sync.Mutex
 	m    map[string][]byte
-	ring []string
+	ring []string // insertion order, at most size; next is the oldest once full
+	size int
 	next int
 }
 
@@ -32,7 +37,7 @@ func newRefStore(size int) *refStore {
 	if size <= 0 {
 		size = DefaultRefStoreSize
 	}
-	return &refStore{m: make(map[string][]byte, 1024), ring: make([]string, size)}
+	return &refStore{size: size}
 }
 
 // refKey parses a NEWER_REFERENCE_EXT term and returns the key Ergo's
@@ -78,11 +83,16 @@ func (s *refStore) remember(t []byte) {
 	if _, dup := s.m[key]; dup {
 		return
 	}
-	if old := s.ring[s.next]; old != "" {
-		delete(s.m, old)
+	if s.m == nil {
+		s.m = make(map[string][]byte)
 	}
-	s.ring[s.next] = key
-	s.next = (s.next + 1) % len(s.ring)
+	if len(s.ring) < s.size {
+		s.ring = append(s.ring, key)
+	} else {
+		delete(s.m, s.ring[s.next])
+		s.ring[s.next] = key
+		s.next = (s.next + 1) % s.size
+	}
 	s.m[key] = append([]byte(nil), t...)
 }
 

@@ -320,6 +320,27 @@ func TestRefStoreIsBounded(t *testing.T) {
 	}
 }
 
+// A node that never meets a long reference (a Go-only cluster) pays
+// nothing for the store: the old one allocated its bound up front, 1 MB of
+// string headers at the default size, on every node's heap.
+func TestRefStoreCostsNothingUntilUsed(t *testing.T) {
+	r := testing.Benchmark(func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			_ = newRefStore(0)
+		}
+	})
+	if got := r.AllocedBytesPerOp(); got > 256 {
+		t.Fatalf("an unused store allocates %d bytes, want at most 256", got)
+	}
+	s := newRefStore(0)
+	long := putRef(nil, erlNode, 1, 7, 2, 3, 4, 5)
+	s.remember(long)
+	if o, ok := s.original(putRef(nil, erlNode, 1, 7, 2, 3)); !ok || !bytes.Equal(o, long) {
+		t.Fatal("a long reference was not kept")
+	}
+}
+
 func TestTopLevelNilRepaired(t *testing.T) {
 	in := passThroughFrame(tuple(integer(opSend), atom(""), goPidT), []byte{tagNil})
 	in = append(in, passThroughFrame(tuple(integer(opSend), atom(""), goPidT), putList(nil, []byte{tagNil}))...)
