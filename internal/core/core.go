@@ -346,6 +346,11 @@ type peer struct {
 	// hash is the last MembersHash it sent.
 	pings bool
 	hash  uint64
+	// listHash is the MembersHash of the state answer that brought
+	// reported (hasList: one did). A ping or pong with that hash tells
+	// nothing new about the peer's list, so it is not fetched again.
+	listHash uint64
+	hasList  bool
 	// told is the MembersHash this node last sent the peer (in a ping or
 	// a pong), at toldAt: a member that agreed with us is pinged once
 	// when our hash changes, even if its link carries traffic.
@@ -709,6 +714,7 @@ func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {
 		return fx
 	}
 	p.pings, p.hash = e.HasHash, e.Hash
+	p.listHash, p.hasList = e.Hash, e.HasHash
 	reported := sanitize(nil, e.Members, c.cfg.Self)
 	roles, meta := sanitizeRoles(e.Roles), sanitizeMeta(e.Meta)
 	if p.member && p.connected && p.awaySince.IsZero() && slices.Equal(reported, p.reported) &&
@@ -793,11 +799,20 @@ func (c *Core) pong(fx []Effect, e Pong) []Effect {
 	}
 	p.seen(e.Now)
 	p.suspect, p.hash = false, e.Hash
-	if e.Hash != c.hash {
+	if e.Hash != c.hash && !p.knownList(e.Hash) {
 		fx = c.probeFor(fx, e.Node, p, e.Now)
 	}
 	return fx
 }
+
+// knownList reports whether the peer's list with MembersHash h is the one
+// its last state answer brought. While an assembly changes every list,
+// each ping round that follows a change of ours would otherwise fetch
+// again, from every member whose list still differs from ours, the list
+// we already have: a state call and an answer of N names per member.
+// Members it names that we lack are dialled from that answer (dialDue
+// keeps them due), and it learns ours from our own ping.
+func (p *peer) knownList(h uint64) bool { return p.hasList && p.listHash == h }
 
 // pinged: a peer's heartbeat. From a member in good standing it counts as
 // an answer (alive); from anyone else it is a cloister asking, as ProbedBy.
@@ -813,7 +828,7 @@ func (c *Core) pinged(fx []Effect, e PingedBy) []Effect {
 	}
 	p.seen(e.Now)
 	p.suspect, p.hash = false, e.Hash
-	if e.Hash != c.hash {
+	if e.Hash != c.hash && !p.knownList(e.Hash) {
 		fx = c.probeFor(fx, e.Node, p, e.Now)
 	}
 	return fx

@@ -143,3 +143,38 @@ func TestProbedByWhileOurProbeIsOutstandingProbesBack(t *testing.T) {
 		t.Fatalf("%v, want a probe back of b", fx)
 	}
 }
+
+// During an assembly every list changes: after each change of ours we
+// ping the members, and each pong with a hash other than ours used to
+// fetch the member's list again, even the list its last answer brought
+// (a state call and N names per member and per change). A list already
+// known by its hash is not fetched again; a new one is.
+func TestKnownListIsNotFetchedAgain(t *testing.T) {
+	c := steadyPair(t)
+	abc := []string{"a@h", "b@h", "c@h"}
+	h3 := MembersHash(abc)
+	now := t0.Add(600 * time.Millisecond)
+	run(c, Tick{Now: now})
+	if p := kinds[Probe](run(c, Pong{Now: now, Node: "b@h", Hash: h3})); len(p) != 1 {
+		t.Fatalf("a new list: probes %v, want one", p)
+	}
+	fx := run(c, ProbeReply{Now: now, Node: "b@h", OTPApp: "cloister", Members: abc, Hash: h3, HasHash: true})
+	if d := kinds[Dial](fx); !reflect.DeepEqual(d, []Dial{{"c@h"}}) {
+		t.Fatalf("dials %v, want c", d)
+	}
+	// c is not connected yet, so our hash still differs from b's. Later
+	// pongs and pings from b with the list we have: nothing to fetch.
+	for i, at := range []time.Duration{2 * time.Second, 4 * time.Second} {
+		now := t0.Add(at)
+		fx := run(c, Pong{Now: now, Node: "b@h", Hash: h3})
+		fx = append(fx, run(c, PingedBy{Now: now.Add(time.Millisecond), Node: "b@h", Hash: h3})...)
+		if p := kinds[Probe](fx); len(p) != 0 {
+			t.Fatalf("round %d: the known list was fetched again: %v", i, fx)
+		}
+	}
+	// b's list changes again: fetched.
+	h4 := MembersHash([]string{"a@h", "b@h", "c@h", "d@h"})
+	if p := kinds[Probe](run(c, Pong{Now: t0.Add(5 * time.Second), Node: "b@h", Hash: h4})); len(p) != 1 {
+		t.Fatalf("another new list: probes %v, want one", p)
+	}
+}
