@@ -45,9 +45,12 @@ type roundResult struct {
 	// asmCPU is the CPU of all nodes from their exec until every node is
 	// ready (read just after), per node: what an assembly costs the
 	// machine, whatever the load.
-	asmCPU  time.Duration
-	idle    idle
-	mc, raw time.Duration // fan-out means (cloister rounds with calls)
+	asmCPU time.Duration
+	// asmWrites: write syscalls per node over the same span (/proc/PID/io
+	// syscw), about the messages and handshakes it sent; load-independent.
+	asmWrites int64
+	idle      idle
+	mc, raw   time.Duration // fan-out means (cloister rounds with calls)
 }
 
 func main() {
@@ -151,8 +154,8 @@ func main() {
 			if c > 0 {
 				sr.mc, sr.rawMC = cr.mc, cr.raw
 			}
-			fmt.Fprintf(os.Stderr, "bench/cluster: N=%d round %d: assembly %s (raw %s), CPU per node %.1f ms (raw %.1f), kill %s (raw %s)\n",
-				n, r, cr.assembly.Round(time.Millisecond), rr.assembly.Round(time.Millisecond), msf(cr.asmCPU), msf(rr.asmCPU),
+			fmt.Fprintf(os.Stderr, "bench/cluster: N=%d round %d: assembly %s (raw %s), CPU per node %.1f ms (raw %.1f), writes per node %d (raw %d), kill %s (raw %s)\n",
+				n, r, cr.assembly.Round(time.Millisecond), rr.assembly.Round(time.Millisecond), msf(cr.asmCPU), msf(rr.asmCPU), cr.asmWrites, rr.asmWrites,
 				cr.kill.Round(time.Millisecond), rr.kill.Round(time.Millisecond))
 		}
 		all = append(all, sr)
@@ -169,14 +172,15 @@ func main() {
 			ms(med(r)), ms(lo(r)), ms(hi(r)), ratio, mark(ratio <= 1.5))
 	}
 	fmt.Println()
-	fmt.Println("**Assembly CPU**: CPU of all threads of every node from its exec until every node is ready (read just after), mean per node.")
+	fmt.Println("**Assembly CPU**: CPU of all threads of every node from its exec until every node is ready (read just after), mean per node; write syscalls per node over the same span.")
 	fmt.Println()
-	fmt.Println("| N | cloister, median [min–max] | raw, median [min–max] | ratio of medians |")
-	fmt.Println("|---|---|---|---|")
+	fmt.Println("| N | CPU cloister, median [min–max] | raw, median [min–max] | ratio of medians | writes cloister, median | raw |")
+	fmt.Println("|---|---|---|---|---|---|")
 	for _, s := range all {
 		c, r := pick(s.clo, func(x roundResult) time.Duration { return x.asmCPU }), pick(s.raw, func(x roundResult) time.Duration { return x.asmCPU })
-		fmt.Printf("| %d | %.1f ms [%.1f–%.1f] | %.1f ms [%.1f–%.1f] | %.1f× |\n", s.n, msf(med(c)), msf(lo(c)), msf(hi(c)),
-			msf(med(r)), msf(lo(r)), msf(hi(r)), float64(med(c))/float64(max(med(r), 1)))
+		cw, rw := pick(s.clo, func(x roundResult) time.Duration { return time.Duration(x.asmWrites) }), pick(s.raw, func(x roundResult) time.Duration { return time.Duration(x.asmWrites) })
+		fmt.Printf("| %d | %.1f ms [%.1f–%.1f] | %.1f ms [%.1f–%.1f] | %.1f× | %d | %d |\n", s.n, msf(med(c)), msf(lo(c)), msf(hi(c)),
+			msf(med(r)), msf(lo(r)), msf(hi(r)), float64(med(c))/float64(max(med(r), 1)), int64(med(cw)), int64(med(rw)))
 	}
 	fmt.Println()
 	fmt.Println("**Steady state** (nothing happening, window after all ready + 2 s): CPU per node (mean, % of one core), RSS per node (median), membership changes on all nodes together (raw: links dropped). Targets: CPU ≤ 2× raw at N = 50, RSS ≤ 1.5× raw, 0 changes.")
@@ -308,7 +312,7 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 	for i, nd := range nodes {
 		pids[i] = nd.Pid()
 	}
-	if res.asmCPU, err = meanCPU(pids); err != nil {
+	if res.asmCPU, res.asmWrites, err = meanCPU(pids); err != nil {
 		return res, err
 	}
 	if profDir != "" {

@@ -252,7 +252,7 @@ func rawRound(epmdPort uint16, cookie string, n, r int, steady time.Duration) (r
 	for i, p := range procs {
 		pids[i] = p.pid()
 	}
-	if res.asmCPU, err = meanCPU(pids); err != nil {
+	if res.asmCPU, res.asmWrites, err = meanCPU(pids); err != nil {
 		return res, err
 	}
 	if steady > 0 {

@@ -103,17 +103,39 @@ func pickStartup(rs []startupRound, f func(startupRound) time.Duration) []time.D
 
 func msf(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-// meanCPU is the mean of threadsCPU over pids.
-func meanCPU(pids []int) (time.Duration, error) {
+// meanCPU is the mean over pids of threadsCPU and of the write syscalls
+// made (/proc/PID/io syscw).
+func meanCPU(pids []int) (time.Duration, int64, error) {
 	var sum time.Duration
+	var writes int64
 	for _, pid := range pids {
 		c, err := threadsCPU(pid)
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		sum += c
+		w, err := procIO(pid, "syscw")
+		if err != nil {
+			return 0, 0, err
+		}
+		writes += w
 	}
-	return sum / time.Duration(max(len(pids), 1)), nil
+	n := max(len(pids), 1)
+	return sum / time.Duration(n), writes / int64(n), nil
+}
+
+// procIO reads one counter of /proc/PID/io.
+func procIO(pid int, field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, field+": "); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/io", field, pid)
 }
 
 // threadsCPU sums the run time of every thread of pid (the first field of
