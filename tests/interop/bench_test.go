@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -128,11 +129,20 @@ func erlLoop(b *testing.B, expr string) float64 {
 	b.Helper()
 	cpu0 := cpuTime(b)
 	b.ResetTimer()
-	v, err := benchCaller.EvalTimeout(fmt.Sprintf(expr, b.N), 10*time.Minute)
+	ns := erlEval(b, fmt.Sprintf(expr, b.N))
 	b.StopTimer()
 	// This process's CPU time per call: the Go node's share (and the
 	// harness's, for one Eval).
 	b.ReportMetric(float64((cpuTime(b)-cpu0).Nanoseconds())/float64(b.N), "go-cpu-ns/op")
+	b.ReportMetric(ns, "erl-ns/op")
+	return ns
+}
+
+// erlEval evaluates a timed loop on the caller and returns the per-call
+// time it measured inside erl ({ok, Nanos, ...}).
+func erlEval(b *testing.B, expr string) float64 {
+	b.Helper()
+	v, err := benchCaller.EvalTimeout(expr, 10*time.Minute)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -140,7 +150,6 @@ func erlLoop(b *testing.B, expr string) float64 {
 	if !ok || t[0] != Atom("ok") {
 		b.Fatalf("erl loop: %s", v)
 	}
-	b.ReportMetric(float64(t[1].(int64)), "erl-ns/op")
 	return float64(t[1].(int64))
 }
 
@@ -176,14 +185,8 @@ func multicallVsMultiCall(b *testing.B, targets []string) {
 		start := time.Now()
 		defer func() { goNs = float64(time.Since(start).Nanoseconds()) / float64(b.N) }()
 		for b.Loop() {
-			res, err := c.Multicall(targets, "Void", etf.Atom("hello"), 5*time.Second)
-			if err != nil {
+			if err := checkMulticall(c, targets); err != nil {
 				b.Fatal(err)
-			}
-			for _, r := range res {
-				if r.Err != nil || r.Reply != etf.Atom("ok") {
-					b.Fatalf("%+v", r)
-				}
 			}
 		}
 	})
@@ -193,6 +196,94 @@ func multicallVsMultiCall(b *testing.B, targets []string) {
 			b.ReportMetric(goNs/erlNs, "go/erl")
 		}
 	})
+}
+
+// parallelCallers is the number of concurrent callers, Go goroutines and
+// erl processes alike, of BenchmarkMulticallParallel32.
+const parallelCallers = 32
+
+// BenchmarkMulticallParallel32 is BenchmarkMulticall4's pair under load,
+// to 3 erl targets: parallelCallers goroutines on this binary's node each
+// looping Multicall, and as many processes on the erl caller each looping
+// gen_server:multi_call (timed inside erl), b.N fan-outs on each side,
+// handed out by a shared counter. The two sides alternate in rounds of
+// b.N/rounds fan-outs, so load from other jobs falls on both alike.
+//
+// ns/op, B/op and allocs/op are the Go side's (wall time over b.N: the
+// timer is stopped while erl runs); erl-ns/op is erl's wall time per
+// fan-out; go/erl is the Go side's total time over erl's, that is erl's
+// throughput over Go's: ≤ 1.0 when Go serves at least erl's rate.
+// go-cpu-ns/op is this process's CPU time per Go fan-out.
+func BenchmarkMulticallParallel32(b *testing.B) {
+	targets := benchTargetsN(b, 3)
+	c := cloister.Default()
+	erlExpr := "interop_bench:multi_call_par(" + erlList(targets) + ", 'Void', hello, " +
+		strconv.Itoa(parallelCallers) + ", %d)"
+	// Enough fan-outs per round that every caller makes several.
+	rounds := min(8, max(1, b.N/(16*parallelCallers)))
+	var goWall, goCPU, erlWall time.Duration
+	b.ResetTimer()
+	for r := range rounds {
+		n := b.N / rounds
+		if r < b.N%rounds {
+			n++
+		}
+		b.StartTimer()
+		cpu0, start := cpuTime(b), time.Now()
+		err := parallelMulticalls(c, targets, n)
+		goWall += time.Since(start)
+		goCPU += cpuTime(b) - cpu0
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		erlWall += time.Duration(erlEval(b, fmt.Sprintf(erlExpr, n)) * float64(n))
+	}
+	b.ReportMetric(float64(goCPU.Nanoseconds())/float64(b.N), "go-cpu-ns/op")
+	b.ReportMetric(float64(erlWall.Nanoseconds())/float64(b.N), "erl-ns/op")
+	if erlWall > 0 {
+		b.ReportMetric(float64(goWall)/float64(erlWall), "go/erl")
+	}
+}
+
+// parallelMulticalls makes n Multicalls to targets from parallelCallers
+// goroutines at once; the first error stops them all.
+func parallelMulticalls(c *cloister.Cluster, targets []string, n int) error {
+	var left atomic.Int64
+	left.Store(int64(n))
+	var failed atomic.Value
+	var wg sync.WaitGroup
+	for range parallelCallers {
+		wg.Go(func() {
+			for left.Add(-1) >= 0 {
+				if err := checkMulticall(c, targets); err != nil {
+					failed.CompareAndSwap(nil, err)
+					left.Store(-parallelCallers) // the others stop too
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		return err
+	}
+	return nil
+}
+
+// checkMulticall is one Multicall of the benchmarks' request to targets,
+// every reply checked.
+func checkMulticall(c *cloister.Cluster, targets []string) error {
+	res, err := c.Multicall(targets, "Void", etf.Atom("hello"), 5*time.Second)
+	if err != nil {
+		return err
+	}
+	for _, r := range res {
+		if r.Err != nil || r.Reply != etf.Atom("ok") {
+			return fmt.Errorf("%+v", r)
+		}
+	}
+	return nil
 }
 
 // BenchmarkRPCCall compares rpc:call from an erl node into this binary's

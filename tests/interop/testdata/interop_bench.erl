@@ -2,7 +2,7 @@
 %% nodes: timed loops measured inside the node (no test-harness round trip
 %% in the numbers) and a pong collector.
 -module(interop_bench).
--export([multi_call_loop/4, rpc_loop/5, pong_nodes/2, start_void/0, send_watch/4]).
+-export([multi_call_loop/4, multi_call_par/5, rpc_loop/5, pong_nodes/2, start_void/0, send_watch/4]).
 
 %% multi_call_loop(Nodes, Name, Req, N): N gen_server:multi_call/4 to
 %% Nodes, each checked to have one reply per node and no bad node.
@@ -20,6 +20,34 @@ mc(Nodes, Name, Req, Want, N) ->
     case gen_server:multi_call(Nodes, Name, Req, 5000) of
         {Replies, []} when length(Replies) =:= Want -> mc(Nodes, Name, Req, Want, N - 1);
         {Replies, BadNodes} -> {bad, Replies, BadNodes}
+    end.
+
+%% multi_call_par(Nodes, Name, Req, Procs, N): N gen_server:multi_call/4
+%% to Nodes in all, from Procs processes at once, each taking the next call
+%% from a shared counter (as the Go side's goroutines do). Returns
+%% {ok, NanosPerCall} (wall time over N) or the first {bad, ...}.
+multi_call_par(Nodes, Name, Req, Procs, N) ->
+    Want = length(Nodes),
+    Left = atomics:new(1, [{signed, true}]),
+    atomics:put(Left, 1, N),
+    T0 = erlang:monotonic_time(nanosecond),
+    Ms = [spawn_monitor(fun() -> exit(mcp(Nodes, Name, Req, Want, Left)) end)
+          || _ <- lists:seq(1, Procs)],
+    Rs = [receive {'DOWN', M, process, P, R} -> R end || {P, M} <- Ms],
+    T = erlang:monotonic_time(nanosecond) - T0,
+    case [R || R <- Rs, R =/= ok] of
+        [] -> {ok, T div max(N, 1)};
+        [Bad | _] -> Bad
+    end.
+
+mcp(Nodes, Name, Req, Want, Left) ->
+    case atomics:sub_get(Left, 1, 1) >= 0 of
+        false -> ok;
+        true ->
+            case gen_server:multi_call(Nodes, Name, Req, 5000) of
+                {Replies, []} when length(Replies) =:= Want -> mcp(Nodes, Name, Req, Want, Left);
+                {Replies, BadNodes} -> {bad, Replies, BadNodes}
+            end
     end.
 
 %% rpc_loop(Node, M, F, A, N): N rpc:call/5 with the same answer each time.
