@@ -16,6 +16,7 @@ import (
 	"github.com/cloister-go/cloister/internal/ringx"
 	"github.com/cloister-go/cloister/internal/statem"
 	"github.com/cloister-go/cloister/internal/wire/distfilter"
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/etf"
@@ -281,6 +282,7 @@ func (m *monitor) handleEvent(p *statem.Process, ev statem.Event) statem.Result[
 							return result(nil)
 						}
 						if st, ok := clusterstate.ParsePeerState(msg[1]); ok {
+							m.tr.listensOn(peer, parseDistPort(msg[1]))
 							leaves, leaving := parseLeave(msg[1])
 							return result(m.d.step(core.ProbeReply{Now: time.Now(), Node: peer, OTPApp: st.OTPApp,
 								Members: st.Members, Hash: st.Hash, HasHash: st.HasHash, Leaves: leaves, Leaving: leaving,
@@ -506,6 +508,11 @@ func (m *monitor) stateTerm(caller string) etf.Term {
 		st[etf.Atom("epoch")] = int64(sn.Epoch())
 		st[etf.Atom("hash")] = []byte(fmt.Sprintf("%016x", sn.Hash()))
 	}
+	// Where this node listens: a peer that loses the link dials there
+	// first, and a refusal tells it at once that this node is gone.
+	if port := ergonode.ListenPort(m.tr.node); port != 0 {
+		st[etf.Atom("dist_port")] = int64(port)
+	}
 	// The members' hash as a ping carries it: a peer that reads it pings us.
 	st[etf.Atom("members_hash")] = hashBytes(m.d.core.MembersHash())
 	// What this node announces about itself: its roles, which restrict
@@ -564,6 +571,23 @@ func parseLeave(t etf.Term) (leaves, leaving bool) {
 	leaves, _ = mp[etf.Atom("leaves")].(bool)
 	leaving, _ = mp[etf.Atom("leaving")].(bool)
 	return leaves, leaving
+}
+
+// parseDistPort reads the distribution port a Go cloister's state answer
+// gives (0 when absent: an Elixir cloister, or an older Go one).
+func parseDistPort(t etf.Term) uint16 {
+	mp, _ := t.(etf.Map)
+	var p int64
+	switch v := mp[etf.Atom("dist_port")].(type) {
+	case int:
+		p = int64(v)
+	case int64:
+		p = v
+	}
+	if p < 1 || p > 65535 {
+		return 0
+	}
+	return uint16(p)
 }
 
 // TerminateStateMachine runs the orderly shutdown if it has not run

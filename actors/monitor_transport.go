@@ -158,9 +158,13 @@ func (t *ergoTransport) Connect(ctx context.Context, peer string) (bool, error) 
 		a = &attempt{done: make(chan struct{})}
 		t.attempts[peer] = a
 		go func() {
-			a.err = ergonode.Connect(t.node, peer)
-			if a.err != nil {
-				a.gone = processGone(t.node, peer, t.timeout)
+			if addr, ok := refusedAtLastAddress(t.node, peer, t.timeout); ok {
+				a.err, a.gone = fmt.Errorf("cloister: dial %s: nothing listens at %s, where it did: the process is gone", peer, addr), true
+			} else {
+				a.err = ergonode.Connect(t.node, peer)
+				if a.err != nil {
+					a.gone = processGone(t.node, peer, t.timeout)
+				}
 			}
 			t.mu.Lock()
 			delete(t.attempts, peer)
@@ -261,6 +265,72 @@ func (t *ergoTransport) expire(now time.Time) {
 			delete(t.probes, ref)
 		}
 	}
+}
+
+// listensOn notes that peer said it listens on port (0: it did not say):
+// the port it registered, so at the host its name gives, where a lookup
+// at its EPMD leads too. A peer reached by a static route is reached
+// where the route says instead, and is not noted.
+func (t *ergoTransport) listensOn(peer string, port uint16) {
+	_, host, ok := strings.Cut(peer, "@")
+	if port == 0 || !ok || host == "" {
+		return
+	}
+	if _, static := t.node.StaticRoute(peer); static {
+		return
+	}
+	ergonode.RememberAddress(t.node, peer, net.JoinHostPort(host, strconv.Itoa(int(port))))
+}
+
+// lastAddressWait bounds the dial to a peer's last address, and
+// resetWait the wait for the reset of a dial accepted there: a refusal
+// comes back within a round trip, and anything slower is left to the dial
+// through the EPMD.
+const (
+	lastAddressWait = 250 * time.Millisecond
+	resetWait       = 50 * time.Millisecond
+)
+
+// refusedAtLastAddress dials the address peer last resolved to (see
+// ergonode.LastAddress) and reports whether nothing listens there any
+// more: the dial is refused, or accepted and then reset (the kernel
+// accepted it for a listening socket that a dying process then closed;
+// a killed process's links can drop before its listener closes). The
+// peer's process is then gone. This is processGone's second test without
+// its EPMD lookup, which on a loaded host is the slow part of telling a
+// killed member from a flap: the refusal comes from the kernel, the EPMD's
+// answer from another process. Anything else (no address known, a
+// listener that keeps the dial open, a timeout) proves nothing, and the
+// caller dials as usual. A refused address is forgotten, so the next dial
+// asks the EPMD: a peer started again may listen elsewhere.
+func refusedAtLastAddress(n node.Node, peer string, timeout time.Duration) (string, bool) {
+	if _, static := n.StaticRoute(peer); static {
+		return "", false // Ergo dials where the route says, maybe a proxy
+	}
+	addr, ok := ergonode.LastAddress(n, peer)
+	if !ok {
+		return "", false
+	}
+	if !nothingListens(addr, min(timeout, lastAddressWait)) {
+		return addr, false
+	}
+	ergonode.ForgetAddress(n, peer)
+	return addr, true
+}
+
+// nothingListens dials addr: true when the dial is refused, or accepted
+// and reset within resetWait (see refusedAtLastAddress).
+func nothingListens(addr string, timeout time.Duration) bool {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return errors.Is(err, syscall.ECONNREFUSED)
+	}
+	// A live peer waits for our handshake and, when we close without a
+	// byte, takes it for a port probe (logs nothing).
+	_ = c.SetReadDeadline(time.Now().Add(resetWait))
+	_, err = c.Read(make([]byte, 1))
+	c.Close()
+	return errors.Is(err, syscall.ECONNRESET)
 }
 
 // processGone tells a dead node from an unreachable one after a failed

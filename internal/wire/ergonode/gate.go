@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -77,6 +78,17 @@ type gate struct {
 	dialling  int
 	dialSeq   uint64
 	dials     map[string]dialFailure
+	// resolutions: per peer name, where it last resolved (see
+	// LastAddress) and how often it was looked up.
+	resolutions map[string]*resolution
+	// listenPort: the distribution port this node registered (0 until
+	// then), which its Monitor tells peers (see ListenPort).
+	listenPort uint16
+}
+
+type resolution struct {
+	addr    string // host:port; "" when unknown or forgotten
+	lookups uint64
 }
 
 type dialFailure struct {
@@ -106,6 +118,7 @@ func newGate(inner node.HandshakeInterface, proto node.ProtoInterface, o Options
 		handovers:     map[string]*adoption{},
 		standIns:      map[lib.NetReadWriter]*adoption{},
 		dials:         map[string]dialFailure{},
+		resolutions:   map[string]*resolution{},
 	}
 	if g.acceptTimeout <= 0 {
 		g.acceptTimeout = DefaultAcceptTimeout
@@ -578,9 +591,18 @@ type routes struct {
 // Unwrap returns the registrar that speaks EPMD.
 func (r *routes) Unwrap() node.Registrar { return r.Registrar }
 
+// Register implements node.Registrar, noting the port registered.
+func (r *routes) Register(ctx context.Context, name string, o node.RegisterOptions) error {
+	r.g.mu.Lock()
+	r.g.listenPort = o.Port
+	r.g.mu.Unlock()
+	return r.Registrar.Register(ctx, name, o)
+}
+
 // Resolve implements node.Registrar.
 func (r *routes) Resolve(name string) (node.Route, error) {
 	rt, err := r.Registrar.Resolve(name)
+	r.g.resolved(name, "")
 	if err != nil {
 		return rt, err
 	}
@@ -588,6 +610,7 @@ func (r *routes) Resolve(name string) (node.Route, error) {
 	if h.host == "" {
 		h.host = strings.SplitN(name, "@", 2)[1]
 	}
+	r.g.resolved(name, net.JoinHostPort(h.host, strconv.Itoa(int(rt.Port))))
 	// Ergo dials in plain TCP; the gate makes TLS itself when this node
 	// has it, and never when it has not.
 	rt.Options.TLS = nil
@@ -595,6 +618,94 @@ func (r *routes) Resolve(name string) (node.Route, error) {
 	rt.Options.Handshake = h
 	rt.Options.Proto = &namedProto{ProtoInterface: r.g.proto, h: h}
 	return rt, nil
+}
+
+// maxResolutions bounds the names whose resolutions are kept (a flood of
+// names is not remembered past it).
+const maxResolutions = 4096
+
+// resolved counts one lookup of name (addr "") or remembers where it
+// resolved to.
+func (g *gate) resolved(name, addr string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	r := g.resolutions[name]
+	if r == nil {
+		if len(g.resolutions) >= maxResolutions {
+			return
+		}
+		r = &resolution{}
+		g.resolutions[name] = r
+	}
+	if addr == "" {
+		r.lookups++
+		return
+	}
+	r.addr = addr
+}
+
+// LastAddress is the address (host:port) peer's name last resolved to on
+// node n (a node started by Start), if n resolved it since it was last
+// forgotten (ForgetAddress). A dial there that is refused proves the
+// process that registered it gone, without asking its EPMD again.
+func LastAddress(n node.Node, peer string) (string, bool) {
+	g, _ := n.Env(envGate).(*gate)
+	if g == nil {
+		return "", false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r := g.resolutions[peer]; r != nil && r.addr != "" {
+		return r.addr, true
+	}
+	return "", false
+}
+
+// RememberAddress sets peer's last address as LastAddress gives it, when
+// it is known otherwise than by a lookup (the peer said where it listens).
+func RememberAddress(n node.Node, peer, addr string) {
+	if g, _ := n.Env(envGate).(*gate); g != nil && addr != "" {
+		g.resolved(peer, addr)
+	}
+}
+
+// ListenPort is the distribution port node n (a node started by Start)
+// registered with its EPMD; 0 when unknown.
+func ListenPort(n node.Node) uint16 {
+	g, _ := n.Env(envGate).(*gate)
+	if g == nil {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.listenPort
+}
+
+// ForgetAddress drops peer's last address: the next dial resolves it
+// again (a peer that came back may listen elsewhere).
+func ForgetAddress(n node.Node, peer string) {
+	if g, _ := n.Env(envGate).(*gate); g != nil {
+		g.mu.Lock()
+		if r := g.resolutions[peer]; r != nil {
+			r.addr = ""
+		}
+		g.mu.Unlock()
+	}
+}
+
+// Lookups is how many times node n (a node started by Start) looked
+// peer's name up at its EPMD, for dials and for diagnoses alike.
+func Lookups(n node.Node, peer string) uint64 {
+	g, _ := n.Env(envGate).(*gate)
+	if g == nil {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if r := g.resolutions[peer]; r != nil {
+		return r.lookups
+	}
+	return 0
 }
 
 // ConnectError is a failed Connect whose handshake failed: Ergo's own
