@@ -298,7 +298,7 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 	case core.Transition:
 		return &e, false
 	case core.Dial:
-		d.dial(e.Node)
+		d.dial(e.Node, d.core.AwaitsGone(e.Node))
 	case core.Probe:
 		d.tr.Probe(e.Node)
 	case core.Ping:
@@ -397,13 +397,15 @@ func observed(f core.Effect) (listener.Event, bool) {
 
 // dial connects to peer on a goroutine of the driver's, bounded by
 // DialTimeout and cancelled by stop; the result comes back through post.
-func (d *driver) dial(peer string) {
+// checkGone: a failure is examined for a gone process (see
+// core.AwaitsGone).
+func (d *driver) dial(peer string, checkGone bool) {
 	d.wg.Add(1)
 	go func() {
 		defer d.wg.Done()
 		ctx, cancel := context.WithTimeout(d.ctx, d.opts.DialTimeout)
 		defer cancel()
-		gone, err := d.tr.Connect(ctx, peer)
+		gone, err := d.tr.Connect(ctx, peer, checkGone)
 		if d.ctx.Err() != nil {
 			return // stopped: nobody to tell
 		}

@@ -89,7 +89,7 @@ func (f *fakeNet) Nodes() []string {
 	return out
 }
 
-func (f *fakeNet) Connect(ctx context.Context, peer string) (bool, error) {
+func (f *fakeNet) Connect(ctx context.Context, peer string, checkGone bool) (bool, error) {
 	f.mu.Lock()
 	f.connecting++
 	hang := f.hang[peer]
@@ -102,7 +102,7 @@ func (f *fakeNet) Connect(ctx context.Context, peer string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !f.up[peer] {
-		return f.gone[peer], errors.New("no route to node")
+		return checkGone && f.gone[peer], errors.New("no route to node")
 	}
 	if !f.connected[peer] {
 		f.connected[peer] = true

@@ -24,6 +24,17 @@ const (
 	// again whether it runs a cloister Monitor (core.Config.Reprobe).
 	reprobeEvery = 2 * time.Second
 
+	// firstDialGraceBackoffs: a first contact whose name sorts before ours
+	// is left this many BackoffMin to dial us before we dial it
+	// (core.Config.FirstDialGrace). Longer than the assembly cap below, so
+	// a lower node re-dialling us at that cap usually comes first.
+	firstDialGraceBackoffs = 8
+
+	// assemblyBackoffs caps, in BackoffMin, the re-dial wait towards a
+	// first contact whose name sorts after ours until this node is first
+	// ready (core.Config.AssemblyBackoffMax).
+	assemblyBackoffs = 4
+
 	// probeForget: a probe whose answer has not come within this time is
 	// forgotten; a late answer is then ignored (the heartbeat asks again).
 	probeForget = 10 * time.Second

@@ -30,9 +30,10 @@ type transport interface {
 	// Nodes lists the nodes this node is connected to.
 	Nodes() []string
 	// Connect dials peer and returns when it is connected, the dial failed,
-	// or ctx ends. gone reports that the failure proves the peer's process
-	// gone (name unregistered, nothing listening), not a network problem.
-	Connect(ctx context.Context, peer string) (gone bool, err error)
+	// or ctx ends. With checkGone, gone reports that the failure proves the
+	// peer's process gone (name unregistered, nothing listening), not a
+	// network problem; without, gone is false and finding out costs nothing.
+	Connect(ctx context.Context, peer string, checkGone bool) (gone bool, err error)
 	// Disconnect drops the connection to peer.
 	Disconnect(peer string)
 	// Probe asks peer's Monitor for its state, without waiting: the answer
@@ -145,7 +146,7 @@ func (t *ergoTransport) Keepalive(idle time.Duration) {
 
 func (t *ergoTransport) Nodes() []string { return t.node.Nodes() }
 
-func (t *ergoTransport) Connect(ctx context.Context, peer string) (bool, error) {
+func (t *ergoTransport) Connect(ctx context.Context, peer string, checkGone bool) (bool, error) {
 	t.mu.Lock()
 	a := t.attempts[peer]
 	if a == nil && len(t.attempts) >= core.MaxDialing {
@@ -158,11 +159,20 @@ func (t *ergoTransport) Connect(ctx context.Context, peer string) (bool, error) 
 		a = &attempt{done: make(chan struct{})}
 		t.attempts[peer] = a
 		go func() {
-			if addr, ok := refusedAtLastAddress(t.node, peer, t.timeout); ok {
+			// Only a lost member's re-dial asks whether the process is gone
+			// (checkGone); a first contact just dials. A dial that joins this
+			// attempt later wanting gone gets false: its flap grace then runs
+			// to the end instead of ending early.
+			var addr string
+			refused := false
+			if checkGone {
+				addr, refused = refusedAtLastAddress(t.node, peer, t.timeout)
+			}
+			if refused {
 				a.err, a.gone = fmt.Errorf("cloister: dial %s: nothing listens at %s, where it did: the process is gone", peer, addr), true
 			} else {
 				a.err = ergonode.Connect(t.node, peer)
-				if a.err != nil {
+				if a.err != nil && checkGone {
 					a.gone = processGone(t.node, peer, t.timeout)
 				}
 			}

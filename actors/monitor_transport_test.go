@@ -2,6 +2,8 @@ package actors
 
 import (
 	"context"
+	"fmt"
+	"os"
 	"net"
 	"strconv"
 	"testing"
@@ -33,7 +35,7 @@ func TestConnectToAKilledPeerIsGoneWithoutAnEPMDLookup(t *testing.T) {
 
 	tr := newErgoTransport(testNode, nil, MonitorName, 5*time.Second)
 	before := ergonode.Lookups(testNode, victim.name)
-	gone, err := tr.Connect(context.Background(), victim.name)
+	gone, err := tr.Connect(context.Background(), victim.name, true)
 	if !gone || err == nil {
 		t.Fatalf("re-dial of a killed peer: gone %v, err %v; want gone with an error", gone, err)
 	}
@@ -45,7 +47,7 @@ func TestConnectToAKilledPeerIsGoneWithoutAnEPMDLookup(t *testing.T) {
 	}
 
 	// Next dial: through the EPMD, and still gone (name unregistered).
-	gone, err = tr.Connect(context.Background(), victim.name)
+	gone, err = tr.Connect(context.Background(), victim.name, true)
 	if !gone || err == nil {
 		t.Fatalf("second dial: gone %v, err %v; want gone with an error", gone, err)
 	}
@@ -67,7 +69,7 @@ func TestConnectToALivePeerAfterAFlapConnects(t *testing.T) {
 	}
 	waitGone(t, p.name)
 	tr := newErgoTransport(testNode, nil, MonitorName, 5*time.Second)
-	gone, err := tr.Connect(context.Background(), p.name)
+	gone, err := tr.Connect(context.Background(), p.name, true)
 	if gone || err != nil {
 		t.Fatalf("re-dial of a live peer: gone %v, err %v; want connected", gone, err)
 	}
@@ -137,7 +139,7 @@ func TestAddressFromTheStateAnswerServesAsTheLastAddress(t *testing.T) {
 	waitGone(t, victim.name)
 	skipIfTaken(t, victim.name)
 	before := ergonode.Lookups(testNode, victim.name)
-	gone, err := tr.Connect(context.Background(), victim.name)
+	gone, err := tr.Connect(context.Background(), victim.name, true)
 	if !gone || err == nil || ergonode.Lookups(testNode, victim.name) != before {
 		t.Fatalf("re-dial of a killed peer known by its answer: gone %v, err %v, %d lookups", gone, err, ergonode.Lookups(testNode, victim.name)-before)
 	}
@@ -219,5 +221,26 @@ func TestStaticRoutePeerIsNotDialledAtItsAnnouncedPort(t *testing.T) {
 	defer ergonode.ForgetAddress(testNode, peer)
 	if _, gone := refusedAtLastAddress(testNode, peer, time.Second); gone {
 		t.Fatal("a peer with a static route found gone at an address the route does not name")
+	}
+}
+
+// A failed dial tells whether the peer's process is gone only when asked:
+// finding out costs a second EPMD lookup, which only a member in its flap
+// grace needs (core.AwaitsGone).
+func TestConnectChecksGoneOnlyWhenAsked(t *testing.T) {
+	tr := newErgoTransport(testNode, nil, MonitorName, 2*time.Second)
+	nobody := fmt.Sprintf("nobody_%d@127.0.0.1", os.Getpid())
+	for _, tc := range []struct {
+		checkGone, want bool
+	}{{false, false}, {true, true}} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		gone, err := tr.Connect(ctx, nobody, tc.checkGone)
+		cancel()
+		if err == nil {
+			t.Fatalf("connected to %s, which is not registered", nobody)
+		}
+		if gone != tc.want {
+			t.Fatalf("checkGone %v: gone %v, want %v (%v)", tc.checkGone, gone, tc.want, err)
+		}
 	}
 }

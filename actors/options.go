@@ -342,7 +342,9 @@ func (o *Options) coreConfig(self string) core.Config {
 		LinkGap:      linkGap(o.SuspectAfter),
 		ProbeTimeout: probeTimeoutHeartbeats * o.Heartbeat, Reprobe: reprobeEvery, Reconcile: o.Reconcile,
 		BackoffMin: o.BackoffMin, BackoffMax: o.BackoffMax, FlapGrace: max(o.FlapGrace, 0),
-		Roles: o.roles(), Meta: o.meta(),
+		FirstDialGrace:     firstDialGraceBackoffs * o.BackoffMin,
+		AssemblyBackoffMax: assemblyBackoffs * o.BackoffMin,
+		Roles:              o.roles(), Meta: o.meta(),
 	}
 }
 

@@ -73,6 +73,15 @@ type Config struct {
 	Reconcile time.Duration
 	// BackoffMin and BackoffMax bound the re-dial interval of a peer.
 	BackoffMin, BackoffMax time.Duration
+	// FirstDialGrace: a peer never connected whose name sorts before ours
+	// is first dialled only after this wait, counted from when it becomes
+	// a dial target: it dials us first (see dialDue). Zero: at once.
+	FirstDialGrace time.Duration
+	// AssemblyBackoffMax caps the re-dial wait towards a peer never
+	// connected whose name sorts after ours, until this node is first
+	// ready: a peer still starting is reached soon after it registers,
+	// not up to BackoffMax later. Zero: no cap.
+	AssemblyBackoffMax time.Duration
 	// FlapGrace is the flap guard: a member whose connection drops stays in
 	// the rings this long while it is re-dialled. Back (reconnected and
 	// answering a probe) within it, the rings do not change at all, instead
@@ -335,9 +344,12 @@ type peer struct {
 	// gossip: reported as a member by some member
 	gossip bool
 
-	dialing   bool
-	failures  int
-	nextDial  time.Time
+	dialing  bool
+	failures int
+	nextDial time.Time
+	// met: it was connected once and the link dropped (see down); a peer
+	// not met yet is a first contact (see dialDue, redial).
+	met       bool
 	lastSeen  time.Time // last sign of life: an answer, a ping, a read on its link
 	probeSent time.Time // outstanding probe (zero: none)
 	suspect   bool
@@ -393,6 +405,9 @@ type Core struct {
 	lastReconcile time.Time
 	lastTick      time.Time
 	discovered    bool
+	// wasReady: this node has been ready once (assembly is over; see
+	// AssemblyBackoffMax).
+	wasReady bool
 
 	// leaving: Leave was asked; awaiting lists the members whose
 	// acknowledgement is still due, missing those that went away first.
@@ -503,7 +518,7 @@ func (c *Core) Step(ev Event) []Effect {
 		p.dialing = false
 		if e.Err != nil {
 			p.failures++
-			p.nextDial = e.Now.Add(c.backoff(e.Node, p.failures))
+			p.nextDial = e.Now.Add(c.redial(e.Node, p))
 			if e.Gone && !p.awaySince.IsZero() && !p.connected {
 				// A killed node is not a flap: leave the rings now.
 				fx = c.remove(fx, e.Node, listener.RemovedGone)
@@ -573,6 +588,9 @@ func (c *Core) to(fx []Effect, s State) []Effect {
 	}
 	fx = append(fx, Transition{From: c.state, To: s})
 	c.state = s
+	if s == listener.StateReady {
+		c.wasReady = true
+	}
 	return fx
 }
 
@@ -642,6 +660,7 @@ func (c *Core) down(fx []Effect, n string, now time.Time, grace bool) []Effect {
 	}
 	wasMember := p.inRing()
 	p.connected = false
+	p.met = true
 	p.probeSent = time.Time{}
 	p.dialing = false
 	// Re-dial a lost sentry, gossiped or away member promptly, then back off
@@ -921,6 +940,11 @@ func (c *Core) dialDue(fx []Effect, now time.Time) []Effect {
 	// Sorted: a deterministic effect order.
 	for _, n := range c.due(func(p *peer) bool { return p.dialWanted() && !now.Before(p.nextDial) }) {
 		p := c.peers[n]
+		if c.letDialFirst(n, p) {
+			// Scheduled for the end of the grace (NextTick wakes us).
+			p.nextDial = now.Add(c.cfg.FirstDialGrace)
+			continue
+		}
 		if dialing >= MaxDialing {
 			break
 		}
@@ -929,6 +953,43 @@ func (c *Core) dialDue(fx []Effect, now time.Time) []Effect {
 		fx = append(fx, Dial{n})
 	}
 	return fx
+}
+
+// AwaitsGone reports whether a failed dial of n should tell whether n's
+// process is gone (DialDone.Gone): only for a member in its flap grace,
+// whose grace a gone process ends. Finding out costs the driver a second
+// EPMD lookup per failed dial, which every other dial is spared.
+func (c *Core) AwaitsGone(n string) bool {
+	p := c.peers[n]
+	return p != nil && !p.awaySince.IsZero()
+}
+
+// letDialFirst: n is a first contact, never scheduled, whose name sorts
+// before ours, so it is left the first dial for FirstDialGrace. Each pair
+// of nodes that know each other is then dialled once, by the lower name,
+// as a raw Ergo full mesh does: half the dials and EPMD lookups of both
+// ends dialling, and no two dials crossing (Ergo's handshake has no
+// simultaneous-connect rule, see backoff). After the grace we dial anyway:
+// a BEAM node, or one that does not list us, never dials us. A peer added
+// by Join is dialled at once (an operator asked for it).
+func (c *Core) letDialFirst(n string, p *peer) bool {
+	return c.cfg.FirstDialGrace > 0 && !p.met && !p.joined && p.failures == 0 &&
+		p.nextDial.IsZero() && n < c.cfg.Self
+}
+
+// redial is the wait before the next dial of peer after a failed one: the
+// backoff, capped at AssemblyBackoffMax while this node assembles for a
+// first contact whose name sorts after ours (we owe it the first dial,
+// see letDialFirst). Peers start together: one that is not registered
+// yet is then re-dialled soon after it is, instead of up to BackoffMax
+// later. A peer met before, and every peer once this node was ready, gets
+// the full backoff: a name that is really gone costs little.
+func (c *Core) redial(peer string, p *peer) time.Duration {
+	limit := c.cfg.BackoffMax
+	if c.cfg.AssemblyBackoffMax > 0 && !c.wasReady && !p.met && peer > c.cfg.Self {
+		limit = min(limit, c.cfg.AssemblyBackoffMax)
+	}
+	return c.backoffUpTo(peer, p.failures, limit)
 }
 
 func (c *Core) tick(fx []Effect, e Tick) []Effect {
@@ -1290,12 +1351,17 @@ func (c *Core) ReconcileDue(now time.Time) bool {
 // lockstep; the factor is a hash, not a random draw, so the core stays a
 // pure function and tests are exact.
 func (c *Core) backoff(peer string, failures int) time.Duration {
+	return c.backoffUpTo(peer, failures, c.cfg.BackoffMax)
+}
+
+// backoffUpTo is backoff with limit in place of BackoffMax.
+func (c *Core) backoffUpTo(peer string, failures int, limit time.Duration) time.Duration {
 	d := c.cfg.BackoffMin
-	for i := 1; i < failures && d < c.cfg.BackoffMax; i++ {
+	for i := 1; i < failures && d < limit; i++ {
 		d *= 2
 	}
-	if d > c.cfg.BackoffMax {
-		d = c.cfg.BackoffMax
+	if d > limit {
+		d = limit
 	}
 	h := fnv.New64a()
 	h.Write([]byte(c.cfg.Self))
