@@ -3,8 +3,8 @@ package actors
 import (
 	"context"
 	"fmt"
-	"os"
 	"net"
+	"os"
 	"strconv"
 	"testing"
 	"time"
