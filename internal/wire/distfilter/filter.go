@@ -188,6 +188,12 @@ func (p *proto) init(ctx context.Context, conn lib.NetReadWriter, nodename strin
 // Serve implements node.ProtoInterface (Ergo's own, on Ergo's connection),
 // with the link guard in front of Ergo's router.
 func (p *proto) Serve(ci node.ConnectionInterface, router node.CoreRouter) {
+	if v, ok := p.conns.Load(ci); ok {
+		// The served link is the peer's, whatever a connection that lost
+		// a simultaneous-connect race stored in Init (it is terminated).
+		fc := v.(*filterConn)
+		p.f.links.Store(fc.peer.name, fc)
+	}
 	p.inner.Serve(ci, p.guarded(ci, router))
 }
 

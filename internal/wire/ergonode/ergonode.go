@@ -149,9 +149,6 @@ func NodeOptions(o Options) node.Options {
 	// every byte Ergo writes and reads.
 	links := newLinks()
 	proto = withLiveness(proto, links)
-	// Terminate the connections Ergo sets up and drops without serving (a
-	// lost simultaneous-connect race): they leak goroutines otherwise.
-	proto = ReapUnserved(proto)
 	// Name the cause of a failed handshake (cookie, TLS, timeout): Ergo
 	// only says "no route to node".
 	hs = Diagnose(hs)
@@ -161,6 +158,11 @@ func NodeOptions(o Options) node.Options {
 	if o.WrapProto != nil {
 		proto = o.WrapProto(proto)
 	}
+	// Terminate the connections Ergo sets up and drops without serving (a
+	// lost simultaneous-connect race): they leak goroutines otherwise.
+	// Above every wrapper, so each one sees the Terminate of what it saw
+	// set up (the filter keeps each connection's peer until then).
+	proto = ReapUnserved(proto)
 	// Outermost: concurrent incoming handshakes, TLS on every outgoing
 	// link when configured, failures logged throttled and kept for
 	// Connect (gate.go).

@@ -11,8 +11,8 @@ import (
 
 // unservedAfter is how long a connection may stay set up but not served
 // before it is reaped. Ergo starts serving a registered connection at once,
-// so anything still waiting after this was dropped.
-const unservedAfter = 10 * time.Second
+// so anything still waiting after this was dropped. A variable for tests.
+var unservedAfter = 10 * time.Second
 
 // reaping works around a leak in Ergo v2.2.4: when two nodes dial each
 // other at the same moment, each side sets up a connection (proto Init:

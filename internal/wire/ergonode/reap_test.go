@@ -2,6 +2,7 @@ package ergonode
 
 import (
 	"context"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -66,5 +67,62 @@ func TestUnservedConnectionsAreReaped(t *testing.T) {
 	inits, serves, terms := inner.counts()
 	if inits != 2 || serves != 1 || terms != 1 || r.unserved() != 0 {
 		t.Fatalf("inits %d serves %d terminates %d pending %d", inits, serves, terms, r.unserved())
+	}
+}
+
+// recordingProto is a wrapper as Options.WrapProto installs one (the
+// distribution filter): it keeps each connection it saw set up until it
+// sees that connection's Terminate.
+type recordingProto struct {
+	node.ProtoInterface
+	mu   sync.Mutex
+	live map[node.ConnectionInterface]bool
+}
+
+func (r *recordingProto) Init(ctx context.Context, conn lib.NetReadWriter, nodename string, d node.HandshakeDetails) (node.ConnectionInterface, error) {
+	ci, err := r.ProtoInterface.Init(ctx, conn, nodename, d)
+	if err == nil {
+		r.mu.Lock()
+		r.live[ci] = true
+		r.mu.Unlock()
+	}
+	return ci, err
+}
+
+func (r *recordingProto) Terminate(ci node.ConnectionInterface) {
+	r.ProtoInterface.Terminate(ci)
+	r.mu.Lock()
+	delete(r.live, ci)
+	r.mu.Unlock()
+}
+
+func (r *recordingProto) held() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.live)
+}
+
+// The reaper terminates a lost race's connection through every proto
+// wrapper, not only Ergo's proto: a wrapper that keeps per-connection
+// state (the filter keeps each connection's peer) would otherwise hold the
+// loser, and its buffers, for the node's life, once per lost race.
+func TestReapedConnectionsReachEveryWrapper(t *testing.T) {
+	defer func(d time.Duration) { unservedAfter = d }(unservedAfter)
+	unservedAfter = 50 * time.Millisecond
+	var rec *recordingProto
+	opts := NodeOptions(Options{WrapProto: func(p node.ProtoInterface) node.ProtoInterface {
+		rec = &recordingProto{ProtoInterface: p, live: map[node.ConnectionInterface]bool{}}
+		return rec
+	}})
+	for i := 0; i < 2; i++ {
+		a, b := net.Pipe()
+		defer a.Close()
+		defer b.Close()
+		if _, err := opts.Proto.Init(context.Background(), a, "a@127.0.0.1", node.HandshakeDetails{Name: "b@127.0.0.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !testenv.Poll(5*time.Second, func() bool { return rec.held() == 0 }) {
+		t.Fatalf("the wrapper still holds %d unserved connections after the reaper's delay", rec.held())
 	}
 }
