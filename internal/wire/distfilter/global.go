@@ -6,8 +6,6 @@ import (
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
-
-	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
 // Erlang's global on a BEAM node connected to a Go node. On every nodeup,
@@ -183,7 +181,7 @@ func InstallGlobal(n node.Node) error {
 			return fmt.Errorf("distfilter: unregister Ergo's global_name_server: %w", err)
 		}
 	}
-	opts := gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}
+	opts := gen.ProcessOptions{MailboxSize: serviceMailbox}
 	if _, err := n.Spawn("global_name_server", opts, &globalServer{node: n, self: n.Name()}); err != nil {
 		return fmt.Errorf("distfilter: spawn global_name_server: %w", err)
 	}

@@ -6,8 +6,6 @@ import (
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
 	"github.com/ergo-services/ergo/node"
-
-	"github.com/cloister-go/cloister/internal/wire/ergonode"
 )
 
 // netKernel stands in for Ergo's stub net_kernel, which answers every call
@@ -43,9 +41,19 @@ func InstallNetKernel(n node.Node) error {
 			return fmt.Errorf("distfilter: unregister Ergo's net_kernel: %w", err)
 		}
 	}
-	opts := gen.ProcessOptions{MailboxSize: ergonode.NetworkMailbox}
+	opts := gen.ProcessOptions{MailboxSize: serviceMailbox}
 	if _, err := n.Spawn("net_kernel", opts, &netKernel{}); err != nil {
 		return fmt.Errorf("distfilter: spawn net_kernel: %w", err)
 	}
 	return nil
 }
+
+// serviceMailbox is the mailbox of the two services BEAM peers call here
+// (net_kernel, global_name_server). Both answer every message at once and
+// never wait, and a BEAM caller has one call in flight per process, so
+// 1024 queued requests is far beyond any real backlog; Ergo still drops
+// past it. Ergo allocates three buffers of the mailbox's size for a
+// gen.Server (mailbox, exit queue, deferred queue): at
+// ergonode.NetworkMailbox (8192) that is 1.15 MB of live heap per service,
+// which the GC's goal doubles, on every node, BEAM peers or not.
+const serviceMailbox uint16 = 1024
