@@ -71,6 +71,8 @@ type filterConn struct {
 	// rpc out of Go (origin.go), made on first use
 	originOnce sync.Once
 	orig       atomic.Pointer[rpcOrigin]
+
+	served atomic.Bool // Ergo serves this connection (not a lost race's)
 }
 
 func newFilterConn(conn lib.NetReadWriter, peer *peerInfo, f *filter) *filterConn {

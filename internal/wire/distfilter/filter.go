@@ -192,6 +192,7 @@ func (p *proto) Serve(ci node.ConnectionInterface, router node.CoreRouter) {
 		// The served link is the peer's, whatever a connection that lost
 		// a simultaneous-connect race stored in Init (it is terminated).
 		fc := v.(*filterConn)
+		fc.served.Store(true)
 		p.f.links.Store(fc.peer.name, fc)
 	}
 	p.inner.Serve(ci, p.guarded(ci, router))
@@ -203,9 +204,25 @@ func (p *proto) Terminate(ci node.ConnectionInterface) {
 	p.peers.Delete(ci)
 	if v, ok := p.conns.LoadAndDelete(ci); ok {
 		fc := v.(*filterConn)
-		p.f.links.CompareAndDelete(fc.peer.name, fc)
+		if p.f.links.CompareAndDelete(fc.peer.name, fc) {
+			p.restoreServed(fc.peer.name)
+		}
 		fc.close()
 	}
+}
+
+// restoreServed makes peer's served link its link again after a
+// connection that lost a simultaneous-connect race, set up after the
+// winner and so stored over it in Init, ends.
+func (p *proto) restoreServed(peer string) {
+	p.conns.Range(func(_, v any) bool {
+		fc := v.(*filterConn)
+		if fc.peer.name == peer && fc.served.Load() {
+			p.f.links.LoadOrStore(peer, fc)
+			return false
+		}
+		return true
+	})
 }
 
 // Funcs is a table of Go functions that rpc callers on BEAM nodes may run
