@@ -46,8 +46,8 @@ type monitor struct {
 	// (ProcessLoop); tickSeq tells the pending tick from a replaced one
 	// already in the mailbox, tickAt is when it fires
 	tickMu      sync.Mutex
-	tickCancel  gen.CancelFunc
-	laterCancel gen.CancelFunc
+	tickCancel  func() bool
+	laterCancel func() bool
 	tickSeq     uint64
 	tickAt      time.Time
 	stopped     bool
@@ -76,10 +76,18 @@ var _ statem.Behavior[listener.State] = (*monitor)(nil)
 // any peer would otherwise kill the Monitor inside Ergo's own loop.
 func (m *monitor) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 	reason := guardedLoop(&m.StateMachine.Server, ps, started)
-	// A tick still pending would be sent to the process Ergo is tearing
-	// down, and Ergo's send reads the mailbox field its cleanup writes
-	// (a data race inside Ergo): stop the timer with the process.
+	m.end()
+	return reason
+}
+
+// end marks the process ended and stops its timers, before Ergo tears it
+// down. A tick still pending would be sent to the process Ergo is tearing
+// down, and Ergo's send reads the mailbox field its cleanup writes (a data
+// race inside Ergo): a timer firing now finishes its send first, or sees
+// the mark and sends nothing (see after).
+func (m *monitor) end() {
 	m.tickMu.Lock()
+	defer m.tickMu.Unlock()
 	m.stopped = true
 	if m.tickCancel != nil {
 		m.tickCancel()
@@ -87,29 +95,45 @@ func (m *monitor) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
 	if m.laterCancel != nil {
 		m.laterCancel()
 	}
-	m.tickMu.Unlock()
-	return reason
 }
 
-// sendAfter is the part of a process that arms timers.
-type sendAfter interface {
-	SendAfter(interface{}, etf.Term, time.Duration) gen.CancelFunc
+// sender is the part of a process that sends.
+type sender interface {
+	Send(interface{}, etf.Term) error
+}
+
+// after arms a timer that sends msg to self in d, unless the process has
+// ended, and returns its cancel. Not Ergo's SendAfter: its timer may fire
+// while the process ends, and its send then reads the mailbox field Ergo's
+// cleanup writes (a data race inside Ergo) however soon the timer is
+// stopped. This one sends under tickMu, which ProcessLoop holds to mark
+// the end: a send either completes while the process still runs or does
+// not happen.
+func (m *monitor) after(p sender, self etf.Pid, msg etf.Term, d time.Duration) func() bool {
+	t := time.AfterFunc(d, func() {
+		m.tickMu.Lock()
+		defer m.tickMu.Unlock()
+		if !m.stopped {
+			_ = p.Send(self, msg) // never blocks: Ergo drops into a full mailbox
+		}
+	})
+	return t.Stop
 }
 
 // sendLater sends msg to the Monitor after a delay, unless the process has
 // ended (the driver's postAfter). One such message is pending at a time
 // (the driver's coalesced ring build), so only the last is kept to stop.
-func (m *monitor) sendLater(p sendAfter, self etf.Pid, msg interface{}, after time.Duration) {
+func (m *monitor) sendLater(p sender, self etf.Pid, msg interface{}, after time.Duration) {
 	m.tickMu.Lock()
 	defer m.tickMu.Unlock()
 	if !m.stopped {
-		m.laterCancel = p.SendAfter(self, msg, after)
+		m.laterCancel = m.after(p, self, msg, after)
 	}
 }
 
 // scheduleTick arms the next tick in d, replacing a pending one, unless
 // the process has ended.
-func (m *monitor) scheduleTick(p sendAfter, self etf.Pid, d time.Duration) {
+func (m *monitor) scheduleTick(p sender, self etf.Pid, d time.Duration) {
 	m.tickMu.Lock()
 	defer m.tickMu.Unlock()
 	if m.stopped {
@@ -120,7 +144,7 @@ func (m *monitor) scheduleTick(p sendAfter, self etf.Pid, d time.Duration) {
 	}
 	m.tickSeq++
 	m.tickAt = time.Now().Add(d)
-	m.tickCancel = p.SendAfter(self, tickMsg{seq: m.tickSeq}, d)
+	m.tickCancel = m.after(p, self, tickMsg{seq: m.tickSeq}, d)
 }
 
 // ticked takes a tick message: false for one that was replaced.
