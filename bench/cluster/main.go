@@ -262,10 +262,21 @@ func ms(d time.Duration) string {
 // traceAssembly is -trace: where an assembly's time went.
 var traceAssembly bool
 
+// runTag sets this process's node names apart from those of another
+// bench/cluster running at the same time (an interleaved A/B run starts
+// two): each run has its own EPMD, but every node listens on the one
+// 127.0.0.1, and the lowest free port goes to whichever node starts next.
+// A node that re-dials a peer killed a moment ago can reach, at the port
+// the peer had, a node of the other run; under the same name (same size,
+// same round, same index) the handshake succeeds and that node then holds
+// a link under our peer's name, closing the real peer's handshakes while
+// it lasts (Ergo keeps the first link to a name, docs/design.md §6 item 4).
+var runTag = os.Getpid()
+
 func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, calls int, profDir string) (res roundResult, err error) {
 	names := make([]string, n)
 	for i := range names {
-		names[i] = fmt.Sprintf("bench%d_%d_%d@127.0.0.1", n, r, i)
+		names[i] = fmt.Sprintf("bench%d_%d_%d_%d@127.0.0.1", n, runTag, r, i)
 	}
 	var env []string
 	if profDir != "" {
@@ -301,6 +312,7 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 			return e.Event == "state" && e.To == "ready" && len(e.Snapshot.Members) == n
 		})
 		if err != nil {
+			dumpStuck(nodes, n, r)
 			return res, err
 		}
 		if at := time.Unix(0, e.At); at.After(readyAt) {
@@ -375,6 +387,7 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 			return e.Event == "state" && e.From == "ready" && e.To == "rehashing" && time.Unix(0, e.At).After(killed)
 		})
 		if err != nil {
+			dumpStuck(nodes, n, r)
 			return res, err
 		}
 		if d := time.Unix(0, e.At).Sub(killed); d > worst {
@@ -383,6 +396,21 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 	}
 	res.kill = worst
 	return res, nil
+}
+
+// dumpStuck saves, when a round's wait failed (an assembly or a kill that
+// was not noticed), every node's /status and (with CLOISTER_PPROF=1) its
+// goroutines into $CLOISTER_STUCK_DIR: the state while it is stuck.
+func dumpStuck(nodes []*cloistertest.Node, n, r int) {
+	dir := os.Getenv("CLOISTER_STUCK_DIR")
+	if dir == "" {
+		return
+	}
+	for i, nd := range nodes {
+		fetch(nd, "/status", 10, filepath.Join(dir, fmt.Sprintf("N%d-r%d-node%d-status.json", n, r, i)))
+		fetch(nd, "/debug/pprof/goroutine?debug=2", 10, filepath.Join(dir, fmt.Sprintf("N%d-r%d-node%d-goroutines.txt", n, r, i)))
+	}
+	fmt.Fprintf(os.Stderr, "bench/cluster: N=%d round %d stuck: state of every node in %s\n", n, r, dir)
 }
 
 // fetchProfile saves a CPU profile of secs seconds from a node started

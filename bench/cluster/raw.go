@@ -220,7 +220,7 @@ func rawRound(epmdPort uint16, cookie string, n, r int, steady time.Duration) (r
 	}
 	names := make([]string, n)
 	for i := range names {
-		names[i] = fmt.Sprintf("raw%d_%d_%d@127.0.0.1", n, r, i)
+		names[i] = fmt.Sprintf("raw%d_%d_%d_%d@127.0.0.1", n, runTag, r, i)
 	}
 	var procs []*rawProc
 	defer func() {
