@@ -166,14 +166,42 @@ func (m *monitor) rearm(p *statem.Process) {
 		return
 	}
 	now := time.Now()
-	d := m.d.nextTick(now)
+	m.rearmIn(p, p.Self(), now, m.d.nextTick(now))
+}
+
+// rearmIn is rearm at now, the next deadline d away. A pending tick more
+// than tickLost past its time is taken for lost and armed again: only a
+// tick arms the next one, so a tick message that never arrives (dropped
+// into a full mailbox, a timer that did not fire) would otherwise stop
+// the heartbeats, re-dials and reconciliation for good.
+func (m *monitor) rearmIn(p sender, self etf.Pid, now time.Time, d time.Duration) {
 	m.tickMu.Lock()
 	pending, at := m.tickCancel != nil, m.tickAt
 	m.tickMu.Unlock()
+	if pending && now.After(at.Add(tickLost)) {
+		m.resendTick(p, self, now, d)
+		return
+	}
 	if pending && !now.Add(d).Before(at.Add(-tickEvery)) {
 		return
 	}
-	m.scheduleTick(p, p.Self(), d)
+	m.scheduleTick(p, self, d)
+}
+
+// resendTick arms the pending tick again, in d, under the same sequence
+// number: if the first message was only late (a long mailbox), whichever
+// comes first is the tick and the other is dropped as replaced (the tick
+// arms its successor under a new number), so a slow mailbox cannot make
+// every tick replace the one before it.
+func (m *monitor) resendTick(p sender, self etf.Pid, now time.Time, d time.Duration) {
+	m.tickMu.Lock()
+	defer m.tickMu.Unlock()
+	if m.stopped || m.tickCancel == nil {
+		return
+	}
+	m.tickCancel()
+	m.tickAt = now.Add(d)
+	m.tickCancel = m.after(p, self, tickMsg{seq: m.tickSeq}, d)
 }
 
 // State is the core's state (statem.Behavior); down before the first

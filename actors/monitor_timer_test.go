@@ -61,3 +61,60 @@ func TestTimerSendFinishesBeforeTheMonitorEnds(t *testing.T) {
 	case <-time.After(100 * time.Millisecond):
 	}
 }
+
+// recSender hands every message sent to the test, which may drop it as
+// a full mailbox would.
+type recSender struct{ sent chan etf.Term }
+
+func (r *recSender) Send(_ interface{}, msg etf.Term) error {
+	r.sent <- msg
+	return nil
+}
+
+func sentTick(t *testing.T, r *recSender) tickMsg {
+	t.Helper()
+	select {
+	case msg := <-r.sent:
+		tm, ok := msg.(tickMsg)
+		if !ok {
+			t.Fatalf("sent %T, want a tick", msg)
+		}
+		return tm
+	case <-time.After(30 * time.Second):
+		t.Fatal("no tick was sent")
+	}
+	return tickMsg{}
+}
+
+// Only a tick arms the next one, so a tick message that never arrives (a
+// full mailbox drops it, a timer does not fire) must not stop the
+// Monitor's ticks for good: the next event more than tickLost after the
+// tick's time arms it again, and that message counts as the tick. Within
+// tickLost the tick may only be late and is left pending.
+func TestLostTickIsArmedAgain(t *testing.T) {
+	m := &monitor{}
+	dropped := &recSender{sent: make(chan etf.Term, 1)}
+	m.scheduleTick(dropped, etf.Pid{}, time.Millisecond)
+	sentTick(t, dropped) // fired, and lost
+	m.tickMu.Lock()
+	at := m.tickAt
+	m.tickMu.Unlock()
+
+	again := &recSender{sent: make(chan etf.Term, 1)}
+	m.rearmIn(again, etf.Pid{}, at.Add(tickLost/2), time.Millisecond)
+	m.tickMu.Lock()
+	kept := m.tickAt.Equal(at)
+	m.tickMu.Unlock()
+	if !kept {
+		t.Fatal("a tick late by less than tickLost was armed again")
+	}
+
+	m.rearmIn(again, etf.Pid{}, at.Add(tickLost+time.Millisecond), time.Millisecond)
+	if tm := sentTick(t, again); !m.ticked(tm) {
+		t.Fatalf("the tick armed again (seq %d) was not taken as the tick (seq %d)", tm.seq, m.tickSeq)
+	}
+	// A first message that was only late, arriving now, is not a second tick.
+	if m.ticked(tickMsg{seq: m.tickSeq}) {
+		t.Fatal("the late first message was taken as a second tick")
+	}
+}

@@ -14,6 +14,11 @@ const (
 	// deadlines crowd. In a steady cluster ticks come every slowTick.
 	tickEvery = 50 * time.Millisecond
 
+	// tickLost: a pending tick this far past its time is taken for lost
+	// and armed again (monitor.rearmIn). Far above a tick's usual delay;
+	// a late one that then arrives costs nothing (see resendTick).
+	tickLost = 2 * time.Second
+
 	// probeTimeoutHeartbeats: a connected non-member that has not answered
 	// a probe within this many heartbeats may be probed again at once when
 	// it asks us (core.Config.ProbeTimeout = this × Heartbeat).
