@@ -2,6 +2,7 @@ package actors
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
@@ -21,6 +22,7 @@ import (
 	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
+	"github.com/ergo-services/ergo/lib"
 	"github.com/ergo-services/ergo/node"
 )
 
@@ -103,21 +105,32 @@ type sender interface {
 }
 
 // after arms a timer that sends msg to self in d, unless the process has
-// ended, and returns its cancel. Not Ergo's SendAfter: its timer may fire
-// while the process ends, and its send then reads the mailbox field Ergo's
-// cleanup writes (a data race inside Ergo) however soon the timer is
-// stopped. This one sends under tickMu, which ProcessLoop holds to mark
-// the end: a send either completes while the process still runs or does
-// not happen.
+// ended, and returns its cancel (called under tickMu). Not Ergo's
+// SendAfter, for two reasons. Its timer may fire while the process ends,
+// and its send then reads the mailbox field Ergo's cleanup writes (a data
+// race inside Ergo) however soon the timer is stopped; this one sends
+// under tickMu, which end holds to mark the end, so a send either
+// completes while the process still runs or does not happen. And Ergo
+// drops a local send into a full mailbox: a dropped tick would arm no
+// successor, so this one tries again every tickEvery until it is taken.
 func (m *monitor) after(p sender, self etf.Pid, msg etf.Term, d time.Duration) func() bool {
-	t := time.AfterFunc(d, func() {
+	var (
+		t         *time.Timer // guarded by tickMu after this function
+		cancelled bool
+		fire      func()
+	)
+	fire = func() {
 		m.tickMu.Lock()
 		defer m.tickMu.Unlock()
-		if !m.stopped {
-			_ = p.Send(self, msg) // never blocks: Ergo drops into a full mailbox
+		if m.stopped || cancelled {
+			return
 		}
-	})
-	return t.Stop
+		if err := p.Send(self, msg); errors.Is(err, lib.ErrProcessMailboxFull) {
+			t = time.AfterFunc(tickEvery, fire)
+		}
+	}
+	t = time.AfterFunc(d, fire)
+	return func() bool { cancelled = true; return t.Stop() }
 }
 
 // sendLater sends msg to the Monitor after a delay, unless the process has

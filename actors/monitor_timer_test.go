@@ -1,10 +1,12 @@
 package actors
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ergo-services/ergo/etf"
+	"github.com/ergo-services/ergo/lib"
 )
 
 // blockingSender records when a send starts and holds it until released,
@@ -53,8 +55,6 @@ func TestTimerSendFinishesBeforeTheMonitorEnds(t *testing.T) {
 	stop := m.after(late, etf.Pid{}, tickMsg{}, 0)
 	defer stop()
 	m.sendLater(late, etf.Pid{}, tickMsg{}, 0)
-	m.tickMu.Lock() // the zero-delay timer's callback has the lock next or has run
-	m.tickMu.Unlock()
 	select {
 	case <-late.started:
 		t.Fatal("a timer sent to the Monitor after it ended")
@@ -117,4 +117,36 @@ func TestLostTickIsArmedAgain(t *testing.T) {
 	if m.ticked(tickMsg{seq: m.tickSeq}) {
 		t.Fatal("the late first message was taken as a second tick")
 	}
+}
+
+// fullOnce is a mailbox that is full for the first send only.
+type fullOnce struct {
+	sends atomic.Int32
+	taken chan etf.Term
+}
+
+func (f *fullOnce) Send(_ interface{}, msg etf.Term) error {
+	if f.sends.Add(1) == 1 {
+		return lib.ErrProcessMailboxFull // Ergo drops it
+	}
+	f.taken <- msg
+	return nil
+}
+
+// A tick dropped by a full mailbox is sent again: only a tick arms the
+// next one, so a dropped tick would stop the Monitor's heartbeats for good
+// in a cluster where nothing else wakes it.
+func TestTickDroppedByAFullMailboxIsSentAgain(t *testing.T) {
+	m := &monitor{}
+	f := &fullOnce{taken: make(chan etf.Term, 1)}
+	m.scheduleTick(f, etf.Pid{}, time.Millisecond)
+	select {
+	case msg := <-f.taken:
+		if tm, ok := msg.(tickMsg); !ok || !m.ticked(tm) {
+			t.Fatalf("sent %#v, not the pending tick", msg)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatalf("the tick was dropped once and never sent again (%d sends)", f.sends.Load())
+	}
+	m.end()
 }
