@@ -515,13 +515,8 @@ func (m *monitor) lookupArgs(group, key etf.Term, ok bool) (*ring.View, etf.Term
 // it (on a libring ring, key_to_nodes/3 of the key as the term it arrived
 // as), or {error, Reason}.
 func (m *monitor) whoisN(group, key, count etf.Term) etf.Term {
-	var n int
-	switch v := count.(type) {
-	case int:
-		n = v
-	case int64:
-		n = int(v)
-	}
+	c, _ := clusterstate.TermInt(count)
+	n := int(c)
 	snap, term, k, bad := m.lookupArgs(group, key, n >= 1)
 	if bad != nil {
 		return bad
@@ -642,13 +637,7 @@ func parseLeave(t etf.Term) (leaves, leaving bool) {
 // gives (0 when absent: an Elixir cloister, or an older Go one).
 func parseDistPort(t etf.Term) uint16 {
 	mp, _ := t.(etf.Map)
-	var p int64
-	switch v := mp[etf.Atom("dist_port")].(type) {
-	case int:
-		p = int64(v)
-	case int64:
-		p = v
-	}
+	p, _ := clusterstate.TermInt(mp[etf.Atom("dist_port")])
 	if p < 1 || p > 65535 {
 		return 0
 	}

@@ -61,6 +61,18 @@ func TermText(t etf.Term) (string, bool) {
 	return "", false
 }
 
+// TermInt reads an integer term as Ergo decodes one (int for a small
+// integer, int64 for a larger one).
+func TermInt(t etf.Term) (int64, bool) {
+	switch v := t.(type) {
+	case int:
+		return int64(v), true
+	case int64:
+		return v, true
+	}
+	return 0, false
+}
+
 // parseRoles reads the roles and meta of a state answer, reading no
 // further than the bounds (the core drops what is not valid).
 func parseRoles(mp etf.Map) (roles []string, meta map[string]string) {
