@@ -152,11 +152,17 @@ func (m *monitor) scheduleTick(p sender, self etf.Pid, d time.Duration) {
 	if m.stopped {
 		return
 	}
+	m.tickSeq++
+	m.armLocked(p, self, time.Now(), d)
+}
+
+// armLocked replaces the pending tick with one due at now+d under the
+// current sequence number (tickMu held).
+func (m *monitor) armLocked(p sender, self etf.Pid, now time.Time, d time.Duration) {
 	if m.tickCancel != nil {
 		m.tickCancel()
 	}
-	m.tickSeq++
-	m.tickAt = time.Now().Add(d)
+	m.tickAt = now.Add(d)
 	m.tickCancel = m.after(p, self, tickMsg{seq: m.tickSeq}, d)
 }
 
@@ -212,9 +218,7 @@ func (m *monitor) resendTick(p sender, self etf.Pid, now time.Time, d time.Durat
 	if m.stopped || m.tickCancel == nil {
 		return
 	}
-	m.tickCancel()
-	m.tickAt = now.Add(d)
-	m.tickCancel = m.after(p, self, tickMsg{seq: m.tickSeq}, d)
+	m.armLocked(p, self, now, d)
 }
 
 // State is the core's state (statem.Behavior); down before the first
