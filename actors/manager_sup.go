@@ -196,7 +196,10 @@ func (s *supervisor) stopFrom(i int, reason string) {
 		}
 		p := c.proc
 		c.proc = nil
-		if !p.IsAlive() {
+		if !p.IsAlive() || s.p.Context().Err() != nil {
+			// Gone, or this supervisor was killed: each child's context is
+			// ours (see start), so it is ending already, and an Exit now
+			// would race Ergo's cleanup of it (a data race inside Ergo).
 			continue
 		}
 		_ = p.Exit(reason)
