@@ -419,6 +419,7 @@ func (m *monitor) call(e statem.Call) statem.Result[listener.State] {
 	switch msg := e.Msg.(type) {
 	case etf.Atom:
 		if msg == "state" {
+			clusterstate.Lists.StateAnswers.Add(1)
 			reply := statem.Reply{From: e.From, Msg: m.stateTerm(string(e.From.Pid.Node))}
 			// A peer Monitor asking is a cloister node: probe it back,
 			// it may have asked before its own Monitor was registered.

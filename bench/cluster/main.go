@@ -17,6 +17,7 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -49,6 +50,9 @@ type roundResult struct {
 	// asmWrites: write syscalls per node over the same span (/proc/PID/io
 	// syscw), about the messages and handshakes it sent; load-independent.
 	asmWrites int64
+	// asmStates: state answers all nodes served until just after every
+	// node was ready (each one two lists of the members); -1: unknown.
+	asmStates int64
 	idle      idle
 	mc, raw   time.Duration // fan-out means (cloister rounds with calls)
 }
@@ -154,8 +158,8 @@ func main() {
 			if c > 0 {
 				sr.mc, sr.rawMC = cr.mc, cr.raw
 			}
-			fmt.Fprintf(os.Stderr, "bench/cluster: N=%d round %d: assembly %s (raw %s), CPU per node %.1f ms (raw %.1f), writes per node %d (raw %d), kill %s (raw %s)\n",
-				n, r, cr.assembly.Round(time.Millisecond), rr.assembly.Round(time.Millisecond), msf(cr.asmCPU), msf(rr.asmCPU), cr.asmWrites, rr.asmWrites,
+			fmt.Fprintf(os.Stderr, "bench/cluster: N=%d round %d: assembly %s (raw %s), CPU per node %.1f ms (raw %.1f), writes per node %d (raw %d), state answers %d, kill %s (raw %s)\n",
+				n, r, cr.assembly.Round(time.Millisecond), rr.assembly.Round(time.Millisecond), msf(cr.asmCPU), msf(rr.asmCPU), cr.asmWrites, rr.asmWrites, cr.asmStates,
 				cr.kill.Round(time.Millisecond), rr.kill.Round(time.Millisecond))
 		}
 		all = append(all, sr)
@@ -327,6 +331,7 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 	if res.asmCPU, res.asmWrites, err = meanCPU(pids); err != nil {
 		return res, err
 	}
+	res.asmStates = stateAnswers(nodes)
 	if profDir != "" {
 		// Allocations since the exec of the first node: its start and the
 		// joins of the n-1 others.
@@ -417,6 +422,29 @@ func dumpStuck(nodes []*cloistertest.Node, n, r int) {
 // with CLOISTER_PPROF=1.
 func fetchProfile(n *cloistertest.Node, secs int, path string) {
 	fetch(n, fmt.Sprintf("/debug/pprof/profile?seconds=%d", secs), secs+30, path)
+}
+
+// stateAnswers sums the state answers the nodes served (their
+// /debug/runtime), -1 when a node does not tell.
+func stateAnswers(nodes []*cloistertest.Node) int64 {
+	var sum int64
+	c := http.Client{Timeout: 10 * time.Second}
+	for _, n := range nodes {
+		resp, err := c.Get("http://" + n.HTTPAddr() + "/debug/runtime")
+		if err != nil {
+			return -1
+		}
+		var st struct {
+			StateAnswers *int64 `json:"state_answers"`
+		}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil || st.StateAnswers == nil {
+			return -1
+		}
+		sum += *st.StateAnswers
+	}
+	return sum
 }
 
 // fetch saves what the node serves at url (a path) into path.

@@ -8,6 +8,7 @@ package clusterstate
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/cloister-go/cloister/listener"
@@ -95,3 +96,9 @@ var (
 	Multiapply func(n node.Node, nodes []string, fn string, args etf.List, timeout time.Duration) ([]Result, error)
 	RPC        func(n node.Node, peer, module, function string, args etf.List, timeout time.Duration) (etf.Term, error)
 )
+
+// Lists counts how this process's Monitors learnt their members' lists: state answers served
+// (each one two lists of the members), changes of a member's list taken from its ping or pong
+// (Deltas), and those that did not apply and fell back to asking for the state (DeltaMisses).
+// Read by the test node's /debug/runtime and the benchmarks; a process normally runs one node.
+var Lists struct{ StateAnswers, Deltas, DeltaMisses atomic.Int64 }

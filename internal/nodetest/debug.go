@@ -27,6 +27,10 @@ type RuntimeStats struct {
 	DNS         []string `json:"dns_lookups"`
 	DNSBlocked  []string `json:"dns_blocked"`
 	DNSRecorded bool     `json:"dns_recorded"`
+	// How the Monitor learnt its members' lists (clusterstate.Lists).
+	StateAnswers int64 `json:"state_answers"`
+	ListDeltas   int64 `json:"list_deltas"`
+	DeltaMisses  int64 `json:"delta_misses"`
 }
 
 // Runtime asks node n's /debug/runtime; gc runs a collection first, so

@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/cloister-go/cloister"
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/localcluster"
 	"github.com/cloister-go/cloister/internal/nodecmd"
 	"github.com/cloister-go/cloister/internal/nodetest"
@@ -146,7 +147,9 @@ func (x *extras) Handle(mux *http.ServeMux) {
 		st := nodetest.RuntimeStats{
 			Goroutines: runtime.NumGoroutine(), HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse,
 			HeapObjects: ms.HeapObjects, Sys: ms.Sys, NumGC: ms.NumGC, FDs: countFDs(),
-			Uptime: time.Since(x.started).Seconds(),
+			Uptime:       time.Since(x.started).Seconds(),
+			StateAnswers: clusterstate.Lists.StateAnswers.Load(), ListDeltas: clusterstate.Lists.Deltas.Load(),
+			DeltaMisses: clusterstate.Lists.DeltaMisses.Load(),
 		}
 		if x.dns != nil {
 			st.DNSRecorded = true
