@@ -343,19 +343,19 @@ func (m *monitor) handleEvent(p *statem.Process, ev statem.Event) statem.Result[
 				if ref, ok := msg[0].(etf.Ref); ok {
 					if peer, ping, ok := m.tr.answered(ref); ok {
 						if ping {
-							if t, ok := msg[1].(etf.Tuple); ok && len(t) == 2 && t[0] == atomPong {
-								if h, ok := clusterstate.HashOf(t[1]); ok {
-									return result(m.d.step(core.Pong{Now: time.Now(), Node: peer, Hash: h}))
-								}
+							if h, news, ok := parseHeartbeat(msg[1], atomPong); ok {
+								return result(m.countLists(core.Pong{Now: time.Now(), Node: peer, Hash: h, News: news}))
 							}
 							return result(nil)
 						}
 						if st, ok := clusterstate.ParsePeerState(msg[1]); ok {
 							m.tr.listensOn(peer, parseDistPort(msg[1]))
 							leaves, leaving := parseLeave(msg[1])
+							mp, _ := msg[1].(etf.Map)
+							deltas, _ := mp[etf.Atom("list_deltas")].(bool)
 							return result(m.d.step(core.ProbeReply{Now: time.Now(), Node: peer, OTPApp: st.OTPApp,
 								Members: st.Members, Hash: st.Hash, HasHash: st.HasHash, Leaves: leaves, Leaving: leaving,
-								Roles: st.Roles, Meta: st.Meta}))
+								Roles: st.Roles, Meta: st.Meta, Deltas: deltas}))
 						}
 					}
 				}
@@ -424,18 +424,28 @@ func (m *monitor) call(e statem.Call) statem.Result[listener.State] {
 			// A peer Monitor asking is a cloister node: probe it back,
 			// it may have asked before its own Monitor was registered.
 			if from := string(e.From.Pid.Node); from != "" && from != m.cluster.Self() {
+				m.d.core.Answered(from) // it holds our list now
 				return result(m.d.step(core.ProbedBy{Now: time.Now(), Node: from}), reply)
 			}
 			return result(nil, reply)
 		}
 	case etf.Tuple:
-		if len(msg) == 2 && msg[0] == atomPing {
-			reply := statem.Reply{From: e.From, Msg: etf.Tuple{atomPong, hashBytes(m.d.core.MembersHash())}}
-			h, ok := clusterstate.HashOf(msg[1])
-			if from := string(e.From.Pid.Node); ok && from != "" && from != m.cluster.Self() {
-				return result(m.d.step(core.PingedBy{Now: time.Now(), Node: from, Hash: h}), reply)
+		if (len(msg) == 2 || len(msg) == 5) && msg[0] == atomPing {
+			// The pong is built after the step: the ping's news may have
+			// changed what we hold of the peer's list, which it tells.
+			h, news, ok := parseHeartbeat(msg, atomPing)
+			from := string(e.From.Pid.Node)
+			var ts []core.Transition
+			if ok && from != "" && from != m.cluster.Self() {
+				ts = m.countLists(core.PingedBy{Now: time.Now(), Node: from, Hash: h, News: news})
 			}
-			return result(nil, reply)
+			var answer *core.ListNews
+			if len(msg) == 5 {
+				if answer = m.d.core.News(from); answer == nil {
+					answer = &core.ListNews{} // long form asked, long form answered
+				}
+			}
+			return result(ts, statem.Reply{From: e.From, Msg: heartbeat(atomPong, m.d.core.MembersHash(), answer)})
 		}
 		if len(msg) == 3 && msg[0] == etf.Atom("whois") {
 			return result(nil, statem.Reply{From: e.From, Msg: m.whois(msg[1], msg[2])})
@@ -569,6 +579,10 @@ func (m *monitor) stateTerm(caller string) etf.Term {
 	// it is leaving (an Elixir cloister would not know the notice).
 	st[etf.Atom("leaves")] = true
 	st[etf.Atom("leaving")] = m.d.core.Leaving()
+	// It takes the long ping (list deltas, see heartbeat).
+	if !clusterstate.NoListDeltas {
+		st[etf.Atom("list_deltas")] = true
+	}
 	if sn, err := m.cluster.Rings.Get(m.cluster.Ring); err == nil {
 		st[etf.Atom("epoch")] = int64(sn.Epoch())
 		st[etf.Atom("hash")] = []byte(fmt.Sprintf("%016x", sn.Hash()))
@@ -626,6 +640,17 @@ func addMemberRoles(st etf.Map, s listener.Snapshot) {
 		}
 	}
 	st[etf.Atom("member_roles")], st[etf.Atom("member_meta")] = roles, meta
+}
+
+// countLists steps a ping or pong and adds the deltas it applied or
+// missed to clusterstate.Lists.
+func (m *monitor) countLists(ev core.Event) []core.Transition {
+	applied, missed := m.d.core.ListStats()
+	ts := m.d.step(ev)
+	a, b := m.d.core.ListStats()
+	clusterstate.Lists.Deltas.Add(int64(a - applied))
+	clusterstate.Lists.DeltaMisses.Add(int64(b - missed))
+	return ts
 }
 
 // parseLeave reads the leave keys of a Go cloister's state answer: whether

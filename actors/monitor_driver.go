@@ -302,7 +302,7 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 	case core.Probe:
 		d.tr.Probe(e.Node)
 	case core.Ping:
-		d.tr.Ping(e.Node, d.core.MembersHash())
+		d.tr.Ping(e.Node, d.core.MembersHash(), d.core.News(e.Node))
 	case core.Disconnect:
 		d.warnf("cloister: %s silent for %s: removed and disconnected", e.Node, d.opts.RemoveAfter)
 		d.disconnect(e.Node)

@@ -157,7 +157,7 @@ func (f *fakeNet) AckLeave(peer string) {
 
 // Ping answers like Probe, with a Pong carrying the same hash (the fake
 // peers agree with us).
-func (f *fakeNet) Ping(peer string, hash uint64) {
+func (f *fakeNet) Ping(peer string, hash uint64, _ *core.ListNews) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.probes = append(f.probes, peer)

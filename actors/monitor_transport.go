@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
@@ -40,9 +41,10 @@ type transport interface {
 	// comes back to the Monitor as a message (see Monitor.HandleEvent).
 	Probe(peer string)
 	// Ping sends peer's Monitor the heartbeat {cloister_ping, Hash}, hash
-	// being this node's core.MembersHash, without waiting; the answer
-	// comes back as a message too.
-	Ping(peer string, hash uint64)
+	// being this node's core.MembersHash, or with news (non-nil: the peer
+	// takes them) {cloister_ping, Hash, Have, Added, Removed}, without
+	// waiting; the answer comes back as a message too.
+	Ping(peer string, hash uint64, news *core.ListNews)
 	// Leave tells peer's Monitor that this node is leaving; AckLeave tells
 	// a leaving peer's Monitor that its leave was heard. Neither waits.
 	Leave(peer string)
@@ -215,8 +217,8 @@ func (t *ergoTransport) Probe(peer string) { t.call(peer, etf.Atom("state"), fal
 
 // Ping sends the heartbeat as a $gen_call too: the answer arrives as an
 // info message {Ref, {cloister_pong, Hash}}.
-func (t *ergoTransport) Ping(peer string, hash uint64) {
-	t.call(peer, etf.Tuple{atomPing, hashBytes(hash)}, true)
+func (t *ergoTransport) Ping(peer string, hash uint64, news *core.ListNews) {
+	t.call(peer, heartbeat(atomPing, hash, news), true)
 }
 
 func (t *ergoTransport) call(peer string, req etf.Term, ping bool) {
@@ -265,6 +267,62 @@ const (
 	atomPing = etf.Atom("cloister_ping")
 	atomPong = etf.Atom("cloister_pong")
 )
+
+// heartbeat is a ping or pong (tag) carrying hash, and news when not nil:
+// {Tag, Hash} or {Tag, Hash, Have, Added, Removed}, Have an 8-byte hash
+// or <<>> (none), Added and Removed lists of atoms (see core.ListNews).
+// The long form goes only to a Go cloister whose state answer says it
+// takes it (list_deltas), or answers a ping of that form: an older one
+// answers any other ping with an error, and an Elixir one is never pinged.
+func heartbeat(tag etf.Atom, hash uint64, news *core.ListNews) etf.Tuple {
+	if news == nil {
+		return etf.Tuple{tag, hashBytes(hash)}
+	}
+	have := []byte{}
+	if news.HasHave {
+		have = hashBytes(news.Have)
+	}
+	return etf.Tuple{tag, hashBytes(hash), have, atoms(news.Added), atoms(news.Removed)}
+}
+
+// parseHeartbeat reads a ping or pong of tag (either form of heartbeat);
+// news is nil for the short form.
+func parseHeartbeat(t etf.Term, tag etf.Atom) (hash uint64, news *core.ListNews, ok bool) {
+	tup, isTuple := t.(etf.Tuple)
+	if !isTuple || (len(tup) != 2 && len(tup) != 5) || tup[0] != tag {
+		return 0, nil, false
+	}
+	if hash, ok = clusterstate.HashOf(tup[1]); !ok || len(tup) == 2 {
+		return hash, nil, ok
+	}
+	news = &core.ListNews{}
+	news.Have, news.HasHave = clusterstate.HashOf(tup[2])
+	if news.Added, ok = atomList(tup[3]); !ok {
+		return 0, nil, false
+	}
+	if news.Removed, ok = atomList(tup[4]); !ok {
+		return 0, nil, false
+	}
+	return hash, news, true
+}
+
+// atomList reads a list of atoms of at most a list's bound (see
+// clusterstate.ParsePeerState).
+func atomList(t etf.Term) ([]string, bool) {
+	l, ok := t.(etf.List)
+	if !ok || len(l) > 4*core.MaxReported {
+		return nil, false
+	}
+	var out []string
+	for _, e := range l {
+		a, ok := e.(etf.Atom)
+		if !ok {
+			return nil, false
+		}
+		out = append(out, string(a))
+	}
+	return out, true
+}
 
 func hashBytes(h uint64) []byte { return binary.BigEndian.AppendUint64(make([]byte, 0, 8), h) }
 

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/ergo-services/ergo/etf"
 	"github.com/ergo-services/ergo/gen"
@@ -241,6 +243,45 @@ func TestConnectChecksGoneOnlyWhenAsked(t *testing.T) {
 		}
 		if gone != tc.want {
 			t.Fatalf("checkGone %v: gone %v, want %v (%v)", tc.checkGone, gone, tc.want, err)
+		}
+	}
+}
+
+// The heartbeat's two forms: {Tag, Hash} for a peer that takes no list
+// deltas (an older Go cloister answers any other ping with an error), and
+// {Tag, Hash, Have, Added, Removed}; both read back as sent.
+func TestHeartbeatForms(t *testing.T) {
+	short := heartbeat(atomPing, 7, nil)
+	if len(short) != 2 {
+		t.Fatalf("short form %v", short)
+	}
+	if h, news, ok := parseHeartbeat(short, atomPing); !ok || h != 7 || news != nil {
+		t.Fatalf("short form read as %d %+v %v", h, news, ok)
+	}
+	for _, sent := range []*core.ListNews{
+		{},
+		{Have: 42, HasHave: true, Added: []string{"b@h", "c@h"}, Removed: []string{"d@h"}},
+	} {
+		long := heartbeat(atomPong, 9, sent)
+		if len(long) != 5 {
+			t.Fatalf("long form %v", long)
+		}
+		h, got, ok := parseHeartbeat(long, atomPong)
+		if !ok || h != 9 || got.Have != sent.Have || got.HasHave != sent.HasHave ||
+			!slices.Equal(got.Added, sent.Added) || !slices.Equal(got.Removed, sent.Removed) {
+			t.Fatalf("long form %+v read as %d %+v %v", sent, h, got, ok)
+		}
+		if _, _, ok := parseHeartbeat(long, atomPing); ok {
+			t.Fatal("a pong read as a ping")
+		}
+	}
+	for _, bad := range []etf.Tuple{
+		{atomPing, hashBytes(1), []byte{}, etf.List{"b@h"}, etf.List{}}, // not atoms
+		{atomPing, hashBytes(1), []byte{}, etf.List{}},                  // four elements
+		{atomPing, []byte{1}, []byte{}, etf.List{}, etf.List{}},         // short hash
+	} {
+		if _, _, ok := parseHeartbeat(bad, atomPing); ok {
+			t.Fatalf("%v read as a heartbeat", bad)
 		}
 	}
 }

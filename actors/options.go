@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloister-go/cloister/internal/clusterstate"
 	"github.com/cloister-go/cloister/internal/core"
 	"github.com/cloister-go/cloister/internal/discovery"
 	"github.com/cloister-go/cloister/internal/logf"
@@ -345,6 +346,7 @@ func (o *Options) coreConfig(self string) core.Config {
 		FirstDialGrace:     firstDialGraceBackoffs * o.BackoffMin,
 		AssemblyBackoffMax: assemblyBackoffs * o.BackoffMin,
 		Roles:              o.roles(), Meta: o.meta(),
+		ListDeltas: !clusterstate.NoListDeltas,
 	}
 }
 

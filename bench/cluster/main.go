@@ -427,7 +427,7 @@ func fetchProfile(n *cloistertest.Node, secs int, path string) {
 // stateAnswers sums the state answers the nodes served (their
 // /debug/runtime), -1 when a node does not tell.
 func stateAnswers(nodes []*cloistertest.Node) int64 {
-	var sum int64
+	var sum, deltas, misses int64
 	c := http.Client{Timeout: 10 * time.Second}
 	for _, n := range nodes {
 		resp, err := c.Get("http://" + n.HTTPAddr() + "/debug/runtime")
@@ -436,6 +436,8 @@ func stateAnswers(nodes []*cloistertest.Node) int64 {
 		}
 		var st struct {
 			StateAnswers *int64 `json:"state_answers"`
+			Deltas       int64  `json:"list_deltas"`
+			Misses       int64  `json:"delta_misses"`
 		}
 		err = json.NewDecoder(resp.Body).Decode(&st)
 		resp.Body.Close()
@@ -443,6 +445,11 @@ func stateAnswers(nodes []*cloistertest.Node) int64 {
 			return -1
 		}
 		sum += *st.StateAnswers
+
+		deltas, misses = deltas+st.Deltas, misses+st.Misses
+	}
+	if traceAssembly {
+		fmt.Fprintf(os.Stderr, "TRACE state answers %d, list deltas applied %d, missed %d\n", sum, deltas, misses)
 	}
 	return sum
 }

@@ -97,6 +97,11 @@ var (
 	RPC        func(n node.Node, peer, module, function string, args etf.List, timeout time.Duration) (etf.Term, error)
 )
 
+// NoListDeltas makes the Monitors of this process fetch a member's changed list whole, and tell
+// their own changes to nobody, as nodes before list deltas did (core.Config.ListDeltas): the test
+// node's -full-lists, which makes a cluster of mixed versions. Set before any node starts.
+var NoListDeltas bool
+
 // Lists counts how this process's Monitors learnt their members' lists: state answers served
 // (each one two lists of the members), changes of a member's list taken from its ping or pong
 // (Deltas), and those that did not apply and fell back to asking for the state (DeltaMisses).

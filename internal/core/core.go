@@ -94,6 +94,10 @@ type Config struct {
 	// sorted.
 	Roles []string
 	Meta  map[string]string
+	// ListDeltas: this node tells its list's changes in its pings and
+	// pongs to members that take them, and takes theirs (see ListNews).
+	// Off, it fetches a changed list whole, as a node before deltas did.
+	ListDeltas bool
 }
 
 // MaxReported bounds how many member names one peer's reply may add to the
@@ -175,21 +179,28 @@ type (
 		// a BEAM node); bounded here whatever it sent.
 		Roles []string
 		Meta  map[string]string
+		// Deltas: the peer takes ListNews in pings and pongs (a Go
+		// cloister that says so in its answer).
+		Deltas bool
 	}
 	// Pong is a peer's answer to a Ping: it is alive, and Hash is the
-	// MembersHash of its members.
+	// MembersHash of its members. News: what it told besides (nil from a
+	// peer that takes no deltas).
 	Pong struct {
 		Now  time.Time
 		Node string
 		Hash uint64
+		News *ListNews
 	}
 	// PingedBy: a peer's Monitor pinged us, carrying the MembersHash of its
 	// members. A member's ping is a heartbeat of its own: it proves the
 	// member alive, so this node need not ping it in the same interval.
+	// News: as in Pong.
 	PingedBy struct {
 		Now  time.Time
 		Node string
 		Hash uint64
+		News *ListNews
 	}
 	// ProbedBy: a peer's Monitor asked us; it is a cloister, so probe it
 	// back (it may have asked before its own Monitor was registered).
@@ -230,6 +241,31 @@ type (
 		Node string
 	}
 )
+
+// ListNews is what a ping or pong between two nodes that take list deltas
+// (Config.ListDeltas, ProbeReply.Deltas) carries besides the sender's
+// MembersHash, so that a changed list is not fetched whole (a state call
+// and an answer of N names, from every member, at every change while a
+// cluster forms):
+//
+//   - Have is the MembersHash of the receiver's list as the sender holds
+//     it (HasHave false: it holds none), so that the receiver's next delta
+//     starts from there;
+//   - Added and Removed are the names the sender's list gained and lost
+//     since the list of it the receiver was last known to hold (see
+//     Core.News). Both empty: nothing to tell, or a list the sender no
+//     longer remembers.
+//
+// The receiver applies them to the list of the sender it holds and keeps
+// the result only if its MembersHash is the sender's: a delta from a base
+// other than the one it holds (crossed messages, a lost one) or a hash
+// collision in the set operations cannot go unnoticed. Otherwise it
+// fetches the list whole, as without deltas.
+type ListNews struct {
+	Have           uint64
+	HasHave        bool
+	Added, Removed []string
+}
 
 func (Start) isEvent()       {}
 func (Tick) isEvent()        {}
@@ -352,6 +388,10 @@ type peer struct {
 	met       bool
 	lastSeen  time.Time // last sign of life: an answer, a ping, a read on its link
 	probeSent time.Time // outstanding probe (zero: none)
+	// probeBack: the peer asked us while our probe was outstanding; it is
+	// probed again then unless our probe's answer came first (see
+	// probedBy). Zero: none due.
+	probeBack time.Time
 	suspect   bool
 	reported  []string
 	// pings: the peer answers Ping (its state answer carried a hash);
@@ -363,6 +403,16 @@ type peer struct {
 	// nothing new about the peer's list, so it is not fetched again.
 	listHash uint64
 	hasList  bool
+	// list is the peer's whole list of hash listHash, sorted, its own
+	// name included (reported is it sanitized): the base its deltas
+	// apply to.
+	list []string
+	// deltas: it takes ListNews (its state answer said so). has is the
+	// MembersHash of our list it holds (hasHas: known), from its own
+	// news, or what our last delta or state answer gave it.
+	deltas bool
+	has    uint64
+	hasHas bool
 	// told is the MembersHash this node last sent the peer (in a ping or
 	// a pong), at toldAt: a member that agreed with us is pinged once
 	// when our hash changes, even if its link carries traffic.
@@ -415,7 +465,26 @@ type Core struct {
 	leaveDone bool
 	awaiting  map[string]bool
 	missing   []string
+
+	// history: our last lists, newest last, to build deltas from (see
+	// News); at most listHistory.
+	history []listVersion
+	// deltasApplied and deltaMisses count the members' deltas that gave
+	// their list and those that did not (see ListStats).
+	deltasApplied, deltaMisses int
 }
+
+// listVersion is one of our past lists and its MembersHash.
+type listVersion struct {
+	hash    uint64
+	members []string
+}
+
+// listHistory bounds the past lists a node remembers: a member whose
+// list of ours is older is sent no delta and fetches ours whole. While a
+// cluster forms a node's list changes about once per member joining, and
+// members are told every change within a heartbeat.
+const listHistory = 32
 
 // New returns a core in state Down.
 func New(cfg Config) *Core {
@@ -428,6 +497,7 @@ func New(cfg Config) *Core {
 	c.members = []string{cfg.Self}
 	c.hash = MembersHash(c.members)
 	c.roles = c.rolesOf(c.members)
+	c.remember()
 	return c
 }
 
@@ -636,8 +706,11 @@ func (c *Core) setMembers(fx []Effect) []Effect {
 	if slices.Equal(ms, c.members) && maps.EqualFunc(roles, c.roles, slices.Equal) {
 		return fx
 	}
-	c.members = ms
-	c.hash = MembersHash(ms)
+	if !slices.Equal(ms, c.members) {
+		c.members = ms
+		c.hash = MembersHash(ms)
+		c.remember()
+	}
 	c.roles = roles
 	switch c.state {
 	case listener.StateReady:
@@ -661,7 +734,8 @@ func (c *Core) down(fx []Effect, n string, now time.Time, grace bool) []Effect {
 	wasMember := p.inRing()
 	p.connected = false
 	p.met = true
-	p.probeSent = time.Time{}
+	p.probeSent, p.probeBack = time.Time{}, time.Time{}
+	p.hasHas = false // a new run of it holds no list of ours
 	p.dialing = false
 	// Re-dial a lost sentry, gossiped or away member promptly, then back off
 	// (jittered: both ends of a dropped link re-dial, see backoff).
@@ -710,7 +784,7 @@ func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {
 		return fx
 	}
 	p := c.peer(e.Node)
-	p.probeSent = time.Time{}
+	p.probeSent, p.probeBack = time.Time{}, time.Time{}
 	p.seen(e.Now)
 	p.suspect = false
 	p.leaves = e.Leaves
@@ -734,6 +808,14 @@ func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {
 	}
 	p.pings, p.hash = e.HasHash, e.Hash
 	p.listHash, p.hasList = e.Hash, e.HasHash
+	p.deltas = e.Deltas && c.cfg.ListDeltas
+	p.list = nil
+	if e.HasHash {
+		p.list = e.Members
+		if !slices.IsSorted(p.list) {
+			p.list = slices.Sorted(slices.Values(p.list))
+		}
+	}
 	reported := sanitize(nil, e.Members, c.cfg.Self)
 	roles, meta := sanitizeRoles(e.Roles), sanitizeMeta(e.Meta)
 	if p.member && p.connected && p.awaySince.IsZero() && slices.Equal(reported, p.reported) &&
@@ -765,14 +847,21 @@ func (c *Core) probedBy(fx []Effect, n string, now time.Time) []Effect {
 		return fx
 	}
 	p.connected = true
-	// A probe back even when ours is outstanding: ours may have reached
-	// the peer before its Monitor was registered, and is then lost
-	// (waiting for ProbeTimeout or Reprobe held up every assembly that
-	// raced so). At most one per probeBackEvery: a peer calling in a loop
-	// must not make us send one per call.
-	if p.probeSent.IsZero() || now.Sub(p.probeSent) >= c.probeBackEvery() {
+	if p.probeSent.IsZero() {
 		fx = append(fx, Probe{n})
 		p.probeSent = now
+		return fx
+	}
+	// Ours is outstanding. It may have reached the peer before its
+	// Monitor was registered, and is then lost (waiting for ProbeTimeout
+	// or Reprobe held up every assembly that raced so): probed again
+	// probeBackEvery from now. Usually it was not lost: the peer asked us
+	// on its own NodeUp, then answers ours on the same link, and the
+	// answer cancels the second probe (two state answers per pair that
+	// meet, not three or four). A peer calling in a loop does not move
+	// the deadline.
+	if p.probeBack.IsZero() {
+		p.probeBack = now.Add(c.probeBackEvery())
 	}
 	return fx
 }
@@ -818,10 +907,7 @@ func (c *Core) pong(fx []Effect, e Pong) []Effect {
 	}
 	p.seen(e.Now)
 	p.suspect, p.hash = false, e.Hash
-	if e.Hash != c.hash && !p.knownList(e.Hash) {
-		fx = c.probeFor(fx, e.Node, p, e.Now)
-	}
-	return fx
+	return c.learnList(fx, e.Node, p, e.Hash, e.News, e.Now)
 }
 
 // knownList reports whether the peer's list with MembersHash h is the one
@@ -847,11 +933,149 @@ func (c *Core) pinged(fx []Effect, e PingedBy) []Effect {
 	}
 	p.seen(e.Now)
 	p.suspect, p.hash = false, e.Hash
-	if e.Hash != c.hash && !p.knownList(e.Hash) {
-		fx = c.probeFor(fx, e.Node, p, e.Now)
-	}
-	return fx
+	return c.learnList(fx, e.Node, p, e.Hash, e.News, e.Now)
 }
+
+// learnList takes what a member's ping or pong told of its list, of
+// MembersHash h: nothing to do when we hold that list or it is ours, the
+// list its delta yields when that one has hash h, else a fetch of the
+// whole list (see ListNews).
+func (c *Core) learnList(fx []Effect, n string, p *peer, h uint64, news *ListNews, now time.Time) []Effect {
+	if news != nil && p.deltas {
+
+		p.has, p.hasHas = news.Have, news.HasHave
+	}
+
+	switch {
+	case p.knownList(h):
+		return fx
+	case h == c.hash:
+		// Its list is ours: held now without a fetch, as the base of its
+		// next delta.
+		return c.setList(fx, n, p, c.members, h, now)
+	case news != nil && p.deltas && p.hasList && len(news.Added)+len(news.Removed) > 0:
+		if list, ok := applyDelta(p.list, news.Added, news.Removed); ok && MembersHash(list) == h {
+			c.deltasApplied++
+			return c.setList(fx, n, p, list, h, now)
+		}
+		c.deltaMisses++
+	case news != nil && p.deltas:
+
+		c.deltaMisses++
+	}
+	return c.probeFor(fx, n, p, now)
+}
+
+// setList makes list (sorted, of hash h) member n's list, as a state
+// answer carrying it would (see reply): its names are dial targets.
+func (c *Core) setList(fx []Effect, n string, p *peer, list []string, h uint64, now time.Time) []Effect {
+	old := p.reported
+	p.list, p.listHash, p.hasList = list, h, true
+	p.reported = sanitize(nil, list, c.cfg.Self)
+	if !p.inRing() {
+		return fx
+	}
+	if subset(old, p.reported) {
+		// A list that only grew (the usual change while a cluster
+		// forms): its new names become targets, none stops being one.
+		for _, r := range p.reported {
+			c.peer(r).gossip = true
+		}
+	} else {
+		c.refreshGossip()
+	}
+	return c.dialDue(fx, now)
+}
+
+// subset reports whether every name of a (sorted) is in b (sorted).
+func subset(a, b []string) bool {
+	for _, x := range a {
+		i, ok := slices.BinarySearch(b, x)
+		if !ok {
+			return false
+		}
+		b = b[i+1:]
+	}
+	return true
+}
+
+// applyDelta returns (base \ removed) ∪ added, sorted, base being sorted;
+// false when that is more names than any list is taken with.
+func applyDelta(base, added, removed []string) ([]string, bool) {
+	if len(base)+len(added) > 4*MaxReported || len(removed) > 4*MaxReported {
+		return nil, false
+	}
+	out := make([]string, 0, len(base)+len(added))
+	for _, n := range base {
+		if !slices.Contains(removed, n) {
+			out = append(out, n)
+		}
+	}
+	for _, n := range added {
+		if _, found := slices.BinarySearch(out, n); !found {
+			out = slices.Insert(out, sort.SearchStrings(out, n), n)
+		}
+	}
+	return out, true
+}
+
+// remember appends our list to the history (see News).
+func (c *Core) remember() {
+	if len(c.history) == listHistory {
+		c.history = slices.Delete(c.history, 0, 1)
+	}
+	c.history = append(c.history, listVersion{c.hash, c.members})
+}
+
+// News returns what our next ping or pong to n carries besides our hash
+// (see ListNews), or nil when n takes no deltas. The delta runs from the
+// list of ours that n was last known to hold, and n is assumed to apply
+// it: the next one runs from our current list, unless n's own news says
+// otherwise. A list no longer in the history gets no delta: n fetches
+// ours whole, as it does when the delta does not give it.
+func (c *Core) News(n string) *ListNews {
+	p := c.peers[n]
+	if p == nil || !p.deltas {
+		return nil
+	}
+	news := &ListNews{Have: p.listHash, HasHave: p.hasList}
+	if !p.hasHas || p.has == c.hash {
+
+		return news
+	}
+	for i := len(c.history) - 1; i >= 0; i-- {
+		if v := c.history[i]; v.hash == p.has {
+			news.Added, news.Removed = diff(c.members, v.members), diff(v.members, c.members)
+			p.has = c.hash
+			break
+		}
+	}
+	return news
+}
+
+// Answered notes that node n was sent our state answer (our whole list):
+// it holds our current list, the base of the delta it is sent next.
+func (c *Core) Answered(n string) {
+	if p := c.peers[n]; p != nil {
+
+		p.has, p.hasHas = c.hash, true
+	}
+}
+
+// diff returns the names of a (sorted) not in b (sorted).
+func diff(a, b []string) []string {
+	var out []string
+	for _, x := range a {
+		if _, ok := slices.BinarySearch(b, x); !ok {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// ListStats counts the members' deltas that gave their list and those
+// that did not (the list was fetched whole instead), since New.
+func (c *Core) ListStats() (applied, missed int) { return c.deltasApplied, c.deltaMisses }
 
 // sanitize appends to dst the well-formed, distinct names of src (self
 // excluded), at most MaxReported of them.
@@ -1008,6 +1232,14 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 		fx = c.reconcile(fx, e)
 	}
 	c.linkReads(now, e.LinkRead)
+	for _, n := range c.due(func(p *peer) bool { return !p.probeBack.IsZero() && !now.Before(p.probeBack) }) {
+		p := c.peers[n]
+		p.probeBack = time.Time{}
+		if p.connected && !p.probeSent.IsZero() {
+			fx = append(fx, Probe{n})
+			p.probeSent = now
+		}
+	}
 	if now.Sub(c.lastHeartbeat) >= c.cfg.Heartbeat {
 		c.lastHeartbeat = now
 		for _, n := range sortedKeys(c.peers) {
@@ -1033,6 +1265,19 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 				// when they still differ). Asked again now and then, so
 				// that a lost ping cannot leave it believing we agree.
 				fx = c.ping(fx, n, p, now)
+			case p.steady():
+				// Lists differ and the member knows ours. Its list came
+				// with its ping, pong or delta; fetched whole only when it
+				// did not (at most one per ProbeTimeout). A state call
+				// every heartbeat to each such member, while a cluster
+				// forms, was the largest share of its state answers.
+				// Not heard within the interval: a ping.
+				switch {
+				case !p.knownList(p.hash):
+					fx = c.probeFor(fx, n, p, now)
+				case now.Sub(p.lastSeen) >= c.cfg.Heartbeat:
+					fx = c.ping(fx, n, p, now)
+				}
 			case p.member:
 				fx = append(fx, Probe{n})
 				if p.probeSent.IsZero() {
@@ -1161,6 +1406,9 @@ func (c *Core) NextTick() time.Time {
 		if !p.awaySince.IsZero() {
 			earlier(p.awaySince.Add(c.cfg.FlapGrace))
 		}
+		if !p.probeBack.IsZero() {
+			earlier(p.probeBack)
+		}
 		if !c.leaving && p.dialWanted() {
 			earlier(p.nextDial)
 		}
@@ -1188,10 +1436,13 @@ func (c *Core) heartbeatDue() time.Time {
 			}
 			at = p.lastSeen.Add(c.cfg.Heartbeat)
 		case p.steady():
-			if p.told != c.hash {
+			if p.told != c.hash || !p.knownList(p.hash) {
 				return first
 			}
 			at = p.toldAt.Add(c.cfg.SuspectAfter)
+			if heard := p.lastSeen.Add(c.cfg.Heartbeat); heard.Before(at) {
+				at = heard
+			}
 		case p.member || p.probeSent.IsZero():
 			return first
 		default:

@@ -402,12 +402,14 @@ func TestPeerInputIsBounded(t *testing.T) {
 				for i := 0; i < 1000; i++ {
 					s.now = s.now.Add(time.Millisecond)
 					s.feed(ProbedBy{Now: s.now, Node: "x"})
+					s.feed(Tick{Now: s.now})
 				}
 			},
 			check: func(t *testing.T, s *sim) {
-				// 1000 calls in 1 s, Heartbeat 500 ms: one per 100 ms.
-				if n := s.count("probe x"); n != 10 {
-					t.Fatalf("%d probes back in 1s, want 10", n)
+				// 1000 calls in 1 s, Heartbeat 500 ms: at most one per
+				// 100 ms (x never answers).
+				if n := s.count("probe x"); n < 5 || n > 10 {
+					t.Fatalf("%d probes back in 1s, want one per 100 ms at most", n)
 				}
 			},
 		},

@@ -131,16 +131,37 @@ func TestPingFromNonMemberIsProbedBack(t *testing.T) {
 
 // A peer whose Monitor was not registered yet when our probe reached it
 // never answers that probe; when its Monitor asks us, we probe it back
-// at once rather than after ProbeTimeout (assembly waited for it).
+// probeBackEvery later rather than after ProbeTimeout (assembly waited
+// for it). Usually our probe was not lost: its answer follows the peer's
+// call on the same link and cancels the second probe.
 func TestProbedByWhileOurProbeIsOutstandingProbesBack(t *testing.T) {
-	c := New(cfg("a@h", 2, "a@h", "b@h"))
-	run(c, Start{Now: t0})
-	if p := kinds[Probe](run(c, NodeUp{Now: t0, Node: "b@h"})); len(p) != 1 {
-		t.Fatalf("probes on NodeUp %v", p)
-	}
-	fx := run(c, ProbedBy{Now: t0.Add(150 * time.Millisecond), Node: "b@h"})
-	if p := kinds[Probe](fx); !reflect.DeepEqual(p, []Probe{{"b@h"}}) {
-		t.Fatalf("%v, want a probe back of b", fx)
+	for _, answered := range []bool{false, true} {
+		c := New(cfg("a@h", 2, "a@h", "b@h"))
+		run(c, Start{Now: t0})
+		if p := kinds[Probe](run(c, NodeUp{Now: t0, Node: "b@h"})); len(p) != 1 {
+			t.Fatalf("probes on NodeUp %v", p)
+		}
+		asked := t0.Add(150 * time.Millisecond)
+		fx := run(c, ProbedBy{Now: asked, Node: "b@h"})
+		if answered {
+			fx = append(fx, run(c, ProbeReply{Now: asked.Add(ms(20)), Node: "b@h", OTPApp: "cloister",
+				Members: []string{"a@h", "b@h"}, Hash: MembersHash([]string{"a@h", "b@h"}), HasHash: true})...)
+		}
+		if next := c.NextTick(); next.After(asked.Add(c.probeBackEvery())) {
+			t.Fatalf("next tick at %v, want by the probe back", next.Sub(t0))
+		}
+		fx = append(fx, run(c, Tick{Now: asked.Add(c.probeBackEvery() - time.Millisecond)})...)
+		if p := kinds[Probe](fx); len(p) != 0 {
+			t.Fatalf("answered %v: %v before probeBackEvery, want no probe", answered, fx)
+		}
+		fx = run(c, Tick{Now: asked.Add(c.probeBackEvery())})
+		want := []Probe{{"b@h"}}
+		if answered {
+			want = nil
+		}
+		if p := kinds[Probe](fx); !reflect.DeepEqual(p, want) {
+			t.Fatalf("answered %v: %v, want probes %v", answered, fx, want)
+		}
 	}
 }
 

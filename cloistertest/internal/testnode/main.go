@@ -10,6 +10,8 @@
 //	-plain           a plain Ergo node without cloister that keeps connecting to -sentry
 //	-route N=ADDR    reach node N at ADDR instead of asking EPMD (cuttable proxies)
 //	-record-dns      resolve names with Go's resolver and list every lookup
+//	-full-lists      fetch a member's changed list whole and send no list
+//	                 deltas, as a node of an older version does
 //
 // and the endpoints /debug/runtime (goroutines, memory, file descriptors,
 // DNS lookups), /debug/goroutines, POST /debug/kill?process=NAME (kills a
@@ -56,16 +58,17 @@ func main() {
 
 // extras are the test-only flags and endpoints.
 type extras struct {
-	void, panicListener, plain, recordDNS *bool
-	routes                                []route
-	dns                                   *dnsRecorder
-	started                               time.Time
+	void, panicListener, plain, recordDNS, fullLists *bool
+	routes                                           []route
+	dns                                              *dnsRecorder
+	started                                          time.Time
 }
 
 func (x *extras) Flags(fs *flag.FlagSet) {
 	x.void = fs.Bool("void", false, "run the test suite's Void server")
 	x.panicListener = fs.Bool("panic-listener", false, "add a listener that panics on every change")
 	x.plain = fs.Bool("plain", false, "start a plain Ergo node without cloister that connects to -sentry")
+	x.fullLists = fs.Bool("full-lists", false, "fetch a member's changed list whole and send no list deltas (an older version's behaviour)")
 	x.recordDNS = fs.Bool("record-dns", false, "resolve names with Go's resolver and list every name looked up on /debug/runtime")
 	fs.Func("route", "reach a node at an address instead of asking EPMD, name@host=host:port (repeatable)", func(s string) error {
 		r, err := parseRoute(s)
@@ -77,6 +80,7 @@ func (x *extras) Flags(fs *flag.FlagSet) {
 }
 
 func (x *extras) Apply(s *nodecmd.Setup) error {
+	clusterstate.NoListDeltas = *x.fullLists
 	if *x.recordDNS {
 		// Before any node starts: Ergo's call-home would look its host up.
 		x.dns = recordDNS(metricsHost)
