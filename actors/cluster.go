@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/cloister-go/cloister/internal/wire/ergonode"
 	"github.com/cloister-go/cloister/listener"
 	"github.com/cloister-go/cloister/ring"
 	"github.com/ergo-services/ergo/node"
@@ -112,11 +113,16 @@ func (c *shared) ConnectedTo(peer string) bool {
 
 // linked reports whether peer is n itself or connected to it: only then can
 // a message to a process there be sent without Ergo dialling peer on the
-// sending goroutine, synchronously. (Ergo's NetworkStats would look the
+// sending goroutine, synchronously. A link the node's wire layer serves
+// answers without copying Ergo's connection list (node.Nodes copies it on
+// every call, and linked runs for every probe, ping and fan-out target);
+// otherwise the list decides, as for a node not started by
+// ergonode.Start, or a connection registered but not yet served (its
+// NodeUp may reach the Monitor first). (Ergo's NetworkStats would look the
 // one connection up instead of copying the list, but it reads counters
 // that Ergo writes atomically without an atomic read: a data race.)
 func linked(n node.Node, peer string) bool {
-	return peer == n.Name() || slices.Contains(n.Nodes(), peer)
+	return peer == n.Name() || ergonode.LinksOf(n).Served(peer) || slices.Contains(n.Nodes(), peer)
 }
 
 // Self is this node's name ("" before start).

@@ -56,6 +56,20 @@ func LinksOf(n node.Node) *Links {
 	return l
 }
 
+// Served reports whether peer has a link that Ergo is serving. Ergo
+// registers a connection before it serves it and unregisters it after, so
+// true means Ergo holds a connection to peer; false may also mean one just
+// registered or about to go. Unlike node.Nodes it copies nothing.
+func (l *Links) Served(peer string) bool {
+	if l == nil {
+		return false
+	}
+	l.mu.Lock()
+	_, ok := l.peers[peer]
+	l.mu.Unlock()
+	return ok
+}
+
 // ReadTimes fills dst (cleared first) with the time each link last read a
 // byte from its peer, by peer name; a link that read nothing yet is
 // absent.
