@@ -48,6 +48,8 @@ type shared struct {
 	joined []string
 
 	extras viewExtras // transitions and ring shares in published views (view.go)
+
+	mem memReturner // returns a burst's freed memory once it is over (memreturn.go)
 }
 
 // newShared returns an empty shared state with the given rings defined (the
@@ -143,6 +145,12 @@ func (c *shared) publish(s listener.Snapshot) {
 	}
 	s = c.extras.annotate(s, c.Rings)
 	c.snap.Store(&s)
+	switch s.State {
+	case listener.StateAssembling, listener.StateRehashing, listener.StateReady:
+		c.mem.changed(true)
+	default:
+		c.mem.changed(false)
+	}
 	c.mu.Lock()
 	close(c.changed)
 	c.changed = make(chan struct{})

@@ -14,7 +14,10 @@ import (
 // RuntimeStats is what a node process reports on /debug/runtime: the Go
 // runtime's goroutines and memory, its open file descriptors, and (with
 // the test node's -record-dns) every DNS name it looked up, including the
-// blocked ones that never left the process.
+// blocked ones that never left the process. ForcedGC counts the
+// collections the program asked for (runtime.GC, debug.FreeOSMemory);
+// HeapIdle and Released are runtime.MemStats' HeapIdle and HeapReleased:
+// free heap, and the part of it returned to the OS.
 type RuntimeStats struct {
 	Goroutines  int      `json:"goroutines"`
 	HeapAlloc   uint64   `json:"heap_alloc"`
@@ -22,6 +25,9 @@ type RuntimeStats struct {
 	HeapObjects uint64   `json:"heap_objects"`
 	Sys         uint64   `json:"sys"`
 	NumGC       uint32   `json:"num_gc"`
+	ForcedGC    uint32   `json:"num_forced_gc"`
+	HeapIdle    uint64   `json:"heap_idle"`
+	Released    uint64   `json:"heap_released"`
 	FDs         int      `json:"fds"`
 	Uptime      float64  `json:"uptime_s"`
 	DNS         []string `json:"dns_lookups"`

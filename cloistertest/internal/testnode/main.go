@@ -159,6 +159,7 @@ func (x *extras) Handle(mux *http.ServeMux) {
 			st.DNSRecorded = true
 			st.DNS, st.DNSBlocked = x.dns.Lookups()
 		}
+		st.ForcedGC, st.HeapIdle, st.Released = ms.NumForcedGC, ms.HeapIdle, ms.HeapReleased
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(st)
 	})
