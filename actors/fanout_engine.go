@@ -148,6 +148,9 @@ func newFanEngine() *fanEngine {
 // bind makes p the process the engine calls from; p must be one of Ergo's
 // processes (the engine needs its router).
 func (e *fanEngine) bind(n node.Node, p gen.Process) error {
+	if u, ok := p.(interface{ Unwrap() gen.Process }); ok {
+		p = u.Unwrap() // a supervised child's (see ownBehavior)
+	}
 	r, ok := p.(fanRouter)
 	if !ok {
 		return errors.New("cloister: fan-out: this Ergo process has no router")

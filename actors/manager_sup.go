@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"sync"
 	"time"
 
 	"github.com/ergo-services/ergo/etf"
@@ -36,8 +37,63 @@ const childStopTimeout = 5 * time.Second
 type supChild struct {
 	spec gen.SupervisorChildSpec
 	proc gen.Process // nil while not running
+	gate *gated      // proc's behaviour, as spawned
 	sup  bool        // the child is a supervisor (for OTP callers)
 }
+
+// gated is a child's behaviour whose end waits for an Exit or Kill of it
+// by its supervisor to return. Ergo's Exit of a process that does not trap
+// exits queues the request and then reads the process's kill function to
+// cancel it; in between, the process can take the request, end, and have
+// that function cleared by Ergo's cleanup (a data race inside Ergo, and a
+// nil dereference that killed the supervisor). The cleanup runs after the
+// process loop returns, so holding that return orders the two.
+type gated struct {
+	gen.ProcessBehavior
+	mu    sync.Mutex
+	ended bool // the loop returned: Ergo may be clearing the process
+}
+
+// ProcessInit lets the child's own ProcessInit see its own behaviour:
+// Ergo's gen.Server and gen.Supervisor find their callbacks through
+// Behavior().
+func (g *gated) ProcessInit(p gen.Process, args ...etf.Term) (gen.ProcessState, error) {
+	return g.ProcessBehavior.ProcessInit(ownBehavior{Process: p, b: g.ProcessBehavior}, args...)
+}
+
+// ProcessLoop runs the child's loop; the deferred mark also runs when the
+// loop panics (Ergo recovers and cleans up after it).
+func (g *gated) ProcessLoop(ps gen.ProcessState, started chan<- bool) string {
+	defer func() {
+		g.mu.Lock()
+		g.ended = true
+		g.mu.Unlock()
+	}()
+	return g.ProcessBehavior.ProcessLoop(ps, started)
+}
+
+// signal runs f, an Exit or a Kill of the child, unless the child's loop
+// has returned already (Ergo's fields for it are being cleared).
+func (g *gated) signal(f func()) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.ended {
+		f()
+	}
+}
+
+// ownBehavior is a process whose Behavior is the wrapped one. Code that
+// needs Ergo's process itself (the fan-out engine needs its router) takes
+// it from Unwrap.
+type ownBehavior struct {
+	gen.Process
+	b gen.ProcessBehavior
+}
+
+func (o ownBehavior) Behavior() gen.ProcessBehavior { return o.b }
+
+// Unwrap returns Ergo's process.
+func (o ownBehavior) Unwrap() gen.Process { return o.Process }
 
 type childDown struct {
 	i   int
@@ -140,17 +196,19 @@ func (s *supervisor) start(i int) error {
 	if gl := s.p.GroupLeader(); gl != nil {
 		opts.GroupLeader = gl
 	}
-	proc, err := s.p.Spawn(c.spec.Name, opts, c.spec.Child, c.spec.Args...)
+	gate := &gated{ProcessBehavior: c.spec.Child}
+	proc, err := s.p.Spawn(c.spec.Name, opts, gate, c.spec.Args...)
 	// A killed process's context ends at once, but it keeps its name
 	// until its Terminate has run: wait for the name a little.
 	for wait, deadline := time.Millisecond, time.Now().Add(childStopTimeout); errors.Is(err, lib.ErrTaken) && time.Now().Before(deadline); wait = min(2*wait, 50*time.Millisecond) {
 		time.Sleep(wait)
-		proc, err = s.p.Spawn(c.spec.Name, opts, c.spec.Child, c.spec.Args...)
+		gate = &gated{ProcessBehavior: c.spec.Child}
+		proc, err = s.p.Spawn(c.spec.Name, opts, gate, c.spec.Args...)
 	}
 	if err != nil {
 		return fmt.Errorf("cannot start child %s: %w", s.childID(i), err)
 	}
-	c.proc = proc
+	c.proc, c.gate = proc, gate
 	pid, done, sctx := proc.Self(), proc.Context().Done(), s.p.Context().Done()
 	go func() {
 		select {
@@ -194,20 +252,19 @@ func (s *supervisor) stopFrom(i int, reason string) {
 		if c.proc == nil {
 			continue
 		}
-		p := c.proc
-		c.proc = nil
+		p, gate := c.proc, c.gate
+		c.proc, c.gate = nil, nil
 		if !p.IsAlive() || s.p.Context().Err() != nil {
 			// Gone, or this supervisor was killed: each child's context is
-			// ours (see start), so it is ending already, and an Exit now
-			// would race Ergo's cleanup of it (a data race inside Ergo).
+			// ours (see start), so it is ending already.
 			continue
 		}
-		_ = p.Exit(reason)
+		gate.signal(func() { _ = p.Exit(reason) })
 		select {
 		case <-p.Context().Done():
 		case <-time.After(childStopTimeout):
 			s.logf("cloister: %s: child %s did not stop within %s; killed", s.label(), s.childID(j), childStopTimeout)
-			p.Kill()
+			gate.signal(p.Kill)
 		}
 	}
 }
@@ -232,7 +289,7 @@ func (s *supervisor) childDown(d childDown) error {
 	if c.proc == nil || c.proc.Self() != d.pid {
 		return nil // a child this supervisor stopped itself
 	}
-	c.proc = nil
+	c.proc, c.gate = nil, nil
 	for {
 		if !s.allow(time.Now()) {
 			return fmt.Errorf("%d restarts within %ds (the last: child %s ended)",
