@@ -38,6 +38,12 @@ var (
 	// ErrTLSCertificate: the TLS handshake failed on a certificate (not
 	// signed by a trusted authority, wrong name, expired, or missing).
 	ErrTLSCertificate = errors.New("cloister: TLS certificate refused")
+	// ErrAlreadyConnected: the peer refused the link because it already
+	// has one to this node, or is making one: a BEAM node answers our name
+	// with status alive (a link it has not seen close, e.g. of this node's
+	// previous run) or nok (its own dial to this node wins). The cookie was
+	// not checked.
+	ErrAlreadyConnected = errors.New("cloister: the peer already has a link to this node")
 )
 
 // HandshakeError is a failed distribution handshake: who, which way, and
@@ -146,6 +152,11 @@ func classify(incoming, useTLS bool, w *watched, err error) (detail string, caus
 	first, got, sentReply := w.facts()
 	var rh tls.RecordHeaderError
 	switch {
+	case !incoming && strings.Contains(msg, "handshake negotiation failed"):
+		// Ergo's error for any send_status other than ok.
+		if status := w.status(); status != "" {
+			return refusedStatus(status)
+		}
 	case strings.Contains(msg, "handshake timeout"), strings.Contains(msg, "handshake accept timeout"), errors.Is(err, os.ErrDeadlineExceeded):
 		return "no handshake answer in time: the peer is frozen or overloaded, or the traffic is dropped", ErrHandshakeTimeout
 	case incoming && strings.Contains(msg, "'r' invalid reply"):
@@ -174,6 +185,20 @@ func classify(incoming, useTLS bool, w *watched, err error) (detail string, caus
 	return "", err
 }
 
+// refusedStatus tells what a send_status other than ok (the peer's first
+// answer to our name) means.
+func refusedStatus(status string) (detail string, cause error) {
+	switch status {
+	case "alive":
+		return "it answered status alive: it holds a link to this node that it has not seen close (a previous run of this node?)", ErrAlreadyConnected
+	case "nok":
+		return "it answered status nok: it is dialling this node at the same time and keeps its own link", ErrAlreadyConnected
+	case "not_allowed":
+		return "it answered status not_allowed: it does not allow this node (net_kernel:allow/1)", errors.New("cloister: the peer does not allow this node")
+	}
+	return fmt.Sprintf("it answered status %q", status), errors.New("cloister: the peer refused the link")
+}
+
 // isCertError tells a TLS handshake that failed on a certificate, ours
 // (the peer's alert) or the peer's (our verification).
 func isCertError(err error) bool {
@@ -198,17 +223,22 @@ func isClosed(err error) bool {
 	return strings.Contains(s, "connection reset") || strings.Contains(s, "broken pipe")
 }
 
-// watched records the first byte received, how much was received, and
+// watched records the first bytes received, how much was received, and
 // whether the challenge reply ('r', our answer to the peer's challenge)
 // went out. Ergo reads on another goroutine, hence the lock.
 type watched struct {
 	lib.NetReadWriter
 	tls       bool
 	mu        sync.Mutex
+	head      []byte // the first headLen bytes received
 	first     byte
 	got       int
 	sentReply bool
 }
+
+// headLen is how much of the peer's first bytes watched keeps: a status
+// message ('s' and at most "ok_simultaneous" or "not_allowed") fits.
+const headLen = 32
 
 func (w *watched) Read(b []byte) (int, error) {
 	n, err := w.NetReadWriter.Read(b)
@@ -216,6 +246,9 @@ func (w *watched) Read(b []byte) (int, error) {
 		w.mu.Lock()
 		if w.got == 0 {
 			w.first = b[0]
+		}
+		if len(w.head) < headLen {
+			w.head = append(w.head, b[:min(n, headLen-len(w.head))]...)
 		}
 		w.got += n
 		w.mu.Unlock()
@@ -242,6 +275,29 @@ func (w *watched) facts() (first byte, got int, sentReply bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.first, w.got, w.sentReply
+}
+
+// status is the peer's send_status ("ok", "alive", ...) when its first
+// message was one, else "".
+func (w *watched) status() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	h := 2
+	if w.tls {
+		h = 4
+	}
+	if len(w.head) < h+1 || w.head[h] != 's' {
+		return ""
+	}
+	l := 0
+	for _, b := range w.head[:h] {
+		l = l<<8 | int(b)
+	}
+	end := min(h+l, len(w.head))
+	if end <= h {
+		return ""
+	}
+	return string(w.head[h+1 : end])
 }
 
 func (w *watched) received() int {

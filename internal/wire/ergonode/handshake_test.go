@@ -52,6 +52,34 @@ func TestClassifyHandshakeFailures(t *testing.T) {
 			}
 		})
 	}
+	// A send_status other than ok (the peer's first message) is Ergo's
+	// "handshake negotiation failed"; the status says why.
+	negotiation := errors.New("handshake negotiation failed")
+	for _, c := range []struct {
+		status string
+		tls    bool
+		want   error
+		detail string
+	}{
+		{"alive", false, ErrAlreadyConnected, "status alive"},
+		{"nok", false, ErrAlreadyConnected, "status nok"},
+		{"alive", true, ErrAlreadyConnected, "status alive"},
+		{"not_allowed", false, nil, "does not allow this node"},
+	} {
+		msg := append([]byte{0, byte(1 + len(c.status)), 's'}, c.status...)
+		if c.tls {
+			msg = append([]byte{0, 0}, msg...)
+		}
+		w := &watched{tls: c.tls}
+		w.head, w.got, w.first = msg, len(msg), msg[0]
+		detail, cause := classify(false, c.tls, w, negotiation)
+		if c.want != nil && !errors.Is(cause, c.want) || cause == negotiation || !strings.Contains(detail, c.detail) {
+			t.Errorf("status %s (tls %v): %v (%s)", c.status, c.tls, cause, detail)
+		}
+		if errors.Is(cause, ErrCookieMismatch) {
+			t.Errorf("status %s read as a cookie mismatch", c.status)
+		}
+	}
 	// Anything else keeps Ergo's error as the cause.
 	other := errors.New("handshake negotiation failed")
 	if _, cause := classify(false, false, &watched{got: 10}, other); cause != other {
