@@ -277,11 +277,13 @@ func TestMulticallTimeoutWithinDeadlinePlus100ms(t *testing.T) {
 	t.Logf("deadline %v: returned after %v", deadline, elapsed)
 
 	// A timeout does not mask what the other nodes of the call answered.
-	// The handler sleeps 2 s; 1.5 s leaves a loaded machine time for the
-	// bare node's no-such-process answer (200 ms did not, once).
+	// 1.5 s leaves a loaded machine time for the bare node's
+	// no-such-process answer (200 ms did not, once). The handler sleeps
+	// 20 s: with 2 s, the reply beat the call's own deadline timer once
+	// under -race at load 45 (the timer fired over 0.5 s late).
 	ghost := "actors_ghost@127.0.0.1"
 	rs, err := nodeMulticall(testNode, []string{peerA.name, peerBare.name, ghost}, echoName,
-		etf.Tuple{etf.Atom("sleep"), 2000, etf.Atom("z")}, 1500*time.Millisecond)
+		etf.Tuple{etf.Atom("sleep"), 20000, etf.Atom("z")}, 1500*time.Millisecond)
 	if err != nil {
 		t.Fatal(err)
 	}
