@@ -233,13 +233,15 @@ func Start(name string, o Options) (node.Node, error) {
 	return n, nil
 }
 
-// innerTimeout is the timer of Ergo's own handshake, set past the
+// innerTimeout is the timer of Ergo's own handshake, set well past the
 // deadlines the gate puts on the socket: a deadline ends the handshake
-// with a read error, while Ergo's timer would leave its reader goroutine
-// blocked on the socket.
+// with a read error, while Ergo's timer returns with its reader goroutine
+// still reading into the buffer the return releases (a data race inside
+// Ergo). One second past was not enough: under -race at load 100 the
+// deadline's read error came later than that.
 func innerTimeout(o Options) time.Duration {
 	d := max(o.HandshakeTimeout, o.AcceptTimeout, DefaultAcceptTimeout, defaultHandshakeTimeout)
-	return d + time.Second
+	return 2 * d
 }
 
 // checkTLS refuses a TLS configuration Ergo would silently ignore: without

@@ -177,3 +177,16 @@ func TestErgoLogFilter(t *testing.T) {
 		t.Fatalf("output:\n%s\nwant:\n%s", out.String(), want)
 	}
 }
+
+// Ergo's own handshake timer stays a backstop well behind the socket
+// deadlines: when it fires first, Ergo returns while its reader still
+// fills the buffer it releases (a data race under -race, seen with the
+// timer one second behind a 60 s accept deadline on a loaded machine).
+func TestErgoTimerTrailsTheDeadlines(t *testing.T) {
+	for _, o := range []Options{{}, {AcceptTimeout: 60 * time.Second}, {HandshakeTimeout: 30 * time.Second}} {
+		d := max(o.AcceptTimeout, o.HandshakeTimeout, DefaultAcceptTimeout, defaultHandshakeTimeout)
+		if got := innerTimeout(o); got < 2*d {
+			t.Errorf("%+v: Ergo's timer %v, deadline %v", o, got, d)
+		}
+	}
+}
