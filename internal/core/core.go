@@ -591,7 +591,9 @@ func (c *Core) Step(ev Event) []Effect {
 			p.nextDial = e.Now.Add(c.redial(e.Node, p))
 			if e.Gone && !p.awaySince.IsZero() && !p.connected {
 				// A killed node is not a flap: leave the rings now.
+				old := c.hash
 				fx = c.remove(fx, e.Node, listener.RemovedGone)
+				c.agreeAfterGone(old)
 			}
 		} else if !p.connected {
 			// NodeUp normally arrives as well; treat success as up either way.
@@ -777,6 +779,25 @@ func (c *Core) remove(fx []Effect, n string, reason listener.RemovalReason) []Ef
 	fx = c.setMembers(fx)
 	c.refreshGossip()
 	return fx
+}
+
+// agreeAfterGone: this node's list changed from hash old by the removal
+// of a member whose process is gone. Every member linked to it lost that
+// link too and removes it as well, so a member that agreed with us, and
+// knew it, is taken to agree still and is not told: otherwise every
+// survivor of a kill pings every other one, N² pings and pongs on the
+// heels of the removal that compete for the CPU with the survivors still
+// noticing it. A member whose list turns out otherwise has a hash we did
+// not tell it, and its own heartbeat pings us (see tick).
+func (c *Core) agreeAfterGone(old uint64) {
+	if c.hash == old {
+		return
+	}
+	for _, p := range c.peers {
+		if p.steady() && p.hash == old && p.told == old {
+			p.hash, p.told = c.hash, c.hash
+		}
+	}
 }
 
 func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {
