@@ -594,6 +594,14 @@ func (c *Core) Step(ev Event) []Effect {
 				old := c.hash
 				fx = c.remove(fx, e.Node, listener.RemovedGone)
 				c.agreeAfterGone(old)
+				// Its process is dead: a new one dials its sentries and
+				// members when it starts. Re-dialled at the longest
+				// backoff from now on, not from the shortest: each
+				// survivor's re-dials (an EPMD lookup each) would come
+				// 50-400 ms after the removal, on the survivors still
+				// noticing it.
+				p.failures = max(p.failures, goneFailures)
+				p.nextDial = e.Now.Add(c.redial(e.Node, p))
 			}
 		} else if !p.connected {
 			// NodeUp normally arrives as well; treat success as up either way.
@@ -780,6 +788,10 @@ func (c *Core) remove(fx []Effect, n string, reason listener.RemovalReason) []Ef
 	c.refreshGossip()
 	return fx
 }
+
+// goneFailures is the failure count a member proven gone is re-dialled
+// with: enough doublings of BackoffMin to reach BackoffMax by default.
+const goneFailures = 6
 
 // agreeAfterGone: this node's list changed from hash old by the removal
 // of a member whose process is gone. Every member linked to it lost that

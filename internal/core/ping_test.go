@@ -256,3 +256,28 @@ func TestGoneRemovalTellsNoAgreeingMember(t *testing.T) {
 		t.Fatalf("a differing hash from b: %v, want its list fetched", fx)
 	}
 }
+
+// A member proven gone is re-dialled at the longest backoff: its survivors'
+// re-dials (an EPMD lookup each) would otherwise follow the removal within
+// tens of milliseconds, while other survivors still notice it.
+func TestGoneMemberIsRedialledAtTheLongestBackoff(t *testing.T) {
+	conf := cfg("a@h", 1, "a@h", "b@h")
+	conf.FlapGrace = time.Second
+	c := New(conf)
+	run(c, Start{Now: t0})
+	run(c, NodeUp{Now: t0, Node: "b@h"})
+	run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister", Members: []string{"a@h", "b@h"}})
+	gone := t0.Add(time.Second)
+	run(c, NodeDown{Now: gone, Node: "b@h"})
+	run(c, DialDone{Now: gone, Node: "b@h", Err: errors.New("refused"), Gone: true})
+	first := time.Duration(0)
+	for at := gone; at.Before(gone.Add(2 * conf.BackoffMax)); at = at.Add(50 * time.Millisecond) {
+		if len(kinds[Dial](run(c, Tick{Now: at}))) > 0 {
+			first = at.Sub(gone)
+			break
+		}
+	}
+	if least := time.Duration(float64(conf.BackoffMax) * BackoffJitterMin); first < least {
+		t.Fatalf("a member proven gone re-dialled %s after, want at least %s", first, least)
+	}
+}
