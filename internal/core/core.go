@@ -807,9 +807,17 @@ func (c *Core) agreeAfterGone(old uint64) {
 	}
 	for _, p := range c.peers {
 		if p.steady() && p.hash == old && p.told == old {
+			// As if its pong of our new hash had come: its list is ours,
+			// and it holds ours (the dead member no longer gossiped).
 			p.hash, p.told = c.hash, c.hash
+			p.list, p.listHash, p.hasList = c.members, c.hash, true
+			p.reported = sanitize(nil, c.members, c.cfg.Self)
+			if p.hasHas && p.has == old {
+				p.has = c.hash
+			}
 		}
 	}
+	c.refreshGossip()
 }
 
 func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {

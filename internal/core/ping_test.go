@@ -281,3 +281,33 @@ func TestGoneMemberIsRedialledAtTheLongestBackoff(t *testing.T) {
 		t.Fatalf("a member proven gone re-dialled %s after, want at least %s", first, least)
 	}
 }
+
+// A gone member known only from the members' lists (not a sentry) is not
+// re-dialled once the survivors' lists agree without it: the members that
+// agreed with us are taken to hold our new list, which no longer names it.
+func TestGoneGossipedMemberIsForgotten(t *testing.T) {
+	conf := cfg("a@h", 1, "a@h", "b@h")
+	conf.FlapGrace = time.Second
+	c := New(conf)
+	run(c, Start{Now: t0})
+	all := []string{"a@h", "b@h", "c@h"}
+	h := MembersHash(all)
+	for _, n := range all[1:] {
+		run(c, NodeUp{Now: t0, Node: n})
+		run(c, ProbeReply{Now: t0, Node: n, OTPApp: "cloister", Members: all, Hash: h, HasHash: true})
+	}
+	now := t0.Add(600 * time.Millisecond)
+	run(c, Tick{Now: now})
+	for _, n := range all[1:] {
+		run(c, Pong{Now: now, Node: n, Hash: h})
+	}
+	now = now.Add(100 * time.Millisecond)
+	run(c, NodeDown{Now: now, Node: "c@h"})
+	run(c, DialDone{Now: now, Node: "c@h", Err: errors.New("refused"), Gone: true})
+	for end := now.Add(3 * conf.BackoffMax); now.Before(end); now = now.Add(50 * time.Millisecond) {
+		fx := run(c, Tick{Now: now, LinkRead: map[string]time.Time{"b@h": now}})
+		for _, d := range kinds[Dial](fx) {
+			t.Fatalf("at %s: %v re-dialled, gossiped by b's list from before the removal", now.Sub(t0), d)
+		}
+	}
+}
