@@ -361,8 +361,8 @@ const (
 
 // refusedAtLastAddress dials the address peer last resolved to (see
 // ergonode.LastAddress) and reports whether nothing listens there any
-// more: the dial is refused, or accepted and then reset (the kernel
-// accepted it for a listening socket that a dying process then closed;
+// more: the dial is refused or reset, or accepted and then reset (the
+// kernel answered it for a listening socket that a dying process then closed;
 // a killed process's links can drop before its listener closes). The
 // peer's process is then gone. This is processGone's second test without
 // its EPMD lookup, which on a loaded host is the slow part of telling a
@@ -386,12 +386,12 @@ func refusedAtLastAddress(n node.Node, peer string, timeout time.Duration) (stri
 	return addr, true
 }
 
-// nothingListens dials addr: true when the dial is refused, or accepted
-// and reset within resetWait (see refusedAtLastAddress).
+// nothingListens dials addr: true when the dial is refused or reset, or
+// accepted and reset within resetWait (see refusedAtLastAddress).
 func nothingListens(addr string, timeout time.Duration) bool {
 	c, err := net.DialTimeout("tcp", addr, timeout)
 	if err != nil {
-		return errors.Is(err, syscall.ECONNREFUSED)
+		return dialRefused(err)
 	}
 	// A live peer waits for our handshake and, when we close without a
 	// byte, takes it for a port probe (logs nothing).
@@ -399,6 +399,15 @@ func nothingListens(addr string, timeout time.Duration) bool {
 	_, err = c.Read(make([]byte, 1))
 	c.Close()
 	return errors.Is(err, syscall.ECONNRESET)
+}
+
+// dialRefused: a failed dial that proves nothing listens. A reset during
+// the connect is the same dying listener as a reset after the accept (see
+// nothingListens), caught a moment earlier: the kernel completed the
+// handshake for the listening socket, which then closed before the dial
+// returned.
+func dialRefused(err error) bool {
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET)
 }
 
 // processGone tells a dead node from an unreachable one after a failed

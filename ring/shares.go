@@ -12,15 +12,23 @@ func (c *circle) Shares() map[string]float64 {
 		return out
 	}
 	const space = 1 << 32
+	// Summed per member index, then one map entry per member: a map
+	// update per point (512 a member) made this the largest part of a
+	// survivor's work for a member's removal (the listener's snapshot
+	// carries the shares of the new ring).
+	width := make([]uint64, len(c.members))
 	last := len(c.hashes) - 1
 	for i, h := range c.hashes {
-		var width uint64
 		if i == 0 {
-			width = uint64(h) + space - uint64(c.hashes[last]) // wraps; all of it when one point
+			width[c.owners[i]] += uint64(h) + space - uint64(c.hashes[last]) // wraps; all of it when one point
 		} else {
-			width = uint64(h) - uint64(c.hashes[i-1])
+			width[c.owners[i]] += uint64(h) - uint64(c.hashes[i-1])
 		}
-		out[c.members[c.owners[i]]] += float64(width) / space
+	}
+	for m, w := range width {
+		if w > 0 {
+			out[c.members[m]] = float64(w) / space
+		}
 	}
 	return out
 }

@@ -63,7 +63,7 @@ func main() {
 	bigRounds := flag.Int("big-rounds", 1, "rounds for sizes of 50 and more")
 	steadyFlag := flag.String("steady", "", "steady windows per size, N=duration,... (e.g. 25=20s,50=60s)")
 	calls := flag.Int("calls", 200, "fan-outs per size for the Multicall measurement (0: none)")
-	flag.BoolVar(&traceAssembly, "trace", false, "print, per round, when each node was ready and the last node's events (stderr), from the last start")
+	flag.BoolVar(&traceAssembly, "trace", false, "print, per round, when each node was ready and the last node's events (stderr), from the last start, and each survivor's listener call and the survivors' CPU after the kill")
 	profile := flag.String("profile", "", "write CPU profiles of one cloister node (assembly, steady) into this directory")
 	rawName := flag.String("raw-node", "", "internal: run as a raw Ergo node of the baseline")
 	rawPeers := flag.String("raw-peers", "", "internal: the raw node's peers")
@@ -381,8 +381,21 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 
 	time.Sleep(300 * time.Millisecond) // let heartbeats settle
 	victim := nodes[n/2]
+	var survivors []int
+	for i, nd := range nodes {
+		if nd != victim {
+			survivors = append(survivors, pids[i])
+		}
+	}
+	var cpu0 time.Duration
+	if traceAssembly {
+		cpu0, _, _ = meanCPU(survivors)
+	}
 	killed := time.Now()
 	victim.Kill()
+	if traceAssembly {
+		fmt.Fprintf(os.Stderr, "TRACE kill %s at %d\n", victim.Name, killed.UnixNano())
+	}
 	var worst time.Duration
 	for _, node := range nodes {
 		if node == victim {
@@ -398,9 +411,25 @@ func cloisterRound(h *cloistertest.Harness, n, r int, steady time.Duration, call
 		if d := time.Unix(0, e.At).Sub(killed); d > worst {
 			worst = d
 		}
+		if traceAssembly {
+			fmt.Fprintf(os.Stderr, "TRACE listener %s %6.1fms after the kill\n", node.Name, float64(time.Unix(0, e.At).Sub(killed).Microseconds())/1000)
+		}
 	}
 	res.kill = worst
+	if traceAssembly {
+		traceKillCPU("cloister", n, survivors, cpu0)
+	}
 	return res, nil
+}
+
+// traceKillCPU prints (-trace) the CPU per survivor from just before a
+// kill until every survivor noticed it, and over the next half second.
+func traceKillCPU(kind string, n int, survivors []int, before time.Duration) {
+	notice, _, _ := meanCPU(survivors)
+	time.Sleep(500 * time.Millisecond)
+	after, _, _ := meanCPU(survivors)
+	fmt.Fprintf(os.Stderr, "TRACE N=%d %s kill CPU per survivor: %.2f ms until noticed, %.2f ms over the next 500 ms\n",
+		n, kind, float64(notice-before)/1e6, float64(after-notice)/1e6)
 }
 
 // dumpStuck saves, when a round's wait failed (an assembly or a kill that

@@ -277,6 +277,16 @@ func rawRound(epmdPort uint16, cookie string, n, r int, steady time.Duration) (r
 		res.idle.changes = downs() - before
 	}
 	victim := procs[n/2]
+	var survivors []int
+	for _, p := range procs {
+		if p != victim {
+			survivors = append(survivors, p.pid())
+		}
+	}
+	var cpu0 time.Duration
+	if traceAssembly {
+		cpu0, _, _ = meanCPU(survivors)
+	}
 	killed := time.Now()
 	victim.kill()
 	var worst time.Duration
@@ -295,6 +305,9 @@ func rawRound(epmdPort uint16, cookie string, n, r int, steady time.Duration) (r
 		}
 	}
 	res.kill = worst
+	if traceAssembly {
+		traceKillCPU("raw", n, survivors, cpu0)
+	}
 	return res, nil
 }
 

@@ -591,7 +591,17 @@ func (c *Core) Step(ev Event) []Effect {
 			p.nextDial = e.Now.Add(c.redial(e.Node, p))
 			if e.Gone && !p.awaySince.IsZero() && !p.connected {
 				// A killed node is not a flap: leave the rings now.
+				old := c.hash
 				fx = c.remove(fx, e.Node, listener.RemovedGone)
+				c.agreeAfterGone(old)
+				// Its process is dead: a new one dials its sentries and
+				// members when it starts. Re-dialled at the longest
+				// backoff from now on, not from the shortest: each
+				// survivor's re-dials (an EPMD lookup each) would come
+				// 50-400 ms after the removal, on the survivors still
+				// noticing it.
+				p.failures = max(p.failures, goneFailures)
+				p.nextDial = e.Now.Add(c.redial(e.Node, p))
 			}
 		} else if !p.connected {
 			// NodeUp normally arrives as well; treat success as up either way.
@@ -777,6 +787,37 @@ func (c *Core) remove(fx []Effect, n string, reason listener.RemovalReason) []Ef
 	fx = c.setMembers(fx)
 	c.refreshGossip()
 	return fx
+}
+
+// goneFailures is the failure count a member proven gone is re-dialled
+// with: enough doublings of BackoffMin to reach BackoffMax by default.
+const goneFailures = 6
+
+// agreeAfterGone: this node's list changed from hash old by the removal
+// of a member whose process is gone. Every member linked to it lost that
+// link too and removes it as well, so a member that agreed with us, and
+// knew it, is taken to agree still and is not told: otherwise every
+// survivor of a kill pings every other one, N² pings and pongs on the
+// heels of the removal that compete for the CPU with the survivors still
+// noticing it. A member whose list turns out otherwise has a hash we did
+// not tell it, and its own heartbeat pings us (see tick).
+func (c *Core) agreeAfterGone(old uint64) {
+	if c.hash == old {
+		return
+	}
+	for _, p := range c.peers {
+		if p.steady() && p.hash == old && p.told == old {
+			// As if its pong of our new hash had come: its list is ours,
+			// and it holds ours (the dead member no longer gossiped).
+			p.hash, p.told = c.hash, c.hash
+			p.list, p.listHash, p.hasList = c.members, c.hash, true
+			p.reported = sanitize(nil, c.members, c.cfg.Self)
+			if p.hasHas && p.has == old {
+				p.has = c.hash
+			}
+		}
+	}
+	c.refreshGossip()
 }
 
 func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {

@@ -1,6 +1,7 @@
 package core
 
 import (
+	"errors"
 	"reflect"
 	"testing"
 	"time"
@@ -197,5 +198,116 @@ func TestKnownListIsNotFetchedAgain(t *testing.T) {
 	h4 := MembersHash([]string{"a@h", "b@h", "c@h", "d@h"})
 	if p := kinds[Probe](run(c, Pong{Now: t0.Add(5 * time.Second), Node: "b@h", Hash: h4})); len(p) != 1 {
 		t.Fatalf("another new list: probes %v, want one", p)
+	}
+}
+
+// A member removed as gone (its process is dead) is lost by every member
+// linked to it: the survivors' lists still agree, and a member that knew
+// our list is not pinged to be told the new one. One whose list differed
+// is told as before, and a member whose list then differs says so itself.
+func TestGoneRemovalTellsNoAgreeingMember(t *testing.T) {
+	conf := cfg("a@h", 1, "a@h", "b@h", "c@h", "d@h")
+	conf.FlapGrace = time.Second
+	c := New(conf)
+	run(c, Start{Now: t0})
+	all := []string{"a@h", "b@h", "c@h", "d@h"}
+	h, without := MembersHash(all), MembersHash([]string{"a@h", "b@h", "d@h"})
+	hashes := map[string]uint64{"b@h": h, "c@h": h, "d@h": without} // d's list differs
+	for _, n := range all[1:] {
+		run(c, NodeUp{Now: t0, Node: n})
+		run(c, ProbeReply{Now: t0, Node: n, OTPApp: "cloister", Members: all, Hash: hashes[n], HasHash: true})
+	}
+	// Every member is told our list by a ping.
+	now := t0.Add(600 * time.Millisecond)
+	if p := kinds[Ping](run(c, Tick{Now: now})); len(p) != 3 {
+		t.Fatalf("pings %v, want one to each member", p)
+	}
+	for _, n := range all[1:] {
+		run(c, Pong{Now: now, Node: n, Hash: hashes[n]})
+	}
+	// c is killed: its link drops and the re-dial proves it gone.
+	now = now.Add(100 * time.Millisecond)
+	if fx := run(c, NodeDown{Now: now, Node: "c@h"}); len(kinds[Dial](fx)) != 1 {
+		t.Fatalf("no re-dial of the lost member: %v", fx)
+	}
+	fx := run(c, DialDone{Now: now, Node: "c@h", Err: errors.New("refused"), Gone: true})
+	if r := kinds[Removed](fx); len(r) != 1 || r[0].Reason != listener.RemovedGone {
+		t.Fatalf("removals %v, want c gone", r)
+	}
+	// The next heartbeats, both links heard: only d, which did not know
+	// our list, is pinged.
+	for _, ms := range []int{1300, 1900} {
+		now = t0.Add(time.Duration(ms) * time.Millisecond)
+		fx = run(c, Tick{Now: now, LinkRead: map[string]time.Time{"b@h": now, "d@h": now}})
+		want := []Ping{{"d@h"}}
+		if ms > 1300 {
+			want = nil
+		}
+		if p := kinds[Ping](fx); !reflect.DeepEqual(p, want) {
+			t.Fatalf("at %dms pings %v, want %v", ms, p, want)
+		}
+		if ms == 1300 {
+			run(c, Pong{Now: now, Node: "d@h", Hash: c.MembersHash()})
+		}
+	}
+	// b's list turned out otherwise: its ping says so, and it is fetched.
+	fx = run(c, PingedBy{Now: now, Node: "b@h", Hash: MembersHash([]string{"a@h", "b@h"})})
+	if len(kinds[Probe](fx)) != 1 {
+		t.Fatalf("a differing hash from b: %v, want its list fetched", fx)
+	}
+}
+
+// A member proven gone is re-dialled at the longest backoff: its survivors'
+// re-dials (an EPMD lookup each) would otherwise follow the removal within
+// tens of milliseconds, while other survivors still notice it.
+func TestGoneMemberIsRedialledAtTheLongestBackoff(t *testing.T) {
+	conf := cfg("a@h", 1, "a@h", "b@h")
+	conf.FlapGrace = time.Second
+	c := New(conf)
+	run(c, Start{Now: t0})
+	run(c, NodeUp{Now: t0, Node: "b@h"})
+	run(c, ProbeReply{Now: t0, Node: "b@h", OTPApp: "cloister", Members: []string{"a@h", "b@h"}})
+	gone := t0.Add(time.Second)
+	run(c, NodeDown{Now: gone, Node: "b@h"})
+	run(c, DialDone{Now: gone, Node: "b@h", Err: errors.New("refused"), Gone: true})
+	first := time.Duration(0)
+	for at := gone; at.Before(gone.Add(2 * conf.BackoffMax)); at = at.Add(50 * time.Millisecond) {
+		if len(kinds[Dial](run(c, Tick{Now: at}))) > 0 {
+			first = at.Sub(gone)
+			break
+		}
+	}
+	if least := time.Duration(float64(conf.BackoffMax) * BackoffJitterMin); first < least {
+		t.Fatalf("a member proven gone re-dialled %s after, want at least %s", first, least)
+	}
+}
+
+// A gone member known only from the members' lists (not a sentry) is not
+// re-dialled once the survivors' lists agree without it: the members that
+// agreed with us are taken to hold our new list, which no longer names it.
+func TestGoneGossipedMemberIsForgotten(t *testing.T) {
+	conf := cfg("a@h", 1, "a@h", "b@h")
+	conf.FlapGrace = time.Second
+	c := New(conf)
+	run(c, Start{Now: t0})
+	all := []string{"a@h", "b@h", "c@h"}
+	h := MembersHash(all)
+	for _, n := range all[1:] {
+		run(c, NodeUp{Now: t0, Node: n})
+		run(c, ProbeReply{Now: t0, Node: n, OTPApp: "cloister", Members: all, Hash: h, HasHash: true})
+	}
+	now := t0.Add(600 * time.Millisecond)
+	run(c, Tick{Now: now})
+	for _, n := range all[1:] {
+		run(c, Pong{Now: now, Node: n, Hash: h})
+	}
+	now = now.Add(100 * time.Millisecond)
+	run(c, NodeDown{Now: now, Node: "c@h"})
+	run(c, DialDone{Now: now, Node: "c@h", Err: errors.New("refused"), Gone: true})
+	for end := now.Add(3 * conf.BackoffMax); now.Before(end); now = now.Add(50 * time.Millisecond) {
+		fx := run(c, Tick{Now: now, LinkRead: map[string]time.Time{"b@h": now}})
+		for _, d := range kinds[Dial](fx) {
+			t.Fatalf("at %s: %v re-dialled, gossiped by b's list from before the removal", now.Sub(t0), d)
+		}
 	}
 }

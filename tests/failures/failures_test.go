@@ -319,6 +319,76 @@ func TestKilledPeerIsRemoved(t *testing.T) {
 	t.Logf("timing: restarted node back in every ring %s after its restart", at.Sub(restartAt).Round(10*time.Millisecond))
 }
 
+// After a kill, the survivors' lists agree without telling each other:
+// each lost its link to the dead process and removed it as gone. So the
+// removal sends no heartbeat ping between survivors that agreed before it
+// (at N = 25 those were some 550 pings and pongs right after the removal,
+// on the CPU of survivors still noticing it). Counted on the survivors'
+// debug logs: no more pings after the kill than in as long a window
+// before it.
+func TestKilledPeerCostsNoPingsBetweenSurvivors(t *testing.T) {
+	h := cloistertest.NewT(t)
+	ns := localcluster.Names("quietkill", 4)
+	var nodes []*cloistertest.Node
+	for _, n := range ns {
+		node, err := h.Start(cloistertest.Spec{Name: n, Sentry: ns, Consensus: 2, Env: []string{"CLOISTER_DEBUG=true"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes = append(nodes, node)
+	}
+	converged(t, nodes, ns, formWait)
+	// The pings that told each change of the assembly are over.
+	window := 4 * defHeartbeat
+	time.Sleep(window)
+	before := time.Now()
+	time.Sleep(window)
+	killedAt := time.Now()
+	nodes[1].Kill()
+	survivors := []*cloistertest.Node{nodes[0], nodes[2], nodes[3]}
+	for _, n := range survivors {
+		if _, err := n.WaitTransition(removeWait, "ready", "rehashing", killedAt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	converged(t, survivors, without(ns, ns[1]), removeWait)
+	time.Sleep(time.Until(killedAt.Add(window)))
+	quiet, after := 0, 0
+	for _, n := range survivors {
+		q, a := pingsIn(t, n, before, killedAt), pingsIn(t, n, killedAt, killedAt.Add(window))
+		t.Logf("%s pinged %d times in %s before the kill, %d times after", n.Name, q, window, a)
+		quiet, after = quiet+q, after+a
+	}
+	if after > quiet {
+		t.Errorf("the survivors were pinged %d times in the %s after the kill, %d times in as long before it: the removal was told", after, window, quiet)
+	}
+}
+
+// pingsIn counts the heartbeat pings node n took from [from, to), read
+// from its debug log (CLOISTER_DEBUG: every core event, timestamped).
+func pingsIn(t *testing.T, n *cloistertest.Node, from, to time.Time) int {
+	t.Helper()
+	count := 0
+	for _, line := range strings.Split(n.LogTail(), "\n") {
+		i := strings.Index(line, " core.PingedBy ")
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		at, err := time.ParseInLocation("2006/01/02 15:04:05.000000", f[0]+" "+f[1], time.Local)
+		if err != nil {
+			t.Fatalf("%s: a log line without its time: %q", n.Name, line)
+		}
+		if !at.Before(from) && at.Before(to) {
+			count++
+		}
+	}
+	return count
+}
+
 // A link that resets while both processes live (a NAT or conntrack reset,
 // a switch failover) and comes back within the flap grace churns nobody's
 // ring: the member stays in while it is re-dialled. (A killed node is
