@@ -46,6 +46,10 @@ type fakeNet struct {
 	// keepalive: the last Keepalive asked.
 	linkRead   map[string]time.Time
 	keepalives []time.Duration
+	// keepaliveTo: the links the last Keepalive was for (nil: all);
+	// suspects: the suspicions sent, "peer:node".
+	keepaliveTo []string
+	suspects    []string
 	// hash, when set, is the members hash the peers answer probes with
 	// (Go cloisters that agree with us, so they get pings); nil: they
 	// answer without one (as Elixir cloisters do).
@@ -70,10 +74,17 @@ func (f *fakeNet) LinkReads(dst map[string]time.Time) {
 	}
 }
 
-func (f *fakeNet) Keepalive(idle time.Duration) {
+func (f *fakeNet) Keepalive(idle time.Duration, only []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.keepalives = append(f.keepalives, idle)
+	f.keepaliveTo = only
+}
+
+func (f *fakeNet) Suspect(peer, node string, lastSeen time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.suspects = append(f.suspects, peer+":"+node)
 }
 
 func (f *fakeNet) Nodes() []string {
@@ -499,7 +510,7 @@ func TestDriverHandlesEveryEffect(t *testing.T) {
 		r.d.apply(f)
 		e, ok := observed(f)
 		switch f.(type) {
-		case core.Probe, core.Ping:
+		case core.Probe, core.Ping, core.SendSuspect: // messages between Monitors
 			if ok {
 				t.Errorf("%T is observed as %T", f, e)
 			}
@@ -515,8 +526,8 @@ func TestDriverHandlesEveryEffect(t *testing.T) {
 	if r.d.unhandled != 0 {
 		t.Fatalf("%d effects not handled by the driver: %q", r.d.unhandled, r.logs)
 	}
-	if len(kinds) != len(core.Effects())-2 {
-		t.Fatalf("effects map to %d distinct public events, want %d: %v", len(kinds), len(core.Effects())-2, kinds)
+	if len(kinds) != len(core.Effects())-3 {
+		t.Fatalf("effects map to %d distinct public events, want %d: %v", len(kinds), len(core.Effects())-3, kinds)
 	}
 }
 

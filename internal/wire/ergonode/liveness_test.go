@@ -181,7 +181,7 @@ func TestLiveConnKeepaliveUnderConcurrentWrites(t *testing.T) {
 				return
 			default:
 			}
-			l.Keepalive(100 * time.Microsecond)
+			l.Keepalive(100*time.Microsecond, nil)
 			time.Sleep(50 * time.Microsecond)
 		}
 	}()
