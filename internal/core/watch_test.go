@@ -20,7 +20,6 @@ func watchNames() []string {
 
 var (
 	watchNeighbours = []string{"n1@h", "n2@h", "n6@h", "n7@h"}
-	watchOthers     = []string{"n3@h", "n4@h", "n5@h"}
 )
 
 func watchCfg() Config {
