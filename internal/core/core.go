@@ -469,6 +469,8 @@ type peer struct {
 	// it is one of this node's k neighbours in the member list.
 	watch     int
 	neighbour bool
+	// watched: judged at the last update of the watch (updateWatch).
+	watched bool
 }
 
 // inRing: a member that is connected, or away within its flap grace.

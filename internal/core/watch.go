@@ -87,27 +87,33 @@ func (c *Core) narrowOK(now time.Time) bool {
 }
 
 // updateWatch enters or leaves the narrow watch. Leaving it, the members
-// this node did not judge get a fresh window (see above).
+// this node did not judge get a fresh window (see above): those outside
+// the narrow watch, and a member that became a neighbour since (a removal
+// moves the neighbour sets before the next tick widens the watch).
 func (c *Core) updateWatch(now time.Time) {
 	want := c.narrowOK(now)
 	if c.narrow && !want {
 		anchor := c.anchor(now)
 		for _, p := range c.peers {
-			if p.member && !p.neighbour && p.lastSeen.Before(anchor) {
+			if p.member && !p.watched && p.lastSeen.Before(anchor) {
 				p.lastSeen = anchor
 				p.suspect = false
 			}
 		}
 	}
 	c.narrow = want
+	for _, p := range c.peers {
+		p.watched = p.member && c.judged(p)
+	}
 }
 
-// anchor is the newest sign of life of a neighbour not suspected (of any
-// neighbour when all are), no later than now; now when there is none.
+// anchor is the newest sign of life of a member judged so far and not
+// suspected (of any of them when all are), no later than now; now when
+// there is none.
 func (c *Core) anchor(now time.Time) time.Time {
 	var fresh, any time.Time
 	for _, p := range c.peers {
-		if !p.member || !p.neighbour {
+		if !p.member || !p.watched {
 			continue
 		}
 		if p.lastSeen.After(any) {
@@ -170,11 +176,10 @@ func (c *Core) suspectNotice(fx []Effect, e SuspectNotice) []Effect {
 	if at.After(e.Now) {
 		at = e.Now
 	}
+	// Judged from what was heard, here or there: not from a fresh
+	// window (only a window is dropped; a neighbour's own reads stay).
 	p.heard = later(p.heard, at)
-	if !p.neighbour {
-		// Not its fresh window: what was heard (only a window is lost).
-		p.lastSeen = p.heard
-	}
+	p.lastSeen = p.heard
 	return fx
 }
 

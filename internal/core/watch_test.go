@@ -245,3 +245,33 @@ func TestCutOffNodeRemovesEveryone(t *testing.T) {
 		t.Fatalf("members %v", c.Members())
 	}
 }
+
+// A member that leaves moves the neighbour sets at once: n3, not watched
+// until then, becomes n0's neighbour. It gets a fresh window when the
+// watch widens, as the others do: a long silence on a link nobody kept
+// alive is no sign of death.
+func TestNewNeighbourGetsAFreshWindow(t *testing.T) {
+	c, now := narrowCluster(t, 2)
+	_, removed, _ := watchRun(c, now, now.Add(20*time.Second), func(n string, _ time.Time) bool { return slices.Contains(watchNeighbours, n) })
+	now = now.Add(20 * time.Second)
+	if len(removed) != 0 {
+		t.Fatalf("removed %v", removed)
+	}
+	ns := watchNames()
+	run(c, ProbeReply{Now: now, Node: "n2@h", OTPApp: "cloister", Members: ns, Hash: MembersHash(ns), HasHash: true, Leaves: true, Leaving: true, Watch: 2})
+	// everyone else is heard from now on (they watch everyone too)
+	// (n3 only a second later: its first keepalive or answer)
+	_, removed, _ = watchRun(c, now.Add(ms(10)), now.Add(10*time.Second), func(n string, at time.Time) bool {
+		return n != "n2@h" && (n != "n3@h" || !at.Before(now.Add(time.Second)))
+	})
+	if len(removed) != 0 {
+		t.Fatalf("removed %v after n2 left, want nobody", removed)
+	}
+	if !reflect.DeepEqual(c.Members(), without(ns, "n2@h")) {
+		t.Fatalf("members %v", c.Members())
+	}
+}
+
+func without(ns []string, drop string) []string {
+	return slices.DeleteFunc(slices.Clone(ns), func(n string) bool { return n == drop })
+}
