@@ -181,3 +181,48 @@ func TestNodeCutOffFromSevenRemovesEveryone(t *testing.T) {
 	}
 	converged(t, nodes, ns, healWait+formWait)
 }
+
+// A partition of seven into three and four, dropping: each side ends with
+// its own members, no later than SuspectAfter + RemoveAfter plus a few
+// heartbeats (members of the far side nobody on this side watched are
+// judged from this side's first suspicion, docs/failures.md), and the
+// sides merge when the cut heals.
+func TestPartitionOfSevenHeals(t *testing.T) {
+	h := cloistertest.NewT(t)
+	ns := localcluster.Names("wpart", 7)
+	net, err := h.Network(ns...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodes := startAll(t, h, ns, 2)
+	converged(t, nodes, ns, formWait)
+	time.Sleep(watchSettle)
+	// not a contiguous run of the sorted list: some far-side members are
+	// nobody's neighbour on this side
+	a, b := []string{ns[0], ns[2], ns[4]}, []string{ns[1], ns[3], ns[5], ns[6]}
+	var na, nb []*cloistertest.Node
+	for _, n := range nodes {
+		if slices.Contains(a, n.Name) {
+			na = append(na, n)
+		} else {
+			nb = append(nb, n)
+		}
+	}
+	cutAt := time.Now()
+	if err := net.Partition(cloistertest.Drop, a, b); err != nil {
+		t.Fatal(err)
+	}
+	bound := defSuspect + defRemoveAfter + 4*defHeartbeat
+	atA := converged(t, na, a, bound+removeWait)
+	atB := converged(t, nb, b, bound+removeWait)
+	t.Logf("timing: sides alone after %s and %s", atA.Sub(cutAt).Round(10*time.Millisecond), atB.Sub(cutAt).Round(10*time.Millisecond))
+	for _, at := range []time.Time{atA, atB} {
+		if d := at.Sub(cutAt); d < defRemoveAfter-defHeartbeat {
+			t.Errorf("a side was alone after %s, before RemoveAfter", d)
+		}
+	}
+	healAt := time.Now()
+	net.HealAll()
+	at := converged(t, nodes, ns, healWait+formWait)
+	t.Logf("timing: healed, all ready with identical rings, %s after the cut ended", at.Sub(healAt).Round(10*time.Millisecond))
+}
