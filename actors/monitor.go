@@ -339,6 +339,16 @@ func (m *monitor) handleEvent(p *statem.Process, ev statem.Event) statem.Result[
 				}
 				return result(m.d.step(core.LeaveAck{Now: time.Now(), Node: string(peer)}))
 			}
+			if len(msg) == 4 && msg[0] == suspectTag {
+				from, ok1 := msg[1].(etf.Atom)
+				about, ok2 := msg[2].(etf.Atom)
+				at, ok3 := clusterstate.TermInt(msg[3])
+				if !ok1 || !ok2 || !ok3 || from == "" || about == "" {
+					return result(nil)
+				}
+				return result(m.d.step(core.SuspectNotice{Now: time.Now(), From: string(from), Node: string(about),
+					LastSeen: time.Unix(0, at)}))
+			}
 			if len(msg) == 2 {
 				if ref, ok := msg[0].(etf.Ref); ok {
 					if peer, ping, ok := m.tr.answered(ref); ok {
@@ -355,7 +365,8 @@ func (m *monitor) handleEvent(p *statem.Process, ev statem.Event) statem.Result[
 							deltas, _ := mp[etf.Atom("list_deltas")].(bool)
 							return result(m.d.step(core.ProbeReply{Now: time.Now(), Node: peer, OTPApp: st.OTPApp,
 								Members: st.Members, Hash: st.Hash, HasHash: st.HasHash, Leaves: leaves, Leaving: leaving,
-								Roles: st.Roles, Meta: st.Meta, Deltas: deltas}))
+								Roles: st.Roles, Meta: st.Meta, Deltas: deltas,
+								Watch: parseWatch(msg[1])}))
 						}
 					}
 				}
@@ -583,6 +594,11 @@ func (m *monitor) stateTerm(caller string) etf.Term {
 	if !clusterstate.NoListDeltas {
 		st[etf.Atom("list_deltas")] = true
 	}
+	// The neighbour watch this node runs: peers narrow theirs only when
+	// every member runs the same.
+	if m.opts.WatchNeighbours > 0 {
+		st[etf.Atom("watch")] = int64(m.opts.WatchNeighbours)
+	}
 	if sn, err := m.cluster.Rings.Get(m.cluster.Ring); err == nil {
 		st[etf.Atom("epoch")] = int64(sn.Epoch())
 		st[etf.Atom("hash")] = []byte(fmt.Sprintf("%016x", sn.Hash()))
@@ -661,6 +677,17 @@ func parseLeave(t etf.Term) (leaves, leaving bool) {
 	leaves, _ = mp[etf.Atom("leaves")].(bool)
 	leaving, _ = mp[etf.Atom("leaving")].(bool)
 	return leaves, leaving
+}
+
+// parseWatch reads the neighbour watch a Go cloister's state answer
+// gives (0 when absent).
+func parseWatch(t etf.Term) int {
+	mp, _ := t.(etf.Map)
+	k, _ := clusterstate.TermInt(mp[etf.Atom("watch")])
+	if k < 1 || k > 1<<16 {
+		return 0
+	}
+	return int(k)
 }
 
 // parseDistPort reads the distribution port a Go cloister's state answer

@@ -135,7 +135,7 @@ func (d *driver) tick() []core.Transition {
 	// stops running stops them, and its peers then ping it and find it
 	// silent.
 	if !now.Before(d.keepaliveAt) {
-		d.tr.Keepalive(keepaliveBusy(d.opts.SuspectAfter))
+		d.tr.Keepalive(keepaliveBusy(d.opts.SuspectAfter), d.core.KeepaliveTo())
 		d.keepaliveAt = keepaliveAt(now, d.opts.SuspectAfter)
 	}
 	d.tr.LinkReads(d.reads)
@@ -327,6 +327,10 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 		d.warnf("cloister: this node did not run for %s (frozen, suspended or starved): members get a fresh heartbeat window", e.For.Round(time.Millisecond))
 	case core.SendLeave:
 		d.tr.Leave(e.Node)
+	case core.SendSuspect:
+		for _, n := range e.To {
+			d.tr.Suspect(n, e.Node, e.LastSeen)
+		}
 	case core.AckLeave:
 		d.logf("cloister: %s is leaving: acknowledged once the listener has heard", e.Node)
 		d.acks = append(d.acks, e.Node)

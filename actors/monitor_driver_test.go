@@ -46,10 +46,16 @@ type fakeNet struct {
 	// keepalive: the last Keepalive asked.
 	linkRead   map[string]time.Time
 	keepalives []time.Duration
+	// keepaliveTo: the links the last Keepalive was for (nil: all);
+	// suspects: the suspicions sent, "peer:node".
+	keepaliveTo []string
+	suspects    []string
 	// hash, when set, is the members hash the peers answer probes with
 	// (Go cloisters that agree with us, so they get pings); nil: they
 	// answer without one (as Elixir cloisters do).
 	hash func() uint64
+	// watch: the neighbour watch the peers' answers announce (0: none).
+	watch int
 }
 
 func newFakeNet() *fakeNet {
@@ -70,10 +76,17 @@ func (f *fakeNet) LinkReads(dst map[string]time.Time) {
 	}
 }
 
-func (f *fakeNet) Keepalive(idle time.Duration) {
+func (f *fakeNet) Keepalive(idle time.Duration, only []string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.keepalives = append(f.keepalives, idle)
+	f.keepaliveTo = only
+}
+
+func (f *fakeNet) Suspect(peer, node string, lastSeen time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.suspects = append(f.suspects, peer+":"+node)
 }
 
 func (f *fakeNet) Nodes() []string {
@@ -135,6 +148,7 @@ func (f *fakeNet) Probe(peer string) {
 		if f.hash != nil {
 			pr.Hash, pr.HasHash = f.hash(), true
 		}
+		pr.Watch = f.watch
 		f.events = append(f.events, pr)
 	}
 }
@@ -499,7 +513,7 @@ func TestDriverHandlesEveryEffect(t *testing.T) {
 		r.d.apply(f)
 		e, ok := observed(f)
 		switch f.(type) {
-		case core.Probe, core.Ping:
+		case core.Probe, core.Ping, core.SendSuspect: // messages between Monitors
 			if ok {
 				t.Errorf("%T is observed as %T", f, e)
 			}
@@ -515,8 +529,8 @@ func TestDriverHandlesEveryEffect(t *testing.T) {
 	if r.d.unhandled != 0 {
 		t.Fatalf("%d effects not handled by the driver: %q", r.d.unhandled, r.logs)
 	}
-	if len(kinds) != len(core.Effects())-2 {
-		t.Fatalf("effects map to %d distinct public events, want %d: %v", len(kinds), len(core.Effects())-2, kinds)
+	if len(kinds) != len(core.Effects())-3 {
+		t.Fatalf("effects map to %d distinct public events, want %d: %v", len(kinds), len(core.Effects())-3, kinds)
 	}
 }
 
@@ -929,6 +943,66 @@ func TestDriverLinkReadsSpareThePings(t *testing.T) {
 	}
 	if r.count("suspected c@h")+r.count("removed c@h") != 0 {
 		t.Fatalf("c, heard on its link, was suspected or removed: %q", r.eventLines())
+	}
+}
+
+// At eight members that all run the neighbour watch, the driver has only
+// the links to its four neighbours write keepalives; a frozen neighbour is
+// suspected and the suspicion sent to every other member, after which the
+// keepalives go to every link again.
+func TestDriverNeighbourWatch(t *testing.T) {
+	o := testOptions()
+	peers := []string{"b@h", "c@h", "d@h", "e@h", "f@h", "g@h", "h@h"}
+	o.Sentry = append([]string{"a@h"}, peers...)
+	o.WatchNeighbours = defaultWatchNeighbours // testOptions leaves it 0: every member
+	r := newRig(t, o, peers...)
+	r.net.hash = r.d.core.MembersHash
+	r.net.watch = defaultWatchNeighbours
+	r.begin()
+	every := keepaliveEvery(o.SuspectAfter)
+	live := map[string]bool{}
+	for _, p := range peers {
+		live[p] = true
+	}
+	hear := func(now time.Time) {
+		r.net.mu.Lock()
+		for n, ok := range live {
+			if ok {
+				r.net.linkRead[n] = now.Truncate(every).Add(5 * time.Millisecond)
+				if r.net.linkRead[n].After(now) {
+					r.net.linkRead[n] = r.net.linkRead[n].Add(-every)
+				}
+			}
+		}
+		r.net.mu.Unlock()
+	}
+	r.untilNext(4*time.Second, hear)
+	neighbours := []string{"b@h", "c@h", "g@h", "h@h"}
+	r.net.mu.Lock()
+	to := slices.Clone(r.net.keepaliveTo)
+	r.net.mu.Unlock()
+	if !slices.Equal(to, neighbours) {
+		t.Fatalf("keepalives to %v, want the neighbours %v", to, neighbours)
+	}
+	r.net.set(r.net.answers, "b@h", false)
+	live["b@h"] = false
+	r.untilNext(10*time.Second, hear)
+	r.net.mu.Lock()
+	sent := slices.Clone(r.net.suspects)
+	to = slices.Clone(r.net.keepaliveTo)
+	r.net.mu.Unlock()
+	var want []string
+	for _, p := range peers[1:] {
+		want = append(want, p+":b@h")
+	}
+	if !slices.Equal(sent, want) {
+		t.Fatalf("suspicions sent %v, want %v", sent, want)
+	}
+	if r.count("removed b@h silent") != 1 {
+		t.Fatalf("b not removed: %q", r.eventLines())
+	}
+	if to != nil {
+		t.Fatalf("keepalives to %v after a suspicion, want every link", to)
 	}
 }
 

@@ -65,6 +65,10 @@ const (
 	stopWait = 2 * time.Second
 )
 
+// defaultWatchNeighbours is Options.WatchNeighbours's default: each member
+// is watched by four others in a steady cluster.
+const defaultWatchNeighbours = 2
+
 // keepaliveEvery is the period of the links' keepalives, and the longest
 // gap between two of the Monitor's ticks: a fifth of SuspectAfter. The
 // keepalive ticks fall on a grid of this period on the wall clock

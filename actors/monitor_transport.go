@@ -55,9 +55,14 @@ type transport interface {
 	LinkReads(dst map[string]time.Time)
 	// Keepalive has every link that wrote nothing for idle write a
 	// keepalive now, without waiting, so that the peers hear this node on
-	// idle links without a ping. Called at the keepalive ticks
-	// (keepaliveEvery): a Monitor that stops running stops them.
-	Keepalive(idle time.Duration)
+	// idle links without a ping; only the links to the peers in only when
+	// it is not nil (the neighbour watch, core.KeepaliveTo). Called at the
+	// keepalive ticks (keepaliveEvery): a Monitor that stops running stops
+	// them.
+	Keepalive(idle time.Duration, only []string)
+	// Suspect tells peer's Monitor that this node suspects node, last
+	// heard at lastSeen (core.SendSuspect), without waiting.
+	Suspect(peer, node string, lastSeen time.Time)
 }
 
 // The leave messages, sent only to Go cloister Monitors whose state answer
@@ -67,6 +72,11 @@ const (
 	leaveTag    = etf.Atom("$cloister_leave")
 	leaveAckTag = etf.Atom("$cloister_leave_ack")
 )
+
+// suspectTag: {suspectTag, Sender, Node, LastSeen}, LastSeen in Unix
+// nanoseconds, sent only to Go cloister Monitors whose state answer
+// carries watch (core.SendSuspect).
+const suspectTag = etf.Atom("$cloister_suspect")
 
 // dialError is a failed dial with its cause: Error is the full text
 // logged, Cause what stays the same from one attempt to the next (no
@@ -140,10 +150,19 @@ func (t *ergoTransport) LinkReads(dst map[string]time.Time) {
 }
 
 // Keepalive implements transport.
-func (t *ergoTransport) Keepalive(idle time.Duration) {
+func (t *ergoTransport) Keepalive(idle time.Duration, only []string) {
 	if t.links != nil {
-		t.links.Keepalive(idle)
+		t.links.Keepalive(idle, only)
 	}
+}
+
+// Suspect implements transport.
+func (t *ergoTransport) Suspect(peer, node string, lastSeen time.Time) {
+	if !linked(t.node, peer) {
+		return // sending would dial on this goroutine
+	}
+	_ = t.proc.Send(gen.ProcessID{Name: t.monitor, Node: peer},
+		etf.Tuple{suspectTag, etf.Atom(t.node.Name()), etf.Atom(node), lastSeen.UnixNano()})
 }
 
 func (t *ergoTransport) Nodes() []string { return t.node.Nodes() }

@@ -119,6 +119,14 @@ type Options struct {
 	// RemoveAfter is the silence after which a member is removed and
 	// disconnected. Default 5s.
 	RemoveAfter time.Duration `yaml:"remove_after" help:"silence before a member is removed and disconnected"`
+	// WatchNeighbours narrows the heartbeat of a steady cluster: each
+	// member keeps alive and judges only the WatchNeighbours members on
+	// each side of it in the sorted member list, and tells every member
+	// when it suspects one; any suspicion, or a change of the member list,
+	// has every node watch every member until it is settled (see
+	// docs/failures.md). Default 2; negative: every node always watches
+	// every member.
+	WatchNeighbours int `yaml:"watch_neighbours" help:"members on each side each member watches in a steady cluster (negative: all)"`
 	// DialTimeout bounds one connection attempt. Default 5s.
 	DialTimeout time.Duration `yaml:"dial_timeout" help:"bound of one connection attempt"`
 	// BackoffMin and BackoffMax bound the re-dial wait: failed dials back
@@ -202,6 +210,9 @@ func (o *Options) applyDefaults() {
 	def(&o.Heartbeat, 500*time.Millisecond)
 	def(&o.SuspectAfter, 3*time.Second)
 	def(&o.RemoveAfter, 5*time.Second)
+	if o.WatchNeighbours == 0 {
+		o.WatchNeighbours = defaultWatchNeighbours
+	}
 	def(&o.DialTimeout, 5*time.Second)
 	def(&o.BackoffMin, 50*time.Millisecond)
 	def(&o.BackoffMax, time.Second)
@@ -340,8 +351,9 @@ func (o *Options) coreConfig(self string) core.Config {
 		Heartbeat: o.Heartbeat, SuspectAfter: o.SuspectAfter, RemoveAfter: o.RemoveAfter,
 		// Peers write a keepalive at least every linkGap (they share our
 		// SuspectAfter; one that writes less often is pinged as before).
-		LinkGap:      linkGap(o.SuspectAfter),
-		ProbeTimeout: probeTimeoutHeartbeats * o.Heartbeat, Reprobe: reprobeEvery, Reconcile: o.Reconcile,
+		LinkGap:         linkGap(o.SuspectAfter),
+		WatchNeighbours: max(o.WatchNeighbours, 0),
+		ProbeTimeout:    probeTimeoutHeartbeats * o.Heartbeat, Reprobe: reprobeEvery, Reconcile: o.Reconcile,
 		BackoffMin: o.BackoffMin, BackoffMax: o.BackoffMax, FlapGrace: max(o.FlapGrace, 0),
 		FirstDialGrace:     firstDialGraceBackoffs * o.BackoffMin,
 		AssemblyBackoffMax: assemblyBackoffs * o.BackoffMin,

@@ -376,6 +376,7 @@ suspect_after: 3s       # silence before a member is suspected
 remove_after: 5s        # silence before a member is removed and disconnected
 # flap_grace: 1s        # a dropped member stays this long while re-dialled
 #                       # (default 1s or remove_after/2; off: removed at once)
+# watch_neighbours: 2   # steady cluster: members on each side each member watches (-1: all)
 dial_timeout: 5s        # one connection attempt
 backoff_min: 50ms       # re-dial backoff, doubling ...
 backoff_max: 1s         # ... up to this, forever

@@ -62,6 +62,11 @@ type Config struct {
 	// removed early) and ends at most LinkGap late. It lets the keepalives
 	// be paced by SuspectAfter rather than Heartbeat.
 	LinkGap time.Duration
+	// WatchNeighbours is k of the neighbour watch (see watch.go): in a
+	// steady cluster each member keeps alive and judges only the k
+	// members on each side of it in the sorted member list. Zero: every
+	// member, always.
+	WatchNeighbours int
 	// ProbeTimeout: a connected non-member that does not answer a probe in
 	// this time is probed again later (it may be a cloister still starting).
 	ProbeTimeout time.Duration
@@ -182,6 +187,10 @@ type (
 		// Deltas: the peer takes ListNews in pings and pongs (a Go
 		// cloister that says so in its answer).
 		Deltas bool
+		// Watch: the peer's WatchNeighbours (0: it watches every member,
+		// or does not say). The neighbour watch needs every member to
+		// use the same k.
+		Watch int
 	}
 	// Pong is a peer's answer to a Ping: it is alive, and Hash is the
 	// MembersHash of its members. News: what it told besides (nil from a
@@ -240,6 +249,15 @@ type (
 		Now  time.Time
 		Node string
 	}
+	// SuspectNotice: member From suspects Node, which it last heard at
+	// LastSeen (see SendSuspect). This node watches every member for a
+	// while, and judges Node from LastSeen.
+	SuspectNotice struct {
+		Now      time.Time
+		From     string
+		Node     string
+		LastSeen time.Time
+	}
 )
 
 // ListNews is what a ping or pong between two nodes that take list deltas
@@ -267,21 +285,22 @@ type ListNews struct {
 	Added, Removed []string
 }
 
-func (Start) isEvent()       {}
-func (Tick) isEvent()        {}
-func (NodeUp) isEvent()      {}
-func (NodeDown) isEvent()    {}
-func (DialDone) isEvent()    {}
-func (ProbeReply) isEvent()  {}
-func (ProbedBy) isEvent()    {}
-func (Pong) isEvent()        {}
-func (PingedBy) isEvent()    {}
-func (Discovered) isEvent()  {}
-func (Stop) isEvent()        {}
-func (Leave) isEvent()       {}
-func (LeaveNotice) isEvent() {}
-func (LeaveAck) isEvent()    {}
-func (Join) isEvent()        {}
+func (Start) isEvent()         {}
+func (Tick) isEvent()          {}
+func (NodeUp) isEvent()        {}
+func (NodeDown) isEvent()      {}
+func (DialDone) isEvent()      {}
+func (ProbeReply) isEvent()    {}
+func (ProbedBy) isEvent()      {}
+func (Pong) isEvent()          {}
+func (PingedBy) isEvent()      {}
+func (Discovered) isEvent()    {}
+func (Stop) isEvent()          {}
+func (Leave) isEvent()         {}
+func (LeaveNotice) isEvent()   {}
+func (LeaveAck) isEvent()      {}
+func (Join) isEvent()          {}
+func (SuspectNotice) isEvent() {}
 
 // Effect is an output of the core: one of the effect types below, carried
 // out by the driver in order. Effects lists one value of every type, so a
@@ -350,27 +369,35 @@ type (
 	// LeaveDone: this node's leave is over: every member sent a notice
 	// acknowledged it or went away (Missing lists the latter).
 	LeaveDone struct{ Missing []string }
+	// SendSuspect tells each member of To that this node suspects Node,
+	// last heard at LastSeen (a neighbour's suspicion, see watch.go).
+	SendSuspect struct {
+		Node     string
+		LastSeen time.Time
+		To       []string
+	}
 )
 
-func (Transition) isEffect() {}
-func (Dial) isEffect()       {}
-func (Probe) isEffect()      {}
-func (Ping) isEffect()       {}
-func (Disconnect) isEffect() {}
-func (Publish) isEffect()    {}
-func (Suspect) isEffect()    {}
-func (Grace) isEffect()      {}
-func (Recovered) isEffect()  {}
-func (Removed) isEffect()    {}
-func (Stalled) isEffect()    {}
-func (SendLeave) isEffect()  {}
-func (AckLeave) isEffect()   {}
-func (LeaveDone) isEffect()  {}
+func (Transition) isEffect()  {}
+func (Dial) isEffect()        {}
+func (Probe) isEffect()       {}
+func (Ping) isEffect()        {}
+func (Disconnect) isEffect()  {}
+func (Publish) isEffect()     {}
+func (Suspect) isEffect()     {}
+func (Grace) isEffect()       {}
+func (Recovered) isEffect()   {}
+func (Removed) isEffect()     {}
+func (Stalled) isEffect()     {}
+func (SendLeave) isEffect()   {}
+func (AckLeave) isEffect()    {}
+func (LeaveDone) isEffect()   {}
+func (SendSuspect) isEffect() {}
 
 // Effects returns a zero value of every effect type (for tests that prove
 // a driver or observer handles each one).
 func Effects() []Effect {
-	return []Effect{Transition{}, Dial{}, Probe{}, Ping{}, Disconnect{}, Publish{}, Suspect{}, Grace{}, Recovered{}, Removed{}, Stalled{}, SendLeave{}, AckLeave{}, LeaveDone{}}
+	return []Effect{Transition{}, Dial{}, Probe{}, Ping{}, Disconnect{}, Publish{}, Suspect{}, Grace{}, Recovered{}, Removed{}, Stalled{}, SendLeave{}, AckLeave{}, LeaveDone{}, SendSuspect{}}
 }
 
 type peer struct {
@@ -385,8 +412,11 @@ type peer struct {
 	nextDial time.Time
 	// met: it was connected once and the link dropped (see down); a peer
 	// not met yet is a first contact (see dialDue, redial).
-	met       bool
-	lastSeen  time.Time // last sign of life: an answer, a ping, a read on its link
+	met      bool
+	lastSeen time.Time // last sign of life: an answer, a ping, a read on its link
+	// heard is lastSeen without the fresh windows the neighbour watch
+	// gives (see watch.go): what was really heard, here or reported.
+	heard     time.Time
 	probeSent time.Time // outstanding probe (zero: none)
 	// probeBack: the peer asked us while our probe was outstanding; it is
 	// probed again then unless our probe's answer came first (see
@@ -435,6 +465,12 @@ type peer struct {
 	ackLeave bool
 	// joined: added at run time (Join); stays a sentry whatever DNS says.
 	joined bool
+	// watch: the peer's WatchNeighbours (ProbeReply.Watch); neighbour:
+	// it is one of this node's k neighbours in the member list.
+	watch     int
+	neighbour bool
+	// watched: judged at the last update of the watch (updateWatch).
+	watched bool
 }
 
 // inRing: a member that is connected, or away within its flap grace.
@@ -472,6 +508,10 @@ type Core struct {
 	// deltasApplied and deltaMisses count the members' deltas that gave
 	// their list and those that did not (see ListStats).
 	deltasApplied, deltaMisses int
+	// The neighbour watch (watch.go). narrow: only the neighbours are
+	// kept alive and judged; fullUntil: every member is, until then.
+	narrow    bool
+	fullUntil time.Time
 }
 
 // listVersion is one of our past lists and its MembersHash.
@@ -637,6 +677,8 @@ func (c *Core) Step(ev Event) []Effect {
 		}
 	case Join:
 		fx = c.join(fx, e)
+	case SuspectNotice:
+		fx = c.suspectNotice(fx, e)
 	}
 	fx = c.leaveProgress(fx)
 	return c.settle(fx)
@@ -722,6 +764,7 @@ func (c *Core) setMembers(fx []Effect) []Effect {
 		c.remember()
 	}
 	c.roles = roles
+	c.neighbours()
 	switch c.state {
 	case listener.StateReady:
 		fx = c.to(fx, listener.StateRehashing)
@@ -857,6 +900,7 @@ func (c *Core) reply(fx []Effect, e ProbeReply) []Effect {
 			p.list = slices.Sorted(slices.Values(p.list))
 		}
 	}
+	p.watch = e.Watch
 	reported := sanitize(nil, e.Members, c.cfg.Self)
 	roles, meta := sanitizeRoles(e.Roles), sanitizeMeta(e.Meta)
 	if p.member && p.connected && p.awaySince.IsZero() && slices.Equal(reported, p.reported) &&
@@ -916,6 +960,9 @@ func (c *Core) probeBackEvery() time.Duration { return c.cfg.Heartbeat / 5 }
 func (p *peer) seen(t time.Time) {
 	if t.After(p.lastSeen) {
 		p.lastSeen = t
+	}
+	if t.After(p.heard) {
+		p.heard = t
 	}
 }
 
@@ -1281,6 +1328,7 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 			p.probeSent = now
 		}
 	}
+	c.updateWatch(now)
 	if now.Sub(c.lastHeartbeat) >= c.cfg.Heartbeat {
 		c.lastHeartbeat = now
 		for _, n := range sortedKeys(c.peers) {
@@ -1296,7 +1344,8 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 				// has not been told our hash since it changed. A pair
 				// whose links carry traffic (the keepalive of an idle
 				// one) exchanges no message at all.
-				if now.Sub(p.lastSeen) < c.cfg.Heartbeat && p.told == c.hash {
+				// Nor to a member outside the neighbour watch.
+				if (now.Sub(p.lastSeen) < c.cfg.Heartbeat || !c.judged(p)) && p.told == c.hash {
 					continue
 				}
 				fx = c.ping(fx, n, p, now)
@@ -1335,7 +1384,7 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 	hold := c.holdRemovals(now)
 	var gone []string
 	for _, n := range c.due(func(p *peer) bool {
-		return p.member && p.connected && (now.Sub(p.lastSeen) >= c.cfg.RemoveAfter ||
+		return p.member && p.connected && c.judged(p) && (now.Sub(p.lastSeen) >= c.cfg.RemoveAfter ||
 			now.Sub(p.lastSeen) >= c.cfg.SuspectAfter && !p.suspect)
 	}) {
 		p := c.peers[n]
@@ -1349,8 +1398,11 @@ func (c *Core) tick(fx []Effect, e Tick) []Effect {
 		if silent >= c.cfg.SuspectAfter && !p.suspect {
 			p.suspect = true
 			fx = append(fx, Suspect{Node: n, Silence: silent})
+			fx = c.suspected(fx, n, p, now)
 		}
 	}
+	// A suspicion ends the narrow watch at once (see suspected).
+	c.updateWatch(now)
 	if len(gone) > 0 {
 		// one change of the member list for all of them
 		c.batch = true
@@ -1412,7 +1464,13 @@ func (c *Core) linkReads(now time.Time, reads map[string]time.Time) {
 		}
 		at = at.Add(c.cfg.LinkGap)
 		p := c.peers[n]
-		if p == nil || !p.member || !p.connected || !at.After(p.lastSeen) {
+		if p == nil || !p.member || !p.connected {
+			continue
+		}
+		if at.After(p.heard) {
+			p.heard = at
+		}
+		if !at.After(p.lastSeen) {
 			continue
 		}
 		p.lastSeen, p.suspect = at, false
@@ -1438,7 +1496,7 @@ func (c *Core) NextTick() time.Time {
 		}
 	}
 	for _, p := range c.peers {
-		if p.member && p.connected {
+		if p.member && p.connected && c.judged(p) {
 			if !p.suspect {
 				earlier(p.lastSeen.Add(c.cfg.SuspectAfter))
 			}
@@ -1474,6 +1532,9 @@ func (c *Core) heartbeatDue() time.Time {
 		case p.steady() && p.hash == c.hash:
 			if p.told != c.hash {
 				return first
+			}
+			if !c.judged(p) {
+				continue // outside the neighbour watch: never pinged
 			}
 			at = p.lastSeen.Add(c.cfg.Heartbeat)
 		case p.steady():
@@ -1518,7 +1579,7 @@ func (c *Core) removeBatch() time.Duration { return c.cfg.Heartbeat / 2 }
 // ever removed before RemoveAfter of silence.
 func (c *Core) holdRemovals(now time.Time) bool {
 	return c.hold(now, func(p *peer) (time.Time, bool) {
-		return p.lastSeen.Add(c.cfg.RemoveAfter), p.member && p.connected
+		return p.lastSeen.Add(c.cfg.RemoveAfter), p.member && p.connected && c.judged(p)
 	})
 }
 

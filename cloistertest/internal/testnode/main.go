@@ -167,6 +167,17 @@ func (x *extras) Handle(mux *http.ServeMux) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		_ = rpprof.Lookup("goroutine").WriteTo(w, 1)
 	})
+	// The keepalive ticks each link wrote, by peer (the neighbour watch's
+	// test counts them).
+	mux.HandleFunc("/debug/ticks", func(w http.ResponseWriter, r *http.Request) {
+		c := cloister.Default()
+		if c == nil || c.Node() == nil || ergonode.LinksOf(c.Node()) == nil {
+			http.Error(w, "not started", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(ergonode.LinksOf(c.Node()).Ticks())
+	})
 	// A crash of a cloister process from outside (the Monitor is hardened
 	// against every message a peer could send): its Manager restarts it.
 	mux.HandleFunc("/debug/kill", func(w http.ResponseWriter, r *http.Request) {

@@ -89,15 +89,24 @@ func (l *Links) ReadTimes(dst map[string]time.Time) {
 // nothing and a full socket) holds up only the ticks, not the caller, and
 // the next Keepalive is skipped until it returns. One goroutine for all
 // links, woken by the caller's own timer, costs less than a timer per
-// link.
-func (l *Links) Keepalive(idle time.Duration) {
+// link. With only not nil, only the links to those peers tick (the others
+// stay silent: their peers do not watch this node).
+func (l *Links) Keepalive(idle time.Duration, only []string) {
 	if idle <= 0 || !l.writing.CompareAndSwap(false, true) {
 		return
 	}
 	l.mu.Lock()
 	l.buf = l.buf[:0]
-	for c := range l.all {
-		l.buf = append(l.buf, c)
+	if only == nil {
+		for c := range l.all {
+			l.buf = append(l.buf, c)
+		}
+	} else {
+		for _, name := range only {
+			if c := l.peers[name]; c != nil {
+				l.buf = append(l.buf, c)
+			}
+		}
 	}
 	conns := l.buf
 	l.mu.Unlock()
@@ -108,6 +117,18 @@ func (l *Links) Keepalive(idle time.Duration) {
 			c.tickIfIdle(now, int64(idle))
 		}
 	}()
+}
+
+// Ticks returns how many keepalive ticks each served link wrote, by peer
+// (tests and diagnostics).
+func (l *Links) Ticks() map[string]uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make(map[string]uint64, len(l.peers))
+	for name, c := range l.peers {
+		out[name] = c.ticks.Load()
+	}
+	return out
 }
 
 // wait waits for the writes of the last Keepalive (tests).
@@ -195,7 +216,8 @@ type liveConn struct {
 	lib.NetReadWriter
 	links    *Links
 	peer     string
-	lastRead atomic.Int64 // sinceEpoch of the last read that returned bytes
+	lastRead atomic.Int64  // sinceEpoch of the last read that returned bytes
+	ticks    atomic.Uint64 // keepalive ticks written
 
 	mu        sync.Mutex // held over every write
 	lastWrite int64      // sinceEpoch
@@ -267,5 +289,6 @@ func (c *liveConn) idleTick(now, idle int64) (bool, error) {
 		return false, err
 	}
 	c.lastWrite = now
+	c.ticks.Add(1)
 	return true, nil
 }

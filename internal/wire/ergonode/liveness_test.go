@@ -181,7 +181,7 @@ func TestLiveConnKeepaliveUnderConcurrentWrites(t *testing.T) {
 				return
 			default:
 			}
-			l.Keepalive(100 * time.Microsecond)
+			l.Keepalive(100*time.Microsecond, nil)
 			time.Sleep(50 * time.Microsecond)
 		}
 	}()
@@ -257,5 +257,27 @@ func TestLinksReadTimes(t *testing.T) {
 	l.ReadTimes(got)
 	if len(got) != 0 {
 		t.Fatalf("after the link ended: %v", got)
+	}
+}
+
+// Keepalive with a list ticks only the links to those peers (the
+// neighbour watch); without one, every link. Ticks counts them.
+func TestKeepaliveOnlyToTheListedPeers(t *testing.T) {
+	l := newLinks()
+	sinks := map[string]*sink{}
+	for _, p := range []string{"a@h", "b@h", "c@h"} {
+		sinks[p] = &sink{}
+		l.add(p, &liveConn{NetReadWriter: sinks[p], links: l, peer: p})
+	}
+	l.Keepalive(time.Nanosecond, []string{"a@h", "c@h", "gone@h"})
+	l.wait()
+	if a, b, c := len(sinks["a@h"].bytes()), len(sinks["b@h"].bytes()), len(sinks["c@h"].bytes()); a != 4 || b != 0 || c != 4 {
+		t.Fatalf("bytes written a %d, b %d, c %d: want a tick to a and c only", a, b, c)
+	}
+	time.Sleep(time.Millisecond)
+	l.Keepalive(time.Nanosecond, nil)
+	l.wait()
+	if got := l.Ticks(); got["a@h"] != 2 || got["b@h"] != 1 || got["c@h"] != 2 || len(got) != 3 {
+		t.Fatalf("ticks %v, want a 2, b 1, c 2", got)
 	}
 }

@@ -79,7 +79,7 @@ func liveCommand(n node.Node, f []string) bool {
 					case <-stop:
 						return
 					case <-t.C:
-						ergonode.LinksOf(n).Keepalive(d)
+						ergonode.LinksOf(n).Keepalive(d, nil)
 					}
 				}
 			}()
