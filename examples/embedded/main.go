@@ -80,6 +80,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
+	// Caught from here on, before anything is printed that tells a
+	// supervisor (or the test) the node is up: a SIGTERM between that line
+	// and the wait below would kill the node without its orderly stop.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+
 	// Once the workers run: call every member's cart_server.
 	answered := 0
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
@@ -100,8 +107,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "multicall: %d of %d answered\n", answered, len(cloister.Siblings()))
 
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	<-sigs
 	if err := cluster.Stop(); err != nil {
 		logger.Printf("embedded: %v", err)
