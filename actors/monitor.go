@@ -342,12 +342,13 @@ func (m *monitor) handleEvent(p *statem.Process, ev statem.Event) statem.Result[
 			if len(msg) == 4 && msg[0] == suspectTag {
 				from, ok1 := msg[1].(etf.Atom)
 				about, ok2 := msg[2].(etf.Atom)
-				at, ok3 := clusterstate.TermInt(msg[3])
-				if !ok1 || !ok2 || !ok3 || from == "" || about == "" {
+				silent, ok3 := clusterstate.TermInt(msg[3])
+				if !ok1 || !ok2 || !ok3 || from == "" || about == "" || silent < 0 {
 					return result(nil)
 				}
-				return result(m.d.step(core.SuspectNotice{Now: time.Now(), From: string(from), Node: string(about),
-					LastSeen: time.Unix(0, at)}))
+				now := time.Now()
+				return result(m.d.step(core.SuspectNotice{Now: now, From: string(from), Node: string(about),
+					LastSeen: now.Add(-time.Duration(silent))}))
 			}
 			if len(msg) == 2 {
 				if ref, ok := msg[0].(etf.Ref); ok {

@@ -329,7 +329,7 @@ func (d *driver) apply(f core.Effect) (*core.Transition, bool) {
 		d.tr.Leave(e.Node)
 	case core.SendSuspect:
 		for _, n := range e.To {
-			d.tr.Suspect(n, e.Node, e.LastSeen)
+			d.tr.Suspect(n, e.Node, e.Silent)
 		}
 	case core.AckLeave:
 		d.logf("cloister: %s is leaving: acknowledged once the listener has heard", e.Node)

@@ -83,7 +83,7 @@ func (f *fakeNet) Keepalive(idle time.Duration, only []string) {
 	f.keepaliveTo = only
 }
 
-func (f *fakeNet) Suspect(peer, node string, lastSeen time.Time) {
+func (f *fakeNet) Suspect(peer, node string, silent time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.suspects = append(f.suspects, peer+":"+node)

@@ -61,8 +61,8 @@ type transport interface {
 	// them.
 	Keepalive(idle time.Duration, only []string)
 	// Suspect tells peer's Monitor that this node suspects node, last
-	// heard at lastSeen (core.SendSuspect), without waiting.
-	Suspect(peer, node string, lastSeen time.Time)
+	// heard silent ago (core.SendSuspect), without waiting.
+	Suspect(peer, node string, silent time.Duration)
 }
 
 // The leave messages, sent only to Go cloister Monitors whose state answer
@@ -73,8 +73,11 @@ const (
 	leaveAckTag = etf.Atom("$cloister_leave_ack")
 )
 
-// suspectTag: {suspectTag, Sender, Node, LastSeen}, LastSeen in Unix
-// nanoseconds, sent only to Go cloister Monitors whose state answer
+// suspectTag: {suspectTag, Sender, Node, Silent}, Silent the nanoseconds
+// since Node was last heard when the notice was sent: a duration, not a
+// time, so hosts' clocks need not agree. The receiver counts it back from
+// when the notice arrives, which puts the last sign of life a transit time
+// later than it was (a removal that late, never early). Sent only to Go cloister Monitors whose state answer
 // carries watch (core.SendSuspect).
 const suspectTag = etf.Atom("$cloister_suspect")
 
@@ -157,12 +160,12 @@ func (t *ergoTransport) Keepalive(idle time.Duration, only []string) {
 }
 
 // Suspect implements transport.
-func (t *ergoTransport) Suspect(peer, node string, lastSeen time.Time) {
+func (t *ergoTransport) Suspect(peer, node string, silent time.Duration) {
 	if !linked(t.node, peer) {
 		return // sending would dial on this goroutine
 	}
 	_ = t.proc.Send(gen.ProcessID{Name: t.monitor, Node: peer},
-		etf.Tuple{suspectTag, etf.Atom(t.node.Name()), etf.Atom(node), lastSeen.UnixNano()})
+		etf.Tuple{suspectTag, etf.Atom(t.node.Name()), etf.Atom(node), int64(silent)})
 }
 
 func (t *ergoTransport) Nodes() []string { return t.node.Nodes() }

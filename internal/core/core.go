@@ -370,10 +370,13 @@ type (
 	// acknowledged it or went away (Missing lists the latter).
 	LeaveDone struct{ Missing []string }
 	// SendSuspect tells each member of To that this node suspects Node,
-	// last heard at LastSeen (a neighbour's suspicion, see watch.go).
+	// last heard at LastSeen (a neighbour's suspicion, see watch.go). It
+	// travels as Silent, how long before the notice that was, so the
+	// receivers' clocks need not agree with ours.
 	SendSuspect struct {
 		Node     string
 		LastSeen time.Time
+		Silent   time.Duration
 		To       []string
 	}
 )

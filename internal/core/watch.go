@@ -152,7 +152,8 @@ func (c *Core) suspected(fx []Effect, n string, p *peer, now time.Time) []Effect
 	if len(to) == 0 {
 		return fx
 	}
-	return append(fx, SendSuspect{Node: n, LastSeen: p.lastSeen, To: to})
+	silent := max(now.Sub(p.lastSeen), 0)
+	return append(fx, SendSuspect{Node: n, LastSeen: p.lastSeen, Silent: silent, To: to})
 }
 
 // suspectNotice: a member suspects e.Node. This node watches everyone for

@@ -179,6 +179,11 @@ func TestFrozenNeighbourIsReportedToEveryMember(t *testing.T) {
 	if d := sent[0].LastSeen.Sub(frozen); d < 0 || d > ms(750) {
 		t.Fatalf("notice: last seen %v after the freeze, want within the link gap", d)
 	}
+	// It travels as a silence, not a time: the suspicion came at
+	// suspected[victim], when the member had been silent since LastSeen.
+	if want := suspected[victim].Sub(sent[0].LastSeen); sent[0].Silent != want {
+		t.Fatalf("notice: silent %v, want %v (the suspicion's time minus the last read)", sent[0].Silent, want)
+	}
 }
 
 // A frozen non-neighbour is reported by its neighbours: from the notice,
