@@ -892,19 +892,7 @@ func TestDriverLinkReadsSpareThePings(t *testing.T) {
 	r.begin()
 	every := keepaliveEvery(o.SuspectAfter)
 	live := map[string]bool{"b@h": true, "c@h": true}
-	hear := func(now time.Time) {
-		r.net.mu.Lock()
-		for n, ok := range live {
-			if ok {
-				// their keepalives, on the same grid as ours
-				r.net.linkRead[n] = now.Truncate(every).Add(5 * time.Millisecond)
-				if r.net.linkRead[n].After(now) {
-					r.net.linkRead[n] = r.net.linkRead[n].Add(-every)
-				}
-			}
-		}
-		r.net.mu.Unlock()
-	}
+	hear := r.hearOnGrid(live, every)
 	r.untilNext(2*time.Second, hear) // the first heartbeats tell b and c our hash
 	r.requests()
 	r.net.mu.Lock()
@@ -964,18 +952,7 @@ func TestDriverNeighbourWatch(t *testing.T) {
 	for _, p := range peers {
 		live[p] = true
 	}
-	hear := func(now time.Time) {
-		r.net.mu.Lock()
-		for n, ok := range live {
-			if ok {
-				r.net.linkRead[n] = now.Truncate(every).Add(5 * time.Millisecond)
-				if r.net.linkRead[n].After(now) {
-					r.net.linkRead[n] = r.net.linkRead[n].Add(-every)
-				}
-			}
-		}
-		r.net.mu.Unlock()
-	}
+	hear := r.hearOnGrid(live, every)
 	r.untilNext(4*time.Second, hear)
 	neighbours := []string{"b@h", "c@h", "g@h", "h@h"}
 	r.net.mu.Lock()
@@ -1096,5 +1073,25 @@ func TestDriverDelaysTheRingBuildsOfJoinsShortOfConsensus(t *testing.T) {
 	r.until(time.Second)
 	if e := epoch(); e != 3 {
 		t.Fatalf("epoch %d a second later, want 3", e)
+	}
+}
+
+// hearOnGrid returns a hook for untilNext that sets the last link read of
+// every peer live says is alive to its keepalive on the shared grid of
+// period every (5 ms after the grid point, the last one not after now),
+// as their keepalives, on the same grid as ours, would be read.
+func (r *rig) hearOnGrid(live map[string]bool, every time.Duration) func(time.Time) {
+	return func(now time.Time) {
+		r.net.mu.Lock()
+		defer r.net.mu.Unlock()
+		for n, ok := range live {
+			if ok {
+				at := now.Truncate(every).Add(5 * time.Millisecond)
+				if at.After(now) {
+					at = at.Add(-every)
+				}
+				r.net.linkRead[n] = at
+			}
+		}
 	}
 }
