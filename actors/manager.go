@@ -47,6 +47,7 @@ func NewManager(o Options) (gen.SupervisorBehavior, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.mem.off = o.KeepFreedMemory
 	return newManager(c, o), nil
 }
 

@@ -48,6 +48,7 @@ var (
 // the next one: only a quiet memSettle after the last change of a burst
 // returns memory.
 type memReturner struct {
+	off bool // Options.KeepFreedMemory: never arms
 	mu  sync.Mutex
 	t   *time.Timer
 	gen uint64
@@ -64,7 +65,7 @@ func (r *memReturner) changed(running bool) {
 		r.t.Stop()
 		r.t = nil
 	}
-	if !running {
+	if !running || r.off {
 		return
 	}
 	g := r.gen

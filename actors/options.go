@@ -146,6 +146,14 @@ type Options struct {
 	// shorter; must be shorter than RemoveAfter. NoFlapGrace ("off" in the
 	// file and on the command line) removes at once.
 	FlapGrace time.Duration `yaml:"flap_grace" help:"how long a member whose connection dropped stays in the rings while re-dialled (off: none)"`
+	// KeepFreedMemory turns off the memory return: by default, once the
+	// cluster's view has been unchanged for 3 s after a burst of
+	// membership changes (the assembly, a kill, a healed partition),
+	// cloister calls debug.FreeOSMemory once, a forced collection that
+	// hands the burst's freed pages back to the OS (skipped when the live
+	// heap exceeds 64 MiB). Set it when the program manages its own GC
+	// and memory, and no collection should be forced on it. Default false.
+	KeepFreedMemory bool `yaml:"keep_freed_memory" help:"never force a collection to return a membership burst's freed memory to the OS"`
 	// Debug logs every core event with its effects (verbose). Default
 	// false.
 	Debug bool `yaml:"debug" help:"log every event of the Monitor's core with its effects (verbose)"`

@@ -381,6 +381,7 @@ dial_timeout: 5s        # one connection attempt
 backoff_min: 50ms       # re-dial backoff, doubling ...
 backoff_max: 1s         # ... up to this, forever
 discovery_interval: 1s  # DNS re-resolution period
+# keep_freed_memory: false  # true: never force a GC to return a membership burst's memory
 # debug: false          # log every event of the Monitor's core (verbose)
 
 node:
