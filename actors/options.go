@@ -58,7 +58,11 @@ type Options struct {
 	// change (state, members) through Logger.
 	Listener listener.Listener `yaml:"-"`
 	// AdditionalModules are extra children of the Manager, started after
-	// the Monitor and the Node actor. Default none.
+	// the Monitor and the Node actor. Default none. Each child's
+	// ProcessInit gets a gen.Process that wraps Ergo's own (the Manager
+	// orders its stop of a child before Ergo's cleanup of it; see
+	// manager_sup.go): use it through the gen.Process interface, never
+	// type-assert it to Ergo's internal process type.
 	AdditionalModules []Child `yaml:"-"`
 	// Ring names the default ring. Default: OTPApp.
 	Ring string `yaml:"ring" help:"default ring name (default: otp_app)"`
