@@ -1032,11 +1032,10 @@ func (c *Core) pinged(fx []Effect, e PingedBy) []Effect {
 // list its delta yields when that one has hash h, else a fetch of the
 // whole list (see ListNews).
 func (c *Core) learnList(fx []Effect, n string, p *peer, h uint64, news *ListNews, now time.Time) []Effect {
-	if news != nil && p.deltas {
-
+	told := news != nil && p.deltas // news from a member that takes deltas
+	if told {
 		p.has, p.hasHas = news.Have, news.HasHave
 	}
-
 	switch {
 	case p.knownList(h):
 		return fx
@@ -1044,14 +1043,13 @@ func (c *Core) learnList(fx []Effect, n string, p *peer, h uint64, news *ListNew
 		// Its list is ours: held now without a fetch, as the base of its
 		// next delta.
 		return c.setList(fx, n, p, c.members, h, now)
-	case news != nil && p.deltas && p.hasList && len(news.Added)+len(news.Removed) > 0:
+	case told && p.hasList && len(news.Added)+len(news.Removed) > 0:
 		if list, ok := applyDelta(p.list, news.Added, news.Removed); ok && MembersHash(list) == h {
 			c.deltasApplied++
 			return c.setList(fx, n, p, list, h, now)
 		}
 		c.deltaMisses++
-	case news != nil && p.deltas:
-
+	case told:
 		c.deltaMisses++
 	}
 	return c.probeFor(fx, n, p, now)
@@ -1131,7 +1129,6 @@ func (c *Core) News(n string) *ListNews {
 	}
 	news := &ListNews{Have: p.listHash, HasHave: p.hasList}
 	if !p.hasHas || p.has == c.hash {
-
 		return news
 	}
 	for i := len(c.history) - 1; i >= 0; i-- {
@@ -1148,7 +1145,6 @@ func (c *Core) News(n string) *ListNews {
 // it holds our current list, the base of the delta it is sent next.
 func (c *Core) Answered(n string) {
 	if p := c.peers[n]; p != nil {
-
 		p.has, p.hasHas = c.hash, true
 	}
 }
