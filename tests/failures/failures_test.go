@@ -218,15 +218,7 @@ func frozenPeer(t *testing.T, d detection) {
 	late := 4 * d.heartbeat
 	victim, survivors := nodes[2], nodes[:2]
 	frozenAt := time.Now()
-	if err := victim.Freeze(); err != nil {
-		t.Fatal(err)
-	}
-	thawed := false
-	defer func() {
-		if !thawed {
-			_ = victim.Thaw()
-		}
-	}()
+	thaw := freeze(t, victim)
 	for _, n := range survivors {
 		at, err := waitSuspected(n, victim.Name, d.remove+removeWait)
 		if err != nil {
@@ -269,10 +261,9 @@ func frozenPeer(t *testing.T, d detection) {
 		}
 	}
 	thawAt := time.Now()
-	if err := victim.Thaw(); err != nil {
+	if err := thaw(); err != nil {
 		t.Fatal(err)
 	}
-	thawed = true
 	at := converged(t, nodes, ns, healWait)
 	t.Logf("timing: %s rejoined, all rings identical, %s after the thaw", victim.Name, at.Sub(thawAt).Round(10*time.Millisecond))
 	// The thawed node lost both links at once (its peers had closed them)
@@ -521,5 +512,25 @@ func TestShortDropIsInvisible(t *testing.T) {
 		if c := churn(n, at); c != 0 {
 			t.Errorf("%s rehashed %d times for a 1.5 s blip: %v", n.Name, c, n.Transitions())
 		}
+	}
+}
+
+// freeze stops n with SIGSTOP (failing the test if it cannot) and returns
+// the call that resumes it; a node still frozen when the test ends is
+// resumed then, before the nodes are stopped (cleanups run last first).
+func freeze(t *testing.T, n *cloistertest.Node) (thaw func() error) {
+	t.Helper()
+	if err := n.Freeze(); err != nil {
+		t.Fatal(err)
+	}
+	thawed := false
+	t.Cleanup(func() {
+		if !thawed {
+			_ = n.Thaw()
+		}
+	})
+	return func() error {
+		thawed = true
+		return n.Thaw()
 	}
 }

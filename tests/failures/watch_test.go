@@ -101,15 +101,7 @@ func TestFrozenMemberOfSevenIsRemovedByEverySurvivor(t *testing.T) {
 	want := without(ns, victim.Name)
 	early, late := defHeartbeat+50*time.Millisecond, 4*defHeartbeat
 	frozenAt := time.Now()
-	if err := victim.Freeze(); err != nil {
-		t.Fatal(err)
-	}
-	thawed := false
-	defer func() {
-		if !thawed {
-			_ = victim.Thaw()
-		}
-	}()
+	thaw := freeze(t, victim)
 	for _, n := range survivors {
 		e, err := n.WaitFor(defRemoveAfter+removeWait, "removal of "+victim.Name, func(e cloistertest.NodeEvent) bool {
 			return e.Event == "state" && e.From == "ready" && e.To == "rehashing" &&
@@ -134,10 +126,9 @@ func TestFrozenMemberOfSevenIsRemovedByEverySurvivor(t *testing.T) {
 			t.Errorf("%s rehashed %d times for one frozen member: %v", n.Name, c, transitionsSince(n, frozenAt))
 		}
 	}
-	if err := victim.Thaw(); err != nil {
+	if err := thaw(); err != nil {
 		t.Fatal(err)
 	}
-	thawed = true
 	converged(t, nodes, ns, healWait)
 }
 
